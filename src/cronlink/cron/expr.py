@@ -1,0 +1,254 @@
+"""Parsing cron expressions into `CronExpr`, with errors that name field, token and reason."""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cronlink.errors import CronSyntaxError
+
+NICKNAMES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+MONTH_NAMES = {name.upper(): i for i, name in enumerate(calendar.month_abbr) if name}
+DAY_NAMES = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+    low: int
+    high: int
+    names: dict[str, int]
+
+
+SECOND = _Field("second", 0, 59, {})
+MINUTE = _Field("minute", 0, 59, {})
+HOUR = _Field("hour", 0, 23, {})
+DOM = _Field("day-of-month", 1, 31, {})
+MONTH = _Field("month", 1, 12, MONTH_NAMES)
+DOW = _Field("day-of-week", 0, 7, DAY_NAMES)
+
+
+@dataclass(frozen=True, slots=True)
+class DayRule:
+    """Which days of a month match: plain values plus the `L`, `W` and `#` extensions."""
+
+    dom: frozenset[int]
+    dom_last: bool = False
+    dom_last_weekday: bool = False
+    dom_nearest_weekday: frozenset[int] = frozenset()
+    dow: frozenset[int] = frozenset()
+    dow_nth: frozenset[tuple[int, int]] = frozenset()
+    dow_last: frozenset[int] = frozenset()
+    either: bool = False
+    """Vixie rule: both day fields restricted, so a day matches when either matches."""
+
+
+@dataclass(frozen=True, slots=True)
+class CronExpr:
+    """A parsed cron expression: the allowed values of each field, sorted."""
+
+    source: str
+    seconds: tuple[int, ...]
+    minutes: tuple[int, ...]
+    hours: tuple[int, ...]
+    months: tuple[int, ...]
+    days: DayRule
+    fixed_time: bool
+    """Minute and hour fields both do not start with `*`: the DST rules of cronie apply."""
+    has_seconds: bool
+    fields: tuple[str, ...]
+    _month_days: dict[tuple[int, int], tuple[int, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def days_in(self, year: int, month: int) -> tuple[int, ...]:
+        """The days of `month` in `year` that match, ascending (cached)."""
+        key = (year, month)
+        found = self._month_days.get(key)
+        if found is None:
+            found = _match_days(self.days, year, month)
+            if len(self._month_days) > 512:
+                self._month_days.clear()
+            self._month_days[key] = found
+        return found
+
+
+def parse(text: str) -> CronExpr:
+    """Parse a 5-field (or 6-field, seconds first) cron expression or a nickname."""
+    source = text.strip()
+    expanded = source
+    if source.startswith("@"):
+        expanded = NICKNAMES.get(source.lower(), "")
+        if not expanded:
+            raise CronSyntaxError(
+                "", source, f"unknown nickname {source!r}; use one of {', '.join(NICKNAMES)}"
+            )
+    parts = expanded.split()
+    if len(parts) not in (5, 6):
+        raise CronSyntaxError(
+            "", source, f"expected 5 fields (or 6 with seconds first), got {len(parts)}"
+        )
+    has_seconds = len(parts) == 6
+    seconds = _values(SECOND, parts.pop(0)) if has_seconds else (0,)
+    minute, hour, dom, month, dow = parts
+    months = _values(MONTH, month)
+    days = _day_rule(dom, dow)
+    _check_reachable(days, months)
+    return CronExpr(
+        source=source,
+        seconds=seconds,
+        minutes=_values(MINUTE, minute),
+        hours=_values(HOUR, hour),
+        months=months,
+        days=days,
+        fixed_time=not minute.startswith("*") and not hour.startswith("*"),
+        has_seconds=has_seconds,
+        fields=tuple(expanded.split()),
+    )
+
+
+def _values(spec: _Field, text: str) -> tuple[int, ...]:
+    found: set[int] = set()
+    for item in _items(spec, text):
+        found.update(_item_values(spec, item))
+    if spec is DOW and 7 in found:
+        found.discard(7)
+        found.add(0)
+    return tuple(sorted(found))
+
+
+def _items(spec: _Field, text: str) -> list[str]:
+    items = text.split(",")
+    if any(not item for item in items):
+        raise CronSyntaxError(spec.name, text, f"empty item in {text!r}")
+    return items
+
+
+def _item_values(spec: _Field, item: str) -> range:
+    body, _, step_text = item.partition("/")
+    step = 1
+    if step_text or item.endswith("/"):
+        step = _number(spec, step_text, item, what="step")
+        if step == 0:
+            raise CronSyntaxError(spec.name, item, f"step 0 in {item!r} must be at least 1")
+    if body == "*":
+        low, high = spec.low, spec.high
+    elif "-" in body:
+        first, _, last = body.partition("-")
+        low, high = _number(spec, first, item), _number(spec, last, item)
+        if low > high:
+            raise CronSyntaxError(spec.name, item, f"range {body!r} runs backwards")
+    else:
+        low = _number(spec, body, item)
+        high = spec.high if step_text else low
+    return range(low, high + 1, step)
+
+
+def _number(spec: _Field, text: str, item: str, what: str = "value") -> int:
+    if what == "value" and text.upper() in spec.names:
+        return spec.names[text.upper()]
+    if not text.isdigit():
+        shown = repr(text) if text else "a missing number"
+        raise CronSyntaxError(spec.name, item, f"{shown} in {item!r} is not a {what}")
+    value = int(text) if len(text) < 6 else 10**6
+    if what == "value" and not spec.low <= value <= spec.high:
+        raise CronSyntaxError(spec.name, item, f"{value} is out of range {spec.low}-{spec.high}")
+    return value
+
+
+def _day_rule(dom: str, dow: str) -> DayRule:
+    dom_values: set[int] = set()
+    nearest: set[int] = set()
+    last = last_weekday = False
+    for item in _items(DOM, dom):
+        upper = item.upper()
+        if upper == "L":
+            last = True
+        elif upper == "LW":
+            last_weekday = True
+        elif upper.endswith("W"):
+            nearest.add(_number(DOM, item[:-1], item))
+        else:
+            dom_values.update(_item_values(DOM, item))
+    dow_values: set[int] = set()
+    nth: set[tuple[int, int]] = set()
+    dow_last: set[int] = set()
+    for item in _items(DOW, dow):
+        upper = item.upper()
+        if "#" in upper:
+            day_text, _, n_text = upper.partition("#")
+            n = _number(_Field(DOW.name, 1, 5, {}), n_text, item)
+            nth.add((_number(DOW, day_text, item) % 7, n))
+        elif upper.endswith("L"):
+            if upper == "L":
+                raise CronSyntaxError(DOW.name, item, "'L' needs a weekday before it, as in 5L")
+            dow_last.add(_number(DOW, upper[:-1], item) % 7)
+        else:
+            dow_values.update(v % 7 for v in _item_values(DOW, item))
+    return DayRule(
+        dom=frozenset(dom_values),
+        dom_last=last,
+        dom_last_weekday=last_weekday,
+        dom_nearest_weekday=frozenset(nearest),
+        dow=frozenset(dow_values),
+        dow_nth=frozenset(nth),
+        dow_last=frozenset(dow_last),
+        either=not dom.startswith("*") and not dow.startswith("*"),
+    )
+
+
+def _check_reachable(days: DayRule, months: tuple[int, ...]) -> None:
+    """Refuse day-of-month values that no chosen month has (`0 0 30 2 *`)."""
+    if days.either or not days.dom or days.dom_last or days.dom_last_weekday:
+        return
+    longest = max(29 if m == 2 else calendar.monthrange(2001, m)[1] for m in months)
+    if min(days.dom | days.dom_nearest_weekday) > longest:
+        names = ", ".join(calendar.month_name[m] for m in months)
+        raise CronSyntaxError(
+            DOM.name, str(min(days.dom)), f"day {min(days.dom)} never occurs in {names}"
+        )
+
+
+def _match_days(rule: DayRule, year: int, month: int) -> tuple[int, ...]:
+    first_weekday, length = calendar.monthrange(year, month)
+    sunday_based = (first_weekday + 1) % 7
+
+    def weekday(day: int) -> int:
+        return (sunday_based + day - 1) % 7
+
+    by_dom = {d for d in rule.dom if d <= length}
+    if rule.dom_last:
+        by_dom.add(length)
+    if rule.dom_last_weekday:
+        by_dom.add(_nearest_weekday(length, length, weekday))
+    by_dom.update(
+        _nearest_weekday(d, length, weekday) for d in rule.dom_nearest_weekday if d <= length
+    )
+    by_dow = {d for d in range(1, length + 1) if weekday(d) in rule.dow}
+    for wd, n in rule.dow_nth:
+        day = 1 + (wd - sunday_based) % 7 + 7 * (n - 1)
+        if day <= length:
+            by_dow.add(day)
+    for wd in rule.dow_last:
+        by_dow.add(length - (weekday(length) - wd) % 7)
+    matched = by_dom | by_dow if rule.either else by_dom & by_dow
+    return tuple(sorted(d for d in matched if d <= length))
+
+
+def _nearest_weekday(day: int, length: int, weekday: Callable[[int], int]) -> int:
+    """The Mon-Fri day nearest `day`, never leaving the month (Quartz `W`)."""
+    wd = weekday(day)
+    if wd == 6:  # Saturday: Friday before, or Monday after when the 1st
+        return day + 2 if day == 1 else day - 1
+    if wd == 0:  # Sunday: Monday after, or Friday before when the last day
+        return day - 2 if day == length else day + 1
+    return day

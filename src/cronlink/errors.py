@@ -1,0 +1,63 @@
+"""Every error cronlink raises on purpose.
+
+    CronlinkError
+    ├── CronSyntaxError        an expression is refused: field, token, reason
+    ├── ConfigError            cronlink.toml or the environment is wrong: file, key, reason
+    ├── UnknownJobError        a job name that is not registered (with close names)
+    ├── RunNotFoundError       a run id that does not exist
+    └── StoreError             the database cannot be used as asked
+        ├── SchemaTooNewError  the database was written by a newer cronlink
+        └── CorruptDatabaseError  the file is not a usable database
+
+Each class's docstring is its default message. Driver errors (sqlite3, psycopg) are
+translated into these inside `cronlink.store`: nothing above it imports a driver.
+"""
+
+from __future__ import annotations
+
+
+class CronlinkError(Exception):
+    """cronlink failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (type(self).__doc__ or "").strip())
+
+
+class CronSyntaxError(CronlinkError, ValueError):
+    """The cron expression is not valid."""
+
+    def __init__(self, field: str, token: str, reason: str) -> None:
+        self.field = field
+        self.token = token
+        self.reason = reason
+        super().__init__(f"{field} field: {reason}" if field else reason)
+
+
+class ConfigError(CronlinkError):
+    """The configuration is not valid."""
+
+
+class UnknownJobError(CronlinkError, LookupError):
+    """No job has that name."""
+
+    def __init__(self, name: str, suggestions: list[str]) -> None:
+        self.name = name
+        self.suggestions = suggestions
+        hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
+        super().__init__(f"unknown job {name!r}{hint}")
+
+
+class RunNotFoundError(CronlinkError, LookupError):
+    """No run has that id."""
+
+
+class StoreError(CronlinkError):
+    """The database cannot be used."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was written by a newer cronlink; upgrade cronlink to use it."""
+
+
+class CorruptDatabaseError(StoreError):
+    """The database file is corrupt or not a cronlink database; it was left untouched."""
