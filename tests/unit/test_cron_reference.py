@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
-from hypothesis import assume, example, given, settings
+from hypothesis import assume, example, given, reject, settings
 from hypothesis import strategies as st
 
 from cronlink.cron import iter_fires, parse
+from cronlink.errors import CronSyntaxError
 from tests.unit.cron_reference import reference_fires
 
 ZONES = [
@@ -97,7 +98,10 @@ def near_transition(draw: st.DrawFn) -> tuple[str, datetime]:
 
 
 def compare(text: str, zone: str, start: datetime, horizon: timedelta) -> None:
-    expr = parse(text)
+    try:
+        expr = parse(text)
+    except CronSyntaxError:
+        reject()  # day 31 of a month without one: refused at parse time, tested elsewhere
     tz = ZoneInfo(zone)
     assume((start.astimezone(tz).utcoffset() or timedelta(0)).seconds % 60 == 0)
     until = start + horizon

@@ -18,6 +18,7 @@ NICKNAMES = {
     "@hourly": "0 * * * *",
 }
 MONTH_NAMES = {name.upper(): i for i, name in enumerate(calendar.month_abbr) if name}
+_LONGEST_MONTH = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 DAY_NAMES = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
 
 
@@ -27,6 +28,10 @@ class _Field:
     low: int
     high: int
     names: dict[str, int]
+    every: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "every", tuple(range(self.low, self.high + 1)))
 
 
 SECOND = _Field("second", 0, 59, {})
@@ -72,6 +77,8 @@ class CronExpr:
 
     def days_in(self, year: int, month: int) -> tuple[int, ...]:
         """The days of `month` in `year` that match, ascending (cached)."""
+        if self.days is _EVERY_DAY:
+            return _DAYS_UP_TO[_month_length(year, month)]
         key = (year, month)
         found = self._month_days.get(key)
         if found is None:
@@ -98,6 +105,7 @@ def parse(text: str) -> CronExpr:
             "", source, f"expected 5 fields (or 6 with seconds first), got {len(parts)}"
         )
     has_seconds = len(parts) == 6
+    seconds_field = parts[:1] if has_seconds else []
     seconds = _values(SECOND, parts.pop(0)) if has_seconds else (0,)
     minute, hour, dom, month, dow = parts
     months = _values(MONTH, month)
@@ -112,11 +120,15 @@ def parse(text: str) -> CronExpr:
         days=days,
         fixed_time=not minute.startswith("*") and not hour.startswith("*"),
         has_seconds=has_seconds,
-        fields=tuple(expanded.split()),
+        fields=(*seconds_field, minute, hour, dom, month, dow),
     )
 
 
 def _values(spec: _Field, text: str) -> tuple[int, ...]:
+    if text == "*":
+        return spec.every
+    if text.isdigit() and spec is not DOW:
+        return (_number(spec, text, text),)
     found: set[int] = set()
     for item in _items(spec, text):
         found.update(_item_values(spec, item))
@@ -166,10 +178,12 @@ def _number(spec: _Field, text: str, item: str, what: str = "value") -> int:
 
 
 def _day_rule(dom: str, dow: str) -> DayRule:
+    if dom == dow == "*":
+        return _EVERY_DAY
     dom_values: set[int] = set()
     nearest: set[int] = set()
     last = last_weekday = False
-    for item in _items(DOM, dom):
+    for item in () if dom == "*" else _items(DOM, dom):
         upper = item.upper()
         if upper == "L":
             last = True
@@ -182,7 +196,7 @@ def _day_rule(dom: str, dow: str) -> DayRule:
     dow_values: set[int] = set()
     nth: set[tuple[int, int]] = set()
     dow_last: set[int] = set()
-    for item in _items(DOW, dow):
+    for item in () if dow == "*" else _items(DOW, dow):
         upper = item.upper()
         if "#" in upper:
             day_text, _, n_text = upper.partition("#")
@@ -195,22 +209,32 @@ def _day_rule(dom: str, dow: str) -> DayRule:
         else:
             dow_values.update(v % 7 for v in _item_values(DOW, item))
     return DayRule(
-        dom=frozenset(dom_values),
+        dom=_EVERY_DAY.dom if dom == "*" else frozenset(dom_values),
         dom_last=last,
         dom_last_weekday=last_weekday,
         dom_nearest_weekday=frozenset(nearest),
-        dow=frozenset(dow_values),
+        dow=_EVERY_DAY.dow if dow == "*" else frozenset(dow_values),
         dow_nth=frozenset(nth),
         dow_last=frozenset(dow_last),
         either=not dom.startswith("*") and not dow.startswith("*"),
     )
 
 
+_EVERY_DAY = DayRule(dom=frozenset(range(1, 32)), dow=frozenset(range(7)))
+_DAYS_UP_TO = {n: tuple(range(1, n + 1)) for n in (28, 29, 30, 31)}
+
+
+def _month_length(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if calendar.isleap(year) else 28
+    return _LONGEST_MONTH[month]
+
+
 def _check_reachable(days: DayRule, months: tuple[int, ...]) -> None:
     """Refuse day-of-month values that no chosen month has (`0 0 30 2 *`)."""
-    if days.either or not days.dom or days.dom_last or days.dom_last_weekday:
+    if days.either or len(days.dom) == 31 or not days.dom or days.dom_last or days.dom_last_weekday:
         return
-    longest = max(29 if m == 2 else calendar.monthrange(2001, m)[1] for m in months)
+    longest = max(_LONGEST_MONTH[m] for m in months)
     if min(days.dom | days.dom_nearest_weekday) > longest:
         names = ", ".join(calendar.month_name[m] for m in months)
         raise CronSyntaxError(
@@ -225,6 +249,9 @@ def _match_days(rule: DayRule, year: int, month: int) -> tuple[int, ...]:
     def weekday(day: int) -> int:
         return (sunday_based + day - 1) % 7
 
+    def first(wd: int) -> int:
+        return 1 + (wd - sunday_based) % 7
+
     by_dom = {d for d in rule.dom if d <= length}
     if rule.dom_last:
         by_dom.add(length)
@@ -233,15 +260,17 @@ def _match_days(rule: DayRule, year: int, month: int) -> tuple[int, ...]:
     by_dom.update(
         _nearest_weekday(d, length, weekday) for d in rule.dom_nearest_weekday if d <= length
     )
-    by_dow = {d for d in range(1, length + 1) if weekday(d) in rule.dow}
+    by_dow: set[int] = set()
+    for wd in rule.dow:
+        by_dow.update(range(first(wd), length + 1, 7))
+    if len(by_dom) == length and not rule.either:
+        by_dom = by_dow
     for wd, n in rule.dow_nth:
-        day = 1 + (wd - sunday_based) % 7 + 7 * (n - 1)
-        if day <= length:
+        if (day := first(wd) + 7 * (n - 1)) <= length:
             by_dow.add(day)
     for wd in rule.dow_last:
         by_dow.add(length - (weekday(length) - wd) % 7)
-    matched = by_dom | by_dow if rule.either else by_dom & by_dow
-    return tuple(sorted(d for d in matched if d <= length))
+    return tuple(sorted(by_dom | by_dow if rule.either else by_dom & by_dow))
 
 
 def _nearest_weekday(day: int, length: int, weekday: Callable[[int], int]) -> int:

@@ -33,6 +33,14 @@ def next_fire(expr: CronExpr, after: datetime, tz: tzinfo = UTC) -> datetime | N
     if after.tzinfo is None:
         raise ValueError("after must be timezone-aware")
     start = after.astimezone(UTC)
+    if tz is UTC:
+        first = _as_wall(start.replace(microsecond=0) + _ONE_SECOND)
+        found = _next_wall(expr, first, start.year + SEARCH_YEARS)
+        return None if found is None else datetime(*found, tzinfo=UTC)
+    return _next_zoned(expr, start, tz)
+
+
+def _next_zoned(expr: CronExpr, start: datetime, tz: tzinfo) -> datetime | None:
     local = start.astimezone(tz)
     lookback = _fold_lookback(local) if not expr.fixed_time else timedelta(0)
     wall = local.replace(tzinfo=None, microsecond=0) - lookback
