@@ -1,0 +1,121 @@
+"""The records cronlink stores and passes around: frozen, no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class RunState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    DEAD = "dead"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunState.QUEUED, RunState.RUNNING)
+
+
+class Reason(StrEnum):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    API = "api"
+    ENQUEUE = "enqueue"
+
+
+class Fate(StrEnum):
+    """What became of one scheduled instant of a job."""
+
+    RUN = "run"
+    SKIPPED_OVERLAP = "skipped_overlap"
+    SKIPPED_PAUSED = "skipped_paused"
+    MISSED = "missed"
+
+
+class Tier(StrEnum):
+    LIGHT = "light"
+    HEAVY = "heavy"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunError:
+    type: str
+    message: str
+    traceback: str = ""
+    reason: str = ""
+    """A machine-readable cause: `timeout`, `memory`, `lease_expired`, `http_status` …"""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Run:
+    """One execution of a job for one reason."""
+
+    id: int
+    job: str
+    tier: Tier
+    reason: Reason
+    state: RunState
+    payload: Any
+    scheduled_for: datetime | None
+    enqueued_at: datetime
+    not_before: datetime
+    attempt: int
+    max_attempts: int
+    serial: bool
+    """Never start while another run of the same job is running (overlap `queue`)."""
+    idempotency_key: str
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker: str | None = None
+    lease_token: str | None = None
+    lease_expires_at: datetime | None = None
+    cancel_requested: bool = False
+    error: RunError | None = None
+    result: str | None = None
+    duration_ms: int | None = None
+    peak_memory: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Fire:
+    """The ledger entry of one (job, scheduled instant)."""
+
+    job: str
+    scheduled_for: datetime
+    fate: Fate
+    run_id: int | None
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Schedule:
+    """A job's cron schedule and the scheduler's progress through it."""
+
+    key: str
+    job: str
+    cron: str
+    timezone: str
+    cursor: datetime
+    """Every instant up to and including this one has been dealt with."""
+    next_at: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NewRun:
+    """What the store needs to enqueue a run."""
+
+    job: str
+    tier: Tier
+    reason: Reason
+    payload: Any = None
+    scheduled_for: datetime | None = None
+    not_before: datetime | None = None
+    max_attempts: int = 1
+    serial: bool = False
+    dedupe_key: str | None = None

@@ -1,0 +1,18 @@
+"""The only place with SQL: `Store` and its engines, chosen by URL scheme."""
+
+from __future__ import annotations
+
+from cronlink.errors import ConfigError
+from cronlink.store.base import Outcome, RunFilter, ScheduleAdvance, Store, Tick
+
+__all__ = ["Outcome", "RunFilter", "ScheduleAdvance", "Store", "Tick", "store_for"]
+
+
+def store_for(url: str) -> Store:
+    """The store for a database URL: `sqlite:///path` (PostgreSQL arrives with its issue)."""
+    if url.startswith("sqlite:"):
+        from cronlink.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    scheme = url.split(":", 1)[0]
+    raise ConfigError(f"database URL scheme {scheme!r} is not supported; use sqlite:///PATH")

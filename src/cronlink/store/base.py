@@ -1,0 +1,164 @@
+"""The `Store` interface: every verb cronlink needs from its database, engine-neutral.
+
+Engines differ in how they claim work and insert-or-ignore, so the seam is here, at the
+verbs, not at SQL strings. Every instant passed in or returned is timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
+    from cronlink.records import Fire, NewRun, Run, RunError, RunState, Schedule, Tier
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Tick:
+    """One due instant of a schedule, as the scheduler decided to treat it."""
+
+    run: NewRun
+    """The run to start; its `scheduled_for` is the instant (the ledger key)."""
+    missed: bool = False
+    """Beyond the misfire policy: recorded as missed, no run."""
+    overlap: str = "skip"
+    """What to do when the job already has a run queued or running."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScheduleAdvance:
+    """Move a schedule's cursor once its ticks are recorded."""
+
+    key: str
+    cursor: datetime
+    next_at: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Outcome:
+    """How an attempt ended, as the worker reports it."""
+
+    state: RunState
+    error: RunError | None = None
+    result: str | None = None
+    retry_at: datetime | None = None
+    """Queue again at this instant instead of finishing (a retry decision)."""
+    duration_ms: int | None = None
+    peak_memory: int | None = None
+    logs: tuple[tuple[datetime, str, str], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunFilter:
+    job: str | None = None
+    state: RunState | None = None
+    since: datetime | None = None
+    limit: int = 50
+    before_id: int | None = None
+
+
+class Store(abc.ABC):
+    """Durable state of jobs, schedules, runs and the ledger of scheduled instants."""
+
+    url: str
+
+    @abc.abstractmethod
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect, refuse a corrupt or newer database, and bring the schema up to date."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+    # -- schedules ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def sync_schedules(self, wanted: list[Schedule]) -> None:
+        """Make the stored schedules exactly `wanted`, keeping the cursor of those that stay."""
+
+    @abc.abstractmethod
+    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+        """Schedules whose next instant is at or before `now`, earliest first."""
+
+    @abc.abstractmethod
+    async def record_ticks(
+        self, ticks: list[Tick], advances: list[ScheduleAdvance], now: datetime
+    ) -> dict[tuple[str, datetime], int]:
+        """Record each tick's fate exactly once and advance the cursors, in one transaction.
+
+        A (job, instant) already in the ledger is left alone, whoever wrote it: this is
+        what makes firing exactly-once with any number of schedulers. Returns the ids of
+        the runs started, by (job, instant).
+        """
+
+    @abc.abstractmethod
+    async def next_wakeup(self) -> datetime | None:
+        """The earliest `next_at` of any schedule."""
+
+    # -- jobs --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def set_paused(self, job: str, paused: bool, now: datetime) -> None:
+        """Pause or resume a job's schedules."""
+
+    @abc.abstractmethod
+    async def paused_jobs(self) -> set[str]:
+        """Names of paused jobs."""
+
+    # -- runs --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def enqueue(self, run: NewRun, now: datetime) -> int:
+        """Queue a run; a known `dedupe_key` returns the existing run's id instead."""
+
+    @abc.abstractmethod
+    async def claim(
+        self, worker: str, tier: Tier, limit: int, lease: timedelta, now: datetime
+    ) -> list[Run]:
+        """Take up to `limit` due runs of `tier` for `worker`, each under a fresh lease.
+
+        A run marked serial is not taken while another run of its job is running.
+        """
+
+    @abc.abstractmethod
+    async def extend_leases(
+        self, worker: str, run_ids: list[int], lease: timedelta, now: datetime
+    ) -> set[int]:
+        """Renew the leases `worker` still holds; returns the ids asked to cancel."""
+
+    @abc.abstractmethod
+    async def complete(
+        self, run_id: int, lease_token: str, outcome: Outcome, now: datetime
+    ) -> bool:
+        """Record an attempt's end; False when the lease was lost (another owner now)."""
+
+    @abc.abstractmethod
+    async def reap_expired(self, now: datetime) -> list[Run]:
+        """Queue again (or declare dead) running runs whose lease has expired."""
+
+    @abc.abstractmethod
+    async def request_cancel(self, run_id: int, now: datetime) -> Run:
+        """Cancel a queued run at once, or ask a running one's worker to stop it."""
+
+    @abc.abstractmethod
+    async def get_run(self, run_id: int) -> Run:
+        """One run; `RunNotFoundError` if there is none."""
+
+    @abc.abstractmethod
+    async def list_runs(self, query: RunFilter) -> list[Run]:
+        """Runs, newest first."""
+
+    @abc.abstractmethod
+    async def ledger(self, job: str | None, since: datetime | None, limit: int) -> list[Fire]:
+        """The fate of scheduled instants, newest first."""
+
+    @abc.abstractmethod
+    async def last_runs(self, jobs: list[str]) -> dict[str, Run]:
+        """The newest run of each job that has one."""
+
+    @abc.abstractmethod
+    async def run_logs(self, run_id: int) -> list[tuple[datetime, int, str, str]]:
+        """(at, attempt, level, message) lines of a run, oldest first."""

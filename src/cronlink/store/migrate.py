@@ -1,0 +1,54 @@
+"""Schema migrations with Alembic, and the refusal to touch a database from a newer cronlink."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from cronlink.errors import SchemaTooNewError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+_SCRIPTS = Path(__file__).with_name("migrations")
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_SCRIPTS))
+    return config
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def check_not_newer(connection: Connection) -> None:
+    """Refuse a schema this cronlink does not know: it was written by a newer one."""
+    revision = current_revision(connection)
+    known = {s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions()}
+    if revision is not None and revision not in known:
+        raise SchemaTooNewError(
+            f"the database is at schema revision {revision!r}, which this cronlink does not "
+            f"know (newest known: {head_revision()!r}); upgrade cronlink, the database was "
+            "left untouched"
+        )
+
+
+def upgrade(connection: Connection) -> None:
+    """Bring the schema to the newest revision (a no-op when it is there already)."""
+    check_not_newer(connection)
+    config = _config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")

@@ -1,0 +1,439 @@
+"""SQL statements shared by the engines, as functions of a connection inside a transaction.
+
+Engine-specific claiming and insert-or-ignore live with each engine; these are the parts
+both can run as they are.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
+
+from cronlink.errors import RunNotFoundError
+from cronlink.records import Fate, RunState
+from cronlink.store.rows import (
+    error_values,
+    fire_from_row,
+    run_from_row,
+    run_values,
+    schedule_from_row,
+)
+from cronlink.store.schema import fires, jobs, runs, schedules
+from cronlink.store.schema import run_logs as logs
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+    from sqlalchemy import Connection
+
+    from cronlink.records import Fire, NewRun, Run, Schedule, Tier
+    from cronlink.store.base import Outcome, RunFilter, ScheduleAdvance, Tick
+
+CHUNK = 400
+"""Keys per `IN (…)`: well under every engine's bound-parameter limit."""
+ACTIVE = (RunState.QUEUED.value, RunState.RUNNING.value)
+
+
+def chunks(items: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# -- schedules -----------------------------------------------------------------------
+
+
+def sync_schedules(c: Connection, wanted: list[Schedule]) -> None:
+    existing = set(c.execute(select(schedules.c.key)).scalars())
+    keep = {s.key for s in wanted}
+    gone = list(existing - keep)
+    for part in chunks(gone):
+        c.execute(delete(schedules).where(schedules.c.key.in_(part)))
+    new = [s for s in wanted if s.key not in existing]
+    if new:
+        c.execute(
+            insert(schedules),
+            [
+                {
+                    "key": s.key,
+                    "job": s.job,
+                    "cron": s.cron,
+                    "timezone": s.timezone,
+                    "cursor": s.cursor,
+                    "next_at": s.next_at,
+                }
+                for s in new
+            ],
+        )
+
+
+def due_schedules(c: Connection, now: datetime, limit: int) -> list[Schedule]:
+    rows = c.execute(
+        select(schedules)
+        .where(schedules.c.next_at <= now)
+        .order_by(schedules.c.next_at)
+        .limit(limit)
+    )
+    return [schedule_from_row(row) for row in rows]
+
+
+def next_wakeup(c: Connection) -> datetime | None:
+    return c.execute(select(func.min(schedules.c.next_at))).scalar()
+
+
+def advance_schedules(c: Connection, advances: list[ScheduleAdvance]) -> None:
+    if not advances:
+        return
+    c.execute(
+        update(schedules)
+        .where(schedules.c.key == bindparam("k"), schedules.c.cursor < bindparam("c"))
+        .values(cursor=bindparam("c"), next_at=bindparam("n")),
+        [{"k": a.key, "c": a.cursor, "n": a.next_at} for a in advances],
+    )
+
+
+# -- the ledger ----------------------------------------------------------------------
+
+
+def recorded_keys(c: Connection, ticks: list[Tick]) -> set[tuple[str, datetime]]:
+    """The (job, instant) keys of `ticks` already in the ledger."""
+    keys = [(t.run.job, t.run.scheduled_for) for t in ticks]
+    found: set[tuple[str, datetime]] = set()
+    for part in chunks(keys):
+        rows = c.execute(
+            select(fires.c.job, fires.c.scheduled_for).where(
+                tuple_(fires.c.job, fires.c.scheduled_for).in_(part)
+            )
+        )
+        found.update((row.job, row.scheduled_for) for row in rows)
+    return found
+
+
+def unrecorded(c: Connection, ticks: list[Tick]) -> list[Tick]:
+    """Ticks not in the ledger yet; exact only while the caller holds the write lock."""
+    seen = recorded_keys(c, ticks)
+    fresh: list[Tick] = []
+    for tick in ticks:
+        key = (tick.run.job, tick.run.scheduled_for)
+        assert key[1] is not None
+        if key not in seen:
+            seen.add(key)  # type: ignore[arg-type]
+            fresh.append(tick)
+    return fresh
+
+
+def record_ticks(
+    c: Connection, ticks: list[Tick], now: datetime
+) -> dict[tuple[str, datetime], int]:
+    """Decide each tick's fate against pause and overlap state; write runs and the ledger."""
+    names = sorted({t.run.job for t in ticks})
+    paused = _paused_among(c, names)
+    active = _active_among(c, names)
+    fates: list[tuple[Tick, Fate]] = []
+    to_start: list[Tick] = []
+    for tick in ticks:
+        job = tick.run.job
+        if tick.missed:
+            fate = Fate.MISSED
+        elif job in paused:
+            fate = Fate.SKIPPED_PAUSED
+        elif job in active and tick.overlap == "skip":
+            fate = Fate.SKIPPED_OVERLAP
+        else:
+            if job in active and tick.overlap == "replace":
+                _cancel_active(c, job, now)
+            fate = Fate.RUN
+            active.add(job)
+            to_start.append(tick)
+        fates.append((tick, fate))
+    started: dict[tuple[str, datetime], int] = {}
+    if to_start:
+        ids = c.execute(
+            insert(runs).returning(runs.c.id, sort_by_parameter_order=True),
+            [run_values(t.run, now) for t in to_start],
+        ).scalars()
+        for tick, run_id in zip(to_start, ids, strict=True):
+            assert tick.run.scheduled_for is not None
+            started[(tick.run.job, tick.run.scheduled_for)] = run_id
+    if fates:
+        c.execute(
+            insert(fires),
+            [
+                {
+                    "job": t.run.job,
+                    "scheduled_for": t.run.scheduled_for,
+                    "fate": fate.value,
+                    "run_id": started.get((t.run.job, t.run.scheduled_for))  # type: ignore[arg-type]
+                    if fate is Fate.RUN
+                    else None,
+                    "recorded_at": now,
+                }
+                for t, fate in fates
+            ],
+        )
+    return started
+
+
+def ledger(c: Connection, job: str | None, since: datetime | None, limit: int) -> list[Fire]:
+    query = select(fires).order_by(fires.c.scheduled_for.desc()).limit(limit)
+    if job is not None:
+        query = query.where(fires.c.job == job)
+    if since is not None:
+        query = query.where(fires.c.scheduled_for >= since)
+    return [fire_from_row(row) for row in c.execute(query)]
+
+
+# -- jobs ----------------------------------------------------------------------------
+
+
+def set_paused(c: Connection, job: str, paused: bool, now: datetime) -> None:
+    changed = c.execute(
+        update(jobs).where(jobs.c.name == job).values(paused=paused, updated_at=now)
+    ).rowcount
+    if not changed:
+        c.execute(insert(jobs).values(name=job, paused=paused, updated_at=now))
+
+
+def paused_jobs(c: Connection) -> set[str]:
+    return set(c.execute(select(jobs.c.name).where(jobs.c.paused.is_(True))).scalars())
+
+
+def _paused_among(c: Connection, names: list[str]) -> set[str]:
+    found: set[str] = set()
+    for part in chunks(names):
+        query = select(jobs.c.name).where(jobs.c.paused.is_(True), jobs.c.name.in_(part))
+        found.update(c.execute(query).scalars())
+    return found
+
+
+def _active_among(c: Connection, names: list[str]) -> set[str]:
+    found: set[str] = set()
+    for part in chunks(names):
+        query = select(runs.c.job).where(runs.c.state.in_(ACTIVE), runs.c.job.in_(part)).distinct()
+        found.update(c.execute(query).scalars())
+    return found
+
+
+def _cancel_active(c: Connection, job: str, now: datetime) -> None:
+    c.execute(
+        update(runs)
+        .where(runs.c.job == job, runs.c.state == RunState.QUEUED.value)
+        .values(state=RunState.CANCELLED.value, finished_at=now)
+    )
+    c.execute(
+        update(runs)
+        .where(runs.c.job == job, runs.c.state == RunState.RUNNING.value)
+        .values(cancel_requested=True)
+    )
+
+
+# -- runs ----------------------------------------------------------------------------
+
+
+def enqueue(c: Connection, run: NewRun, now: datetime) -> int:
+    if run.dedupe_key is not None:
+        existing = c.execute(select(runs.c.id).where(runs.c.dedupe_key == run.dedupe_key)).scalar()
+        if existing is not None:
+            return int(existing)
+    return int(
+        c.execute(insert(runs).values(run_values(run, now)).returning(runs.c.id)).scalar_one()
+    )
+
+
+def claimable(c: Connection, tier: Tier, limit: int, now: datetime) -> list[int]:
+    """Ids of due queued runs, oldest first, at most one per serial job that is idle."""
+    busy = set(
+        c.execute(
+            select(runs.c.job).where(runs.c.state == RunState.RUNNING.value).distinct()
+        ).scalars()
+    )
+    rows = c.execute(
+        select(runs.c.id, runs.c.job, runs.c.serial)
+        .where(
+            runs.c.tier == tier.value,
+            runs.c.state == RunState.QUEUED.value,
+            runs.c.not_before <= now,
+        )
+        .order_by(runs.c.not_before, runs.c.id)
+        .limit(limit * 4)
+    )
+    chosen: list[int] = []
+    for row in rows:
+        if row.serial:
+            if row.job in busy:
+                continue
+            busy.add(row.job)
+        chosen.append(row.id)
+        if len(chosen) == limit:
+            break
+    return chosen
+
+
+def take(
+    c: Connection, ids: list[int], worker: str, token: str, expires: datetime, now: datetime
+) -> list[Run]:
+    if not ids:
+        return []
+    rows = c.execute(
+        update(runs)
+        .where(runs.c.id.in_(ids), runs.c.state == RunState.QUEUED.value)
+        .values(
+            state=RunState.RUNNING.value,
+            attempt=runs.c.attempt + 1,
+            worker=worker,
+            lease_token=token,
+            lease_expires_at=expires,
+            started_at=now,
+        )
+        .returning(*runs.c)
+    )
+    return sorted((run_from_row(row) for row in rows), key=lambda r: r.id)
+
+
+def extend_leases(c: Connection, worker: str, run_ids: list[int], expires: datetime) -> set[int]:
+    """Renew leases; returns ids to stop: cancel requested, or no longer held by `worker`."""
+    held: set[int] = set()
+    stop: set[int] = set()
+    for part in chunks(run_ids):
+        c.execute(
+            update(runs)
+            .where(
+                runs.c.id.in_(part),
+                runs.c.worker == worker,
+                runs.c.state == RunState.RUNNING.value,
+            )
+            .values(lease_expires_at=expires)
+        )
+        rows = c.execute(
+            select(runs.c.id, runs.c.cancel_requested).where(
+                runs.c.id.in_(part),
+                runs.c.worker == worker,
+                runs.c.state == RunState.RUNNING.value,
+            )
+        )
+        for row in rows:
+            held.add(row.id)
+            if row.cancel_requested:
+                stop.add(row.id)
+    return stop | (set(run_ids) - held)
+
+
+def complete(c: Connection, run_id: int, token: str, outcome: Outcome, now: datetime) -> bool:
+    values: dict[str, Any] = {
+        **error_values(outcome.error),
+        "result": outcome.result,
+        "duration_ms": outcome.duration_ms,
+        "peak_memory": outcome.peak_memory,
+        "lease_token": None,
+        "lease_expires_at": None,
+    }
+    if outcome.retry_at is not None:
+        values.update(state=RunState.QUEUED.value, not_before=outcome.retry_at)
+    else:
+        values.update(state=outcome.state.value, finished_at=now)
+    changed = c.execute(
+        update(runs)
+        .where(
+            runs.c.id == run_id,
+            runs.c.lease_token == token,
+            runs.c.state == RunState.RUNNING.value,
+        )
+        .values(values)
+    ).rowcount
+    if changed and outcome.logs:
+        attempt = c.execute(select(runs.c.attempt).where(runs.c.id == run_id)).scalar_one()
+        c.execute(
+            insert(logs),
+            [
+                {"run_id": run_id, "attempt": attempt, "at": at, "level": level, "message": text}
+                for at, level, text in outcome.logs
+            ],
+        )
+    return bool(changed)
+
+
+def reap_expired(c: Connection, now: datetime) -> list[Run]:
+    rows = c.execute(
+        select(runs).where(runs.c.state == RunState.RUNNING.value, runs.c.lease_expires_at < now)
+    ).all()
+    reaped: list[Run] = []
+    for row in rows:
+        run = run_from_row(row)
+        lost: dict[str, Any] = {
+            "error_type": "LeaseExpired",
+            "error_message": f"worker {run.worker} stopped heartbeating during attempt "
+            f"{run.attempt}",
+            "error_traceback": None,
+            "error_reason": "lease_expired",
+            "lease_token": None,
+            "lease_expires_at": None,
+        }
+        if run.attempt < run.max_attempts:
+            lost.update(state=RunState.QUEUED.value, not_before=now)
+        else:
+            lost.update(state=RunState.DEAD.value, finished_at=now)
+        c.execute(
+            update(runs)
+            .where(runs.c.id == run.id, runs.c.lease_token == run.lease_token)
+            .values(lost)
+        )
+        reaped.append(get_run(c, run.id))
+    return reaped
+
+
+def request_cancel(c: Connection, run_id: int, now: datetime) -> Run:
+    run = get_run(c, run_id)
+    if run.state is RunState.QUEUED:
+        c.execute(
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(state=RunState.CANCELLED.value, finished_at=now)
+        )
+    elif run.state is RunState.RUNNING:
+        c.execute(update(runs).where(runs.c.id == run_id).values(cancel_requested=True))
+    return get_run(c, run_id)
+
+
+def get_run(c: Connection, run_id: int) -> Run:
+    row = c.execute(select(runs).where(runs.c.id == run_id)).first()
+    if row is None:
+        raise RunNotFoundError(f"no run has id {run_id}")
+    return run_from_row(row)
+
+
+def list_runs(c: Connection, query: RunFilter) -> list[Run]:
+    statement = select(runs).order_by(runs.c.id.desc()).limit(query.limit)
+    if query.job is not None:
+        statement = statement.where(runs.c.job == query.job)
+    if query.state is not None:
+        statement = statement.where(runs.c.state == query.state.value)
+    if query.since is not None:
+        statement = statement.where(
+            or_(
+                runs.c.enqueued_at >= query.since,
+                and_(runs.c.scheduled_for.is_not(None), runs.c.scheduled_for >= query.since),
+            )
+        )
+    if query.before_id is not None:
+        statement = statement.where(runs.c.id < query.before_id)
+    return [run_from_row(row) for row in c.execute(statement)]
+
+
+def last_runs(c: Connection, names: list[str]) -> dict[str, Run]:
+    found: dict[str, Run] = {}
+    for part in chunks(names):
+        newest = select(func.max(runs.c.id)).where(runs.c.job.in_(part)).group_by(runs.c.job)
+        for row in c.execute(select(runs).where(runs.c.id.in_(newest))):
+            run = run_from_row(row)
+            found[run.job] = run
+    return found
+
+
+def run_logs(c: Connection, run_id: int) -> list[tuple[datetime, int, str, str]]:
+    rows = c.execute(
+        select(logs.c.at, logs.c.attempt, logs.c.level, logs.c.message)
+        .where(logs.c.run_id == run_id)
+        .order_by(logs.c.id)
+    )
+    return [(row.at, row.attempt, row.level, row.message) for row in rows]

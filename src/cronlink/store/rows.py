@@ -1,0 +1,104 @@
+"""Rows to records and back, shared by every engine."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from cronlink.records import Fate, Fire, Reason, Run, RunError, RunState, Schedule, Tier
+
+if TYPE_CHECKING:
+    from sqlalchemy import Row
+
+    from cronlink.records import NewRun
+
+
+def run_from_row(row: Row[Any]) -> Run:
+    m = row._mapping
+    error = None
+    if m["error_type"]:
+        error = RunError(
+            type=m["error_type"],
+            message=m["error_message"] or "",
+            traceback=m["error_traceback"] or "",
+            reason=m["error_reason"] or "",
+        )
+    scheduled_for = m["scheduled_for"]
+    return Run(
+        id=m["id"],
+        job=m["job"],
+        tier=Tier(m["tier"]),
+        reason=Reason(m["reason"]),
+        state=RunState(m["state"]),
+        payload=None if m["payload"] is None else json.loads(m["payload"]),
+        scheduled_for=scheduled_for,
+        enqueued_at=m["enqueued_at"],
+        not_before=m["not_before"],
+        attempt=m["attempt"],
+        max_attempts=m["max_attempts"],
+        serial=bool(m["serial"]),
+        idempotency_key=(
+            f"{m['job']}@{scheduled_for.isoformat()}" if scheduled_for else f"{m['job']}#{m['id']}"
+        ),
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        worker=m["worker"],
+        lease_token=m["lease_token"],
+        lease_expires_at=m["lease_expires_at"],
+        cancel_requested=bool(m["cancel_requested"]),
+        error=error,
+        result=m["result"],
+        duration_ms=m["duration_ms"],
+        peak_memory=m["peak_memory"],
+    )
+
+
+def run_values(run: NewRun, now: Any) -> dict[str, Any]:
+    """Column values of a new queued run."""
+    return {
+        "job": run.job,
+        "tier": run.tier.value,
+        "reason": run.reason.value,
+        "state": RunState.QUEUED.value,
+        "payload": None if run.payload is None else json.dumps(run.payload),
+        "scheduled_for": run.scheduled_for,
+        "enqueued_at": now,
+        "not_before": run.not_before or now,
+        "attempt": 0,
+        "max_attempts": run.max_attempts,
+        "serial": run.serial,
+        "dedupe_key": run.dedupe_key,
+        "cancel_requested": False,
+    }
+
+
+def error_values(error: RunError | None) -> dict[str, Any]:
+    return {
+        "error_type": error.type if error else None,
+        "error_message": error.message if error else None,
+        "error_traceback": error.traceback if error else None,
+        "error_reason": error.reason if error else None,
+    }
+
+
+def fire_from_row(row: Row[Any]) -> Fire:
+    m = row._mapping
+    return Fire(
+        job=m["job"],
+        scheduled_for=m["scheduled_for"],
+        fate=Fate(m["fate"]),
+        run_id=m["run_id"],
+        recorded_at=m["recorded_at"],
+    )
+
+
+def schedule_from_row(row: Row[Any]) -> Schedule:
+    m = row._mapping
+    return Schedule(
+        key=m["key"],
+        job=m["job"],
+        cron=m["cron"],
+        timezone=m["timezone"],
+        cursor=m["cursor"],
+        next_at=m["next_at"],
+    )

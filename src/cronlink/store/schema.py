@@ -1,0 +1,132 @@
+"""The tables, in SQLAlchemy Core: one schema for SQLite and PostgreSQL.
+
+Instants are stored as integer microseconds since the Unix epoch (UTC): exact, compact,
+compared the same way by both engines, and free of each driver's time zone handling.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SCHEMA_VERSION = "0001"
+
+
+def to_micros(value: datetime) -> int:
+    if value.tzinfo is None:
+        raise ValueError("instants must be timezone-aware")
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+class Instant(TypeDecorator[datetime]):
+    """An aware datetime stored as microseconds since the epoch."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> int | None:
+        return None if value is None else to_micros(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else from_micros(int(value))
+
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("updated_at", Instant, nullable=False),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("key", String(400), primary_key=True),
+    Column("job", String(200), nullable=False),
+    Column("cron", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("cursor", Instant, nullable=False),
+    Column("next_at", Instant),
+    Index("ix_schedules_next_at", "next_at"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(200), nullable=False),
+    Column("tier", String(10), nullable=False),
+    Column("reason", String(10), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("payload", Text),
+    Column("scheduled_for", Instant),
+    Column("enqueued_at", Instant, nullable=False),
+    Column("not_before", Instant, nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False, default=1),
+    Column("serial", Boolean, nullable=False, default=False),
+    Column("dedupe_key", String(400), unique=True),
+    Column("started_at", Instant),
+    Column("finished_at", Instant),
+    Column("worker", String(200)),
+    Column("lease_token", String(64)),
+    Column("lease_expires_at", Instant),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("error_type", String(200)),
+    Column("error_message", Text),
+    Column("error_traceback", Text),
+    Column("error_reason", String(40)),
+    Column("result", Text),
+    Column("duration_ms", BigInteger),
+    Column("peak_memory", BigInteger),
+    Index("ix_runs_claim", "tier", "state", "not_before"),
+    Index("ix_runs_job_state", "job", "state"),
+    Index("ix_runs_lease", "state", "lease_expires_at"),
+)
+
+fires = Table(
+    "fires",
+    metadata,
+    Column("job", String(200), nullable=False),
+    Column("scheduled_for", Instant, nullable=False),
+    Column("fate", String(20), nullable=False),
+    Column("run_id", Integer, ForeignKey("runs.id")),
+    Column("recorded_at", Instant, nullable=False),
+    UniqueConstraint("job", "scheduled_for", name="uq_fires_job_instant"),
+)
+
+run_logs = Table(
+    "run_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", Instant, nullable=False),
+    Column("level", String(10), nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_run_logs_run", "run_id"),
+)

@@ -1,0 +1,234 @@
+"""The SQLite store: one file, WAL mode, one connection on one thread per process.
+
+Writes run in `BEGIN IMMEDIATE` transactions so that a writer waits for the lock (up to the
+busy timeout) instead of failing mid-transaction; several processes on one host can share
+the file. `synchronous=NORMAL`: a crash of cronlink loses nothing committed; a power loss
+may roll back the last commits (WAL stays consistent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import Connection, create_engine, event, inspect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import StaticPool
+
+from cronlink.errors import CorruptDatabaseError, StoreError
+from cronlink.store import migrate, queries
+from cronlink.store.base import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime, timedelta
+
+    from cronlink.records import Fire, NewRun, Run, Schedule, Tier
+    from cronlink.store.base import Outcome, RunFilter, ScheduleAdvance, Tick
+
+T = TypeVar("T")
+_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 10_000
+
+
+class SQLiteStore(Store):
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://") or "cronlink.db")
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="cronlink-sqlite")
+        self._conn: Connection | None = None
+
+    async def open(self, *, migrate: bool = True) -> None:
+        await self._call(lambda: self._open(migrate))
+
+    def _open(self, run_migrations: bool) -> None:
+        _refuse_foreign_file(self.path)
+        engine = create_engine(
+            f"sqlite:///{self.path}",
+            poolclass=StaticPool,
+            connect_args={"isolation_level": None, "check_same_thread": False},
+        )
+        event.listen(engine, "connect", _pragmas)
+        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        tables = set(inspect(conn).get_table_names())
+        if tables and "alembic_version" not in tables:
+            raise CorruptDatabaseError(
+                f"{self.path} holds tables of another application ({', '.join(sorted(tables)[:3])}"
+                "…), not a cronlink database; it was left untouched"
+            )
+        if run_migrations:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                migrate.upgrade(conn)
+                conn.exec_driver_sql("COMMIT")
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+        else:
+            migrate.check_not_newer(conn)
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+
+            def shut() -> None:
+                conn.close()
+                conn.engine.dispose()
+
+            await self._call(shut)
+        self._executor.shutdown(wait=True)
+
+    # -- plumbing --------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _translated, fn, self.path)
+
+    def _write(self, fn: Callable[[Connection], T]) -> Callable[[], T]:
+        def transaction() -> T:
+            conn = self._connection()
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.exec_driver_sql("COMMIT")
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+            return result
+
+        return transaction
+
+    def _read(self, fn: Callable[[Connection], T]) -> Callable[[], T]:
+        return lambda: fn(self._connection())
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            raise StoreError("the store is not open")
+        return self._conn
+
+    # -- verbs -----------------------------------------------------------------------
+
+    async def sync_schedules(self, wanted: list[Schedule]) -> None:
+        await self._call(self._write(lambda c: queries.sync_schedules(c, wanted)))
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+        return await self._call(self._read(lambda c: queries.due_schedules(c, now, limit)))
+
+    async def record_ticks(
+        self, ticks: list[Tick], advances: list[ScheduleAdvance], now: datetime
+    ) -> dict[tuple[str, datetime], int]:
+        def work(c: Connection) -> dict[tuple[str, datetime], int]:
+            fresh = queries.unrecorded(c, ticks)
+            started = queries.record_ticks(c, fresh, now)
+            queries.advance_schedules(c, advances)
+            return started
+
+        return await self._call(self._write(work))
+
+    async def next_wakeup(self) -> datetime | None:
+        return await self._call(self._read(queries.next_wakeup))
+
+    async def set_paused(self, job: str, paused: bool, now: datetime) -> None:
+        await self._call(self._write(lambda c: queries.set_paused(c, job, paused, now)))
+
+    async def paused_jobs(self) -> set[str]:
+        return await self._call(self._read(queries.paused_jobs))
+
+    async def enqueue(self, run: NewRun, now: datetime) -> int:
+        return await self._call(self._write(lambda c: queries.enqueue(c, run, now)))
+
+    async def claim(
+        self, worker: str, tier: Tier, limit: int, lease: timedelta, now: datetime
+    ) -> list[Run]:
+        token = secrets.token_hex(8)
+
+        def work(c: Connection) -> list[Run]:
+            ids = queries.claimable(c, tier, limit, now)
+            return queries.take(c, ids, worker, token, now + lease, now)
+
+        return await self._call(self._write(work))
+
+    async def extend_leases(
+        self, worker: str, run_ids: list[int], lease: timedelta, now: datetime
+    ) -> set[int]:
+        return await self._call(
+            self._write(lambda c: queries.extend_leases(c, worker, run_ids, now + lease))
+        )
+
+    async def complete(
+        self, run_id: int, lease_token: str, outcome: Outcome, now: datetime
+    ) -> bool:
+        return await self._call(
+            self._write(lambda c: queries.complete(c, run_id, lease_token, outcome, now))
+        )
+
+    async def reap_expired(self, now: datetime) -> list[Run]:
+        return await self._call(self._write(lambda c: queries.reap_expired(c, now)))
+
+    async def request_cancel(self, run_id: int, now: datetime) -> Run:
+        return await self._call(self._write(lambda c: queries.request_cancel(c, run_id, now)))
+
+    async def get_run(self, run_id: int) -> Run:
+        return await self._call(self._read(lambda c: queries.get_run(c, run_id)))
+
+    async def list_runs(self, query: RunFilter) -> list[Run]:
+        return await self._call(self._read(lambda c: queries.list_runs(c, query)))
+
+    async def ledger(self, job: str | None, since: datetime | None, limit: int) -> list[Fire]:
+        return await self._call(self._read(lambda c: queries.ledger(c, job, since, limit)))
+
+    async def last_runs(self, jobs: list[str]) -> dict[str, Run]:
+        return await self._call(self._read(lambda c: queries.last_runs(c, jobs)))
+
+    async def run_logs(self, run_id: int) -> list[tuple[datetime, int, str, str]]:
+        return await self._call(self._read(lambda c: queries.run_logs(c, run_id)))
+
+
+def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _refuse_foreign_file(path: Path) -> None:
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as handle:
+        if handle.read(len(_MAGIC)) != _MAGIC:
+            raise CorruptDatabaseError(
+                f"{path} is not a SQLite database (corrupt, or another kind of file); "
+                "it was left untouched"
+            )
+
+
+def _translated(fn: Callable[[], T], path: Path) -> T:
+    """Run `fn`, turning sqlite3 errors into cronlink's: nothing above the store sees a driver."""
+    try:
+        return fn()
+    except DBAPIError as error:
+        raise _translate(error.orig, path) from error
+    except sqlite3.Error as error:
+        raise _translate(error, path) from error
+
+
+def _translate(error: BaseException | None, path: Path) -> StoreError:
+    text = str(error)
+    if isinstance(error, sqlite3.DatabaseError) and (
+        "not a database" in text or "malformed" in text
+    ):
+        return CorruptDatabaseError(f"{path} is corrupt ({text}); it was left untouched")
+    if "locked" in text or "busy" in text:
+        return StoreError(
+            f"{path} stayed locked by another process for over {BUSY_TIMEOUT_MS // 1000} s"
+        )
+    if "full" in text:
+        return StoreError(f"storage full: cannot write {path} ({text})")
+    return StoreError(f"database error on {path}: {text}")

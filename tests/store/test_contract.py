@@ -1,0 +1,246 @@
+"""The store contract: every engine must pass these unchanged."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cronlink.errors import CorruptDatabaseError, RunNotFoundError, SchemaTooNewError
+from cronlink.records import Fate, NewRun, Reason, RunError, RunState, Schedule, Tier
+from cronlink.store import Outcome, RunFilter, ScheduleAdvance, Store, Tick, store_for
+
+T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+
+
+def tick(job: str, at: datetime, missed: bool = False, overlap: str = "skip") -> Tick:
+    run = NewRun(
+        job=job,
+        tier=Tier.LIGHT,
+        reason=Reason.SCHEDULE,
+        scheduled_for=at,
+        serial=overlap == "queue",
+    )
+    return Tick(run=run, missed=missed, overlap=overlap)
+
+
+def new_run(job: str = "j", **kw: object) -> NewRun:
+    return NewRun(job=job, tier=Tier.LIGHT, reason=Reason.MANUAL, **kw)  # type: ignore[arg-type]
+
+
+async def test_a_tick_is_recorded_once(store: Store) -> None:
+    first = await store.record_ticks([tick("j", T0)], [], T0)
+    again = await store.record_ticks([tick("j", T0)], [], T0)
+    assert list(first) == [("j", T0)]
+    assert again == {}
+    ledger = await store.ledger("j", None, 10)
+    assert [(f.fate, f.run_id) for f in ledger] == [(Fate.RUN, first[("j", T0)])]
+    assert len(await store.list_runs(RunFilter(job="j"))) == 1
+
+
+async def test_fates_missed_paused_overlap(store: Store) -> None:
+    await store.set_paused("p", True, T0)
+    started = await store.record_ticks(
+        [
+            tick("m", T0, missed=True),
+            tick("p", T0),
+            tick("o", T0),
+            tick("o", T0 + timedelta(minutes=1)),
+        ],
+        [],
+        T0,
+    )
+    fates = {(f.job, f.scheduled_for): f.fate for f in await store.ledger(None, None, 10)}
+    assert fates == {
+        ("m", T0): Fate.MISSED,
+        ("p", T0): Fate.SKIPPED_PAUSED,
+        ("o", T0): Fate.RUN,
+        ("o", T0 + timedelta(minutes=1)): Fate.SKIPPED_OVERLAP,
+    }
+    assert list(started) == [("o", T0)]
+    await store.set_paused("p", False, T0)
+    assert await store.paused_jobs() == set()
+
+
+async def test_overlap_queue_and_replace(store: Store) -> None:
+    await store.record_ticks([tick("q", T0, overlap="queue")], [], T0)
+    await store.record_ticks([tick("q", T0 + timedelta(minutes=1), overlap="queue")], [], T0)
+    assert len(await store.list_runs(RunFilter(job="q", state=RunState.QUEUED))) == 2
+    [running] = await store.claim("w", Tier.LIGHT, 10, LEASE, T0)
+    await store.record_ticks([tick("q", T0 + timedelta(minutes=2), overlap="replace")], [], T0)
+    assert (await store.get_run(running.id)).cancel_requested
+    states = sorted(r.state for r in await store.list_runs(RunFilter(job="q")))
+    assert states == [RunState.CANCELLED, RunState.QUEUED, RunState.RUNNING]
+
+
+async def test_serial_runs_never_overlap(store: Store) -> None:
+    for _ in range(3):
+        await store.enqueue(new_run("s", serial=True), T0)
+    claimed = await store.claim("w", Tier.LIGHT, 10, LEASE, T0)
+    assert len(claimed) == 1
+    assert await store.claim("w", Tier.LIGHT, 10, LEASE, T0) == []
+    ok = await store.complete(claimed[0].id, claimed[0].lease_token or "", done(), T0)
+    assert ok
+    assert len(await store.claim("w", Tier.LIGHT, 10, LEASE, T0)) == 1
+
+
+def done(**kw: object) -> Outcome:
+    return Outcome(state=RunState.SUCCEEDED, **kw)  # type: ignore[arg-type]
+
+
+async def test_claim_respects_tier_and_not_before(store: Store) -> None:
+    later = await store.enqueue(new_run(not_before=T0 + timedelta(seconds=10)), T0)
+    heavy = await store.enqueue(NewRun(job="h", tier=Tier.HEAVY, reason=Reason.API), T0)
+    assert await store.claim("w", Tier.LIGHT, 10, LEASE, T0) == []
+    [run] = await store.claim("w", Tier.LIGHT, 10, LEASE, T0 + timedelta(seconds=10))
+    assert run.id == later
+    assert run.state is RunState.RUNNING
+    assert run.attempt == 1
+    assert run.worker == "w"
+    assert run.lease_expires_at == T0 + timedelta(seconds=10) + LEASE
+    [h] = await store.claim("w", Tier.HEAVY, 10, LEASE, T0)
+    assert h.id == heavy
+
+
+async def test_complete_needs_the_lease(store: Store) -> None:
+    await store.enqueue(new_run(), T0)
+    [run] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0)
+    assert not await store.complete(run.id, "stolen", done(), T0)
+    error = RunError(type="ValueError", message="bad", traceback="tb", reason="exception")
+    outcome = Outcome(
+        state=RunState.FAILED,
+        error=error,
+        duration_ms=5,
+        logs=((T0, "info", "hello"),),
+    )
+    assert await store.complete(run.id, run.lease_token or "", outcome, T0)
+    stored = await store.get_run(run.id)
+    assert stored.state is RunState.FAILED
+    assert stored.error == error
+    assert stored.finished_at == T0
+    assert await store.run_logs(run.id) == [(T0, 1, "info", "hello")]
+    assert not await store.complete(run.id, run.lease_token or "", done(), T0)
+
+
+async def test_retry_requeues_with_not_before(store: Store) -> None:
+    await store.enqueue(new_run(max_attempts=3), T0)
+    [run] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0)
+    retry = Outcome(state=RunState.FAILED, retry_at=T0 + timedelta(seconds=5))
+    assert await store.complete(run.id, run.lease_token or "", retry, T0)
+    assert await store.claim("w", Tier.LIGHT, 1, LEASE, T0) == []
+    [again] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0 + timedelta(seconds=5))
+    assert again.attempt == 2
+
+
+async def test_expired_leases_are_reaped(store: Store) -> None:
+    await store.enqueue(new_run("a", max_attempts=2), T0)
+    await store.enqueue(new_run("b", max_attempts=1), T0)
+    claimed = await store.claim("w", Tier.LIGHT, 2, LEASE, T0)
+    assert len(claimed) == 2
+    assert await store.reap_expired(T0 + LEASE) == []
+    reaped = {r.job: r for r in await store.reap_expired(T0 + LEASE + timedelta(seconds=1))}
+    assert reaped["a"].state is RunState.QUEUED
+    assert reaped["b"].state is RunState.DEAD
+    assert reaped["b"].error is not None
+    assert reaped["b"].error.reason == "lease_expired"
+    # The old owner cannot complete any more.
+    for run in claimed:
+        assert not await store.complete(run.id, run.lease_token or "", done(), T0)
+
+
+async def test_heartbeat_extends_and_reports_cancels(store: Store) -> None:
+    await store.enqueue(new_run("a"), T0)
+    await store.enqueue(new_run("b"), T0)
+    a, b = await store.claim("w", Tier.LIGHT, 2, LEASE, T0)
+    later = T0 + timedelta(seconds=20)
+    assert await store.extend_leases("w", [a.id, b.id], LEASE, later) == set()
+    assert await store.reap_expired(T0 + LEASE + timedelta(seconds=1)) == []
+    cancelled = await store.request_cancel(b.id, later)
+    assert cancelled.cancel_requested
+    assert await store.extend_leases("w", [a.id, b.id], LEASE, later) == {b.id}
+    assert await store.extend_leases("other", [a.id], LEASE, later) == {a.id}
+
+
+async def test_cancel_queued_run(store: Store) -> None:
+    run_id = await store.enqueue(new_run(), T0)
+    assert (await store.request_cancel(run_id, T0)).state is RunState.CANCELLED
+    with pytest.raises(RunNotFoundError):
+        await store.get_run(run_id + 100)
+
+
+async def test_dedupe_key_returns_the_same_run(store: Store) -> None:
+    first = await store.enqueue(new_run(dedupe_key="k1"), T0)
+    assert await store.enqueue(new_run(dedupe_key="k1"), T0) == first
+    assert await store.enqueue(new_run(dedupe_key="k2"), T0) != first
+
+
+async def test_schedules_sync_and_advance(store: Store) -> None:
+    a = Schedule(key="a", job="a", cron="* * * * *", timezone="UTC", cursor=T0, next_at=T0)
+    b = Schedule(key="b", job="b", cron="0 * * * *", timezone="UTC", cursor=T0, next_at=T0)
+    await store.sync_schedules([a, b])
+    moved = ScheduleAdvance(
+        key="a", cursor=T0 + timedelta(minutes=5), next_at=T0 + timedelta(minutes=6)
+    )
+    await store.record_ticks([], [moved], T0)
+    # Syncing again keeps the cursor of a schedule that stays; drops one that went.
+    await store.sync_schedules([a])
+    [kept] = await store.due_schedules(T0 + timedelta(hours=1), 10)
+    assert kept.cursor == T0 + timedelta(minutes=5)
+    # A cursor never moves backwards (a slower scheduler racing a faster one).
+    await store.record_ticks([], [ScheduleAdvance(key="a", cursor=T0, next_at=T0)], T0)
+    assert await store.next_wakeup() == T0 + timedelta(minutes=6)
+
+
+async def test_run_payload_and_idempotency_key(store: Store) -> None:
+    run_id = await store.enqueue(new_run(payload={"n": 1}), T0)
+    run = await store.get_run(run_id)
+    assert run.payload == {"n": 1}
+    assert run.idempotency_key == f"j#{run_id}"
+    started = await store.record_ticks([tick("t", T0)], [], T0)
+    scheduled = await store.get_run(started[("t", T0)])
+    assert scheduled.idempotency_key == "t@2025-01-01T12:00:00+00:00"
+
+
+async def test_last_runs(store: Store) -> None:
+    await store.enqueue(new_run("a"), T0)
+    newest = await store.enqueue(new_run("a"), T0)
+    assert (await store.last_runs(["a", "b"]))["a"].id == newest
+
+
+async def test_corrupt_file_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "cronlink.db"
+    path.write_bytes(b"not a database at all" * 100)
+    before = path.read_bytes()
+    store = store_for(f"sqlite:///{path}")
+    with pytest.raises(CorruptDatabaseError, match="not a SQLite database"):
+        await store.open()
+    await store.close()
+    assert path.read_bytes() == before
+
+
+async def test_newer_schema_is_refused_and_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "cronlink.db"
+    store = store_for(f"sqlite:///{path}")
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE alembic_version SET version_num = '9999'")
+    before = path.read_bytes()
+    store = store_for(f"sqlite:///{path}")
+    with pytest.raises(SchemaTooNewError, match="'9999'"):
+        await store.open()
+    await store.close()
+    assert path.read_bytes() == before
+
+
+async def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE invoices (id INTEGER)")
+    store = store_for(f"sqlite:///{path}")
+    with pytest.raises(CorruptDatabaseError, match="another application"):
+        await store.open()
+    await store.close()
