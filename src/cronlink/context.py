@@ -1,0 +1,63 @@
+"""What a handler receives: `ctx` with the run's identity, payload, a log and `enqueue`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    Enqueue = Callable[[str, Any, datetime | None], Awaitable[int]]
+
+LOG_LINES_KEPT = 200
+LOG_LINE_CHARS = 2000
+
+
+class RunLog:
+    """A per-run log: lines go to the `cronlink.run` logger and are kept on the run."""
+
+    def __init__(self, job: str, run_id: int) -> None:
+        self.lines: list[tuple[datetime, str, str]] = []
+        self._logger = logging.getLogger(f"cronlink.run.{job}")
+        self._prefix = f"run {run_id}: "
+
+    def _add(self, level: str, message: str, *args: object) -> None:
+        text = (message % args if args else message)[:LOG_LINE_CHARS]
+        self._logger.log(logging.getLevelName(level.upper()), self._prefix + text)
+        if len(self.lines) < LOG_LINES_KEPT:
+            self.lines.append((datetime.now(UTC), level, text))
+
+    def debug(self, message: str, *args: object) -> None:
+        self._add("debug", message, *args)
+
+    def info(self, message: str, *args: object) -> None:
+        self._add("info", message, *args)
+
+    def warning(self, message: str, *args: object) -> None:
+        self._add("warning", message, *args)
+
+    def error(self, message: str, *args: object) -> None:
+        self._add("error", message, *args)
+
+
+@dataclass(kw_only=True, slots=True)
+class RunContext:
+    """Handed to every handler: `async def handler(ctx) -> result`."""
+
+    run_id: int
+    job: str
+    scheduled_for: datetime | None
+    attempt: int
+    idempotency_key: str
+    payload: Any
+    log: RunLog
+    _enqueue: Enqueue = field(repr=False)
+
+    async def enqueue(
+        self, job: str, payload: Any = None, not_before: datetime | None = None
+    ) -> int:
+        """Queue a run of another job (light work handing heavy work over); returns its id."""
+        return await self._enqueue(job, payload, not_before)

@@ -1,0 +1,109 @@
+"""Job definitions: what to run, where, when, and under which policies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronlink.cron import CronExpr, parse
+from cronlink.misfire import Misfire
+from cronlink.records import NewRun, Reason, Tier
+from cronlink.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from cronlink.context import RunContext
+
+    Handler = Callable[[RunContext], Awaitable[Any] | Any]
+
+DEFAULT_TIMEOUT = {Tier.LIGHT: timedelta(seconds=30), Tier.HEAVY: timedelta(minutes=60)}
+DEFAULT_MEMORY_LIMIT = 2 * 1024**3
+
+
+class Overlap(StrEnum):
+    SKIP = "skip"
+    QUEUE = "queue"
+    ALLOW = "allow"
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScheduleSpec:
+    """A cron expression in an IANA zone, with optional jitter."""
+
+    cron: CronExpr
+    timezone: str = "UTC"
+    jitter: timedelta = timedelta(0)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def key(self) -> str:
+        return f"{self.cron.source}|{self.timezone}"
+
+
+def schedule(cron: str, timezone: str = "UTC", jitter: timedelta = timedelta(0)) -> ScheduleSpec:
+    """A `ScheduleSpec` from text; raises `CronSyntaxError` or `ValueError` (unknown zone)."""
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {timezone!r}") from None
+    return ScheduleSpec(cron=parse(cron), timezone=timezone, jitter=jitter)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HttpTarget:
+    """An HTTP call in the style of a cloud scheduler; `${VAR}` in url, headers and body
+    is read from the environment at call time, so secrets never sit in stored records."""
+
+    url: str
+    method: str = "POST"
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Job:
+    name: str
+    tier: Tier = Tier.LIGHT
+    handler: Handler | None = None
+    handler_path: str | None = None
+    """`module:function`, how heavy-tier children find the handler."""
+    target: HttpTarget | None = None
+    schedules: tuple[ScheduleSpec, ...] = ()
+    timeout: timedelta = DEFAULT_TIMEOUT[Tier.LIGHT]
+    memory_limit: int = DEFAULT_MEMORY_LIMIT
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    overlap: Overlap = Overlap.SKIP
+    misfire: Misfire = Misfire.LATEST
+    misfire_grace: timedelta = timedelta(hours=1)
+    description: str = ""
+
+
+def new_run(
+    job: Job,
+    reason: Reason,
+    *,
+    payload: Any = None,
+    scheduled_for: datetime | None = None,
+    not_before: datetime | None = None,
+    dedupe_key: str | None = None,
+) -> NewRun:
+    """The run request for one execution of `job`, carrying its tier and policies."""
+    return NewRun(
+        job=job.name,
+        tier=job.tier,
+        reason=reason,
+        payload=payload,
+        scheduled_for=scheduled_for,
+        not_before=not_before,
+        max_attempts=job.retry.max_attempts,
+        serial=job.overlap is Overlap.QUEUE,
+        dedupe_key=dedupe_key,
+    )

@@ -1,0 +1,166 @@
+"""The scheduler: turns due schedule instants into runs, exactly once, and reaps lost leases.
+
+Any number of schedulers may share a database: each records every due (job, instant) with
+insert-or-ignore on the ledger's unique key, so the first to write wins and the rest are
+no-ops; cursors only move forward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from cronlink.clock import Clock, SystemClock
+from cronlink.cron import next_fire
+from cronlink.jobs import new_run
+from cronlink.misfire import plan
+from cronlink.records import Reason, Schedule
+from cronlink.store import ScheduleAdvance, Tick
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from cronlink.jobs import Job, ScheduleSpec
+    from cronlink.store import Store
+
+log = logging.getLogger("cronlink.scheduler")
+MAX_CATCHUP = 10_000
+"""Instants handled per schedule per pass; a longer backlog continues on the next pass."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TickReport:
+    started: int = 0
+    missed: int = 0
+    schedules: int = 0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        jobs: Mapping[str, Job],
+        clock: Clock | None = None,
+        *,
+        batch: int = 5_000,
+        max_sleep: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.clock = clock or SystemClock()
+        self.batch = batch
+        self.max_sleep = max_sleep
+        self._specs = {
+            f"{job.name}|{spec.key}": (job, spec) for job in jobs.values() for spec in job.schedules
+        }
+
+    async def sync(self, now: datetime) -> None:
+        """Store the schedules of the registered jobs; new ones start from `now`."""
+        wanted = [
+            Schedule(
+                key=key,
+                job=job.name,
+                cron=spec.cron.source,
+                timezone=spec.timezone,
+                cursor=now,
+                next_at=_next(spec, now),
+            )
+            for key, (job, spec) in self._specs.items()
+        ]
+        await self.store.sync_schedules(wanted)
+
+    async def tick(self, now: datetime) -> TickReport:
+        """Record every schedule instant due at `now`; returns what was done."""
+        total = TickReport()
+        while True:
+            due = await self.store.due_schedules(now, self.batch)
+            report = await self._fire(due, now)
+            total = TickReport(
+                started=total.started + report.started,
+                missed=total.missed + report.missed,
+                schedules=total.schedules + report.schedules,
+            )
+            if len(due) < self.batch or not report.schedules:
+                return total
+
+    async def _fire(self, due: list[Schedule], now: datetime) -> TickReport:
+        ticks: list[Tick] = []
+        advances: list[ScheduleAdvance] = []
+        for row in due:
+            found = self._specs.get(row.key)
+            if found is None:
+                continue
+            job, spec = found
+            instants, following = _instants(spec, row.cursor, now)
+            for at, missed in plan(instants, now, job.misfire, job.misfire_grace):
+                run = new_run(
+                    job,
+                    Reason.SCHEDULE,
+                    scheduled_for=at,
+                    not_before=at + _jitter(spec, job.name, at),
+                )
+                ticks.append(Tick(run=run, missed=missed, overlap=job.overlap.value))
+            cursor = instants[-1] if following is not None and following <= now else now
+            advances.append(ScheduleAdvance(key=row.key, cursor=cursor, next_at=following))
+        started = await self.store.record_ticks(ticks, advances, now)
+        return TickReport(
+            started=len(started),
+            missed=sum(1 for t in ticks if t.missed),
+            schedules=len(advances),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fire and reap until `stop` is set."""
+        await self.sync(self.clock.now())
+        while not stop.is_set():
+            now = self.clock.now()
+            try:
+                report = await self.tick(now)
+                if report.started or report.missed:
+                    log.info("fired %d runs, %d missed instants", report.started, report.missed)
+                for run in await self.store.reap_expired(now):
+                    log.warning("run %d of %s lost its worker: now %s", run.id, run.job, run.state)
+            except Exception:
+                log.exception("scheduler pass failed; retrying")
+            await _wait(stop, await self._sleep_for(self.clock.now()))
+
+    async def _sleep_for(self, now: datetime) -> float:
+        wake = await self.store.next_wakeup()
+        if wake is None:
+            return self.max_sleep
+        return max(0.0, min(self.max_sleep, (wake - now).total_seconds()))
+
+
+def _instants(
+    spec: ScheduleSpec, cursor: datetime, now: datetime
+) -> tuple[list[datetime], datetime | None]:
+    """Instants in (cursor, now], at most MAX_CATCHUP, and the instant after the last."""
+    found: list[datetime] = []
+    at = _next(spec, cursor)
+    while at is not None and at <= now and len(found) < MAX_CATCHUP:
+        found.append(at)
+        at = _next(spec, at)
+    return found, at
+
+
+def _next(spec: ScheduleSpec, after: datetime) -> datetime | None:
+    at = next_fire(spec.cron, after, spec.zone)
+    return None if at is None else at.astimezone(UTC)
+
+
+def _jitter(spec: ScheduleSpec, job: str, at: datetime) -> timedelta:
+    """A delay in [0, jitter), the same for a given (job, instant) in every scheduler."""
+    if not spec.jitter:
+        return timedelta(0)
+    digest = hashlib.blake2b(f"{job}@{at.isoformat()}".encode(), digest_size=8).digest()
+    return spec.jitter * (int.from_bytes(digest) / 2**64)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
