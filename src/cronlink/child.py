@@ -1,0 +1,92 @@
+"""The heavy tier's child process: import the handler, run it, report back over a pipe.
+
+Runs in a process started with `forkserver`, so no database connection or thread of the
+parent is ever inherited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import resource
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from cronlink.context import RunContext, RunLog
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChildRun:
+    """What a child needs to know about its run (picklable)."""
+
+    handler_path: str
+    run_id: int
+    job: str
+    scheduled_for: datetime | None
+    attempt: int
+    idempotency_key: str
+    payload: Any
+
+
+class _PipeLog(RunLog):
+    def __init__(self, job: str, run_id: int, pipe: Connection) -> None:
+        super().__init__(job, run_id)
+        self._pipe = pipe
+
+    def _add(self, level: str, message: str, *args: object) -> None:
+        text = message % args if args else message
+        self._pipe.send(("log", datetime.now(UTC), level, text))
+
+
+def resolve(path: str) -> Any:
+    """`package.module:function` (or `Class.method`) to the object it names."""
+    module_name, _, attribute = path.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def main(run: ChildRun, pipe: Connection) -> None:
+    async def enqueue(job: str, payload: Any, not_before: datetime | None) -> int:
+        pipe.send(("enqueue", job, payload, not_before))
+        reply = pipe.recv()
+        return int(reply)
+
+    ctx = RunContext(
+        run_id=run.run_id,
+        job=run.job,
+        scheduled_for=run.scheduled_for,
+        attempt=run.attempt,
+        idempotency_key=run.idempotency_key,
+        payload=run.payload,
+        log=_PipeLog(run.job, run.run_id, pipe),
+        _enqueue=enqueue,
+    )
+    try:
+        handler = resolve(run.handler_path)
+        result = handler(ctx)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        pipe.send(("ok", _encode(result), _peak_rss()))
+    except BaseException as error:
+        pipe.send(("error", type(error).__name__, str(error), traceback.format_exc(), _peak_rss()))
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _encode(result: Any) -> str | None:
+    return None if result is None else json.dumps(result, default=str)
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -1,0 +1,91 @@
+"""HTTP-target jobs: call a URL the way a cloud scheduler does, with deduplication headers."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
+
+from cronlink.errors import ConfigError, CronlinkError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import aiohttp
+
+    from cronlink.jobs import HttpTarget
+    from cronlink.records import Run
+
+EXCERPT_BYTES = 2048
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class HttpStatusError(CronlinkError):
+    """The target answered with a status outside 2xx."""
+
+    def __init__(self, status: int, excerpt: str, retry_after: timedelta | None) -> None:
+        self.status = status
+        self.excerpt = excerpt
+        self.retry_after = retry_after
+        super().__init__(f"HTTP {status}: {excerpt[:200]}")
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in RETRYABLE_STATUSES or self.status >= 500
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Replace `${VAR}` from the environment; a missing variable is named, never guessed."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            raise ConfigError(f"environment variable {name} is not set (used by an HTTP target)")
+        return env[name]
+
+    return _VARIABLE.sub(value, text)
+
+
+async def call(
+    session: aiohttp.ClientSession,
+    target: HttpTarget,
+    run: Run,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Make the request; returns "status excerpt" on 2xx, raises `HttpStatusError` otherwise.
+
+    The caller bounds the whole attempt with its deadline.
+    """
+    env = os.environ if env is None else env
+    scheduled = run.scheduled_for or run.enqueued_at
+    headers = {name: expand(value, env) for name, value in target.headers.items()}
+    headers["X-Cronlink-Scheduled-Time"] = scheduled.astimezone(UTC).isoformat()
+    headers["Idempotency-Key"] = run.idempotency_key
+    headers["X-Cronlink-Attempt"] = str(run.attempt)
+    body = expand(target.body, env).encode() if target.body is not None else None
+    async with session.request(
+        target.method, expand(target.url, env), headers=headers, data=body, allow_redirects=False
+    ) as response:
+        excerpt = (await response.content.read(EXCERPT_BYTES)).decode("utf-8", "replace")
+        if 200 <= response.status < 300:
+            return f"{response.status} {excerpt}".rstrip()
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        raise HttpStatusError(response.status, excerpt, retry_after)
+
+
+def _retry_after(value: str | None, now: datetime | None = None) -> timedelta | None:
+    """`Retry-After` as delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return timedelta(seconds=min(int(value.strip()), 86_400))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(timedelta(0), when - (now or datetime.now(UTC)))

@@ -1,0 +1,258 @@
+"""The worker: claim runs of one tier, execute them under their limits, heartbeat, complete.
+
+Delivery is at-least-once: a run whose worker dies keeps its lease until it expires, then
+the scheduler's reaper queues it again. Completion is fenced by the lease token, so a
+worker that lost its lease cannot overwrite the outcome of the attempt that replaced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import traceback
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from cronlink.clock import Clock, SystemClock
+from cronlink.context import RunContext, RunLog
+from cronlink.errors import UnknownJobError
+from cronlink.http_target import HttpStatusError
+from cronlink.jobs import new_run
+from cronlink.records import Reason, RunError, RunState, Tier
+from cronlink.retry import Failure, GiveUp, Retry
+from cronlink.store import Outcome
+from cronlink.tiers import ChildFailed, HeavyTier, LightTier, MemoryLimitExceeded
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from cronlink.jobs import Job
+    from cronlink.records import Run
+    from cronlink.store import Store
+
+log = logging.getLogger("cronlink.worker")
+TRACEBACK_CHARS = 8000
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        jobs: Mapping[str, Job],
+        tier: Tier,
+        executor: LightTier | HeavyTier,
+        *,
+        clock: Clock | None = None,
+        name: str | None = None,
+        concurrency: int | None = None,
+        lease: timedelta = timedelta(seconds=30),
+        heartbeat: timedelta = timedelta(seconds=10),
+        poll: float = 0.5,
+        wakeup: asyncio.Event | None = None,
+    ) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.tier = tier
+        self.executor = executor
+        self.clock = clock or SystemClock()
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{tier.value}"
+        default = 100 if tier is Tier.LIGHT else max(1, os.cpu_count() or 1)
+        self.concurrency = concurrency or default
+        self.lease = lease
+        self.heartbeat = heartbeat
+        self.poll = poll
+        self.wakeup = wakeup or asyncio.Event()
+        self._active: dict[int, tuple[asyncio.Task[None], Run]] = {}
+        self._stopping: dict[int, RunState] = {}
+        self._slot_freed = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and execute until `stop` is set, then let running attempts finish."""
+        beat = asyncio.create_task(self._heartbeat(stop))
+        try:
+            while not stop.is_set():
+                claimed = await self._claim_once()
+                if not claimed:
+                    await self._idle(stop)
+        finally:
+            await self._drain()
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def _claim_once(self) -> int:
+        free = self.concurrency - len(self._active)
+        if free <= 0:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+            return 1
+        try:
+            runs = await self.store.claim(self.name, self.tier, free, self.lease, self.clock.now())
+        except Exception:
+            log.exception("claim failed; retrying")
+            return 0
+        for run in runs:
+            task = asyncio.create_task(self._execute(run), name=f"cronlink-run-{run.id}")
+            self._active[run.id] = (task, run)
+        return len(runs)
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self.wakeup)]
+        try:
+            await asyncio.wait(waiters, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        self.wakeup.clear()
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat.total_seconds())
+            if not self._active:
+                continue
+            try:
+                stop_ids = await self.store.extend_leases(
+                    self.name, list(self._active), self.lease, self.clock.now()
+                )
+            except Exception:
+                log.exception("heartbeat failed; leases may expire")
+                continue
+            for run_id in stop_ids:
+                self._stop_run(run_id, RunState.CANCELLED)
+
+    def _stop_run(self, run_id: int, state: RunState) -> None:
+        entry = self._active.get(run_id)
+        if entry is not None and run_id not in self._stopping:
+            self._stopping[run_id] = state
+            entry[0].cancel()
+
+    async def _drain(self) -> None:
+        if self._active:
+            log.info("waiting for %d running attempts", len(self._active))
+            await asyncio.gather(
+                *(task for task, _ in self._active.values()), return_exceptions=True
+            )
+
+    async def _execute(self, run: Run) -> None:
+        started = time.monotonic()
+        logbook = RunLog(run.job, run.id)
+        try:
+            outcome = await self._attempt(run, logbook)
+        finally:
+            self._active.pop(run.id, None)
+            self._stopping.pop(run.id, None)
+            self._slot_freed.set()
+        outcome = Outcome(
+            state=outcome.state,
+            error=outcome.error,
+            result=outcome.result,
+            retry_at=outcome.retry_at,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            peak_memory=outcome.peak_memory,
+            logs=tuple(logbook.lines),
+        )
+        assert run.lease_token is not None
+        try:
+            held = await self.store.complete(run.id, run.lease_token, outcome, self.clock.now())
+        except Exception:
+            log.exception("could not record the end of run %d; its lease will expire", run.id)
+            return
+        if not held:
+            log.warning("run %d lost its lease before completing; outcome discarded", run.id)
+
+    async def _attempt(self, run: Run, logbook: RunLog) -> Outcome:
+        try:
+            job = self.jobs[run.job]
+        except KeyError:
+            error = UnknownJobError(run.job, [])
+            return Outcome(state=RunState.FAILED, error=_error(error, "unknown_job"))
+        ctx = RunContext(
+            run_id=run.id,
+            job=run.job,
+            scheduled_for=run.scheduled_for,
+            attempt=run.attempt,
+            idempotency_key=run.idempotency_key,
+            payload=run.payload,
+            log=logbook,
+            _enqueue=self._enqueue,
+        )
+        try:
+            async with asyncio.timeout(job.timeout.total_seconds()):
+                attempt = await self.executor.execute(job, run, ctx)
+        except asyncio.CancelledError:
+            state = self._stopping.get(run.id)
+            if state is None:
+                raise
+            return Outcome(
+                state=state,
+                error=RunError(type="Cancelled", message="cancel requested", reason="cancelled"),
+            )
+        except TimeoutError as error:
+            limit = f"exceeded its timeout of {job.timeout.total_seconds():g}s"
+            return self._failed(run, job, RunState.TIMED_OUT, error, "timeout", limit)
+        except MemoryLimitExceeded as error:
+            return self._failed(run, job, RunState.FAILED, error, "memory", retryable=False)
+        except Exception as error:
+            return self._failed(run, job, RunState.FAILED, error, "exception")
+        return Outcome(
+            state=RunState.SUCCEEDED, result=attempt.result, peak_memory=attempt.peak_memory
+        )
+
+    def _failed(
+        self,
+        run: Run,
+        job: Job,
+        state: RunState,
+        error: BaseException,
+        reason: str,
+        message: str | None = None,
+        retryable: bool = True,
+    ) -> Outcome:
+        status = error.status if isinstance(error, HttpStatusError) else None
+        failure = Failure(
+            type_names=_type_names(error),
+            status=status,
+            retry_after=error.retry_after if isinstance(error, HttpStatusError) else None,
+            retryable=retryable
+            and (error.retryable if isinstance(error, HttpStatusError) else True),
+        )
+        recorded = _error(error, "http_status" if status else reason, message)
+        decision = job.retry.decide(run.attempt, failure, self.clock.now())
+        if isinstance(decision, Retry):
+            return Outcome(state=RunState.QUEUED, error=recorded, retry_at=decision.at)
+        assert isinstance(decision, GiveUp)
+        final = RunState.DEAD if decision.spent and run.max_attempts > 1 else state
+        return Outcome(state=final, error=recorded)
+
+    async def _enqueue(self, job: str, payload: Any, not_before: datetime | None) -> int:
+        target = self.jobs.get(job)
+        if target is None:
+            raise UnknownJobError(job, [])
+        request = new_run(target, Reason.ENQUEUE, payload=payload, not_before=not_before)
+        return await self.store.enqueue(request, self.clock.now())
+
+
+def _type_names(error: BaseException) -> tuple[str, ...]:
+    if isinstance(error, ChildFailed):
+        return (error.type_name,)
+    return tuple(kind.__name__ for kind in type(error).__mro__)
+
+
+def _error(error: BaseException, reason: str, message: str | None = None) -> RunError:
+    if isinstance(error, ChildFailed):
+        return RunError(
+            type=error.type_name,
+            message=str(error),
+            traceback=error.trace[-TRACEBACK_CHARS:],
+            reason=reason,
+        )
+    return RunError(
+        type=type(error).__name__,
+        message=message or str(error),
+        traceback="".join(traceback.format_exception(error))[-TRACEBACK_CHARS:],
+        reason=reason,
+    )
