@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from cronlink.http_client import new_session
-from cronlink.jobs import new_run
+from cronlink.jobs import Job, new_run
 from cronlink.records import Reason, Run, Tier
 from cronlink.store import Store
 from cronlink.tiers import HeavyTier, LightTier
@@ -26,12 +26,14 @@ async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 20) -
 
 
 @asynccontextmanager
-async def running_worker(store: Store, tier: Tier, **options: object) -> AsyncIterator[Worker]:
+async def running_worker(
+    store: Store, tier: Tier, jobs: Mapping[str, Job] | None = None, **options: object
+) -> AsyncIterator[Worker]:
     session = new_session()
     executor = LightTier(session) if tier is Tier.LIGHT else HeavyTier(session)
     settings: dict[str, object] = {"poll": 0.05, "heartbeat": timedelta(seconds=0.2)}
     settings.update(options)
-    worker = Worker(store, app.jobs, tier, executor, **settings)  # type: ignore[arg-type]
+    worker = Worker(store, jobs or app.jobs, tier, executor, **settings)  # type: ignore[arg-type]
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:
