@@ -23,7 +23,7 @@ from cronlink.records import Reason, Schedule
 from cronlink.store import ScheduleAdvance, Tick
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from cronlink.jobs import Job, ScheduleSpec
     from cronlink.store import Store
@@ -49,12 +49,14 @@ class Scheduler:
         *,
         batch: int = 5_000,
         max_sleep: float = 1.0,
+        on_fire: Callable[[], object] | None = None,
     ) -> None:
         self.store = store
         self.jobs = jobs
         self.clock = clock or SystemClock()
         self.batch = batch
         self.max_sleep = max_sleep
+        self.on_fire = on_fire
         self._specs = {
             f"{job.name}|{spec.key}": (job, spec) for job in jobs.values() for spec in job.schedules
         }
@@ -121,6 +123,8 @@ class Scheduler:
             now = self.clock.now()
             try:
                 report = await self.tick(now)
+                if report.started and self.on_fire is not None:
+                    self.on_fire()
                 if report.started or report.missed:
                     log.info("fired %d runs, %d missed instants", report.started, report.missed)
                 for run in await self.store.reap_expired(now):

@@ -28,7 +28,7 @@ from cronlink.store import Outcome
 from cronlink.tiers import ChildFailed, HeavyTier, LightTier, MemoryLimitExceeded
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from cronlink.jobs import Job
     from cronlink.records import Run
@@ -53,6 +53,7 @@ class Worker:
         heartbeat: timedelta = timedelta(seconds=10),
         poll: float = 0.5,
         wakeup: asyncio.Event | None = None,
+        on_enqueue: Callable[[Tier], None] | None = None,
     ) -> None:
         self.store = store
         self.jobs = jobs
@@ -66,6 +67,7 @@ class Worker:
         self.heartbeat = heartbeat
         self.poll = poll
         self.wakeup = wakeup or asyncio.Event()
+        self.on_enqueue = on_enqueue
         self._active: dict[int, tuple[asyncio.Task[None], Run]] = {}
         self._stopping: dict[int, RunState] = {}
         self._slot_freed = asyncio.Event()
@@ -233,7 +235,10 @@ class Worker:
         if target is None:
             raise UnknownJobError(job, [])
         request = new_run(target, Reason.ENQUEUE, payload=payload, not_before=not_before)
-        return await self.store.enqueue(request, self.clock.now())
+        run_id = await self.store.enqueue(request, self.clock.now())
+        if self.on_enqueue is not None:
+            self.on_enqueue(target.tier)
+        return run_id
 
 
 def _type_names(error: BaseException) -> tuple[str, ...]:

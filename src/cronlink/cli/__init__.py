@@ -1,0 +1,48 @@
+"""The `cronlink` command line: parse flags, build settings, call the core.
+
+Exit codes: 0 ok, 1 the thing asked failed, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from cronlink.cli import inspect_cmds, job_cmds, role_cmds
+from cronlink.errors import ConfigError, CronlinkError, CronSyntaxError
+
+INPUT_ERRORS = (ConfigError, CronSyntaxError)
+
+
+class _Cronlink(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CronlinkError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(2 if isinstance(error, INPUT_ERRORS) else 1)
+
+
+@click.group(cls=_Cronlink)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug lines.")
+@click.version_option(package_name="cronlink")
+def cli(verbose: bool) -> None:
+    """cronlink: cron that fires exactly once, light and heavy tiers, SQLite or PostgreSQL."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+for module in (role_cmds, job_cmds, inspect_cmds):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def main() -> None:
+    cli()

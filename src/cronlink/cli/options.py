@@ -1,0 +1,56 @@
+"""Flags shared by the commands, each showing its environment variable in --help."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cronlink.config import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def settings_options(command: F) -> F:
+    """`--config`, `--database-url` and `--app`, turned into one `settings` argument."""
+    command = click.option(
+        "--app",
+        "app_path",
+        envvar="CRONLINK_APP",
+        show_envvar=True,
+        help="Python jobs to load, as package.module:app.",
+    )(command)
+    command = click.option(
+        "--database-url",
+        envvar="DATABASE_URL",
+        show_envvar=True,
+        help="Database URL (default sqlite:///cronlink.db).",
+    )(command)
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="CRONLINK_CONFIG",
+        show_envvar=True,
+        help="Configuration file (default ./cronlink.toml when present).",
+    )(command)
+
+
+def settings_from(
+    config_path: Path | None, database_url: str | None, app_path: str | None
+) -> Settings:
+    return load_settings(config_path, database_url, app_path)
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The one place the command line enters asyncio."""
+    return asyncio.run(coroutine)
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))

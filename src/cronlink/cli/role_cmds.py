@@ -1,0 +1,112 @@
+"""Commands that start roles or prepare the database: init, run, scheduler, worker, db."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from importlib import resources
+from pathlib import Path
+
+import click
+
+from cronlink.cli.options import print_json, run_async, settings_from, settings_options
+from cronlink.cli.show import show_run
+from cronlink.config import Settings, build_app
+from cronlink.records import Tier
+from cronlink.runtime import open_store, run_roles
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing cronlink.toml.")
+@click.option(
+    "--path", type=click.Path(dir_okay=False, path_type=Path), default=Path("cronlink.toml")
+)
+def init(force: bool, path: Path) -> None:
+    """Write a starter cronlink.toml: a Python job, a heavy job, an HTTP target (commented)."""
+    if path.exists() and not force:
+        click.echo(f"{path} exists; left as it is (--force to overwrite)")
+        return
+    path.write_text(resources.files("cronlink.cli").joinpath("starter.toml").read_text())
+    click.echo(f"wrote {path}; start it with: cronlink run")
+
+
+@click.group(invoke_without_command=True)
+@settings_options
+@click.pass_context
+def run(
+    ctx: click.Context, config_path: Path | None, database_url: str | None, app_path: str | None
+) -> None:
+    """Run every role in one process: scheduler, light and heavy workers.
+
+    `cronlink run show ID` shows one run instead.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = settings_from(config_path, database_url, app_path)
+    _serve(settings, scheduler=True, tiers=(Tier.LIGHT, Tier.HEAVY))
+
+
+@run.command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@settings_options
+def show(
+    run_id: int,
+    as_json: bool,
+    config_path: Path | None,
+    database_url: str | None,
+    app_path: str | None,
+) -> None:
+    """One run: state, attempts, timings, error and log lines."""
+    show_run(settings_from(config_path, database_url, app_path), run_id, as_json)
+
+
+@click.command()
+@settings_options
+def scheduler(config_path: Path | None, database_url: str | None, app_path: str | None) -> None:
+    """Run the scheduler alone: turn due instants into runs, reap expired leases."""
+    _serve(settings_from(config_path, database_url, app_path), scheduler=True, tiers=())
+
+
+@click.command()
+@click.option("--tier", type=click.Choice(["light", "heavy"]), required=True)
+@settings_options
+def worker(
+    tier: str, config_path: Path | None, database_url: str | None, app_path: str | None
+) -> None:
+    """Run a worker of one tier alone."""
+    _serve(settings_from(config_path, database_url, app_path), scheduler=False, tiers=(Tier(tier),))
+
+
+@click.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@click.option("--json", "as_json", is_flag=True)
+@settings_options
+def upgrade(
+    as_json: bool, config_path: Path | None, database_url: str | None, app_path: str | None
+) -> None:
+    """Create the schema or bring it to this version (refuses a newer database)."""
+    settings = settings_from(config_path, database_url, app_path)
+
+    async def go() -> None:
+        store = await open_store(settings)
+        await store.close()
+
+    run_async(go())
+    if as_json:
+        print_json({"database": settings.database_url, "upgraded": True})
+    else:
+        click.echo(f"{settings.database_url}: schema up to date")
+
+
+def _serve(settings: Settings, *, scheduler: bool, tiers: tuple[Tier, ...]) -> None:
+    app = build_app(settings)
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        run_async(run_roles(settings, app, scheduler=scheduler, tiers=tiers))
+
+
+COMMANDS = [init, run, scheduler, worker, db]

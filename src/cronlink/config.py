@@ -1,0 +1,245 @@
+"""Settings from `cronlink.toml` and the environment, checked before anything starts.
+
+A bad file stops start-up with one `ConfigError` naming the file, the key and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cronlink.app import App, build_job
+from cronlink.child import resolve
+from cronlink.durations import parse_duration
+from cronlink.errors import ConfigError, CronSyntaxError
+from cronlink.jobs import DEFAULT_MEMORY_LIMIT, HttpTarget
+
+DEFAULT_URL = "sqlite:///cronlink.db"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3,
+}  # fmt: skip
+Duration = Annotated[str | float, Field(union_mode="left_to_right")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TargetModel(_Strict):
+    url: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "POST"
+    headers: dict[str, str] = {}
+    body: str | None = None
+
+
+class JobModel(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")]
+    handler: str | None = None
+    target: TargetModel | None = None
+    schedule: str | None = None
+    schedules: list[str] = []
+    timezone: str = "UTC"
+    tier: Literal["light", "heavy"] = "light"
+    timeout: Duration | None = None
+    memory_limit: str | int = DEFAULT_MEMORY_LIMIT
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    min_backoff: Duration = "1s"
+    max_backoff: Duration = "5m"
+    retry_on: list[str | int] = []
+    overlap: Literal["skip", "queue", "allow", "replace"] = "skip"
+    misfire: Literal["latest", "all", "skip"] = "latest"
+    misfire_grace: Duration = "1h"
+    jitter: Duration = 0
+    description: str = ""
+
+    @field_validator("timeout", "min_backoff", "max_backoff", "misfire_grace", "jitter")
+    @classmethod
+    def _duration(cls, value: str | float | None) -> str | float | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class WorkerModel(_Strict):
+    light_concurrency: Annotated[int, Field(ge=1)] = 100
+    heavy_concurrency: Annotated[int, Field(ge=1)] | None = None
+    lease: Duration = "30s"
+    heartbeat: Duration = "10s"
+    poll: Duration = "500ms"
+
+
+class FileModel(_Strict):
+    database_url: str | None = None
+    app: str | None = None
+    worker: WorkerModel = WorkerModel()
+    jobs: list[JobModel] = []
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_URL
+    config_path: Path | None = None
+    app_path: str | None = None
+    light_concurrency: int = 100
+    heavy_concurrency: int | None = None
+    lease: timedelta = timedelta(seconds=30)
+    heartbeat: timedelta = timedelta(seconds=10)
+    poll: float = 0.5
+    jobs: tuple[JobModel, ...] = field(default=())
+
+
+def load_settings(
+    config: Path | None = None, database_url: str | None = None, app_path: str | None = None
+) -> Settings:
+    """Read `config` (or ./cronlink.toml when it exists); flags beat env beats the file."""
+    path = config if config is not None else Path("cronlink.toml")
+    parsed = FileModel()
+    if config is not None or path.exists():
+        parsed = _read(path)
+    return Settings(
+        database_url=database_url
+        or os.environ.get("DATABASE_URL")
+        or parsed.database_url
+        or DEFAULT_URL,
+        config_path=path if path.exists() else None,
+        app_path=app_path or os.environ.get("CRONLINK_APP") or parsed.app,
+        light_concurrency=parsed.worker.light_concurrency,
+        heavy_concurrency=parsed.worker.heavy_concurrency,
+        lease=parse_duration(parsed.worker.lease),
+        heartbeat=parse_duration(parsed.worker.heartbeat),
+        poll=parse_duration(parsed.worker.poll).total_seconds(),
+        jobs=tuple(parsed.jobs),
+    )
+
+
+def build_app(settings: Settings) -> App:
+    """The jobs of `--app` (if any) plus those of the file, each checked."""
+    app = App()
+    if settings.app_path:
+        loaded = _import(settings.app_path, "app", "--app")
+        if not isinstance(loaded, App):
+            raise ConfigError(
+                f"--app {settings.app_path!r} is a {type(loaded).__name__}, not a cronlink.App"
+            )
+        app.jobs.update(loaded.jobs)
+    where = settings.config_path or Path("cronlink.toml")
+    for index, job in enumerate(settings.jobs):
+        key = f"jobs[{index}] ({job.name})"
+        try:
+            app.add(_job(job, key, where))
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {key}: {error}") from None
+        except (CronSyntaxError, ValueError) as error:
+            raise ConfigError(f"{where}: {key}: {error}") from None
+    return app
+
+
+def _job(model: JobModel, key: str, where: Path) -> Any:
+    if (model.handler is None) == (model.target is None):
+        raise ConfigError("give exactly one of 'handler' (module:function) or 'target' (a URL)")
+    schedules = ([model.schedule] if model.schedule else []) + list(model.schedules)
+    handler = (
+        _import(model.handler, "handler", f"{where}: {key}: handler") if model.handler else None
+    )
+    target = None
+    if model.target is not None:
+        target = HttpTarget(
+            url=model.target.url,
+            method=model.target.method,
+            headers=dict(model.target.headers),
+            body=model.target.body,
+        )
+    return build_job(
+        name=model.name,
+        schedules=schedules,
+        tier=model.tier,
+        timezone=model.timezone,
+        timeout=model.timeout,
+        max_attempts=model.max_attempts,
+        min_backoff=model.min_backoff,
+        max_backoff=model.max_backoff,
+        retry_on=model.retry_on,
+        overlap=model.overlap,
+        misfire=model.misfire,
+        misfire_grace=model.misfire_grace,
+        jitter=model.jitter,
+        handler=handler,
+        handler_path=model.handler,
+        target=target,
+        memory_limit=parse_size(model.memory_limit),
+        description=model.description,
+    )
+
+
+def parse_size(value: str | int) -> int:
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError(f"memory_limit {value!r} is not a size; write it like 512MiB or 2GiB")
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+
+
+def _import(path: str, what: str, where: str) -> Any:
+    if ":" not in path:
+        raise ConfigError(f"{where}: {path!r} must look like package.module:{what}")
+    try:
+        return resolve(path)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"{where}: cannot load {path!r} ({error})") from None
+
+
+def _read(path: Path) -> FileModel:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    try:
+        return FileModel.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise ConfigError(f"{path}: {_key(first['loc'], data)}: {_problem(first)}") from None
+
+
+def _key(location: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    """`jobs[2] (nightly).timeout` from pydantic's location, skipping its union tags."""
+    text = ""
+    for step in location:
+        if isinstance(step, int):
+            text += f"[{step}]"
+        elif step not in _UNION_TAGS and not step.startswith("function-"):
+            text += f".{step}" if text else step
+    if len(location) > 1 and location[0] == "jobs" and isinstance(location[1], int):
+        jobs = data.get("jobs")
+        if isinstance(jobs, list) and isinstance(jobs[location[1]], dict):
+            name = jobs[location[1]].get("name")
+            if isinstance(name, str):
+                text = text.replace(f"jobs[{location[1]}]", f"jobs[{location[1]}] ({name})", 1)
+    return text
+
+
+_UNION_TAGS = {"str", "int", "float", "bool"}
+
+
+def _problem(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return (
+        f"{message} (got {error['input']!r})"
+        if "input" in error and kind != "value_error"
+        else message
+    )

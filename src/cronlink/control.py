@@ -1,0 +1,106 @@
+"""Operations people and programs ask for — shared by the command line and the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from cronlink.cron import explain, next_fire
+from cronlink.jobs import new_run
+from cronlink.records import Fate, Reason, Run, RunState
+from cronlink.store import RunFilter
+
+if TYPE_CHECKING:
+    from cronlink.app import App
+    from cronlink.records import Fire
+    from cronlink.store import Store
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class JobStatus:
+    name: str
+    tier: str
+    kind: str
+    schedules: list[dict[str, str]]
+    next_fire: datetime | None
+    paused: bool
+    last_state: str | None
+    last_run_id: int | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HistoryEntry:
+    """A run, or a scheduled instant that did not become one (skipped or missed)."""
+
+    at: datetime
+    job: str
+    fate: str
+    run: Run | None
+
+
+async def job_statuses(store: Store, app: App, now: datetime) -> list[JobStatus]:
+    paused = await store.paused_jobs()
+    last = await store.last_runs(list(app.jobs))
+    statuses = []
+    for job in sorted(app.jobs.values(), key=lambda j: j.name):
+        fires = [next_fire(s.cron, now, s.zone) for s in job.schedules]
+        upcoming = [f for f in fires if f is not None]
+        previous = last.get(job.name)
+        statuses.append(
+            JobStatus(
+                name=job.name,
+                tier=job.tier.value,
+                kind="http" if job.target else "python",
+                schedules=[
+                    {
+                        "cron": s.cron.source,
+                        "timezone": s.timezone,
+                        "explain": explain(s.cron.source),
+                    }
+                    for s in job.schedules
+                ],
+                next_fire=min(upcoming, key=lambda f: f.astimezone(UTC)) if upcoming else None,
+                paused=job.name in paused,
+                last_state=previous.state.value if previous else None,
+                last_run_id=previous.id if previous else None,
+            )
+        )
+    return statuses
+
+
+async def trigger(
+    store: Store, app: App, name: str, payload: Any, now: datetime, reason: Reason = Reason.MANUAL
+) -> int:
+    """Queue a run of job `name` now; `UnknownJobError` (with close names) if there is none."""
+    job = app.get(name)
+    return await store.enqueue(new_run(job, reason, payload=payload), now)
+
+
+async def wait_finished(store: Store, run_id: int, poll: float = 0.2) -> Run:
+    while True:
+        run = await store.get_run(run_id)
+        if run.state.finished:
+            return run
+        await asyncio.sleep(poll)
+
+
+async def history(
+    store: Store, job: str | None, state: RunState | None, since: datetime | None, limit: int
+) -> list[HistoryEntry]:
+    """Runs, and with `since` also the instants that were skipped or missed, newest first."""
+    runs = await store.list_runs(RunFilter(job=job, state=state, since=since, limit=limit))
+    entries = [
+        HistoryEntry(at=r.scheduled_for or r.enqueued_at, job=r.job, fate="run", run=r)
+        for r in runs
+    ]
+    if since is not None and state is None:
+        fires: list[Fire] = await store.ledger(job, since, limit)
+        entries += [
+            HistoryEntry(at=f.scheduled_for, job=f.job, fate=f.fate.value, run=None)
+            for f in fires
+            if f.fate is not Fate.RUN
+        ]
+    entries.sort(key=lambda e: e.at, reverse=True)
+    return entries[:limit]

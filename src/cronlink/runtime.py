@@ -1,0 +1,109 @@
+"""Compose and run the roles (scheduler, light worker, heavy worker) until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
+
+from cronlink.http_client import new_session
+from cronlink.records import Tier
+from cronlink.scheduler import Scheduler
+from cronlink.store import Store, store_for
+from cronlink.tiers import HeavyTier, LightTier
+from cronlink.worker import Worker
+
+if TYPE_CHECKING:
+    from cronlink.app import App
+    from cronlink.config import Settings
+
+log = logging.getLogger("cronlink")
+
+
+async def open_store(settings: Settings, *, migrate: bool = True) -> Store:
+    store = store_for(settings.database_url)
+    try:
+        await store.open(migrate=migrate)
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
+
+async def run_roles(
+    settings: Settings,
+    app: App,
+    *,
+    scheduler: bool,
+    tiers: tuple[Tier, ...],
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the chosen roles in this process; SIGINT/SIGTERM stop them gracefully."""
+    stop = stop or _stop_on_signals()
+    async with AsyncExitStack() as stack:
+        store = await open_store(settings)
+        stack.push_async_callback(store.close)
+        session = new_session()
+        stack.push_async_callback(session.close)
+        wakeups = {tier: asyncio.Event() for tier in Tier}
+        roles: list[asyncio.Task[None]] = []
+        for tier in tiers:
+            worker = Worker(
+                store,
+                app.jobs,
+                tier,
+                LightTier(session) if tier is Tier.LIGHT else HeavyTier(session),
+                concurrency=settings.light_concurrency
+                if tier is Tier.LIGHT
+                else settings.heavy_concurrency,
+                lease=settings.lease,
+                heartbeat=settings.heartbeat,
+                poll=settings.poll,
+                wakeup=wakeups[tier],
+                on_enqueue=lambda t: wakeups[t].set(),
+            )
+            roles.append(asyncio.create_task(worker.run(stop), name=f"worker-{tier.value}"))
+        if scheduler:
+
+            def wake_workers() -> None:
+                for event in wakeups.values():
+                    event.set()
+
+            chief = Scheduler(store, app.jobs, on_fire=wake_workers)
+            roles.append(asyncio.create_task(chief.run(stop), name="scheduler"))
+        log.info(
+            "cronlink running: %d jobs, scheduler=%s, workers=%s, database %s",
+            len(app.jobs),
+            scheduler,
+            ",".join(t.value for t in tiers) or "none",
+            store.url,
+        )
+        await _until_done(roles, stop)
+
+
+async def _until_done(roles: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*roles, stopper], return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    await asyncio.gather(*roles, return_exceptions=True)
+    stopper.cancel()
+    for task in done:
+        if task is not stopper and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def request_stop() -> None:
+        if stop.is_set():
+            raise SystemExit(1)  # a second signal: leave now; leases expire and runs retry
+        log.info("stopping: finishing running attempts (signal again to exit at once)")
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, request_stop)
+    return stop
