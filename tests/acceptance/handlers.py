@@ -92,3 +92,11 @@ async def hand_over(ctx: RunContext) -> int:
 @app.job(name="heavy-hand-over", tier="heavy")
 async def heavy_hand_over(ctx: RunContext) -> int:
     return await ctx.enqueue("ok", "from child")
+
+
+@app.job(name="stalls-first", max_attempts=3)
+async def stalls_first(ctx: RunContext) -> int:
+    if ctx.attempt == 1:
+        ctx.log.info("attempt 1 stalls")
+        await asyncio.sleep(60)
+    return ctx.attempt

@@ -1,0 +1,3 @@
+from cronlink.cli import main
+
+main()

@@ -1,0 +1,224 @@
+"""The command line: output, exit codes, errors that name file, key and problem."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cronlink.cli import cli
+
+TOML_HEAD = 'database_url = "sqlite:///{db}"\n'
+
+
+def invoke(*args: str, cwd: Path | None = None) -> tuple[int, str]:
+    runner = CliRunner()
+    if cwd is not None:
+        os.chdir(cwd)
+    result = runner.invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture(autouse=True)
+def _keep_cwd() -> object:
+    before = os.getcwd()
+    yield
+    os.chdir(before)
+
+
+def test_next_json_carries_the_zone_offset() -> None:
+    code, out = invoke(
+        "next", "30 1 * * *", "--tz", "America/New_York", "--from", "2024-11-02T12:00",
+        "--count", "2", "--json",
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(out) == ["2024-11-03T01:30:00-04:00", "2024-11-04T01:30:00-05:00"]
+
+
+def test_explain() -> None:
+    assert invoke("explain", "30 2 * * 1-5") == (0, "At 02:30, Monday through Friday\n")
+
+
+def test_bad_expression_exits_2_naming_field_and_reason() -> None:
+    code, out = invoke("next", "61 * * * *")
+    assert code == 2
+    assert "minute field: 61 is out of range 0-59" in out
+
+
+def test_bad_zone_exits_2() -> None:
+    code, out = invoke("next", "* * * * *", "--tz", "Mars/Olympus")
+    assert code == 2
+    assert "unknown time zone 'Mars/Olympus'" in out
+
+
+def test_init_writes_a_starter_and_never_overwrites(tmp_path: Path) -> None:
+    code, _ = invoke("init", cwd=tmp_path)
+    assert code == 0
+    text = (tmp_path / "cronlink.toml").read_text()
+    assert "handler = " in text
+    assert "target = " in text
+    (tmp_path / "cronlink.toml").write_text(text + "\n# mine\n")
+    code, out = invoke("init", cwd=tmp_path)
+    assert code == 0
+    assert "left as it is" in out
+    assert (tmp_path / "cronlink.toml").read_text().endswith("# mine\n")
+    code, out = invoke("jobs", "--json", cwd=tmp_path)
+    assert code == 0
+    assert [j["name"] for j in json.loads(out)] == ["crunch", "heartbeat"]
+
+
+BAD_CONFIGS = [
+    ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\nschedul = "* * * * *"\n',
+     "jobs[0] (a).schedul: unknown key"),
+    ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\nmax_attempts = "3"\n',
+     "jobs[0] (a).max_attempts: Input should be a valid integer"),
+    ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\nschedule = "61 * * * *"\n',
+     "jobs[0] (a): minute field: 61 is out of range 0-59"),
+    ('[[jobs]]\nname = "a"\nhandler = "cronlink.nowhere:job"\n',
+     "jobs[0] (a): handler: cannot load 'cronlink.nowhere:job'"),
+    ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\n'
+     '[[jobs]]\nname = "a"\nhandler = "cronlink.examples:crunch"\n',
+     "jobs[1] (a): job 'a' is defined twice"),
+    ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\ntimeout = "30x"\n',
+     "jobs[0] (a).timeout: '30x' is not a duration"),
+    ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\ntimezone = "Mars/X"\n'
+     'schedule = "* * * * *"\n',
+     "jobs[0] (a): unknown time zone 'Mars/X'"),
+    ('[[jobs]]\nname = "a"\n', "jobs[0] (a): give exactly one of 'handler'"),
+    ("jobs = [", "not valid TOML"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "message"), BAD_CONFIGS)
+def test_bad_config_names_file_key_and_problem(tmp_path: Path, body: str, message: str) -> None:
+    (tmp_path / "cronlink.toml").write_text(TOML_HEAD.format(db=tmp_path / "c.db") + body)
+    code, out = invoke("jobs", cwd=tmp_path)
+    assert code == 2
+    assert out.startswith("error: cronlink.toml: ")
+    assert message in out
+    assert len(out.strip().splitlines()) == 1
+
+
+def test_unknown_job_exits_1_with_suggestions(tmp_path: Path) -> None:
+    invoke("init", cwd=tmp_path)
+    code, out = invoke("trigger", "heartbeet", cwd=tmp_path)
+    assert code == 1
+    assert "unknown job 'heartbeet'; did you mean heartbeat?" in out
+
+
+def test_bad_payload_exits_2(tmp_path: Path) -> None:
+    invoke("init", cwd=tmp_path)
+    code, out = invoke("trigger", "heartbeat", "--payload", "{nope", cwd=tmp_path)
+    assert code == 2
+    assert "not valid JSON" in out
+
+
+def test_corrupt_database_is_reported_and_left_alone(tmp_path: Path) -> None:
+    invoke("init", cwd=tmp_path)
+    db = tmp_path / "cronlink.db"
+    db.write_bytes(b"garbage" * 1000)
+    code, out = invoke("jobs", cwd=tmp_path)
+    assert code == 1
+    assert "is not a SQLite database" in out
+    assert db.read_bytes() == b"garbage" * 1000
+
+
+def test_pause_and_resume(tmp_path: Path) -> None:
+    invoke("init", cwd=tmp_path)
+    assert invoke("pause", "heartbeat", cwd=tmp_path) == (0, "heartbeat paused\n")
+    _, out = invoke("jobs", "--json", cwd=tmp_path)
+    assert {j["name"]: j["paused"] for j in json.loads(out)} == {"crunch": False, "heartbeat": True}
+    assert invoke("resume", "heartbeat", cwd=tmp_path)[0] == 0
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cronlink(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """A real `cronlink` process that can import the test handlers."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cronlink", *args],
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def output(*args: str, cwd: Path) -> str:
+    proc = cronlink(*args, cwd=cwd)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    return out
+
+
+WORKER_TOML = (
+    'database_url = "sqlite:///{db}"\napp = "tests.acceptance.handlers:app"\n'
+    '[worker]\nlease = "1s"\nheartbeat = "200ms"\npoll = "50ms"\n'
+)
+
+
+@pytest.mark.slow
+def test_sigkilled_worker_run_is_retried_after_its_lease(tmp_path: Path) -> None:
+    (tmp_path / "cronlink.toml").write_text(WORKER_TOML.format(db=tmp_path / "c.db"))
+    run_id = json.loads(output("trigger", "stalls-first", "--json", cwd=tmp_path))["run_id"]
+    doomed = cronlink("worker", "--tier", "light", cwd=tmp_path)
+    deadline = time.monotonic() + 30
+    while "running" not in output("run", "show", str(run_id), cwd=tmp_path):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.communicate(timeout=10)
+    rescuer = cronlink("run", cwd=tmp_path)
+    try:
+        while '"succeeded"' not in output("run", "show", str(run_id), "--json", cwd=tmp_path):
+            assert time.monotonic() < deadline, "run was not rescued"
+            time.sleep(0.2)
+    finally:
+        rescuer.send_signal(signal.SIGTERM)
+        rescuer.communicate(timeout=30)
+    run = json.loads(output("run", "show", str(run_id), "--json", cwd=tmp_path))
+    assert run["attempt"] == 2
+    assert run["result"] == "2"
+
+
+@pytest.mark.slow
+def test_run_fires_every_second_exactly_once(tmp_path: Path) -> None:
+    (tmp_path / "cronlink.toml").write_text(
+        WORKER_TOML.format(db=tmp_path / "c.db")
+        + '[[jobs]]\nname = "tick"\nhandler = "cronlink.examples:heartbeat"\n'
+        'schedule = "* * * * * *"\noverlap = "allow"\n'
+    )
+    proc = cronlink("run", cwd=tmp_path)
+    time.sleep(3.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    runs = json.loads(output("runs", "--job", "tick", "--json", cwd=tmp_path))
+    instants = [r["run"]["scheduled_for"] for r in runs]
+    assert len(instants) >= 2
+    assert len(instants) == len(set(instants))
+    assert {r["run"]["state"] for r in runs} == {"succeeded"}
+
+
+@pytest.mark.slow
+def test_test_scheduled_runs_bound_jobs_now(tmp_path: Path) -> None:
+    (tmp_path / "cronlink.toml").write_text(
+        f'database_url = "sqlite:///{tmp_path / "c.db"}"\n'
+        '[[jobs]]\nname = "tick"\nhandler = "cronlink.examples:heartbeat"\n'
+        'schedule = "*/5 * * * *"\n'
+    )
+    out = output("test-scheduled", "*/5 * * * *", cwd=tmp_path)
+    assert "\ntick: succeeded (run 1)" in out
+    proc = cronlink("test-scheduled", "0 3 * * *", cwd=tmp_path)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "no job is scheduled at '0 3 * * *'" in out
