@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,10 +38,8 @@ class ScheduleSpec:
     cron: CronExpr
     timezone: str = "UTC"
     jitter: timedelta = timedelta(0)
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
+    zone: tzinfo = UTC
+    """The zone as a tzinfo; plain `UTC` for UTC, which takes the engine's fast path."""
 
     @property
     def key(self) -> str:
@@ -51,10 +49,10 @@ class ScheduleSpec:
 def schedule(cron: str, timezone: str = "UTC", jitter: timedelta = timedelta(0)) -> ScheduleSpec:
     """A `ScheduleSpec` from text; raises `CronSyntaxError` or `ValueError` (unknown zone)."""
     try:
-        ZoneInfo(timezone)
+        zone = UTC if timezone in ("UTC", "Etc/UTC") else ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {timezone!r}") from None
-    return ScheduleSpec(cron=parse(cron), timezone=timezone, jitter=jitter)
+    return ScheduleSpec(cron=parse(cron), timezone=timezone, jitter=jitter, zone=zone)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

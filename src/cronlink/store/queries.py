@@ -149,13 +149,13 @@ def record_ticks(
         fates.append((tick, fate))
     started: dict[tuple[str, datetime], int] = {}
     if to_start:
-        ids = c.execute(
-            insert(runs).returning(runs.c.id, sort_by_parameter_order=True),
+        # No `sort_by_parameter_order`: on SQLite it would insert row by row; the
+        # returned (job, instant) pairs say which id is whose.
+        rows = c.execute(
+            insert(runs).returning(runs.c.id, runs.c.job, runs.c.scheduled_for),
             [run_values(t.run, now) for t in to_start],
-        ).scalars()
-        for tick, run_id in zip(to_start, ids, strict=True):
-            assert tick.run.scheduled_for is not None
-            started[(tick.run.job, tick.run.scheduled_for)] = run_id
+        )
+        started = {(row.job, row.scheduled_for): row.id for row in rows}
     if fates:
         c.execute(
             insert(fires),
