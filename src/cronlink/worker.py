@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -24,7 +25,7 @@ from cronlink.http_target import HttpStatusError
 from cronlink.jobs import new_run
 from cronlink.records import Reason, RunError, RunState, Tier
 from cronlink.retry import Failure, GiveUp, Retry
-from cronlink.store import Outcome
+from cronlink.store import ClaimRequest, Outcome
 from cronlink.tiers import ChildFailed, HeavyTier, LightTier, MemoryLimitExceeded
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class Worker:
         poll: float = 0.5,
         wakeup: asyncio.Event | None = None,
         on_enqueue: Callable[[Tier], None] | None = None,
+        claim_batch: int = 100,
     ) -> None:
         self.store = store
         self.jobs = jobs
@@ -68,9 +70,11 @@ class Worker:
         self.poll = poll
         self.wakeup = wakeup or asyncio.Event()
         self.on_enqueue = on_enqueue
+        self.claim_batch = claim_batch
         self._active: dict[int, tuple[asyncio.Task[None], Run]] = {}
         self._stopping: dict[int, RunState] = {}
         self._slot_freed = asyncio.Event()
+        self._draining = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and execute until `stop` is set, then let running attempts finish."""
@@ -93,13 +97,13 @@ class Worker:
             await self._slot_freed.wait()
             return 1
         try:
-            runs = await self.store.claim(self.name, self.tier, free, self.lease, self.clock.now())
+            limit = min(free, self.claim_batch)
+            runs = await self.store.claim(self.name, self.tier, limit, self.lease, self.clock.now())
         except Exception:
             log.exception("claim failed; retrying")
             return 0
         for run in runs:
-            task = asyncio.create_task(self._execute(run), name=f"cronlink-run-{run.id}")
-            self._active[run.id] = (task, run)
+            self._start(run)
         return len(runs)
 
     async def _idle(self, stop: asyncio.Event) -> None:
@@ -133,38 +137,56 @@ class Worker:
             entry[0].cancel()
 
     async def _drain(self) -> None:
+        self._draining = True
         if self._active:
             log.info("waiting for %d running attempts", len(self._active))
-            await asyncio.gather(
-                *(task for task, _ in self._active.values()), return_exceptions=True
-            )
+        while self._active:
+            tasks = [task for task, _ in self._active.values()]
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start(self, run: Run) -> None:
+        task = asyncio.create_task(self._execute(run), name=f"cronlink-run-{run.id}")
+        self._active[run.id] = (task, run)
 
     async def _execute(self, run: Run) -> None:
-        started = time.monotonic()
-        logbook = RunLog(run.job, run.id)
+        """Run one attempt, record it, and hand the slot straight to the next claimed run."""
+        claimed: list[Run] = []
         try:
-            outcome = await self._attempt(run, logbook)
+            outcome = await self._timed_attempt(run)
+            assert run.lease_token is not None
+            # Completing and claiming the next run share one transaction under load.
+            then_claim = None
+            if not self._draining:
+                then_claim = ClaimRequest(
+                    worker=self.name, tier=self.tier, limit=1, lease=self.lease
+                )
+            try:
+                done = await self.store.complete(
+                    run.id, run.lease_token, outcome, self.clock.now(), then_claim
+                )
+            except Exception:
+                log.exception("could not record the end of run %d; its lease will expire", run.id)
+                return
+            if not done.held:
+                log.warning("run %d lost its lease before completing; outcome discarded", run.id)
+            claimed = done.claimed
         finally:
             self._active.pop(run.id, None)
             self._stopping.pop(run.id, None)
-            self._slot_freed.set()
-        outcome = Outcome(
-            state=outcome.state,
-            error=outcome.error,
-            result=outcome.result,
-            retry_at=outcome.retry_at,
+            for following in claimed:
+                self._start(following)
+            if not claimed:
+                self._slot_freed.set()
+
+    async def _timed_attempt(self, run: Run) -> Outcome:
+        started = time.monotonic()
+        logbook = RunLog(run.job, run.id)
+        outcome = await self._attempt(run, logbook)
+        return dataclasses.replace(
+            outcome,
             duration_ms=int((time.monotonic() - started) * 1000),
-            peak_memory=outcome.peak_memory,
             logs=tuple(logbook.lines),
         )
-        assert run.lease_token is not None
-        try:
-            held = await self.store.complete(run.id, run.lease_token, outcome, self.clock.now())
-        except Exception:
-            log.exception("could not record the end of run %d; its lease will expire", run.id)
-            return
-        if not held:
-            log.warning("run %d lost its lease before completing; outcome discarded", run.id)
 
     async def _attempt(self, run: Run, logbook: RunLog) -> Outcome:
         try:

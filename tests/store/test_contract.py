@@ -82,7 +82,7 @@ async def test_serial_runs_never_overlap(store: Store) -> None:
     claimed = await store.claim("w", Tier.LIGHT, 10, LEASE, T0)
     assert len(claimed) == 1
     assert await store.claim("w", Tier.LIGHT, 10, LEASE, T0) == []
-    ok = await store.complete(claimed[0].id, claimed[0].lease_token or "", done(), T0)
+    ok = (await store.complete(claimed[0].id, claimed[0].lease_token or "", done(), T0)).held
     assert ok
     assert len(await store.claim("w", Tier.LIGHT, 10, LEASE, T0)) == 1
 
@@ -108,7 +108,7 @@ async def test_claim_respects_tier_and_not_before(store: Store) -> None:
 async def test_complete_needs_the_lease(store: Store) -> None:
     await store.enqueue(new_run(), T0)
     [run] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0)
-    assert not await store.complete(run.id, "stolen", done(), T0)
+    assert not (await store.complete(run.id, "stolen", done(), T0)).held
     error = RunError(type="ValueError", message="bad", traceback="tb", reason="exception")
     outcome = Outcome(
         state=RunState.FAILED,
@@ -116,20 +116,20 @@ async def test_complete_needs_the_lease(store: Store) -> None:
         duration_ms=5,
         logs=((T0, "info", "hello"),),
     )
-    assert await store.complete(run.id, run.lease_token or "", outcome, T0)
+    assert (await store.complete(run.id, run.lease_token or "", outcome, T0)).held
     stored = await store.get_run(run.id)
     assert stored.state is RunState.FAILED
     assert stored.error == error
     assert stored.finished_at == T0
     assert await store.run_logs(run.id) == [(T0, 1, "info", "hello")]
-    assert not await store.complete(run.id, run.lease_token or "", done(), T0)
+    assert not (await store.complete(run.id, run.lease_token or "", done(), T0)).held
 
 
 async def test_retry_requeues_with_not_before(store: Store) -> None:
     await store.enqueue(new_run(max_attempts=3), T0)
     [run] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0)
     retry = Outcome(state=RunState.FAILED, retry_at=T0 + timedelta(seconds=5))
-    assert await store.complete(run.id, run.lease_token or "", retry, T0)
+    assert (await store.complete(run.id, run.lease_token or "", retry, T0)).held
     assert await store.claim("w", Tier.LIGHT, 1, LEASE, T0) == []
     [again] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0 + timedelta(seconds=5))
     assert again.attempt == 2
@@ -148,7 +148,7 @@ async def test_expired_leases_are_reaped(store: Store) -> None:
     assert reaped["b"].error.reason == "lease_expired"
     # The old owner cannot complete any more.
     for run in claimed:
-        assert not await store.complete(run.id, run.lease_token or "", done(), T0)
+        assert not (await store.complete(run.id, run.lease_token or "", done(), T0)).held
 
 
 async def test_heartbeat_extends_and_reports_cancels(store: Store) -> None:

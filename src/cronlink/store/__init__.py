@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 from cronlink.errors import ConfigError
-from cronlink.store.base import Outcome, RunFilter, ScheduleAdvance, Store, Tick
+from cronlink.store.base import (
+    ClaimRequest,
+    Completion,
+    Outcome,
+    RunFilter,
+    ScheduleAdvance,
+    Store,
+    Tick,
+)
 
-__all__ = ["Outcome", "RunFilter", "ScheduleAdvance", "Store", "Tick", "store_for"]
+__all__ = [
+    "ClaimRequest",
+    "Completion",
+    "Outcome",
+    "RunFilter",
+    "ScheduleAdvance",
+    "Store",
+    "Tick",
+    "store_for",
+]
 
 
 def store_for(url: str) -> Store:

@@ -52,6 +52,22 @@ class Outcome:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ClaimRequest:
+    """What a worker asks for when it claims: up to `limit` runs of `tier` under a lease."""
+
+    worker: str
+    tier: Tier
+    limit: int
+    lease: timedelta
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Completion:
+    held: bool
+    claimed: list[Run]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RunFilter:
     job: str | None = None
     state: RunState | None = None
@@ -131,9 +147,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def complete(
-        self, run_id: int, lease_token: str, outcome: Outcome, now: datetime
-    ) -> bool:
-        """Record an attempt's end; False when the lease was lost (another owner now)."""
+        self,
+        run_id: int,
+        lease_token: str,
+        outcome: Outcome,
+        now: datetime,
+        then_claim: ClaimRequest | None = None,
+    ) -> Completion:
+        """Record an attempt's end, and take the worker's next runs in the same transaction.
+
+        `held` is False when the lease was lost (another attempt owns the run now).
+        """
 
     @abc.abstractmethod
     async def reap_expired(self, now: datetime) -> list[Run]:

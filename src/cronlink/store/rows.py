@@ -8,13 +8,19 @@ from typing import TYPE_CHECKING, Any
 from cronlink.records import Fate, Fire, Reason, Run, RunError, RunState, Schedule, Tier
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from sqlalchemy import Row
 
     from cronlink.records import NewRun
 
 
 def run_from_row(row: Row[Any]) -> Run:
-    m = row._mapping
+    return run_from_mapping(row._mapping)
+
+
+def run_from_mapping(m: Mapping[Any, Any]) -> Run:
+    """A `Run` from column values (instants already as aware datetimes)."""
     error = None
     if m["error_type"]:
         error = RunError(

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -50,6 +51,10 @@ class Instant(TypeDecorator[datetime]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         return None if value is None else from_micros(int(value))
+
+
+def _where(condition: str) -> dict[str, Any]:
+    return {"sqlite_where": text(condition), "postgresql_where": text(condition)}
 
 
 metadata = MetaData()
@@ -103,9 +108,12 @@ runs = Table(
     Column("result", Text),
     Column("duration_ms", BigInteger),
     Column("peak_memory", BigInteger),
-    Index("ix_runs_claim", "tier", "state", "not_before"),
-    Index("ix_runs_job_state", "job", "state"),
-    Index("ix_runs_lease", "state", "lease_expires_at"),
+    # Partial indexes: a run enters and leaves each as its state changes, so claiming and
+    # completing touch few index entries, and each index holds only live runs.
+    Index("ix_runs_queued", "tier", "not_before", "id", **_where("state = 'queued'")),
+    Index("ix_runs_leased", "lease_expires_at", **_where("state = 'running'")),
+    Index("ix_runs_active", "job", "state", **_where("state IN ('queued', 'running')")),
+    Index("ix_runs_job", "job", "id"),
 )
 
 fires = Table(

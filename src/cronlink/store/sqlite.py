@@ -20,15 +20,22 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from cronlink.errors import CorruptDatabaseError, StoreError
-from cronlink.store import migrate, queries
-from cronlink.store.base import Store
+from cronlink.store import migrate, queries, sqlite_hot
+from cronlink.store.base import Completion, Store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime, timedelta
 
     from cronlink.records import Fire, NewRun, Run, Schedule, Tier
-    from cronlink.store.base import Outcome, RunFilter, ScheduleAdvance, Tick
+    from cronlink.store.base import (
+        ClaimRequest,
+        Completion,
+        Outcome,
+        RunFilter,
+        ScheduleAdvance,
+        Tick,
+    )
 
 T = TypeVar("T")
 _MAGIC = b"SQLite format 3\x00"
@@ -41,6 +48,7 @@ class SQLiteStore(Store):
         self.path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://") or "cronlink.db")
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="cronlink-sqlite")
         self._conn: Connection | None = None
+        self._db: sqlite3.Connection | None = None
 
     async def open(self, *, migrate: bool = True) -> None:
         await self._call(lambda: self._open(migrate))
@@ -71,6 +79,7 @@ class SQLiteStore(Store):
         else:
             migrate.check_not_newer(conn)
         self._conn = conn
+        self._db = _raw(conn)
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -90,14 +99,21 @@ class SQLiteStore(Store):
         return await loop.run_in_executor(self._executor, _translated, fn, self.path)
 
     def _write(self, fn: Callable[[Connection], T]) -> Callable[[], T]:
+        return self._hot(lambda _db: fn(self._connection()))
+
+    def _hot(self, fn: Callable[[sqlite3.Connection], T]) -> Callable[[], T]:
+        """A write transaction on the raw connection (the hot verbs use it directly)."""
+
         def transaction() -> T:
-            conn = self._connection()
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            db = self._db
+            if db is None:
+                raise StoreError("the store is not open")
+            db.execute("BEGIN IMMEDIATE")
             try:
-                result = fn(conn)
-                conn.exec_driver_sql("COMMIT")
+                result = fn(db)
+                db.execute("COMMIT")
             except BaseException:
-                conn.exec_driver_sql("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
             return result
 
@@ -147,25 +163,44 @@ class SQLiteStore(Store):
     ) -> list[Run]:
         token = secrets.token_hex(8)
 
-        def work(c: Connection) -> list[Run]:
-            ids = queries.claimable(c, tier, limit, now)
-            return queries.take(c, ids, worker, token, now + lease, now)
+        def work(db: sqlite3.Connection) -> list[Run]:
+            return sqlite_hot.claim(db, worker, token, tier, limit, now + lease, now)
 
-        return await self._call(self._write(work))
+        return await self._call(self._hot(work))
 
     async def extend_leases(
         self, worker: str, run_ids: list[int], lease: timedelta, now: datetime
     ) -> set[int]:
         return await self._call(
-            self._write(lambda c: queries.extend_leases(c, worker, run_ids, now + lease))
+            self._hot(lambda db: sqlite_hot.extend_leases(db, worker, run_ids, now + lease))
         )
 
     async def complete(
-        self, run_id: int, lease_token: str, outcome: Outcome, now: datetime
-    ) -> bool:
-        return await self._call(
-            self._write(lambda c: queries.complete(c, run_id, lease_token, outcome, now))
-        )
+        self,
+        run_id: int,
+        lease_token: str,
+        outcome: Outcome,
+        now: datetime,
+        then_claim: ClaimRequest | None = None,
+    ) -> Completion:
+        token = secrets.token_hex(8)
+
+        def work(raw: sqlite3.Connection) -> Completion:
+            held = sqlite_hot.complete(raw, run_id, lease_token, outcome, now)
+            claimed = []
+            if then_claim is not None:
+                claimed = sqlite_hot.claim(
+                    raw,
+                    then_claim.worker,
+                    token,
+                    then_claim.tier,
+                    then_claim.limit,
+                    now + then_claim.lease,
+                    now,
+                )
+            return Completion(held=held, claimed=claimed)
+
+        return await self._call(self._hot(work))
 
     async def reap_expired(self, now: datetime) -> list[Run]:
         return await self._call(self._write(lambda c: queries.reap_expired(c, now)))
@@ -187,6 +222,12 @@ class SQLiteStore(Store):
 
     async def run_logs(self, run_id: int) -> list[tuple[datetime, int, str, str]]:
         return await self._call(self._read(lambda c: queries.run_logs(c, run_id)))
+
+
+def _raw(c: Connection) -> sqlite3.Connection:
+    raw = c.connection.dbapi_connection
+    assert isinstance(raw, sqlite3.Connection)
+    return raw
 
 
 def _pragmas(dbapi_connection: Any, _record: Any) -> None:

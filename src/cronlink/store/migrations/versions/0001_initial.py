@@ -6,11 +6,17 @@ Revises:
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0001"
 down_revision = None
+
+
+def _where(condition: str) -> dict[str, Any]:
+    return {"sqlite_where": sa.text(condition), "postgresql_where": sa.text(condition)}
 
 
 def upgrade() -> None:
@@ -59,9 +65,14 @@ def upgrade() -> None:
         sa.Column("duration_ms", sa.BigInteger),
         sa.Column("peak_memory", sa.BigInteger),
     )
-    op.create_index("ix_runs_claim", "runs", ["tier", "state", "not_before"])
-    op.create_index("ix_runs_job_state", "runs", ["job", "state"])
-    op.create_index("ix_runs_lease", "runs", ["state", "lease_expires_at"])
+    op.create_index(
+        "ix_runs_queued", "runs", ["tier", "not_before", "id"], **_where("state = 'queued'")
+    )
+    op.create_index("ix_runs_leased", "runs", ["lease_expires_at"], **_where("state = 'running'"))
+    op.create_index(
+        "ix_runs_active", "runs", ["job", "state"], **_where("state IN ('queued', 'running')")
+    )
+    op.create_index("ix_runs_job", "runs", ["job", "id"])
     op.create_table(
         "fires",
         sa.Column("job", sa.String(200), nullable=False),

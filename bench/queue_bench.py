@@ -1,0 +1,85 @@
+"""Queue throughput: no-op light runs end to end through the real worker
+(claim, execute, complete), one run per claim transaction and with batched claims.
+
+Prints JSON with medians over rounds (a fresh SQLite file each round).
+Run: .venv/bin/python bench/queue_bench.py [--runs N] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cronlink.app import App
+from cronlink.context import RunContext
+from cronlink.http_client import new_session
+from cronlink.jobs import new_run
+from cronlink.records import Reason, RunState, Tier
+from cronlink.store import RunFilter, Store, store_for
+from cronlink.tiers import LightTier
+from cronlink.worker import Worker
+
+app = App()
+
+
+@app.job(name="noop")
+async def noop(ctx: RunContext) -> None:
+    return None
+
+
+async def drained(store: Store) -> bool:
+    for state in (RunState.QUEUED, RunState.RUNNING):
+        if await store.list_runs(RunFilter(state=state, limit=1)):
+            return False
+    return True
+
+
+async def one_round(count: int, claim_batch: int, folder: Path) -> float:
+    store = store_for(f"sqlite:///{folder / 'bench.db'}")
+    await store.open()
+    now = datetime.now(UTC)
+    for _ in range(count):
+        await store.enqueue(new_run(app.get("noop"), Reason.API), now)
+    session = new_session()
+    worker = Worker(
+        store, app.jobs, Tier.LIGHT, LightTier(session), concurrency=100, claim_batch=claim_batch
+    )
+    stop = asyncio.Event()
+    began = time.perf_counter()
+    task = asyncio.create_task(worker.run(stop))
+    while not await drained(store):  # noqa: ASYNC110 - the database is what we watch
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - began
+    stop.set()
+    await task
+    done = await store.list_runs(RunFilter(state=RunState.SUCCEEDED, limit=count + 1))
+    assert len(done) == count
+    await session.close()
+    await store.close()
+    return count / elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    result: dict[str, object] = {"benchmark": "queue", "runs": args.runs, "rounds": args.rounds}
+    for label, batch in (("one_run_per_claim", 1), ("batched_claims_of_100", 100)):
+        rates = []
+        for _ in range(args.rounds):
+            with tempfile.TemporaryDirectory() as folder:
+                rates.append(await one_round(args.runs, batch, Path(folder)))
+        result[f"{label}_median_runs_per_s"] = round(statistics.median(rates))
+    result["goal_runs_per_s"] = 5_000
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
