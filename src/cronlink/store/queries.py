@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from cronlink.errors import RunNotFoundError
-from cronlink.records import Fate, RunState
+from cronlink.records import RunState
 from cronlink.store.rows import (
     fire_from_row,
     run_from_row,
@@ -28,12 +28,10 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from cronlink.records import Fire, NewRun, Run, Schedule
-    from cronlink.store.base import RunFilter, ScheduleAdvance, Tick
+    from cronlink.store.base import RunFilter
 
 CHUNK = 400
 """Keys per `IN (…)`: well under every engine's bound-parameter limit."""
-ACTIVE = text("state IN ('queued', 'running')")
-"""Spelled as the partial index `ix_runs_active` spells it, so that the index is used."""
 
 
 def chunks(items: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:
@@ -82,99 +80,6 @@ def next_wakeup(c: Connection) -> datetime | None:
     return c.execute(select(func.min(schedules.c.next_at))).scalar()
 
 
-def advance_schedules(c: Connection, advances: list[ScheduleAdvance]) -> None:
-    if not advances:
-        return
-    c.execute(
-        update(schedules)
-        .where(schedules.c.key == bindparam("k"), schedules.c.cursor < bindparam("c"))
-        .values(cursor=bindparam("c"), next_at=bindparam("n")),
-        [{"k": a.key, "c": a.cursor, "n": a.next_at} for a in advances],
-    )
-
-
-# -- the ledger ----------------------------------------------------------------------
-
-
-def recorded_keys(c: Connection, ticks: list[Tick]) -> set[tuple[str, datetime]]:
-    """The (job, instant) keys of `ticks` already in the ledger."""
-    keys = [(t.run.job, t.run.scheduled_for) for t in ticks]
-    found: set[tuple[str, datetime]] = set()
-    for part in chunks(keys):
-        rows = c.execute(
-            select(fires.c.job, fires.c.scheduled_for).where(
-                tuple_(fires.c.job, fires.c.scheduled_for).in_(part)
-            )
-        )
-        found.update((row.job, row.scheduled_for) for row in rows)
-    return found
-
-
-def unrecorded(c: Connection, ticks: list[Tick]) -> list[Tick]:
-    """Ticks not in the ledger yet; exact only while the caller holds the write lock."""
-    seen = recorded_keys(c, ticks)
-    fresh: list[Tick] = []
-    for tick in ticks:
-        key = (tick.run.job, tick.run.scheduled_for)
-        assert key[1] is not None
-        if key not in seen:
-            seen.add(key)  # type: ignore[arg-type]
-            fresh.append(tick)
-    return fresh
-
-
-def record_ticks(
-    c: Connection, ticks: list[Tick], now: datetime
-) -> dict[tuple[str, datetime], int]:
-    """Decide each tick's fate against pause and overlap state; write runs and the ledger."""
-    names = sorted({t.run.job for t in ticks})
-    paused = _paused_among(c, names)
-    active = _active_among(c, names)
-    fates: list[tuple[Tick, Fate]] = []
-    to_start: list[Tick] = []
-    for tick in ticks:
-        job = tick.run.job
-        if tick.missed:
-            fate = Fate.MISSED
-        elif job in paused:
-            fate = Fate.SKIPPED_PAUSED
-        elif job in active and tick.overlap == "skip":
-            fate = Fate.SKIPPED_OVERLAP
-        else:
-            if job in active and tick.overlap == "replace":
-                _cancel_active(c, job, now)
-            fate = Fate.RUN
-            active.add(job)
-            to_start.append(tick)
-        fates.append((tick, fate))
-    started: dict[tuple[str, datetime], int] = {}
-    if to_start:
-        # No `sort_by_parameter_order`: on SQLite it would insert row by row; the
-        # returned (job, instant) pairs say which id is whose.
-        rows = c.execute(
-            insert(runs).returning(runs.c.id, runs.c.job, runs.c.scheduled_for),
-            [run_values(t.run, now) for t in to_start],
-        )
-        started = {(row.job, row.scheduled_for): row.id for row in rows}
-    if fates:
-        c.execute(
-            insert(fires),
-            [
-                {
-                    "job": t.run.job,
-                    "scheduled_for": t.run.scheduled_for,
-                    "fate": fate.value,
-                    "run_id": started.get((t.run.job, t.run.scheduled_for))  # type: ignore[arg-type]
-                    if fate is Fate.RUN
-                    else None,
-                    "recorded_at": now,
-                }
-                for t, fate in fates
-            ],
-        )
-    return started
-
-
 def ledger(c: Connection, job: str | None, since: datetime | None, limit: int) -> list[Fire]:
     query = select(fires).order_by(fires.c.scheduled_for.desc()).limit(limit)
     if job is not None:
@@ -197,38 +102,6 @@ def set_paused(c: Connection, job: str, paused: bool, now: datetime) -> None:
 
 def paused_jobs(c: Connection) -> set[str]:
     return set(c.execute(select(jobs.c.name).where(jobs.c.paused.is_(True))).scalars())
-
-
-def _paused_among(c: Connection, names: list[str]) -> set[str]:
-    found: set[str] = set()
-    for part in chunks(names):
-        query = select(jobs.c.name).where(jobs.c.paused.is_(True), jobs.c.name.in_(part))
-        found.update(c.execute(query).scalars())
-    return found
-
-
-def _active_among(c: Connection, names: list[str]) -> set[str]:
-    found: set[str] = set()
-    for part in chunks(names):
-        query = select(runs.c.job).where(ACTIVE, runs.c.job.in_(part)).distinct()
-        found.update(c.execute(query).scalars())
-    return found
-
-
-def _cancel_active(c: Connection, job: str, now: datetime) -> None:
-    c.execute(
-        update(runs)
-        .where(ACTIVE, runs.c.job == job, runs.c.state == RunState.QUEUED.value)
-        .values(state=RunState.CANCELLED.value, finished_at=now)
-    )
-    c.execute(
-        update(runs)
-        .where(ACTIVE, runs.c.job == job, runs.c.state == RunState.RUNNING.value)
-        .values(cancel_requested=True)
-    )
-
-
-# -- runs ----------------------------------------------------------------------------
 
 
 def enqueue(c: Connection, run: NewRun, now: datetime) -> int:

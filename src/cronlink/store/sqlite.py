@@ -138,13 +138,9 @@ class SQLiteStore(Store):
     async def record_ticks(
         self, ticks: list[Tick], advances: list[ScheduleAdvance], now: datetime
     ) -> dict[tuple[str, datetime], int]:
-        def work(c: Connection) -> dict[tuple[str, datetime], int]:
-            fresh = queries.unrecorded(c, ticks)
-            started = queries.record_ticks(c, fresh, now)
-            queries.advance_schedules(c, advances)
-            return started
-
-        return await self._call(self._write(work))
+        return await self._call(
+            self._hot(lambda db: sqlite_hot.record_ticks(db, ticks, advances, now))
+        )
 
     async def next_wakeup(self) -> datetime | None:
         return await self._call(self._read(queries.next_wakeup))

@@ -1,25 +1,30 @@
-"""The SQLite hot path: claim, complete and heartbeat as prepared SQL on the raw connection.
+"""The SQLite hot path: firing, claim, complete and heartbeat as prepared SQL.
 
 These run for every run, thousands of times a second; building SQLAlchemy statements per
-call cost more than SQLite itself (measured by bench/queue_bench.py), so the hot verbs are
-plain SQL text that sqlite3 caches as prepared statements. They read and write the same
-schema (`store/schema.py`) as everything else.
+call cost more than SQLite itself (measured by bench/queue_bench.py and
+bench/scheduler_bench.py), so the hot verbs are plain SQL text that sqlite3 caches as
+prepared statements. They read and write the same schema (`store/schema.py`) as the rest.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from cronlink.records import RunState
+from cronlink.records import Fate, RunState
+from cronlink.store.fates import FateBook
 from cronlink.store.rows import run_from_mapping
 from cronlink.store.schema import Instant, from_micros, runs, to_micros
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from cronlink.records import Run, Tier
-    from cronlink.store.base import Outcome
+    from cronlink.records import NewRun, Run, Tier
+    from cronlink.store.base import Outcome, ScheduleAdvance, Tick
+
+CHUNK = 400
+"""Keys per `IN (…)`: well under SQLite's bound-parameter limit."""
 
 _COLUMNS = [c.name for c in runs.columns]
 _INSTANTS = {c.name for c in runs.columns if isinstance(c.type, Instant)}
@@ -131,3 +136,88 @@ def _run(row: tuple[Any, ...]) -> Run:
         if values[name] is not None:
             values[name] = from_micros(values[name])
     return run_from_mapping(values)
+
+
+INSERT_FIRE = """
+INSERT OR IGNORE INTO fires (job, scheduled_for, fate, run_id, recorded_at)
+VALUES (?, ?, ?, NULL, ?)
+"""
+INSERT_RUN = """
+INSERT INTO runs (job, tier, reason, state, payload, scheduled_for, enqueued_at, not_before,
+    attempt, max_attempts, serial, dedupe_key, cancel_requested)
+VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, 0, ?, ?, ?, 0)
+"""
+LINK_FIRE = "UPDATE fires SET run_id = ? WHERE rowid = ?"
+PAUSED = "SELECT name FROM jobs WHERE paused = 1 AND name IN ({})"
+ACTIVE = "SELECT DISTINCT job FROM runs WHERE state IN ('queued', 'running') AND job IN ({})"
+CANCEL_QUEUED = """
+UPDATE runs SET state = 'cancelled', finished_at = ?
+WHERE job = ? AND state IN ('queued', 'running') AND state = 'queued'
+"""
+CANCEL_RUNNING = """
+UPDATE runs SET cancel_requested = 1
+WHERE job = ? AND state IN ('queued', 'running') AND state = 'running'
+"""
+ADVANCE = "UPDATE schedules SET cursor = ?, next_at = ? WHERE key = ? AND cursor < ?"
+
+
+def record_ticks(
+    db: sqlite3.Connection, ticks: list[Tick], advances: list[ScheduleAdvance], now: datetime
+) -> dict[tuple[str, datetime], int]:
+    """Insert-or-ignore each tick into the ledger; start the runs of the fresh ones.
+
+    Runs inside the caller's write transaction, so the paused and active sets read here
+    stay true until it commits.
+    """
+    names = sorted({t.run.job for t in ticks})
+    book = FateBook(_among(db, PAUSED, names), _among(db, ACTIVE, names))
+    stamp = to_micros(now)
+    started: dict[tuple[str, datetime], int] = {}
+    for tick in ticks:
+        at = tick.run.scheduled_for
+        assert at is not None
+        fate = book.decide(tick)
+        cursor = db.execute(INSERT_FIRE, (tick.run.job, to_micros(at), fate.value, stamp))
+        if not cursor.rowcount or fate is not Fate.RUN:
+            continue  # recorded before (by this or another scheduler), or not a run
+        if book.replaces(tick):
+            db.execute(CANCEL_QUEUED, (stamp, tick.run.job))
+            db.execute(CANCEL_RUNNING, (tick.run.job,))
+        run_id = db.execute(INSERT_RUN, _run_params(tick.run, stamp)).lastrowid
+        assert run_id is not None
+        db.execute(LINK_FIRE, (run_id, cursor.lastrowid))
+        book.started(tick)
+        started[(tick.run.job, at)] = run_id
+    db.executemany(
+        ADVANCE,
+        [
+            (to_micros(a.cursor), None if a.next_at is None else to_micros(a.next_at), a.key,
+             to_micros(a.cursor))
+            for a in advances
+        ],
+    )  # fmt: skip
+    return started
+
+
+def _among(db: sqlite3.Connection, query: str, names: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(names), CHUNK):
+        part = names[start : start + CHUNK]
+        found.update(row[0] for row in db.execute(query.format(",".join("?" * len(part))), part))
+    return found
+
+
+def _run_params(run: NewRun, stamp: int) -> tuple[Any, ...]:
+    assert run.scheduled_for is not None
+    return (
+        run.job,
+        run.tier.value,
+        run.reason.value,
+        None if run.payload is None else json.dumps(run.payload),
+        to_micros(run.scheduled_for),
+        stamp,
+        to_micros(run.not_before) if run.not_before is not None else stamp,
+        run.max_attempts,
+        int(run.serial),
+        run.dedupe_key,
+    )
