@@ -1,5 +1,6 @@
 """Queue throughput: no-op light runs end to end through the real worker
-(claim, execute, complete), one run per claim transaction and with batched claims.
+(claim, execute, complete): one run per transaction (each completion claims the next run
+in its own transaction), and with batched claims plus group commit of completions.
 
 Prints JSON with medians over rounds (a fresh SQLite file each round).
 Run: .venv/bin/python bench/queue_bench.py [--runs N] [--rounds R]
@@ -40,7 +41,7 @@ async def drained(store: Store) -> bool:
     return True
 
 
-async def one_round(count: int, claim_batch: int, folder: Path) -> float:
+async def one_round(count: int, claim_batch: int, group: bool, folder: Path) -> float:
     store = store_for(f"sqlite:///{folder / 'bench.db'}")
     await store.open()
     now = datetime.now(UTC)
@@ -48,7 +49,13 @@ async def one_round(count: int, claim_batch: int, folder: Path) -> float:
         await store.enqueue(new_run(app.get("noop"), Reason.API), now)
     session = new_session()
     worker = Worker(
-        store, app.jobs, Tier.LIGHT, LightTier(session), concurrency=100, claim_batch=claim_batch
+        store,
+        app.jobs,
+        Tier.LIGHT,
+        LightTier(session),
+        concurrency=100,
+        claim_batch=claim_batch,
+        group_commit=group,
     )
     stop = asyncio.Event()
     began = time.perf_counter()
@@ -71,11 +78,15 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     result: dict[str, object] = {"benchmark": "queue", "runs": args.runs, "rounds": args.rounds}
-    for label, batch in (("one_run_per_claim", 1), ("batched_claims_of_100", 100)):
+    modes = [
+        ("one_run_per_transaction", 1, False),
+        ("batched_claims_and_group_commit", 100, True),
+    ]
+    for label, batch, group in modes:
         rates = []
         for _ in range(args.rounds):
             with tempfile.TemporaryDirectory() as folder:
-                rates.append(await one_round(args.runs, batch, Path(folder)))
+                rates.append(await one_round(args.runs, batch, group, Path(folder)))
         result[f"{label}_median_runs_per_s"] = round(statistics.median(rates))
     result["goal_runs_per_s"] = 5_000
     print(json.dumps(result, indent=2))

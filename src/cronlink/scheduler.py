@@ -47,7 +47,7 @@ class Scheduler:
         jobs: Mapping[str, Job],
         clock: Clock | None = None,
         *,
-        batch: int = 5_000,
+        batch: int = 250,
         max_sleep: float = 1.0,
         on_fire: Callable[[], object] | None = None,
     ) -> None:
@@ -82,6 +82,8 @@ class Scheduler:
         while True:
             due = await self.store.due_schedules(now, self.batch)
             report = await self._fire(due, now)
+            if report.started and self.on_fire is not None:
+                self.on_fire()  # workers start on this batch while the next one is fired
             total = TickReport(
                 started=total.started + report.started,
                 missed=total.missed + report.missed,
@@ -123,8 +125,6 @@ class Scheduler:
             now = self.clock.now()
             try:
                 report = await self.tick(now)
-                if report.started and self.on_fire is not None:
-                    self.on_fire()
                 if report.started or report.missed:
                     log.info("fired %d runs, %d missed instants", report.started, report.missed)
                 for run in await self.store.reap_expired(now):

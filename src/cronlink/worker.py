@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cronlink.clock import Clock, SystemClock
+from cronlink.committer import Committer
 from cronlink.context import RunContext, RunLog
 from cronlink.errors import UnknownJobError
 from cronlink.http_target import HttpStatusError
@@ -56,6 +57,7 @@ class Worker:
         wakeup: asyncio.Event | None = None,
         on_enqueue: Callable[[Tier], None] | None = None,
         claim_batch: int = 100,
+        group_commit: bool = True,
     ) -> None:
         self.store = store
         self.jobs = jobs
@@ -75,6 +77,7 @@ class Worker:
         self._stopping: dict[int, RunState] = {}
         self._slot_freed = asyncio.Event()
         self._draining = False
+        self.committer = Committer(store, self.clock, self._refill, group=group_commit)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and execute until `stop` is set, then let running attempts finish."""
@@ -153,23 +156,9 @@ class Worker:
         claimed: list[Run] = []
         try:
             outcome = await self._timed_attempt(run)
-            assert run.lease_token is not None
-            # Completing and claiming the next run share one transaction under load.
-            then_claim = None
-            if not self._draining:
-                then_claim = ClaimRequest(
-                    worker=self.name, tier=self.tier, limit=1, lease=self.lease
-                )
-            try:
-                done = await self.store.complete(
-                    run.id, run.lease_token, outcome, self.clock.now(), then_claim
-                )
-            except Exception:
-                log.exception("could not record the end of run %d; its lease will expire", run.id)
-                return
-            if not done.held:
-                log.warning("run %d lost its lease before completing; outcome discarded", run.id)
-            claimed = done.claimed
+            claimed = await self.committer.finish(run, outcome)
+        except Exception:
+            return
         finally:
             self._active.pop(run.id, None)
             self._stopping.pop(run.id, None)
@@ -177,6 +166,11 @@ class Worker:
                 self._start(following)
             if not claimed:
                 self._slot_freed.set()
+
+    def _refill(self, slots: int) -> ClaimRequest | None:
+        if self._draining:
+            return None
+        return ClaimRequest(worker=self.name, tier=self.tier, limit=slots, lease=self.lease)
 
     async def _timed_attempt(self, run: Run) -> Outcome:
         started = time.monotonic()

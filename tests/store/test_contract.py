@@ -10,7 +10,16 @@ import pytest
 
 from cronlink.errors import CorruptDatabaseError, RunNotFoundError, SchemaTooNewError
 from cronlink.records import Fate, NewRun, Reason, RunError, RunState, Schedule, Tier
-from cronlink.store import Outcome, RunFilter, ScheduleAdvance, Store, Tick, store_for
+from cronlink.store import (
+    ClaimRequest,
+    Done,
+    Outcome,
+    RunFilter,
+    ScheduleAdvance,
+    Store,
+    Tick,
+    store_for,
+)
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
@@ -82,9 +91,15 @@ async def test_serial_runs_never_overlap(store: Store) -> None:
     claimed = await store.claim("w", Tier.LIGHT, 10, LEASE, T0)
     assert len(claimed) == 1
     assert await store.claim("w", Tier.LIGHT, 10, LEASE, T0) == []
-    ok = (await store.complete(claimed[0].id, claimed[0].lease_token or "", done(), T0)).held
+    ok = await finish(store, claimed[0].id, claimed[0].lease_token or "", done())
     assert ok
     assert len(await store.claim("w", Tier.LIGHT, 10, LEASE, T0)) == 1
+
+
+async def finish(store: Store, run_id: int, token: str, outcome: Outcome) -> bool:
+    completion = await store.complete([Done(run_id=run_id, lease_token=token, outcome=outcome)], T0)
+    [held] = completion.held
+    return held
 
 
 def done(**kw: object) -> Outcome:
@@ -108,7 +123,7 @@ async def test_claim_respects_tier_and_not_before(store: Store) -> None:
 async def test_complete_needs_the_lease(store: Store) -> None:
     await store.enqueue(new_run(), T0)
     [run] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0)
-    assert not (await store.complete(run.id, "stolen", done(), T0)).held
+    assert not await finish(store, run.id, "stolen", done())
     error = RunError(type="ValueError", message="bad", traceback="tb", reason="exception")
     outcome = Outcome(
         state=RunState.FAILED,
@@ -116,20 +131,20 @@ async def test_complete_needs_the_lease(store: Store) -> None:
         duration_ms=5,
         logs=((T0, "info", "hello"),),
     )
-    assert (await store.complete(run.id, run.lease_token or "", outcome, T0)).held
+    assert await finish(store, run.id, run.lease_token or "", outcome)
     stored = await store.get_run(run.id)
     assert stored.state is RunState.FAILED
     assert stored.error == error
     assert stored.finished_at == T0
     assert await store.run_logs(run.id) == [(T0, 1, "info", "hello")]
-    assert not (await store.complete(run.id, run.lease_token or "", done(), T0)).held
+    assert not await finish(store, run.id, run.lease_token or "", done())
 
 
 async def test_retry_requeues_with_not_before(store: Store) -> None:
     await store.enqueue(new_run(max_attempts=3), T0)
     [run] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0)
     retry = Outcome(state=RunState.FAILED, retry_at=T0 + timedelta(seconds=5))
-    assert (await store.complete(run.id, run.lease_token or "", retry, T0)).held
+    assert await finish(store, run.id, run.lease_token or "", retry)
     assert await store.claim("w", Tier.LIGHT, 1, LEASE, T0) == []
     [again] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0 + timedelta(seconds=5))
     assert again.attempt == 2
@@ -148,7 +163,7 @@ async def test_expired_leases_are_reaped(store: Store) -> None:
     assert reaped["b"].error.reason == "lease_expired"
     # The old owner cannot complete any more.
     for run in claimed:
-        assert not (await store.complete(run.id, run.lease_token or "", done(), T0)).held
+        assert not await finish(store, run.id, run.lease_token or "", done())
 
 
 async def test_heartbeat_extends_and_reports_cancels(store: Store) -> None:
@@ -244,3 +259,21 @@ async def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CorruptDatabaseError, match="another application"):
         await store.open()
     await store.close()
+
+
+async def test_complete_claims_the_next_runs_in_the_same_transaction(store: Store) -> None:
+    for _ in range(3):
+        await store.enqueue(new_run(), T0)
+    a, b = await store.claim("w", Tier.LIGHT, 2, LEASE, T0)
+    completion = await store.complete(
+        [
+            Done(run_id=a.id, lease_token=a.lease_token or "", outcome=done()),
+            Done(run_id=b.id, lease_token="lost", outcome=done()),
+        ],
+        T0,
+        ClaimRequest(worker="w", tier=Tier.LIGHT, limit=2, lease=LEASE),
+    )
+    assert completion.held == [True, False]
+    [following] = completion.claimed
+    assert following.state is RunState.RUNNING
+    assert following.id not in (a.id, b.id)

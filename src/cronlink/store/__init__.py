@@ -6,6 +6,7 @@ from cronlink.errors import ConfigError
 from cronlink.store.base import (
     ClaimRequest,
     Completion,
+    Done,
     Outcome,
     RunFilter,
     ScheduleAdvance,
@@ -16,6 +17,7 @@ from cronlink.store.base import (
 __all__ = [
     "ClaimRequest",
     "Completion",
+    "Done",
     "Outcome",
     "RunFilter",
     "ScheduleAdvance",

@@ -62,8 +62,17 @@ class ClaimRequest:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Done:
+    """An attempt that ended, with the lease it ran under."""
+
+    run_id: int
+    lease_token: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Completion:
-    held: bool
+    held: list[bool]
     claimed: list[Run]
 
 
@@ -147,16 +156,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def complete(
-        self,
-        run_id: int,
-        lease_token: str,
-        outcome: Outcome,
-        now: datetime,
-        then_claim: ClaimRequest | None = None,
+        self, done: list[Done], now: datetime, then_claim: ClaimRequest | None = None
     ) -> Completion:
-        """Record an attempt's end, and take the worker's next runs in the same transaction.
+        """Record the end of attempts, and take the worker's next runs, in one transaction.
 
-        `held` is False when the lease was lost (another attempt owns the run now).
+        `held[i]` is False when `done[i]`'s lease was lost (another attempt owns the run).
         """
 
     @abc.abstractmethod

@@ -30,8 +30,7 @@ if TYPE_CHECKING:
     from cronlink.records import Fire, NewRun, Run, Schedule, Tier
     from cronlink.store.base import (
         ClaimRequest,
-        Completion,
-        Outcome,
+        Done,
         RunFilter,
         ScheduleAdvance,
         Tick,
@@ -172,21 +171,16 @@ class SQLiteStore(Store):
         )
 
     async def complete(
-        self,
-        run_id: int,
-        lease_token: str,
-        outcome: Outcome,
-        now: datetime,
-        then_claim: ClaimRequest | None = None,
+        self, done: list[Done], now: datetime, then_claim: ClaimRequest | None = None
     ) -> Completion:
         token = secrets.token_hex(8)
 
-        def work(raw: sqlite3.Connection) -> Completion:
-            held = sqlite_hot.complete(raw, run_id, lease_token, outcome, now)
+        def work(db: sqlite3.Connection) -> Completion:
+            held = [sqlite_hot.complete(db, d.run_id, d.lease_token, d.outcome, now) for d in done]
             claimed = []
             if then_claim is not None:
                 claimed = sqlite_hot.claim(
-                    raw,
+                    db,
                     then_claim.worker,
                     token,
                     then_claim.tier,
