@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cronlink.durations import parse_duration
 from cronlink.errors import ConfigError, UnknownJobError
-from cronlink.jobs import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, Job, Overlap, schedule
+from cronlink.jobs import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, Job, schedule
 from cronlink.misfire import Misfire
-from cronlink.records import Tier
+from cronlink.records import Overlap, Tier
 from cronlink.retry import RetryPolicy
 
 if TYPE_CHECKING:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronlink.cron import CronExpr, parse
 from cronlink.misfire import Misfire
-from cronlink.records import NewRun, Reason, Tier
+from cronlink.records import NewRun, Overlap, Reason, Tier
 from cronlink.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -22,13 +21,6 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT = {Tier.LIGHT: timedelta(seconds=30), Tier.HEAVY: timedelta(minutes=60)}
 DEFAULT_MEMORY_LIMIT = 2 * 1024**3
-
-
-class Overlap(StrEnum):
-    SKIP = "skip"
-    QUEUE = "queue"
-    ALLOW = "allow"
-    REPLACE = "replace"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -102,6 +94,6 @@ def new_run(
         scheduled_for=scheduled_for,
         not_before=not_before,
         max_attempts=job.retry.max_attempts,
-        serial=job.overlap is Overlap.QUEUE,
+        overlap=job.overlap,
         dedupe_key=dedupe_key,
     )

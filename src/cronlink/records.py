@@ -38,6 +38,15 @@ class Fate(StrEnum):
     MISSED = "missed"
 
 
+class Overlap(StrEnum):
+    """What a scheduled run does when the job's previous run is still running as it is due."""
+
+    SKIP = "skip"
+    QUEUE = "queue"
+    ALLOW = "allow"
+    REPLACE = "replace"
+
+
 class Tier(StrEnum):
     LIGHT = "light"
     HEAVY = "heavy"
@@ -67,8 +76,9 @@ class Run:
     not_before: datetime
     attempt: int
     max_attempts: int
-    serial: bool
-    """Never start while another run of the same job is running (overlap `queue`)."""
+    overlap: Overlap
+    """Applied when the run is claimed: `queue` waits for the job's running run, `skip`
+    (scheduled runs) gives way to it, `replace` (scheduled runs) cancels it."""
     idempotency_key: str
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -117,5 +127,5 @@ class NewRun:
     scheduled_for: datetime | None = None
     not_before: datetime | None = None
     max_attempts: int = 1
-    serial: bool = False
+    overlap: Overlap = Overlap.ALLOW
     dedupe_key: str | None = None

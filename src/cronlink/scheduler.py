@@ -49,6 +49,7 @@ class Scheduler:
         *,
         batch: int = 250,
         max_sleep: float = 1.0,
+        lookahead: timedelta = timedelta(seconds=0.5),
         on_fire: Callable[[], object] | None = None,
     ) -> None:
         self.store = store
@@ -56,6 +57,9 @@ class Scheduler:
         self.clock = clock or SystemClock()
         self.batch = batch
         self.max_sleep = max_sleep
+        self.lookahead = lookahead
+        """Fire instants this far ahead (runs wait for their `not_before`), so that at the
+        instant the runs are already queued and workers start at once."""
         self.on_fire = on_fire
         self._specs = {
             f"{job.name}|{spec.key}": (job, spec) for job in jobs.values() for spec in job.schedules
@@ -77,10 +81,11 @@ class Scheduler:
         await self.store.sync_schedules(wanted)
 
     async def tick(self, now: datetime) -> TickReport:
-        """Record every schedule instant due at `now`; returns what was done."""
+        """Record every schedule instant up to `now` plus the lookahead; misfire policies
+        judge only the instants already past. Returns what was done."""
         total = TickReport()
         while True:
-            due = await self.store.due_schedules(now, self.batch)
+            due = await self.store.due_schedules(now + self.lookahead, self.batch)
             report = await self._fire(due, now)
             if report.started and self.on_fire is not None:
                 self.on_fire()  # workers start on this batch while the next one is fired
@@ -100,16 +105,19 @@ class Scheduler:
             if found is None:
                 continue
             job, spec = found
-            instants, following = _instants(spec, row.cursor, now)
-            for at, missed in plan(instants, now, job.misfire, job.misfire_grace):
+            horizon = now + self.lookahead
+            instants, following = _instants(spec, row.cursor, horizon)
+            past = [at for at in instants if at <= now]
+            ahead = [(at, False) for at in instants[len(past) :]]
+            for at, missed in plan(past, now, job.misfire, job.misfire_grace) + ahead:
                 run = new_run(
                     job,
                     Reason.SCHEDULE,
                     scheduled_for=at,
                     not_before=at + _jitter(spec, job.name, at),
                 )
-                ticks.append(Tick(run=run, missed=missed, overlap=job.overlap.value))
-            cursor = instants[-1] if following is not None and following <= now else now
+                ticks.append(Tick(run=run, missed=missed))
+            cursor = instants[-1] if following is not None and following <= horizon else horizon
             advances.append(ScheduleAdvance(key=row.key, cursor=cursor, next_at=following))
         started = await self.store.record_ticks(ticks, advances, now)
         return TickReport(
@@ -137,7 +145,7 @@ class Scheduler:
         wake = await self.store.next_wakeup()
         if wake is None:
             return self.max_sleep
-        return max(0.0, min(self.max_sleep, (wake - now).total_seconds()))
+        return max(0.0, min(self.max_sleep, (wake - self.lookahead - now).total_seconds()))
 
 
 def _instants(

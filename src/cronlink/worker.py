@@ -110,9 +110,17 @@ class Worker:
         return len(runs)
 
     async def _idle(self, stop: asyncio.Event) -> None:
+        """Wait for a wake-up, the next queued run's `not_before`, or the poll interval."""
+        timeout = self.poll
+        with contextlib.suppress(Exception):
+            due = await self.store.next_due(self.tier)
+            now = self.clock.now()
+            # A run already due but not claimed waits on its job (overlap `queue`): poll.
+            if due is not None and due > now:
+                timeout = min(timeout, (due - now).total_seconds())
         waiters = [asyncio.ensure_future(e.wait()) for e in (stop, self.wakeup)]
         try:
-            await asyncio.wait(waiters, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()

@@ -206,7 +206,10 @@ def test_run_fires_every_second_exactly_once(tmp_path: Path) -> None:
     instants = [r["run"]["scheduled_for"] for r in runs]
     assert len(instants) >= 2
     assert len(instants) == len(set(instants))
-    assert {r["run"]["state"] for r in runs} == {"succeeded"}
+    # Fired up to a second ahead: the run of the instant after the stop may wait queued.
+    newest, *older = [r["run"]["state"] for r in runs]  # newest first
+    assert set(older) == {"succeeded"}
+    assert newest in ("queued", "succeeded")
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from cronlink.app import build_job
-from cronlink.records import Fate, RunState
+from cronlink.records import Fate, RunState, Tier
 from cronlink.scheduler import Scheduler
 from cronlink.store import RunFilter, Store, store_for
 
@@ -78,9 +78,22 @@ async def test_overlap_skip_records_the_skipped_instant(sqlite_store: Store) -> 
     s = scheduler(sqlite_store, "* * * * *")
     await s.sync(T0)
     await s.tick(T0 + timedelta(minutes=1))
+    lease = timedelta(minutes=10)
+    assert len(await sqlite_store.claim("w", Tier.LIGHT, 5, lease, T0 + timedelta(minutes=1))) == 1
     await s.tick(T0 + timedelta(minutes=2))
+    assert await sqlite_store.claim("w", Tier.LIGHT, 5, lease, T0 + timedelta(minutes=2)) == []
     fates = [f.fate for f in reversed(await sqlite_store.ledger("j", None, 10))]
     assert fates == [Fate.RUN, Fate.SKIPPED_OVERLAP]
+
+
+async def test_lookahead_fires_early_but_runs_wait_for_their_instant(sqlite_store: Store) -> None:
+    s = scheduler(sqlite_store, "* * * * *")
+    await s.sync(T0)
+    assert (await s.tick(T0 + timedelta(seconds=59.5))).started == 1
+    lease = timedelta(minutes=1)
+    assert await sqlite_store.claim("w", Tier.LIGHT, 5, lease, T0 + timedelta(seconds=59.9)) == []
+    [run] = await sqlite_store.claim("w", Tier.LIGHT, 5, lease, T0 + timedelta(minutes=1))
+    assert run.scheduled_for == T0 + timedelta(minutes=1)
 
 
 async def test_paused_job_records_skipped_paused(sqlite_store: Store) -> None:
@@ -149,6 +162,7 @@ async def test_two_scheduler_processes_fire_each_instant_once(tmp_path: Path) ->
     assert codes == [0, 0]
     found = await store.list_runs(RunFilter(limit=10_000))
     keys = [(r.job, r.scheduled_for) for r in found]
+    # 200 ticks of 1 s each, firing half a second ahead: instants 1..200.
     assert len(keys) == len(set(keys)) == 5 * 200
     ledger = await store.ledger(None, None, 10_000)
     assert len(ledger) == 5 * 200

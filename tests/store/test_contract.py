@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from cronlink.errors import CorruptDatabaseError, RunNotFoundError, SchemaTooNewError
-from cronlink.records import Fate, NewRun, Reason, RunError, RunState, Schedule, Tier
+from cronlink.records import (
+    Fate,
+    NewRun,
+    Overlap,
+    Reason,
+    RunError,
+    RunState,
+    Schedule,
+    Tier,
+)
 from cronlink.store import (
     ClaimRequest,
     Done,
@@ -31,9 +40,10 @@ def tick(job: str, at: datetime, missed: bool = False, overlap: str = "skip") ->
         tier=Tier.LIGHT,
         reason=Reason.SCHEDULE,
         scheduled_for=at,
-        serial=overlap == "queue",
+        not_before=at,
+        overlap=Overlap(overlap),
     )
-    return Tick(run=run, missed=missed, overlap=overlap)
+    return Tick(run=run, missed=missed)
 
 
 def new_run(job: str = "j", **kw: object) -> NewRun:
@@ -50,44 +60,72 @@ async def test_a_tick_is_recorded_once(store: Store) -> None:
     assert len(await store.list_runs(RunFilter(job="j"))) == 1
 
 
-async def test_fates_missed_paused_overlap(store: Store) -> None:
+async def test_fates_missed_and_paused_at_fire_time(store: Store) -> None:
     await store.set_paused("p", True, T0)
     started = await store.record_ticks(
-        [
-            tick("m", T0, missed=True),
-            tick("p", T0),
-            tick("o", T0),
-            tick("o", T0 + timedelta(minutes=1)),
-        ],
-        [],
-        T0,
+        [tick("m", T0, missed=True), tick("p", T0), tick("o", T0)], [], T0
     )
     fates = {(f.job, f.scheduled_for): f.fate for f in await store.ledger(None, None, 10)}
-    assert fates == {
-        ("m", T0): Fate.MISSED,
-        ("p", T0): Fate.SKIPPED_PAUSED,
-        ("o", T0): Fate.RUN,
-        ("o", T0 + timedelta(minutes=1)): Fate.SKIPPED_OVERLAP,
-    }
+    assert fates == {("m", T0): Fate.MISSED, ("p", T0): Fate.SKIPPED_PAUSED, ("o", T0): Fate.RUN}
     assert list(started) == [("o", T0)]
     await store.set_paused("p", False, T0)
     assert await store.paused_jobs() == set()
+
+
+async def test_overlap_skip_is_decided_when_the_run_is_due(store: Store) -> None:
+    later = T0 + timedelta(minutes=1)
+    await store.record_ticks([tick("o", T0), tick("o", later)], [], T0)
+    [first] = await store.claim("w", Tier.LIGHT, 10, LEASE, T0)
+    # Still running at the next instant: that instant gives way and is recorded skipped.
+    assert await store.claim("w", Tier.LIGHT, 10, LEASE, later) == []
+    fates = {f.scheduled_for: f.fate for f in await store.ledger("o", None, 10)}
+    assert fates == {T0: Fate.RUN, later: Fate.SKIPPED_OVERLAP}
+    [skipped] = await store.list_runs(RunFilter(job="o", state=RunState.CANCELLED))
+    assert skipped.error is not None
+    assert skipped.error.reason == "overlap"
+    assert f"run {first.id}" in skipped.error.message
+
+
+async def test_overlap_skip_runs_when_the_previous_run_ended_in_time(store: Store) -> None:
+    later = T0 + timedelta(minutes=1)
+    await store.record_ticks([tick("o", T0), tick("o", later)], [], T0)
+    [first] = await store.claim("w", Tier.LIGHT, 10, LEASE, T0)
+    assert await finish(store, first.id, first.lease_token or "", done())
+    [second] = await store.claim("w", Tier.LIGHT, 10, LEASE, later)
+    assert second.scheduled_for == later
+
+
+async def test_two_due_instants_of_a_skip_job_in_one_claim(store: Store) -> None:
+    await store.record_ticks([tick("o", T0), tick("o", T0 + timedelta(seconds=1))], [], T0)
+    claimed = await store.claim("w", Tier.LIGHT, 10, LEASE, T0 + timedelta(seconds=5))
+    assert [r.scheduled_for for r in claimed] == [T0]
 
 
 async def test_overlap_queue_and_replace(store: Store) -> None:
     await store.record_ticks([tick("q", T0, overlap="queue")], [], T0)
     await store.record_ticks([tick("q", T0 + timedelta(minutes=1), overlap="queue")], [], T0)
     assert len(await store.list_runs(RunFilter(job="q", state=RunState.QUEUED))) == 2
-    [running] = await store.claim("w", Tier.LIGHT, 10, LEASE, T0)
+    [running] = await store.claim("w", Tier.LIGHT, 10, LEASE, T0 + timedelta(minutes=2))
+    assert running.scheduled_for == T0
     await store.record_ticks([tick("q", T0 + timedelta(minutes=2), overlap="replace")], [], T0)
+    [replacing] = await store.claim("w", Tier.LIGHT, 10, LEASE, T0 + timedelta(minutes=2))
+    assert replacing.scheduled_for == T0 + timedelta(minutes=2)
     assert (await store.get_run(running.id)).cancel_requested
-    states = sorted(r.state for r in await store.list_runs(RunFilter(job="q")))
-    assert states == [RunState.CANCELLED, RunState.QUEUED, RunState.RUNNING]
+    # The queued `queue` run still waits for the running one.
+    [waiting] = await store.list_runs(RunFilter(job="q", state=RunState.QUEUED))
+    assert waiting.scheduled_for == T0 + timedelta(minutes=1)
+
+
+async def test_manual_runs_ignore_overlap_skip(store: Store) -> None:
+    await store.record_ticks([tick("o", T0)], [], T0)
+    await store.claim("w", Tier.LIGHT, 10, LEASE, T0)
+    await store.enqueue(new_run("o", overlap=Overlap.SKIP), T0)
+    assert len(await store.claim("w", Tier.LIGHT, 10, LEASE, T0)) == 1
 
 
 async def test_serial_runs_never_overlap(store: Store) -> None:
     for _ in range(3):
-        await store.enqueue(new_run("s", serial=True), T0)
+        await store.enqueue(new_run("s", overlap=Overlap.QUEUE), T0)
     claimed = await store.claim("w", Tier.LIGHT, 10, LEASE, T0)
     assert len(claimed) == 1
     assert await store.claim("w", Tier.LIGHT, 10, LEASE, T0) == []

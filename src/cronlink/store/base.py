@@ -24,8 +24,6 @@ class Tick:
     """The run to start; its `scheduled_for` is the instant (the ledger key)."""
     missed: bool = False
     """Beyond the misfire policy: recorded as missed, no run."""
-    overlap: str = "skip"
-    """What to do when the job already has a run queued or running."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -140,12 +138,18 @@ class Store(abc.ABC):
         """Queue a run; a known `dedupe_key` returns the existing run's id instead."""
 
     @abc.abstractmethod
+    async def next_due(self, tier: Tier) -> datetime | None:
+        """The earliest `not_before` of the queued runs of `tier`."""
+
+    @abc.abstractmethod
     async def claim(
         self, worker: str, tier: Tier, limit: int, lease: timedelta, now: datetime
     ) -> list[Run]:
         """Take up to `limit` due runs of `tier` for `worker`, each under a fresh lease.
 
-        A run marked serial is not taken while another run of its job is running.
+        Overlap is applied here, when runs are due: a `queue` run waits while its job has a
+        running run; a scheduled `skip` run that meets one is not started (cancelled, its
+        ledger entry `skipped_overlap`); a scheduled `replace` run asks it to cancel.
         """
 
     @abc.abstractmethod

@@ -1,4 +1,4 @@
-"""What becomes of a due instant: the rule every engine applies inside its transaction."""
+"""What becomes of a due instant: the rules every engine applies inside its transactions."""
 
 from __future__ import annotations
 
@@ -10,27 +10,12 @@ if TYPE_CHECKING:
     from cronlink.store.base import Tick
 
 
-class FateBook:
-    """Decides tick fates from the paused jobs and the jobs with a queued or running run,
-    as read in the same transaction, and keeps the latter up to date as runs start."""
-
-    def __init__(self, paused: set[str], active: set[str]) -> None:
-        self.paused = paused
-        self.active = active
-
-    def decide(self, tick: Tick) -> Fate:
-        job = tick.run.job
-        if tick.missed:
-            return Fate.MISSED
-        if job in self.paused:
-            return Fate.SKIPPED_PAUSED
-        if job in self.active and tick.overlap == "skip":
-            return Fate.SKIPPED_OVERLAP
-        return Fate.RUN
-
-    def replaces(self, tick: Tick) -> bool:
-        """True when starting this tick's run must first cancel the job's active runs."""
-        return tick.run.job in self.active and tick.overlap == "replace"
-
-    def started(self, tick: Tick) -> None:
-        self.active.add(tick.run.job)
+def fire_fate(tick: Tick, paused: set[str]) -> Fate:
+    """The fate of a due instant when it is fired, given the paused jobs read in the same
+    transaction. Overlap is not decided here but when the run is claimed, at its instant:
+    the scheduler may fire ahead of time, and the previous run may finish before then."""
+    if tick.missed:
+        return Fate.MISSED
+    if tick.run.job in paused:
+        return Fate.SKIPPED_PAUSED
+    return Fate.RUN

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
 
-    from cronlink.records import Fire, NewRun, Run, Schedule
+    from cronlink.records import Fire, NewRun, Run, Schedule, Tier
     from cronlink.store.base import RunFilter
 
 CHUNK = 400
@@ -74,6 +74,14 @@ def due_schedules(c: Connection, now: datetime, limit: int) -> list[Schedule]:
         .limit(limit)
     )
     return [schedule_from_row(row) for row in rows]
+
+
+def next_due(c: Connection, tier: Tier) -> datetime | None:
+    return c.execute(
+        select(func.min(runs.c.not_before)).where(
+            runs.c.tier == tier.value, runs.c.state == RunState.QUEUED.value
+        )
+    ).scalar()
 
 
 def next_wakeup(c: Connection) -> datetime | None:

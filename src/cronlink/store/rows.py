@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from cronlink.records import Fate, Fire, Reason, Run, RunError, RunState, Schedule, Tier
+from cronlink.records import Fate, Fire, Overlap, Reason, Run, RunError, RunState, Schedule, Tier
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,7 +42,7 @@ def run_from_mapping(m: Mapping[Any, Any]) -> Run:
         not_before=m["not_before"],
         attempt=m["attempt"],
         max_attempts=m["max_attempts"],
-        serial=bool(m["serial"]),
+        overlap=Overlap(m["overlap"]),
         idempotency_key=(
             f"{m['job']}@{scheduled_for.isoformat()}" if scheduled_for else f"{m['job']}#{m['id']}"
         ),
@@ -72,7 +72,7 @@ def run_values(run: NewRun, now: Any) -> dict[str, Any]:
         "not_before": run.not_before or now,
         "attempt": 0,
         "max_attempts": run.max_attempts,
-        "serial": run.serial,
+        "overlap": run.overlap.value,
         "dedupe_key": run.dedupe_key,
         "cancel_requested": False,
     }

@@ -93,7 +93,7 @@ runs = Table(
     Column("not_before", Instant, nullable=False),
     Column("attempt", Integer, nullable=False, default=0),
     Column("max_attempts", Integer, nullable=False, default=1),
-    Column("serial", Boolean, nullable=False, default=False),
+    Column("overlap", String(10), nullable=False),
     Column("dedupe_key", String(400), unique=True),
     Column("started_at", Instant),
     Column("finished_at", Instant),

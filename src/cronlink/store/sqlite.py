@@ -141,6 +141,9 @@ class SQLiteStore(Store):
             self._hot(lambda db: sqlite_hot.record_ticks(db, ticks, advances, now))
         )
 
+    async def next_due(self, tier: Tier) -> datetime | None:
+        return await self._call(self._read(lambda c: queries.next_due(c, tier)))
+
     async def next_wakeup(self) -> datetime | None:
         return await self._call(self._read(queries.next_wakeup))
 

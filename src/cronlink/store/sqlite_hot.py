@@ -12,8 +12,8 @@ import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from cronlink.records import Fate, RunState
-from cronlink.store.fates import FateBook
+from cronlink.records import Fate, Overlap, Reason, RunState
+from cronlink.store.fates import fire_fate
 from cronlink.store.rows import run_from_mapping
 from cronlink.store.schema import Instant, from_micros, runs, to_micros
 
@@ -37,7 +37,7 @@ WHERE id IN (
     -- `state IN (…)` repeats the partial index's condition so SQLite can use it.
     SELECT id FROM runs AS r
     WHERE r.tier = ? AND r.state = 'queued' AND r.not_before <= ?
-      AND (r.serial = 0 OR NOT EXISTS (
+      AND (r.overlap != 'queue' OR NOT EXISTS (
           SELECT 1 FROM runs AS o WHERE o.job = r.job
           AND o.state IN ('queued', 'running') AND o.state = 'running'))
     ORDER BY r.not_before, r.id
@@ -49,6 +49,18 @@ UPDATE runs SET state = 'queued', attempt = attempt - 1, worker = NULL, lease_to
     lease_expires_at = NULL, started_at = NULL
 WHERE id = ?
 """
+RUNNING_OF_JOB = """
+SELECT id FROM runs
+WHERE job = ? AND id != ? AND state IN ('queued', 'running') AND state = 'running'
+"""
+SKIP_RUN = """
+UPDATE runs SET state = 'cancelled', attempt = attempt - 1, finished_at = ?, started_at = NULL,
+    worker = NULL, lease_token = NULL, lease_expires_at = NULL, error_type = 'Overlap',
+    error_message = ?, error_reason = 'overlap'
+WHERE id = ?
+"""
+SKIP_FIRE = "UPDATE fires SET fate = 'skipped_overlap' WHERE run_id = ?"
+REPLACE_RUNNING = "UPDATE runs SET cancel_requested = 1 WHERE id = ?"
 COMPLETE = """
 UPDATE runs SET state = ?, finished_at = ?, not_before = COALESCE(?, not_before),
     error_type = ?, error_message = ?, error_traceback = ?, error_reason = ?, result = ?,
@@ -71,21 +83,46 @@ def claim(
     db: sqlite3.Connection, worker: str, token: str, tier: Tier, limit: int,
     expires: datetime, now: datetime,
 ) -> list[Run]:  # fmt: skip
-    """Take due runs; a second run of a serial job taken in the same batch is put back."""
+    """Take due runs, then apply each one's overlap policy now that it is due."""
     rows = db.execute(
         CLAIM,
         (worker, token, to_micros(expires), to_micros(now), tier.value, to_micros(now), limit),
     ).fetchall()
-    claimed = sorted((_run(row) for row in rows), key=lambda r: r.id)
+    claimed = sorted((_run(row) for row in rows), key=lambda r: (r.not_before, r.id))
+    pending = {run.id for run in claimed}
     kept: list[Run] = []
-    serial_jobs: set[str] = set()
     for run in claimed:
-        if run.serial and run.job in serial_jobs:
-            db.execute(UNCLAIM, (run.id,))
+        pending.discard(run.id)
+        if _gives_way(db, run, pending, now):
             continue
-        serial_jobs.add(run.job) if run.serial else None
         kept.append(run)
-    return kept
+    return sorted(kept, key=lambda r: r.id)
+
+
+def _gives_way(db: sqlite3.Connection, run: Run, pending: set[int], now: datetime) -> bool:
+    """Apply `run`'s overlap policy against the job's running runs; True if it must not start.
+
+    Runs claimed in this batch but not yet looked at (`pending`) do not count as running.
+    """
+    if run.overlap is Overlap.ALLOW:
+        return False
+    running = [
+        row[0] for row in db.execute(RUNNING_OF_JOB, (run.job, run.id)) if row[0] not in pending
+    ]
+    if not running:
+        return False
+    if run.overlap is Overlap.QUEUE:
+        db.execute(UNCLAIM, (run.id,))
+        return True
+    if run.reason is not Reason.SCHEDULE:
+        return False  # overlap rules apply to schedules; a manual or API run just runs
+    if run.overlap is Overlap.REPLACE:
+        db.executemany(REPLACE_RUNNING, [(other,) for other in running])
+        return False
+    message = f"run {running[0]} of {run.job} was still running at this instant"
+    db.execute(SKIP_RUN, (to_micros(now), message, run.id))
+    db.execute(SKIP_FIRE, (run.id,))
+    return True
 
 
 def complete(
@@ -144,20 +181,11 @@ VALUES (?, ?, ?, NULL, ?)
 """
 INSERT_RUN = """
 INSERT INTO runs (job, tier, reason, state, payload, scheduled_for, enqueued_at, not_before,
-    attempt, max_attempts, serial, dedupe_key, cancel_requested)
+    attempt, max_attempts, overlap, dedupe_key, cancel_requested)
 VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, 0, ?, ?, ?, 0)
 """
 LINK_FIRE = "UPDATE fires SET run_id = ? WHERE rowid = ?"
 PAUSED = "SELECT name FROM jobs WHERE paused = 1 AND name IN ({})"
-ACTIVE = "SELECT DISTINCT job FROM runs WHERE state IN ('queued', 'running') AND job IN ({})"
-CANCEL_QUEUED = """
-UPDATE runs SET state = 'cancelled', finished_at = ?
-WHERE job = ? AND state IN ('queued', 'running') AND state = 'queued'
-"""
-CANCEL_RUNNING = """
-UPDATE runs SET cancel_requested = 1
-WHERE job = ? AND state IN ('queued', 'running') AND state = 'running'
-"""
 ADVANCE = "UPDATE schedules SET cursor = ?, next_at = ? WHERE key = ? AND cursor < ?"
 
 
@@ -166,27 +194,22 @@ def record_ticks(
 ) -> dict[tuple[str, datetime], int]:
     """Insert-or-ignore each tick into the ledger; start the runs of the fresh ones.
 
-    Runs inside the caller's write transaction, so the paused and active sets read here
-    stay true until it commits.
+    Runs inside the caller's write transaction, so the paused jobs read here stay paused
+    until it commits.
     """
-    names = sorted({t.run.job for t in ticks})
-    book = FateBook(_among(db, PAUSED, names), _among(db, ACTIVE, names))
+    paused = _among(db, PAUSED, sorted({t.run.job for t in ticks}))
     stamp = to_micros(now)
     started: dict[tuple[str, datetime], int] = {}
     for tick in ticks:
         at = tick.run.scheduled_for
         assert at is not None
-        fate = book.decide(tick)
+        fate = fire_fate(tick, paused)
         cursor = db.execute(INSERT_FIRE, (tick.run.job, to_micros(at), fate.value, stamp))
         if not cursor.rowcount or fate is not Fate.RUN:
             continue  # recorded before (by this or another scheduler), or not a run
-        if book.replaces(tick):
-            db.execute(CANCEL_QUEUED, (stamp, tick.run.job))
-            db.execute(CANCEL_RUNNING, (tick.run.job,))
         run_id = db.execute(INSERT_RUN, _run_params(tick.run, stamp)).lastrowid
         assert run_id is not None
         db.execute(LINK_FIRE, (run_id, cursor.lastrowid))
-        book.started(tick)
         started[(tick.run.job, at)] = run_id
     db.executemany(
         ADVANCE,
@@ -218,6 +241,6 @@ def _run_params(run: NewRun, stamp: int) -> tuple[Any, ...]:
         stamp,
         to_micros(run.not_before) if run.not_before is not None else stamp,
         run.max_attempts,
-        int(run.serial),
+        run.overlap.value,
         run.dedupe_key,
     )

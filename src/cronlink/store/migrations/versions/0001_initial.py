@@ -49,7 +49,7 @@ def upgrade() -> None:
         sa.Column("not_before", sa.BigInteger, nullable=False),
         sa.Column("attempt", sa.Integer, nullable=False),
         sa.Column("max_attempts", sa.Integer, nullable=False),
-        sa.Column("serial", sa.Boolean, nullable=False),
+        sa.Column("overlap", sa.String(10), nullable=False),
         sa.Column("dedupe_key", sa.String(400), unique=True),
         sa.Column("started_at", sa.BigInteger),
         sa.Column("finished_at", sa.BigInteger),
