@@ -5,6 +5,8 @@ from __future__ import annotations
 import calendar
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
+from typing import NamedTuple
 
 from cronlink.errors import CronSyntaxError
 
@@ -42,9 +44,10 @@ MONTH = _Field("month", 1, 12, MONTH_NAMES)
 DOW = _Field("day-of-week", 0, 7, DAY_NAMES)
 
 
-@dataclass(frozen=True, slots=True)
-class DayRule:
-    """Which days of a month match: plain values plus the `L`, `W` and `#` extensions."""
+class DayRule(NamedTuple):
+    """Which days of a month match: plain values plus the `L`, `W` and `#` extensions.
+
+    A named tuple rather than a dataclass: it is built on every parse, and is a value."""
 
     dom: frozenset[int]
     dom_last: bool = False
@@ -166,9 +169,9 @@ def _item_values(spec: _Field, item: str) -> range:
 
 
 def _number(spec: _Field, text: str, item: str, what: str = "value") -> int:
-    if what == "value" and text.upper() in spec.names:
-        return spec.names[text.upper()]
     if not text.isdigit():
+        if what == "value" and text.upper() in spec.names:
+            return spec.names[text.upper()]
         shown = repr(text) if text else "a missing number"
         raise CronSyntaxError(spec.name, item, f"{shown} in {item!r} is not a {what}")
     value = int(text) if len(text) < 6 else 10**6
@@ -183,7 +186,9 @@ def _day_rule(dom: str, dow: str) -> DayRule:
     dom_values: set[int] = set()
     nearest: set[int] = set()
     last = last_weekday = False
-    for item in () if dom == "*" else _items(DOM, dom):
+    if dom.isdigit():
+        dom_values.add(_number(DOM, dom, dom))
+    for item in () if dom == "*" or dom.isdigit() else _items(DOM, dom):
         upper = item.upper()
         if upper == "L":
             last = True
@@ -243,34 +248,52 @@ def _check_reachable(days: DayRule, months: tuple[int, ...]) -> None:
 
 
 def _match_days(rule: DayRule, year: int, month: int) -> tuple[int, ...]:
-    first_weekday, length = calendar.monthrange(year, month)
-    sunday_based = (first_weekday + 1) % 7
-
-    def weekday(day: int) -> int:
-        return (sunday_based + day - 1) % 7
-
-    def first(wd: int) -> int:
-        return 1 + (wd - sunday_based) % 7
-
-    by_dom = {d for d in rule.dom if d <= length}
-    if rule.dom_last:
-        by_dom.add(length)
-    if rule.dom_last_weekday:
-        by_dom.add(_nearest_weekday(length, length, weekday))
-    by_dom.update(
-        _nearest_weekday(d, length, weekday) for d in rule.dom_nearest_weekday if d <= length
-    )
-    by_dow: set[int] = set()
-    for wd in rule.dow:
-        by_dow.update(range(first(wd), length + 1, 7))
-    if len(by_dom) == length and not rule.either:
-        by_dom = by_dow
-    for wd, n in rule.dow_nth:
-        if (day := first(wd) + 7 * (n - 1)) <= length:
-            by_dow.add(day)
-    for wd in rule.dow_last:
-        by_dow.add(length - (weekday(length) - wd) % 7)
+    length = _month_length(year, month)
+    sunday_based = (date(year, month, 1).weekday() + 1) % 7
+    by_dom = _dom_days(rule, length, sunday_based)
+    by_dow = _dow_days(rule, length, sunday_based)
+    # None: the field matches every day. Vixie: with both restricted, either one suffices.
+    if by_dom is None:
+        return _DAYS_UP_TO[length] if by_dow is None or rule.either else tuple(sorted(by_dow))
+    if by_dow is None:
+        return _DAYS_UP_TO[length] if rule.either else tuple(sorted(by_dom))
     return tuple(sorted(by_dom | by_dow if rule.either else by_dom & by_dow))
+
+
+def _dom_days(rule: DayRule, length: int, sunday_based: int) -> set[int] | None:
+    """Days matched by the day-of-month field, or None when it matches every day."""
+    specials = rule.dom_last or rule.dom_last_weekday or rule.dom_nearest_weekday
+    if len(rule.dom) == 31 and not specials:
+        return None
+    days = {d for d in rule.dom if d <= length}
+    if specials:
+
+        def weekday(day: int) -> int:
+            return (sunday_based + day - 1) % 7
+
+        if rule.dom_last:
+            days.add(length)
+        if rule.dom_last_weekday:
+            days.add(_nearest_weekday(length, length, weekday))
+        days.update(
+            _nearest_weekday(d, length, weekday) for d in rule.dom_nearest_weekday if d <= length
+        )
+    return days
+
+
+def _dow_days(rule: DayRule, length: int, sunday_based: int) -> set[int] | None:
+    """Days matched by the day-of-week field, or None when it matches every day."""
+    if len(rule.dow) == 7 and not rule.dow_nth and not rule.dow_last:
+        return None
+    days: set[int] = set()
+    for wd in rule.dow:
+        days.update(range(1 + (wd - sunday_based) % 7, length + 1, 7))
+    for wd, n in rule.dow_nth:
+        if (day := 1 + (wd - sunday_based) % 7 + 7 * (n - 1)) <= length:
+            days.add(day)
+    for wd in rule.dow_last:
+        days.add(length - ((sunday_based + length - 1) % 7 - wd) % 7)
+    return days
 
 
 def _nearest_weekday(day: int, length: int, weekday: Callable[[int], int]) -> int:
