@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from cronlink.app import build_job
 from cronlink.cli import cli
+from cronlink.scheduler import Scheduler
+from cronlink.store import store_for
 
 TOML_HEAD = 'database_url = "sqlite:///{db}"\n'
 
@@ -225,3 +231,48 @@ def test_test_scheduled_runs_bound_jobs_now(tmp_path: Path) -> None:
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert "no job is scheduled at '0 3 * * *'" in out
+
+
+def test_runs_since_lists_missed_and_skipped_instants(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    (tmp_path / "cronlink.toml").write_text(
+        f'database_url = "sqlite:///{db}"\n'
+        '[[jobs]]\nname = "tick"\nhandler = "cronlink.examples:heartbeat"\n'
+        'schedule = "*/10 * * * *"\n'
+    )
+
+    async def three_hours_down() -> None:
+        store = store_for(f"sqlite:///{db}")
+        await store.open()
+        job = build_job(name="tick", schedules=["*/10 * * * *"])
+        scheduler = Scheduler(store, {"tick": job})
+        start = datetime(2025, 1, 1, 12, tzinfo=UTC)
+        await scheduler.sync(start)
+        await scheduler.tick(start + timedelta(hours=3))
+        await store.close()
+
+    asyncio.run(three_hours_down())
+    code, out = invoke("runs", "--since", "2025-01-01T12:00:00+00:00", "--json", cwd=tmp_path)
+    assert code == 0
+    entries = json.loads(out)
+    fates = [e["fate"] for e in entries]
+    assert fates[0] == "run"
+    assert fates[1:] == ["missed"] * 17
+    assert entries[0]["run"]["scheduled_for"] == "2025-01-01T15:00:00+00:00"
+    code, out = invoke("runs", "--since", "2025-01-01T12:00", cwd=tmp_path)
+    assert code == 0
+    assert out.count("missed") == 17
+
+
+def test_db_upgrade_and_a_newer_schema(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    code, out = invoke("db", "upgrade", "--database-url", f"sqlite:///{db}", cwd=tmp_path)
+    assert code == 0
+    assert "schema up to date" in out
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'ffff'")
+    before = db.read_bytes()
+    code, out = invoke("jobs", "--database-url", f"sqlite:///{db}", cwd=tmp_path)
+    assert code == 1
+    assert "schema revision 'ffff'" in out
+    assert db.read_bytes() == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,4 +54,9 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str))
+    click.echo(json.dumps(value, indent=2, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+    """Instants as ISO 8601 with their offset; enums and the rest as text."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
