@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
+import aiohttp
+
 from cronlink.errors import ConfigError, CronlinkError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-    import aiohttp
 
     from cronlink.jobs import HttpTarget
     from cronlink.records import Run
@@ -60,20 +60,53 @@ async def call(
     The caller bounds the whole attempt with its deadline.
     """
     env = os.environ if env is None else env
+    secrets = _referenced_values(target, env)
     scheduled = run.scheduled_for or run.enqueued_at
     headers = {name: expand(value, env) for name, value in target.headers.items()}
     headers["X-Cronlink-Scheduled-Time"] = scheduled.astimezone(UTC).isoformat()
     headers["Idempotency-Key"] = run.idempotency_key
     headers["X-Cronlink-Attempt"] = str(run.attempt)
     body = expand(target.body, env).encode() if target.body is not None else None
-    async with session.request(
-        target.method, expand(target.url, env), headers=headers, data=body, allow_redirects=False
-    ) as response:
-        excerpt = (await response.content.read(EXCERPT_BYTES)).decode("utf-8", "replace")
-        if 200 <= response.status < 300:
-            return f"{response.status} {excerpt}".rstrip()
-        retry_after = _retry_after(response.headers.get("Retry-After"))
-        raise HttpStatusError(response.status, excerpt, retry_after)
+    try:
+        async with session.request(
+            target.method, expand(target.url, env), headers=headers, data=body,
+            allow_redirects=False,
+        ) as response:  # fmt: skip
+            raw = await response.content.read(EXCERPT_BYTES)
+            excerpt = scrub(raw.decode("utf-8", "replace"), secrets)
+            if 200 <= response.status < 300:
+                return f"{response.status} {excerpt}".rstrip()
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            raise HttpStatusError(response.status, excerpt, retry_after)
+    except aiohttp.ClientError as error:
+        # A client error may quote the URL, which may carry a ${SECRET}: keep its class,
+        # scrub its text.
+        scrubbed = scrub(str(error), secrets)
+        if scrubbed == str(error):
+            raise
+        raise ScrubbedClientError(error, scrubbed) from None
+
+
+class ScrubbedClientError(CronlinkError):
+    """A client error whose text quoted a secret; it carries the original's class names."""
+
+    def __init__(self, original: Exception, message: str) -> None:
+        self.original_types = tuple(kind.__name__ for kind in type(original).__mro__)
+        super().__init__(message)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """`text` with every secret value replaced by `***`."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _referenced_values(target: HttpTarget, env: Mapping[str, str]) -> list[str]:
+    """The values of the environment variables a target uses (they may be secrets)."""
+    texts = [target.url, target.body or "", *target.headers.values()]
+    names = {name for text in texts for name in _VARIABLE.findall(text)}
+    return sorted((env[n] for n in names if env.get(n)), key=len, reverse=True)
 
 
 def _retry_after(value: str | None, now: datetime | None = None) -> timedelta | None:

@@ -45,7 +45,7 @@ class ChildFailed(CronlinkError):
     """The handler raised in the child process."""
 
     def __init__(self, type_name: str, message: str, trace: str) -> None:
-        self.type_name = type_name
+        self.original_types = (type_name,)
         self.trace = trace
         super().__init__(message)
 

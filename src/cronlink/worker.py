@@ -22,7 +22,7 @@ from cronlink.clock import Clock, SystemClock
 from cronlink.committer import Committer
 from cronlink.context import RunContext, RunLog
 from cronlink.errors import UnknownJobError
-from cronlink.http_target import HttpStatusError
+from cronlink.http_target import HttpStatusError, ScrubbedClientError
 from cronlink.jobs import new_run
 from cronlink.records import Reason, RunError, RunState, Tier
 from cronlink.retry import Failure, GiveUp, Retry
@@ -266,21 +266,22 @@ class Worker:
 
 
 def _type_names(error: BaseException) -> tuple[str, ...]:
-    if isinstance(error, ChildFailed):
-        return (error.type_name,)
+    """Class names for `retry_on`: the original's, for errors re-raised on its behalf."""
+    if isinstance(error, ChildFailed | ScrubbedClientError):
+        return error.original_types
     return tuple(kind.__name__ for kind in type(error).__mro__)
 
 
 def _error(error: BaseException, reason: str, message: str | None = None) -> RunError:
     if isinstance(error, ChildFailed):
         return RunError(
-            type=error.type_name,
+            type=error.original_types[0],
             message=str(error),
             traceback=error.trace[-TRACEBACK_CHARS:],
             reason=reason,
         )
     return RunError(
-        type=type(error).__name__,
+        type=_type_names(error)[0],
         message=message or str(error),
         traceback="".join(traceback.format_exception(error))[-TRACEBACK_CHARS:],
         reason=reason,

@@ -37,9 +37,17 @@ class Target:
             return web.Response(status=429, headers={"Retry-After": "1"})
         if kind == "bad":
             return web.Response(status=400, text="x" * 10_000)
+        if kind == "echo":
+            return web.Response(status=500, text=f"you sent {request.headers['Authorization']}")
         if kind == "slow":
             await asyncio.sleep(5)
         return web.Response(text="hello " + "y" * 5000)
+
+
+@pytest.fixture
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRONLINK_TEST_SECRET", "s3cret")
+    monkeypatch.setenv("CRONLINK_TEST_NAME", "world")
 
 
 @pytest.fixture
@@ -79,12 +87,11 @@ async def run_once(store: Store, job: Job) -> int:
     return run_id
 
 
+@pytest.mark.usefixtures("_env")
 async def test_success_sends_dedup_headers_and_env_secrets(
-    sqlite_store: Store, target: tuple[Target, str], monkeypatch: pytest.MonkeyPatch
+    sqlite_store: Store, target: tuple[Target, str]
 ) -> None:
     server, base = target
-    monkeypatch.setenv("CRONLINK_TEST_SECRET", "s3cret")
-    monkeypatch.setenv("CRONLINK_TEST_NAME", "world")
     run_id = await run_once(sqlite_store, http_job(f"{base}/ok"))
     run = await sqlite_store.get_run(run_id)
     assert run.state is RunState.SUCCEEDED
@@ -98,12 +105,9 @@ async def test_success_sends_dedup_headers_and_env_secrets(
     assert seen["body"] == '{"hello": "world"}'
 
 
-async def test_5xx_is_retried(
-    sqlite_store: Store, target: tuple[Target, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("_env")
+async def test_5xx_is_retried(sqlite_store: Store, target: tuple[Target, str]) -> None:
     server, base = target
-    monkeypatch.setenv("CRONLINK_TEST_SECRET", "s")
-    monkeypatch.setenv("CRONLINK_TEST_NAME", "n")
     server.failures_left = 2
     run = await sqlite_store.get_run(await run_once(sqlite_store, http_job(f"{base}/flaky")))
     assert run.state is RunState.SUCCEEDED
@@ -111,12 +115,9 @@ async def test_5xx_is_retried(
     assert [s["headers"]["Idempotency-Key"] for s in server.seen] == [run.idempotency_key] * 3
 
 
-async def test_429_honours_retry_after(
-    sqlite_store: Store, target: tuple[Target, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("_env")
+async def test_429_honours_retry_after(sqlite_store: Store, target: tuple[Target, str]) -> None:
     server, base = target
-    monkeypatch.setenv("CRONLINK_TEST_SECRET", "s")
-    monkeypatch.setenv("CRONLINK_TEST_NAME", "n")
     server.failures_left = 1
     run_id = await run_once(sqlite_store, http_job(f"{base}/limited"))
     run = await sqlite_store.get_run(run_id)
@@ -126,12 +127,11 @@ async def test_429_honours_retry_after(
     assert run.started_at - run.enqueued_at >= timedelta(seconds=1)
 
 
+@pytest.mark.usefixtures("_env")
 async def test_4xx_is_not_retried_and_keeps_status(
-    sqlite_store: Store, target: tuple[Target, str], monkeypatch: pytest.MonkeyPatch
+    sqlite_store: Store, target: tuple[Target, str]
 ) -> None:
     _, base = target
-    monkeypatch.setenv("CRONLINK_TEST_SECRET", "s")
-    monkeypatch.setenv("CRONLINK_TEST_NAME", "n")
     run = await sqlite_store.get_run(await run_once(sqlite_store, http_job(f"{base}/bad")))
     assert run.state is RunState.FAILED
     assert run.attempt == 1
@@ -141,22 +141,16 @@ async def test_4xx_is_not_retried_and_keeps_status(
     assert len(run.error.message) < 300
 
 
-async def test_deadline_per_attempt(
-    sqlite_store: Store, target: tuple[Target, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("_env")
+async def test_deadline_per_attempt(sqlite_store: Store, target: tuple[Target, str]) -> None:
     _, base = target
-    monkeypatch.setenv("CRONLINK_TEST_SECRET", "s")
-    monkeypatch.setenv("CRONLINK_TEST_NAME", "n")
     job = http_job(f"{base}/slow", timeout="300ms", max_attempts=1)
     run = await sqlite_store.get_run(await run_once(sqlite_store, job))
     assert run.state is RunState.TIMED_OUT
 
 
-async def test_connection_refused_is_retried_then_dead(
-    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CRONLINK_TEST_SECRET", "s")
-    monkeypatch.setenv("CRONLINK_TEST_NAME", "n")
+@pytest.mark.usefixtures("_env")
+async def test_connection_refused_is_retried_then_dead(sqlite_store: Store) -> None:
     job = http_job("http://127.0.0.1:9/nothing", max_attempts=2)
     run = await sqlite_store.get_run(await run_once(sqlite_store, job))
     assert run.state is RunState.DEAD
@@ -173,13 +167,34 @@ async def test_missing_env_var_is_named_not_leaked(sqlite_store: Store) -> None:
     assert "CRONLINK_TEST_SECRET is not set" in run.error.message
 
 
-async def test_heavy_tier_http_target(
-    sqlite_store: Store, target: tuple[Target, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("_env")
+async def test_heavy_tier_http_target(sqlite_store: Store, target: tuple[Target, str]) -> None:
     _, base = target
-    monkeypatch.setenv("CRONLINK_TEST_SECRET", "s")
-    monkeypatch.setenv("CRONLINK_TEST_NAME", "n")
     job = http_job(f"{base}/ok", tier="heavy")
     assert job.tier is Tier.HEAVY
     run = await sqlite_store.get_run(await run_once(sqlite_store, job))
     assert run.state is RunState.SUCCEEDED
+
+
+@pytest.mark.usefixtures("_env")
+async def test_secrets_never_reach_the_stored_run(
+    sqlite_store: Store, target: tuple[Target, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, base = target
+    echo = await sqlite_store.get_run(
+        await run_once(sqlite_store, http_job(f"{base}/echo", max_attempts=1))
+    )
+    assert echo.error is not None
+    assert "you sent Bearer ***" in echo.error.message
+    # A secret in the URL of a refused connection: the error keeps its class, not the text.
+    job = build_job(
+        name="call",
+        schedules=[],
+        target=HttpTarget(url="http://127.0.0.1:9/?key=${CRONLINK_TEST_SECRET}"),
+        max_attempts=1,
+    )
+    refused = await sqlite_store.get_run(await run_once(sqlite_store, job))
+    assert refused.error is not None
+    stored = [echo.error.message, echo.error.traceback, refused.error.message,
+              refused.error.traceback, refused.error.type, caplog.text]  # fmt: skip
+    assert not [text for text in stored if "s3cret" in text]

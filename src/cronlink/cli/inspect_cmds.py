@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
-from cronlink.cli.options import print_json
+from cronlink.cli.options import parse_instant, print_json
 from cronlink.cron import explain as explain_text
 from cronlink.cron import next_fire, parse
 
@@ -29,16 +29,7 @@ def next_(expression: str, tz: str, start: str | None, count: int, as_json: bool
     """The next fire times of EXPRESSION, strictly after the start."""
     zone = _zone(tz)
     expr = parse(expression)
-    at = datetime.now(UTC)
-    if start is not None:
-        try:
-            at = datetime.fromisoformat(start)
-        except ValueError:
-            raise click.BadParameter(
-                f"{start!r} is not an ISO 8601 instant", param_hint="--from"
-            ) from None
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=zone)
+    at = datetime.now(UTC) if start is None else parse_instant(start, "--from", zone)
     found: list[datetime] = []
     while len(found) < count and (following := next_fire(expr, at, zone)) is not None:
         found.append(following)

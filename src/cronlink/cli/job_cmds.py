@@ -13,7 +13,13 @@ import click
 from rich.table import Table
 
 from cronlink import control
-from cronlink.cli.options import print_json, run_async, settings_from, settings_options
+from cronlink.cli.options import (
+    parse_instant,
+    print_json,
+    run_async,
+    settings_from,
+    settings_options,
+)
 from cronlink.cli.show import console, run_dict, when
 from cronlink.config import build_app
 from cronlink.cron import parse
@@ -153,7 +159,7 @@ def runs(
 ) -> None:
     """Runs, newest first; with --since, every scheduled instant's fate."""
     settings = settings_from(config_path, database_url, app_path)
-    start = _instant(since) if since else None
+    start = parse_instant(since, "--since") if since else None
 
     async def go() -> list[control.HistoryEntry]:
         store = await open_store(settings, migrate=False)
@@ -243,16 +249,6 @@ def _payload(text: str | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise click.BadParameter(f"not valid JSON ({error})", param_hint="--payload") from None
-
-
-def _instant(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not an ISO 8601 instant", param_hint="--since"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 COMMANDS = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +51,15 @@ def settings_from(
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """The one place the command line enters asyncio."""
     return asyncio.run(coroutine)
+
+
+def parse_instant(text: str, flag: str, zone: tzinfo = UTC) -> datetime:
+    """An ISO 8601 instant from a flag; without an offset it is read in `zone`."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO 8601 instant", param_hint=flag) from None
+    return value if value.tzinfo else value.replace(tzinfo=zone)
 
 
 def print_json(value: Any) -> None:
