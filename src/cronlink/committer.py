@@ -79,7 +79,8 @@ class Committer:
                 "could not record %d finished attempts; their leases will expire", len(batch)
             )
             for waiting in batch:
-                waiting.future.set_exception(error)
+                if not waiting.future.done():  # its task may have been cancelled meanwhile
+                    waiting.future.set_exception(error)
             return
         claimed = list(result.claimed)
         for waiting, held in zip(batch, result.held, strict=True):
@@ -89,4 +90,8 @@ class Committer:
                     waiting.done.run_id,
                 )
             share, claimed = claimed[:1], claimed[1:]
-            waiting.future.set_result(share)
+            if not waiting.future.done():
+                waiting.future.set_result(share)
+            elif share:
+                log.warning("run %d was claimed for a slot that went away; its lease will expire",
+                            share[0].id)  # fmt: skip

@@ -75,6 +75,8 @@ class Worker:
         self.claim_batch = claim_batch
         self._active: dict[int, tuple[asyncio.Task[None], Run]] = {}
         self._stopping: dict[int, RunState] = {}
+        self._completing: set[int] = set()
+        """Runs whose attempt ended and is being recorded: no longer cancellable."""
         self._slot_freed = asyncio.Event()
         self._draining = False
         self.committer = Committer(store, self.clock, self._refill, group=group_commit)
@@ -143,7 +145,7 @@ class Worker:
 
     def _stop_run(self, run_id: int, state: RunState) -> None:
         entry = self._active.get(run_id)
-        if entry is not None and run_id not in self._stopping:
+        if entry is not None and run_id not in self._stopping and run_id not in self._completing:
             self._stopping[run_id] = state
             entry[0].cancel()
 
@@ -164,12 +166,14 @@ class Worker:
         claimed: list[Run] = []
         try:
             outcome = await self._timed_attempt(run)
+            self._completing.add(run.id)
             claimed = await self.committer.finish(run, outcome)
         except Exception:
             return
         finally:
             self._active.pop(run.id, None)
             self._stopping.pop(run.id, None)
+            self._completing.discard(run.id)
             for following in claimed:
                 self._start(following)
             if not claimed:
