@@ -1,11 +1,13 @@
-"""The SQLite store: one file, WAL mode, one connection on one thread per process.
+"""The SQLite store: one file, WAL mode, one connection per process.
 
 Writes run in `BEGIN IMMEDIATE` transactions so that a writer waits for the lock (up to the
 busy timeout) instead of failing mid-transaction; several processes on one host can share
 the file. Calls run on the event loop while the file is free (they take well under a
 millisecond, less than a hop to a thread) and on the store's thread when another process
-holds the lock, so the loop never waits for a lock: see `_call`. `synchronous=NORMAL`: a crash of cronlink loses nothing committed; a power loss
-may roll back the last commits (WAL stays consistent).
+holds the lock, so the loop never waits for a lock: see `_call`.
+
+`synchronous=NORMAL`: a crash of cronlink loses nothing committed; a power loss may roll
+back the last commits (WAL stays consistent).
 """
 
 from __future__ import annotations
