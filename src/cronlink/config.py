@@ -74,6 +74,7 @@ class WorkerModel(_Strict):
     lease: Duration = "30s"
     heartbeat: Duration = "10s"
     poll: Duration = "500ms"
+    shutdown_grace: Duration = "30s"
 
 
 class FileModel(_Strict):
@@ -93,6 +94,7 @@ class Settings:
     lease: timedelta = timedelta(seconds=30)
     heartbeat: timedelta = timedelta(seconds=10)
     poll: float = 0.5
+    shutdown_grace: timedelta = timedelta(seconds=30)
     jobs: tuple[JobModel, ...] = field(default=())
 
 
@@ -116,6 +118,7 @@ def load_settings(
         lease=parse_duration(parsed.worker.lease),
         heartbeat=parse_duration(parsed.worker.heartbeat),
         poll=parse_duration(parsed.worker.poll).total_seconds(),
+        shutdown_grace=parse_duration(parsed.worker.shutdown_grace),
         jobs=tuple(parsed.jobs),
     )
 

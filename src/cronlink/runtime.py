@@ -61,6 +61,7 @@ async def run_roles(
                 lease=settings.lease,
                 heartbeat=settings.heartbeat,
                 poll=settings.poll,
+                shutdown_grace=settings.shutdown_grace,
                 wakeup=wakeups[tier],
                 on_enqueue=lambda t: wakeups[t].set(),
             )

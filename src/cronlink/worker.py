@@ -58,6 +58,7 @@ class Worker:
         on_enqueue: Callable[[Tier], None] | None = None,
         claim_batch: int = 100,
         group_commit: bool = True,
+        shutdown_grace: timedelta = timedelta(seconds=30),
     ) -> None:
         self.store = store
         self.jobs = jobs
@@ -73,6 +74,7 @@ class Worker:
         self.wakeup = wakeup or asyncio.Event()
         self.on_enqueue = on_enqueue
         self.claim_batch = claim_batch
+        self.shutdown_grace = shutdown_grace
         self._active: dict[int, tuple[asyncio.Task[None], Run]] = {}
         self._stopping: dict[int, RunState] = {}
         self._completing: set[int] = set()
@@ -150,12 +152,23 @@ class Worker:
             entry[0].cancel()
 
     async def _drain(self) -> None:
+        """Stop claiming; let attempts finish within the grace, then hand them back queued."""
         self._draining = True
         if self._active:
-            log.info("waiting for %d running attempts", len(self._active))
+            log.info(
+                "waiting up to %gs for %d running attempts",
+                self.shutdown_grace.total_seconds(),
+                len(self._active),
+            )
+        deadline = time.monotonic() + self.shutdown_grace.total_seconds()
         while self._active:
             tasks = [task for task, _ in self._active.values()]
-            await asyncio.gather(*tasks, return_exceptions=True)
+            left: float | None = deadline - time.monotonic()
+            if left is not None and left <= 0:
+                for run_id in list(self._active):
+                    self._stop_run(run_id, RunState.QUEUED)
+                left = None  # now wait for them to record that
+            await asyncio.wait(tasks, timeout=left)
 
     def _start(self, run: Run) -> None:
         task = asyncio.create_task(self._execute(run), name=f"cronlink-run-{run.id}")
@@ -217,6 +230,11 @@ class Worker:
             state = self._stopping.get(run.id)
             if state is None:
                 raise
+            if state is RunState.QUEUED:  # shutting down: another worker takes it over
+                interrupted = RunError(
+                    type="Interrupted", message="the worker shut down", reason="shutdown"
+                )
+                return Outcome(state=state, error=interrupted, retry_at=self.clock.now())
             return Outcome(
                 state=state,
                 error=RunError(type="Cancelled", message="cancel requested", reason="cancelled"),

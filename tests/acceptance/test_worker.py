@@ -191,3 +191,17 @@ async def test_heartbeat_keeps_a_long_run_leased(sqlite_store: Store) -> None:
         run = await finished(sqlite_store, run_id)
     assert run.state is RunState.SUCCEEDED
     assert run.attempt == 1
+
+
+async def test_shutdown_hands_unfinished_runs_back_after_the_grace(sqlite_store: Store) -> None:
+    run_id = await enqueue(sqlite_store, "sleepy", 30)
+    async with running_worker(sqlite_store, Tier.LIGHT, shutdown_grace=timedelta(seconds=0.2)):
+
+        async def running() -> bool:
+            return (await sqlite_store.get_run(run_id)).state is RunState.RUNNING
+
+        await wait_until(running)
+    run = await sqlite_store.get_run(run_id)
+    assert run.state is RunState.QUEUED
+    assert run.error is not None
+    assert run.error.reason == "shutdown"
