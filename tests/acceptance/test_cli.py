@@ -276,3 +276,10 @@ def test_db_upgrade_and_a_newer_schema(tmp_path: Path) -> None:
     assert code == 1
     assert "schema revision 'ffff'" in out
     assert db.read_bytes() == before
+
+
+def test_trigger_wait_gives_up_after_its_timeout(tmp_path: Path) -> None:
+    invoke("init", cwd=tmp_path)
+    code, out = invoke("trigger", "heartbeat", "--wait", "--timeout", "0.3", cwd=tmp_path)
+    assert code == 1  # no worker is running: the run is still queued
+    assert "queued" in out

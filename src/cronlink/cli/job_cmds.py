@@ -73,12 +73,20 @@ def jobs(
 @click.option(
     "--wait", is_flag=True, help="Wait for the run to finish; exit 1 unless it succeeded."
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=3600,
+    show_default=True,
+    help="With --wait: stop waiting after this many seconds (exit 1; the run goes on).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @settings_options
 def trigger(
     job: str,
     payload: str | None,
     wait: bool,
+    timeout: float,
     as_json: bool,
     config_path: Path | None,
     database_url: str | None,
@@ -93,7 +101,13 @@ def trigger(
         store = await open_store(settings)
         try:
             run_id = await control.trigger(store, app, job, data, datetime.now(UTC))
-            return run_id, (await control.wait_finished(store, run_id)) if wait else None
+            if not wait:
+                return run_id, None
+            try:
+                async with asyncio.timeout(timeout):
+                    return run_id, await control.wait_finished(store, run_id)
+            except TimeoutError:
+                return run_id, await store.get_run(run_id)
         finally:
             await store.close()
 
