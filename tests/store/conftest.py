@@ -6,11 +6,19 @@ from pathlib import Path
 import pytest
 
 from cronlink.store import Store, store_for
+from tests.postgres import fresh_schema
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened = store_for(f"sqlite:///{tmp_path / 'cronlink.db'}")
-    await opened.open()
-    yield opened
-    await opened.close()
+    if request.param == "sqlite":
+        opened = store_for(f"sqlite:///{tmp_path / 'cronlink.db'}")
+        await opened.open()
+        yield opened
+        await opened.close()
+        return
+    with fresh_schema() as url:
+        opened = store_for(url)
+        await opened.open()
+        yield opened
+        await opened.close()

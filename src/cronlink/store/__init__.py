@@ -28,10 +28,20 @@ __all__ = [
 
 
 def store_for(url: str) -> Store:
-    """The store for a database URL: `sqlite:///path` (PostgreSQL arrives with its issue)."""
+    """The store for a database URL: `sqlite:///path` or `postgresql://user@host/db`.
+
+    Engines are imported on demand: a SQLite deployment never loads a PostgreSQL driver.
+    """
     if url.startswith("sqlite:"):
         from cronlink.store.sqlite import SQLiteStore
 
         return SQLiteStore(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        from cronlink.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     scheme = url.split(":", 1)[0]
-    raise ConfigError(f"database URL scheme {scheme!r} is not supported; use sqlite:///PATH")
+    raise ConfigError(
+        f"database URL scheme {scheme!r} is not supported; use sqlite:///PATH or "
+        "postgresql://USER@HOST/DATABASE"
+    )

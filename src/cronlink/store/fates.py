@@ -2,12 +2,37 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING
 
-from cronlink.records import Fate
+from cronlink.records import Fate, Overlap, Reason
 
 if TYPE_CHECKING:
+    from cronlink.records import Run
     from cronlink.store.base import Tick
+
+
+class Due(Enum):
+    """What a claimed run does about its job's other running runs (its overlap policy)."""
+
+    START = "start"
+    WAIT = "wait"
+    """Put it back: `queue` waits for the running one."""
+    SKIP = "skip"
+    """Cancel it and record the instant `skipped_overlap`."""
+    REPLACE = "replace"
+    """Start it and ask the running ones to cancel."""
+
+
+def when_due(run: Run, running: list[int]) -> Due:
+    """Apply `run`'s overlap policy, given the ids of its job's other running runs."""
+    if not running or run.overlap is Overlap.ALLOW:
+        return Due.START
+    if run.overlap is Overlap.QUEUE:
+        return Due.WAIT
+    if run.reason is not Reason.SCHEDULE:
+        return Due.START  # overlap rules apply to schedules; manual and API runs just run
+    return Due.REPLACE if run.overlap is Overlap.REPLACE else Due.SKIP
 
 
 def fire_fate(tick: Tick, paused: set[str]) -> Fate:
@@ -19,3 +44,7 @@ def fire_fate(tick: Tick, paused: set[str]) -> Fate:
     if tick.run.job in paused:
         return Fate.SKIPPED_PAUSED
     return Fate.RUN
+
+
+def skip_message(run: Run, running: list[int]) -> str:
+    return f"run {running[0]} of {run.job} was still running at this instant"

@@ -12,8 +12,8 @@ import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from cronlink.records import Fate, Overlap, Reason, RunState
-from cronlink.store.fates import fire_fate
+from cronlink.records import Fate, Overlap, RunState
+from cronlink.store.fates import Due, fire_fate, skip_message, when_due
 from cronlink.store.rows import run_from_mapping
 from cronlink.store.schema import Instant, from_micros, runs, to_micros
 
@@ -109,20 +109,15 @@ def _gives_way(db: sqlite3.Connection, run: Run, pending: set[int], now: datetim
     running = [
         row[0] for row in db.execute(RUNNING_OF_JOB, (run.job, run.id)) if row[0] not in pending
     ]
-    if not running:
-        return False
-    if run.overlap is Overlap.QUEUE:
+    action = when_due(run, running)
+    if action is Due.WAIT:
         db.execute(UNCLAIM, (run.id,))
-        return True
-    if run.reason is not Reason.SCHEDULE:
-        return False  # overlap rules apply to schedules; a manual or API run just runs
-    if run.overlap is Overlap.REPLACE:
+    elif action is Due.REPLACE:
         db.executemany(REPLACE_RUNNING, [(other,) for other in running])
-        return False
-    message = f"run {running[0]} of {run.job} was still running at this instant"
-    db.execute(SKIP_RUN, (to_micros(now), message, run.id))
-    db.execute(SKIP_FIRE, (run.id,))
-    return True
+    elif action is Due.SKIP:
+        db.execute(SKIP_RUN, (to_micros(now), skip_message(run, running), run.id))
+        db.execute(SKIP_FIRE, (run.id,))
+    return action in (Due.WAIT, Due.SKIP)
 
 
 def complete(

@@ -1,0 +1,179 @@
+"""The PostgreSQL store: psycopg 3 through SQLAlchemy's asyncio engine, any number of processes.
+
+The verbs shared with SQLite run as the same Core statements (`queries.py`); firing, claiming
+and completing use set-based SQL with `FOR UPDATE SKIP LOCKED` (`postgres_hot.py`).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import inspect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from cronlink.errors import CorruptDatabaseError, StoreError
+from cronlink.store import migrate, postgres_hot, queries
+from cronlink.store.base import Completion, Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime, timedelta
+
+    from sqlalchemy import Connection
+
+    from cronlink.records import Fire, NewRun, Run, Schedule, Tier
+    from cronlink.store.base import (
+        ClaimRequest,
+        Done,
+        RunFilter,
+        ScheduleAdvance,
+        Tick,
+    )
+
+T = TypeVar("T")
+
+
+class PostgresStore(Store):
+    def __init__(self, url: str, pool_size: int = 5) -> None:
+        self.url = redacted(url)
+        _, rest = url.split("://", 1)
+        self._engine_url = f"postgresql+psycopg://{rest}"
+        self._pool_size = pool_size
+        self._engine: AsyncEngine | None = None
+
+    async def open(self, *, migrate: bool = True) -> None:
+        self._engine = create_async_engine(
+            self._engine_url, pool_size=self._pool_size, max_overflow=5, pool_pre_ping=True
+        )
+        await self._run(lambda c: _prepare(c, migrate), write=True)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            await engine.dispose()
+
+    async def _run(self, fn: Callable[[Connection], T], *, write: bool = False) -> T:
+        if self._engine is None:
+            raise StoreError("the store is not open")
+        try:
+            if write:
+                async with self._engine.begin() as conn:
+                    return await conn.run_sync(fn)
+            async with self._engine.connect() as conn:
+                return await conn.run_sync(fn)
+        except DBAPIError as error:
+            raise StoreError(f"database error on {self.url}: {_first_line(error.orig)}") from None
+        except OSError as error:
+            raise StoreError(f"cannot reach {self.url}: {error}") from None
+
+    async def sync_schedules(self, wanted: list[Schedule]) -> None:
+        await self._run(lambda c: queries.sync_schedules(c, wanted), write=True)
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+        return await self._run(lambda c: queries.due_schedules(c, now, limit))
+
+    async def record_ticks(
+        self, ticks: list[Tick], advances: list[ScheduleAdvance], now: datetime
+    ) -> dict[tuple[str, datetime], int]:
+        return await self._run(
+            lambda c: postgres_hot.record_ticks(c, ticks, advances, now), write=True
+        )
+
+    async def next_wakeup(self) -> datetime | None:
+        return await self._run(queries.next_wakeup)
+
+    async def set_paused(self, job: str, paused: bool, now: datetime) -> None:
+        await self._run(lambda c: queries.set_paused(c, job, paused, now), write=True)
+
+    async def paused_jobs(self) -> set[str]:
+        return await self._run(queries.paused_jobs)
+
+    async def enqueue(self, run: NewRun, now: datetime) -> int:
+        return await self._run(lambda c: queries.enqueue(c, run, now), write=True)
+
+    async def next_due(self, tier: Tier) -> datetime | None:
+        return await self._run(lambda c: queries.next_due(c, tier))
+
+    async def claim(
+        self, worker: str, tier: Tier, limit: int, lease: timedelta, now: datetime
+    ) -> list[Run]:
+        token = secrets.token_hex(8)
+        return await self._run(
+            lambda c: postgres_hot.claim(c, worker, token, tier, limit, now + lease, now),
+            write=True,
+        )
+
+    async def extend_leases(
+        self, worker: str, run_ids: list[int], lease: timedelta, now: datetime
+    ) -> set[int]:
+        return await self._run(
+            lambda c: postgres_hot.extend_leases(c, worker, run_ids, now + lease), write=True
+        )
+
+    async def complete(
+        self, done: list[Done], now: datetime, then_claim: ClaimRequest | None = None
+    ) -> Completion:
+        token = secrets.token_hex(8)
+
+        def work(c: Connection) -> Completion:
+            held = [postgres_hot.complete(c, d.run_id, d.lease_token, d.outcome, now) for d in done]
+            claimed: list[Run] = []
+            if then_claim is not None:
+                claimed = postgres_hot.claim(
+                    c, then_claim.worker, token, then_claim.tier, then_claim.limit,
+                    now + then_claim.lease, now,
+                )  # fmt: skip
+            return Completion(held=held, claimed=claimed)
+
+        return await self._run(work, write=True)
+
+    async def reap_expired(self, now: datetime) -> list[Run]:
+        return await self._run(lambda c: queries.reap_expired(c, now), write=True)
+
+    async def request_cancel(self, run_id: int, now: datetime) -> Run:
+        return await self._run(lambda c: queries.request_cancel(c, run_id, now), write=True)
+
+    async def get_run(self, run_id: int) -> Run:
+        return await self._run(lambda c: queries.get_run(c, run_id))
+
+    async def list_runs(self, query: RunFilter) -> list[Run]:
+        return await self._run(lambda c: queries.list_runs(c, query))
+
+    async def ledger(self, job: str | None, since: datetime | None, limit: int) -> list[Fire]:
+        return await self._run(lambda c: queries.ledger(c, job, since, limit))
+
+    async def last_runs(self, jobs: list[str]) -> dict[str, Run]:
+        return await self._run(lambda c: queries.last_runs(c, jobs))
+
+    async def run_logs(self, run_id: int) -> list[tuple[datetime, int, str, str]]:
+        return await self._run(lambda c: queries.run_logs(c, run_id))
+
+
+def _prepare(c: Connection, run_migrations: bool) -> None:
+    tables = set(inspect(c).get_table_names())
+    if tables and "alembic_version" not in tables:
+        raise CorruptDatabaseError(
+            f"the database holds tables of another application ({', '.join(sorted(tables)[:3])}"
+            "…), not cronlink's; it was left untouched"
+        )
+    if run_migrations:
+        migrate.upgrade(c)
+    else:
+        migrate.check_not_newer(c)
+
+
+def redacted(url: str) -> str:
+    """`url` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,253 @@
+"""The PostgreSQL hot path: firing in batches over arrays, claims with SKIP LOCKED.
+
+Each verb is a few set-based statements, whatever the batch size: round trips to the server,
+not rows, are what cost here. Same schema and rules as SQLite (`fates.py`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+
+from cronlink.records import Fate, Overlap
+from cronlink.store.fates import Due, fire_fate, skip_message, when_due
+from cronlink.store.rows import run_from_row, run_values
+from cronlink.store.schema import runs, to_micros
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy import Connection
+
+    from cronlink.records import Run, Tier
+    from cronlink.store.base import Outcome, ScheduleAdvance, Tick
+
+_COLUMNS = ", ".join(c.name for c in runs.columns)
+
+PAUSED = text("SELECT name FROM jobs WHERE paused AND name = ANY(:names)")
+INSERT_FIRES = text("""
+INSERT INTO fires (job, scheduled_for, fate, recorded_at)
+SELECT j, s, f, :now FROM unnest(CAST(:jobs AS text[]), CAST(:ats AS bigint[]),
+    CAST(:fates AS text[])) AS t(j, s, f)
+ON CONFLICT (job, scheduled_for) DO NOTHING
+RETURNING job, scheduled_for
+""")
+INSERT_RUNS = text("""
+INSERT INTO runs (job, tier, reason, state, payload, scheduled_for, enqueued_at, not_before,
+    attempt, max_attempts, overlap, dedupe_key, cancel_requested)
+SELECT j, tier, reason, 'queued', payload, s, :now, nb, 0, ma, ov, NULL, false
+FROM unnest(CAST(:jobs AS text[]), CAST(:tiers AS text[]), CAST(:reasons AS text[]),
+    CAST(:payloads AS text[]), CAST(:ats AS bigint[]), CAST(:nbs AS bigint[]),
+    CAST(:mas AS int[]), CAST(:ovs AS text[])) AS t(j, tier, reason, payload, s, nb, ma, ov)
+RETURNING id, job, scheduled_for
+""")
+LINK_FIRES = text("""
+UPDATE fires SET run_id = u.id
+FROM unnest(CAST(:ids AS int[]), CAST(:jobs AS text[]), CAST(:ats AS bigint[])) AS u(id, j, s)
+WHERE fires.job = u.j AND fires.scheduled_for = u.s
+""")
+ADVANCE = text("""
+UPDATE schedules SET cursor = u.c, next_at = u.n
+FROM unnest(CAST(:keys AS text[]), CAST(:cursors AS bigint[]), CAST(:nexts AS bigint[]))
+    AS u(k, c, n)
+WHERE schedules.key = u.k AND schedules.cursor < u.c
+""")
+CLAIM = text(f"""
+UPDATE runs SET state = 'running', attempt = attempt + 1, worker = :worker,
+    lease_token = :token, lease_expires_at = :expires, started_at = :now
+WHERE id IN (
+    SELECT id FROM runs AS r
+    WHERE r.tier = :tier AND r.state = 'queued' AND r.not_before <= :now
+      AND (r.overlap != 'queue' OR NOT EXISTS (
+          SELECT 1 FROM runs AS o WHERE o.job = r.job
+          AND o.state IN ('queued', 'running') AND o.state = 'running'))
+    ORDER BY r.not_before, r.id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED)
+RETURNING {_COLUMNS}
+""").columns(*runs.c)
+RUNNING_OF_JOB = text("""
+SELECT id FROM runs
+WHERE job = :job AND id != :id AND state IN ('queued', 'running') AND state = 'running'
+""")
+UNCLAIM = text("""
+UPDATE runs SET state = 'queued', attempt = attempt - 1, worker = NULL, lease_token = NULL,
+    lease_expires_at = NULL, started_at = NULL
+WHERE id = :id
+""")
+SKIP_RUN = text("""
+UPDATE runs SET state = 'cancelled', attempt = attempt - 1, finished_at = :now,
+    started_at = NULL, worker = NULL, lease_token = NULL, lease_expires_at = NULL,
+    error_type = 'Overlap', error_message = :message, error_reason = 'overlap'
+WHERE id = :id
+""")
+SKIP_FIRE = text("UPDATE fires SET fate = 'skipped_overlap' WHERE run_id = :id")
+REPLACE_RUNNING = text("UPDATE runs SET cancel_requested = true WHERE id = ANY(:ids)")
+COMPLETE = text("""
+UPDATE runs SET state = :state, finished_at = :finished, not_before = COALESCE(:retry, not_before),
+    error_type = :etype, error_message = :emessage, error_traceback = :etrace,
+    error_reason = :ereason, result = :result, duration_ms = :duration, peak_memory = :peak,
+    lease_token = NULL, lease_expires_at = NULL
+WHERE id = :id AND lease_token = :token AND state = 'running'
+""")
+LOG = text("""
+INSERT INTO run_logs (run_id, attempt, at, level, message)
+SELECT :id, attempt, :at, :level, :message FROM runs WHERE id = :id
+""")
+EXTEND = text("""
+UPDATE runs SET lease_expires_at = :expires
+WHERE id = ANY(:ids) AND worker = :worker AND state = 'running'
+RETURNING id, cancel_requested
+""")
+
+
+def record_ticks(
+    c: Connection, ticks: list[Tick], advances: list[ScheduleAdvance], now: datetime
+) -> dict[tuple[str, datetime], int]:
+    """Insert-or-ignore the ticks into the ledger and start the runs of the fresh ones."""
+    stamp = to_micros(now)
+    started: dict[tuple[str, datetime], int] = {}
+    if ticks:
+        names = sorted({t.run.job for t in ticks})
+        paused = set(c.execute(PAUSED, {"names": names}).scalars())
+        fates = [fire_fate(t, paused) for t in ticks]
+        fresh = {
+            (row.job, row.scheduled_for)
+            for row in c.execute(
+                INSERT_FIRES,
+                {
+                    "now": stamp,
+                    "jobs": [t.run.job for t in ticks],
+                    "ats": [to_micros(t.run.scheduled_for) for t in ticks],  # type: ignore[arg-type]
+                    "fates": [f.value for f in fates],
+                },
+            )
+        }
+        starting = [
+            t for t, f in zip(ticks, fates, strict=True)
+            if f is Fate.RUN and (t.run.job, to_micros(t.run.scheduled_for)) in fresh  # type: ignore[arg-type]
+        ]  # fmt: skip
+        if starting:
+            started = _start_runs(c, starting, stamp)
+    if advances:
+        c.execute(
+            ADVANCE,
+            {
+                "keys": [a.key for a in advances],
+                "cursors": [to_micros(a.cursor) for a in advances],
+                "nexts": [None if a.next_at is None else to_micros(a.next_at) for a in advances],
+            },
+        )
+    return started
+
+
+def _start_runs(c: Connection, ticks: list[Tick], stamp: int) -> dict[tuple[str, datetime], int]:
+    params: dict[str, list[Any]] = {k: [] for k in ("jobs", "tiers", "reasons", "payloads",
+                                                     "ats", "nbs", "mas", "ovs")}  # fmt: skip
+    for tick in ticks:
+        values = run_values(tick.run, None)
+        params["jobs"].append(values["job"])
+        params["tiers"].append(values["tier"])
+        params["reasons"].append(values["reason"])
+        params["payloads"].append(values["payload"])
+        params["ats"].append(to_micros(values["scheduled_for"]))
+        params["nbs"].append(to_micros(values["not_before"] or values["scheduled_for"]))
+        params["mas"].append(values["max_attempts"])
+        params["ovs"].append(values["overlap"])
+    rows = c.execute(INSERT_RUNS, {"now": stamp, **params}).all()
+    c.execute(
+        LINK_FIRES,
+        {
+            "ids": [row.id for row in rows],
+            "jobs": [row.job for row in rows],
+            "ats": [row.scheduled_for for row in rows],
+        },
+    )
+    by_key = {(t.run.job, to_micros(t.run.scheduled_for)): t for t in ticks}  # type: ignore[arg-type]
+    return {
+        (row.job, by_key[(row.job, row.scheduled_for)].run.scheduled_for): row.id  # type: ignore[misc]
+        for row in rows
+    }
+
+
+def claim(
+    c: Connection, worker: str, token: str, tier: Tier, limit: int,
+    expires: datetime, now: datetime,
+) -> list[Run]:  # fmt: skip
+    """Take due runs (skipping rows other workers hold), then apply their overlap policy."""
+    rows = c.execute(
+        CLAIM,
+        {
+            "worker": worker,
+            "token": token,
+            "expires": to_micros(expires),
+            "now": to_micros(now),
+            "tier": tier.value,
+            "limit": limit,
+        },
+    )
+    claimed = sorted((run_from_row(row) for row in rows), key=lambda r: (r.not_before, r.id))
+    pending = {run.id for run in claimed}
+    kept: list[Run] = []
+    for run in claimed:
+        pending.discard(run.id)
+        if not _gives_way(c, run, pending, now):
+            kept.append(run)
+    return sorted(kept, key=lambda r: r.id)
+
+
+def _gives_way(c: Connection, run: Run, pending: set[int], now: datetime) -> bool:
+    if run.overlap is Overlap.ALLOW:
+        return False
+    found = c.execute(RUNNING_OF_JOB, {"job": run.job, "id": run.id}).scalars()
+    running = [other for other in found if other not in pending]
+    action = when_due(run, running)
+    if action is Due.WAIT:
+        c.execute(UNCLAIM, {"id": run.id})
+    elif action is Due.REPLACE:
+        c.execute(REPLACE_RUNNING, {"ids": running})
+    elif action is Due.SKIP:
+        message = skip_message(run, running)
+        c.execute(SKIP_RUN, {"now": to_micros(now), "message": message, "id": run.id})
+        c.execute(SKIP_FIRE, {"id": run.id})
+    return action in (Due.WAIT, Due.SKIP)
+
+
+def complete(c: Connection, run_id: int, token: str, outcome: Outcome, now: datetime) -> bool:
+    retrying = outcome.retry_at is not None
+    error = outcome.error
+    changed = c.execute(
+        COMPLETE,
+        {
+            "state": "queued" if retrying else outcome.state.value,
+            "finished": None if retrying else to_micros(now),
+            "retry": None if outcome.retry_at is None else to_micros(outcome.retry_at),
+            "etype": error.type if error else None,
+            "emessage": error.message if error else None,
+            "etrace": error.traceback if error else None,
+            "ereason": error.reason if error else None,
+            "result": outcome.result,
+            "duration": outcome.duration_ms,
+            "peak": outcome.peak_memory,
+            "id": run_id,
+            "token": token,
+        },
+    ).rowcount
+    if changed and outcome.logs:
+        c.execute(
+            LOG,
+            [
+                {"id": run_id, "at": to_micros(at), "level": level, "message": message}
+                for at, level, message in outcome.logs
+            ],
+        )
+    return bool(changed)
+
+
+def extend_leases(c: Connection, worker: str, run_ids: list[int], expires: datetime) -> set[int]:
+    rows = c.execute(
+        EXTEND, {"expires": to_micros(expires), "ids": run_ids, "worker": worker}
+    ).all()
+    held = {row.id for row in rows}
+    return {row.id for row in rows if row.cancel_requested} | (set(run_ids) - held)
