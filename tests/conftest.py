@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from cronlink.store import Store, store_for
+from tests.postgres import fresh_schema
 
 
 @pytest.fixture
@@ -16,6 +17,24 @@ def db_url(tmp_path: Path) -> str:
 @pytest.fixture
 async def sqlite_store(db_url: str) -> AsyncIterator[Store]:
     opened = store_for(db_url)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database on each engine: a SQLite file, or a PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cronlink.db'}"
+        return
+    with fresh_schema() as url:
+        yield url
+
+
+@pytest.fixture
+async def any_store(any_url: str) -> AsyncIterator[Store]:
+    opened = store_for(any_url)
     await opened.open()
     yield opened
     await opened.close()

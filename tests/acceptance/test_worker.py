@@ -11,10 +11,10 @@ from cronlink.store import RunFilter, Store
 from tests.acceptance.worker_kit import enqueue, finished, running_worker, wait_until
 
 
-async def test_light_run_succeeds_with_result_and_logs(sqlite_store: Store) -> None:
-    run_id = await enqueue(sqlite_store, "ok", {"x": 1})
-    async with running_worker(sqlite_store, Tier.LIGHT):
-        run = await finished(sqlite_store, run_id)
+async def test_light_run_succeeds_with_result_and_logs(any_store: Store) -> None:
+    run_id = await enqueue(any_store, "ok", {"x": 1})
+    async with running_worker(any_store, Tier.LIGHT):
+        run = await finished(any_store, run_id)
     assert run.state is RunState.SUCCEEDED
     assert run.result is not None
     assert '"attempt": 1' in run.result
@@ -22,14 +22,14 @@ async def test_light_run_succeeds_with_result_and_logs(sqlite_store: Store) -> N
     assert run.started_at is not None
     assert run.finished_at is not None
     assert run.duration_ms is not None
-    logs = await sqlite_store.run_logs(run_id)
+    logs = await any_store.run_logs(run_id)
     assert [(level, text) for _, _, level, text in logs] == [("info", "payload is {'x': 1}")]
 
 
-async def test_failures_retry_with_backoff_then_dead(sqlite_store: Store) -> None:
-    run_id = await enqueue(sqlite_store, "boom")
-    async with running_worker(sqlite_store, Tier.LIGHT):
-        run = await finished(sqlite_store, run_id)
+async def test_failures_retry_with_backoff_then_dead(any_store: Store) -> None:
+    run_id = await enqueue(any_store, "boom")
+    async with running_worker(any_store, Tier.LIGHT):
+        run = await finished(any_store, run_id)
     assert run.state is RunState.DEAD
     assert run.attempt == 3
     assert run.error is not None
@@ -38,96 +38,96 @@ async def test_failures_retry_with_backoff_then_dead(sqlite_store: Store) -> Non
     assert "Traceback" in run.error.traceback
 
 
-async def test_retry_on_excludes_other_errors(sqlite_store: Store) -> None:
-    run_id = await enqueue(sqlite_store, "picky")
-    async with running_worker(sqlite_store, Tier.LIGHT):
-        run = await finished(sqlite_store, run_id)
+async def test_retry_on_excludes_other_errors(any_store: Store) -> None:
+    run_id = await enqueue(any_store, "picky")
+    async with running_worker(any_store, Tier.LIGHT):
+        run = await finished(any_store, run_id)
     assert run.state is RunState.FAILED
     assert run.attempt == 1
 
 
-async def test_light_timeout_is_recorded_timed_out(sqlite_store: Store) -> None:
-    run_id = await enqueue(sqlite_store, "slow")
-    async with running_worker(sqlite_store, Tier.LIGHT):
-        run = await finished(sqlite_store, run_id)
+async def test_light_timeout_is_recorded_timed_out(any_store: Store) -> None:
+    run_id = await enqueue(any_store, "slow")
+    async with running_worker(any_store, Tier.LIGHT):
+        run = await finished(any_store, run_id)
     assert run.state is RunState.TIMED_OUT
     assert run.error is not None
     assert run.error.reason == "timeout"
     assert "timeout of 0.3s" in run.error.message
 
 
-async def test_blocking_handler_runs_in_a_thread(sqlite_store: Store) -> None:
-    ids = [await enqueue(sqlite_store, "blocking") for _ in range(5)]
+async def test_blocking_handler_runs_in_a_thread(any_store: Store) -> None:
+    ids = [await enqueue(any_store, "blocking") for _ in range(5)]
     began = time.monotonic()
-    async with running_worker(sqlite_store, Tier.LIGHT):
+    async with running_worker(any_store, Tier.LIGHT):
         for run_id in ids:
-            assert (await finished(sqlite_store, run_id)).state is RunState.SUCCEEDED
+            assert (await finished(any_store, run_id)).state is RunState.SUCCEEDED
     # Five 0.2 s sleeps in parallel threads, not one after the other on the loop.
     assert time.monotonic() - began < 0.9
 
 
-async def test_cancel_running_run(sqlite_store: Store) -> None:
-    run_id = await enqueue(sqlite_store, "sleepy", 30)
-    async with running_worker(sqlite_store, Tier.LIGHT):
+async def test_cancel_running_run(any_store: Store) -> None:
+    run_id = await enqueue(any_store, "sleepy", 30)
+    async with running_worker(any_store, Tier.LIGHT):
 
         async def running() -> bool:
-            return (await sqlite_store.get_run(run_id)).state is RunState.RUNNING
+            return (await any_store.get_run(run_id)).state is RunState.RUNNING
 
         await wait_until(running)
-        await sqlite_store.request_cancel(run_id, datetime.now(UTC))
-        run = await finished(sqlite_store, run_id)
+        await any_store.request_cancel(run_id, datetime.now(UTC))
+        run = await finished(any_store, run_id)
     assert run.state is RunState.CANCELLED
 
 
-async def test_light_hands_work_to_heavy(sqlite_store: Store) -> None:
-    run_id = await enqueue(sqlite_store, "hand-over")
-    async with running_worker(sqlite_store, Tier.LIGHT), running_worker(sqlite_store, Tier.HEAVY):
-        light = await finished(sqlite_store, run_id)
+async def test_light_hands_work_to_heavy(any_store: Store) -> None:
+    run_id = await enqueue(any_store, "hand-over")
+    async with running_worker(any_store, Tier.LIGHT), running_worker(any_store, Tier.HEAVY):
+        light = await finished(any_store, run_id)
         assert light.result is not None
-        heavy = await finished(sqlite_store, int(light.result))
+        heavy = await finished(any_store, int(light.result))
     assert heavy.reason is Reason.ENQUEUE
     assert heavy.tier is Tier.HEAVY
     assert heavy.result == "42"
 
 
-async def test_heavy_runs_in_a_child_process(sqlite_store: Store) -> None:
-    run_id = await enqueue(sqlite_store, "heavy-ok")
-    async with running_worker(sqlite_store, Tier.HEAVY):
-        run = await finished(sqlite_store, run_id)
+async def test_heavy_runs_in_a_child_process(any_store: Store) -> None:
+    run_id = await enqueue(any_store, "heavy-ok")
+    async with running_worker(any_store, Tier.HEAVY):
+        run = await finished(any_store, run_id)
     assert run.state is RunState.SUCCEEDED, run.error
     assert run.result is not None
     assert f'"pid": {__import__("os").getpid()}' not in run.result
     assert run.peak_memory is not None
     assert run.peak_memory > 1_000_000
-    logs = await sqlite_store.run_logs(run_id)
+    logs = await any_store.run_logs(run_id)
     assert [text for _, _, _, text in logs] == ["in child"]
 
 
-async def test_heavy_child_enqueues_through_the_parent(sqlite_store: Store) -> None:
-    run_id = await enqueue(sqlite_store, "heavy-hand-over")
-    async with running_worker(sqlite_store, Tier.HEAVY):
-        run = await finished(sqlite_store, run_id)
+async def test_heavy_child_enqueues_through_the_parent(any_store: Store) -> None:
+    run_id = await enqueue(any_store, "heavy-hand-over")
+    async with running_worker(any_store, Tier.HEAVY):
+        run = await finished(any_store, run_id)
     assert run.state is RunState.SUCCEEDED, run.error
     assert run.result is not None
-    queued = await sqlite_store.get_run(int(run.result))
+    queued = await any_store.get_run(int(run.result))
     assert queued.job == "ok"
     assert queued.payload == "from child"
 
 
-async def test_heavy_error_is_reported(sqlite_store: Store) -> None:
-    run_id = await enqueue(sqlite_store, "heavy-boom")
-    async with running_worker(sqlite_store, Tier.HEAVY):
-        run = await finished(sqlite_store, run_id)
+async def test_heavy_error_is_reported(any_store: Store) -> None:
+    run_id = await enqueue(any_store, "heavy-boom")
+    async with running_worker(any_store, Tier.HEAVY):
+        run = await finished(any_store, run_id)
     assert run.state is RunState.FAILED
     assert run.error is not None
     assert run.error.type == "RuntimeError"
     assert "child failed" in run.error.traceback
 
 
-async def test_heavy_memory_limit_kills_the_child(sqlite_store: Store) -> None:
-    run_id = await enqueue(sqlite_store, "hog")
-    async with running_worker(sqlite_store, Tier.HEAVY):
-        run = await finished(sqlite_store, run_id)
+async def test_heavy_memory_limit_kills_the_child(any_store: Store) -> None:
+    run_id = await enqueue(any_store, "hog")
+    async with running_worker(any_store, Tier.HEAVY):
+        run = await finished(any_store, run_id)
     assert run.state is RunState.FAILED
     assert run.attempt == 1  # a memory kill is not retried
     assert run.error is not None
@@ -135,21 +135,21 @@ async def test_heavy_memory_limit_kills_the_child(sqlite_store: Store) -> None:
     assert run.peak_memory is None or run.peak_memory > 150 * 2**20
 
 
-async def test_heavy_timeout_kills_the_child(sqlite_store: Store) -> None:
-    run_id = await enqueue(sqlite_store, "heavy-slow")
-    async with running_worker(sqlite_store, Tier.HEAVY):
-        run = await finished(sqlite_store, run_id)
+async def test_heavy_timeout_kills_the_child(any_store: Store) -> None:
+    run_id = await enqueue(any_store, "heavy-slow")
+    async with running_worker(any_store, Tier.HEAVY):
+        run = await finished(any_store, run_id)
     assert run.state is RunState.TIMED_OUT
     assert run.duration_ms is not None
     assert run.duration_ms < 10_000
 
 
-async def test_cpu_bound_heavy_work_does_not_stall_light_runs(sqlite_store: Store) -> None:
-    spinners = [await enqueue(sqlite_store, "spin", 3) for _ in range(2)]
-    async with running_worker(sqlite_store, Tier.HEAVY), running_worker(sqlite_store, Tier.LIGHT):
+async def test_cpu_bound_heavy_work_does_not_stall_light_runs(any_store: Store) -> None:
+    spinners = [await enqueue(any_store, "spin", 3) for _ in range(2)]
+    async with running_worker(any_store, Tier.HEAVY), running_worker(any_store, Tier.LIGHT):
 
         async def spinning() -> bool:
-            runs = [await sqlite_store.get_run(i) for i in spinners]
+            runs = [await any_store.get_run(i) for i in spinners]
             return all(r.state is RunState.RUNNING for r in runs)
 
         await wait_until(spinning)
@@ -157,51 +157,51 @@ async def test_cpu_bound_heavy_work_does_not_stall_light_runs(sqlite_store: Stor
         latencies = []
         for _ in range(10):
             began = time.monotonic()
-            await finished(sqlite_store, await enqueue(sqlite_store, "ok"))
+            await finished(any_store, await enqueue(any_store, "ok"))
             latencies.append(time.monotonic() - began)
-        states = [(await sqlite_store.get_run(i)).state for i in spinners]
+        states = [(await any_store.get_run(i)).state for i in spinners]
         assert states == [RunState.RUNNING, RunState.RUNNING]
         for run_id in spinners:
-            await finished(sqlite_store, run_id)
+            await finished(any_store, run_id)
     # Light runs kept flowing while both cores were busy in children.
     assert sorted(latencies)[len(latencies) // 2] < 0.5
 
 
-async def test_many_light_runs_all_complete(sqlite_store: Store) -> None:
-    ids = [await enqueue(sqlite_store, "ok", i) for i in range(200)]
-    async with running_worker(sqlite_store, Tier.LIGHT):
+async def test_many_light_runs_all_complete(any_store: Store) -> None:
+    ids = [await enqueue(any_store, "ok", i) for i in range(200)]
+    async with running_worker(any_store, Tier.LIGHT):
 
         async def all_done() -> bool:
-            done = await sqlite_store.list_runs(RunFilter(state=RunState.SUCCEEDED, limit=1000))
+            done = await any_store.list_runs(RunFilter(state=RunState.SUCCEEDED, limit=1000))
             return len(done) == len(ids)
 
         await wait_until(all_done)
 
 
-async def test_heartbeat_keeps_a_long_run_leased(sqlite_store: Store) -> None:
-    run_id = await enqueue(sqlite_store, "sleepy", 1.0)
-    async with running_worker(sqlite_store, Tier.LIGHT, lease=timedelta(seconds=0.5)):
+async def test_heartbeat_keeps_a_long_run_leased(any_store: Store) -> None:
+    run_id = await enqueue(any_store, "sleepy", 1.0)
+    async with running_worker(any_store, Tier.LIGHT, lease=timedelta(seconds=0.5)):
 
         async def running() -> bool:
-            return (await sqlite_store.get_run(run_id)).state is RunState.RUNNING
+            return (await any_store.get_run(run_id)).state is RunState.RUNNING
 
         await wait_until(running)
         await asyncio.sleep(0.7)
-        assert await sqlite_store.reap_expired(datetime.now(UTC)) == []
-        run = await finished(sqlite_store, run_id)
+        assert await any_store.reap_expired(datetime.now(UTC)) == []
+        run = await finished(any_store, run_id)
     assert run.state is RunState.SUCCEEDED
     assert run.attempt == 1
 
 
-async def test_shutdown_hands_unfinished_runs_back_after_the_grace(sqlite_store: Store) -> None:
-    run_id = await enqueue(sqlite_store, "sleepy", 30)
-    async with running_worker(sqlite_store, Tier.LIGHT, shutdown_grace=timedelta(seconds=0.2)):
+async def test_shutdown_hands_unfinished_runs_back_after_the_grace(any_store: Store) -> None:
+    run_id = await enqueue(any_store, "sleepy", 30)
+    async with running_worker(any_store, Tier.LIGHT, shutdown_grace=timedelta(seconds=0.2)):
 
         async def running() -> bool:
-            return (await sqlite_store.get_run(run_id)).state is RunState.RUNNING
+            return (await any_store.get_run(run_id)).state is RunState.RUNNING
 
         await wait_until(running)
-    run = await sqlite_store.get_run(run_id)
+    run = await any_store.get_run(run_id)
     assert run.state is RunState.QUEUED
     assert run.error is not None
     assert run.error.reason == "shutdown"

@@ -70,7 +70,7 @@ class PostgresStore(Store):
             raise StoreError(f"cannot reach {self.url}: {error}") from None
 
     async def sync_schedules(self, wanted: list[Schedule]) -> None:
-        await self._run(lambda c: queries.sync_schedules(c, wanted), write=True)
+        await self._run(lambda c: postgres_hot.sync_schedules(c, wanted), write=True)
 
     async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
         return await self._run(lambda c: queries.due_schedules(c, now, limit))

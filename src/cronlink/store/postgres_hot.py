@@ -8,19 +8,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
+from sqlalchemy import delete, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from cronlink.records import Fate, Overlap
 from cronlink.store.fates import Due, fire_fate, skip_message, when_due
 from cronlink.store.rows import run_from_row, run_values
-from cronlink.store.schema import runs, to_micros
+from cronlink.store.schema import runs, schedules, to_micros
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy import Connection
 
-    from cronlink.records import Run, Tier
+    from cronlink.records import Run, Schedule, Tier
     from cronlink.store.base import Outcome, ScheduleAdvance, Tick
 
 _COLUMNS = ", ".join(c.name for c in runs.columns)
@@ -67,6 +68,7 @@ WHERE id IN (
     FOR UPDATE SKIP LOCKED)
 RETURNING {_COLUMNS}
 """).columns(*runs.c)
+JOB_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:job))")
 RUNNING_OF_JOB = text("""
 SELECT id FROM runs
 WHERE job = :job AND id != :id AND state IN ('queued', 'running') AND state = 'running'
@@ -108,6 +110,9 @@ def record_ticks(
     """Insert-or-ignore the ticks into the ledger and start the runs of the fresh ones."""
     stamp = to_micros(now)
     started: dict[tuple[str, datetime], int] = {}
+    # One lock order for every scheduler, so that concurrent batches never deadlock.
+    ticks = sorted(ticks, key=lambda t: (t.run.job, t.run.scheduled_for))
+    advances = sorted(advances, key=lambda a: a.key)
     if ticks:
         names = sorted({t.run.job for t in ticks})
         paused = set(c.execute(PAUSED, {"names": names}).scalars())
@@ -200,6 +205,8 @@ def claim(
 def _gives_way(c: Connection, run: Run, pending: set[int], now: datetime) -> bool:
     if run.overlap is Overlap.ALLOW:
         return False
+    # Two workers claiming runs of one job at once must see each other's: one at a time.
+    c.execute(JOB_LOCK, {"job": run.job})
     found = c.execute(RUNNING_OF_JOB, {"job": run.job, "id": run.id}).scalars()
     running = [other for other in found if other not in pending]
     action = when_due(run, running)
@@ -251,3 +258,17 @@ def extend_leases(c: Connection, worker: str, run_ids: list[int], expires: datet
     ).all()
     held = {row.id for row in rows}
     return {row.id for row in rows if row.cancel_requested} | (set(run_ids) - held)
+
+
+def sync_schedules(c: Connection, wanted: list[Schedule]) -> None:
+    """Like `queries.sync_schedules`, but safe when several schedulers start at once:
+    new schedules are inserted-or-ignored instead of read-then-inserted."""
+    keep = [s.key for s in wanted]
+    c.execute(delete(schedules).where(schedules.c.key.not_in(keep)))
+    if wanted:
+        rows = [
+            {"key": s.key, "job": s.job, "cron": s.cron, "timezone": s.timezone,
+             "cursor": s.cursor, "next_at": s.next_at}
+            for s in wanted
+        ]  # fmt: skip
+        c.execute(pg_insert(schedules).on_conflict_do_nothing(index_elements=["key"]), rows)
