@@ -3,7 +3,7 @@
 in its own transaction), and with batched claims plus group commit of completions.
 
 Prints JSON with medians over rounds (a fresh SQLite file each round).
-Run: .venv/bin/python bench/queue_bench.py [--runs N] [--rounds R]
+Run: .venv/bin/python bench/queue_bench.py [--runs N] [--rounds R] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -14,8 +14,13 @@ import json
 import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+
+import psycopg
 
 from cronlink.app import App
 from cronlink.context import RunContext
@@ -41,8 +46,10 @@ async def drained(store: Store) -> bool:
     return True
 
 
-async def one_round(count: int, claim_batch: int, group: bool, folder: Path) -> float:
-    store = store_for(f"sqlite:///{folder / 'bench.db'}")
+async def one_round(
+    count: int, claim_batch: int, group: bool, folder: Path, url: str | None = None
+) -> float:
+    store = store_for(url or f"sqlite:///{folder / 'bench.db'}")
     await store.open()
     now = datetime.now(UTC)
     for _ in range(count):
@@ -76,8 +83,14 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--postgres", help="a PostgreSQL URL; each round uses a fresh schema in it")
     args = parser.parse_args()
-    result: dict[str, object] = {"benchmark": "queue", "runs": args.runs, "rounds": args.rounds}
+    result: dict[str, object] = {
+        "benchmark": "queue",
+        "engine": "postgresql" if args.postgres else "sqlite",
+        "runs": args.runs,
+        "rounds": args.rounds,
+    }
     modes = [
         ("one_run_per_transaction", 1, False),
         ("batched_claims_and_group_commit", 100, True),
@@ -85,11 +98,26 @@ async def main() -> None:
     for label, batch, group in modes:
         rates = []
         for _ in range(args.rounds):
-            with tempfile.TemporaryDirectory() as folder:
-                rates.append(await one_round(args.runs, batch, group, Path(folder)))
+            with tempfile.TemporaryDirectory() as folder, _database(args.postgres) as url:
+                rates.append(await one_round(args.runs, batch, group, Path(folder), url))
         result[f"{label}_median_runs_per_s"] = round(statistics.median(rates))
     result["goal_runs_per_s"] = 5_000
     print(json.dumps(result, indent=2))
+
+
+@contextmanager
+def _database(base: str | None) -> Iterator[str | None]:
+    """A fresh PostgreSQL schema (dropped afterwards), or None for a SQLite file."""
+    if base is None:
+        yield None
+        return
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield f"{base}?options=-csearch_path%3D{schema}"
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 if __name__ == "__main__":
