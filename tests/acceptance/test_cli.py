@@ -167,14 +167,14 @@ def output(*args: str, cwd: Path) -> str:
 
 
 WORKER_TOML = (
-    'database_url = "sqlite:///{db}"\napp = "tests.acceptance.handlers:app"\n'
+    'database_url = "{url}"\napp = "tests.acceptance.handlers:app"\n'
     '[worker]\nlease = "1s"\nheartbeat = "200ms"\npoll = "50ms"\n'
 )
 
 
 @pytest.mark.slow
-def test_sigkilled_worker_run_is_retried_after_its_lease(tmp_path: Path) -> None:
-    (tmp_path / "cronlink.toml").write_text(WORKER_TOML.format(db=tmp_path / "c.db"))
+def test_sigkilled_worker_run_is_retried_after_its_lease(tmp_path: Path, any_url: str) -> None:
+    (tmp_path / "cronlink.toml").write_text(WORKER_TOML.format(url=any_url))
     run_id = json.loads(output("trigger", "stalls-first", "--json", cwd=tmp_path))["run_id"]
     doomed = cronlink("worker", "--tier", "light", cwd=tmp_path)
     deadline = time.monotonic() + 30
@@ -197,9 +197,9 @@ def test_sigkilled_worker_run_is_retried_after_its_lease(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_run_fires_every_second_exactly_once(tmp_path: Path) -> None:
+def test_run_fires_every_second_exactly_once(tmp_path: Path, any_url: str) -> None:
     (tmp_path / "cronlink.toml").write_text(
-        WORKER_TOML.format(db=tmp_path / "c.db")
+        WORKER_TOML.format(url=any_url)
         + '[[jobs]]\nname = "tick"\nhandler = "cronlink.examples:heartbeat"\n'
         'schedule = "* * * * * *"\noverlap = "allow"\n'
     )
