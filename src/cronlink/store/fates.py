@@ -24,6 +24,13 @@ class Due(Enum):
     """Start it and ask the running ones to cancel."""
 
 
+def overlap_matters(run: Run) -> bool:
+    """Whether `run`'s job's running runs can change anything: if not, skip looking."""
+    if run.overlap is Overlap.QUEUE:
+        return True
+    return run.overlap is not Overlap.ALLOW and run.reason is Reason.SCHEDULE
+
+
 def when_due(run: Run, running: list[int]) -> Due:
     """Apply `run`'s overlap policy, given the ids of its job's other running runs."""
     if not running or run.overlap is Overlap.ALLOW:

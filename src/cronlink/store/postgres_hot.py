@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from cronlink.records import Fate, Overlap
-from cronlink.store.fates import Due, fire_fate, skip_message, when_due
+from cronlink.records import Fate
+from cronlink.store.fates import Due, fire_fate, overlap_matters, skip_message, when_due
 from cronlink.store.rows import run_from_row, run_values
 from cronlink.store.schema import runs, schedules, to_micros
 
@@ -203,7 +203,7 @@ def claim(
 
 
 def _gives_way(c: Connection, run: Run, pending: set[int], now: datetime) -> bool:
-    if run.overlap is Overlap.ALLOW:
+    if not overlap_matters(run):
         return False
     # Two workers claiming runs of one job at once must see each other's: one at a time.
     c.execute(JOB_LOCK, {"job": run.job})

@@ -12,8 +12,8 @@ import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from cronlink.records import Fate, Overlap, RunState
-from cronlink.store.fates import Due, fire_fate, skip_message, when_due
+from cronlink.records import Fate, RunState
+from cronlink.store.fates import Due, fire_fate, overlap_matters, skip_message, when_due
 from cronlink.store.rows import run_from_mapping
 from cronlink.store.schema import Instant, from_micros, runs, to_micros
 
@@ -104,7 +104,7 @@ def _gives_way(db: sqlite3.Connection, run: Run, pending: set[int], now: datetim
 
     Runs claimed in this batch but not yet looked at (`pending`) do not count as running.
     """
-    if run.overlap is Overlap.ALLOW:
+    if not overlap_matters(run):
         return False
     running = [
         row[0] for row in db.execute(RUNNING_OF_JOB, (run.job, run.id)) if row[0] not in pending
