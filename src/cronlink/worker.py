@@ -86,6 +86,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and execute until `stop` is set, then let running attempts finish."""
         beat = asyncio.create_task(self._heartbeat(stop))
+        await self.store.subscribe(self.tier, self.wakeup)
         try:
             while not stop.is_set():
                 claimed = await self._claim_once()

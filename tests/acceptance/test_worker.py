@@ -7,8 +7,9 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from cronlink.records import Reason, RunState, Tier
-from cronlink.store import RunFilter, Store
+from cronlink.store import RunFilter, Store, store_for
 from tests.acceptance.worker_kit import enqueue, finished, running_worker, wait_until
+from tests.postgres import fresh_schema
 
 
 async def test_light_run_succeeds_with_result_and_logs(any_store: Store) -> None:
@@ -205,3 +206,21 @@ async def test_shutdown_hands_unfinished_runs_back_after_the_grace(any_store: St
     assert run.state is RunState.QUEUED
     assert run.error is not None
     assert run.error.reason == "shutdown"
+
+
+async def test_postgres_notify_wakes_an_idle_worker_at_once() -> None:
+    with fresh_schema() as url:
+        worker_store, other_process = store_for(url), store_for(url)
+        await worker_store.open()
+        await other_process.open()
+        try:
+            # Polling every 60 s: only a notification can start the run quickly.
+            async with running_worker(worker_store, Tier.LIGHT, poll=60):
+                await asyncio.sleep(0.3)  # the worker is idle, listening
+                began = time.monotonic()
+                run = await finished(other_process, await enqueue(other_process, "ok"), 10)
+                assert run.state is RunState.SUCCEEDED
+                assert time.monotonic() - began < 2
+        finally:
+            await worker_store.close()
+            await other_process.close()

@@ -7,6 +7,7 @@ verbs, not at SQL strings. Every instant passed in or returned is timezone-aware
 from __future__ import annotations
 
 import abc
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -136,6 +137,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def enqueue(self, run: NewRun, now: datetime) -> int:
         """Queue a run; a known `dedupe_key` returns the existing run's id instead."""
+
+    @abc.abstractmethod
+    async def subscribe(self, tier: Tier, wake: asyncio.Event) -> None:
+        """Set `wake` whenever another process queues work for `tier` (best effort: workers
+        poll as well)."""
 
     @abc.abstractmethod
     async def next_due(self, tier: Tier) -> datetime | None:

@@ -6,10 +6,13 @@ and completing use set-based SQL with `FOR UPDATE SKIP LOCKED` (`postgres_hot.py
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 from sqlalchemy import inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -17,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from cronlink.errors import CorruptDatabaseError, StoreError
 from cronlink.store import migrate, postgres_hot, queries
 from cronlink.store.base import Completion, Store
+from cronlink.store.postgres_hot import channel
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
     )
 
 T = TypeVar("T")
+log = logging.getLogger("cronlink.store")
 
 
 class PostgresStore(Store):
@@ -43,6 +48,8 @@ class PostgresStore(Store):
         self._engine_url = f"postgresql+psycopg://{rest}"
         self._pool_size = pool_size
         self._engine: AsyncEngine | None = None
+        self._dsn = url
+        self._listeners: list[asyncio.Task[None]] = []
 
     async def open(self, *, migrate: bool = True) -> None:
         self._engine = create_async_engine(
@@ -50,7 +57,38 @@ class PostgresStore(Store):
         )
         await self._run(lambda c: _prepare(c, migrate), write=True)
 
+    async def subscribe(self, tier: Tier, wake: asyncio.Event) -> None:
+        listener = asyncio.create_task(self._listen(tier, wake), name=f"listen-{tier.value}")
+        self._listeners.append(listener)
+
+    async def _listen(self, tier: Tier, wake: asyncio.Event) -> None:
+        """LISTEN on the tier's channel on a connection of its own; reconnect with backoff."""
+        delay = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._dsn, autocommit=True
+                ) as conn:
+                    await conn.execute(f"LISTEN {channel(tier)}")
+                    delay = 0.5
+                    wake.set()  # anything queued while we were not listening
+                    async for _ in conn.notifies():
+                        wake.set()
+            except psycopg.Error as error:
+                log.warning(
+                    "listening for %s work failed (%s); retrying in %gs",
+                    tier.value,
+                    _first_line(error),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
     async def close(self) -> None:
+        for listener in self._listeners:
+            listener.cancel()
+        await asyncio.gather(*self._listeners, return_exceptions=True)
+        self._listeners.clear()
         if self._engine is not None:
             engine, self._engine = self._engine, None
             await engine.dispose()
@@ -92,7 +130,12 @@ class PostgresStore(Store):
         return await self._run(queries.paused_jobs)
 
     async def enqueue(self, run: NewRun, now: datetime) -> int:
-        return await self._run(lambda c: queries.enqueue(c, run, now), write=True)
+        def work(c: Connection) -> int:
+            run_id = queries.enqueue(c, run, now)
+            postgres_hot.notify(c, {run.tier})
+            return run_id
+
+        return await self._run(work, write=True)
 
     async def next_due(self, tier: Tier) -> datetime | None:
         return await self._run(lambda c: queries.next_due(c, tier))

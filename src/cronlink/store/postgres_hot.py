@@ -135,6 +135,7 @@ def record_ticks(
         ]  # fmt: skip
         if starting:
             started = _start_runs(c, starting, stamp)
+            notify(c, {t.run.tier for t in starting})
     if advances:
         c.execute(
             ADVANCE,
@@ -272,3 +273,14 @@ def sync_schedules(c: Connection, wanted: list[Schedule]) -> None:
             for s in wanted
         ]  # fmt: skip
         c.execute(pg_insert(schedules).on_conflict_do_nothing(index_elements=["key"]), rows)
+
+
+def channel(tier: Tier) -> str:
+    """The LISTEN/NOTIFY channel of a tier's workers."""
+    return f"cronlink_{tier.value}"
+
+
+def notify(c: Connection, tiers: set[Tier]) -> None:
+    """Wake the tiers' idle workers once this transaction commits."""
+    for tier in sorted(tiers):
+        c.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel(tier)})

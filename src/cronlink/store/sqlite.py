@@ -177,6 +177,10 @@ class SQLiteStore(Store):
             self._hot(lambda db: sqlite_hot.record_ticks(db, ticks, advances, now))
         )
 
+    async def subscribe(self, tier: Tier, wake: asyncio.Event) -> None:
+        """SQLite has no notifications: workers in this process are woken directly by the
+        scheduler and by `ctx.enqueue`; those of other processes poll."""
+
     async def next_due(self, tier: Tier) -> datetime | None:
         return await self._call(self._read(lambda c: queries.next_due(c, tier)), inline=True)
 
