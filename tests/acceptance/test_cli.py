@@ -176,7 +176,7 @@ WORKER_TOML = (
 def test_sigkilled_worker_run_is_retried_after_its_lease(tmp_path: Path, any_url: str) -> None:
     (tmp_path / "cronlink.toml").write_text(WORKER_TOML.format(url=any_url))
     run_id = json.loads(output("trigger", "stalls-first", "--json", cwd=tmp_path))["run_id"]
-    doomed = cronlink("worker", "--tier", "light", cwd=tmp_path)
+    doomed = cronlink("worker", "--tier", "light", "--concurrency", "4", cwd=tmp_path)
     deadline = time.monotonic() + 30
     while "running" not in output("run", "show", str(run_id), cwd=tmp_path):
         assert time.monotonic() < deadline

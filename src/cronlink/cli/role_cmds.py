@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from importlib import resources
 from pathlib import Path
 
@@ -70,12 +71,26 @@ def scheduler(config_path: Path | None, database_url: str | None, app_path: str 
 
 @click.command()
 @click.option("--tier", type=click.Choice(["light", "heavy"]), required=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    help="Runs at once (default: [worker] light_concurrency / heavy_concurrency).",
+)
 @settings_options
 def worker(
-    tier: str, config_path: Path | None, database_url: str | None, app_path: str | None
+    tier: str,
+    concurrency: int | None,
+    config_path: Path | None,
+    database_url: str | None,
+    app_path: str | None,
 ) -> None:
     """Run a worker of one tier alone."""
-    _serve(settings_from(config_path, database_url, app_path), scheduler=False, tiers=(Tier(tier),))
+    settings = settings_from(config_path, database_url, app_path)
+    if concurrency is not None and tier == "light":
+        settings = dataclasses.replace(settings, light_concurrency=concurrency)
+    elif concurrency is not None:
+        settings = dataclasses.replace(settings, heavy_concurrency=concurrency)
+    _serve(settings, scheduler=False, tiers=(Tier(tier),))
 
 
 @click.group()
