@@ -100,3 +100,9 @@ async def stalls_first(ctx: RunContext) -> int:
         ctx.log.info("attempt 1 stalls")
         await asyncio.sleep(60)
     return ctx.attempt
+
+
+@app.job(name="slow-first", max_attempts=3)
+async def slow_first(ctx: RunContext) -> int:
+    await asyncio.sleep(3 if ctx.attempt == 1 else 0.1)
+    return ctx.attempt
