@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -23,9 +24,10 @@ from cronlink.store.base import Completion, Store
 from cronlink.store.postgres_hot import channel
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from datetime import datetime, timedelta
 
+    from psycopg import AsyncConnection
     from sqlalchemy import Connection
 
     from cronlink.records import Fire, NewRun, Run, Schedule, Tier
@@ -50,12 +52,19 @@ class PostgresStore(Store):
         self._engine: AsyncEngine | None = None
         self._dsn = url
         self._listeners: list[asyncio.Task[None]] = []
+        self._pool: AsyncConnectionPool | None = None
 
     async def open(self, *, migrate: bool = True) -> None:
         self._engine = create_async_engine(
             self._engine_url, pool_size=self._pool_size, max_overflow=5, pool_pre_ping=True
         )
         await self._run(lambda c: _prepare(c, migrate), write=True)
+        # No check on checkout (a round trip per transaction): a connection the server
+        # dropped fails its transaction once, the caller retries, the pool replaces it.
+        self._pool = AsyncConnectionPool(
+            self._dsn, min_size=1, max_size=self._pool_size, open=False
+        )
+        await self._pool.open()
 
     async def subscribe(self, tier: Tier, wake: asyncio.Event) -> None:
         listener = asyncio.create_task(self._listen(tier, wake), name=f"listen-{tier.value}")
@@ -89,6 +98,9 @@ class PostgresStore(Store):
             listener.cancel()
         await asyncio.gather(*self._listeners, return_exceptions=True)
         self._listeners.clear()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
         if self._engine is not None:
             engine, self._engine = self._engine, None
             await engine.dispose()
@@ -144,34 +156,52 @@ class PostgresStore(Store):
         self, worker: str, tier: Tier, limit: int, lease: timedelta, now: datetime
     ) -> list[Run]:
         token = secrets.token_hex(8)
-        return await self._run(
-            lambda c: postgres_hot.claim(c, worker, token, tier, limit, now + lease, now),
-            write=True,
-        )
+
+        async def work(db: AsyncConnection[Any]) -> list[Run]:
+            return await postgres_hot.claim(db, worker, token, tier, limit, now + lease, now)
+
+        return await self._hot(work)
 
     async def extend_leases(
         self, worker: str, run_ids: list[int], lease: timedelta, now: datetime
     ) -> set[int]:
-        return await self._run(
-            lambda c: postgres_hot.extend_leases(c, worker, run_ids, now + lease), write=True
-        )
+        async def work(db: AsyncConnection[Any]) -> set[int]:
+            return await postgres_hot.extend_leases(db, worker, run_ids, now + lease)
+
+        return await self._hot(work)
 
     async def complete(
         self, done: list[Done], now: datetime, then_claim: ClaimRequest | None = None
     ) -> Completion:
         token = secrets.token_hex(8)
 
-        def work(c: Connection) -> Completion:
-            held = [postgres_hot.complete(c, d.run_id, d.lease_token, d.outcome, now) for d in done]
+        async def work(db: AsyncConnection[Any]) -> Completion:
+            held = [
+                await postgres_hot.complete(db, d.run_id, d.lease_token, d.outcome, now)
+                for d in done
+            ]
             claimed: list[Run] = []
             if then_claim is not None:
-                claimed = postgres_hot.claim(
-                    c, then_claim.worker, token, then_claim.tier, then_claim.limit,
+                claimed = await postgres_hot.claim(
+                    db, then_claim.worker, token, then_claim.tier, then_claim.limit,
                     now + then_claim.lease, now,
                 )  # fmt: skip
             return Completion(held=held, claimed=claimed)
 
-        return await self._run(work, write=True)
+        return await self._hot(work)
+
+    async def _hot(self, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """A transaction on a plain psycopg connection: the verbs run for every run, and
+        SQLAlchemy's asyncio layer cost more than the statements (bench/queue_bench.py)."""
+        if self._pool is None:
+            raise StoreError("the store is not open")
+        try:
+            async with self._pool.connection() as db, db.transaction():
+                return await fn(db)
+        except psycopg.Error as error:
+            raise StoreError(f"database error on {self.url}: {_first_line(error)}") from None
+        except OSError as error:
+            raise StoreError(f"cannot reach {self.url}: {error}") from None
 
     async def reap_expired(self, now: datetime) -> list[Run]:
         return await self._run(lambda c: queries.reap_expired(c, now), write=True)

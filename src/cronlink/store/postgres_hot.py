@@ -6,25 +6,31 @@ not rows, are what cost here. Same schema and rules as SQLite (`fates.py`).
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from cronlink.records import Fate
 from cronlink.store.fates import Due, fire_fate, overlap_matters, skip_message, when_due
-from cronlink.store.rows import run_from_row, run_values
-from cronlink.store.schema import runs, schedules, to_micros
+from cronlink.store.rows import run_from_mapping, run_values
+from cronlink.store.schema import Instant, from_micros, runs, schedules, to_micros
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from sqlalchemy import Connection
+    from psycopg import AsyncConnection
+    from sqlalchemy import Connection, TextClause
 
     from cronlink.records import Run, Schedule, Tier
     from cronlink.store.base import Outcome, ScheduleAdvance, Tick
 
-_COLUMNS = ", ".join(c.name for c in runs.columns)
+_NAMES = [c.name for c in runs.columns]
+_COLUMNS = ", ".join(_NAMES)
+_INSTANTS = {c.name for c in runs.columns if isinstance(c.type, Instant)}
+_DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 
 PAUSED = text("SELECT name FROM jobs WHERE paused AND name = ANY(:names)")
 INSERT_FIRES = text("""
@@ -67,7 +73,7 @@ WHERE id IN (
     LIMIT :limit
     FOR UPDATE SKIP LOCKED)
 RETURNING {_COLUMNS}
-""").columns(*runs.c)
+""")
 JOB_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:job))")
 RUNNING_OF_JOB = text("""
 SELECT id FROM runs
@@ -177,56 +183,58 @@ def _start_runs(c: Connection, ticks: list[Tick], stamp: int) -> dict[tuple[str,
     }
 
 
-def claim(
-    c: Connection, worker: str, token: str, tier: Tier, limit: int,
+async def claim(
+    db: AsyncConnection[Any], worker: str, token: str, tier: Tier, limit: int,
     expires: datetime, now: datetime,
 ) -> list[Run]:  # fmt: skip
     """Take due runs (skipping rows other workers hold), then apply their overlap policy."""
-    rows = c.execute(
-        CLAIM,
-        {
-            "worker": worker,
-            "token": token,
-            "expires": to_micros(expires),
-            "now": to_micros(now),
-            "tier": tier.value,
-            "limit": limit,
-        },
-    )
-    claimed = sorted((run_from_row(row) for row in rows), key=lambda r: (r.not_before, r.id))
+    params = {
+        "worker": worker,
+        "token": token,
+        "expires": to_micros(expires),
+        "now": to_micros(now),
+        "tier": tier.value,
+        "limit": limit,
+    }
+    rows = await (await db.execute(_sql(CLAIM), params)).fetchall()
+    claimed = sorted((_run(row) for row in rows), key=lambda r: (r.not_before, r.id))
     pending = {run.id for run in claimed}
     kept: list[Run] = []
     for run in claimed:
         pending.discard(run.id)
-        if not _gives_way(c, run, pending, now):
+        if not await _gives_way(db, run, pending, now):
             kept.append(run)
     return sorted(kept, key=lambda r: r.id)
 
 
-def _gives_way(c: Connection, run: Run, pending: set[int], now: datetime) -> bool:
+async def _gives_way(db: AsyncConnection[Any], run: Run, pending: set[int], now: datetime) -> bool:
     if not overlap_matters(run):
         return False
     # Two workers claiming runs of one job at once must see each other's: one at a time.
-    c.execute(JOB_LOCK, {"job": run.job})
-    found = c.execute(RUNNING_OF_JOB, {"job": run.job, "id": run.id}).scalars()
-    running = [other for other in found if other not in pending]
+    await db.execute(_sql(JOB_LOCK), {"job": run.job})
+    found = await (
+        await db.execute(_sql(RUNNING_OF_JOB), {"job": run.job, "id": run.id})
+    ).fetchall()
+    running = [row[0] for row in found if row[0] not in pending]
     action = when_due(run, running)
     if action is Due.WAIT:
-        c.execute(UNCLAIM, {"id": run.id})
+        await db.execute(_sql(UNCLAIM), {"id": run.id})
     elif action is Due.REPLACE:
-        c.execute(REPLACE_RUNNING, {"ids": running})
+        await db.execute(_sql(REPLACE_RUNNING), {"ids": running})
     elif action is Due.SKIP:
         message = skip_message(run, running)
-        c.execute(SKIP_RUN, {"now": to_micros(now), "message": message, "id": run.id})
-        c.execute(SKIP_FIRE, {"id": run.id})
+        await db.execute(_sql(SKIP_RUN), {"now": to_micros(now), "message": message, "id": run.id})
+        await db.execute(_sql(SKIP_FIRE), {"id": run.id})
     return action in (Due.WAIT, Due.SKIP)
 
 
-def complete(c: Connection, run_id: int, token: str, outcome: Outcome, now: datetime) -> bool:
+async def complete(
+    db: AsyncConnection[Any], run_id: int, token: str, outcome: Outcome, now: datetime
+) -> bool:
     retrying = outcome.retry_at is not None
     error = outcome.error
-    changed = c.execute(
-        COMPLETE,
+    cursor = await db.execute(
+        _sql(COMPLETE),
         {
             "state": "queued" if retrying else outcome.state.value,
             "finished": None if retrying else to_micros(now),
@@ -241,24 +249,41 @@ def complete(c: Connection, run_id: int, token: str, outcome: Outcome, now: date
             "id": run_id,
             "token": token,
         },
-    ).rowcount
+    )
+    changed = cursor.rowcount
     if changed and outcome.logs:
-        c.execute(
-            LOG,
-            [
-                {"id": run_id, "at": to_micros(at), "level": level, "message": message}
-                for at, level, message in outcome.logs
-            ],
-        )
+        async with db.cursor() as logs:
+            await logs.executemany(
+                _sql(LOG),
+                [
+                    {"id": run_id, "at": to_micros(at), "level": level, "message": message}
+                    for at, level, message in outcome.logs
+                ],
+            )
     return bool(changed)
 
 
-def extend_leases(c: Connection, worker: str, run_ids: list[int], expires: datetime) -> set[int]:
-    rows = c.execute(
-        EXTEND, {"expires": to_micros(expires), "ids": run_ids, "worker": worker}
-    ).all()
-    held = {row.id for row in rows}
-    return {row.id for row in rows if row.cancel_requested} | (set(run_ids) - held)
+async def extend_leases(
+    db: AsyncConnection[Any], worker: str, run_ids: list[int], expires: datetime
+) -> set[int]:
+    params = {"expires": to_micros(expires), "ids": run_ids, "worker": worker}
+    rows = await (await db.execute(_sql(EXTEND), params)).fetchall()
+    held = {row[0] for row in rows}
+    return {row[0] for row in rows if row[1]} | (set(run_ids) - held)
+
+
+@cache
+def _sql(statement: TextClause) -> str:
+    """A statement as psycopg's own SQL text (`%(name)s` parameters), compiled once."""
+    return str(statement.compile(dialect=_DIALECT))
+
+
+def _run(row: tuple[Any, ...]) -> Run:
+    values = dict(zip(_NAMES, row, strict=True))
+    for name in _INSTANTS:
+        if values[name] is not None:
+            values[name] = from_micros(values[name])
+    return run_from_mapping(values)
 
 
 def sync_schedules(c: Connection, wanted: list[Schedule]) -> None:
