@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cronlink.errors import CorruptDatabaseError, StoreError
 from cronlink.store import migrate, postgres_hot, queries
-from cronlink.store.base import Completion, Store
+from cronlink.store.base import ClaimRequest, Completion, Store
 from cronlink.store.postgres_hot import channel
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
     from cronlink.records import Fire, NewRun, Run, Schedule, Tier
     from cronlink.store.base import (
-        ClaimRequest,
         Done,
         RunFilter,
         ScheduleAdvance,
@@ -155,12 +154,9 @@ class PostgresStore(Store):
     async def claim(
         self, worker: str, tier: Tier, limit: int, lease: timedelta, now: datetime
     ) -> list[Run]:
-        token = secrets.token_hex(8)
-
-        async def work(db: AsyncConnection[Any]) -> list[Run]:
-            return await postgres_hot.claim(db, worker, token, tier, limit, now + lease, now)
-
-        return await self._hot(work)
+        request = ClaimRequest(worker=worker, tier=tier, limit=limit, lease=lease)
+        completion = await self.complete([], now, request)
+        return completion.claimed
 
     async def extend_leases(
         self, worker: str, run_ids: list[int], lease: timedelta, now: datetime
@@ -176,17 +172,7 @@ class PostgresStore(Store):
         token = secrets.token_hex(8)
 
         async def work(db: AsyncConnection[Any]) -> Completion:
-            held = [
-                await postgres_hot.complete(db, d.run_id, d.lease_token, d.outcome, now)
-                for d in done
-            ]
-            claimed: list[Run] = []
-            if then_claim is not None:
-                claimed = await postgres_hot.claim(
-                    db, then_claim.worker, token, then_claim.tier, then_claim.limit,
-                    now + then_claim.lease, now,
-                )  # fmt: skip
-            return Completion(held=held, claimed=claimed)
+            return await postgres_hot.complete_and_claim(db, done, now, then_claim, token)
 
         return await self._hot(work)
 
@@ -196,7 +182,7 @@ class PostgresStore(Store):
         if self._pool is None:
             raise StoreError("the store is not open")
         try:
-            async with self._pool.connection() as db, db.transaction():
+            async with self._pool.connection() as db, db.pipeline(), db.transaction():
                 return await fn(db)
         except psycopg.Error as error:
             raise StoreError(f"database error on {self.url}: {_first_line(error)}") from None

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from cronlink.records import Fate
+from cronlink.store.base import Completion
 from cronlink.store.fates import Due, fire_fate, overlap_matters, skip_message, when_due
 from cronlink.store.rows import run_from_mapping, run_values
 from cronlink.store.schema import Instant, from_micros, runs, schedules, to_micros
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection, TextClause
 
     from cronlink.records import Run, Schedule, Tier
-    from cronlink.store.base import Outcome, ScheduleAdvance, Tick
+    from cronlink.store.base import ClaimRequest, Done, ScheduleAdvance, Tick
 
 _NAMES = [c.name for c in runs.columns]
 _COLUMNS = ", ".join(_NAMES)
@@ -92,16 +93,34 @@ WHERE id = :id
 """)
 SKIP_FIRE = text("UPDATE fires SET fate = 'skipped_overlap' WHERE run_id = :id")
 REPLACE_RUNNING = text("UPDATE runs SET cancel_requested = true WHERE id = ANY(:ids)")
-COMPLETE = text("""
-UPDATE runs SET state = :state, finished_at = :finished, not_before = COALESCE(:retry, not_before),
-    error_type = :etype, error_message = :emessage, error_traceback = :etrace,
-    error_reason = :ereason, result = :result, duration_ms = :duration, peak_memory = :peak,
+_COMPLETE = """
+UPDATE runs SET state = u.state, finished_at = u.finished,
+    not_before = COALESCE(u.retry, runs.not_before), error_type = u.etype,
+    error_message = u.emessage, error_traceback = u.etrace, error_reason = u.ereason,
+    result = u.result, duration_ms = u.duration, peak_memory = u.peak,
     lease_token = NULL, lease_expires_at = NULL
-WHERE id = :id AND lease_token = :token AND state = 'running'
-""")
-LOG = text("""
-INSERT INTO run_logs (run_id, attempt, at, level, message)
-SELECT :id, attempt, :at, :level, :message FROM runs WHERE id = :id
+FROM unnest(CAST(:ids AS int[]), CAST(:tokens AS text[]), CAST(:states AS text[]),
+    CAST(:finished AS bigint[]), CAST(:retries AS bigint[]), CAST(:etypes AS text[]),
+    CAST(:emessages AS text[]), CAST(:etraces AS text[]), CAST(:ereasons AS text[]),
+    CAST(:results AS text[]), CAST(:durations AS int[]), CAST(:peaks AS bigint[]))
+    AS u(id, token, state, finished, retry, etype, emessage, etrace, ereason, result,
+         duration, peak)
+WHERE runs.id = u.id AND runs.lease_token = u.token AND runs.state = 'running'
+RETURNING runs.id, runs.attempt
+"""
+COMPLETE = text(_COMPLETE)
+# Log lines are kept only for attempts whose lease held, so they join what the update
+# returned; one statement, so a completion needs no result before the next is sent.
+COMPLETE_LOGGED = text(f"""
+WITH done AS ({_COMPLETE}), logged AS (
+    INSERT INTO run_logs (run_id, attempt, at, level, message)
+    SELECT l.id, done.attempt, l.at, l.level, l.message
+    FROM unnest(CAST(:log_ids AS int[]), CAST(:log_ats AS bigint[]),
+        CAST(:log_levels AS text[]), CAST(:log_messages AS text[]))
+        WITH ORDINALITY AS l(id, at, level, message, n)
+    JOIN done ON done.id = l.id
+    ORDER BY l.n)
+SELECT id, attempt FROM done
 """)
 EXTEND = text("""
 UPDATE runs SET lease_expires_at = :expires
@@ -183,21 +202,70 @@ def _start_runs(c: Connection, ticks: list[Tick], stamp: int) -> dict[tuple[str,
     }
 
 
-async def claim(
-    db: AsyncConnection[Any], worker: str, token: str, tier: Tier, limit: int,
-    expires: datetime, now: datetime,
-) -> list[Run]:  # fmt: skip
-    """Take due runs (skipping rows other workers hold), then apply their overlap policy."""
-    params = {
-        "worker": worker,
-        "token": token,
-        "expires": to_micros(expires),
-        "now": to_micros(now),
-        "tier": tier.value,
-        "limit": limit,
-    }
-    rows = await (await db.execute(_sql(CLAIM), params)).fetchall()
-    claimed = sorted((_run(row) for row in rows), key=lambda r: (r.not_before, r.id))
+async def complete_and_claim(
+    db: AsyncConnection[Any], done: list[Done], now: datetime, request: ClaimRequest | None,
+    token: str,
+) -> Completion:  # fmt: skip
+    """Record the attempts whose lease still holds (False where lost), then claim.
+
+    Both statements are sent before either result is read: on a pipelined connection the
+    whole transaction costs two round trips, not four.
+    """
+    completing = await db.execute(*_completion(done, now)) if done else None
+    claiming = None
+    if request is not None:
+        params = {
+            "worker": request.worker,
+            "token": token,
+            "expires": to_micros(now + request.lease),
+            "now": to_micros(now),
+            "tier": request.tier.value,
+            "limit": request.limit,
+        }
+        claiming = await db.execute(_sql(CLAIM), params)
+    held: set[int] = set()
+    if completing is not None:
+        held = {row[0] for row in await completing.fetchall()}
+    claimed: list[Run] = []
+    if claiming is not None:
+        claimed = await _apply_overlap(db, [_run(row) for row in await claiming.fetchall()], now)
+    return Completion(held=[d.run_id in held for d in done], claimed=claimed)
+
+
+def _completion(done: list[Done], now: datetime) -> tuple[str, dict[str, list[Any]]]:
+    stamp = to_micros(now)
+    params: dict[str, list[Any]] = {k: [] for k in (
+        "ids", "tokens", "states", "finished", "retries", "etypes", "emessages", "etraces",
+        "ereasons", "results", "durations", "peaks", "log_ids", "log_ats", "log_levels",
+        "log_messages")}  # fmt: skip
+    for d in done:
+        outcome, error = d.outcome, d.outcome.error
+        retrying = outcome.retry_at is not None
+        params["ids"].append(d.run_id)
+        params["tokens"].append(d.lease_token)
+        params["states"].append("queued" if retrying else outcome.state.value)
+        params["finished"].append(None if retrying else stamp)
+        params["retries"].append(None if outcome.retry_at is None else to_micros(outcome.retry_at))
+        params["etypes"].append(error.type if error else None)
+        params["emessages"].append(error.message if error else None)
+        params["etraces"].append(error.traceback if error else None)
+        params["ereasons"].append(error.reason if error else None)
+        params["results"].append(outcome.result)
+        params["durations"].append(outcome.duration_ms)
+        params["peaks"].append(outcome.peak_memory)
+        for at, level, message in outcome.logs:
+            params["log_ids"].append(d.run_id)
+            params["log_ats"].append(to_micros(at))
+            params["log_levels"].append(level)
+            params["log_messages"].append(message)
+    if params["log_ids"]:
+        return _sql(COMPLETE_LOGGED), params
+    return _sql(COMPLETE), params
+
+
+async def _apply_overlap(db: AsyncConnection[Any], runs: list[Run], now: datetime) -> list[Run]:
+    """Keep the claimed runs their job's overlap policy lets start."""
+    claimed = sorted(runs, key=lambda r: (r.not_before, r.id))
     pending = {run.id for run in claimed}
     kept: list[Run] = []
     for run in claimed:
@@ -226,41 +294,6 @@ async def _gives_way(db: AsyncConnection[Any], run: Run, pending: set[int], now:
         await db.execute(_sql(SKIP_RUN), {"now": to_micros(now), "message": message, "id": run.id})
         await db.execute(_sql(SKIP_FIRE), {"id": run.id})
     return action in (Due.WAIT, Due.SKIP)
-
-
-async def complete(
-    db: AsyncConnection[Any], run_id: int, token: str, outcome: Outcome, now: datetime
-) -> bool:
-    retrying = outcome.retry_at is not None
-    error = outcome.error
-    cursor = await db.execute(
-        _sql(COMPLETE),
-        {
-            "state": "queued" if retrying else outcome.state.value,
-            "finished": None if retrying else to_micros(now),
-            "retry": None if outcome.retry_at is None else to_micros(outcome.retry_at),
-            "etype": error.type if error else None,
-            "emessage": error.message if error else None,
-            "etrace": error.traceback if error else None,
-            "ereason": error.reason if error else None,
-            "result": outcome.result,
-            "duration": outcome.duration_ms,
-            "peak": outcome.peak_memory,
-            "id": run_id,
-            "token": token,
-        },
-    )
-    changed = cursor.rowcount
-    if changed and outcome.logs:
-        async with db.cursor() as logs:
-            await logs.executemany(
-                _sql(LOG),
-                [
-                    {"id": run_id, "at": to_micros(at), "level": level, "message": message}
-                    for at, level, message in outcome.logs
-                ],
-            )
-    return bool(changed)
 
 
 async def extend_leases(
