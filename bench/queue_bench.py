@@ -1,9 +1,16 @@
-"""Queue throughput: no-op light runs end to end through the real worker
-(claim, execute, complete): one run per transaction (each completion claims the next run
-in its own transaction), and with batched claims plus group commit of completions.
+"""Queue throughput: no-op light runs end to end through real worker processes
+(claim, execute, complete), with 1, 2 and 4 workers on one database.
 
-Prints JSON with medians over rounds (a fresh SQLite file each round).
-Run: .venv/bin/python bench/queue_bench.py [--runs N] [--rounds R] [--postgres URL]
+Two modes: one run per transaction (each completion claims the next run in its own
+transaction), and batched claims plus group commit of completions. With `--postgres` the
+same workload also goes through pgqueuer and procrastinate on the same server, when they
+are installed (`pip install -e '.[bench]'`), and their ratios to cronlink are reported.
+
+Runs are queued before the clock starts; the clock runs from the moment every worker
+process is connected and idle until the database shows no queued or running run.
+Prints JSON with medians over rounds (a fresh SQLite file or PostgreSQL schema each round).
+Run: .venv/bin/python bench/queue_bench.py [--runs N] [--rounds R] [--workers 1,2,4]
+     [--postgres URL]
 """
 
 from __future__ import annotations
@@ -11,13 +18,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import psycopg
@@ -32,11 +42,37 @@ from cronlink.tiers import LightTier
 from cronlink.worker import Worker
 
 app = App()
+MODES = {"one_run_per_transaction": (1, False), "batched_claims_and_group_commit": (100, True)}
 
 
 @app.job(name="noop")
 async def noop(ctx: RunContext) -> None:
     return None
+
+
+def work(url: str, mode: str, ready: Event, go: Event, stop: Event) -> None:
+    """A worker process: connect, report ready, work from `go` until `stop`."""
+    asyncio.run(_work(url, mode, ready, go, stop))
+
+
+async def _work(url: str, mode: str, ready: Event, go: Event, stop: Event) -> None:
+    store = store_for(url)
+    await store.open(migrate=False)
+    session = new_session()
+    batch, group = MODES[mode]
+    worker = Worker(
+        store, app.jobs, Tier.LIGHT, LightTier(session),
+        concurrency=100, claim_batch=batch, group_commit=group,
+    )  # fmt: skip
+    ready.set()
+    await asyncio.to_thread(go.wait)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(worker.run(stopping))
+    await asyncio.to_thread(stop.wait)
+    stopping.set()
+    await task
+    await session.close()
+    await store.close()
 
 
 async def drained(store: Store) -> bool:
@@ -46,70 +82,96 @@ async def drained(store: Store) -> bool:
     return True
 
 
-async def one_round(
-    count: int, claim_batch: int, group: bool, folder: Path, url: str | None = None
-) -> float:
-    store = store_for(url or f"sqlite:///{folder / 'bench.db'}")
+async def cronlink_rate(url: str, runs: int, workers: int, mode: str) -> float:
+    store = store_for(url)
     await store.open()
     now = datetime.now(UTC)
-    for _ in range(count):
-        await store.enqueue(new_run(app.get("noop"), Reason.API), now)
-    session = new_session()
-    worker = Worker(
-        store,
-        app.jobs,
-        Tier.LIGHT,
-        LightTier(session),
-        concurrency=100,
-        claim_batch=claim_batch,
-        group_commit=group,
-    )
-    stop = asyncio.Event()
-    began = time.perf_counter()
-    task = asyncio.create_task(worker.run(stop))
-    while not await drained(store):  # noqa: ASYNC110 - the database is what we watch
-        await asyncio.sleep(0.05)
-    elapsed = time.perf_counter() - began
-    stop.set()
-    await task
-    done = await store.list_runs(RunFilter(state=RunState.SUCCEEDED, limit=count + 1))
-    assert len(done) == count
-    await session.close()
+    job = app.get("noop")
+    for start in range(0, runs, 100):
+        batch = range(start, min(runs, start + 100))
+        await asyncio.gather(*(store.enqueue(new_run(job, Reason.API), now) for _ in batch))
+    spawn = multiprocessing.get_context("spawn")
+    go, stop = spawn.Event(), spawn.Event()
+    readies = [spawn.Event() for _ in range(workers)]
+    processes = [spawn.Process(target=work, args=(url, mode, ready, go, stop)) for ready in readies]
+    for process in processes:
+        process.start()
+    try:
+        for ready in readies:
+            await asyncio.to_thread(ready.wait, 60)
+        go.set()
+        began = time.perf_counter()
+        while not await drained(store):  # noqa: ASYNC110 - the database is what we watch
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - began
+    finally:
+        stop.set()
+        for process in processes:
+            process.join(30)
+            if process.is_alive():
+                process.kill()
+    done = await store.list_runs(RunFilter(state=RunState.SUCCEEDED, limit=runs + 1))
+    assert len(done) == runs, f"{len(done)} of {runs} runs succeeded"
     await store.close()
-    return count / elapsed
+    return runs / elapsed
+
+
+Rate = Callable[[str, int, int], Awaitable[float]]
+
+
+def rivals() -> dict[str, Rate]:
+    """The rival queues that are installed (they are bench-only dependencies)."""
+    try:
+        from rivals import pgqueuer_rate, procrastinate_rate
+    except ImportError:
+        return {}
+    return {"pgqueuer": pgqueuer_rate, "procrastinate": procrastinate_rate}
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", default="1,2,4", help="worker process counts")
     parser.add_argument("--postgres", help="a PostgreSQL URL; each round uses a fresh schema in it")
     args = parser.parse_args()
+    counts = [int(n) for n in args.workers.split(",")]
     result: dict[str, object] = {
         "benchmark": "queue",
         "engine": "postgresql" if args.postgres else "sqlite",
         "runs": args.runs,
         "rounds": args.rounds,
+        "goal_runs_per_s": {"4_workers": 2_500, "batched": 10_000},
     }
-    modes = [
-        ("one_run_per_transaction", 1, False),
-        ("batched_claims_and_group_commit", 100, True),
-    ]
-    for label, batch, group in modes:
-        rates = []
-        for _ in range(args.rounds):
-            with tempfile.TemporaryDirectory() as folder, _database(args.postgres) as url:
-                rates.append(await one_round(args.runs, batch, group, Path(folder), url))
-        result[f"{label}_median_runs_per_s"] = round(statistics.median(rates))
-    result["goal_runs_per_s"] = 5_000
+    contenders: dict[str, Rate] = {mode: partial(cronlink_rate, mode=mode) for mode in MODES}
+    if args.postgres:
+        contenders |= rivals()
+    for name, rate in contenders.items():
+        for workers in counts:
+            rates = []
+            for _ in range(args.rounds):
+                with fresh_database(args.postgres) as url:
+                    rates.append(await rate(url, args.runs, workers))
+            result[f"{name}_{workers}_workers_median_runs_per_s"] = round(statistics.median(rates))
+    # pgqueuer claims and completes in batches, procrastinate one job per query: each is
+    # compared with both cronlink modes, so neither ratio flatters by mixing modes.
+    for rival in contenders.keys() - MODES.keys():
+        for mode in MODES:
+            for workers in counts:
+                ours = result[f"{mode}_{workers}_workers_median_runs_per_s"]
+                theirs = result[f"{rival}_{workers}_workers_median_runs_per_s"]
+                assert isinstance(ours, int)
+                assert isinstance(theirs, int)
+                result[f"ratio_{mode}_to_{rival}_{workers}_workers"] = round(ours / theirs, 2)
     print(json.dumps(result, indent=2))
 
 
 @contextmanager
-def _database(base: str | None) -> Iterator[str | None]:
-    """A fresh PostgreSQL schema (dropped afterwards), or None for a SQLite file."""
+def fresh_database(base: str | None) -> Iterator[str]:
+    """A fresh PostgreSQL schema (dropped afterwards), or a fresh SQLite file."""
     if base is None:
-        yield None
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite:///{Path(folder) / 'bench.db'}"
         return
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(base, autocommit=True) as admin:

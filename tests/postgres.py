@@ -30,7 +30,9 @@ def fresh_schema() -> Iterator[str]:
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f"CREATE SCHEMA {schema}")
-        try:
-            yield f"{BASE_URL}?options=-csearch_path%3D{schema}"
-        finally:
+    try:
+        yield f"{BASE_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        # A connection of its own: the test may have restarted the server meanwhile.
+        with psycopg.connect(BASE_URL, autocommit=True, connect_timeout=10) as admin:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")

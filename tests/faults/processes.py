@@ -1,4 +1,5 @@
-"""Real `cronlink` role processes for the fault tests, their output kept in files."""
+"""Real `cronlink` role processes for the fault tests, their output kept in files, and the
+store the test watches them through."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cronlink.store import Store, store_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,3 +69,14 @@ class Role:
     def output(self) -> str:
         logs = sorted(self.cwd.glob(f"{'-'.join(self.args)}-{id(self)}-*.log"))
         return "\n".join(log.read_text(errors="replace") for log in logs)
+
+
+@asynccontextmanager
+async def opened(url: str) -> AsyncIterator[Store]:
+    """A store closed even when the test fails (an open pool would hang the loop's exit)."""
+    store = store_for(url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from cronlink.records import Fate, RunState
-from cronlink.store import RunFilter, Store, store_for
+from cronlink.store import RunFilter, Store
 from tests.acceptance.worker_kit import wait_until
-from tests.faults.processes import Role
+from tests.faults.processes import Role, opened
 from tests.postgres import fresh_schema
 
 CHAOS_SECONDS = 60
@@ -65,37 +65,33 @@ async def chaos(roles: list[Role], store: Store, until: float, rng: random.Rando
 async def test_every_second_runs_once_while_roles_are_killed(tmp_path: Path) -> None:
     with fresh_schema() as url:
         (tmp_path / "cronlink.toml").write_text(CONFIG.format(url=url))
-        store = store_for(url)
-        await store.open()
         roles = [Role(("scheduler",), tmp_path) for _ in range(3)]
         roles += [Role(("worker", "--tier", "light"), tmp_path) for _ in range(4)]
-        for role in roles:
-            role.start()
-        try:
+        async with opened(url) as store:
+            for role in roles:
+                role.start()
+            try:
 
-            async def fired() -> bool:
-                return bool(await store.ledger("tick", None, 1))
+                async def fired() -> bool:
+                    return bool(await store.ledger("tick", None, 1))
 
-            await wait_until(fired, 30)
-            loop = asyncio.get_running_loop()
-            killed = await chaos(roles, store, loop.time() + CHAOS_SECONDS, random.Random())
-            window_end = datetime.now(UTC) - timedelta(seconds=1)
+                await wait_until(fired, 30)
+                until = asyncio.get_running_loop().time() + CHAOS_SECONDS
+                killed = await chaos(roles, store, until, random.Random())
+                window_end = datetime.now(UTC) - timedelta(seconds=1)
 
-            async def window_done() -> bool:
-                runs = await store.list_runs(RunFilter(job="tick", limit=1000))
-                return all(r.state.finished for r in runs if r.scheduled_for <= window_end)  # type: ignore[operator]
+                async def window_done() -> bool:
+                    runs = await store.list_runs(RunFilter(job="tick", limit=1000))
+                    return all(r.state.finished for r in runs if r.scheduled_for <= window_end)  # type: ignore[operator]
 
-            await wait_until(window_done, 60)
-        finally:
-            codes = [role.stop() for role in roles]
-        assert codes == [0] * len(roles), "\n".join(r.output()[-2000:] for r in roles)
-        fires = [f for f in await store.ledger("tick", None, 1000) if f.scheduled_for <= window_end]
-        runs = [
-            r
-            for r in await store.list_runs(RunFilter(job="tick", limit=1000))
-            if r.scheduled_for is not None and r.scheduled_for <= window_end
-        ]
-        await store.close()
+                await wait_until(window_done, 60)
+            finally:
+                codes = [role.stop() for role in roles]
+            fires = await store.ledger("tick", None, 1000)
+            runs = await store.list_runs(RunFilter(job="tick", limit=1000))
+    assert codes == [0] * len(roles), "\n".join(r.output()[-2000:] for r in roles)
+    fires = [f for f in fires if f.scheduled_for <= window_end]
+    runs = [r for r in runs if r.scheduled_for is not None and r.scheduled_for <= window_end]
     first = min(f.scheduled_for for f in fires)
     seconds = int((window_end - first).total_seconds()) + 1
     expected = {first + timedelta(seconds=i) for i in range(seconds)}

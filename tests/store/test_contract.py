@@ -247,6 +247,19 @@ async def test_schedules_sync_and_advance(store: Store) -> None:
     assert await store.next_wakeup() == T0 + timedelta(minutes=6)
 
 
+async def test_more_schedules_than_a_statement_has_parameters(store: Store) -> None:
+    many = [
+        Schedule(key=f"s{i}", job=f"s{i}", cron="* * * * *", timezone="UTC", cursor=T0,
+                 next_at=T0 + timedelta(minutes=1))
+        for i in range(70_000)
+    ]  # fmt: skip
+    await store.sync_schedules(many)
+    await store.sync_schedules(many[1:])
+    due = await store.due_schedules(T0 + timedelta(minutes=1), 100_000)
+    assert len(due) == 69_999
+    assert "s0" not in {s.key for s in due}
+
+
 async def test_run_payload_and_idempotency_key(store: Store) -> None:
     run_id = await store.enqueue(new_run(payload={"n": 1}), T0)
     run = await store.get_run(run_id)

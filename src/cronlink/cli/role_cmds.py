@@ -118,6 +118,39 @@ def upgrade(
         click.echo(f"{settings.database_url}: schema up to date")
 
 
+@db.command("copy")
+@click.option("--from", "source", required=True, metavar="URL", help="Database to copy.")
+@click.option(
+    "--to", "target", required=True, metavar="URL", help="Database to fill (migrated first)."
+)
+@click.option("--force", is_flag=True, help="Replace the cronlink rows the target holds.")
+@click.option("--json", "as_json", is_flag=True)
+def copy_command(source: str, target: str, force: bool, as_json: bool) -> None:
+    """Copy every cronlink table to another database, ids included, in one transaction.
+
+    Typically `--from sqlite:///cronlink.db --to postgresql://USER@HOST/DB`; any direction
+    works. Stop the roles using the source first: the copy is a snapshot.
+    """
+    # Imported here: only this command needs it (and, for PostgreSQL, its driver).
+    from cronlink.store.copy import SNAPSHOT_WARNING, copy_database
+
+    if not as_json:
+        click.echo(f"note: {SNAPSHOT_WARNING}")
+    report = copy_database(source, target, force=force)
+    if as_json:
+        print_json({**dataclasses.asdict(report), "warning": SNAPSHOT_WARNING})
+        return
+    width = max(map(len, report.rows))
+    for table, count in report.rows.items():
+        click.echo(f"  {table:<{width}}  {count:>12,}")
+    if report.replaced:
+        click.echo(f"replaced the {report.replaced:,} rows the target held")
+    click.echo(
+        f"copied {sum(report.rows.values()):,} rows from {report.source} to {report.target} "
+        f"in {report.seconds:.1f} s"
+    )
+
+
 def _serve(settings: Settings, *, scheduler: bool, tiers: tuple[Tier, ...]) -> None:
     app = build_app(settings)
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):

@@ -9,15 +9,14 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from cronlink.records import Fate
 from cronlink.store.base import Completion
 from cronlink.store.fates import Due, fire_fate, overlap_matters, skip_message, when_due
 from cronlink.store.rows import run_from_mapping, run_values
-from cronlink.store.schema import Instant, from_micros, runs, schedules, to_micros
+from cronlink.store.schema import Instant, from_micros, runs, to_micros
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -74,6 +73,13 @@ WHERE id IN (
     LIMIT :limit
     FOR UPDATE SKIP LOCKED)
 RETURNING {_COLUMNS}
+""")
+DROP_SCHEDULES = text("DELETE FROM schedules WHERE key != ALL(CAST(:keys AS text[]))")
+ADD_SCHEDULES = text("""
+INSERT INTO schedules (key, job, cron, timezone, cursor, next_at)
+SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:jobs AS text[]), CAST(:crons AS text[]),
+    CAST(:zones AS text[]), CAST(:cursors AS bigint[]), CAST(:nexts AS bigint[]))
+ON CONFLICT (key) DO NOTHING
 """)
 JOB_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:job))")
 RUNNING_OF_JOB = text("""
@@ -320,17 +326,22 @@ def _run(row: tuple[Any, ...]) -> Run:
 
 
 def sync_schedules(c: Connection, wanted: list[Schedule]) -> None:
-    """Like `queries.sync_schedules`, but safe when several schedulers start at once:
-    new schedules are inserted-or-ignored instead of read-then-inserted."""
-    keep = [s.key for s in wanted]
-    c.execute(delete(schedules).where(schedules.c.key.not_in(keep)))
+    """Like `queries.sync_schedules`, but safe when several schedulers start at once (new
+    schedules are inserted-or-ignored, not read-then-inserted), and over arrays, so that any
+    number of schedules fits in one statement's parameters."""
+    c.execute(DROP_SCHEDULES, {"keys": [s.key for s in wanted]})
     if wanted:
-        rows = [
-            {"key": s.key, "job": s.job, "cron": s.cron, "timezone": s.timezone,
-             "cursor": s.cursor, "next_at": s.next_at}
-            for s in wanted
-        ]  # fmt: skip
-        c.execute(pg_insert(schedules).on_conflict_do_nothing(index_elements=["key"]), rows)
+        c.execute(
+            ADD_SCHEDULES,
+            {
+                "keys": [s.key for s in wanted],
+                "jobs": [s.job for s in wanted],
+                "crons": [s.cron for s in wanted],
+                "zones": [s.timezone for s in wanted],
+                "cursors": [to_micros(s.cursor) for s in wanted],
+                "nexts": [None if s.next_at is None else to_micros(s.next_at) for s in wanted],
+            },
+        )
 
 
 def channel(tier: Tier) -> str:

@@ -1,0 +1,309 @@
+"""Copy a whole cronlink database to another engine: the move from SQLite to PostgreSQL.
+
+Every table of `schema.metadata` is copied row for row, parents before children, so a
+table added later comes along without a change here. Primary keys are kept (run ids are
+what users, logs and the ledger refer to), which leaves PostgreSQL's id sequences behind
+the copied ids: they are moved past them before the end.
+
+The source is read in one read-only snapshot, in batches, so a million runs never sit in
+memory at once. The target is written in one transaction (migration, the rows it held when
+`force` replaces them, the copy, the sequences): a failure at any point leaves it as it was.
+
+Synchronous on purpose: the command line waits for the copy and nothing else runs, and a
+Ctrl-C then stops the copy at once and rolls the target back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import create_engine, delete, event, func, insert, inspect, select
+from sqlalchemy.exc import DBAPIError
+
+from cronlink.errors import ConfigError, CorruptDatabaseError, SchemaTooNewError, StoreError
+from cronlink.store import migrate, store_for
+from cronlink.store.schema import metadata
+from cronlink.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy import Connection, Engine, Row, Table
+
+BATCH = 5_000
+"""Rows per read and per insert: large enough to amortize round trips, small in memory."""
+
+SNAPSHOT_WARNING = (
+    "stop every cronlink role that uses the source before copying: the copy is a snapshot "
+    "of the source as it is when the copy starts, and what they write afterwards is lost"
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CopyReport:
+    source: str
+    target: str
+    """Both URLs without their passwords."""
+    rows: dict[str, int]
+    """Rows copied, by table, in the order they were copied."""
+    replaced: int
+    """Rows the target held before, deleted because of `force`."""
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Database:
+    name: str
+    """The URL for messages: no password."""
+    engine_url: str
+    path: Path | None = None
+    """The file, for SQLite."""
+
+
+def copy_database(
+    source_url: str, target_url: str, *, force: bool = False, batch: int = BATCH
+) -> CopyReport:
+    """Copy every cronlink row of `source_url` into `target_url`, migrated to this version.
+
+    Refuses a source not at this cronlink's schema revision, the source itself as target,
+    and a target that holds cronlink rows unless `force`, which replaces them.
+    """
+    started = time.monotonic()
+    source, target = _database(source_url), _database(target_url)
+    if _same(source, target):
+        raise ConfigError(f"--from and --to are the same database ({source.name})")
+    if source.path is not None and not source.path.is_file():
+        raise StoreError(f"source {source.name}: {source.path} does not exist; nothing copied")
+    new_file = target.path is not None and not target.path.exists()
+    try:
+        rows, replaced = _copy(source, target, force, batch)
+    except BaseException:
+        if new_file and target.path is not None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{target.path}{suffix}").unlink(missing_ok=True)
+        raise
+    return CopyReport(
+        source=source.name,
+        target=target.name,
+        rows=rows,
+        replaced=replaced,
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _copy(
+    source: _Database, target: _Database, force: bool, batch: int
+) -> tuple[dict[str, int], int]:
+    source_engine, target_engine = _engine(source), _engine(target)
+    try:
+        with _transaction(source_engine, source, read_only=True) as reader:
+            _check_source(reader, source.name)
+            with _transaction(target_engine, target, read_only=False) as writer:
+                if _identity(reader) == _identity(writer):
+                    raise ConfigError(f"--from and --to are the same database ({source.name})")
+                _prepare_target(writer, target.name)
+                replaced = _clear_target(writer, target.name, force)
+                rows = {t.name: _copy_table(reader, writer, t, batch) for t in _tables()}
+                _reset_sequences(writer)
+    except DBAPIError as error:
+        raise StoreError(
+            f"copying {source.name} to {target.name} failed ({_first_line(error.orig)}); "
+            "the target was left as it was"
+        ) from None
+    finally:
+        source_engine.dispose()
+        target_engine.dispose()
+    return rows, replaced
+
+
+def _tables() -> list[Table]:
+    """Parents before children."""
+    return list(metadata.sorted_tables)
+
+
+# -- the two databases -----------------------------------------------------------------
+
+
+def _database(url: str) -> _Database:
+    """The stores' own reading of `url` (and their error for an unknown scheme)."""
+    store = store_for(url)
+    if isinstance(store, SQLiteStore):
+        return _Database(name=url, engine_url=f"sqlite:///{store.path}", path=store.path)
+    from cronlink.store.postgres import redacted  # here: it loads the PostgreSQL driver
+
+    return _Database(
+        name=redacted(url), engine_url=f"postgresql+psycopg://{url.split('://', 1)[1]}"
+    )
+
+
+def _same(a: _Database, b: _Database) -> bool:
+    if a.path is not None and b.path is not None:
+        return a.path.resolve() == b.path.resolve()
+    return a.engine_url == b.engine_url
+
+
+def _identity(c: Connection) -> tuple[Any, ...]:
+    """Where the connection's tables live, to catch one database behind two URLs."""
+    if c.dialect.name == "sqlite":
+        return ("sqlite", c.exec_driver_sql("PRAGMA database_list").fetchall())
+    row = c.exec_driver_sql(
+        "SELECT current_database(), current_schema(), inet_server_addr()::text, inet_server_port()"
+    ).one()
+    return ("postgresql", *row)
+
+
+def _engine(database: _Database) -> Engine:
+    if database.path is None:
+        return create_engine(database.engine_url)
+    # The driver's own transaction handling is off: `_transaction` says BEGIN itself, as
+    # the SQLite store does, so that the write lock is taken up front (BEGIN IMMEDIATE).
+    engine = create_engine(database.engine_url, connect_args={"isolation_level": None})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout = 10000")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+_BEGIN = {
+    ("sqlite", True): "BEGIN",
+    ("sqlite", False): "BEGIN IMMEDIATE",
+    ("postgresql", True): "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    ("postgresql", False): "BEGIN",
+}
+"""A read sees one snapshot from its first statement on (SQLite's WAL gives that to any
+read transaction; PostgreSQL to REPEATABLE READ)."""
+
+
+@contextmanager
+def _transaction(engine: Engine, database: _Database, *, read_only: bool) -> Iterator[Connection]:
+    role = "source" if read_only else "target"
+    try:
+        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    except DBAPIError as error:
+        raise StoreError(f"cannot open {role} {database.name}: {_first_line(error.orig)}") from None
+    with conn:
+        conn.exec_driver_sql(_BEGIN[engine.dialect.name, read_only])
+        try:
+            yield conn
+        except BaseException:
+            # A connection lost mid-copy has rolled back already; keep the first error.
+            with contextlib.suppress(DBAPIError):
+                conn.exec_driver_sql("ROLLBACK")
+            raise
+        conn.exec_driver_sql("COMMIT")
+
+
+# -- checks ----------------------------------------------------------------------------
+
+
+def _check_source(c: Connection, name: str) -> None:
+    if "alembic_version" not in inspect(c).get_table_names():
+        raise StoreError(f"source {name} is not a cronlink database; nothing copied")
+    try:
+        migrate.check_not_newer(c)
+    except SchemaTooNewError as error:
+        raise SchemaTooNewError(f"source {name}: {error}") from None
+    revision, head = migrate.current_revision(c), migrate.head_revision()
+    if revision != head:
+        raise StoreError(
+            f"source {name} is at schema revision {revision!r}, this cronlink's is {head!r}: "
+            f"run `cronlink db upgrade --database-url SOURCE` on the source first; nothing copied"
+        )
+
+
+def _prepare_target(c: Connection, name: str) -> None:
+    """Refuse another application's tables, as opening a store does; then migrate."""
+    tables = set(inspect(c).get_table_names())
+    if tables and "alembic_version" not in tables:
+        raise CorruptDatabaseError(
+            f"target {name} holds tables of another application "
+            f"({', '.join(sorted(tables)[:3])}…), not cronlink's; it was left untouched"
+        )
+    try:
+        migrate.upgrade(c)
+    except SchemaTooNewError as error:
+        raise SchemaTooNewError(f"target {name}: {error}") from None
+
+
+def _clear_target(c: Connection, name: str, force: bool) -> int:
+    """Delete the target's cronlink rows when `force`; refuse to copy over them otherwise."""
+    held = {t.name: c.execute(select(func.count()).select_from(t)).scalar_one() for t in _tables()}
+    total = sum(held.values())
+    if total and not force:
+        counts = ", ".join(f"{table} {n:,}" for table, n in held.items() if n)
+        raise StoreError(
+            f"target {name} already holds {total:,} cronlink rows ({counts}); nothing copied "
+            "(--force replaces them)"
+        )
+    if total:
+        for table in reversed(_tables()):
+            c.execute(delete(table))
+    return total
+
+
+# -- copying ---------------------------------------------------------------------------
+
+
+def _copy_table(source: Connection, target: Connection, table: Table, batch: int) -> int:
+    copied = 0
+    result = source.execute(select(table).execution_options(yield_per=batch))
+    write = _copy_into if target.dialect.name == "postgresql" else _insert_into
+    for rows in result.partitions():
+        write(target, table, rows)
+        copied += len(rows)
+    return copied
+
+
+def _insert_into(c: Connection, table: Table, rows: Sequence[Row[Any]]) -> None:
+    c.execute(insert(table), [row._asdict() for row in rows])
+
+
+def _copy_into(c: Connection, table: Table, rows: Sequence[Row[Any]]) -> None:
+    """PostgreSQL's COPY: an INSERT per row, even pipelined, is several times slower."""
+    binds = [column.type.bind_processor(c.dialect) for column in table.c]
+    preparer = c.dialect.identifier_preparer
+    columns = ", ".join(preparer.quote(column.name) for column in table.c)
+    statement = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN"
+    raw = c.connection.driver_connection
+    assert raw is not None
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([v if b is None else b(v) for b, v in zip(binds, row, strict=True)])
+    except c.dialect.loaded_dbapi.Error as error:
+        # The driver's own error, as SQLAlchemy would have wrapped it: one kind to catch.
+        raise DBAPIError(statement, None, error) from error
+
+
+def _reset_sequences(c: Connection) -> None:
+    """Move each id sequence past the copied ids, so the next insert does not collide.
+
+    PostgreSQL only: SQLite gives a new row max(id) + 1 by itself.
+    """
+    if c.dialect.name != "postgresql":
+        return
+    for table in _tables():
+        column = table.autoincrement_column
+        if column is None:
+            continue
+        sequence = func.pg_get_serial_sequence(
+            c.dialect.identifier_preparer.format_table(table), column.name
+        )
+        c.execute(select(func.setval(sequence, func.coalesce(func.max(column), 0) + 1, False)))
+
+
+def _first_line(error: BaseException | None) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

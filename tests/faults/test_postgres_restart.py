@@ -1,0 +1,107 @@
+"""PostgreSQL restarted in the middle of 5,000 runs: every run ends `succeeded`, every side
+effect is applied once (a ledger keyed by the idempotency key), and no role process exits."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cronlink.jobs import new_run
+from cronlink.records import Reason, RunState
+from cronlink.store import RunFilter, Store
+from tests.acceptance.worker_kit import wait_until
+from tests.faults.handlers import EFFECTS_TABLE, app
+from tests.faults.processes import Role, opened
+from tests.postgres import BASE_URL, fresh_schema
+
+RUNS = 5000
+CONFIG = """\
+database_url = "{url}"
+app = "tests.faults.handlers:app"
+[worker]
+lease = "2s"
+heartbeat = "300ms"
+poll = "100ms"
+"""
+
+
+def restart_postgres() -> str:
+    """Restart the local cluster; where it is not ours to restart, end every backend."""
+    clusters = Path("/etc/postgresql")
+    if shutil.which("pg_ctlcluster") and clusters.is_dir() and "127.0.0.1:5432" in BASE_URL:
+        version = sorted(p.name for p in clusters.iterdir())[-1]
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+            check=True,
+            capture_output=True,
+        )
+        return "restarted"
+    with psycopg.connect(BASE_URL, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE pid != pg_backend_pid() AND datname = current_database()"
+        )
+    return "terminated backends"
+
+
+async def succeeded(store: Store) -> int:
+    try:
+        done = await store.list_runs(RunFilter(state=RunState.SUCCEEDED, limit=RUNS + 1))
+    except Exception:  # the database may still be coming back
+        return -1
+    return len(done)
+
+
+@pytest.mark.slow
+async def test_runs_survive_a_postgres_restart(tmp_path: Path) -> None:
+    with fresh_schema() as url:
+        (tmp_path / "cronlink.toml").write_text(CONFIG.format(url=url))
+        env = {"CRONLINK_TEST_EFFECTS_URL": url}
+        roles = [Role(("scheduler",), tmp_path, env)]
+        roles += [Role(("worker", "--tier", "light"), tmp_path, env) for _ in range(2)]
+        async with opened(url) as store:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(EFFECTS_TABLE)
+            now = datetime.now(UTC)
+            job = app.get("effect")
+            for _ in range(RUNS):
+                await store.enqueue(new_run(job, Reason.API), now)
+            for role in roles:
+                role.start()
+            try:
+
+                async def under_way() -> bool:
+                    return await succeeded(store) >= RUNS // 5
+
+                await wait_until(under_way, 60)
+                before = await succeeded(store)
+                how = await asyncio.to_thread(restart_postgres)
+                await asyncio.sleep(0.5)
+                assert all(r.alive() for r in roles), "a role exited when PostgreSQL restarted"
+
+                async def all_done() -> bool:
+                    return await succeeded(store) == RUNS
+
+                await wait_until(all_done, 120)
+            finally:
+                codes = [role.stop() for role in roles]
+            runs = await store.list_runs(RunFilter(limit=RUNS + 1))
+        with psycopg.connect(url) as conn:
+            effects: dict[str, int] = dict(
+                conn.execute("SELECT key, run_id FROM effects").fetchall()
+            )
+            redelivered = conn.execute("SELECT count(*) FROM effects WHERE deliveries > 1")
+            redeliveries = redelivered.fetchone()
+    assert codes == [0] * len(roles), "\n".join(r.output()[-2000:] for r in roles)
+    assert before < RUNS, f"the load was over before PostgreSQL {how}"
+    assert len(runs) == RUNS
+    assert {r.state for r in runs} == {RunState.SUCCEEDED}
+    assert effects == {r.idempotency_key: r.id for r in runs}, "an effect is missing or extra"
+    assert redeliveries is not None
+    print(f"PostgreSQL {how}; {redeliveries[0]} runs delivered again, effects applied once")
