@@ -42,7 +42,10 @@ from cronlink.tiers import LightTier
 from cronlink.worker import Worker
 
 app = App()
-MODES = {"one_run_per_transaction": (1, False), "batched_claims_and_group_commit": (100, True)}
+MODES: dict[str, tuple[int | None, bool]] = {
+    "one_run_per_transaction": (1, False),
+    "batched_claims_and_group_commit": (None, True),  # the worker's default
+}
 
 
 @app.job(name="noop")

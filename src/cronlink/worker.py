@@ -56,7 +56,7 @@ class Worker:
         poll: float = 0.5,
         wakeup: asyncio.Event | None = None,
         on_enqueue: Callable[[Tier], None] | None = None,
-        claim_batch: int = 100,
+        claim_batch: int | None = None,
         group_commit: bool = True,
         shutdown_grace: timedelta = timedelta(seconds=30),
     ) -> None:
@@ -73,7 +73,9 @@ class Worker:
         self.poll = poll
         self.wakeup = wakeup or asyncio.Event()
         self.on_enqueue = on_enqueue
-        self.claim_batch = claim_batch
+        # Several smaller claims instead of one per `concurrency`: while one group of runs
+        # waits on its commit, the others execute (bench/queue_bench.py: +30% at 100).
+        self.claim_batch = claim_batch or max(1, self.concurrency // 8)
         self.shutdown_grace = shutdown_grace
         self._active: dict[int, tuple[asyncio.Task[None], Run]] = {}
         self._stopping: dict[int, RunState] = {}

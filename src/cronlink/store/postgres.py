@@ -61,7 +61,11 @@ class PostgresStore(Store):
         # No check on checkout (a round trip per transaction): a connection the server
         # dropped fails its transaction once, the caller retries, the pool replaces it.
         self._pool = AsyncConnectionPool(
-            self._dsn, min_size=1, max_size=self._pool_size, open=False
+            self._dsn,
+            min_size=1,
+            max_size=self._pool_size,
+            kwargs={"autocommit": True},
+            open=False,
         )
         await self._pool.open()
 
@@ -177,12 +181,13 @@ class PostgresStore(Store):
         return await self._hot(work)
 
     async def _hot(self, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
-        """A transaction on a plain psycopg connection: the verbs run for every run, and
-        SQLAlchemy's asyncio layer cost more than the statements (bench/queue_bench.py)."""
+        """A pooled psycopg connection, autocommit: the verbs run for every run and are one
+        statement each, and SQLAlchemy's asyncio layer cost more than the statements
+        (bench/queue_bench.py)."""
         if self._pool is None:
             raise StoreError("the store is not open")
         try:
-            async with self._pool.connection() as db, db.pipeline(), db.transaction():
+            async with self._pool.connection() as db:
                 return await fn(db)
         except psycopg.Error as error:
             raise StoreError(f"database error on {self.url}: {_first_line(error)}") from None

@@ -60,7 +60,7 @@ FROM unnest(CAST(:keys AS text[]), CAST(:cursors AS bigint[]), CAST(:nexts AS bi
     AS u(k, c, n)
 WHERE schedules.key = u.k AND schedules.cursor < u.c
 """)
-CLAIM = text(f"""
+_CLAIM = f"""
 UPDATE runs SET state = 'running', attempt = attempt + 1, worker = :worker,
     lease_token = :token, lease_expires_at = :expires, started_at = :now
 WHERE id IN (
@@ -73,7 +73,7 @@ WHERE id IN (
     LIMIT :limit
     FOR UPDATE SKIP LOCKED)
 RETURNING {_COLUMNS}
-""")
+"""
 DROP_SCHEDULES = text("DELETE FROM schedules WHERE key != ALL(CAST(:keys AS text[]))")
 ADD_SCHEDULES = text("""
 INSERT INTO schedules (key, job, cron, timezone, cursor, next_at)
@@ -114,20 +114,16 @@ FROM unnest(CAST(:ids AS int[]), CAST(:tokens AS text[]), CAST(:states AS text[]
 WHERE runs.id = u.id AND runs.lease_token = u.token AND runs.state = 'running'
 RETURNING runs.id, runs.attempt
 """
-COMPLETE = text(_COMPLETE)
-# Log lines are kept only for attempts whose lease held, so they join what the update
-# returned; one statement, so a completion needs no result before the next is sent.
-COMPLETE_LOGGED = text(f"""
-WITH done AS ({_COMPLETE}), logged AS (
-    INSERT INTO run_logs (run_id, attempt, at, level, message)
-    SELECT l.id, done.attempt, l.at, l.level, l.message
-    FROM unnest(CAST(:log_ids AS int[]), CAST(:log_ats AS bigint[]),
-        CAST(:log_levels AS text[]), CAST(:log_messages AS text[]))
-        WITH ORDINALITY AS l(id, at, level, message, n)
-    JOIN done ON done.id = l.id
-    ORDER BY l.n)
-SELECT id, attempt FROM done
-""")
+# Log lines are kept only for attempts whose lease held: they join what the update returned.
+_LOG = """
+INSERT INTO run_logs (run_id, attempt, at, level, message)
+SELECT l.id, done.attempt, l.at, l.level, l.message
+FROM unnest(CAST(:log_ids AS int[]), CAST(:log_ats AS bigint[]),
+    CAST(:log_levels AS text[]), CAST(:log_messages AS text[]))
+    WITH ORDINALITY AS l(id, at, level, message, n)
+JOIN done ON done.id = l.id
+ORDER BY l.n
+"""
 EXTEND = text("""
 UPDATE runs SET lease_expires_at = :expires
 WHERE id = ANY(:ids) AND worker = :worker AND state = 'running'
@@ -214,13 +210,12 @@ async def complete_and_claim(
 ) -> Completion:  # fmt: skip
     """Record the attempts whose lease still holds (False where lost), then claim.
 
-    Both statements are sent before either result is read: on a pipelined connection the
-    whole transaction costs two round trips, not four.
+    One statement, committed on its own: a worker's turn costs one round trip. Only runs
+    whose job's overlap policy must be consulted take a second transaction.
     """
-    completing = await db.execute(*_completion(done, now)) if done else None
-    claiming = None
+    params: dict[str, Any] = _completion(done, now) if done else {}
     if request is not None:
-        params = {
+        params |= {
             "worker": request.worker,
             "token": token,
             "expires": to_micros(now + request.lease),
@@ -228,17 +223,35 @@ async def complete_and_claim(
             "tier": request.tier.value,
             "limit": request.limit,
         }
-        claiming = await db.execute(_sql(CLAIM), params)
-    held: set[int] = set()
-    if completing is not None:
-        held = {row[0] for row in await completing.fetchall()}
-    claimed: list[Run] = []
-    if claiming is not None:
-        claimed = await _apply_overlap(db, [_run(row) for row in await claiming.fetchall()], now)
+    statement = _turn(bool(done), bool(params.get("log_ids")), request is not None)
+    rows = await (await db.execute(statement, params)).fetchall()
+    held = set(rows[0][0] or ()) if rows else set()
+    claimed = [_run(row[1:]) for row in rows if request is not None and row[1] is not None]
+    if any(overlap_matters(run) for run in claimed):
+        async with db.transaction():
+            claimed = await _apply_overlap(db, claimed, now)
     return Completion(held=[d.run_id in held for d in done], claimed=claimed)
 
 
-def _completion(done: list[Done], now: datetime) -> tuple[str, dict[str, list[Any]]]:
+@cache
+def _turn(completing: bool, logging: bool, claiming: bool) -> str:
+    """The statement of a worker's turn: rows of (ids completed, *claimed run or NULLs)."""
+    parts = []
+    if completing:
+        parts.append(f"done AS ({_COMPLETE})")
+    if logging:
+        parts.append(f"logged AS ({_LOG})")
+    if claiming:
+        parts.append(f"claimed AS ({_CLAIM})")
+    held = "(SELECT array_agg(id) FROM done)" if completing else "CAST(NULL AS int[])"
+    if claiming:
+        tail = f"SELECT {held}, c.* FROM (SELECT) AS one LEFT JOIN claimed AS c ON true"
+    else:
+        tail = f"SELECT {held}"
+    return _sql(text(f"WITH {', '.join(parts)} {tail}" if parts else tail))
+
+
+def _completion(done: list[Done], now: datetime) -> dict[str, Any]:
     stamp = to_micros(now)
     params: dict[str, list[Any]] = {k: [] for k in (
         "ids", "tokens", "states", "finished", "retries", "etypes", "emessages", "etraces",
@@ -264,9 +277,7 @@ def _completion(done: list[Done], now: datetime) -> tuple[str, dict[str, list[An
             params["log_ats"].append(to_micros(at))
             params["log_levels"].append(level)
             params["log_messages"].append(message)
-    if params["log_ids"]:
-        return _sql(COMPLETE_LOGGED), params
-    return _sql(COMPLETE), params
+    return params
 
 
 async def _apply_overlap(db: AsyncConnection[Any], runs: list[Run], now: datetime) -> list[Run]:
