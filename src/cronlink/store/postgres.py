@@ -131,9 +131,10 @@ class PostgresStore(Store):
     async def record_ticks(
         self, ticks: list[Tick], advances: list[ScheduleAdvance], now: datetime
     ) -> dict[tuple[str, datetime], int]:
-        return await self._run(
-            lambda c: postgres_hot.record_ticks(c, ticks, advances, now), write=True
-        )
+        async def work(db: AsyncConnection[Any]) -> dict[tuple[str, datetime], int]:
+            return await postgres_hot.record_ticks(db, ticks, advances, now)
+
+        return await self._hot(work)
 
     async def next_wakeup(self) -> datetime | None:
         return await self._run(queries.next_wakeup)

@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
-from cronlink.records import Fate
 from cronlink.store.base import Completion
-from cronlink.store.fates import Due, fire_fate, overlap_matters, skip_message, when_due
+from cronlink.store.fates import Due, overlap_matters, skip_message, when_due
 from cronlink.store.rows import run_from_mapping, run_values
 from cronlink.store.schema import Instant, from_micros, runs, to_micros
 
@@ -32,34 +31,45 @@ _COLUMNS = ", ".join(_NAMES)
 _INSTANTS = {c.name for c in runs.columns if isinstance(c.type, Instant)}
 _DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 
-PAUSED = text("SELECT name FROM jobs WHERE paused AND name = ANY(:names)")
-INSERT_FIRES = text("""
-INSERT INTO fires (job, scheduled_for, fate, recorded_at)
-SELECT j, s, f, :now FROM unnest(CAST(:jobs AS text[]), CAST(:ats AS bigint[]),
-    CAST(:fates AS text[])) AS t(j, s, f)
-ON CONFLICT (job, scheduled_for) DO NOTHING
-RETURNING job, scheduled_for
-""")
-INSERT_RUNS = text("""
-INSERT INTO runs (job, tier, reason, state, payload, scheduled_for, enqueued_at, not_before,
-    attempt, max_attempts, overlap, dedupe_key, cancel_requested)
-SELECT j, tier, reason, 'queued', payload, s, :now, nb, 0, ma, ov, NULL, false
-FROM unnest(CAST(:jobs AS text[]), CAST(:tiers AS text[]), CAST(:reasons AS text[]),
-    CAST(:payloads AS text[]), CAST(:ats AS bigint[]), CAST(:nbs AS bigint[]),
-    CAST(:mas AS int[]), CAST(:ovs AS text[])) AS t(j, tier, reason, payload, s, nb, ma, ov)
-RETURNING id, job, scheduled_for
-""")
-LINK_FIRES = text("""
-UPDATE fires SET run_id = u.id
-FROM unnest(CAST(:ids AS int[]), CAST(:jobs AS text[]), CAST(:ats AS bigint[])) AS u(id, j, s)
-WHERE fires.job = u.j AND fires.scheduled_for = u.s
-""")
-ADVANCE = text("""
-UPDATE schedules SET cursor = u.c, next_at = u.n
-FROM unnest(CAST(:keys AS text[]), CAST(:cursors AS bigint[]), CAST(:nexts AS bigint[]))
-    AS u(k, c, n)
-WHERE schedules.key = u.k AND schedules.cursor < u.c
-""")
+# Firing is one statement, so one round trip and atomic without a transaction around it.
+# Run ids are drawn before the ledger insert so that each fresh `run` entry carries its run
+# at once (the foreign key is checked at the end of the statement, when the run exists).
+# The fate is `fates.fire_fate`'s rule, decided here against the paused jobs as they are.
+_TICKS = """
+ticks AS (
+    SELECT u.*, CASE WHEN u.missed THEN 'missed' WHEN j.name IS NOT NULL THEN 'skipped_paused'
+        ELSE 'run' END AS fate
+    FROM unnest(CAST(:jobs AS text[]), CAST(:ats AS bigint[]), CAST(:missed AS bool[]),
+        CAST(:tiers AS text[]), CAST(:reasons AS text[]), CAST(:payloads AS text[]),
+        CAST(:nbs AS bigint[]), CAST(:mas AS int[]), CAST(:ovs AS text[]))
+        WITH ORDINALITY AS u(job, at, missed, tier, reason, payload, nb, ma, ov, n)
+    LEFT JOIN jobs AS j ON j.name = u.job AND j.paused),
+numbered AS (
+    SELECT ticks.*, CASE WHEN fate = 'run'
+        THEN nextval(pg_get_serial_sequence('runs', 'id')) END AS run_id
+    FROM ticks),
+fresh AS (
+    INSERT INTO fires (job, scheduled_for, fate, run_id, recorded_at)
+    SELECT job, at, fate, run_id, :now FROM numbered ORDER BY n
+    ON CONFLICT (job, scheduled_for) DO NOTHING
+    RETURNING run_id),
+started AS (
+    INSERT INTO runs (id, job, tier, reason, state, payload, scheduled_for, enqueued_at,
+        not_before, attempt, max_attempts, overlap, dedupe_key, cancel_requested)
+    SELECT t.run_id, t.job, t.tier, t.reason, 'queued', t.payload, t.at, :now, t.nb, 0, t.ma,
+        t.ov, NULL, false
+    FROM fresh JOIN numbered AS t ON t.run_id = fresh.run_id
+    RETURNING id, job, scheduled_for, tier)"""
+_STARTED = """
+SELECT id, job, scheduled_for, (SELECT count(pg_notify('cronlink_' || tier, ''))
+    FROM (SELECT DISTINCT tier FROM started) AS tiers)
+FROM started"""
+_ADVANCE = """
+advanced AS (
+    UPDATE schedules SET cursor = u.c, next_at = u.n
+    FROM unnest(CAST(:keys AS text[]), CAST(:cursors AS bigint[]), CAST(:nexts AS bigint[]))
+        AS u(k, c, n)
+    WHERE schedules.key = u.k AND schedules.cursor < u.c)"""
 _CLAIM = f"""
 UPDATE runs SET state = 'running', attempt = attempt + 1, worker = :worker,
     lease_token = :token, lease_expires_at = :expires, started_at = :now
@@ -131,77 +141,51 @@ RETURNING id, cancel_requested
 """)
 
 
-def record_ticks(
-    c: Connection, ticks: list[Tick], advances: list[ScheduleAdvance], now: datetime
+async def record_ticks(
+    db: AsyncConnection[Any], ticks: list[Tick], advances: list[ScheduleAdvance], now: datetime
 ) -> dict[tuple[str, datetime], int]:
-    """Insert-or-ignore the ticks into the ledger and start the runs of the fresh ones."""
-    stamp = to_micros(now)
-    started: dict[tuple[str, datetime], int] = {}
+    """Insert-or-ignore the ticks into the ledger, start the runs of the fresh ones, wake
+    their workers and advance the cursors: one statement."""
+    if not ticks and not advances:
+        return {}
     # One lock order for every scheduler, so that concurrent batches never deadlock.
     ticks = sorted(ticks, key=lambda t: (t.run.job, t.run.scheduled_for))
     advances = sorted(advances, key=lambda a: a.key)
-    if ticks:
-        names = sorted({t.run.job for t in ticks})
-        paused = set(c.execute(PAUSED, {"names": names}).scalars())
-        fates = [fire_fate(t, paused) for t in ticks]
-        fresh = {
-            (row.job, row.scheduled_for)
-            for row in c.execute(
-                INSERT_FIRES,
-                {
-                    "now": stamp,
-                    "jobs": [t.run.job for t in ticks],
-                    "ats": [to_micros(t.run.scheduled_for) for t in ticks],  # type: ignore[arg-type]
-                    "fates": [f.value for f in fates],
-                },
-            )
-        }
-        starting = [
-            t for t, f in zip(ticks, fates, strict=True)
-            if f is Fate.RUN and (t.run.job, to_micros(t.run.scheduled_for)) in fresh  # type: ignore[arg-type]
-        ]  # fmt: skip
-        if starting:
-            started = _start_runs(c, starting, stamp)
-            notify(c, {t.run.tier for t in starting})
-    if advances:
-        c.execute(
-            ADVANCE,
-            {
-                "keys": [a.key for a in advances],
-                "cursors": [to_micros(a.cursor) for a in advances],
-                "nexts": [None if a.next_at is None else to_micros(a.next_at) for a in advances],
-            },
-        )
-    return started
+    params: dict[str, Any] = {"now": to_micros(now)} | _tick_columns(ticks) | {
+        "keys": [a.key for a in advances],
+        "cursors": [to_micros(a.cursor) for a in advances],
+        "nexts": [None if a.next_at is None else to_micros(a.next_at) for a in advances],
+    }  # fmt: skip
+    rows = await (await db.execute(_firing(bool(ticks), bool(advances)), params)).fetchall()
+    instants: dict[tuple[str, int], datetime] = {}
+    for tick in ticks:
+        assert tick.run.scheduled_for is not None  # a tick is a scheduled instant
+        instants[tick.run.job, to_micros(tick.run.scheduled_for)] = tick.run.scheduled_for
+    return {(job, instants[job, at]): run_id for run_id, job, at, _ in rows}
 
 
-def _start_runs(c: Connection, ticks: list[Tick], stamp: int) -> dict[tuple[str, datetime], int]:
-    params: dict[str, list[Any]] = {k: [] for k in ("jobs", "tiers", "reasons", "payloads",
-                                                     "ats", "nbs", "mas", "ovs")}  # fmt: skip
+def _tick_columns(ticks: list[Tick]) -> dict[str, list[Any]]:
+    columns: dict[str, list[Any]] = {k: [] for k in (
+        "jobs", "ats", "missed", "tiers", "reasons", "payloads", "nbs", "mas", "ovs")}  # fmt: skip
     for tick in ticks:
         values = run_values(tick.run, None)
-        params["jobs"].append(values["job"])
-        params["tiers"].append(values["tier"])
-        params["reasons"].append(values["reason"])
-        params["payloads"].append(values["payload"])
-        params["ats"].append(to_micros(values["scheduled_for"]))
-        params["nbs"].append(to_micros(values["not_before"] or values["scheduled_for"]))
-        params["mas"].append(values["max_attempts"])
-        params["ovs"].append(values["overlap"])
-    rows = c.execute(INSERT_RUNS, {"now": stamp, **params}).all()
-    c.execute(
-        LINK_FIRES,
-        {
-            "ids": [row.id for row in rows],
-            "jobs": [row.job for row in rows],
-            "ats": [row.scheduled_for for row in rows],
-        },
-    )
-    by_key = {(t.run.job, to_micros(t.run.scheduled_for)): t for t in ticks}  # type: ignore[arg-type]
-    return {
-        (row.job, by_key[(row.job, row.scheduled_for)].run.scheduled_for): row.id  # type: ignore[misc]
-        for row in rows
-    }
+        columns["jobs"].append(values["job"])
+        columns["ats"].append(to_micros(values["scheduled_for"]))
+        columns["missed"].append(tick.missed)
+        columns["tiers"].append(values["tier"])
+        columns["reasons"].append(values["reason"])
+        columns["payloads"].append(values["payload"])
+        columns["nbs"].append(to_micros(values["not_before"] or values["scheduled_for"]))
+        columns["mas"].append(values["max_attempts"])
+        columns["ovs"].append(values["overlap"])
+    return columns
+
+
+@cache
+def _firing(firing: bool, advancing: bool) -> str:
+    parts = ([_TICKS] if firing else []) + ([_ADVANCE] if advancing else [])
+    tail = _STARTED if firing else "SELECT NULL, NULL, NULL, NULL WHERE false"
+    return _sql(text(f"WITH {', '.join(parts)} {tail}"))
 
 
 async def complete_and_claim(
