@@ -14,13 +14,13 @@ from cronlink.runtime import run_roles
 from cronlink.store import RunFilter, store_for
 from tests.acceptance.handlers import app
 from tests.acceptance.worker_kit import enqueue, wait_until
-from tests.postgres import BASE_URL, fresh_schema
+from tests.postgres import base_url, fresh_schema
 
 RUNS = 2000
 
 
 async def kill_backends(name: str) -> int:
-    async with await psycopg.AsyncConnection.connect(BASE_URL, autocommit=True) as admin:
+    async with await psycopg.AsyncConnection.connect(base_url(), autocommit=True) as admin:
         cursor = await admin.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
             " WHERE application_name = %s",

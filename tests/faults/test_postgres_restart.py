@@ -18,7 +18,7 @@ from cronlink.store import RunFilter, Store
 from tests.acceptance.worker_kit import wait_until
 from tests.faults.handlers import EFFECTS_TABLE, app
 from tests.faults.processes import Role, opened
-from tests.postgres import BASE_URL, fresh_schema
+from tests.postgres import base_url, fresh_schema
 
 RUNS = 5000
 CONFIG = """\
@@ -34,7 +34,7 @@ poll = "100ms"
 def restart_postgres() -> str:
     """Restart the local cluster; where it is not ours to restart, end every backend."""
     clusters = Path("/etc/postgresql")
-    if shutil.which("pg_ctlcluster") and clusters.is_dir() and "127.0.0.1:5432" in BASE_URL:
+    if shutil.which("pg_ctlcluster") and clusters.is_dir() and "127.0.0.1:5432" in base_url():
         version = sorted(p.name for p in clusters.iterdir())[-1]
         subprocess.run(
             ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
@@ -42,7 +42,7 @@ def restart_postgres() -> str:
             capture_output=True,
         )
         return "restarted"
-    with psycopg.connect(BASE_URL, autocommit=True) as admin:
+    with psycopg.connect(base_url(), autocommit=True) as admin:
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE pid != pg_backend_pid() AND datname = current_database()"
