@@ -328,3 +328,40 @@ async def test_complete_claims_the_next_runs_in_the_same_transaction(store: Stor
     [following] = completion.claimed
     assert following.state is RunState.RUNNING
     assert following.id not in (a.id, b.id)
+
+
+async def test_scheduled_run_ids_follow_their_instants(store: Store) -> None:
+    instants = [T0 + timedelta(seconds=i) for i in range(6)]
+    started = await store.record_ticks([tick("ordered", at) for at in instants], [], T0)
+    assert [started[("ordered", at)] for at in instants] == sorted(started.values())
+
+
+async def test_a_stale_and_a_fresh_completion_of_one_run_in_one_batch(store: Store) -> None:
+    run_id = await store.enqueue(new_run(max_attempts=3), T0)
+    [stale] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0)
+    await store.reap_expired(T0 + LEASE + timedelta(seconds=1))
+    [fresh] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0 + LEASE + timedelta(seconds=2))
+    assert (stale.id, fresh.id, fresh.attempt) == (run_id, run_id, 2)
+    at = T0 + LEASE + timedelta(seconds=3)
+    completion = await store.complete(
+        [
+            Done(run_id=run_id, lease_token=stale.lease_token or "",
+                 outcome=done(logs=((at, "info", "from attempt 1"),))),
+            Done(run_id=run_id, lease_token=fresh.lease_token or "",
+                 outcome=done(logs=((at, "info", "from attempt 2"),))),
+        ],
+        at,
+    )  # fmt: skip
+    assert completion.held == [False, True]
+    assert [(a, m) for _, a, _, m in await store.run_logs(run_id)] == [(2, "from attempt 2")]
+
+
+async def test_a_retry_due_now_is_claimed_in_the_turn_that_queued_it(store: Store) -> None:
+    await store.enqueue(new_run(max_attempts=3), T0)
+    [first] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0)
+    request = ClaimRequest(worker="w", tier=Tier.LIGHT, limit=1, lease=LEASE)
+    failed = Outcome(state=RunState.FAILED, retry_at=T0)
+    completion = await store.complete(
+        [Done(run_id=first.id, lease_token=first.lease_token or "", outcome=failed)], T0, request
+    )
+    assert [(r.id, r.attempt) for r in completion.claimed] == [(first.id, 2)]

@@ -6,9 +6,12 @@ not rows, are what cost here. Same schema and rules as SQLite (`fates.py`).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from cronlink.records import Run, Schedule, Tier
     from cronlink.store.base import ClaimRequest, Done, ScheduleAdvance, Tick
 
+log = logging.getLogger("cronlink.store")
 _NAMES = [c.name for c in runs.columns]
 _COLUMNS = ", ".join(_NAMES)
 _INSTANTS = {c.name for c in runs.columns if isinstance(c.type, Instant)}
@@ -45,9 +49,9 @@ ticks AS (
         WITH ORDINALITY AS u(job, at, missed, tier, reason, payload, nb, ma, ov, n)
     LEFT JOIN jobs AS j ON j.name = u.job AND j.paused),
 numbered AS (
-    SELECT ticks.*, CASE WHEN fate = 'run'
+    SELECT t.*, CASE WHEN fate = 'run'
         THEN nextval(pg_get_serial_sequence('runs', 'id')) END AS run_id
-    FROM ticks),
+    FROM (SELECT * FROM ticks ORDER BY n) AS t),
 fresh AS (
     INSERT INTO fires (job, scheduled_for, fate, run_id, recorded_at)
     SELECT job, at, fate, run_id, :now FROM numbered ORDER BY n
@@ -91,10 +95,23 @@ SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:jobs AS text[]), CAST(:crons A
     CAST(:zones AS text[]), CAST(:cursors AS bigint[]), CAST(:nexts AS bigint[]))
 ON CONFLICT (key) DO NOTHING
 """)
-JOB_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:job))")
+# Every worker takes its jobs' locks in one order (by key), so that two never deadlock.
+JOB_LOCKS = text("""
+SELECT count(pg_advisory_xact_lock(k)) FROM (
+    SELECT DISTINCT hashtext(j) AS k FROM unnest(CAST(:jobs AS text[])) AS j ORDER BY k) AS keys
+""")
+# A claim is committed before its overlap is judged, so two workers may hold runs of one
+# job at once: each run defers only to runs started before it (by start, then id), so that
+# of two such runs exactly one gives way, as if their claims had been serial.
 RUNNING_OF_JOB = text("""
 SELECT id FROM runs
 WHERE job = :job AND id != :id AND state IN ('queued', 'running') AND state = 'running'
+  AND (started_at < :started OR (started_at = :started AND id < :id))
+""")
+GIVE_BACK = text("""
+UPDATE runs SET state = 'queued', attempt = attempt - 1, worker = NULL, lease_token = NULL,
+    lease_expires_at = NULL, started_at = NULL
+WHERE id = ANY(:ids) AND lease_token = :token AND state = 'running'
 """)
 UNCLAIM = text("""
 UPDATE runs SET state = 'queued', attempt = attempt - 1, worker = NULL, lease_token = NULL,
@@ -119,19 +136,21 @@ FROM unnest(CAST(:ids AS int[]), CAST(:tokens AS text[]), CAST(:states AS text[]
     CAST(:finished AS bigint[]), CAST(:retries AS bigint[]), CAST(:etypes AS text[]),
     CAST(:emessages AS text[]), CAST(:etraces AS text[]), CAST(:ereasons AS text[]),
     CAST(:results AS text[]), CAST(:durations AS int[]), CAST(:peaks AS bigint[]))
-    AS u(id, token, state, finished, retry, etype, emessage, etrace, ereason, result,
-         duration, peak)
+    WITH ORDINALITY AS u(id, token, state, finished, retry, etype, emessage, etrace, ereason,
+        result, duration, peak, n)
 WHERE runs.id = u.id AND runs.lease_token = u.token AND runs.state = 'running'
-RETURNING runs.id, runs.attempt
+RETURNING u.n, runs.attempt
 """
-# Log lines are kept only for attempts whose lease held: they join what the update returned.
+# Log lines are kept only for attempts whose lease held: they join what the update returned,
+# by the attempt's position in the batch (a run may appear twice: a stale attempt and its
+# retry).
 _LOG = """
 INSERT INTO run_logs (run_id, attempt, at, level, message)
 SELECT l.id, done.attempt, l.at, l.level, l.message
-FROM unnest(CAST(:log_ids AS int[]), CAST(:log_ats AS bigint[]),
+FROM unnest(CAST(:log_ids AS int[]), CAST(:log_ns AS int[]), CAST(:log_ats AS bigint[]),
     CAST(:log_levels AS text[]), CAST(:log_messages AS text[]))
-    WITH ORDINALITY AS l(id, at, level, message, n)
-JOIN done ON done.id = l.id
+    WITH ORDINALITY AS l(id, dn, at, level, message, n)
+JOIN done ON done.n = l.dn
 ORDER BY l.n
 """
 EXTEND = text("""
@@ -199,22 +218,47 @@ async def complete_and_claim(
     """
     params: dict[str, Any] = _completion(done, now) if done else {}
     if request is not None:
-        params |= {
-            "worker": request.worker,
-            "token": token,
-            "expires": to_micros(now + request.lease),
-            "now": to_micros(now),
-            "tier": request.tier.value,
-            "limit": request.limit,
-        }
+        params |= _claiming(request, now, token, request.limit)
     statement = _turn(bool(done), bool(params.get("log_ids")), request is not None)
     rows = await (await db.execute(statement, params)).fetchall()
     held = set(rows[0][0] or ()) if rows else set()
     claimed = [_run(row[1:]) for row in rows if request is not None and row[1] is not None]
+    if done and request is not None and len(claimed) < request.limit:
+        # The claim did not see this statement's completions: a retry due now, or a run
+        # that waited (overlap `queue`) on one that just ended, is claimable only now.
+        more = _claiming(request, now, token, request.limit - len(claimed))
+        rows = await (await db.execute(_turn(False, False, True), more)).fetchall()
+        claimed += [_run(row[1:]) for row in rows if row[1] is not None]
     if any(overlap_matters(run) for run in claimed):
+        claimed = await _judged(db, claimed, now, token)
+    return Completion(held=[i in held for i in range(1, len(done) + 1)], claimed=claimed)
+
+
+async def _judged(
+    db: AsyncConnection[Any], claimed: list[Run], now: datetime, token: str
+) -> list[Run]:
+    """Apply overlap to committed claims; if that fails, give back the runs it concerned
+    (the others start), so that none waits for its lease to expire."""
+    try:
         async with db.transaction():
-            claimed = await _apply_overlap(db, claimed, now)
-    return Completion(held=[d.run_id in held for d in done], claimed=claimed)
+            return await _apply_overlap(db, claimed, now)
+    except psycopg.Error as error:
+        judged = [run.id for run in claimed if overlap_matters(run)]
+        log.warning("overlap check failed (%s); giving back runs %s", error, judged)
+        with contextlib.suppress(psycopg.Error):  # else their leases expire and are reaped
+            await db.execute(_sql(GIVE_BACK), {"ids": judged, "token": token})
+        return [run for run in claimed if not overlap_matters(run)]
+
+
+def _claiming(request: ClaimRequest, now: datetime, token: str, limit: int) -> dict[str, Any]:
+    return {
+        "worker": request.worker,
+        "token": token,
+        "expires": to_micros(now + request.lease),
+        "now": to_micros(now),
+        "tier": request.tier.value,
+        "limit": limit,
+    }
 
 
 @cache
@@ -227,7 +271,7 @@ def _turn(completing: bool, logging: bool, claiming: bool) -> str:
         parts.append(f"logged AS ({_LOG})")
     if claiming:
         parts.append(f"claimed AS ({_CLAIM})")
-    held = "(SELECT array_agg(id) FROM done)" if completing else "CAST(NULL AS int[])"
+    held = "(SELECT array_agg(n) FROM done)" if completing else "CAST(NULL AS bigint[])"
     if claiming:
         tail = f"SELECT {held}, c.* FROM (SELECT) AS one LEFT JOIN claimed AS c ON true"
     else:
@@ -239,9 +283,9 @@ def _completion(done: list[Done], now: datetime) -> dict[str, Any]:
     stamp = to_micros(now)
     params: dict[str, list[Any]] = {k: [] for k in (
         "ids", "tokens", "states", "finished", "retries", "etypes", "emessages", "etraces",
-        "ereasons", "results", "durations", "peaks", "log_ids", "log_ats", "log_levels",
-        "log_messages")}  # fmt: skip
-    for d in done:
+        "ereasons", "results", "durations", "peaks", "log_ids", "log_ns", "log_ats",
+        "log_levels", "log_messages")}  # fmt: skip
+    for n, d in enumerate(done, start=1):
         outcome, error = d.outcome, d.outcome.error
         retrying = outcome.retry_at is not None
         params["ids"].append(d.run_id)
@@ -258,6 +302,7 @@ def _completion(done: list[Done], now: datetime) -> dict[str, Any]:
         params["peaks"].append(outcome.peak_memory)
         for at, level, message in outcome.logs:
             params["log_ids"].append(d.run_id)
+            params["log_ns"].append(n)
             params["log_ats"].append(to_micros(at))
             params["log_levels"].append(level)
             params["log_messages"].append(message)
@@ -267,6 +312,9 @@ def _completion(done: list[Done], now: datetime) -> dict[str, Any]:
 async def _apply_overlap(db: AsyncConnection[Any], runs: list[Run], now: datetime) -> list[Run]:
     """Keep the claimed runs their job's overlap policy lets start."""
     claimed = sorted(runs, key=lambda r: (r.not_before, r.id))
+    jobs = sorted({run.job for run in claimed if overlap_matters(run)})
+    # Checks of one job by two workers see each other's outcome: one at a time.
+    await db.execute(_sql(JOB_LOCKS), {"jobs": jobs})
     pending = {run.id for run in claimed}
     kept: list[Run] = []
     for run in claimed:
@@ -279,11 +327,9 @@ async def _apply_overlap(db: AsyncConnection[Any], runs: list[Run], now: datetim
 async def _gives_way(db: AsyncConnection[Any], run: Run, pending: set[int], now: datetime) -> bool:
     if not overlap_matters(run):
         return False
-    # Two workers claiming runs of one job at once must see each other's: one at a time.
-    await db.execute(_sql(JOB_LOCK), {"job": run.job})
-    found = await (
-        await db.execute(_sql(RUNNING_OF_JOB), {"job": run.job, "id": run.id})
-    ).fetchall()
+    started = None if run.started_at is None else to_micros(run.started_at)
+    params = {"job": run.job, "id": run.id, "started": started}
+    found = await (await db.execute(_sql(RUNNING_OF_JOB), params)).fetchall()
     running = [row[0] for row in found if row[0] not in pending]
     action = when_due(run, running)
     if action is Due.WAIT:
