@@ -61,3 +61,9 @@ class SchemaTooNewError(StoreError):
 
 class CorruptDatabaseError(StoreError):
     """The database file is corrupt or not a cronlink database; it was left untouched."""
+
+
+def first_line(error: BaseException | None) -> str:
+    """A driver error's first line, for messages that name the database but no SQL."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import create_engine, delete, event, func, insert, inspect, select
 from sqlalchemy.exc import DBAPIError
 
-from cronlink.errors import ConfigError, CorruptDatabaseError, SchemaTooNewError, StoreError
+from cronlink.errors import (
+    ConfigError,
+    SchemaTooNewError,
+    StoreError,
+    first_line,
+)
 from cronlink.store import migrate, store_for
 from cronlink.store.schema import metadata
 from cronlink.store.sqlite import SQLiteStore
@@ -113,7 +118,7 @@ def _copy(
                 _reset_sequences(writer)
     except DBAPIError as error:
         raise StoreError(
-            f"copying {source.name} to {target.name} failed ({_first_line(error.orig)}); "
+            f"copying {source.name} to {target.name} failed ({first_line(error.orig)}); "
             "the target was left as it was"
         ) from None
     finally:
@@ -192,7 +197,7 @@ def _transaction(engine: Engine, database: _Database, *, read_only: bool) -> Ite
     try:
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     except DBAPIError as error:
-        raise StoreError(f"cannot open {role} {database.name}: {_first_line(error.orig)}") from None
+        raise StoreError(f"cannot open {role} {database.name}: {first_line(error.orig)}") from None
     with conn:
         conn.exec_driver_sql(_BEGIN[engine.dialect.name, read_only])
         try:
@@ -225,12 +230,7 @@ def _check_source(c: Connection, name: str) -> None:
 
 def _prepare_target(c: Connection, name: str) -> None:
     """Refuse another application's tables, as opening a store does; then migrate."""
-    tables = set(inspect(c).get_table_names())
-    if tables and "alembic_version" not in tables:
-        raise CorruptDatabaseError(
-            f"target {name} holds tables of another application "
-            f"({', '.join(sorted(tables)[:3])}…), not cronlink's; it was left untouched"
-        )
+    migrate.refuse_foreign(c, f"target {name}")
     try:
         migrate.upgrade(c)
     except SchemaTooNewError as error:
@@ -302,8 +302,3 @@ def _reset_sequences(c: Connection) -> None:
             c.dialect.identifier_preparer.format_table(table), column.name
         )
         c.execute(select(func.setval(sequence, func.coalesce(func.max(column), 0) + 1, False)))
-
-
-def _first_line(error: BaseException | None) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

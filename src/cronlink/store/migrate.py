@@ -9,8 +9,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
 
-from cronlink.errors import SchemaTooNewError
+from cronlink.errors import CorruptDatabaseError, SchemaTooNewError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -52,3 +53,13 @@ def upgrade(connection: Connection) -> None:
     config = _config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+def refuse_foreign(connection: Connection, where: str) -> None:
+    """Refuse a database that holds tables but no cronlink schema, before touching it."""
+    tables = set(inspect(connection).get_table_names())
+    if tables and "alembic_version" not in tables:
+        raise CorruptDatabaseError(
+            f"{where} holds tables of another application ({', '.join(sorted(tables)[:3])}…), "
+            "not cronlink's; it was left untouched"
+        )

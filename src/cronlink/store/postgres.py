@@ -14,11 +14,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import inspect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from cronlink.errors import CorruptDatabaseError, StoreError
+from cronlink.errors import StoreError, first_line
 from cronlink.store import migrate, postgres_hot, queries
 from cronlink.store.base import ClaimRequest, Completion, Store
 from cronlink.store.postgres_hot import channel
@@ -90,7 +89,7 @@ class PostgresStore(Store):
                 log.warning(
                     "listening for %s work failed (%s); retrying in %gs",
                     tier.value,
-                    _first_line(error),
+                    first_line(error),
                     delay,
                 )
                 await asyncio.sleep(delay)
@@ -118,7 +117,7 @@ class PostgresStore(Store):
             async with self._engine.connect() as conn:
                 return await conn.run_sync(fn)
         except DBAPIError as error:
-            raise StoreError(f"database error on {self.url}: {_first_line(error.orig)}") from None
+            raise StoreError(f"database error on {self.url}: {first_line(error.orig)}") from None
         except OSError as error:
             raise StoreError(f"cannot reach {self.url}: {error}") from None
 
@@ -191,7 +190,7 @@ class PostgresStore(Store):
             async with self._pool.connection() as db:
                 return await fn(db)
         except psycopg.Error as error:
-            raise StoreError(f"database error on {self.url}: {_first_line(error)}") from None
+            raise StoreError(f"database error on {self.url}: {first_line(error)}") from None
         except OSError as error:
             raise StoreError(f"cannot reach {self.url}: {error}") from None
 
@@ -218,12 +217,7 @@ class PostgresStore(Store):
 
 
 def _prepare(c: Connection, run_migrations: bool) -> None:
-    tables = set(inspect(c).get_table_names())
-    if tables and "alembic_version" not in tables:
-        raise CorruptDatabaseError(
-            f"the database holds tables of another application ({', '.join(sorted(tables)[:3])}"
-            "…), not cronlink's; it was left untouched"
-        )
+    migrate.refuse_foreign(c, "the database")
     if run_migrations:
         migrate.upgrade(c)
     else:
@@ -237,8 +231,3 @@ def redacted(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _first_line(error: BaseException | None) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

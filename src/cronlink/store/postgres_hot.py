@@ -113,11 +113,6 @@ UPDATE runs SET state = 'queued', attempt = attempt - 1, worker = NULL, lease_to
     lease_expires_at = NULL, started_at = NULL
 WHERE id = ANY(:ids) AND lease_token = :token AND state = 'running'
 """)
-UNCLAIM = text("""
-UPDATE runs SET state = 'queued', attempt = attempt - 1, worker = NULL, lease_token = NULL,
-    lease_expires_at = NULL, started_at = NULL
-WHERE id = :id
-""")
 SKIP_RUN = text("""
 UPDATE runs SET state = 'cancelled', attempt = attempt - 1, finished_at = :now,
     started_at = NULL, worker = NULL, lease_token = NULL, lease_expires_at = NULL,
@@ -333,7 +328,7 @@ async def _gives_way(db: AsyncConnection[Any], run: Run, pending: set[int], now:
     running = [row[0] for row in found if row[0] not in pending]
     action = when_due(run, running)
     if action is Due.WAIT:
-        await db.execute(_sql(UNCLAIM), {"id": run.id})
+        await db.execute(_sql(GIVE_BACK), {"ids": [run.id], "token": run.lease_token})
     elif action is Due.REPLACE:
         await db.execute(_sql(REPLACE_RUNNING), {"ids": running})
     elif action is Due.SKIP:

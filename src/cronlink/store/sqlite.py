@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, create_engine, event, inspect
+from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
@@ -68,12 +68,7 @@ class SQLiteStore(Store):
         )
         event.listen(engine, "connect", _pragmas)
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        tables = set(inspect(conn).get_table_names())
-        if tables and "alembic_version" not in tables:
-            raise CorruptDatabaseError(
-                f"{self.path} holds tables of another application ({', '.join(sorted(tables)[:3])}"
-                "…), not a cronlink database; it was left untouched"
-            )
+        migrate.refuse_foreign(conn, str(self.path))
         if run_migrations:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
