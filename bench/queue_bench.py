@@ -137,7 +137,16 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", default="1,2,4", help="worker process counts")
     parser.add_argument("--postgres", help="a PostgreSQL URL; each round uses a fresh schema in it")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help="which cronlink modes (rivals run with --postgres)"
+    )
+    parser.add_argument("--rivals", default="pgqueuer,procrastinate", help="'' for none")
     args = parser.parse_args()
+    modes = args.modes.split(",")
+    unknown = set(modes) - MODES.keys()
+    if unknown:
+        choices = ", ".join(MODES)
+        parser.error(f"--modes: unknown {', '.join(sorted(unknown))}; choose from {choices}")
     counts = [int(n) for n in args.workers.split(",")]
     result: dict[str, object] = {
         "benchmark": "queue",
@@ -146,9 +155,10 @@ async def main() -> None:
         "rounds": args.rounds,
         "goal_runs_per_s": {"4_workers": 2_500, "batched": 10_000},
     }
-    contenders: dict[str, Rate] = {mode: partial(cronlink_rate, mode=mode) for mode in MODES}
+    contenders: dict[str, Rate] = {mode: partial(cronlink_rate, mode=mode) for mode in modes}
     if args.postgres:
-        contenders |= rivals()
+        wanted = set(filter(None, args.rivals.split(",")))
+        contenders |= {name: rate for name, rate in rivals().items() if name in wanted}
     for name, rate in contenders.items():
         for workers in counts:
             rates = []
@@ -159,7 +169,7 @@ async def main() -> None:
     # pgqueuer claims and completes in batches, procrastinate one job per query: each is
     # compared with both cronlink modes, so neither ratio flatters by mixing modes.
     for rival in contenders.keys() - MODES.keys():
-        for mode in MODES:
+        for mode in modes:
             for workers in counts:
                 ours = result[f"{mode}_{workers}_workers_median_runs_per_s"]
                 theirs = result[f"{rival}_{workers}_workers_median_runs_per_s"]

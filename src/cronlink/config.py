@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cronlink.app import App, build_job
 from cronlink.child import resolve
+from cronlink.connections import jobs
 from cronlink.durations import parse_duration
 from cronlink.errors import ConfigError, CronSyntaxError
-from cronlink.jobs import DEFAULT_MEMORY_LIMIT, HttpTarget
+from cronlink.jobs import DEFAULT_MEMORY_LIMIT, HttpTarget, Job
 
 DEFAULT_URL = "sqlite:///cronlink.db"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
@@ -77,10 +78,33 @@ class WorkerModel(_Strict):
     shutdown_grace: Duration = "30s"
 
 
+class ConnectionsModel(_Strict):
+    """`[connections]`: present to turn on connections and their built-in jobs."""
+
+    providers: str | None = None
+    """A folder of provider files (TOML) added to, or overriding, the shipped ones."""
+    refresh_schedule: str = "0 * * * *"
+    health_schedule: str = "*/5 * * * *"
+    down_after: Annotated[int, Field(ge=1)] = 3
+    """Failed probes in a row before a connection is `down`."""
+    up_after: Annotated[int, Field(ge=1)] = 2
+    """Successful probes in a row before a `down` connection is `healthy` again."""
+    passive_window: Duration = "5m"
+    """A successful real call this recent stands in for a probe."""
+    probe_concurrency: Annotated[int, Field(ge=1, le=1000)] = 100
+
+    @field_validator("passive_window")
+    @classmethod
+    def _duration(cls, value: str | float) -> str | float:
+        parse_duration(value)
+        return value
+
+
 class FileModel(_Strict):
     database_url: str | None = None
     app: str | None = None
     worker: WorkerModel = WorkerModel()
+    connections: ConnectionsModel | None = None
     jobs: list[JobModel] = []
 
 
@@ -96,6 +120,7 @@ class Settings:
     poll: float = 0.5
     shutdown_grace: timedelta = timedelta(seconds=30)
     jobs: tuple[JobModel, ...] = field(default=())
+    connections: ConnectionsModel | None = None
 
 
 def load_settings(
@@ -120,6 +145,7 @@ def load_settings(
         poll=parse_duration(parsed.worker.poll).total_seconds(),
         shutdown_grace=parse_duration(parsed.worker.shutdown_grace),
         jobs=tuple(parsed.jobs),
+        connections=parsed.connections,
     )
 
 
@@ -134,6 +160,9 @@ def build_app(settings: Settings) -> App:
             )
         app.jobs.update(loaded.jobs)
     where = settings.config_path or Path("cronlink.toml")
+    if settings.connections is not None:
+        for builtin in connection_jobs(settings.connections):
+            app.add(builtin)
     for index, job in enumerate(settings.jobs):
         key = f"jobs[{index}] ({job.name})"
         try:
@@ -143,6 +172,30 @@ def build_app(settings: Settings) -> App:
         except (CronSyntaxError, ValueError) as error:
             raise ConfigError(f"{where}: {key}: {error}") from None
     return app
+
+
+def connection_jobs(model: ConnectionsModel) -> list[Job]:
+    """The built-in jobs that keep connections usable (`cronlink.connections.jobs`)."""
+    return [
+        build_job(
+            name=jobs.REFRESH_TOKENS, handler=jobs.refresh_tokens,
+            handler_path="cronlink.connections.jobs:refresh_tokens",
+            schedules=[model.refresh_schedule], tier="light", timeout="5m", max_attempts=3,
+            description="queue a refresh for every connection due or idle (the safety net)",
+        ),
+        build_job(
+            name=jobs.REFRESH_CONNECTION, handler=jobs.refresh_connection,
+            handler_path="cronlink.connections.jobs:refresh_connection",
+            schedules=[], tier="light", timeout="2m", max_attempts=1, overlap="allow",
+            description="refresh one connection's tokens (queued at its refresh_due_at)",
+        ),
+        build_job(
+            name=jobs.CHECK_HEALTH, handler=jobs.check_health,
+            handler_path="cronlink.connections.jobs:check_health",
+            schedules=[model.health_schedule], tier="light", timeout="4m", max_attempts=1,
+            description="probe every active connection; health with damping",
+        ),
+    ]  # fmt: skip
 
 
 def _job(model: JobModel, key: str, where: Path) -> Any:

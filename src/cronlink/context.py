@@ -7,8 +7,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cronlink.errors import ConfigError
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
+    from cronlink.connections.service import Connections
 
     Enqueue = Callable[[str, Any, datetime | None], Awaitable[int]]
 
@@ -55,6 +59,17 @@ class RunContext:
     payload: Any
     log: RunLog
     _enqueue: Enqueue = field(repr=False)
+    _connections: Connections | None = field(default=None, repr=False)
+
+    @property
+    def connections(self) -> Connections:
+        """Connections and their credentials: `await ctx.connections.credentials(id)`."""
+        if self._connections is None:
+            raise ConfigError(
+                f"job {self.job!r} has no connections here: they need CRONLINK_SECRET_KEY and "
+                "a [connections] section in cronlink.toml, and a light-tier job"
+            )
+        return self._connections
 
     async def enqueue(
         self, job: str, payload: Any = None, not_before: datetime | None = None

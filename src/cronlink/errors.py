@@ -5,6 +5,10 @@
     ├── ConfigError            cronlink.toml or the environment is wrong: file, key, reason
     ├── UnknownJobError        a job name that is not registered (with close names)
     ├── RunNotFoundError       a run id that does not exist
+    ├── SecretKeyError         CRONLINK_SECRET_KEY is missing, malformed or not the key used
+    ├── ConnectionNotFoundError  a connection id that does not exist
+    ├── ConnectionUnusableError  a connection that needs reauth or is disabled
+    ├── RefreshError           a token refresh failed (`kind`: transient, grant or config)
     └── StoreError             the database cannot be used as asked
         ├── SchemaTooNewError  the database was written by a newer cronlink
         └── CorruptDatabaseError  the file is not a usable database
@@ -49,6 +53,34 @@ class UnknownJobError(CronlinkError, LookupError):
 
 class RunNotFoundError(CronlinkError, LookupError):
     """No run has that id."""
+
+
+class SecretKeyError(ConfigError):
+    """CRONLINK_SECRET_KEY cannot be used; no credential was read or written."""
+
+
+class ConnectionNotFoundError(CronlinkError, LookupError):
+    """No connection has that id."""
+
+
+class ConnectionUnusableError(CronlinkError):
+    """The connection cannot be used until its owner reconnects or an operator enables it."""
+
+
+class RefreshError(CronlinkError):
+    """The provider did not refresh the token.
+
+    `kind` says what it means: `transient` (a network error, a timeout, 408/425/429/5xx,
+    a garbled answer: retry later, the connection stays active), `grant` (the provider
+    refuses the grant for good, `invalid_grant`: the user must reconnect) or `config` (the
+    provider refuses our client, `invalid_client`: an operator must fix the provider's
+    settings; users' connections are left as they are).
+    """
+
+    def __init__(self, message: str, *, kind: str, retry_after: float | None = None) -> None:
+        self.kind = kind
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class StoreError(CronlinkError):

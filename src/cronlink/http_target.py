@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import re
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING
 
 import aiohttp
 
-from cronlink.errors import ConfigError, CronlinkError
+from cronlink.envtext import expand, referenced_values
+from cronlink.envtext import retry_after as parse_retry_after
+from cronlink.errors import CronlinkError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 EXCERPT_BYTES = 2048
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class HttpStatusError(CronlinkError):
@@ -37,18 +36,6 @@ class HttpStatusError(CronlinkError):
         return self.status in RETRYABLE_STATUSES or self.status >= 500
 
 
-def expand(text: str, env: Mapping[str, str]) -> str:
-    """Replace `${VAR}` from the environment; a missing variable is named, never guessed."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in env:
-            raise ConfigError(f"environment variable {name} is not set (used by an HTTP target)")
-        return env[name]
-
-    return _VARIABLE.sub(value, text)
-
-
 async def call(
     session: aiohttp.ClientSession,
     target: HttpTarget,
@@ -62,21 +49,21 @@ async def call(
     env = os.environ if env is None else env
     secrets = _referenced_values(target, env)
     scheduled = run.scheduled_for or run.enqueued_at
-    headers = {name: expand(value, env) for name, value in target.headers.items()}
+    headers = {name: expand(value, env, "an HTTP target") for name, value in target.headers.items()}
     headers["X-Cronlink-Scheduled-Time"] = scheduled.astimezone(UTC).isoformat()
     headers["Idempotency-Key"] = run.idempotency_key
     headers["X-Cronlink-Attempt"] = str(run.attempt)
-    body = expand(target.body, env).encode() if target.body is not None else None
+    body = expand(target.body, env, "an HTTP target").encode() if target.body is not None else None
     try:
         async with session.request(
-            target.method, expand(target.url, env), headers=headers, data=body,
+            target.method, expand(target.url, env, "an HTTP target"), headers=headers, data=body,
             allow_redirects=False,
         ) as response:  # fmt: skip
             raw = await response.content.read(EXCERPT_BYTES)
             excerpt = scrub(raw.decode("utf-8", "replace"), secrets)
             if 200 <= response.status < 300:
                 return f"{response.status} {excerpt}".rstrip()
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise HttpStatusError(response.status, excerpt, retry_after)
     except aiohttp.ClientError as error:
         # A client error may quote the URL, which may carry a ${SECRET}: keep its class,
@@ -104,21 +91,4 @@ def scrub(text: str, secrets: list[str]) -> str:
 
 def _referenced_values(target: HttpTarget, env: Mapping[str, str]) -> list[str]:
     """The values of the environment variables a target uses (they may be secrets)."""
-    texts = [target.url, target.body or "", *target.headers.values()]
-    names = {name for text in texts for name in _VARIABLE.findall(text)}
-    return sorted((env[n] for n in names if env.get(n)), key=len, reverse=True)
-
-
-def _retry_after(value: str | None, now: datetime | None = None) -> timedelta | None:
-    """`Retry-After` as delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    if value.strip().isdigit():
-        return timedelta(seconds=min(int(value.strip()), 86_400))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(timedelta(0), when - (now or datetime.now(UTC)))
+    return referenced_values([target.url, target.body or "", *target.headers.values()], env)

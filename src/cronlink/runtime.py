@@ -8,6 +8,7 @@ import signal
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
+from cronlink.connections.setup import open_connections
 from cronlink.http_client import new_session
 from cronlink.records import Tier
 from cronlink.scheduler import Scheduler
@@ -47,6 +48,9 @@ async def run_roles(
         stack.push_async_callback(store.close)
         session = new_session()
         stack.push_async_callback(session.close)
+        connections = None
+        if settings.connections is not None:
+            connections = await open_connections(settings, store, session, app)
         wakeups = {tier: asyncio.Event() for tier in Tier}
         roles: list[asyncio.Task[None]] = []
         for tier in tiers:
@@ -64,6 +68,7 @@ async def run_roles(
                 shutdown_grace=settings.shutdown_grace,
                 wakeup=wakeups[tier],
                 on_enqueue=lambda t: wakeups[t].set(),
+                connections=connections,
             )
             roles.append(asyncio.create_task(worker.run(stop), name=f"worker-{tier.value}"))
         if scheduler:

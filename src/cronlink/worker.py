@@ -32,6 +32,7 @@ from cronlink.tiers import ChildFailed, HeavyTier, LightTier, MemoryLimitExceede
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from cronlink.connections.service import Connections
     from cronlink.jobs import Job
     from cronlink.records import Run
     from cronlink.store import Store
@@ -59,6 +60,7 @@ class Worker:
         claim_batch: int | None = None,
         group_commit: bool = True,
         shutdown_grace: timedelta = timedelta(seconds=30),
+        connections: Connections | None = None,
     ) -> None:
         self.store = store
         self.jobs = jobs
@@ -77,6 +79,7 @@ class Worker:
         # waits on its commit, the others execute (bench/queue_bench.py: +30% at 100).
         self.claim_batch = claim_batch or max(1, self.concurrency // 8)
         self.shutdown_grace = shutdown_grace
+        self.connections = connections
         self._active: dict[int, tuple[asyncio.Task[None], Run]] = {}
         self._stopping: dict[int, RunState] = {}
         self._completing: set[int] = set()
@@ -225,6 +228,7 @@ class Worker:
             payload=run.payload,
             log=logbook,
             _enqueue=self._enqueue,
+            _connections=self.connections,
         )
         try:
             async with asyncio.timeout(job.timeout.total_seconds()):

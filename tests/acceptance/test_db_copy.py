@@ -60,6 +60,11 @@ async def populate(url: str, extra_runs: int = 30) -> None:
             ]
         )  # fmt: skip
         await store.set_paused("p", True, T0)
+        await store.connections.add(
+            provider="sandbox", owner="alice", scopes="profile", now=T0,
+            seal=lambda cid: (f"sealed-secrets-of-{cid}", "key-id"),
+            expires_at=T0 + timedelta(hours=1), refresh_due_at=T0 + timedelta(minutes=50),
+        )  # fmt: skip
         await store.set_paused("a", False, T0)
         minute = timedelta(minutes=1)
         await store.record_ticks(
@@ -161,8 +166,10 @@ async def test_sqlite_to_postgres_keeps_every_row(tmp_path: Path, postgres_url: 
     code, out = invoke("--from", source, "--to", postgres_url, "--json")
     assert code == 0, out
     report = json.loads(out)
-    assert list(report["rows"]) == ["jobs", "runs", "schedules", "fires", "run_logs"]
-    assert report["rows"] == {"jobs": 2, "runs": 35, "schedules": 2, "fires": 3, "run_logs": 4}
+    assert report["rows"] == {
+        "connection_events": 1, "connections": 1, "jobs": 2, "runs": 35, "schedules": 2,
+        "fires": 3, "run_logs": 4,
+    }  # fmt: skip
     assert report["replaced"] == 0
     assert "stop every cronlink role" in report["warning"]
     expected = await snapshot(source)
@@ -206,8 +213,8 @@ async def test_a_target_with_rows_is_refused_and_untouched(
     assert "error: target postgresql://" in out
     assert ":***@" in out
     assert password not in out
-    held = "jobs 2, runs 7, schedules 2, fires 3, run_logs 4"
-    assert f"already holds 18 cronlink rows ({held})" in out
+    held = "connection_events 1, connections 1, jobs 2, runs 7, schedules 2, fires 3, run_logs 4"
+    assert f"already holds 20 cronlink rows ({held})" in out
     assert "--force replaces them" in out
     assert table_rows(postgres_url) == before
 
@@ -220,11 +227,12 @@ async def test_force_replaces_the_target_rows(tmp_path: Path, postgres_url: str)
     assert code == 0, out
     lines = out.splitlines()
     assert lines[0].startswith("note: stop every cronlink role that uses the source")
-    assert [line.split() for line in lines[1:6]] == [
-        ["jobs", "2"], ["runs", "8"], ["schedules", "2"], ["fires", "3"], ["run_logs", "4"],
+    assert [line.split() for line in lines[1:8]] == [
+        ["connection_events", "1"], ["connections", "1"], ["jobs", "2"], ["runs", "8"],
+        ["schedules", "2"], ["fires", "3"], ["run_logs", "4"],
     ]  # fmt: skip
-    assert lines[6] == "replaced the 56 rows the target held"
-    assert lines[7].startswith(f"copied 19 rows from {source} to postgresql://")
+    assert lines[8] == "replaced the 58 rows the target held"
+    assert lines[9].startswith(f"copied 21 rows from {source} to postgresql://")
     assert table_rows(postgres_url) == table_rows(source)
     assert await enqueue_one(postgres_url) == 9
 
@@ -266,7 +274,7 @@ async def test_postgres_to_sqlite_round_trip(tmp_path: Path, postgres_url: str) 
     there = copy_database(source, postgres_url, batch=4)
     again = copy_database(postgres_url, back, batch=4)
     assert there.rows == again.rows
-    assert sum(again.rows.values()) == 46
+    assert sum(again.rows.values()) == 48
     assert await snapshot(back) == await snapshot(source)
     assert table_rows(back) == table_rows(source)
     assert await enqueue_one(back) == 36
@@ -319,7 +327,7 @@ async def test_a_source_not_at_this_schema_revision_is_refused(tmp_path: Path) -
         db.execute("DELETE FROM alembic_version")
     code, out = invoke("--from", f"sqlite:///{path}", "--to", f"sqlite:///{target}")
     assert code == 1
-    assert "is at schema revision None, this cronlink's is '0001'" in out
+    assert "is at schema revision None, this cronlink's is '0002'" in out
     assert "run `cronlink db upgrade --database-url SOURCE` on the source first" in out
     assert not target.exists()
 

@@ -63,6 +63,28 @@ def show(
 
 
 @click.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
+              help="The sandbox provider's port on 127.0.0.1.")  # fmt: skip
+@click.option("--lifetime", type=click.FloatRange(min=2), default=60, show_default=True,
+              help="Seconds the sandbox's access tokens last.")  # fmt: skip
+@settings_options
+def demo(
+    port: int, lifetime: float, config_path: Path | None, database_url: str | None,
+    app_path: str | None,
+) -> None:  # fmt: skip
+    """Try cronlink out: a local OAuth2 provider, connections with short-lived tokens, and
+    every role; refreshes and health checks print as they happen."""
+    from cronlink import demo as showcase
+
+    settings = showcase.demo_settings(
+        settings_from(config_path, database_url, app_path), explicit_database=bool(database_url)
+    )
+    showcase.demo_key()
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+        run_async(showcase.demo(settings, port=port, lifetime=lifetime, say=click.echo))
+
+
+@click.command()
 @settings_options
 def scheduler(config_path: Path | None, database_url: str | None, app_path: str | None) -> None:
     """Run the scheduler alone: turn due instants into runs, reap expired leases."""
@@ -157,4 +179,4 @@ def _serve(settings: Settings, *, scheduler: bool, tiers: tuple[Tier, ...]) -> N
         run_async(run_roles(settings, app, scheduler=scheduler, tiers=tiers))
 
 
-COMMANDS = [init, run, scheduler, worker, db]
+COMMANDS = [init, run, demo, scheduler, worker, db]

@@ -9,12 +9,18 @@ from __future__ import annotations
 import abc
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime, timedelta
 
+    from sqlalchemy import Connection
+
     from cronlink.records import Fire, NewRun, Run, RunError, RunState, Schedule, Tier
+    from cronlink.store.connection_store import ConnectionStore
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -85,9 +91,23 @@ class RunFilter:
 
 
 class Store(abc.ABC):
-    """Durable state of jobs, schedules, runs and the ledger of scheduled instants."""
+    """Durable state of jobs, schedules, runs and the ledger of scheduled instants; the
+    connection domain's verbs are on `store.connections`."""
 
     url: str
+
+    @property
+    def connections(self) -> ConnectionStore:
+        from cronlink.store.connection_store import ConnectionStore
+
+        return ConnectionStore(self)
+
+    @abc.abstractmethod
+    async def transact(self, fn: Callable[[Connection], T], *, write: bool) -> T:
+        """Run `fn` on a SQLAlchemy connection in one transaction, committed if `write`.
+
+        The verbs whose SQL both engines share (`ConnectionStore`) are built on this.
+        """
 
     @abc.abstractmethod
     async def open(self, *, migrate: bool = True) -> None:

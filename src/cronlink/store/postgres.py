@@ -121,6 +121,9 @@ class PostgresStore(Store):
         except OSError as error:
             raise StoreError(f"cannot reach {self.url}: {error}") from None
 
+    async def transact(self, fn: Callable[[Connection], T], *, write: bool) -> T:
+        return await self._run(fn, write=write)
+
     async def sync_schedules(self, wanted: list[Schedule]) -> None:
         await self._run(lambda c: postgres_hot.sync_schedules(c, wanted), write=True)
 

@@ -138,3 +138,47 @@ run_logs = Table(
     Column("message", Text, nullable=False),
     Index("ix_run_logs_run", "run_id"),
 )
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("provider", String(64), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("health", String(20), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("secrets", Text, nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("expires_at", Instant),
+    Column("refresh_due_at", Instant),
+    Column("refreshed_at", Instant),
+    # A refresh holds the connection under a lease (token + expiry) that any process may
+    # take once it lapses: one refresh at a time across machines, none stuck forever.
+    Column("refresh_lock", String(64)),
+    Column("refresh_lock_until", Instant),
+    Column("refresh_failures", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("health_failures", Integer, nullable=False),
+    Column("health_successes", Integer, nullable=False),
+    Column("checked_at", Instant),
+    Column("latency_ms", Integer),
+    Column("used_at", Instant),
+    Column("created_at", Instant, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+    Index("ix_connections_refresh_due", "refresh_due_at", **_where("state = 'active'")),
+    Index("ix_connections_owner", "owner", "provider"),
+    Index("ix_connections_key", "key_id"),
+)
+
+connection_events = Table(
+    "connection_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("connection_id", Integer, nullable=False),
+    Column("at", Instant, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_connection_events_connection", "connection_id", "id"),
+)

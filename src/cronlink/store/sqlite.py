@@ -159,6 +159,9 @@ class SQLiteStore(Store):
 
     # -- verbs -----------------------------------------------------------------------
 
+    async def transact(self, fn: Callable[[Connection], T], *, write: bool) -> T:
+        return await self._call(self._write(fn) if write else self._read(fn))
+
     async def sync_schedules(self, wanted: list[Schedule]) -> None:
         await self._call(self._write(lambda c: queries.sync_schedules(c, wanted)))
 

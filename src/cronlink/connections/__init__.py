@@ -1,0 +1,1 @@
+"""Connections to providers' APIs: encrypted credentials, refresh, health."""

@@ -1,0 +1,92 @@
+"""The health sweep: probe every active connection with bounded concurrency, judge each
+result with damping (`health.judge`), record a page of outcomes per transaction.
+
+A connection used successfully within the passive window (`Connections.used`) and already
+healthy is not probed: real traffic is the better probe, and probes spend the provider's
+rate limit that real work needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from cronlink.connections import health
+from cronlink.connections.model import Health, HealthCheck
+from cronlink.errors import ConnectionUnusableError, RefreshError, SecretKeyError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from cronlink.connections.model import Sealed
+    from cronlink.connections.providers import Provider
+    from cronlink.connections.service import Connections
+
+PAGE = 500
+
+
+async def check_all(connections: Connections) -> dict[str, int]:
+    """Check every active connection; returns how many were probed, skipped, changed."""
+    counts = {"probed": 0, "passive": 0, "changed": 0}
+    gate = asyncio.Semaphore(connections.probe_concurrency)
+    after = 0
+    while page := await connections.store.connections.active_sealed(after, PAGE):
+        now = connections.clock.now()
+        outcomes = await asyncio.gather(*(_gated(gate, connections, s, now) for s in page))
+        checks = [c for c in outcomes if c is not None]
+        await connections.store.connections.record_health(checks, connections.clock.now())
+        counts["probed"] += len(checks)
+        counts["passive"] += len(page) - len(checks)
+        counts["changed"] += sum(c.event is not None for c in checks)
+        after = page[-1].connection.id
+    return counts
+
+
+async def _gated(
+    gate: asyncio.Semaphore, connections: Connections, sealed: Sealed, now: datetime
+) -> HealthCheck | None:
+    current = sealed.connection
+    recent = current.used_at is not None and now - current.used_at < connections.passive_window
+    if recent and current.health is Health.HEALTHY:
+        return None
+    async with gate:
+        return await check_one(connections, sealed)
+
+
+async def check_one(connections: Connections, sealed: Sealed) -> HealthCheck:
+    """Probe one connection (refreshing its token once if the provider refuses it) and
+    judge the result."""
+    current = sealed.connection
+    provider = connections.providers.get(current.provider)
+    seen = await _probe(connections, sealed, provider)
+    if seen.auth and seen.status == 401:
+        try:
+            await connections.refresh(current.id)
+        except (RefreshError, ConnectionUnusableError):
+            pass  # the refresh recorded why; the probe's answer stands
+        else:
+            renewed = await connections.store.connections.sealed(current.id)
+            seen = await _probe(connections, renewed, provider)
+    judged = health.judge(
+        current.health, current.health_failures, current.health_successes, seen,
+        connections.health_policy,
+    )  # fmt: skip
+    changed = judged.health is not current.health
+    return HealthCheck(
+        connection_id=current.id,
+        health=judged.health,
+        failures=judged.failures,
+        successes=judged.successes,
+        latency_ms=seen.latency_ms,
+        event=f"{current.health} -> {judged.health}: {seen.detail}" if changed else None,
+    )
+
+
+async def _probe(connections: Connections, sealed: Sealed, provider: Provider) -> health.Probe:
+    try:
+        creds = await connections.credentials(sealed.connection.id, sealed)
+    except RefreshError as error:
+        return health.Probe(ok=False, auth=error.kind == "grant", latency_ms=0, detail=str(error))
+    except (ConnectionUnusableError, SecretKeyError) as error:
+        return health.Probe(ok=False, auth=True, latency_ms=0, detail=str(error))
+    return await health.probe(connections.session, provider, creds.access_token)

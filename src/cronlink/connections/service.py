@@ -1,0 +1,373 @@
+"""`Connections`: add, read, refresh and retire connections; the API handlers, the CLI
+and the jobs share.
+
+A refresh holds the connection's lease in the database (one refresh per connection across
+every process and machine), re-reads the secrets under it, and stores the new ones with a
+compare-and-swap on their version in the same transaction as its event and the next
+refresh run. The lease outlasts a token request (`tokens.TIMEOUT`), so it lapses only when
+its holder died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from cronlink.clock import Clock, SystemClock
+from cronlink.connections import checks, tokens
+from cronlink.connections.health import Policy
+from cronlink.connections.model import (
+    Connection,
+    ConnectionState,
+    Credentials,
+    Event,
+    Sealed,
+    Secrets,
+)
+from cronlink.errors import ConfigError, ConnectionUnusableError, RefreshError
+from cronlink.jobs import new_run
+from cronlink.records import Reason
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    import aiohttp
+
+    from cronlink.connections.crypto import Vault
+    from cronlink.connections.providers import Provider, Providers
+    from cronlink.jobs import Job
+    from cronlink.records import NewRun
+    from cronlink.store import Store
+
+log = logging.getLogger("cronlink.connections")
+LOCK_TTL = timedelta(seconds=2 * tokens.TIMEOUT)
+CONFIG_RETRY = timedelta(hours=1)
+
+
+class Connections:
+    def __init__(
+        self,
+        store: Store,
+        vault: Vault,
+        providers: Providers,
+        session: aiohttp.ClientSession,
+        *,
+        clock: Clock | None = None,
+        refresh_job: Job | None = None,
+        health_policy: Policy | None = None,
+        passive_window: timedelta = timedelta(minutes=5),
+        probe_concurrency: int = 100,
+    ) -> None:
+        self.store = store
+        self.vault = vault
+        self.providers = providers
+        self.session = session
+        self.clock = clock or SystemClock()
+        self.refresh_job = refresh_job
+        """The job that runs one connection's refresh ahead of expiry (None: no such runs)."""
+        self.health_policy = health_policy or Policy()
+        self.passive_window = passive_window
+        self.probe_concurrency = probe_concurrency
+
+    async def check_keys(self) -> None:
+        """Refuse to go on when the database holds secrets sealed with a key we lack."""
+        self.vault.check(await self.store.connections.key_ids())
+
+    async def rotate_keys(self, batch: int = 500) -> int:
+        """Re-seal every secret not sealed with the newest key; returns how many were.
+
+        Each row is swapped only if its version is unchanged, so a refresh running at the
+        same time is never overwritten: such a row is read again and re-sealed after it.
+        """
+        resealed, after = 0, 0
+        while rows := await self.store.connections.sealed_after(after, batch):
+            for connection_id, version, ciphertext, key in rows:
+                while key != self.vault.primary:
+                    fresh = self.vault.reseal(ciphertext)
+                    if await self.store.connections.reseal(
+                        connection_id, version, fresh, self.vault.primary
+                    ):
+                        resealed += 1
+                        break
+                    current = await self.store.connections.sealed(connection_id)
+                    version, ciphertext = current.connection.version, current.ciphertext
+                    key = current.key_id
+            after = rows[-1][0]
+        return resealed
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def add(
+        self,
+        *,
+        provider: str,
+        owner: str,
+        access_token: str,
+        refresh_token: str | None = None,
+        expires_in: float | None = None,
+        scopes: str | None = None,
+    ) -> Connection:
+        chosen = self.providers.get(provider)
+        if not owner.strip():
+            raise ConfigError("owner: must not be empty")
+        if not access_token.strip():
+            raise ConfigError("access token: must not be empty")
+        if expires_in is not None and expires_in <= 0:
+            raise ConfigError(f"expires in: must be a positive number of seconds, not {expires_in}")
+        now = self.clock.now()
+        expires_at = None if expires_in is None else now + timedelta(seconds=expires_in)
+        due = _due(chosen, expires_at, now)
+        sealed = Secrets(access_token=access_token.strip(), refresh_token=refresh_token or None)
+        added = await self.store.connections.add(
+            provider=chosen.name,
+            owner=owner.strip(),
+            scopes=scopes if scopes is not None else " ".join(chosen.scopes),
+            seal=lambda cid: (self.vault.seal(cid, sealed), self.vault.primary),
+            expires_at=expires_at,
+            refresh_due_at=due if refresh_token else None,
+            now=now,
+            follow_up=lambda cid: self._refresh_run(cid, 1, due) if refresh_token else None,
+        )
+        log.info("connection %d added (%s, owner %s)", added.id, added.provider, added.owner)
+        return added
+
+    async def get(self, connection_id: int) -> Connection:
+        return await self.store.connections.get(connection_id)
+
+    async def find(
+        self,
+        *,
+        owner: str | None = None,
+        provider: str | None = None,
+        state: ConnectionState | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Connection]:
+        return await self.store.connections.find(
+            owner=owner, provider=provider, state=state, after_id=after_id, limit=limit
+        )
+
+    async def events(self, connection_id: int | None = None, after_id: int = 0) -> list[Event]:
+        return await self.store.connections.events(connection_id, after_id)
+
+    async def disable(self, connection_id: int) -> Connection:
+        return await self.store.connections.set_state(
+            connection_id, ConnectionState.DISABLED, "disabled by an operator", self.clock.now()
+        )
+
+    async def enable(self, connection_id: int) -> Connection:
+        current = await self.get(connection_id)
+        if current.state is ConnectionState.NEEDS_REAUTH:
+            raise ConnectionUnusableError(
+                f"connection {connection_id} needs its owner to reconnect ({current.last_error}); "
+                "enabling it would not make its grant valid again"
+            )
+        return await self.store.connections.set_state(
+            connection_id, ConnectionState.ACTIVE, None, self.clock.now()
+        )
+
+    async def delete(self, connection_id: int) -> None:
+        await self.store.connections.delete(connection_id, self.clock.now())
+
+    # -- health --------------------------------------------------------------------------
+
+    async def check(self, connection_id: int) -> Connection:
+        """Probe one connection now and record its health."""
+        sealed = await self.store.connections.sealed(connection_id)
+        _usable(sealed.connection)
+        outcome = await checks.check_one(self, sealed)
+        await self.store.connections.record_health([outcome], self.clock.now())
+        return await self.get(connection_id)
+
+    async def check_all(self) -> dict[str, int]:
+        """Probe every active connection not recently used successfully."""
+        return await checks.check_all(self)
+
+    async def used(self, connection_id: int) -> None:
+        """Note a successful real call through the connection: it stands in for a probe."""
+        await self.store.connections.mark_used(connection_id, self.clock.now())
+
+    # -- credentials and refresh ---------------------------------------------------------
+
+    async def sweep(self, limit: int = 10_000) -> tuple[list[int], list[int]]:
+        """Connections whose refresh is due, and those whose refresh token has been idle
+        longer than their provider allows (it would be dropped)."""
+        now = self.clock.now()
+        due = await self.store.connections.due_for_refresh(now, limit)
+        idle: list[int] = []
+        for provider in self.providers:
+            if provider.idle_refresh_after is not None:
+                before = now - provider.idle_refresh_after
+                idle += await self.store.connections.idle_since(provider.name, before, limit)
+        return due, idle
+
+    async def credentials(self, connection_id: int, sealed: Sealed | None = None) -> Credentials:
+        """A valid access token: refreshed first when it is inside its provider's margin.
+        (`sealed`: the connection as just read, to spare reading it again.)"""
+        if sealed is None:
+            sealed = await self.store.connections.sealed(connection_id)
+        current = sealed.connection
+        _usable(current)
+        if _inside_margin(current, self.providers.get(current.provider), self.clock.now()):
+            await self.refresh(connection_id, force=False)
+            sealed = await self.store.connections.sealed(connection_id)
+            _usable(sealed.connection)
+        opened = self.vault.open(connection_id, sealed.ciphertext)
+        return Credentials(
+            connection_id=connection_id,
+            provider=sealed.connection.provider,
+            access_token=opened.access_token,
+            expires_at=sealed.connection.expires_at,
+        )
+
+    async def refresh(self, connection_id: int, *, force: bool = True) -> Connection:
+        """Refresh the tokens now (`force`), or only if they are inside the margin.
+
+        When another process is refreshing this connection, wait for it and return what it
+        stored instead of refreshing twice.
+        """
+        token = secrets.token_hex(8)
+        seen = await self.get(connection_id)
+        give_up = self.clock.now() + LOCK_TTL + timedelta(seconds=5)
+        while True:
+            now = self.clock.now()
+            sealed = await self.store.connections.take_refresh_lock(
+                connection_id, token, now + LOCK_TTL, now
+            )
+            if sealed is not None:
+                break
+            if now > give_up:
+                raise RefreshError(
+                    f"connection {connection_id}: another process has held its refresh for "
+                    f"over {LOCK_TTL.total_seconds():g}s",
+                    kind="transient",
+                )
+            await asyncio.sleep(0.05)
+            latest = await self.get(connection_id)
+            if latest.version != seen.version:
+                return latest  # the other process refreshed it
+        try:
+            return await self._refresh_held(sealed, token, force)
+        except BaseException:
+            # Failures are recorded (and the lease released) inside; this covers the rest,
+            # such as cancellation: the lease is released rather than left to lapse.
+            await asyncio.shield(self.store.connections.release_refresh_lock(connection_id, token))
+            raise
+
+    async def _refresh_held(self, sealed: Sealed, token: str, force: bool) -> Connection:
+        current = sealed.connection
+        provider = self.providers.get(current.provider)
+        now = self.clock.now()
+        if current.state is not ConnectionState.ACTIVE or not (
+            force or _inside_margin(current, provider, now)
+        ):
+            await self.store.connections.release_refresh_lock(current.id, token)
+            _usable(current)
+            return current
+        opened = self.vault.open(current.id, sealed.ciphertext)
+        if opened.refresh_token is None:
+            await self.store.connections.release_refresh_lock(current.id, token)
+            raise ConnectionUnusableError(
+                f"connection {current.id} has no refresh token: reconnect it before its access "
+                "token expires"
+            )
+        try:
+            fresh = await tokens.refresh(self.session, provider, opened.refresh_token, now)
+        except RefreshError as error:
+            recovered = await self._failed(sealed, token, error)
+            if recovered is not None:
+                return recovered
+            raise
+        kept = fresh.refresh_token or opened.refresh_token
+        renewed = Secrets(access_token=fresh.access_token, refresh_token=kept)
+        due = _due(provider, fresh.expires_at, now)
+        saved = await self.store.connections.save_refresh(
+            current.id,
+            token=token,
+            version=current.version,
+            ciphertext=self.vault.seal(current.id, renewed),
+            key_id=self.vault.primary,
+            expires_at=fresh.expires_at,
+            refresh_due_at=due,
+            now=self.clock.now(),
+            event=_refreshed(fresh.expires_at, kept != opened.refresh_token),
+            follow_up=self._refresh_run(current.id, current.version + 1, due),
+        )
+        if not saved:
+            raise RefreshError(
+                f"connection {current.id}: its refresh lease lapsed before the new tokens were "
+                "stored (the token endpoint took too long)",
+                kind="transient",
+            )
+        log.info("connection %d refreshed (%s)", current.id, provider.name)
+        return await self.get(current.id)
+
+    async def _failed(self, sealed: Sealed, token: str, error: RefreshError) -> Connection | None:
+        """Record a failed refresh. On `invalid_grant`, first read the secrets once more:
+        if another process stored newer ones meanwhile, they are the answer (returned)."""
+        current = sealed.connection
+        now = self.clock.now()
+        if error.kind == "grant":
+            latest = await self.store.connections.sealed(current.id)
+            if latest.connection.version != current.version:
+                await self.store.connections.release_refresh_lock(current.id, token)
+                return latest.connection
+            state, kind, retry_at = ConnectionState.NEEDS_REAUTH, "needs_reauth", None
+        elif error.kind == "config":
+            state, kind, retry_at = ConnectionState.ACTIVE, "config_error", now + CONFIG_RETRY
+        else:
+            wait = tokens.sleep_for(error, current.refresh_failures)
+            state, kind, retry_at = ConnectionState.ACTIVE, "refresh_failed", now + wait
+        follow_up = None
+        if retry_at is not None:
+            follow_up = self._refresh_run(
+                current.id, current.version, retry_at, f"retry{current.refresh_failures + 1}"
+            )
+        await self.store.connections.record_refresh_failure(
+            current.id, token=token, message=str(error), state=state, kind=kind,
+            retry_at=retry_at, now=now, follow_up=follow_up,
+        )  # fmt: skip
+        log.warning("connection %d: %s", current.id, error)
+        return None
+
+    def _refresh_run(
+        self, connection_id: int, version: int, at: datetime | None, suffix: str = ""
+    ) -> NewRun | None:
+        """The run that refreshes the connection at `at` (once per version and suffix)."""
+        if self.refresh_job is None or at is None:
+            return None
+        return new_run(
+            self.refresh_job,
+            Reason.ENQUEUE,
+            payload={"connection_id": connection_id},
+            not_before=at,
+            dedupe_key=f"refresh:{connection_id}:{version}{':' + suffix if suffix else ''}",
+        )
+
+
+def _due(provider: Provider, expires_at: datetime | None, issued: datetime) -> datetime | None:
+    """When to refresh: the provider's margin before expiry, or half-way through the
+    token's life when it lives less than twice the margin (else it would be due at once)."""
+    if expires_at is None:
+        return None
+    return expires_at - min(provider.refresh_margin, (expires_at - issued) / 2)
+
+
+def _inside_margin(connection: Connection, provider: Provider, now: datetime) -> bool:
+    issued = connection.refreshed_at or connection.created_at
+    due = _due(provider, connection.expires_at, issued)
+    return due is not None and due <= now
+
+
+def _usable(connection: Connection) -> None:
+    if connection.state is not ConnectionState.ACTIVE:
+        why = f": {connection.last_error}" if connection.last_error else ""
+        raise ConnectionUnusableError(f"connection {connection.id} is {connection.state}{why}")
+
+
+def _refreshed(expires_at: datetime | None, rotated: bool) -> str:
+    until = f"valid until {expires_at.isoformat()}" if expires_at else "without expiry"
+    return f"access token {until}" + ("; refresh token rotated" if rotated else "")

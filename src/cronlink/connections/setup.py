@@ -1,0 +1,55 @@
+"""Build `Connections` from the settings: the key from CRONLINK_SECRET_KEY, the providers,
+the store and the shared HTTP session; refuse a key that does not open the database."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cronlink.connections.crypto import ENV, Vault
+from cronlink.connections.health import Policy
+from cronlink.connections.jobs import REFRESH_CONNECTION
+from cronlink.connections.providers import Providers
+from cronlink.connections.service import Connections
+from cronlink.durations import parse_duration
+from cronlink.errors import ConfigError
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from cronlink.app import App
+    from cronlink.config import Settings
+    from cronlink.store import Store
+
+
+def providers_for(settings: Settings) -> Providers:
+    folder = settings.connections.providers if settings.connections else None
+    if folder is None:
+        return Providers.load()
+    base = settings.config_path.parent if settings.config_path else Path()
+    return Providers.load(base / folder)
+
+
+async def open_connections(
+    settings: Settings, store: Store, session: aiohttp.ClientSession, app: App | None = None
+) -> Connections:
+    """Connections ready to use; raises `ConfigError` when they are not configured."""
+    if settings.connections is None:
+        raise ConfigError(
+            "connections are not configured: add a [connections] section to cronlink.toml "
+            f"and set {ENV} (`cronlink keys generate` makes a key)"
+        )
+    model = settings.connections
+    connections = Connections(
+        store,
+        Vault.from_text(os.environ.get(ENV)),
+        providers_for(settings),
+        session,
+        refresh_job=app.jobs.get(REFRESH_CONNECTION) if app else None,
+        health_policy=Policy(down_after=model.down_after, up_after=model.up_after),
+        passive_window=parse_duration(model.passive_window),
+        probe_concurrency=model.probe_concurrency,
+    )
+    await connections.check_keys()
+    return connections

@@ -1,0 +1,204 @@
+"""The token endpoint: refresh requests and what their answers mean.
+
+authlib builds the request (grant parameters, client authentication); the one shared
+aiohttp session sends it. Every failure becomes a `RefreshError` whose kind decides what
+happens to the connection (see its docstring); no message carries a token or a secret.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from authlib.oauth2.auth import ClientAuth
+from authlib.oauth2.rfc6749.parameters import prepare_token_request
+
+from cronlink.envtext import retry_after
+from cronlink.errors import RefreshError
+
+if TYPE_CHECKING:
+    from cronlink.connections.providers import Provider
+
+TIMEOUT = 30.0
+"""Seconds a token request may take; the refresh lease outlasts it (see `service`)."""
+TRANSIENT_STATUSES = frozenset({408, 409, 423, 425, 429})
+CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
+EXCERPT = 200
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TokenSet:
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    """None when the answer had none: the caller keeps the one it has."""
+    expires_at: datetime | None
+    scope: str | None
+
+
+async def refresh(
+    session: aiohttp.ClientSession, provider: Provider, refresh_token: str, now: datetime
+) -> TokenSet:
+    """Exchange `refresh_token` at the provider's token endpoint."""
+    body = prepare_token_request("refresh_token", refresh_token=refresh_token)
+    return await _token_request(session, provider, body, now, [refresh_token])
+
+
+async def exchange_code(
+    session: aiohttp.ClientSession,
+    provider: Provider,
+    code: str,
+    redirect_uri: str,
+    verifier: str | None,
+    now: datetime,
+) -> TokenSet:
+    """Exchange an authorization code (with its PKCE verifier) for tokens."""
+    extra = {"code_verifier": verifier} if verifier else {}
+    body = prepare_token_request(
+        "authorization_code", code=code, redirect_uri=redirect_uri, **extra
+    )
+    return await _token_request(session, provider, body, now, [code])
+
+
+async def _token_request(
+    session: aiohttp.ClientSession,
+    provider: Provider,
+    body: str,
+    now: datetime,
+    sent: list[str],
+) -> TokenSet:
+    client_id, client_secret = provider.client()
+    secrets = [*sent, client_secret]
+    url = provider.url("token_url")
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Accept": "application/json",
+        **provider.token_headers,
+    }
+    url, headers, body = ClientAuth(client_id, client_secret, provider.client_auth).prepare(
+        "POST", url, headers, body
+    )
+    try:
+        async with session.post(
+            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+            allow_redirects=False,
+        ) as response:  # fmt: skip
+            status = response.status
+            text = await response.text(errors="replace")
+            wait = retry_after(response.headers.get("Retry-After"))
+    except TimeoutError:
+        raise RefreshError(
+            f"{provider.name} token endpoint {url} did not answer within {TIMEOUT:g}s",
+            kind="transient",
+        ) from None
+    except aiohttp.ClientError as error:
+        raise RefreshError(
+            f"{provider.name} token endpoint {url} unreachable ({type(error).__name__})",
+            kind="transient",
+        ) from None
+    return _interpret(provider, status, text, wait, now, secrets)
+
+
+def _interpret(
+    provider: Provider,
+    status: int,
+    text: str,
+    wait: timedelta | None,
+    now: datetime,
+    secrets: list[str],
+) -> TokenSet:
+    where = f"{provider.name} token endpoint"
+    if status in TRANSIENT_STATUSES or status >= 500:
+        raise RefreshError(
+            f"{where} answered HTTP {status}",
+            kind="transient",
+            retry_after=None if wait is None else wait.total_seconds(),
+        )
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        message = f"{where} answered HTTP {status} without a JSON object"
+        raise RefreshError(message, kind="transient")
+    error = data.get("error")
+    if data.get("ok") is False or error or status >= 400:
+        raise _refused(provider, status, str(error or "unknown_error"), data, secrets)
+    return _token_set(provider, data, now, where)
+
+
+def _refused(
+    provider: Provider, status: int, error: str, data: dict[str, Any], secrets: list[str]
+) -> RefreshError:
+    description = _scrub(str(data.get("error_description") or ""), secrets)[:EXCERPT]
+    detail = f"{provider.name} refused the refresh: {_scrub(error, secrets)[:EXCERPT]}"
+    if description:
+        detail += f" ({description})"
+    if error in provider.invalid_grant_errors or error == "invalid_scope":
+        return RefreshError(detail, kind="grant")
+    if error in CLIENT_ERRORS:
+        return RefreshError(
+            f"{detail}; check the provider's client id and secret (users' connections are "
+            "left as they are)",
+            kind="config",
+        )
+    # An error we do not know: never disconnect users over it, tell the operator.
+    return RefreshError(f"{detail} (HTTP {status})", kind="config")
+
+
+def _token_set(provider: Provider, data: dict[str, Any], now: datetime, where: str) -> TokenSet:
+    access = data.get("access_token")
+    if not isinstance(access, str) or not access:
+        raise RefreshError(f"{where} answered without an access_token", kind="transient")
+    refresh_token = data.get("refresh_token")
+    scope = data.get("scope")
+    return TokenSet(
+        access_token=access,
+        refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
+        expires_at=expiry(data, now, provider.default_expires_in),
+        scope=scope if isinstance(scope, str) else None,
+    )
+
+
+def expiry(data: dict[str, Any], now: datetime, default: timedelta | None) -> datetime | None:
+    """When the access token expires: `expires_in` seconds (a number or numeric text), or
+    an `expires_at` epoch in seconds or milliseconds; else `default` (None: it lasts)."""
+    seconds = _number(data.get("expires_in"))
+    if seconds is not None and seconds > 0:
+        return now + timedelta(seconds=seconds)
+    at = _number(data.get("expires_at"))
+    if at is not None and at > 0:
+        at = at / 1000 if at > 100_000_000_000 else at  # milliseconds since 1973
+        return datetime.fromtimestamp(at, tz=now.tzinfo)
+    return None if default is None else now + default
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def sleep_for(error: RefreshError, failures: int) -> timedelta:
+    """How long to wait before retrying a failed refresh: the provider's Retry-After, or
+    exponential backoff from 30 s up to an hour."""
+    backoff = timedelta(seconds=min(3600.0, 30.0 * 2 ** min(failures, 12)))
+    if error.retry_after is not None:
+        return max(backoff, timedelta(seconds=error.retry_after))
+    return backoff

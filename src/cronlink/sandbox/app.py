@@ -1,0 +1,175 @@
+"""`cronlink sandbox`: the sandbox provider's HTTP server (aiohttp), with fault switches.
+
+Endpoints: `/oauth/authorize` (approves at once, as user `login_hint`), `/oauth/token`,
+`/api/me` (the health probe, bearer token), `/api/events` (an event feed), and under
+`/sandbox/` the controls tests and the demo use: `switches` (latency, failing statuses,
+429 with Retry-After, garbled JSON, rotation, grace, token lifetime), `grants` (mint tokens
+without a browser), `revoke`, `events` and `stats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Self
+
+from aiohttp import web
+
+from cronlink.sandbox.grants import Grants
+from cronlink.sandbox.oauth import Request, Server
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Switches:
+    latency_ms: float = 0
+    token_status: int | None = None
+    """Answer the token endpoint with this status (429 carries `retry_after`)."""
+    api_status: int | None = None
+    retry_after: int = 1
+    malformed: bool = False
+    """The token endpoint answers 200 with a body that is not JSON."""
+    rotation: bool = True
+    grace_seconds: float = 120
+    token_lifetime: float = 3600
+
+
+class Sandbox:
+    """The sandbox provider on 127.0.0.1; `async with Sandbox() as s:` serves at `s.url`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host, self.port = host, port
+        self.grants = Grants()
+        self.server = Server(self.grants)
+        self.switches = Switches()
+        self.feed: list[dict[str, Any]] = []
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._faults])
+        app.router.add_get("/oauth/authorize", self._authorize)
+        app.router.add_post("/oauth/token", self._token)
+        app.router.add_route("*", "/api/me", self._me)
+        app.router.add_get("/api/events", self._events)
+        app.router.add_post("/sandbox/switches", self._set_switches)
+        app.router.add_get("/sandbox/stats", self._stats)
+        app.router.add_post("/sandbox/grants", self._mint)
+        app.router.add_post("/sandbox/revoke", self._revoke)
+        app.router.add_post("/sandbox/events", self._add_events)
+        return app
+
+    async def __aenter__(self) -> Self:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def configure(self, **changes: Any) -> Switches:
+        self.switches = dataclasses.replace(self.switches, **changes)
+        self.grants.rotation = self.switches.rotation
+        self.grants.grace = self.switches.grace_seconds
+        self.grants.lifetime = self.switches.token_lifetime
+        return self.switches
+
+    @web.middleware
+    async def _faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/sandbox/"):
+            return await handler(request)
+        if self.switches.latency_ms:
+            await asyncio.sleep(self.switches.latency_ms / 1000)
+        status = None
+        if request.path.startswith("/oauth/token"):
+            status = self.switches.token_status
+            if status is None and self.switches.malformed:
+                return web.Response(text="<html>upstream error</html>", content_type="text/html")
+        elif request.path.startswith("/api/"):
+            status = self.switches.api_status
+        if status is not None:
+            headers = {"Retry-After": str(self.switches.retry_after)} if status == 429 else {}
+            return _json({"error": "sandbox_fault"}, status, headers)
+        return await handler(request)
+
+    async def _authorize(self, request: web.Request) -> web.StreamResponse:
+        query = dict(request.query)
+        oauth = Request("GET", str(request.url), request.headers, query, {})
+        user = query.get("login_hint") or "sandbox-user"
+        status, _, headers = self.server.create_authorization_response(oauth, grant_user=user)
+        location = dict(headers).get("Location")
+        if status != 302 or location is None:
+            return _json({"error": "invalid_request"}, 400)
+        raise web.HTTPFound(location)
+
+    async def _token(self, request: web.Request) -> web.StreamResponse:
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        oauth = Request("POST", str(request.url), request.headers, dict(request.query), form)
+        status, body, headers = self.server.create_token_response(oauth)
+        return _json(body, status, dict(headers))
+
+    async def _me(self, request: web.Request) -> web.StreamResponse:
+        grant = self.grants.holder(_bearer(request))
+        self.grants.stats.probes += 1
+        if grant is None:
+            return _json({"error": "invalid_token"}, 401, {"WWW-Authenticate": "Bearer"})
+        return _json({"ok": True, "user": grant.user, "scope": grant.scope})
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        if self.grants.holder(_bearer(request)) is None:
+            return _json({"error": "invalid_token"}, 401)
+        after = int(request.query.get("after", "0"))
+        limit = min(int(request.query.get("limit", "50")), 500)
+        items = [e for e in self.feed if e["id"] > after][:limit]
+        return _json({"items": items, "next": items[-1]["id"] if items else after})
+
+    async def _set_switches(self, request: web.Request) -> web.StreamResponse:
+        changes = await request.json()
+        known = {f.name for f in dataclasses.fields(Switches)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            return _json({"error": f"unknown switches: {', '.join(unknown)}"}, 400)
+        return _json(dataclasses.asdict(self.configure(**changes)))
+
+    async def _stats(self, _: web.Request) -> web.StreamResponse:
+        revoked = sum(1 for g in self.grants.grants.values() if g.revoked)
+        stats = dataclasses.asdict(self.grants.stats)
+        return _json({**stats, "grants": len(self.grants.grants), "revoked_grants": revoked})
+
+    async def _mint(self, request: web.Request) -> web.StreamResponse:
+        asked = await request.json() if request.can_read_body else {}
+        return _json(self.grants.mint(str(asked.get("user", "sandbox-user"))))
+
+    async def _revoke(self, request: web.Request) -> web.StreamResponse:
+        self.grants.revoke_all()
+        return _json({"revoked": len(self.grants.grants)})
+
+    async def _add_events(self, request: web.Request) -> web.StreamResponse:
+        asked = await request.json()
+        for item in asked.get("items", []):
+            self.feed.append({"id": len(self.feed) + 1, **item})
+        return _json({"count": len(self.feed)})
+
+
+def _bearer(request: web.Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    text = body if isinstance(body, str) else json.dumps(body)
+    headers = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
+    return web.Response(text=text, status=status, headers=headers, content_type="application/json")

@@ -1,0 +1,335 @@
+"""SQL of the connection domain, as functions of a connection inside a transaction.
+
+Both engines run these as they are: a refresh is fenced by a lease on the row (taken with
+one conditional UPDATE, atomic on both) and by the secrets' version, compared and bumped
+in the UPDATE that saves new tokens.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, insert, or_, select, update
+
+from cronlink.connections.model import (
+    Connection,
+    ConnectionState,
+    Event,
+    Health,
+    HealthCheck,
+    Sealed,
+)
+from cronlink.errors import ConnectionNotFoundError
+from cronlink.store.schema import connection_events as events
+from cronlink.store.schema import connections as table
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from sqlalchemy import Connection as Db
+    from sqlalchemy.engine import RowMapping
+
+_PUBLIC = [c for c in table.c if c.name not in ("secrets", "key_id", "refresh_lock",
+                                                  "refresh_lock_until")]  # fmt: skip
+
+
+def _connection(values: RowMapping) -> Connection:
+    return Connection(
+        id=values["id"],
+        provider=values["provider"],
+        owner=values["owner"],
+        state=ConnectionState(values["state"]),
+        health=Health(values["health"]),
+        scopes=values["scopes"],
+        version=values["version"],
+        expires_at=values["expires_at"],
+        refresh_due_at=values["refresh_due_at"],
+        refreshed_at=values["refreshed_at"],
+        refresh_failures=values["refresh_failures"],
+        last_error=values["last_error"],
+        health_failures=values["health_failures"],
+        health_successes=values["health_successes"],
+        checked_at=values["checked_at"],
+        latency_ms=values["latency_ms"],
+        used_at=values["used_at"],
+        created_at=values["created_at"],
+        updated_at=values["updated_at"],
+    )
+
+
+def insert_connection(
+    c: Db,
+    *,
+    provider: str,
+    owner: str,
+    scopes: str,
+    seal: Callable[[int], tuple[str, str]],
+    expires_at: datetime | None,
+    refresh_due_at: datetime | None,
+    now: datetime,
+) -> Connection:
+    """Insert, then seal the secrets bound to the new id (`seal` returns ciphertext and
+    key id), all in the caller's transaction."""
+    new_id = c.execute(
+        insert(table)
+        .values(
+            provider=provider, owner=owner, state=ConnectionState.ACTIVE.value,
+            health=Health.UNKNOWN.value, scopes=scopes, secrets="", key_id="", version=1,
+            expires_at=expires_at, refresh_due_at=refresh_due_at, refresh_failures=0,
+            health_failures=0, health_successes=0, created_at=now, updated_at=now,
+        )
+        .returning(table.c.id)
+    ).scalar_one()  # fmt: skip
+    ciphertext, key_id = seal(new_id)
+    c.execute(update(table).where(table.c.id == new_id).values(secrets=ciphertext, key_id=key_id))
+    add_event(c, new_id, "created", f"{provider} connection for {owner}", now)
+    return get_connection(c, new_id)
+
+
+def get_connection(c: Db, connection_id: int) -> Connection:
+    row = c.execute(select(*_PUBLIC).where(table.c.id == connection_id)).first()
+    if row is None:
+        raise ConnectionNotFoundError(f"no connection has id {connection_id}")
+    return _connection(row._mapping)
+
+
+def get_sealed(c: Db, connection_id: int) -> Sealed:
+    row = c.execute(
+        select(*_PUBLIC, table.c.secrets, table.c.key_id).where(table.c.id == connection_id)
+    ).first()
+    if row is None:
+        raise ConnectionNotFoundError(f"no connection has id {connection_id}")
+    return Sealed(connection=_connection(row._mapping), ciphertext=row.secrets, key_id=row.key_id)
+
+
+def list_connections(
+    c: Db,
+    *,
+    owner: str | None = None,
+    provider: str | None = None,
+    state: ConnectionState | None = None,
+    after_id: int = 0,
+    limit: int = 100,
+) -> list[Connection]:
+    query = select(*_PUBLIC).where(table.c.id > after_id)
+    if owner is not None:
+        query = query.where(table.c.owner == owner)
+    if provider is not None:
+        query = query.where(table.c.provider == provider)
+    if state is not None:
+        query = query.where(table.c.state == state.value)
+    rows = c.execute(query.order_by(table.c.id).limit(limit))
+    return [_connection(row._mapping) for row in rows]
+
+
+def set_state(
+    c: Db, connection_id: int, state: ConnectionState, reason: str | None, now: datetime
+) -> Connection:
+    before = get_connection(c, connection_id)
+    values: dict[str, Any] = {"state": state.value, "updated_at": now}
+    if state is ConnectionState.ACTIVE:
+        values |= {"last_error": None, "refresh_failures": 0}
+    elif reason is not None:
+        values["last_error"] = reason
+    c.execute(update(table).where(table.c.id == connection_id).values(**values))
+    if before.state is not state:
+        add_event(c, connection_id, state.value, reason or f"was {before.state.value}", now)
+    return get_connection(c, connection_id)
+
+
+def delete_connection(c: Db, connection_id: int, now: datetime) -> None:
+    """Delete the row and its secrets; its events stay, as the record of what happened."""
+    gone = c.execute(delete(table).where(table.c.id == connection_id)).rowcount
+    if not gone:
+        raise ConnectionNotFoundError(f"no connection has id {connection_id}")
+    add_event(c, connection_id, "deleted", "connection and its credentials deleted", now)
+
+
+# -- refresh -------------------------------------------------------------------------
+
+
+def take_refresh_lock(
+    c: Db, connection_id: int, token: str, until: datetime, now: datetime
+) -> bool:
+    """Take the connection's refresh lease if it is free or lapsed: one UPDATE, so two
+    processes cannot both succeed."""
+    taken = c.execute(
+        update(table)
+        .where(table.c.id == connection_id)
+        .where(or_(table.c.refresh_lock.is_(None), table.c.refresh_lock_until < now))
+        .values(refresh_lock=token, refresh_lock_until=until)
+    ).rowcount
+    return bool(taken)
+
+
+def release_refresh_lock(c: Db, connection_id: int, token: str) -> None:
+    c.execute(
+        update(table)
+        .where(table.c.id == connection_id, table.c.refresh_lock == token)
+        .values(refresh_lock=None, refresh_lock_until=None)
+    )
+
+
+def save_refresh(
+    c: Db,
+    connection_id: int,
+    *,
+    token: str,
+    version: int,
+    ciphertext: str,
+    key_id: str,
+    expires_at: datetime | None,
+    refresh_due_at: datetime | None,
+    now: datetime,
+) -> bool:
+    """Store refreshed secrets if this process still holds the lease and nobody changed
+    them since it read them; bumps the version and releases the lease."""
+    saved = c.execute(
+        update(table)
+        .where(
+            table.c.id == connection_id,
+            table.c.refresh_lock == token,
+            table.c.version == version,
+        )
+        .values(
+            secrets=ciphertext, key_id=key_id, version=table.c.version + 1,
+            expires_at=expires_at, refresh_due_at=refresh_due_at, refreshed_at=now,
+            refresh_failures=0, last_error=None, refresh_lock=None, refresh_lock_until=None,
+            updated_at=now,
+        )
+    ).rowcount  # fmt: skip
+    return bool(saved)
+
+
+def record_refresh_failure(
+    c: Db,
+    connection_id: int,
+    *,
+    token: str,
+    message: str,
+    state: ConnectionState,
+    retry_at: datetime | None,
+    now: datetime,
+) -> None:
+    """Count a failed refresh, move the connection to `state`, release the lease."""
+    c.execute(
+        update(table)
+        .where(table.c.id == connection_id, table.c.refresh_lock == token)
+        .values(
+            refresh_failures=table.c.refresh_failures + 1, last_error=message, state=state.value,
+            refresh_due_at=retry_at, refresh_lock=None, refresh_lock_until=None, updated_at=now,
+        )
+    )  # fmt: skip
+
+
+def due_for_refresh(c: Db, now: datetime, limit: int) -> list[int]:
+    rows = c.execute(
+        select(table.c.id)
+        .where(table.c.state == ConnectionState.ACTIVE.value, table.c.refresh_due_at <= now)
+        .order_by(table.c.refresh_due_at)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+def idle_since(c: Db, provider: str, before: datetime, limit: int) -> list[int]:
+    """Active connections of `provider` whose tokens were last refreshed (or created)
+    before `before`: their refresh tokens need using before the provider drops them."""
+    rows = c.execute(
+        select(table.c.id)
+        .where(
+            table.c.state == ConnectionState.ACTIVE.value,
+            table.c.provider == provider,
+            or_(
+                table.c.refreshed_at < before,
+                table.c.refreshed_at.is_(None) & (table.c.created_at < before),
+            ),
+        )
+        .order_by(table.c.id)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+# -- events and keys -------------------------------------------------------------------
+
+
+def add_event(c: Db, connection_id: int, kind: str, detail: str, now: datetime) -> None:
+    c.execute(insert(events).values(connection_id=connection_id, at=now, kind=kind, detail=detail))
+
+
+def list_events(
+    c: Db, connection_id: int | None, after_id: int = 0, limit: int = 100
+) -> list[Event]:
+    query = select(events).where(events.c.id > after_id)
+    if connection_id is not None:
+        query = query.where(events.c.connection_id == connection_id)
+    rows = c.execute(query.order_by(events.c.id).limit(limit))
+    return [
+        Event(id=r.id, connection_id=r.connection_id, at=r.at, kind=r.kind, detail=r.detail)
+        for r in rows
+    ]
+
+
+def key_ids(c: Db) -> set[str]:
+    """The ids of the keys that sealed any stored secret."""
+    return set(c.execute(select(table.c.key_id).distinct()).scalars())
+
+
+def sealed_after(c: Db, after_id: int, limit: int) -> list[tuple[int, int, str, str]]:
+    """(id, version, ciphertext, key id) of the connections after `after_id`, in id order."""
+    rows = c.execute(
+        select(table.c.id, table.c.version, table.c.secrets, table.c.key_id)
+        .where(table.c.id > after_id)
+        .order_by(table.c.id)
+        .limit(limit)
+    )
+    return [(r.id, r.version, r.secrets, r.key_id) for r in rows]
+
+
+def reseal(c: Db, connection_id: int, version: int, ciphertext: str, key_id: str) -> bool:
+    """Replace a ciphertext by the same secrets under another key, unless a refresh
+    changed them meanwhile (then the caller reads the row again)."""
+    done = c.execute(
+        update(table)
+        .where(table.c.id == connection_id, table.c.version == version)
+        .values(secrets=ciphertext, key_id=key_id)
+    ).rowcount
+    return bool(done)
+
+
+# -- health ----------------------------------------------------------------------------
+
+
+def active_sealed(c: Db, after_id: int, limit: int) -> list[Sealed]:
+    """Active connections with their secrets, in id order (a page of a health sweep)."""
+    rows = c.execute(
+        select(*_PUBLIC, table.c.secrets, table.c.key_id)
+        .where(table.c.id > after_id, table.c.state == ConnectionState.ACTIVE.value)
+        .order_by(table.c.id)
+        .limit(limit)
+    )
+    return [
+        Sealed(connection=_connection(r._mapping), ciphertext=r.secrets, key_id=r.key_id)
+        for r in rows
+    ]
+
+
+def record_health(c: Db, checks: list[HealthCheck], now: datetime) -> None:
+    """Store each check's outcome, and an event for each change of health."""
+    for check in checks:
+        c.execute(
+            update(table)
+            .where(table.c.id == check.connection_id)
+            .values(
+                health=check.health.value, health_failures=check.failures,
+                health_successes=check.successes, checked_at=now, latency_ms=check.latency_ms,
+            )
+        )  # fmt: skip
+        if check.event is not None:
+            add_event(c, check.connection_id, "health", check.event, now)
+
+
+def mark_used(c: Db, connection_id: int, now: datetime) -> None:
+    c.execute(update(table).where(table.c.id == connection_id).values(used_at=now))

@@ -1,0 +1,132 @@
+"""`cronlink connections` and `cronlink keys`: tokens in by stdin or file, never out."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cronlink.cli import cli
+from cronlink.connections.crypto import generate_key
+
+CANARY_ACCESS = "at-canary-5b1f0e"
+CANARY_REFRESH = "rt-canary-9d27c4"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "cronlink.toml").write_text(
+        f'database_url = "sqlite:///{tmp_path / "c.db"}"\n[connections]\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CRONLINK_SECRET_KEY", generate_key())
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    return tmp_path
+
+
+def run(*args: str, stdin: str | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), input=stdin, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def _tokens() -> str:
+    return json.dumps(
+        {"access_token": CANARY_ACCESS, "refresh_token": CANARY_REFRESH, "expires_in": 3600}
+    )
+
+
+def test_add_from_stdin_then_list_show_and_events_never_print_a_token(home: Path) -> None:
+    code, out = run(
+        "connections", "add", "--provider", "sandbox", "--owner", "alice", "--tokens", "-",
+        stdin=_tokens(),
+    )  # fmt: skip
+    assert (code, out) == (0, "connection 1 added (sandbox, owner alice)\n")
+    (home / "tokens.json").write_text(_tokens())
+    code, out = run(
+        "connections", "add", "--provider", "xero", "--owner", "bob", "--tokens", "tokens.json"
+    )
+    assert code == 0
+    outputs = [
+        run("connections", "list")[1],
+        run("connections", "list", "--json")[1],
+        run("connections", "show", "1")[1],
+        run("connections", "show", "2", "--json")[1],
+        run("connections", "events")[1],
+        run("jobs")[1],
+    ]
+    listed = json.loads(outputs[1])
+    assert [(c["id"], c["provider"], c["state"]) for c in listed] == [
+        (1, "sandbox", "active"),
+        (2, "xero", "active"),
+    ]
+    assert "refresh-tokens" in outputs[5]
+    for text in outputs:
+        assert CANARY_ACCESS not in text
+        assert CANARY_REFRESH not in text
+    db = (home / "c.db").read_bytes()
+    assert CANARY_ACCESS.encode() not in db
+    assert CANARY_REFRESH.encode() not in db
+
+
+def test_bad_input_names_what_is_wrong(home: Path) -> None:
+    code, out = run("connections", "add", "--provider", "nope", "--owner", "a", "--tokens", "-",
+                    stdin=_tokens())  # fmt: skip
+    assert code == 2
+    assert "unknown provider 'nope'; known: github" in out
+    code, out = run("connections", "add", "--provider", "sandbox", "--owner", "a", "--tokens",
+                    "-", stdin="{not json")  # fmt: skip
+    assert code == 2
+    assert "stdin is not JSON" in out
+    code, out = run("connections", "add", "--provider", "sandbox", "--owner", "a")
+    assert code == 2
+    assert "give the access token" in out
+    code, out = run("connections", "show", "99")
+    assert code == 1
+    assert "no connection has id 99" in out
+
+
+def test_disable_enable_delete(home: Path) -> None:
+    run("connections", "add", "--provider", "sandbox", "--owner", "a", "--tokens", "-",
+        stdin=_tokens())  # fmt: skip
+    code, out = run("connections", "disable", "1", "--json")
+    assert (code, json.loads(out)["state"]) == (0, "disabled")
+    code, out = run("connections", "enable", "1", "--json")
+    assert (code, json.loads(out)["state"]) == (0, "active")
+    assert run("connections", "delete", "1") == (0, "connection 1 deleted\n")
+    assert json.loads(run("connections", "list", "--json")[1]) == []
+
+
+def test_keys_rotate_then_the_old_key_is_refused_loudly(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = os.environ["CRONLINK_SECRET_KEY"]
+    for owner in ("a", "b"):
+        run("connections", "add", "--provider", "sandbox", "--owner", owner, "--tokens", "-",
+            stdin=_tokens())  # fmt: skip
+    new = run("keys", "generate")[1].strip()
+    assert len(new) == 44
+    monkeypatch.setenv("CRONLINK_SECRET_KEY", new)
+    code, out = run("connections", "list")
+    assert code == 2
+    assert "start-up refused" in out
+    assert old not in out
+    assert new not in out
+    monkeypatch.setenv("CRONLINK_SECRET_KEY", f"{new},{old}")
+    code, out = run("keys", "rotate")
+    assert (code, out) == (0, "re-encrypted 2 connections with the first key; older keys can go\n")
+    monkeypatch.setenv("CRONLINK_SECRET_KEY", new)
+    assert run("connections", "list")[0] == 0
+
+
+def test_no_key_or_no_section_is_a_clear_error(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CRONLINK_SECRET_KEY")
+    code, out = run("connections", "list")
+    assert code == 2
+    assert "CRONLINK_SECRET_KEY is not set" in out
+    (home / "cronlink.toml").write_text(f'database_url = "sqlite:///{home / "c.db"}"\n')
+    code, out = run("connections", "list")
+    assert code == 2
+    assert "add a [connections] section" in out

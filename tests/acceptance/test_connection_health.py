@@ -1,0 +1,64 @@
+"""Health checks against the sandbox provider: damping, 429, a refused token, passive use."""
+
+from __future__ import annotations
+
+from cronlink.connections.model import Health
+from tests.acceptance.sandbox_kit import Kit, kit
+
+__all__ = ["kit"]
+
+
+async def test_a_working_connection_is_healthy_with_its_latency(kit: Kit) -> None:
+    cid = await kit.connect()
+    after = await kit.connections.check(cid)
+    assert after.health is Health.HEALTHY
+    assert after.latency_ms is not None
+    assert after.checked_at is not None
+    events = [e for e in await kit.connections.events(cid) if e.kind == "health"]
+    assert [e.detail for e in events] == ["unknown -> healthy: HTTP 200"]
+
+
+async def test_provider_down_degrades_then_downs_then_recovers(kit: Kit) -> None:
+    cid = await kit.connect()
+    await kit.connections.check(cid)
+    kit.sandbox.configure(api_status=503)
+    seen = [(await kit.connections.check(cid)).health for _ in range(4)]
+    assert seen == [Health.DEGRADED, Health.DEGRADED, Health.DOWN, Health.DOWN]
+    kit.sandbox.configure(api_status=None)
+    seen = [(await kit.connections.check(cid)).health for _ in range(2)]
+    assert seen == [Health.DOWN, Health.HEALTHY]
+    details = [e.detail for e in await kit.connections.events(cid) if e.kind == "health"]
+    assert details == [
+        "unknown -> healthy: HTTP 200",
+        "healthy -> degraded: HTTP 503",
+        "degraded -> down: HTTP 503",
+        "down -> healthy: HTTP 200",
+    ]
+
+
+async def test_throttled_is_reachable(kit: Kit) -> None:
+    cid = await kit.connect()
+    kit.sandbox.configure(api_status=429)
+    assert (await kit.connections.check(cid)).health is Health.HEALTHY
+
+
+async def test_a_refused_token_is_refreshed_once_before_it_counts(kit: Kit) -> None:
+    cid = await kit.connect()
+    kit.sandbox.grants.access.clear()  # the provider forgot the access token
+    after = await kit.connections.check(cid)
+    assert after.health is Health.HEALTHY
+    assert after.version == 2
+    kit.sandbox.grants.revoke_all()
+    after = await kit.connections.check(cid)
+    assert after.health is Health.AUTH_FAILED
+
+
+async def test_the_sweep_skips_connections_used_just_now(kit: Kit) -> None:
+    ids = [await kit.connect(f"user{i}") for i in range(6)]
+    counts = await kit.connections.check_all()
+    assert counts == {"probed": 6, "passive": 0, "changed": 6}
+    await kit.connections.used(ids[0])
+    probes = (await kit.stats())["probes"]
+    counts = await kit.connections.check_all()
+    assert counts == {"probed": 5, "passive": 1, "changed": 0}
+    assert (await kit.stats())["probes"] == probes + 5

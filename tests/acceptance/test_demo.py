@@ -1,0 +1,41 @@
+"""`cronlink demo`: a newcomer sees refreshes, health checks and a needs_reauth quickly."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from cronlink.config import load_settings
+from cronlink.connections.crypto import ENV
+from cronlink.demo import demo, demo_key, demo_settings
+
+
+async def test_the_demo_shows_refreshes_health_and_a_needs_reauth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ENV, raising=False)  # the demo sets both: restored after the test
+    monkeypatch.delenv("CRONLINK_SANDBOX_URL", raising=False)
+    demo_key()
+    key_file = tmp_path / ".cronlink-demo.key"
+    assert key_file.stat().st_mode & 0o077 == 0
+    settings = demo_settings(load_settings(), explicit_database=False)
+    assert settings.database_url == "sqlite:///cronlink-demo.db"
+    lines: list[str] = []
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        wanted = ("refreshed", "health: unknown -> healthy", "needs_reauth")
+        while not all(any(w in line for line in lines) for w in wanted):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        stop.set()
+
+    watcher = asyncio.create_task(watch())
+    async with asyncio.timeout(30):
+        await demo(settings, port=0, lifetime=4, say=lines.append, stop=stop)
+    await watcher
+    assert lines[0].startswith("demo: sandbox provider at http://127.0.0.1:")
+    assert any("connection 5: needs_reauth: sandbox refused the refresh" in x for x in lines)
+    assert (tmp_path / "cronlink-demo.db").exists()

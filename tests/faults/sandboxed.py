@@ -1,0 +1,39 @@
+"""A sandbox provider served from the test's event loop, and a connection on it, for
+fault tests whose workers are real processes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cronlink.connections.crypto import Vault, generate_key
+from cronlink.connections.providers import Providers
+from cronlink.connections.service import Connections
+from cronlink.http_client import new_session
+from cronlink.sandbox import Sandbox
+from tests.faults.processes import opened
+
+
+@dataclass
+class Setup:
+    sandbox: Sandbox
+    connections: Connections
+    env: dict[str, str]
+
+
+@asynccontextmanager
+async def sandboxed(url: str, cwd: Path, toml: str = "") -> AsyncIterator[Setup]:
+    """The sandbox, the environment a `cronlink` process needs to use it, `cronlink.toml`
+    with connections on, and `Connections` for the test itself."""
+    key = generate_key()
+    (cwd / "cronlink.toml").write_text(f'database_url = "{url}"\n[connections]\n{toml}')
+    async with Sandbox() as sandbox, opened(url) as store:
+        env = {"CRONLINK_SECRET_KEY": key, "CRONLINK_SANDBOX_URL": sandbox.url}
+        session = new_session()
+        providers = Providers.load()
+        try:
+            yield Setup(sandbox, Connections(store, Vault.from_text(key), providers, session), env)
+        finally:
+            await session.close()
