@@ -92,11 +92,14 @@ class ConnectionsModel(_Strict):
     passive_window: Duration = "5m"
     """A successful real call this recent stands in for a probe."""
     probe_concurrency: Annotated[int, Field(ge=1, le=1000)] = 100
+    refresh_lease: Duration = "60s"
+    """How long a refresh holds its connection (its token request may take half)."""
 
-    @field_validator("passive_window")
+    @field_validator("passive_window", "refresh_lease")
     @classmethod
     def _duration(cls, value: str | float) -> str | float:
-        parse_duration(value)
+        if parse_duration(value).total_seconds() < 2:
+            raise ValueError(f"{value!r} is too short; give at least 2s")
         return value
 
 

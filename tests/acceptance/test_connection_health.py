@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from cronlink.connections.model import Health
+import pytest
+
+from cronlink.connections.model import ConnectionState, Health
+from cronlink.errors import RefreshError
 from tests.acceptance.sandbox_kit import Kit, kit
 
 __all__ = ["kit"]
@@ -62,3 +65,26 @@ async def test_the_sweep_skips_connections_used_just_now(kit: Kit) -> None:
     counts = await kit.connections.check_all()
     assert counts == {"probed": 5, "passive": 1, "changed": 0}
     assert (await kit.stats())["probes"] == probes + 5
+
+
+async def test_a_provider_down_for_hours_never_disconnects_anyone(kit: Kit) -> None:
+    cid = await kit.connect()
+    await kit.connections.check(cid)
+    kit.sandbox.configure(token_status=503, api_status=503)
+    waits = []
+    for _ in range(4):
+        with pytest.raises(RefreshError):
+            await kit.connections.refresh(cid)
+        after = await kit.connections.get(cid)
+        assert after.refresh_due_at is not None
+        waits.append((after.refresh_due_at - after.updated_at).total_seconds())
+        assert after.state is ConnectionState.ACTIVE
+    for wait, base in zip(waits, [30, 60, 120, 240], strict=True):  # backing off, spread
+        assert base <= wait <= base * 1.1
+    healths = [(await kit.connections.check(cid)).health for _ in range(3)]
+    assert healths == [Health.DEGRADED, Health.DEGRADED, Health.DOWN]
+    kit.sandbox.configure(token_status=None, api_status=None)
+    after = await kit.connections.refresh(cid)
+    assert (after.state, after.refresh_failures) == (ConnectionState.ACTIVE, 0)
+    healths = [(await kit.connections.check(cid)).health for _ in range(2)]
+    assert healths == [Health.DOWN, Health.HEALTHY]

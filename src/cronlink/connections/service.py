@@ -4,8 +4,8 @@ and the jobs share.
 A refresh holds the connection's lease in the database (one refresh per connection across
 every process and machine), re-reads the secrets under it, and stores the new ones with a
 compare-and-swap on their version in the same transaction as its event and the next
-refresh run. The lease outlasts a token request (`tokens.TIMEOUT`), so it lapses only when
-its holder died.
+refresh run. The lease lasts twice as long as a token request may take, so it lapses only
+when its holder died.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from cronlink.store import Store
 
 log = logging.getLogger("cronlink.connections")
-LOCK_TTL = timedelta(seconds=2 * tokens.TIMEOUT)
+REFRESH_LEASE = timedelta(seconds=2 * tokens.TIMEOUT)
 CONFIG_RETRY = timedelta(hours=1)
 
 
@@ -60,6 +60,7 @@ class Connections:
         health_policy: Policy | None = None,
         passive_window: timedelta = timedelta(minutes=5),
         probe_concurrency: int = 100,
+        refresh_lease: timedelta = REFRESH_LEASE,
     ) -> None:
         self.store = store
         self.vault = vault
@@ -71,6 +72,8 @@ class Connections:
         self.health_policy = health_policy or Policy()
         self.passive_window = passive_window
         self.probe_concurrency = probe_concurrency
+        self.refresh_lease = refresh_lease
+        """How long a refresh holds its connection; its token request gets half of it."""
 
     async def check_keys(self) -> None:
         """Refuse to go on when the database holds secrets sealed with a key we lack."""
@@ -231,18 +234,18 @@ class Connections:
         """
         token = secrets.token_hex(8)
         seen = await self.get(connection_id)
-        give_up = self.clock.now() + LOCK_TTL + timedelta(seconds=5)
+        give_up = self.clock.now() + self.refresh_lease + timedelta(seconds=5)
         while True:
             now = self.clock.now()
             sealed = await self.store.connections.take_refresh_lock(
-                connection_id, token, now + LOCK_TTL, now
+                connection_id, token, now + self.refresh_lease, now
             )
             if sealed is not None:
                 break
             if now > give_up:
                 raise RefreshError(
                     f"connection {connection_id}: another process has held its refresh for "
-                    f"over {LOCK_TTL.total_seconds():g}s",
+                    f"over {self.refresh_lease.total_seconds():g}s",
                     kind="transient",
                 )
             await asyncio.sleep(0.05)
@@ -275,7 +278,8 @@ class Connections:
                 "token expires"
             )
         try:
-            fresh = await tokens.refresh(self.session, provider, opened.refresh_token, now)
+            timeout = self.refresh_lease.total_seconds() / 2
+            fresh = await tokens.refresh(self.session, provider, opened.refresh_token, now, timeout)
         except RefreshError as error:
             recovered = await self._failed(sealed, token, error)
             if recovered is not None:

@@ -50,6 +50,7 @@ async def open_connections(
         health_policy=Policy(down_after=model.down_after, up_after=model.up_after),
         passive_window=parse_duration(model.passive_window),
         probe_concurrency=model.probe_concurrency,
+        refresh_lease=parse_duration(model.refresh_lease),
     )
     await connections.check_keys()
     return connections

@@ -8,6 +8,7 @@ happens to the connection (see its docstring); no message carries a token or a s
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from cronlink.connections.providers import Provider
 
 TIMEOUT = 30.0
-"""Seconds a token request may take; the refresh lease outlasts it (see `service`)."""
+"""Seconds a token request may take by default; the refresh lease is twice as long."""
 TRANSIENT_STATUSES = frozenset({408, 409, 423, 425, 429})
 CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
 EXCERPT = 200
@@ -39,11 +40,15 @@ class TokenSet:
 
 
 async def refresh(
-    session: aiohttp.ClientSession, provider: Provider, refresh_token: str, now: datetime
+    session: aiohttp.ClientSession,
+    provider: Provider,
+    refresh_token: str,
+    now: datetime,
+    within: float = TIMEOUT,
 ) -> TokenSet:
     """Exchange `refresh_token` at the provider's token endpoint."""
     body = prepare_token_request("refresh_token", refresh_token=refresh_token)
-    return await _token_request(session, provider, body, now, [refresh_token])
+    return await _token_request(session, provider, body, now, [refresh_token], within)
 
 
 async def exchange_code(
@@ -59,7 +64,7 @@ async def exchange_code(
     body = prepare_token_request(
         "authorization_code", code=code, redirect_uri=redirect_uri, **extra
     )
-    return await _token_request(session, provider, body, now, [code])
+    return await _token_request(session, provider, body, now, [code], TIMEOUT)
 
 
 async def _token_request(
@@ -68,7 +73,9 @@ async def _token_request(
     body: str,
     now: datetime,
     sent: list[str],
+    within: float,
 ) -> TokenSet:
+    """POST `body` to the token endpoint; the answer must come `within` seconds."""
     client_id, client_secret = provider.client()
     secrets = [*sent, client_secret]
     url = provider.url("token_url")
@@ -82,7 +89,7 @@ async def _token_request(
     )
     try:
         async with session.post(
-            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+            url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=within),
             allow_redirects=False,
         ) as response:  # fmt: skip
             status = response.status
@@ -90,7 +97,7 @@ async def _token_request(
             wait = retry_after(response.headers.get("Retry-After"))
     except TimeoutError:
         raise RefreshError(
-            f"{provider.name} token endpoint {url} did not answer within {TIMEOUT:g}s",
+            f"{provider.name} token endpoint {url} did not answer within {within:g}s",
             kind="transient",
         ) from None
     except aiohttp.ClientError as error:
@@ -197,8 +204,10 @@ def _scrub(text: str, secrets: list[str]) -> str:
 
 def sleep_for(error: RefreshError, failures: int) -> timedelta:
     """How long to wait before retrying a failed refresh: the provider's Retry-After, or
-    exponential backoff from 30 s up to an hour."""
-    backoff = timedelta(seconds=min(3600.0, 30.0 * 2 ** min(failures, 12)))
+    exponential backoff from 30 s up to an hour, plus up to 10% so that the connections
+    of a provider that was down do not all come back in the same second."""
+    base = min(3600.0, 30.0 * 2 ** min(failures, 12))
+    backoff = timedelta(seconds=base * (1 + random.random() / 10))
     if error.retry_after is not None:
         return max(backoff, timedelta(seconds=error.retry_after))
     return backoff

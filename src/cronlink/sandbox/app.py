@@ -35,6 +35,10 @@ class Switches:
     retry_after: int = 1
     malformed: bool = False
     """The token endpoint answers 200 with a body that is not JSON."""
+    hold_ms: float = 0
+    """Hold each token answer this long after the grant changed (a client may die meanwhile)."""
+    leaky_errors: bool = False
+    """The token endpoint refuses, quoting the refresh token it got (as careless ones do)."""
     rotation: bool = True
     grace_seconds: float = 120
     token_lifetime: float = 3600
@@ -98,6 +102,10 @@ class Sandbox:
             status = self.switches.token_status
             if status is None and self.switches.malformed:
                 return web.Response(text="<html>upstream error</html>", content_type="text/html")
+            if status is None and self.switches.leaky_errors:
+                token = str((await request.post()).get("refresh_token"))
+                body = {"error": "invalid_request", "error_description": f"bad token {token}"}
+                return _json(body, 400)
         elif request.path.startswith("/api/"):
             status = self.switches.api_status
         if status is not None:
@@ -119,6 +127,8 @@ class Sandbox:
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
         oauth = Request("POST", str(request.url), request.headers, dict(request.query), form)
         status, body, headers = self.server.create_token_response(oauth)
+        if self.switches.hold_ms:
+            await asyncio.sleep(self.switches.hold_ms / 1000)
         return _json(body, status, dict(headers))
 
     async def _me(self, request: web.Request) -> web.StreamResponse:

@@ -24,7 +24,7 @@ class Client:
     """authlib's ClientMixin for the one sandbox client."""
 
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)
     redirect_uris: list[str] = field(default_factory=list)
 
     def get_client_id(self) -> str:
