@@ -43,10 +43,11 @@ async def test_one_refresh_lease_at_a_time_until_it_lapses(store: Store) -> None
     takers = await asyncio.gather(
         *(store.connections.take_refresh_lock(cid, f"t{i}", until, NOW) for i in range(8))
     )
-    assert sum(t is not None for t in takers) == 1
-    assert await store.connections.take_refresh_lock(cid, "late", until, NOW) is None
+    assert sum(taken for taken, _ in takers) == 1
+    assert {sealed.connection.version for _, sealed in takers} == {1}
+    assert not (await store.connections.take_refresh_lock(cid, "late", until, NOW))[0]
     lapsed = NOW + timedelta(seconds=61)
-    assert await store.connections.take_refresh_lock(cid, "after", lapsed, lapsed) is not None
+    assert (await store.connections.take_refresh_lock(cid, "after", lapsed, lapsed))[0]
 
 
 async def test_saving_is_fenced_by_lease_and_version(store: Store) -> None:

@@ -11,6 +11,7 @@ when its holder died.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from datetime import timedelta
@@ -233,15 +234,21 @@ class Connections:
         stored instead of refreshing twice.
         """
         token = secrets.token_hex(8)
-        seen = await self.get(connection_id)
         give_up = self.clock.now() + self.refresh_lease + timedelta(seconds=5)
+        seen: int | None = None
         while True:
             now = self.clock.now()
-            sealed = await self.store.connections.take_refresh_lock(
+            taken, sealed = await self.store.connections.take_refresh_lock(
                 connection_id, token, now + self.refresh_lease, now
             )
-            if sealed is not None:
+            if seen is not None and sealed.connection.version != seen:
+                # The process we waited for has refreshed it: its tokens are the answer.
+                if taken:
+                    await self.store.connections.release_refresh_lock(connection_id, token)
+                return sealed.connection
+            if taken:
                 break
+            seen = sealed.connection.version
             if now > give_up:
                 raise RefreshError(
                     f"connection {connection_id}: another process has held its refresh for "
@@ -249,9 +256,6 @@ class Connections:
                     kind="transient",
                 )
             await asyncio.sleep(0.05)
-            latest = await self.get(connection_id)
-            if latest.version != seen.version:
-                return latest  # the other process refreshed it
         try:
             return await self._refresh_held(sealed, token, force)
         except BaseException:
@@ -288,6 +292,7 @@ class Connections:
         kept = fresh.refresh_token or opened.refresh_token
         renewed = Secrets(access_token=fresh.access_token, refresh_token=kept)
         due = _due(provider, fresh.expires_at, now)
+        stamp = self.clock.now()
         saved = await self.store.connections.save_refresh(
             current.id,
             token=token,
@@ -296,7 +301,7 @@ class Connections:
             key_id=self.vault.primary,
             expires_at=fresh.expires_at,
             refresh_due_at=due,
-            now=self.clock.now(),
+            now=stamp,
             event=_refreshed(fresh.expires_at, kept != opened.refresh_token),
             follow_up=self._refresh_run(current.id, current.version + 1, due),
         )
@@ -307,7 +312,11 @@ class Connections:
                 kind="transient",
             )
         log.info("connection %d refreshed (%s)", current.id, provider.name)
-        return await self.get(current.id)
+        return dataclasses.replace(
+            current, version=current.version + 1, expires_at=fresh.expires_at,
+            refresh_due_at=due, refreshed_at=stamp, refresh_failures=0, last_error=None,
+            updated_at=stamp,
+        )  # fmt: skip
 
     async def _failed(self, sealed: Sealed, token: str, error: RefreshError) -> Connection | None:
         """Record a failed refresh. On `invalid_grant`, first read the secrets once more:

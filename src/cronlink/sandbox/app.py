@@ -160,7 +160,10 @@ class Sandbox:
         return _json({**stats, "grants": len(self.grants.grants), "revoked_grants": revoked})
 
     async def _mint(self, request: web.Request) -> web.StreamResponse:
+        """Tokens for `user`, or a list of them for each of `users`."""
         asked = await request.json() if request.can_read_body else {}
+        if isinstance(asked.get("users"), list):
+            return _json([self.grants.mint(str(user)) for user in asked["users"]])
         return _json(self.grants.mint(str(asked.get("user", "sandbox-user"))))
 
     async def _revoke(self, request: web.Request) -> web.StreamResponse:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 
 from cronlink.connections.model import (
     Connection,
@@ -95,9 +95,7 @@ def get_connection(c: Db, connection_id: int) -> Connection:
 
 
 def get_sealed(c: Db, connection_id: int) -> Sealed:
-    row = c.execute(
-        select(*_PUBLIC, table.c.secrets, table.c.key_id).where(table.c.id == connection_id)
-    ).first()
+    row = c.execute(_SEALED, {"cid": connection_id}).first()
     if row is None:
         raise ConnectionNotFoundError(f"no connection has id {connection_id}")
     return Sealed(connection=_connection(row._mapping), ciphertext=row.secrets, key_id=row.key_id)
@@ -149,18 +147,43 @@ def delete_connection(c: Db, connection_id: int, now: datetime) -> None:
 # -- refresh -------------------------------------------------------------------------
 
 
+# The statements a refresh runs are built once: per-call construction cost more than the
+# statements themselves (bench/refresh_bench.py).
+_TAKE_LOCK = (
+    update(table)
+    .where(table.c.id == bindparam("cid"))
+    .where(or_(table.c.refresh_lock.is_(None), table.c.refresh_lock_until < bindparam("now")))
+    .values(refresh_lock=bindparam("token"), refresh_lock_until=bindparam("until"))
+    .returning(*_PUBLIC, table.c.secrets, table.c.key_id)
+)
+_SAVE = (
+    update(table)
+    .where(
+        table.c.id == bindparam("cid"),
+        table.c.refresh_lock == bindparam("token"),
+        table.c.version == bindparam("seen"),
+    )
+    .values(
+        secrets=bindparam("sealed"), key_id=bindparam("key"), version=table.c.version + 1,
+        expires_at=bindparam("expires"), refresh_due_at=bindparam("due"),
+        refreshed_at=bindparam("now"), refresh_failures=0, last_error=None, refresh_lock=None,
+        refresh_lock_until=None, updated_at=bindparam("now"),
+    )
+)  # fmt: skip
+_SEALED = select(*_PUBLIC, table.c.secrets, table.c.key_id).where(table.c.id == bindparam("cid"))
+_ADD_EVENT = insert(events)
+
+
 def take_refresh_lock(
     c: Db, connection_id: int, token: str, until: datetime, now: datetime
-) -> bool:
-    """Take the connection's refresh lease if it is free or lapsed: one UPDATE, so two
-    processes cannot both succeed."""
-    taken = c.execute(
-        update(table)
-        .where(table.c.id == connection_id)
-        .where(or_(table.c.refresh_lock.is_(None), table.c.refresh_lock_until < now))
-        .values(refresh_lock=token, refresh_lock_until=until)
-    ).rowcount
-    return bool(taken)
+) -> Sealed | None:
+    """Take the connection's refresh lease if it is free or lapsed, and read it: one
+    UPDATE, so two processes cannot both succeed. None when another holds the lease."""
+    params = {"cid": connection_id, "now": now, "token": token, "until": until}
+    row = c.execute(_TAKE_LOCK, params).first()
+    if row is None:
+        return None
+    return Sealed(connection=_connection(row._mapping), ciphertext=row.secrets, key_id=row.key_id)
 
 
 def release_refresh_lock(c: Db, connection_id: int, token: str) -> None:
@@ -185,21 +208,11 @@ def save_refresh(
 ) -> bool:
     """Store refreshed secrets if this process still holds the lease and nobody changed
     them since it read them; bumps the version and releases the lease."""
-    saved = c.execute(
-        update(table)
-        .where(
-            table.c.id == connection_id,
-            table.c.refresh_lock == token,
-            table.c.version == version,
-        )
-        .values(
-            secrets=ciphertext, key_id=key_id, version=table.c.version + 1,
-            expires_at=expires_at, refresh_due_at=refresh_due_at, refreshed_at=now,
-            refresh_failures=0, last_error=None, refresh_lock=None, refresh_lock_until=None,
-            updated_at=now,
-        )
-    ).rowcount  # fmt: skip
-    return bool(saved)
+    params = {
+        "cid": connection_id, "token": token, "seen": version, "sealed": ciphertext,
+        "key": key_id, "expires": expires_at, "due": refresh_due_at, "now": now,
+    }  # fmt: skip
+    return bool(c.execute(_SAVE, params).rowcount)
 
 
 def record_refresh_failure(
@@ -256,7 +269,8 @@ def idle_since(c: Db, provider: str, before: datetime, limit: int) -> list[int]:
 
 
 def add_event(c: Db, connection_id: int, kind: str, detail: str, now: datetime) -> None:
-    c.execute(insert(events).values(connection_id=connection_id, at=now, kind=kind, detail=detail))
+    values = {"connection_id": connection_id, "at": now, "kind": kind, "detail": detail}
+    c.execute(_ADD_EVENT, values)
 
 
 def list_events(

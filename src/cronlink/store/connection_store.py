@@ -92,14 +92,13 @@ class ConnectionStore:
 
     async def take_refresh_lock(
         self, connection_id: int, token: str, until: datetime, now: datetime
-    ) -> Sealed | None:
-        """Take the refresh lease and read the secrets as they are under it (None if
-        another process holds the lease)."""
+    ) -> tuple[bool, Sealed]:
+        """Take the refresh lease if it is free, and read the connection as it is then:
+        under the lease, or as the process holding it had left it so far."""
 
-        def work(c: Db) -> Sealed | None:
-            if not q.take_refresh_lock(c, connection_id, token, until, now):
-                return None
-            return q.get_sealed(c, connection_id)
+        def work(c: Db) -> tuple[bool, Sealed]:
+            taken = q.take_refresh_lock(c, connection_id, token, until, now)
+            return (True, taken) if taken else (False, q.get_sealed(c, connection_id))
 
         return await self._store.transact(work, write=True)
 

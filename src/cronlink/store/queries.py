@@ -112,14 +112,15 @@ def paused_jobs(c: Connection) -> set[str]:
     return set(c.execute(select(jobs.c.name).where(jobs.c.paused.is_(True))).scalars())
 
 
+_INSERT_RUN = insert(runs).returning(runs.c.id)  # built once: enqueue is a hot verb
+
+
 def enqueue(c: Connection, run: NewRun, now: datetime) -> int:
     if run.dedupe_key is not None:
         existing = c.execute(select(runs.c.id).where(runs.c.dedupe_key == run.dedupe_key)).scalar()
         if existing is not None:
             return int(existing)
-    return int(
-        c.execute(insert(runs).values(run_values(run, now)).returning(runs.c.id)).scalar_one()
-    )
+    return int(c.execute(_INSERT_RUN, run_values(run, now)).scalar_one())
 
 
 def reap_expired(c: Connection, now: datetime) -> list[Run]:
