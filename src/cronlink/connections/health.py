@@ -60,7 +60,9 @@ async def probe(session: aiohttp.ClientSession, provider: Provider, token: str) 
             allow_redirects=False,
         ) as response:  # fmt: skip
             status = response.status
-            body = await response.read() if spec.json_true else b""
+            # Read to the end even when only the status matters: the connection then goes
+            # back to the pool instead of being closed (probes come in thousands).
+            body = await response.read()
     except TimeoutError:
         return Probe(ok=False, latency_ms=_since(started), detail=f"no answer in {TIMEOUT:g}s")
     except aiohttp.ClientError as error:

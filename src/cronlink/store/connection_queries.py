@@ -330,19 +330,38 @@ def active_sealed(c: Db, after_id: int, limit: int) -> list[Sealed]:
     ]
 
 
+_HEALTH = (
+    update(table)
+    .where(table.c.id == bindparam("cid"))
+    .values(
+        health=bindparam("b_health"), health_failures=bindparam("b_failures"),
+        health_successes=bindparam("b_successes"), checked_at=bindparam("now"),
+        latency_ms=bindparam("b_latency"),
+    )
+)  # fmt: skip
+
+
 def record_health(c: Db, checks: list[HealthCheck], now: datetime) -> None:
-    """Store each check's outcome, and an event for each change of health."""
-    for check in checks:
-        c.execute(
-            update(table)
-            .where(table.c.id == check.connection_id)
-            .values(
-                health=check.health.value, health_failures=check.failures,
-                health_successes=check.successes, checked_at=now, latency_ms=check.latency_ms,
-            )
-        )  # fmt: skip
-        if check.event is not None:
-            add_event(c, check.connection_id, "health", check.event, now)
+    """Store each check's outcome, and an event for each change of health (two statements
+    for the whole batch)."""
+    c.execute(
+        _HEALTH,
+        [
+            {
+                "cid": check.connection_id, "b_health": check.health.value,
+                "b_failures": check.failures, "b_successes": check.successes, "now": now,
+                "b_latency": check.latency_ms,
+            }
+            for check in checks
+        ],
+    )  # fmt: skip
+    changes = [
+        {"connection_id": check.connection_id, "at": now, "kind": "health", "detail": check.event}
+        for check in checks
+        if check.event is not None
+    ]
+    if changes:
+        c.execute(_ADD_EVENT, changes)
 
 
 def mark_used(c: Db, connection_id: int, now: datetime) -> None:
