@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import difflib
 import inspect
 from datetime import timedelta
@@ -17,6 +19,8 @@ from cronlink.retry import RetryPolicy
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from cronlink.config import Settings
+    from cronlink.connections.service import Connections
     from cronlink.jobs import Handler
 
 
@@ -31,6 +35,24 @@ class App:
             raise ConfigError(f"job {job.name!r} is defined twice")
         self.jobs[job.name] = job
         return job
+
+    def connections(
+        self, settings: Settings | None = None
+    ) -> contextlib.AbstractAsyncContextManager[Connections]:
+        """Connections from Python: `async with app.connections() as connections:` then
+        `add`, `find`, `get`, `refresh`, `check`, `disable`, `delete`, `credentials` …
+
+        `settings` default to ./cronlink.toml and the environment; connections are on
+        (with their defaults) even without a `[connections]` section.
+        """
+        # Imported here: both import this module.
+        from cronlink.config import ConnectionsModel, load_settings
+        from cronlink.connections.setup import connections_for
+
+        chosen = settings or load_settings()
+        if chosen.connections is None:
+            chosen = dataclasses.replace(chosen, connections=ConnectionsModel())
+        return connections_for(chosen, self)
 
     def get(self, name: str) -> Job:
         try:

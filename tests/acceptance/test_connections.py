@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from cronlink.app import App
+from cronlink.config import ConnectionsModel, connection_jobs
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.model import ConnectionState
 from cronlink.errors import ConnectionUnusableError, RefreshError, SecretKeyError
 from cronlink.records import RunState
+from cronlink.sandbox import Sandbox
 from cronlink.store import RunFilter
+from cronlink.tiers import LightTier
+from cronlink.worker import Worker
 from tests.acceptance.sandbox_kit import Kit, kit
 
 __all__ = ["kit"]
@@ -201,11 +207,6 @@ async def test_keys_rotate_and_the_old_key_can_go(kit: Kit) -> None:
 
 
 async def test_the_refresh_job_refreshes_a_due_connection(kit: Kit) -> None:
-    from cronlink.app import App
-    from cronlink.config import ConnectionsModel, connection_jobs
-    from cronlink.tiers import LightTier
-    from cronlink.worker import Worker
-
     app = App()
     for job in connection_jobs(ConnectionsModel()):
         app.add(job)
@@ -232,3 +233,21 @@ async def test_the_refresh_job_refreshes_a_due_connection(kit: Kit) -> None:
     assert runs
     assert runs[-1].result is not None
     assert '"refreshed": true' in runs[-1].result
+
+
+async def test_app_connections_from_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'py.db'}")
+    monkeypatch.setenv("CRONLINK_SECRET_KEY", generate_key())
+    async with Sandbox() as sandbox:
+        monkeypatch.setenv("CRONLINK_SANDBOX_URL", sandbox.url)
+        tokens = sandbox.grants.mint("py")
+        async with App().connections() as connections:
+            added = await connections.add(
+                provider="sandbox", owner="py", access_token=tokens["access_token"],
+                refresh_token=tokens["refresh_token"], expires_in=3600,
+            )  # fmt: skip
+            assert (await connections.refresh(added.id)).version == 2
+            creds = await connections.credentials(added.id)
+            assert creds.access_token != tokens["access_token"]
+            assert [c.owner for c in await connections.find()] == ["py"]

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import json
 import sys
-from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,35 +24,21 @@ from cronlink.cli.show import console, when
 from cronlink.config import build_app
 from cronlink.connections.crypto import generate_key
 from cronlink.connections.model import ConnectionState
-from cronlink.connections.setup import open_connections, providers_for
-from cronlink.http_client import new_session
-from cronlink.runtime import open_store
+from cronlink.connections.setup import connections_for, providers_for
 from cronlink.sandbox import Sandbox
 from cronlink.sandbox.grants import CLIENT_ID
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import Awaitable, Callable
 
     from cronlink.config import Settings
     from cronlink.connections.model import Connection
     from cronlink.connections.service import Connections
 
 
-@asynccontextmanager
-async def _opened(settings: Settings) -> AsyncIterator[Connections]:
-    app = build_app(settings)
-    store = await open_store(settings)
-    session = new_session()
-    try:
-        yield await open_connections(settings, store, session, app)
-    finally:
-        await session.close()
-        await store.close()
-
-
 def _call(settings: Settings, fn: Callable[[Connections], Awaitable[Any]]) -> Any:
     async def go() -> Any:
-        async with _opened(settings) as connections:
+        async with connections_for(settings, build_app(settings)) as connections:
             return await fn(connections)
 
     return run_async(go())

@@ -4,6 +4,7 @@ the store and the shared HTTP session; refuse a key that does not open the datab
 from __future__ import annotations
 
 import os
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,8 +15,12 @@ from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
 from cronlink.durations import parse_duration
 from cronlink.errors import ConfigError
+from cronlink.http_client import new_session
+from cronlink.store import store_for
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     import aiohttp
 
     from cronlink.app import App
@@ -54,3 +59,16 @@ async def open_connections(
     )
     await connections.check_keys()
     return connections
+
+
+@asynccontextmanager
+async def connections_for(settings: Settings, app: App | None = None) -> AsyncIterator[Connections]:
+    """`Connections` with their own store and HTTP session, closed on the way out."""
+    store = store_for(settings.database_url)
+    session = new_session()
+    try:
+        await store.open()
+        yield await open_connections(settings, store, session, app)
+    finally:
+        await session.close()
+        await store.close()

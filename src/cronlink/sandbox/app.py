@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self
 
 from aiohttp import web
+from authlib.oauth2.rfc6749.errors import OAuth2Error
 
 from cronlink.sandbox.grants import Grants
 from cronlink.sandbox.oauth import Request, Server
@@ -117,7 +118,13 @@ class Sandbox:
         query = dict(request.query)
         oauth = Request("GET", str(request.url), request.headers, query, {})
         user = query.get("login_hint") or "sandbox-user"
-        status, _, headers = self.server.create_authorization_response(oauth, grant_user=user)
+        try:
+            grant = self.server.get_consent_grant(request=oauth, end_user=user)
+        except OAuth2Error as error:
+            return _json({"error": error.error, "error_description": error.description}, 400)
+        status, _, headers = self.server.create_authorization_response(
+            oauth, grant_user=user, grant=grant
+        )
         location = dict(headers).get("Location")
         if status != 302 or location is None:
             return _json({"error": "invalid_request"}, 400)
