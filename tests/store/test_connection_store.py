@@ -9,7 +9,9 @@ import pytest
 
 from cronlink.connections.model import ConnectionState
 from cronlink.errors import ConnectionNotFoundError
-from cronlink.store import Store
+from cronlink.records import NewRun, Reason, RunState, Tier
+from cronlink.store import RunFilter, Store
+from cronlink.store.base import SavedRefresh
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -55,11 +57,12 @@ async def test_saving_is_fenced_by_lease_and_version(store: Store) -> None:
     await store.connections.take_refresh_lock(cid, "mine", NOW + timedelta(minutes=1), NOW)
 
     async def save(token: str, version: int, ciphertext: str) -> bool:
-        return await store.connections.save_refresh(
-            cid, token=token, version=version, ciphertext=ciphertext, key_id="key2",
+        saving = SavedRefresh(
+            token=token, version=version, ciphertext=ciphertext, key_id="key2",
             expires_at=NOW + timedelta(hours=2), refresh_due_at=None, now=NOW,
             event="refreshed", follow_up=None,
         )  # fmt: skip
+        return await store.connections.save_refresh(cid, saving)
 
     assert not await save("theirs", 1, "x")
     assert not await save("mine", 0, "x")
@@ -107,3 +110,31 @@ async def test_due_and_idle_connections_are_found(store: Store) -> None:
     assert due in await store.connections.due_for_refresh(later, 10)
     assert set(await store.connections.idle_since("sandbox", later, 10)) == {due, fresh}
     assert await store.connections.idle_since("sandbox", NOW - timedelta(days=1), 10) == []
+
+
+async def test_a_save_queues_the_next_refresh_once(store: Store) -> None:
+    cid = await _add(store)
+    due = NOW + timedelta(minutes=50)
+    run = NewRun(
+        job="refresh-connection", tier=Tier.LIGHT, reason=Reason.ENQUEUE,
+        payload={"connection_id": cid}, not_before=due, dedupe_key=f"refresh:{cid}:2",
+    )  # fmt: skip
+    for version in (1, 2):
+        token = f"t{version}"
+        taken = await store.take_refresh_lock(cid, token, NOW + timedelta(minutes=1), NOW)
+        assert taken is not None
+        assert taken.connection.version == version
+        saving = SavedRefresh(
+            token=token, version=version, ciphertext=f"v{version}", key_id="k",
+            expires_at=due + timedelta(minutes=10), refresh_due_at=due, now=NOW,
+            event="access token valid until …", follow_up=run,
+        )  # fmt: skip
+        assert await store.save_refresh(cid, saving)
+    queued = await store.list_runs(RunFilter(job="refresh-connection"))
+    assert [(r.payload, r.not_before, r.state) for r in queued] == [
+        ({"connection_id": cid}, due, RunState.QUEUED)
+    ]
+    after = await store.connections.get(cid)
+    assert (after.version, after.refresh_due_at, after.refreshed_at) == (3, due, NOW)
+    details = [e.detail for e in await store.connections.events(cid) if e.kind == "refreshed"]
+    assert details == ["access token valid until …"] * 2

@@ -31,6 +31,7 @@ from cronlink.connections.model import (
 from cronlink.errors import ConfigError, ConnectionUnusableError, RefreshError
 from cronlink.jobs import new_run
 from cronlink.records import Reason
+from cronlink.store.base import SavedRefresh
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -293,8 +294,7 @@ class Connections:
         renewed = Secrets(access_token=fresh.access_token, refresh_token=kept)
         due = _due(provider, fresh.expires_at, now)
         stamp = self.clock.now()
-        saved = await self.store.connections.save_refresh(
-            current.id,
+        saving = SavedRefresh(
             token=token,
             version=current.version,
             ciphertext=self.vault.seal(current.id, renewed),
@@ -305,6 +305,7 @@ class Connections:
             event=_refreshed(fresh.expires_at, kept != opened.refresh_token),
             follow_up=self._refresh_run(current.id, current.version + 1, due),
         )
+        saved = await self.store.connections.save_refresh(current.id, saving)
         if not saved:
             raise RefreshError(
                 f"connection {current.id}: its refresh lease lapsed before the new tokens were "

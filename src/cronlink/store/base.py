@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 T = TypeVar("T")
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
 
+    from cronlink.connections.model import Sealed
     from cronlink.records import Fire, NewRun, Run, RunError, RunState, Schedule, Tier
     from cronlink.store.connection_store import ConnectionStore
 
@@ -82,6 +83,21 @@ class Completion:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class SavedRefresh:
+    """What a refresh stores, fenced by the lease `token` and the `version` it read."""
+
+    token: str
+    version: int
+    ciphertext: str = field(repr=False)
+    key_id: str
+    expires_at: datetime | None
+    refresh_due_at: datetime | None
+    now: datetime
+    event: str
+    follow_up: NewRun | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RunFilter:
     job: str | None = None
     state: RunState | None = None
@@ -98,6 +114,7 @@ class Store(abc.ABC):
 
     @property
     def connections(self) -> ConnectionStore:
+        # Imported here: it builds on this module.
         from cronlink.store.connection_store import ConnectionStore
 
         return ConnectionStore(self)
@@ -116,6 +133,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release connections and threads."""
+
+    # -- a token refresh (the rest of the connection verbs: `ConnectionStore`) ----------
+
+    @abc.abstractmethod
+    async def take_refresh_lock(
+        self, connection_id: int, token: str, until: datetime, now: datetime
+    ) -> Sealed | None:
+        """Take the connection's refresh lease if it is free or lapsed, and read the row
+        under it, atomically; None when another process holds the lease."""
+
+    @abc.abstractmethod
+    async def save_refresh(self, connection_id: int, saving: SavedRefresh) -> bool:
+        """Store refreshed secrets, their event and the next refresh run in one transaction,
+        if `saving.token` still holds the lease and the version is still `saving.version`
+        (then bump it and release the lease); False, writing nothing, otherwise."""
 
     # -- schedules ---------------------------------------------------------------------
 

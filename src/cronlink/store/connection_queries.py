@@ -24,17 +24,23 @@ from cronlink.store.schema import connection_events as events
 from cronlink.store.schema import connections as table
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from datetime import datetime
 
     from sqlalchemy import Connection as Db
-    from sqlalchemy.engine import RowMapping
 
 _PUBLIC = [c for c in table.c if c.name not in ("secrets", "key_id", "refresh_lock",
                                                   "refresh_lock_until")]  # fmt: skip
 
 
-def _connection(values: RowMapping) -> Connection:
+def sealed_from(values: Mapping[Any, Any]) -> Sealed:
+    """A connection with its secrets from one row's values (instants already converted)."""
+    return Sealed(
+        connection=_connection(values), ciphertext=values["secrets"], key_id=values["key_id"]
+    )
+
+
+def _connection(values: Mapping[Any, Any]) -> Connection:
     return Connection(
         id=values["id"],
         provider=values["provider"],
@@ -98,7 +104,7 @@ def get_sealed(c: Db, connection_id: int) -> Sealed:
     row = c.execute(_SEALED, {"cid": connection_id}).first()
     if row is None:
         raise ConnectionNotFoundError(f"no connection has id {connection_id}")
-    return Sealed(connection=_connection(row._mapping), ciphertext=row.secrets, key_id=row.key_id)
+    return sealed_from(row._mapping)
 
 
 def list_connections(
@@ -147,43 +153,10 @@ def delete_connection(c: Db, connection_id: int, now: datetime) -> None:
 # -- refresh -------------------------------------------------------------------------
 
 
-# The statements a refresh runs are built once: per-call construction cost more than the
-# statements themselves (bench/refresh_bench.py).
-_TAKE_LOCK = (
-    update(table)
-    .where(table.c.id == bindparam("cid"))
-    .where(or_(table.c.refresh_lock.is_(None), table.c.refresh_lock_until < bindparam("now")))
-    .values(refresh_lock=bindparam("token"), refresh_lock_until=bindparam("until"))
-    .returning(*_PUBLIC, table.c.secrets, table.c.key_id)
-)
-_SAVE = (
-    update(table)
-    .where(
-        table.c.id == bindparam("cid"),
-        table.c.refresh_lock == bindparam("token"),
-        table.c.version == bindparam("seen"),
-    )
-    .values(
-        secrets=bindparam("sealed"), key_id=bindparam("key"), version=table.c.version + 1,
-        expires_at=bindparam("expires"), refresh_due_at=bindparam("due"),
-        refreshed_at=bindparam("now"), refresh_failures=0, last_error=None, refresh_lock=None,
-        refresh_lock_until=None, updated_at=bindparam("now"),
-    )
-)  # fmt: skip
 _SEALED = select(*_PUBLIC, table.c.secrets, table.c.key_id).where(table.c.id == bindparam("cid"))
 _ADD_EVENT = insert(events)
-
-
-def take_refresh_lock(
-    c: Db, connection_id: int, token: str, until: datetime, now: datetime
-) -> Sealed | None:
-    """Take the connection's refresh lease if it is free or lapsed, and read it: one
-    UPDATE, so two processes cannot both succeed. None when another holds the lease."""
-    params = {"cid": connection_id, "now": now, "token": token, "until": until}
-    row = c.execute(_TAKE_LOCK, params).first()
-    if row is None:
-        return None
-    return Sealed(connection=_connection(row._mapping), ciphertext=row.secrets, key_id=row.key_id)
+PUBLIC_COLUMNS = [c.name for c in _PUBLIC]
+"""The columns of a `Connection`, for the engines' own SQL (`*_refresh.py`)."""
 
 
 def release_refresh_lock(c: Db, connection_id: int, token: str) -> None:
@@ -192,27 +165,6 @@ def release_refresh_lock(c: Db, connection_id: int, token: str) -> None:
         .where(table.c.id == connection_id, table.c.refresh_lock == token)
         .values(refresh_lock=None, refresh_lock_until=None)
     )
-
-
-def save_refresh(
-    c: Db,
-    connection_id: int,
-    *,
-    token: str,
-    version: int,
-    ciphertext: str,
-    key_id: str,
-    expires_at: datetime | None,
-    refresh_due_at: datetime | None,
-    now: datetime,
-) -> bool:
-    """Store refreshed secrets if this process still holds the lease and nobody changed
-    them since it read them; bumps the version and releases the lease."""
-    params = {
-        "cid": connection_id, "token": token, "seen": version, "sealed": ciphertext,
-        "key": key_id, "expires": expires_at, "due": refresh_due_at, "now": now,
-    }  # fmt: skip
-    return bool(c.execute(_SAVE, params).rowcount)
 
 
 def record_refresh_failure(
@@ -324,10 +276,7 @@ def active_sealed(c: Db, after_id: int, limit: int) -> list[Sealed]:
         .order_by(table.c.id)
         .limit(limit)
     )
-    return [
-        Sealed(connection=_connection(r._mapping), ciphertext=r.secrets, key_id=r.key_id)
-        for r in rows
-    ]
+    return [sealed_from(r._mapping) for r in rows]
 
 
 _HEALTH = (

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         Sealed,
     )
     from cronlink.records import NewRun
-    from cronlink.store.base import Store
+    from cronlink.store.base import SavedRefresh, Store
 
 
 class ConnectionStore:
@@ -95,47 +95,19 @@ class ConnectionStore:
     ) -> tuple[bool, Sealed]:
         """Take the refresh lease if it is free, and read the connection as it is then:
         under the lease, or as the process holding it had left it so far."""
-
-        def work(c: Db) -> tuple[bool, Sealed]:
-            taken = q.take_refresh_lock(c, connection_id, token, until, now)
-            return (True, taken) if taken else (False, q.get_sealed(c, connection_id))
-
-        return await self._store.transact(work, write=True)
+        taken = await self._store.take_refresh_lock(connection_id, token, until, now)
+        if taken is not None:
+            return True, taken
+        return False, await self.sealed(connection_id)
 
     async def release_refresh_lock(self, connection_id: int, token: str) -> None:
         await self._store.transact(
             lambda c: q.release_refresh_lock(c, connection_id, token), write=True
         )
 
-    async def save_refresh(
-        self,
-        connection_id: int,
-        *,
-        token: str,
-        version: int,
-        ciphertext: str,
-        key_id: str,
-        expires_at: datetime | None,
-        refresh_due_at: datetime | None,
-        now: datetime,
-        event: str,
-        follow_up: NewRun | None,
-    ) -> bool:
-        """Save refreshed secrets, their event and the next refresh run in one transaction;
-        False (nothing written) if the lease or the version moved on."""
-
-        def work(c: Db) -> bool:
-            saved = q.save_refresh(
-                c, connection_id, token=token, version=version, ciphertext=ciphertext,
-                key_id=key_id, expires_at=expires_at, refresh_due_at=refresh_due_at, now=now,
-            )  # fmt: skip
-            if saved:
-                q.add_event(c, connection_id, "refreshed", event, now)
-                if follow_up is not None:
-                    queries.enqueue(c, follow_up, now)
-            return saved
-
-        return await self._store.transact(work, write=True)
+    async def save_refresh(self, connection_id: int, saving: SavedRefresh) -> bool:
+        """See `Store.save_refresh` (each engine has its own SQL for this hot verb)."""
+        return await self._store.save_refresh(connection_id, saving)
 
     async def record_refresh_failure(
         self,

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cronlink.errors import StoreError, first_line
-from cronlink.store import migrate, postgres_hot, queries
+from cronlink.store import migrate, postgres_hot, postgres_refresh, queries
 from cronlink.store.base import ClaimRequest, Completion, Store
 from cronlink.store.postgres_hot import channel
 
@@ -29,10 +29,12 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from sqlalchemy import Connection
 
+    from cronlink.connections.model import Sealed
     from cronlink.records import Fire, NewRun, Run, Schedule, Tier
     from cronlink.store.base import (
         Done,
         RunFilter,
+        SavedRefresh,
         ScheduleAdvance,
         Tick,
     )
@@ -123,6 +125,20 @@ class PostgresStore(Store):
 
     async def transact(self, fn: Callable[[Connection], T], *, write: bool) -> T:
         return await self._run(fn, write=write)
+
+    async def take_refresh_lock(
+        self, connection_id: int, token: str, until: datetime, now: datetime
+    ) -> Sealed | None:
+        async def work(db: AsyncConnection[Any]) -> Sealed | None:
+            return await postgres_refresh.take(db, connection_id, token, until, now)
+
+        return await self._hot(work)
+
+    async def save_refresh(self, connection_id: int, saving: SavedRefresh) -> bool:
+        async def work(db: AsyncConnection[Any]) -> bool:
+            return await postgres_refresh.save(db, connection_id, saving)
+
+        return await self._hot(work)
 
     async def sync_schedules(self, wanted: list[Schedule]) -> None:
         await self._run(lambda c: postgres_hot.sync_schedules(c, wanted), write=True)

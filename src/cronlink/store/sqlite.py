@@ -25,18 +25,20 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from cronlink.errors import CorruptDatabaseError, StoreError
-from cronlink.store import migrate, queries, sqlite_hot
+from cronlink.store import migrate, queries, sqlite_hot, sqlite_refresh
 from cronlink.store.base import Completion, Store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime, timedelta
 
+    from cronlink.connections.model import Sealed
     from cronlink.records import Fire, NewRun, Run, Schedule, Tier
     from cronlink.store.base import (
         ClaimRequest,
         Done,
         RunFilter,
+        SavedRefresh,
         ScheduleAdvance,
         Tick,
     )
@@ -161,6 +163,18 @@ class SQLiteStore(Store):
 
     async def transact(self, fn: Callable[[Connection], T], *, write: bool) -> T:
         return await self._call(self._write(fn) if write else self._read(fn))
+
+    async def take_refresh_lock(
+        self, connection_id: int, token: str, until: datetime, now: datetime
+    ) -> Sealed | None:
+        return await self._call(
+            self._hot(lambda db: sqlite_refresh.take(db, connection_id, token, until, now))
+        )
+
+    async def save_refresh(self, connection_id: int, saving: SavedRefresh) -> bool:
+        return await self._call(
+            self._hot(lambda db: sqlite_refresh.save(db, connection_id, saving))
+        )
 
     async def sync_schedules(self, wanted: list[Schedule]) -> None:
         await self._call(self._write(lambda c: queries.sync_schedules(c, wanted)))

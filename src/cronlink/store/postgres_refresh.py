@@ -1,0 +1,94 @@
+"""A token refresh's two statements on PostgreSQL, on plain psycopg: take the lease and read
+the row (one UPDATE … RETURNING); save the new secrets, their event and the next refresh
+run (one statement of data-modifying CTEs, atomic without a transaction around it).
+
+SQLAlchemy's asyncio layer cost more than these statements (bench/refresh_bench.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from cronlink.store.connection_queries import PUBLIC_COLUMNS, sealed_from
+from cronlink.store.schema import Instant, connections, from_micros, to_micros
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from psycopg import AsyncConnection
+
+    from cronlink.connections.model import Sealed
+    from cronlink.records import NewRun
+    from cronlink.store.base import SavedRefresh
+
+_READ = [*PUBLIC_COLUMNS, "secrets", "key_id"]
+_INSTANTS = {c.name for c in connections.columns if isinstance(c.type, Instant)}
+TAKE = f"""
+UPDATE connections SET refresh_lock = %(token)s, refresh_lock_until = %(until)s
+WHERE id = %(cid)s AND (refresh_lock IS NULL OR refresh_lock_until < %(now)s)
+RETURNING {", ".join(_READ)}
+"""
+SAVE = """
+WITH saved AS (
+    UPDATE connections SET secrets = %(sealed)s, key_id = %(key)s, version = version + 1,
+        expires_at = %(expires)s, refresh_due_at = %(due)s, refreshed_at = %(now)s,
+        refresh_failures = 0, last_error = NULL, refresh_lock = NULL,
+        refresh_lock_until = NULL, updated_at = %(now)s
+    WHERE id = %(cid)s AND refresh_lock = %(token)s AND version = %(seen)s
+    RETURNING id),
+event AS (
+    INSERT INTO connection_events (connection_id, at, kind, detail)
+    SELECT id, %(now)s, 'refreshed', %(event)s FROM saved),
+follow_up AS (
+    INSERT INTO runs (job, tier, reason, state, payload, enqueued_at, not_before, attempt,
+        max_attempts, overlap, dedupe_key, cancel_requested)
+    SELECT CAST(%(job)s AS text), %(tier)s, %(reason)s, 'queued', %(payload)s, %(now)s,
+        %(not_before)s, 0, %(attempts)s, %(overlap)s, %(dedupe)s, false
+    FROM saved WHERE CAST(%(job)s AS text) IS NOT NULL
+    ON CONFLICT (dedupe_key) DO NOTHING)
+SELECT count(*) FROM saved
+"""
+
+
+async def take(
+    db: AsyncConnection[Any], connection_id: int, token: str, until: datetime, now: datetime
+) -> Sealed | None:
+    params = {"token": token, "until": to_micros(until), "cid": connection_id,
+              "now": to_micros(now)}  # fmt: skip
+    row = await (await db.execute(TAKE, params)).fetchone()
+    if row is None:
+        return None
+    values = dict(zip(_READ, row, strict=True))
+    for name in _INSTANTS & values.keys():
+        if values[name] is not None:
+            values[name] = from_micros(values[name])
+    return sealed_from(values)
+
+
+async def save(db: AsyncConnection[Any], connection_id: int, saving: SavedRefresh) -> bool:
+    stamp = to_micros(saving.now)
+    params: dict[str, Any] = {
+        "sealed": saving.ciphertext, "key": saving.key_id, "expires": _micros(saving.expires_at),
+        "due": _micros(saving.refresh_due_at), "now": stamp, "cid": connection_id,
+        "token": saving.token, "seen": saving.version, "event": saving.event,
+        **_run_params(saving.follow_up, stamp),
+    }  # fmt: skip
+    row = await (await db.execute(SAVE, params)).fetchone()
+    return bool(row and row[0])
+
+
+def _micros(value: datetime | None) -> int | None:
+    return None if value is None else to_micros(value)
+
+
+def _run_params(run: NewRun | None, stamp: int) -> dict[str, Any]:
+    if run is None:
+        keys = ("job", "tier", "reason", "payload", "not_before", "attempts", "overlap", "dedupe")
+        return dict.fromkeys(keys)
+    return {
+        "job": run.job, "tier": run.tier.value, "reason": run.reason.value,
+        "payload": None if run.payload is None else json.dumps(run.payload),
+        "not_before": _micros(run.not_before) or stamp, "attempts": run.max_attempts,
+        "overlap": run.overlap.value, "dedupe": run.dedupe_key,
+    }  # fmt: skip

@@ -1,0 +1,86 @@
+"""A token refresh's two transactions on SQLite, as plain SQL: take the lease and read the
+row (one UPDATE … RETURNING); save the new secrets, their event and the next refresh run.
+
+Like the run hot path (`sqlite_hot`), these are text that sqlite3 keeps prepared: building
+SQLAlchemy statements cost more than SQLite did (bench/refresh_bench.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from cronlink.store.connection_queries import PUBLIC_COLUMNS, sealed_from
+from cronlink.store.schema import Instant, connections, from_micros, to_micros
+
+if TYPE_CHECKING:
+    import sqlite3
+    from datetime import datetime
+
+    from cronlink.connections.model import Sealed
+    from cronlink.records import NewRun
+    from cronlink.store.base import SavedRefresh
+
+_READ = [*PUBLIC_COLUMNS, "secrets", "key_id"]
+_INSTANTS = {c.name for c in connections.columns if isinstance(c.type, Instant)}
+TAKE = f"""
+UPDATE connections SET refresh_lock = ?, refresh_lock_until = ?
+WHERE id = ? AND (refresh_lock IS NULL OR refresh_lock_until < ?)
+RETURNING {", ".join(_READ)}
+"""
+SAVE = """
+UPDATE connections SET secrets = ?, key_id = ?, version = version + 1, expires_at = ?,
+    refresh_due_at = ?, refreshed_at = ?, refresh_failures = 0, last_error = NULL,
+    refresh_lock = NULL, refresh_lock_until = NULL, updated_at = ?
+WHERE id = ? AND refresh_lock = ? AND version = ?
+"""
+EVENT = "INSERT INTO connection_events (connection_id, at, kind, detail) VALUES (?, ?, ?, ?)"
+FOLLOW_UP = """
+INSERT INTO runs (job, tier, reason, state, payload, enqueued_at, not_before, attempt,
+    max_attempts, overlap, dedupe_key, cancel_requested)
+VALUES (?, ?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, 0)
+ON CONFLICT (dedupe_key) DO NOTHING
+"""
+
+
+def take(
+    db: sqlite3.Connection, connection_id: int, token: str, until: datetime, now: datetime
+) -> Sealed | None:
+    row = db.execute(TAKE, (token, to_micros(until), connection_id, to_micros(now))).fetchone()
+    if row is None:
+        return None
+    values = dict(zip(_READ, row, strict=True))
+    for name in _INSTANTS & values.keys():
+        if values[name] is not None:
+            values[name] = from_micros(values[name])
+    return sealed_from(values)
+
+
+def save(db: sqlite3.Connection, connection_id: int, saving: SavedRefresh) -> bool:
+    stamp = to_micros(saving.now)
+    saved = db.execute(
+        SAVE,
+        (
+            saving.ciphertext, saving.key_id, _micros(saving.expires_at),
+            _micros(saving.refresh_due_at), stamp, stamp, connection_id, saving.token,
+            saving.version,
+        ),
+    ).rowcount  # fmt: skip
+    if not saved:
+        return False
+    db.execute(EVENT, (connection_id, stamp, "refreshed", saving.event))
+    if saving.follow_up is not None:
+        db.execute(FOLLOW_UP, _run_params(saving.follow_up, stamp))
+    return True
+
+
+def _micros(value: datetime | None) -> int | None:
+    return None if value is None else to_micros(value)
+
+
+def _run_params(run: NewRun, stamp: int) -> tuple[Any, ...]:
+    return (
+        run.job, run.tier.value, run.reason.value,
+        None if run.payload is None else json.dumps(run.payload), stamp,
+        _micros(run.not_before) or stamp, run.max_attempts, run.overlap.value, run.dedupe_key,
+    )  # fmt: skip
