@@ -251,3 +251,21 @@ async def test_app_connections_from_python(tmp_path: Path, monkeypatch: pytest.M
             creds = await connections.credentials(added.id)
             assert creds.access_token != tokens["access_token"]
             assert [c.owner for c in await connections.find()] == ["py"]
+
+
+async def test_the_sweep_finds_due_and_idle_connections(kit: Kit) -> None:
+    clock = LaterClock()
+    kit.connections.clock = clock
+    due = await kit.connect("due")  # 60-minute token: due after 50 minutes
+    tokens = await kit.mint("lasting")
+    lasting = await kit.connections.add(
+        provider="sandbox", owner="lasting", access_token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"],
+    )  # fmt: skip
+    assert await kit.connections.sweep() == ([], [])
+    clock.ahead = timedelta(minutes=51)
+    assert await kit.connections.sweep() == ([due], [])
+    clock.ahead = timedelta(days=8)  # past sandbox.toml's idle_refresh_after (7 days)
+    swept_due, swept_idle = await kit.connections.sweep()
+    assert swept_due == [due]
+    assert set(swept_idle) == {due, lasting.id}
