@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cronlink.connections.model import Credentials
 from cronlink.context import RunContext, RunLog
+from cronlink.errors import ConnectionUnusableError, CronlinkError, RefreshError
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -61,6 +63,7 @@ def main(run: ChildRun, pipe: Connection) -> None:
         return int(reply)
 
     ctx = RunContext(
+        _connections=_PipeConnections(pipe),
         run_id=run.run_id,
         job=run.job,
         scheduled_for=run.scheduled_for,
@@ -90,3 +93,34 @@ def _encode(result: Any) -> str | None:
 
 def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class _PipeConnections:
+    """`ctx.connections` in a heavy run: each call is answered by the worker, which holds
+    the store and the key (the child never sees either)."""
+
+    def __init__(self, pipe: Connection) -> None:
+        self._pipe = pipe
+
+    async def credentials(self, connection_id: int) -> Credentials:
+        reply = self._ask("credentials", connection_id)
+        _, provider, access_token, expires_at = reply
+        return Credentials(
+            connection_id=connection_id, provider=provider, access_token=access_token,
+            expires_at=expires_at,
+        )  # fmt: skip
+
+    async def used(self, connection_id: int) -> None:
+        self._ask("used", connection_id)
+
+    def _ask(self, kind: str, connection_id: int) -> tuple[Any, ...]:
+        self._pipe.send((kind, connection_id))
+        reply: tuple[Any, ...] = self._pipe.recv()
+        if reply[0] == "ok":
+            return reply
+        _, error_kind, message = reply
+        if error_kind in ("transient", "grant", "config"):
+            raise RefreshError(message, kind=error_kind)
+        if error_kind == "ConnectionUnusableError":
+            raise ConnectionUnusableError(message)
+        raise CronlinkError(message)

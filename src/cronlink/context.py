@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cronlink.errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from cronlink.connections.service import Connections
+    from cronlink.connections.model import Credentials
 
     Enqueue = Callable[[str, Any, datetime | None], Awaitable[int]]
 
@@ -47,6 +47,19 @@ class RunLog:
         self._add("error", message, *args)
 
 
+class ConnectionAccess(Protocol):
+    """What a handler may do with connections (light tier: `Connections` itself; heavy
+    tier: the same calls, answered by the worker over the child's pipe)."""
+
+    async def credentials(self, connection_id: int) -> Credentials:
+        """A valid access token, refreshed first when it is inside the margin."""
+        ...
+
+    async def used(self, connection_id: int) -> None:
+        """A successful real call went through the connection (it stands in for a probe)."""
+        ...
+
+
 @dataclass(kw_only=True, slots=True)
 class RunContext:
     """Handed to every handler: `async def handler(ctx) -> result`."""
@@ -59,15 +72,15 @@ class RunContext:
     payload: Any
     log: RunLog
     _enqueue: Enqueue = field(repr=False)
-    _connections: Connections | None = field(default=None, repr=False)
+    _connections: ConnectionAccess | None = field(default=None, repr=False)
 
     @property
-    def connections(self) -> Connections:
+    def connections(self) -> ConnectionAccess:
         """Connections and their credentials: `await ctx.connections.credentials(id)`."""
         if self._connections is None:
             raise ConfigError(
                 f"job {self.job!r} has no connections here: they need CRONLINK_SECRET_KEY and "
-                "a [connections] section in cronlink.toml, and a light-tier job"
+                "a [connections] section in cronlink.toml"
             )
         return self._connections
 

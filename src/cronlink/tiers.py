@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from cronlink import child, http_target
-from cronlink.errors import CronlinkError
+from cronlink.errors import CronlinkError, RefreshError
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -119,6 +119,8 @@ class HeavyTier:
                     ctx.log.lines.append(message[1:])
                 elif kind == "enqueue":
                     pipe.send(await ctx.enqueue(*message[1:]))
+                elif kind in ("credentials", "used"):
+                    pipe.send(await _connection_call(ctx, kind, message[1]))
                 elif kind == "ok":
                     return Attempt(
                         result=encode_result(message[1]), peak_memory=max(peak, message[2])
@@ -135,6 +137,20 @@ class HeavyTier:
                     f"used {peak // 2**20} MiB, over the limit of {job.memory_limit // 2**20} MiB"
                 )
             await asyncio.sleep(self.sample_every)
+
+
+async def _connection_call(ctx: RunContext, kind: str, connection_id: int) -> tuple[Any, ...]:
+    """Answer a heavy run's connection call: ("ok", …) or ("error", kind, message)."""
+    try:
+        if kind == "used":
+            await ctx.connections.used(connection_id)
+            return ("ok",)
+        creds = await ctx.connections.credentials(connection_id)
+    except RefreshError as error:
+        return ("error", error.kind, str(error))
+    except CronlinkError as error:
+        return ("error", type(error).__name__, str(error))
+    return ("ok", creds.provider, creds.access_token, creds.expires_at)
 
 
 def _child_run(job: Job, run: Run) -> child.ChildRun:

@@ -32,7 +32,7 @@ from cronlink.tiers import ChildFailed, HeavyTier, LightTier, MemoryLimitExceede
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from cronlink.connections.service import Connections
+    from cronlink.context import ConnectionAccess
     from cronlink.jobs import Job
     from cronlink.records import Run
     from cronlink.store import Store
@@ -60,7 +60,7 @@ class Worker:
         claim_batch: int | None = None,
         group_commit: bool = True,
         shutdown_grace: timedelta = timedelta(seconds=30),
-        connections: Connections | None = None,
+        connections: ConnectionAccess | None = None,
     ) -> None:
         self.store = store
         self.jobs = jobs

@@ -7,6 +7,8 @@ import os
 import time
 from typing import Any
 
+import aiohttp
+
 from cronlink import App, RunContext
 
 app = App()
@@ -106,3 +108,19 @@ async def stalls_first(ctx: RunContext) -> int:
 async def slow_first(ctx: RunContext) -> int:
     await asyncio.sleep(3 if ctx.attempt == 1 else 0.1)
     return ctx.attempt
+
+
+@app.job(name="heavy-credentials", tier="heavy", max_attempts=1)
+async def heavy_credentials(ctx: RunContext) -> str:
+    """In a child process: ask the worker for credentials, call the provider with them."""
+    connection_id = ctx.payload["connection_id"]
+    creds = await ctx.connections.credentials(connection_id)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{ctx.payload['url']}/api/me", headers={"Authorization": creds.authorization}
+        ) as response,
+    ):
+        user = (await response.json())["user"]
+    await ctx.connections.used(connection_id)
+    return str(user)

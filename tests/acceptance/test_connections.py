@@ -13,12 +13,13 @@ from cronlink.config import ConnectionsModel, connection_jobs
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.model import ConnectionState
 from cronlink.errors import ConnectionUnusableError, RefreshError, SecretKeyError
-from cronlink.records import RunState
+from cronlink.records import RunState, Tier
 from cronlink.sandbox import Sandbox
 from cronlink.store import RunFilter
 from cronlink.tiers import LightTier
 from cronlink.worker import Worker
 from tests.acceptance.sandbox_kit import Kit, kit
+from tests.acceptance.worker_kit import enqueue, finished, running_worker
 
 __all__ = ["kit"]
 
@@ -269,3 +270,26 @@ async def test_the_sweep_finds_due_and_idle_connections(kit: Kit) -> None:
     swept_due, swept_idle = await kit.connections.sweep()
     assert swept_due == [due]
     assert set(swept_idle) == {due, lasting.id}
+
+
+async def test_a_heavy_run_gets_credentials_through_its_worker(kit: Kit) -> None:
+    cid = await kit.connect("heavy-user")
+    gone = await kit.connect("gone")
+    await kit.connections.store.connections.set_state(
+        gone, ConnectionState.NEEDS_REAUTH, "revoked for the test", datetime.now(UTC)
+    )
+    store = kit.connections.store
+    async with running_worker(store, Tier.HEAVY, connections=kit.connections):
+        ok = await enqueue(
+            store, "heavy-credentials", {"connection_id": cid, "url": kit.sandbox.url}
+        )
+        refused = await enqueue(
+            store, "heavy-credentials", {"connection_id": gone, "url": kit.sandbox.url}
+        )
+        worked, failed = await finished(store, ok), await finished(store, refused)
+    assert (worked.state, worked.result) == (RunState.SUCCEEDED, '"heavy-user"')
+    assert (await kit.connections.get(cid)).used_at is not None
+    assert failed.state is RunState.FAILED
+    assert failed.error is not None
+    assert failed.error.type == "ConnectionUnusableError"
+    assert "needs_reauth: revoked for the test" in failed.error.message

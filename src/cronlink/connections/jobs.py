@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cronlink.connections.service import Connections
 from cronlink.errors import ConnectionUnusableError, RefreshError
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ SWEEP_BATCH = 1000
 
 async def refresh_tokens(ctx: RunContext) -> dict[str, int]:
     """Queue a refresh for each connection that is due or idle (one run per connection)."""
-    due, idle = await ctx.connections.sweep()
+    due, idle = await _service(ctx).sweep()
     ids = sorted(set(due) | set(idle))
     for connection_id in ids:
         force = connection_id in idle and connection_id not in due
@@ -44,7 +45,8 @@ async def refresh_connection(ctx: RunContext) -> dict[str, Any]:
     payload = ctx.payload or {}
     connection_id = int(payload["connection_id"])
     try:
-        after = await ctx.connections.refresh(connection_id, force=bool(payload.get("force")))
+        force = bool(payload.get("force"))
+        after = await _service(ctx).refresh(connection_id, force=force)
     except (RefreshError, ConnectionUnusableError) as error:
         ctx.log.warning("connection %d not refreshed: %s", connection_id, error)
         return {"connection_id": connection_id, "refreshed": False, "error": str(error)}
@@ -53,9 +55,16 @@ async def refresh_connection(ctx: RunContext) -> dict[str, Any]:
 
 async def check_health(ctx: RunContext) -> dict[str, int]:
     """Probe every active connection (not those used successfully just now)."""
-    counts = await ctx.connections.check_all()
+    counts = await _service(ctx).check_all()
     ctx.log.info(
         "probed %d connections (%d skipped as recently used), %d changed health",
         counts["probed"], counts["passive"], counts["changed"],
     )  # fmt: skip
     return counts
+
+
+def _service(ctx: RunContext) -> Connections:
+    """The whole service: the built-in jobs are light, so they run beside it."""
+    service = ctx.connections
+    assert isinstance(service, Connections), "the connection jobs run on the light tier"
+    return service
