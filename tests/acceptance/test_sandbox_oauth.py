@@ -11,7 +11,8 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from cronlink.connections.tokens import exchange_code
-from cronlink.errors import RefreshError
+from cronlink.errors import CronlinkError, RefreshError
+from cronlink.sandbox import Sandbox
 from tests.acceptance.sandbox_kit import Kit, kit
 
 __all__ = ["kit"]
@@ -56,3 +57,10 @@ async def test_a_wrong_verifier_is_refused(kit: Kit) -> None:
         await exchange_code(
             kit.session, provider, code, CALLBACK, secrets.token_urlsafe(48), datetime.now(UTC)
         )
+
+
+async def test_a_port_in_use_is_a_clear_error() -> None:
+    async with Sandbox() as first:
+        with pytest.raises(CronlinkError, match=rf"127.0.0.1:{first.port} .*choose another port"):
+            async with Sandbox(port=first.port):
+                pass

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Self
 from aiohttp import web
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 
+from cronlink.errors import CronlinkError
 from cronlink.sandbox.grants import Grants
 from cronlink.sandbox.oauth import Request, Server
 
@@ -77,7 +78,14 @@ class Sandbox:
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            await self._runner.cleanup()
+            raise CronlinkError(
+                f"cannot serve the sandbox on {self.host}:{self.port} ({error.strerror}); "
+                "choose another port with --port"
+            ) from None
         self.port = self._runner.addresses[0][1]
         return self
 
