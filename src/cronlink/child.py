@@ -10,12 +10,14 @@ import asyncio
 import importlib
 import inspect
 import json
+import os
 import resource
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cronlink.connections import SECRET_KEY_ENV
 from cronlink.connections.model import Credentials
 from cronlink.context import RunContext, RunLog
 from cronlink.errors import ConnectionUnusableError, CronlinkError, RefreshError
@@ -57,6 +59,9 @@ def resolve(path: str) -> Any:
 
 
 def main(run: ChildRun, pipe: Connection) -> None:
+    # The handler is user code: it gets credentials through the worker, never the key.
+    os.environ.pop(SECRET_KEY_ENV, None)
+
     async def enqueue(job: str, payload: Any, not_before: datetime | None) -> int:
         pipe.send(("enqueue", job, payload, not_before))
         reply = pipe.recv()

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cronlink.config import ConnectionsModel, build_app
+from cronlink.app import App
+from cronlink.config import ConnectionsModel, Settings, connection_jobs
 from cronlink.connections.crypto import ENV, generate_key
 from cronlink.connections.jobs import CHECK_HEALTH
 from cronlink.connections.setup import open_connections
@@ -29,7 +29,6 @@ from cronlink.sandbox import Sandbox
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from cronlink.config import Settings
     from cronlink.connections.service import Connections
 
 DATABASE = "sqlite:///cronlink-demo.db"
@@ -39,11 +38,13 @@ REVOKED = "demo-eli"
 """Its grant is revoked at the provider: it shows what `needs_reauth` looks like."""
 
 
-def demo_settings(settings: Settings, explicit_database: bool) -> Settings:
-    """Connections on, health checked every minute; the demo's own database by default."""
-    connections = settings.connections or ConnectionsModel(health_schedule="* * * * *")
-    database = settings.database_url if explicit_database else DATABASE
-    return dataclasses.replace(settings, connections=connections, database_url=database)
+def demo_settings(database_url: str | None = None) -> Settings:
+    """The demo's own settings: connections on, health checked every minute, its own
+    database; nothing from cronlink.toml or the environment (no real jobs, no real data)."""
+    return Settings(
+        database_url=database_url or DATABASE,
+        connections=ConnectionsModel(health_schedule="* * * * *"),
+    )
 
 
 def demo_key() -> None:
@@ -67,7 +68,9 @@ async def demo(
     async with Sandbox(port=port) as sandbox:
         os.environ["CRONLINK_SANDBOX_URL"] = sandbox.url
         sandbox.configure(token_lifetime=lifetime)
-        app = build_app(settings)
+        app = App()
+        for job in connection_jobs(settings.connections or ConnectionsModel()):
+            app.add(job)
         store = await open_store(settings)
         session = new_session()
         try:

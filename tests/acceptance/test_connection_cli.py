@@ -83,6 +83,15 @@ def test_bad_input_names_what_is_wrong(home: Path) -> None:
     code, out = run("connections", "add", "--provider", "sandbox", "--owner", "a")
     assert code == 2
     assert "give the access token" in out
+    for bad, expected in (
+        ('{"access_token": "a", "expires_in": 1e300}', "must be seconds between 0 and"),
+        ('{"access_token": "a", "expires_in": true}', "expires_in must be a number"),
+        ('{"access_token": "a", "refresh_token": 7}', "refresh_token must be a string"),
+    ):
+        code, out = run("connections", "add", "--provider", "sandbox", "--owner", "a",
+                        "--tokens", "-", stdin=bad)  # fmt: skip
+        assert code == 2, out
+        assert expected in out
     code, out = run("connections", "show", "99")
     assert code == 1
     assert "no connection has id 99" in out

@@ -11,7 +11,7 @@ import pytest
 from cronlink.app import App
 from cronlink.config import ConnectionsModel, connection_jobs
 from cronlink.connections.crypto import Vault, generate_key
-from cronlink.connections.model import ConnectionState
+from cronlink.connections.model import ConnectionState, Health, Secrets
 from cronlink.errors import ConnectionUnusableError, RefreshError, SecretKeyError
 from cronlink.records import RunState, Tier
 from cronlink.sandbox import Sandbox
@@ -293,3 +293,40 @@ async def test_a_heavy_run_gets_credentials_through_its_worker(kit: Kit) -> None
     assert failed.error is not None
     assert failed.error.type == "ConnectionUnusableError"
     assert "needs_reauth: revoked for the test" in failed.error.message
+
+
+async def test_credentials_keep_a_valid_token_through_an_outage(kit: Kit) -> None:
+    clock = LaterClock()
+    kit.connections.clock = clock
+    cid = await kit.connect()
+    original = (await kit.connections.credentials(cid)).access_token
+    clock.ahead = timedelta(minutes=55)  # inside the margin, still valid for 5 minutes
+    kit.sandbox.configure(token_status=503)
+    first = await kit.connections.credentials(cid)
+    second = await kit.connections.credentials(cid)  # backing off: no second request
+    assert first.access_token == second.access_token == original
+    failures = [e for e in await kit.connections.events(cid) if e.kind == "refresh_failed"]
+    assert len(failures) == 1
+    clock.ahead = timedelta(minutes=61)  # expired, and the backoff is over
+    with pytest.raises(RefreshError, match="HTTP 503"):
+        await kit.connections.credentials(cid)
+
+
+async def test_one_broken_connection_does_not_stop_the_health_sweep(kit: Kit) -> None:
+    ids = [await kit.connect(f"user{i}") for i in range(3)]
+    broken = await kit.connections.store.connections.add(
+        provider="retired-provider", owner="x", scopes="", now=datetime.now(UTC),
+        seal=lambda cid: (kit.connections.vault.seal(cid, Secrets(access_token="a")),
+                          kit.connections.vault.primary),
+        expires_at=None, refresh_due_at=None,
+    )  # fmt: skip
+    counts = await kit.connections.check_all()
+    assert counts["probed"] == 4
+    assert {(await kit.connections.get(i)).health for i in ids} == {Health.HEALTHY}
+    after = await kit.connections.get(broken.id)
+    assert after.health is Health.DEGRADED
+    details = [e.detail for e in await kit.connections.events(broken.id) if e.kind == "health"]
+    assert details == [
+        "unknown -> degraded: unknown provider 'retired-provider'; known: github, "
+        "google, hubspot, microsoft, notion, salesforce, sandbox, slack, xero"
+    ]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from cronlink.config import load_settings
 from cronlink.connections.crypto import ENV
 from cronlink.demo import demo, demo_key, demo_settings
 
@@ -21,8 +20,11 @@ async def test_the_demo_shows_refreshes_health_and_a_needs_reauth(
     demo_key()
     key_file = tmp_path / ".cronlink-demo.key"
     assert key_file.stat().st_mode & 0o077 == 0
-    settings = demo_settings(load_settings(), explicit_database=False)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://production.invalid/db")  # not used
+    (tmp_path / "cronlink.toml").write_text('[[jobs]]\nname = "real"\nhandler = "x:y"\n')
+    settings = demo_settings()
     assert settings.database_url == "sqlite:///cronlink-demo.db"
+    assert settings.jobs == ()
     lines: list[str] = []
     stop = asyncio.Event()
 

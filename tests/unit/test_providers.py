@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from cronlink.connections.providers import Providers, read
-from cronlink.connections.tokens import expiry
+from cronlink.connections.tokens import expiry, scrub
 from cronlink.errors import ConfigError
 
 REAL = ["github", "google", "hubspot", "microsoft", "notion", "salesforce", "slack", "xero"]
@@ -82,3 +82,8 @@ def test_expiry_is_read_in_every_form_providers_use(
 
 def test_no_expiry_uses_the_providers_default() -> None:
     assert expiry({}, NOW, timedelta(hours=2)) == NOW + timedelta(hours=2)
+
+
+def test_error_texts_lose_secrets_even_url_encoded() -> None:
+    said = "bad token 1//0gRefresh+x and 1%2F%2F0gRefresh%2Bx and 1%2F%2F0gRefresh%2Bx"
+    assert scrub(said, ["1//0gRefresh+x"]) == "bad token *** and *** and ***"

@@ -89,15 +89,18 @@ def add(
     if not isinstance(access, str) or not access:
         raise click.UsageError("give the access token with --tokens FILE|- or --access-token")
     refresh = refresh_token or given.get("refresh_token")
+    if refresh is not None and not isinstance(refresh, str):
+        raise click.UsageError("--tokens: refresh_token must be a string")
     lifetime = expires_in if expires_in is not None else given.get("expires_in")
-    if lifetime is not None and not isinstance(lifetime, int | float):
-        raise click.UsageError(f"--tokens: expires_in must be seconds, not {lifetime!r}")
+    numeric = isinstance(lifetime, int | float) and not isinstance(lifetime, bool)
+    if lifetime is not None and not numeric:
+        raise click.UsageError("--tokens: expires_in must be a number of seconds")
     settings = settings_from(config_path, database_url, app_path)
     added = _call(
         settings,
         lambda c: c.add(
             provider=provider, owner=owner, access_token=access,
-            refresh_token=refresh if isinstance(refresh, str) else None,
+            refresh_token=refresh,
             expires_in=lifetime, scopes=scopes,
         ),
     )  # fmt: skip

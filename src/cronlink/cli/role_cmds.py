@@ -67,19 +67,17 @@ def show(
               help="The sandbox provider's port on 127.0.0.1.")  # fmt: skip
 @click.option("--lifetime", type=click.FloatRange(min=2), default=60, show_default=True,
               help="Seconds the sandbox's access tokens last.")  # fmt: skip
-@settings_options
-def demo(
-    port: int, lifetime: float, config_path: Path | None, database_url: str | None,
-    app_path: str | None,
-) -> None:  # fmt: skip
+@click.option("--database-url", default=None,
+              help="Where the demo keeps its state (default sqlite:///cronlink-demo.db). "
+                   "DATABASE_URL and cronlink.toml are ignored, so that the demo never "
+                   "touches a real deployment.")  # fmt: skip
+def demo(port: int, lifetime: float, database_url: str | None) -> None:
     """Try cronlink out: a local OAuth2 provider, connections with short-lived tokens, and
     every role; refreshes and health checks print as they happen."""
     from cronlink import demo as showcase
 
-    settings = showcase.demo_settings(
-        settings_from(config_path, database_url, app_path), explicit_database=bool(database_url)
-    )
     showcase.demo_key()
+    settings = showcase.demo_settings(database_url)
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         run_async(showcase.demo(settings, port=port, lifetime=lifetime, say=click.echo))
 

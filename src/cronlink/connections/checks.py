@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from cronlink.connections import health
 from cronlink.connections.model import Health, HealthCheck
-from cronlink.errors import ConnectionUnusableError, RefreshError, SecretKeyError
+from cronlink.errors import ConnectionUnusableError, CronlinkError, RefreshError, SecretKeyError
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from cronlink.connections.model import Sealed
+    from cronlink.connections.model import Connection, Sealed
     from cronlink.connections.providers import Provider
     from cronlink.connections.service import Connections
 
@@ -50,7 +50,13 @@ async def _gated(
     if recent and current.health is Health.HEALTHY:
         return None
     async with gate:
-        return await check_one(connections, sealed)
+        try:
+            return await check_one(connections, sealed)
+        except CronlinkError as error:
+            # One connection's trouble (its provider file gone, a variable unset, deleted
+            # meanwhile) must not stop the sweep: it is recorded as a failed probe.
+            seen = health.Probe(ok=False, latency_ms=0, detail=str(error))
+            return _judged(connections, current, seen)
 
 
 async def check_one(connections: Connections, sealed: Sealed) -> HealthCheck:
@@ -67,6 +73,10 @@ async def check_one(connections: Connections, sealed: Sealed) -> HealthCheck:
         else:
             renewed = await connections.store.connections.sealed(current.id)
             seen = await _probe(connections, renewed, provider)
+    return _judged(connections, current, seen)
+
+
+def _judged(connections: Connections, current: Connection, seen: health.Probe) -> HealthCheck:
     judged = health.judge(
         current.health, current.health_failures, current.health_successes, seen,
         connections.health_policy,

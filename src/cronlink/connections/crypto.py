@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes, hmac
 
+from cronlink.connections import SECRET_KEY_ENV
 from cronlink.connections.model import Secrets
 from cronlink.errors import SecretKeyError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-ENV = "CRONLINK_SECRET_KEY"
+ENV = SECRET_KEY_ENV
 
 
 def generate_key() -> str:

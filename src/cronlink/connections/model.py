@@ -21,7 +21,8 @@ class Health(StrEnum):
     UNKNOWN = "unknown"
     HEALTHY = "healthy"
     DEGRADED = "degraded"
-    """Failing, but not for long enough to call it down (damping), or throttled."""
+    """Failing, but not for long enough to call it down (damping). A throttled provider
+    (429) answered: that counts as healthy."""
     DOWN = "down"
     AUTH_FAILED = "auth_failed"
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from cronlink.clock import Clock, SystemClock
 from cronlink.connections import checks, tokens
+from cronlink.connections.crypto import ENV
 from cronlink.connections.health import Policy
 from cronlink.connections.model import (
     Connection,
@@ -28,7 +29,13 @@ from cronlink.connections.model import (
     Sealed,
     Secrets,
 )
-from cronlink.errors import ConfigError, ConnectionUnusableError, RefreshError
+from cronlink.errors import (
+    ConfigError,
+    ConnectionUnusableError,
+    RefreshError,
+    SecretKeyError,
+    StoreError,
+)
 from cronlink.jobs import new_run
 from cronlink.records import Reason
 from cronlink.store.base import SavedRefresh
@@ -101,6 +108,13 @@ class Connections:
                     version, ciphertext = current.connection.version, current.ciphertext
                     key = current.key_id
             after = rows[-1][0]
+        left = await self.store.connections.key_ids() - {self.vault.primary}
+        if left:
+            raise SecretKeyError(
+                f"re-sealed {resealed} connections, but some are still sealed with key id "
+                f"{', '.join(sorted(left))} (a process with an older {ENV} wrote them "
+                "meanwhile): give every process the new key first, then rotate again"
+            )
         return resealed
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -120,8 +134,13 @@ class Connections:
             raise ConfigError("owner: must not be empty")
         if not access_token.strip():
             raise ConfigError("access token: must not be empty")
-        if expires_in is not None and expires_in <= 0:
-            raise ConfigError(f"expires in: must be a positive number of seconds, not {expires_in}")
+        if expires_in is not None and (
+            isinstance(expires_in, bool) or not 0 < expires_in <= tokens.MAX_LIFETIME
+        ):
+            raise ConfigError(
+                f"expires in: must be seconds between 0 and {tokens.MAX_LIFETIME:g} (ten years), "
+                f"not {expires_in!r}"
+            )
         now = self.clock.now()
         expires_at = None if expires_in is None else now + timedelta(seconds=expires_in)
         due = _due(chosen, expires_at, now)
@@ -216,8 +235,19 @@ class Connections:
             sealed = await self.store.connections.sealed(connection_id)
         current = sealed.connection
         _usable(current)
-        if _inside_margin(current, self.providers.get(current.provider), self.clock.now()):
-            await self.refresh(connection_id, force=False)
+        now = self.clock.now()
+        backing_off = current.refresh_due_at is not None and current.refresh_due_at > now
+        if _inside_margin(current, self.providers.get(current.provider), now) and not backing_off:
+            try:
+                await self.refresh(connection_id, force=False)
+            except (RefreshError, ConnectionUnusableError) as error:
+                # A token that still works is better than none: the failure is recorded
+                # and retried on its own schedule; only an expired token is an error here.
+                if current.expires_at is None or current.expires_at <= now:
+                    raise
+                if isinstance(error, RefreshError) and error.kind == "grant":
+                    raise
+                log.warning("connection %d: using its current token: %s", connection_id, error)
             sealed = await self.store.connections.sealed(connection_id)
             _usable(sealed.connection)
         opened = self.vault.open(connection_id, sealed.ciphertext)
@@ -305,7 +335,7 @@ class Connections:
             event=_refreshed(fresh.expires_at, kept != opened.refresh_token),
             follow_up=self._refresh_run(current.id, current.version + 1, due),
         )
-        saved = await self.store.connections.save_refresh(current.id, saving)
+        saved = await self._save(current.id, saving)
         if not saved:
             raise RefreshError(
                 f"connection {current.id}: its refresh lease lapsed before the new tokens were "
@@ -318,6 +348,19 @@ class Connections:
             refresh_due_at=due, refreshed_at=stamp, refresh_failures=0, last_error=None,
             updated_at=stamp,
         )  # fmt: skip
+
+    async def _save(self, connection_id: int, saving: SavedRefresh) -> bool:
+        """Save a refresh, retrying a failed write: the provider has rotated the token
+        already, so giving up here would lose the only copy of the new one."""
+        for attempt in range(3):
+            try:
+                return await self.store.connections.save_refresh(connection_id, saving)
+            except StoreError:
+                if attempt == 2:
+                    raise
+                log.warning("connection %d: saving its new tokens failed; retrying", connection_id)
+                await asyncio.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def _failed(self, sealed: Sealed, token: str, error: RefreshError) -> Connection | None:
         """Record a failed refresh. On `invalid_grant`, first read the secrets once more:

@@ -12,13 +12,14 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 from authlib.oauth2.auth import ClientAuth
 from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from cronlink.envtext import retry_after
-from cronlink.errors import RefreshError
+from cronlink.errors import ConfigError, RefreshError
 
 if TYPE_CHECKING:
     from cronlink.connections.providers import Provider
@@ -28,6 +29,8 @@ TIMEOUT = 30.0
 TRANSIENT_STATUSES = frozenset({408, 409, 423, 425, 429})
 CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
 EXCERPT = 200
+MAX_LIFETIME = 10 * 365 * 86400.0
+"""Longer lifetimes (or garbage) are read as "no expiry given"."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -64,7 +67,8 @@ async def exchange_code(
     body = prepare_token_request(
         "authorization_code", code=code, redirect_uri=redirect_uri, **extra
     )
-    return await _token_request(session, provider, body, now, [code], TIMEOUT)
+    sent = [code, verifier] if verifier else [code]
+    return await _token_request(session, provider, body, now, sent, TIMEOUT)
 
 
 async def _token_request(
@@ -76,9 +80,12 @@ async def _token_request(
     within: float,
 ) -> TokenSet:
     """POST `body` to the token endpoint; the answer must come `within` seconds."""
-    client_id, client_secret = provider.client()
+    try:
+        client_id, client_secret = provider.client()
+        url = provider.url("token_url")
+    except ConfigError as error:
+        raise RefreshError(str(error), kind="config") from None
     secrets = [*sent, client_secret]
-    url = provider.url("token_url")
     headers = {
         "Content-Type": "application/x-www-form-urlencoded",
         "Accept": "application/json",
@@ -139,8 +146,8 @@ def _interpret(
 def _refused(
     provider: Provider, status: int, error: str, data: dict[str, Any], secrets: list[str]
 ) -> RefreshError:
-    description = _scrub(str(data.get("error_description") or ""), secrets)[:EXCERPT]
-    detail = f"{provider.name} refused the refresh: {_scrub(error, secrets)[:EXCERPT]}"
+    description = scrub(str(data.get("error_description") or ""), secrets)[:EXCERPT]
+    detail = f"{provider.name} refused the refresh: {scrub(error, secrets)[:EXCERPT]}"
     if description:
         detail += f" ({description})"
     if error in provider.invalid_grant_errors or error == "invalid_scope":
@@ -173,10 +180,10 @@ def expiry(data: dict[str, Any], now: datetime, default: timedelta | None) -> da
     """When the access token expires: `expires_in` seconds (a number or numeric text), or
     an `expires_at` epoch in seconds or milliseconds; else `default` (None: it lasts)."""
     seconds = _number(data.get("expires_in"))
-    if seconds is not None and seconds > 0:
+    if seconds is not None and 0 < seconds <= MAX_LIFETIME:
         return now + timedelta(seconds=seconds)
     at = _number(data.get("expires_at"))
-    if at is not None and at > 0:
+    if at is not None and 0 < at < 1e14:  # seconds or milliseconds, before year 5138
         at = at / 1000 if at > 100_000_000_000 else at  # milliseconds since 1973
         return datetime.fromtimestamp(at, tz=now.tzinfo)
     return None if default is None else now + default
@@ -195,10 +202,12 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _scrub(text: str, secrets: list[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
+def scrub(text: str, secrets: list[str]) -> str:
+    """`text` without the secrets, as they are or as a provider may quote them (URL-encoded)."""
+    forms = {form for secret in secrets if secret for form in (secret, quote(secret, safe=""),
+                                                               quote_plus(secret))}  # fmt: skip
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
     return text
 
 
