@@ -110,12 +110,14 @@ async def test_short_lived_tokens_refresh_half_way_not_at_once(kit: Kit) -> None
 
 async def test_invalid_grant_needs_reauth_with_the_reason(kit: Kit) -> None:
     cid = await kit.connect()
+    assert (await kit.connections.check(cid)).health is Health.HEALTHY
     kit.sandbox.grants.revoke_all()
     with pytest.raises(RefreshError) as caught:
         await kit.connections.refresh(cid)
     assert caught.value.kind == "grant"
     after = await kit.connections.get(cid)
     assert after.state is ConnectionState.NEEDS_REAUTH
+    assert after.health is Health.AUTH_FAILED  # no longer probed: not left "healthy"
     assert after.last_error is not None
     assert "invalid_grant" in after.last_error
     assert "needs_reauth" in [e.kind for e in await kit.connections.events(cid)]

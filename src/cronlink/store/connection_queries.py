@@ -177,15 +177,21 @@ def record_refresh_failure(
     retry_at: datetime | None,
     now: datetime,
 ) -> None:
-    """Count a failed refresh, move the connection to `state`, release the lease."""
+    """Count a failed refresh, move the connection to `state`, release the lease. A grant
+    that is gone also makes its health `auth_failed`: it is no longer probed, and must not
+    keep showing the last probe's `healthy`."""
+    values: dict[str, Any] = {
+        "refresh_failures": table.c.refresh_failures + 1, "last_error": message,
+        "state": state.value, "refresh_due_at": retry_at, "refresh_lock": None,
+        "refresh_lock_until": None, "updated_at": now,
+    }  # fmt: skip
+    if state is ConnectionState.NEEDS_REAUTH:
+        values |= {"health": Health.AUTH_FAILED.value, "health_successes": 0}
     c.execute(
         update(table)
         .where(table.c.id == connection_id, table.c.refresh_lock == token)
-        .values(
-            refresh_failures=table.c.refresh_failures + 1, last_error=message, state=state.value,
-            refresh_due_at=retry_at, refresh_lock=None, refresh_lock_until=None, updated_at=now,
-        )
-    )  # fmt: skip
+        .values(**values)
+    )
 
 
 def due_for_refresh(c: Db, now: datetime, limit: int) -> list[int]:
