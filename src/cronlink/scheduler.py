@@ -142,7 +142,13 @@ class Scheduler:
             await _wait(stop, await self._sleep_for(self.clock.now()))
 
     async def _sleep_for(self, now: datetime) -> float:
-        wake = await self.store.next_wakeup()
+        """Seconds until the next instant is due; a second when the store cannot say (it
+        may be restarting: the scheduler must outlive that, not exit)."""
+        try:
+            wake = await self.store.next_wakeup()
+        except Exception:
+            log.exception("could not read the next wake-up; retrying in 1 s")
+            return min(1.0, self.max_sleep)
         if wake is None:
             return self.max_sleep
         return max(0.0, min(self.max_sleep, (wake - self.lookahead - now).total_seconds()))

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from cronlink.app import build_job
+from cronlink.errors import StoreError
 from cronlink.records import Fate, RunState, Tier
 from cronlink.scheduler import Scheduler
 from cronlink.store import RunFilter, Store, store_for
@@ -166,3 +167,28 @@ async def test_two_scheduler_processes_fire_each_instant_once(any_url: str) -> N
     ledger = await store.ledger(None, None, 10_000)
     assert len(ledger) == 5 * 200
     await store.close()
+
+
+async def test_the_scheduler_outlives_a_store_that_cannot_answer(sqlite_store: Store) -> None:
+    """While the database restarts, every call fails for a moment; `run` must go on."""
+    failures = 2
+    real_next_wakeup = sqlite_store.next_wakeup
+
+    async def flaky() -> datetime | None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise StoreError("cannot reach the database (injected)")
+        return await real_next_wakeup()
+
+    sqlite_store.next_wakeup = flaky  # type: ignore[method-assign]
+    s = scheduler(sqlite_store, "* * * * * *", overlap="allow")  # every second
+    stop = asyncio.Event()
+    role = asyncio.create_task(s.run(stop))
+    async with asyncio.timeout(10):
+        while failures or not await runs(sqlite_store):
+            assert not role.done(), role
+            await asyncio.sleep(0.05)
+    stop.set()
+    await role
+    assert failures == 0

@@ -83,7 +83,8 @@ async def test_runs_survive_a_postgres_restart(tmp_path: Path) -> None:
                 before = await succeeded(store)
                 how = await asyncio.to_thread(restart_postgres)
                 await asyncio.sleep(0.5)
-                assert all(r.alive() for r in roles), "a role exited when PostgreSQL restarted"
+                dead = [r.output()[-3000:] for r in roles if not r.alive()]
+                assert not dead, f"a role exited when PostgreSQL restarted: {dead}"
 
                 async def all_done() -> bool:
                     return await succeeded(store) == RUNS
