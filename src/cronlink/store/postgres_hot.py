@@ -15,6 +15,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
+from cronlink.records import Overlap, Reason
 from cronlink.store.base import Completion
 from cronlink.store.fates import Due, overlap_matters, skip_message, when_due
 from cronlink.store.rows import run_from_mapping, run_values
@@ -107,6 +108,13 @@ RUNNING_OF_JOB = text("""
 SELECT id FROM runs
 WHERE job = :job AND id != :id AND state IN ('queued', 'running') AND state = 'running'
   AND (started_at < :started OR (started_at = :started AND id < :id))
+""")
+# `replace` looks at every running run of its job: the newest instant is the one left
+# running, whichever order the claims were judged in (a claim committed after another's
+# judgement is seen by its own).
+RUNNING_OF_JOB_ALL = text("""
+SELECT id, not_before FROM runs
+WHERE job = :job AND id != :id AND state IN ('queued', 'running') AND state = 'running'
 """)
 GIVE_BACK = text("""
 UPDATE runs SET state = 'queued', attempt = attempt - 1, worker = NULL, lease_token = NULL,
@@ -322,6 +330,9 @@ async def _apply_overlap(db: AsyncConnection[Any], runs: list[Run], now: datetim
 async def _gives_way(db: AsyncConnection[Any], run: Run, pending: set[int], now: datetime) -> bool:
     if not overlap_matters(run):
         return False
+    if run.overlap is Overlap.REPLACE and run.reason is Reason.SCHEDULE:
+        await _replace(db, run, pending)
+        return False
     started = None if run.started_at is None else to_micros(run.started_at)
     params = {"job": run.job, "id": run.id, "started": started}
     found = await (await db.execute(_sql(RUNNING_OF_JOB), params)).fetchall()
@@ -336,6 +347,18 @@ async def _gives_way(db: AsyncConnection[Any], run: Run, pending: set[int], now:
         await db.execute(_sql(SKIP_RUN), {"now": to_micros(now), "message": message, "id": run.id})
         await db.execute(_sql(SKIP_FIRE), {"id": run.id})
     return action in (Due.WAIT, Due.SKIP)
+
+
+async def _replace(db: AsyncConnection[Any], run: Run, pending: set[int]) -> None:
+    """Ask every older running run of the job to cancel, and this one too if a newer one
+    runs: of runs claimed at once, only the newest goes on."""
+    found = await db.execute(_sql(RUNNING_OF_JOB_ALL), {"job": run.job, "id": run.id})
+    mine = (to_micros(run.not_before), run.id)
+    others = [(row[1], row[0]) for row in await found.fetchall() if row[0] not in pending]
+    older = [i for at, i in others if (at, i) < mine]
+    cancel = older + ([run.id] if len(older) < len(others) else [])
+    if cancel:
+        await db.execute(_sql(REPLACE_RUNNING), {"ids": cancel})
 
 
 async def extend_leases(
