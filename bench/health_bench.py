@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
 import statistics
 import time
@@ -25,7 +24,7 @@ from cronlink.connections.service import Connections
 from cronlink.http_client import new_session
 from cronlink.store import store_for
 from queue_bench import fresh_database
-from refresh_bench import serve_sandbox
+from refresh_bench import sandbox_process
 
 
 async def one_round(url: str, sandbox: str, count: int, concurrency: int) -> float:
@@ -65,21 +64,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--postgres", help="a PostgreSQL URL; each round uses a fresh schema")
     args = parser.parse_args()
-    spawn = multiprocessing.get_context("spawn")
     rounds = []
     for _ in range(args.rounds):
-        ours, theirs = spawn.Pipe()
-        server = spawn.Process(target=serve_sandbox, args=(theirs,))
-        server.start()
-        try:
-            sandbox = ours.recv()
-            with fresh_database(args.postgres) as url:
-                rounds.append(
-                    asyncio.run(one_round(url, sandbox, args.connections, args.concurrency))
-                )
-        finally:
-            ours.send("stop")
-            server.join(10)
+        with sandbox_process() as sandbox, fresh_database(args.postgres) as url:
+            rounds.append(asyncio.run(one_round(url, sandbox, args.connections, args.concurrency)))
     print(
         json.dumps(
             {

@@ -19,6 +19,8 @@ import multiprocessing
 import os
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.synchronize import Event
 
@@ -29,6 +31,20 @@ from cronlink.http_client import new_session
 from cronlink.sandbox import Sandbox
 from cronlink.store import store_for
 from queue_bench import fresh_database
+
+
+@contextmanager
+def sandbox_process() -> Iterator[str]:
+    """The sandbox provider in a process of its own (it must not share the measured
+    process's event loop); yields its URL."""
+    ours, theirs = multiprocessing.get_context("spawn").Pipe()
+    server = multiprocessing.get_context("spawn").Process(target=serve_sandbox, args=(theirs,))
+    server.start()
+    try:
+        yield ours.recv()
+    finally:
+        ours.send("stop")
+        server.join(10)
 
 
 def serve_sandbox(pipe: Pipe) -> None:
@@ -141,19 +157,10 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="refreshing processes")
     parser.add_argument("--postgres", help="a PostgreSQL URL; each round uses a fresh schema")
     args = parser.parse_args()
-    spawn = multiprocessing.get_context("spawn")
     rounds = []
     for _ in range(args.rounds):
-        ours, theirs = spawn.Pipe()
-        server = spawn.Process(target=serve_sandbox, args=(theirs,))
-        server.start()
-        try:
-            sandbox = ours.recv()
-            with fresh_database(args.postgres) as url:
-                rounds.append(one_round(url, sandbox, args))
-        finally:
-            ours.send("stop")
-            server.join(10)
+        with sandbox_process() as sandbox, fresh_database(args.postgres) as url:
+            rounds.append(one_round(url, sandbox, args))
     result = {
         "benchmark": "refresh",
         "engine": "postgresql" if args.postgres else "sqlite",

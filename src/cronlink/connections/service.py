@@ -18,8 +18,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from cronlink.clock import Clock, SystemClock
-from cronlink.connections import checks, tokens
-from cronlink.connections.crypto import ENV
+from cronlink.connections import checks, keys, tokens
 from cronlink.connections.health import Policy
 from cronlink.connections.model import (
     Connection,
@@ -33,7 +32,6 @@ from cronlink.errors import (
     ConfigError,
     ConnectionUnusableError,
     RefreshError,
-    SecretKeyError,
     StoreError,
 )
 from cronlink.jobs import new_run
@@ -46,7 +44,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from cronlink.connections.crypto import Vault
-    from cronlink.connections.providers import Provider, Providers
+    from cronlink.connections.providers import Providers
     from cronlink.jobs import Job
     from cronlink.records import NewRun
     from cronlink.store import Store
@@ -89,33 +87,8 @@ class Connections:
         self.vault.check(await self.store.connections.key_ids())
 
     async def rotate_keys(self, batch: int = 500) -> int:
-        """Re-seal every secret not sealed with the newest key; returns how many were.
-
-        Each row is swapped only if its version is unchanged, so a refresh running at the
-        same time is never overwritten: such a row is read again and re-sealed after it.
-        """
-        resealed, after = 0, 0
-        while rows := await self.store.connections.sealed_after(after, batch):
-            for connection_id, version, ciphertext, key in rows:
-                while key != self.vault.primary:
-                    fresh = self.vault.reseal(ciphertext)
-                    if await self.store.connections.reseal(
-                        connection_id, version, fresh, self.vault.primary
-                    ):
-                        resealed += 1
-                        break
-                    current = await self.store.connections.sealed(connection_id)
-                    version, ciphertext = current.connection.version, current.ciphertext
-                    key = current.key_id
-            after = rows[-1][0]
-        left = await self.store.connections.key_ids() - {self.vault.primary}
-        if left:
-            raise SecretKeyError(
-                f"re-sealed {resealed} connections, but some are still sealed with key id "
-                f"{', '.join(sorted(left))} (a process with an older {ENV} wrote them "
-                "meanwhile): give every process the new key first, then rotate again"
-            )
-        return resealed
+        """Re-seal every secret under the newest key (see `keys.rotate`)."""
+        return await keys.rotate(self.store.connections, self.vault, batch)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -143,7 +116,7 @@ class Connections:
             )
         now = self.clock.now()
         expires_at = None if expires_in is None else now + timedelta(seconds=expires_in)
-        due = _due(chosen, expires_at, now)
+        due = tokens.refresh_due(chosen, expires_at, now)
         sealed = Secrets(access_token=access_token.strip(), refresh_token=refresh_token or None)
         added = await self.store.connections.add(
             provider=chosen.name,
@@ -237,7 +210,8 @@ class Connections:
         _usable(current)
         now = self.clock.now()
         backing_off = current.refresh_due_at is not None and current.refresh_due_at > now
-        if _inside_margin(current, self.providers.get(current.provider), now) and not backing_off:
+        provider = self.providers.get(current.provider)
+        if tokens.inside_margin(current, provider, now) and not backing_off:
             try:
                 await self.refresh(connection_id, force=False)
             except (RefreshError, ConnectionUnusableError) as error:
@@ -300,7 +274,7 @@ class Connections:
         provider = self.providers.get(current.provider)
         now = self.clock.now()
         if current.state is not ConnectionState.ACTIVE or not (
-            force or _inside_margin(current, provider, now)
+            force or tokens.inside_margin(current, provider, now)
         ):
             await self.store.connections.release_refresh_lock(current.id, token)
             _usable(current)
@@ -322,7 +296,7 @@ class Connections:
             raise
         kept = fresh.refresh_token or opened.refresh_token
         renewed = Secrets(access_token=fresh.access_token, refresh_token=kept)
-        due = _due(provider, fresh.expires_at, now)
+        due = tokens.refresh_due(provider, fresh.expires_at, now)
         stamp = self.clock.now()
         saving = SavedRefresh(
             token=token,
@@ -403,20 +377,6 @@ class Connections:
             not_before=at,
             dedupe_key=f"refresh:{connection_id}:{version}{':' + suffix if suffix else ''}",
         )
-
-
-def _due(provider: Provider, expires_at: datetime | None, issued: datetime) -> datetime | None:
-    """When to refresh: the provider's margin before expiry, or half-way through the
-    token's life when it lives less than twice the margin (else it would be due at once)."""
-    if expires_at is None:
-        return None
-    return expires_at - min(provider.refresh_margin, (expires_at - issued) / 2)
-
-
-def _inside_margin(connection: Connection, provider: Provider, now: datetime) -> bool:
-    issued = connection.refreshed_at or connection.created_at
-    due = _due(provider, connection.expires_at, issued)
-    return due is not None and due <= now
 
 
 def _usable(connection: Connection) -> None:

@@ -22,6 +22,7 @@ from cronlink.envtext import retry_after
 from cronlink.errors import ConfigError, RefreshError
 
 if TYPE_CHECKING:
+    from cronlink.connections.model import Connection
     from cronlink.connections.providers import Provider
 
 TIMEOUT = 30.0
@@ -220,3 +221,19 @@ def sleep_for(error: RefreshError, failures: int) -> timedelta:
     if error.retry_after is not None:
         return max(backoff, timedelta(seconds=error.retry_after))
     return backoff
+
+
+def refresh_due(
+    provider: Provider, expires_at: datetime | None, issued: datetime
+) -> datetime | None:
+    """When to refresh: the provider's margin before expiry, or half-way through the
+    token's life when it lives less than twice the margin (else it would be due at once)."""
+    if expires_at is None:
+        return None
+    return expires_at - min(provider.refresh_margin, (expires_at - issued) / 2)
+
+
+def inside_margin(connection: Connection, provider: Provider, now: datetime) -> bool:
+    issued = connection.refreshed_at or connection.created_at
+    due = refresh_due(provider, connection.expires_at, issued)
+    return due is not None and due <= now

@@ -20,6 +20,7 @@ from cronlink.connections.model import (
     Sealed,
 )
 from cronlink.errors import ConnectionNotFoundError
+from cronlink.store.schema import Instant, from_micros
 from cronlink.store.schema import connection_events as events
 from cronlink.store.schema import connections as table
 
@@ -155,8 +156,18 @@ def delete_connection(c: Db, connection_id: int, now: datetime) -> None:
 
 _SEALED = select(*_PUBLIC, table.c.secrets, table.c.key_id).where(table.c.id == bindparam("cid"))
 _ADD_EVENT = insert(events)
-PUBLIC_COLUMNS = [c.name for c in _PUBLIC]
-"""The columns of a `Connection`, for the engines' own SQL (`*_refresh.py`)."""
+SEALED_COLUMNS = [*(c.name for c in _PUBLIC), "secrets", "key_id"]
+"""The columns a refresh reads, in order, for the engines' own SQL (`*_refresh.py`)."""
+_INSTANTS = [c.name for c in _PUBLIC if isinstance(c.type, Instant)]
+
+
+def sealed_from_raw(row: tuple[Any, ...]) -> Sealed:
+    """A row of `SEALED_COLUMNS` as a driver returns it (instants in microseconds)."""
+    values = dict(zip(SEALED_COLUMNS, row, strict=True))
+    for name in _INSTANTS:
+        if values[name] is not None:
+            values[name] = from_micros(values[name])
+    return sealed_from(values)
 
 
 def release_refresh_lock(c: Db, connection_id: int, token: str) -> None:

@@ -6,18 +6,15 @@ not rows, are what cost here. Same schema and rules as SQLite (`fates.py`).
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
-from cronlink.records import Overlap, Reason
 from cronlink.store.base import Completion
-from cronlink.store.fates import Due, overlap_matters, skip_message, when_due
+from cronlink.store.fates import overlap_matters
+from cronlink.store.postgres_overlap import judged
+from cronlink.store.postgres_sql import sql
 from cronlink.store.rows import run_from_mapping, run_values
 from cronlink.store.schema import Instant, from_micros, runs, to_micros
 
@@ -25,16 +22,14 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from psycopg import AsyncConnection
-    from sqlalchemy import Connection, TextClause
+    from sqlalchemy import Connection
 
     from cronlink.records import Run, Schedule, Tier
     from cronlink.store.base import ClaimRequest, Done, ScheduleAdvance, Tick
 
-log = logging.getLogger("cronlink.store")
 _NAMES = [c.name for c in runs.columns]
 _COLUMNS = ", ".join(_NAMES)
 _INSTANTS = {c.name for c in runs.columns if isinstance(c.type, Instant)}
-_DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 
 # Firing is one statement, so one round trip and atomic without a transaction around it.
 # Run ids are drawn before the ledger insert so that each fresh `run` entry carries its run
@@ -96,39 +91,6 @@ SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:jobs AS text[]), CAST(:crons A
     CAST(:zones AS text[]), CAST(:cursors AS bigint[]), CAST(:nexts AS bigint[]))
 ON CONFLICT (key) DO NOTHING
 """)
-# Every worker takes its jobs' locks in one order (by key), so that two never deadlock.
-JOB_LOCKS = text("""
-SELECT count(pg_advisory_xact_lock(k)) FROM (
-    SELECT DISTINCT hashtext(j) AS k FROM unnest(CAST(:jobs AS text[])) AS j ORDER BY k) AS keys
-""")
-# A claim is committed before its overlap is judged, so two workers may hold runs of one
-# job at once: each run defers only to runs started before it (by start, then id), so that
-# of two such runs exactly one gives way, as if their claims had been serial.
-RUNNING_OF_JOB = text("""
-SELECT id FROM runs
-WHERE job = :job AND id != :id AND state IN ('queued', 'running') AND state = 'running'
-  AND (started_at < :started OR (started_at = :started AND id < :id))
-""")
-# `replace` looks at every running run of its job: the newest instant is the one left
-# running, whichever order the claims were judged in (a claim committed after another's
-# judgement is seen by its own).
-RUNNING_OF_JOB_ALL = text("""
-SELECT id, not_before FROM runs
-WHERE job = :job AND id != :id AND state IN ('queued', 'running') AND state = 'running'
-""")
-GIVE_BACK = text("""
-UPDATE runs SET state = 'queued', attempt = attempt - 1, worker = NULL, lease_token = NULL,
-    lease_expires_at = NULL, started_at = NULL
-WHERE id = ANY(:ids) AND lease_token = :token AND state = 'running'
-""")
-SKIP_RUN = text("""
-UPDATE runs SET state = 'cancelled', attempt = attempt - 1, finished_at = :now,
-    started_at = NULL, worker = NULL, lease_token = NULL, lease_expires_at = NULL,
-    error_type = 'Overlap', error_message = :message, error_reason = 'overlap'
-WHERE id = :id
-""")
-SKIP_FIRE = text("UPDATE fires SET fate = 'skipped_overlap' WHERE run_id = :id")
-REPLACE_RUNNING = text("UPDATE runs SET cancel_requested = true WHERE id = ANY(:ids)")
 _COMPLETE = """
 UPDATE runs SET state = u.state, finished_at = u.finished,
     not_before = COALESCE(u.retry, runs.not_before), error_type = u.etype,
@@ -207,7 +169,7 @@ def _tick_columns(ticks: list[Tick]) -> dict[str, list[Any]]:
 def _firing(firing: bool, advancing: bool) -> str:
     parts = ([_TICKS] if firing else []) + ([_ADVANCE] if advancing else [])
     tail = _STARTED if firing else "SELECT NULL, NULL, NULL, NULL WHERE false"
-    return _sql(text(f"WITH {', '.join(parts)} {tail}"))
+    return sql(text(f"WITH {', '.join(parts)} {tail}"))
 
 
 async def complete_and_claim(
@@ -233,24 +195,8 @@ async def complete_and_claim(
         rows = await (await db.execute(_turn(False, False, True), more)).fetchall()
         claimed += [_run(row[1:]) for row in rows if row[1] is not None]
     if any(overlap_matters(run) for run in claimed):
-        claimed = await _judged(db, claimed, now, token)
+        claimed = await judged(db, claimed, now, token)
     return Completion(held=[i in held for i in range(1, len(done) + 1)], claimed=claimed)
-
-
-async def _judged(
-    db: AsyncConnection[Any], claimed: list[Run], now: datetime, token: str
-) -> list[Run]:
-    """Apply overlap to committed claims; if that fails, give back the runs it concerned
-    (the others start), so that none waits for its lease to expire."""
-    try:
-        async with db.transaction():
-            return await _apply_overlap(db, claimed, now)
-    except psycopg.Error as error:
-        judged = [run.id for run in claimed if overlap_matters(run)]
-        log.warning("overlap check failed (%s); giving back runs %s", error, judged)
-        with contextlib.suppress(psycopg.Error):  # else their leases expire and are reaped
-            await db.execute(_sql(GIVE_BACK), {"ids": judged, "token": token})
-        return [run for run in claimed if not overlap_matters(run)]
 
 
 def _claiming(request: ClaimRequest, now: datetime, token: str, limit: int) -> dict[str, Any]:
@@ -279,7 +225,7 @@ def _turn(completing: bool, logging: bool, claiming: bool) -> str:
         tail = f"SELECT {held}, c.* FROM (SELECT) AS one LEFT JOIN claimed AS c ON true"
     else:
         tail = f"SELECT {held}"
-    return _sql(text(f"WITH {', '.join(parts)} {tail}" if parts else tail))
+    return sql(text(f"WITH {', '.join(parts)} {tail}" if parts else tail))
 
 
 def _completion(done: list[Done], now: datetime) -> dict[str, Any]:
@@ -312,68 +258,13 @@ def _completion(done: list[Done], now: datetime) -> dict[str, Any]:
     return params
 
 
-async def _apply_overlap(db: AsyncConnection[Any], runs: list[Run], now: datetime) -> list[Run]:
-    """Keep the claimed runs their job's overlap policy lets start."""
-    claimed = sorted(runs, key=lambda r: (r.not_before, r.id))
-    jobs = sorted({run.job for run in claimed if overlap_matters(run)})
-    # Checks of one job by two workers see each other's outcome: one at a time.
-    await db.execute(_sql(JOB_LOCKS), {"jobs": jobs})
-    pending = {run.id for run in claimed}
-    kept: list[Run] = []
-    for run in claimed:
-        pending.discard(run.id)
-        if not await _gives_way(db, run, pending, now):
-            kept.append(run)
-    return sorted(kept, key=lambda r: r.id)
-
-
-async def _gives_way(db: AsyncConnection[Any], run: Run, pending: set[int], now: datetime) -> bool:
-    if not overlap_matters(run):
-        return False
-    if run.overlap is Overlap.REPLACE and run.reason is Reason.SCHEDULE:
-        await _replace(db, run, pending)
-        return False
-    started = None if run.started_at is None else to_micros(run.started_at)
-    params = {"job": run.job, "id": run.id, "started": started}
-    found = await (await db.execute(_sql(RUNNING_OF_JOB), params)).fetchall()
-    running = [row[0] for row in found if row[0] not in pending]
-    action = when_due(run, running)
-    if action is Due.WAIT:
-        await db.execute(_sql(GIVE_BACK), {"ids": [run.id], "token": run.lease_token})
-    elif action is Due.REPLACE:
-        await db.execute(_sql(REPLACE_RUNNING), {"ids": running})
-    elif action is Due.SKIP:
-        message = skip_message(run, running)
-        await db.execute(_sql(SKIP_RUN), {"now": to_micros(now), "message": message, "id": run.id})
-        await db.execute(_sql(SKIP_FIRE), {"id": run.id})
-    return action in (Due.WAIT, Due.SKIP)
-
-
-async def _replace(db: AsyncConnection[Any], run: Run, pending: set[int]) -> None:
-    """Ask every older running run of the job to cancel, and this one too if a newer one
-    runs: of runs claimed at once, only the newest goes on."""
-    found = await db.execute(_sql(RUNNING_OF_JOB_ALL), {"job": run.job, "id": run.id})
-    mine = (to_micros(run.not_before), run.id)
-    others = [(row[1], row[0]) for row in await found.fetchall() if row[0] not in pending]
-    older = [i for at, i in others if (at, i) < mine]
-    cancel = older + ([run.id] if len(older) < len(others) else [])
-    if cancel:
-        await db.execute(_sql(REPLACE_RUNNING), {"ids": cancel})
-
-
 async def extend_leases(
     db: AsyncConnection[Any], worker: str, run_ids: list[int], expires: datetime
 ) -> set[int]:
     params = {"expires": to_micros(expires), "ids": run_ids, "worker": worker}
-    rows = await (await db.execute(_sql(EXTEND), params)).fetchall()
+    rows = await (await db.execute(sql(EXTEND), params)).fetchall()
     held = {row[0] for row in rows}
     return {row[0] for row in rows if row[1]} | (set(run_ids) - held)
-
-
-@cache
-def _sql(statement: TextClause) -> str:
-    """A statement as psycopg's own SQL text (`%(name)s` parameters), compiled once."""
-    return str(statement.compile(dialect=_DIALECT))
 
 
 def _run(row: tuple[Any, ...]) -> Run:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from cronlink.store.connection_queries import PUBLIC_COLUMNS, sealed_from
-from cronlink.store.schema import Instant, connections, from_micros, to_micros
+from cronlink.store.connection_queries import SEALED_COLUMNS, sealed_from_raw
+from cronlink.store.schema import micros_or_none, to_micros
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -22,12 +22,10 @@ if TYPE_CHECKING:
     from cronlink.records import NewRun
     from cronlink.store.base import SavedRefresh
 
-_READ = [*PUBLIC_COLUMNS, "secrets", "key_id"]
-_INSTANTS = {c.name for c in connections.columns if isinstance(c.type, Instant)}
 TAKE = f"""
 UPDATE connections SET refresh_lock = %(token)s, refresh_lock_until = %(until)s
 WHERE id = %(cid)s AND (refresh_lock IS NULL OR refresh_lock_until < %(now)s)
-RETURNING {", ".join(_READ)}
+RETURNING {", ".join(SEALED_COLUMNS)}
 """
 SAVE = """
 WITH saved AS (
@@ -57,29 +55,20 @@ async def take(
     params = {"token": token, "until": to_micros(until), "cid": connection_id,
               "now": to_micros(now)}  # fmt: skip
     row = await (await db.execute(TAKE, params)).fetchone()
-    if row is None:
-        return None
-    values = dict(zip(_READ, row, strict=True))
-    for name in _INSTANTS & values.keys():
-        if values[name] is not None:
-            values[name] = from_micros(values[name])
-    return sealed_from(values)
+    return None if row is None else sealed_from_raw(row)
 
 
 async def save(db: AsyncConnection[Any], connection_id: int, saving: SavedRefresh) -> bool:
     stamp = to_micros(saving.now)
     params: dict[str, Any] = {
-        "sealed": saving.ciphertext, "key": saving.key_id, "expires": _micros(saving.expires_at),
-        "due": _micros(saving.refresh_due_at), "now": stamp, "cid": connection_id,
+        "sealed": saving.ciphertext, "key": saving.key_id,
+        "expires": micros_or_none(saving.expires_at),
+        "due": micros_or_none(saving.refresh_due_at), "now": stamp, "cid": connection_id,
         "token": saving.token, "seen": saving.version, "event": saving.event,
         **_run_params(saving.follow_up, stamp),
     }  # fmt: skip
     row = await (await db.execute(SAVE, params)).fetchone()
     return bool(row and row[0])
-
-
-def _micros(value: datetime | None) -> int | None:
-    return None if value is None else to_micros(value)
 
 
 def _run_params(run: NewRun | None, stamp: int) -> dict[str, Any]:
@@ -89,6 +78,6 @@ def _run_params(run: NewRun | None, stamp: int) -> dict[str, Any]:
     return {
         "job": run.job, "tier": run.tier.value, "reason": run.reason.value,
         "payload": None if run.payload is None else json.dumps(run.payload),
-        "not_before": _micros(run.not_before) or stamp, "attempts": run.max_attempts,
+        "not_before": micros_or_none(run.not_before) or stamp, "attempts": run.max_attempts,
         "overlap": run.overlap.value, "dedupe": run.dedupe_key,
     }  # fmt: skip

@@ -36,6 +36,10 @@ def to_micros(value: datetime) -> int:
     return (value - _EPOCH) // timedelta(microseconds=1)
 
 
+def micros_or_none(value: datetime | None) -> int | None:
+    return None if value is None else to_micros(value)
+
+
 def from_micros(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from cronlink.store.connection_queries import PUBLIC_COLUMNS, sealed_from
-from cronlink.store.schema import Instant, connections, from_micros, to_micros
+from cronlink.store.connection_queries import SEALED_COLUMNS, sealed_from_raw
+from cronlink.store.schema import micros_or_none, to_micros
 
 if TYPE_CHECKING:
     import sqlite3
@@ -21,12 +21,10 @@ if TYPE_CHECKING:
     from cronlink.records import NewRun
     from cronlink.store.base import SavedRefresh
 
-_READ = [*PUBLIC_COLUMNS, "secrets", "key_id"]
-_INSTANTS = {c.name for c in connections.columns if isinstance(c.type, Instant)}
 TAKE = f"""
 UPDATE connections SET refresh_lock = ?, refresh_lock_until = ?
 WHERE id = ? AND (refresh_lock IS NULL OR refresh_lock_until < ?)
-RETURNING {", ".join(_READ)}
+RETURNING {", ".join(SEALED_COLUMNS)}
 """
 SAVE = """
 UPDATE connections SET secrets = ?, key_id = ?, version = version + 1, expires_at = ?,
@@ -46,14 +44,9 @@ ON CONFLICT (dedupe_key) DO NOTHING
 def take(
     db: sqlite3.Connection, connection_id: int, token: str, until: datetime, now: datetime
 ) -> Sealed | None:
-    row = db.execute(TAKE, (token, to_micros(until), connection_id, to_micros(now))).fetchone()
-    if row is None:
-        return None
-    values = dict(zip(_READ, row, strict=True))
-    for name in _INSTANTS & values.keys():
-        if values[name] is not None:
-            values[name] = from_micros(values[name])
-    return sealed_from(values)
+    params = (token, to_micros(until), connection_id, to_micros(now))
+    row = db.execute(TAKE, params).fetchone()
+    return None if row is None else sealed_from_raw(row)
 
 
 def save(db: sqlite3.Connection, connection_id: int, saving: SavedRefresh) -> bool:
@@ -61,8 +54,8 @@ def save(db: sqlite3.Connection, connection_id: int, saving: SavedRefresh) -> bo
     saved = db.execute(
         SAVE,
         (
-            saving.ciphertext, saving.key_id, _micros(saving.expires_at),
-            _micros(saving.refresh_due_at), stamp, stamp, connection_id, saving.token,
+            saving.ciphertext, saving.key_id, micros_or_none(saving.expires_at),
+            micros_or_none(saving.refresh_due_at), stamp, stamp, connection_id, saving.token,
             saving.version,
         ),
     ).rowcount  # fmt: skip
@@ -74,13 +67,10 @@ def save(db: sqlite3.Connection, connection_id: int, saving: SavedRefresh) -> bo
     return True
 
 
-def _micros(value: datetime | None) -> int | None:
-    return None if value is None else to_micros(value)
-
-
 def _run_params(run: NewRun, stamp: int) -> tuple[Any, ...]:
     return (
         run.job, run.tier.value, run.reason.value,
         None if run.payload is None else json.dumps(run.payload), stamp,
-        _micros(run.not_before) or stamp, run.max_attempts, run.overlap.value, run.dedupe_key,
+        micros_or_none(run.not_before) or stamp, run.max_attempts, run.overlap.value,
+        run.dedupe_key,
     )  # fmt: skip
