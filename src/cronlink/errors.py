@@ -9,6 +9,8 @@
     ├── ConnectionNotFoundError  a connection id that does not exist
     ├── ConnectionUnusableError  a connection that needs reauth or is disabled
     ├── RefreshError           a token refresh failed (`kind`: transient, grant or config)
+    ├── PollError              a trigger's poll failed (`throttled_for` set on a 429)
+    ├── AutomationNotFoundError  an automation or event that does not exist
     └── StoreError             the database cannot be used as asked
         ├── SchemaTooNewError  the database was written by a newer cronlink
         └── CorruptDatabaseError  the file is not a usable database
@@ -81,6 +83,19 @@ class RefreshError(CronlinkError):
         self.kind = kind
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class PollError(CronlinkError):
+    """A trigger's poll failed; the cursor was left where it was."""
+
+    def __init__(self, message: str, *, throttled_for: float | None = None) -> None:
+        self.throttled_for = throttled_for
+        """Seconds the provider asked us to wait (429 Retry-After), None otherwise."""
+        super().__init__(message)
+
+
+class AutomationNotFoundError(CronlinkError, LookupError):
+    """No automation or event has that id."""
 
 
 class StoreError(CronlinkError):

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, select
 
 from cronlink.cli import cli
+from cronlink.automations.model import Cursor
 from cronlink.records import NewRun, Overlap, Reason, RunError, RunState, Schedule, Tier
 from cronlink.store import Done, Outcome, RunFilter, ScheduleAdvance, Tick, store_for
 from cronlink.store.copy import copy_database
@@ -66,6 +67,18 @@ async def populate(url: str, extra_runs: int = 30) -> None:
             expires_at=T0 + timedelta(hours=1), refresh_due_at=T0 + timedelta(minutes=50),
         )  # fmt: skip
         await store.set_paused("a", False, T0)
+        automation = await store.automations.add(
+            {"name": "inbox", "connection_id": 1, "trigger": "new_email", "params": {"q": "é"},
+             "steps": [{"name": "s", "call": "m:f"}], "schedule": None, "interval_s": 60,
+             "offset_s": 17, "concurrency": 1, "cursor": Cursor(watermark="2026-01-01T00:00:00Z"),
+             "next_poll_at": T0},
+            T0,
+        )  # fmt: skip
+        await store.automations.add_event(
+            automation, "k1", {"id": 1}, None,
+            lambda a, e: NewRun(job="process-automation", tier=Tier.HEAVY, reason=Reason.ENQUEUE),
+            T0,
+        )  # fmt: skip
         minute = timedelta(minutes=1)
         await store.record_ticks(
             [scheduled("a", T0), scheduled("a", T0 - minute, missed=True), scheduled("p", T0)],
@@ -167,7 +180,8 @@ async def test_sqlite_to_postgres_keeps_every_row(tmp_path: Path, postgres_url: 
     assert code == 0, out
     report = json.loads(out)
     assert report["rows"] == {
-        "connection_events": 1, "connections": 1, "jobs": 2, "runs": 35, "schedules": 2,
+        "connection_events": 1, "connections": 1, "jobs": 2, "runs": 36, "schedules": 2,
+        "automations": 1, "automation_events": 1,
         "fires": 3, "run_logs": 4,
     }  # fmt: skip
     assert report["replaced"] == 0
@@ -213,8 +227,11 @@ async def test_a_target_with_rows_is_refused_and_untouched(
     assert "error: target postgresql://" in out
     assert ":***@" in out
     assert password not in out
-    held = "connection_events 1, connections 1, jobs 2, runs 7, schedules 2, fires 3, run_logs 4"
-    assert f"already holds 20 cronlink rows ({held})" in out
+    held = (
+        "automation_events 1, automations 1, connection_events 1, connections 1, jobs 2, "
+        "runs 8, schedules 2, fires 3, run_logs 4"
+    )
+    assert f"already holds 23 cronlink rows ({held})" in out
     assert "--force replaces them" in out
     assert table_rows(postgres_url) == before
 
@@ -227,14 +244,15 @@ async def test_force_replaces_the_target_rows(tmp_path: Path, postgres_url: str)
     assert code == 0, out
     lines = out.splitlines()
     assert lines[0].startswith("note: stop every cronlink role that uses the source")
-    assert [line.split() for line in lines[1:8]] == [
-        ["connection_events", "1"], ["connections", "1"], ["jobs", "2"], ["runs", "8"],
+    assert [line.split() for line in lines[1:10]] == [
+        ["automation_events", "1"], ["automations", "1"],
+        ["connection_events", "1"], ["connections", "1"], ["jobs", "2"], ["runs", "9"],
         ["schedules", "2"], ["fires", "3"], ["run_logs", "4"],
     ]  # fmt: skip
-    assert lines[8] == "replaced the 58 rows the target held"
-    assert lines[9].startswith(f"copied 21 rows from {source} to postgresql://")
+    assert lines[10] == "replaced the 61 rows the target held"
+    assert lines[11].startswith(f"copied 24 rows from {source} to postgresql://")
     assert table_rows(postgres_url) == table_rows(source)
-    assert await enqueue_one(postgres_url) == 9
+    assert await enqueue_one(postgres_url) == 10
 
 
 @pytest.mark.parametrize("target_kind", ["postgres", "sqlite", "new sqlite file"])
@@ -263,7 +281,7 @@ async def test_a_failure_mid_copy_leaves_the_target_as_it_was(
             assert not (tmp_path / "target.db").exists()
             return
         assert table_rows(target) == before
-        assert await enqueue_one(target) == 11
+        assert await enqueue_one(target) == 12
 
 
 async def test_postgres_to_sqlite_round_trip(tmp_path: Path, postgres_url: str) -> None:
@@ -274,10 +292,10 @@ async def test_postgres_to_sqlite_round_trip(tmp_path: Path, postgres_url: str) 
     there = copy_database(source, postgres_url, batch=4)
     again = copy_database(postgres_url, back, batch=4)
     assert there.rows == again.rows
-    assert sum(again.rows.values()) == 48
+    assert sum(again.rows.values()) == 51
     assert await snapshot(back) == await snapshot(source)
     assert table_rows(back) == table_rows(source)
-    assert await enqueue_one(back) == 36
+    assert await enqueue_one(back) == 37
 
 
 async def test_sqlite_to_sqlite(tmp_path: Path) -> None:
@@ -327,7 +345,7 @@ async def test_a_source_not_at_this_schema_revision_is_refused(tmp_path: Path) -
         db.execute("DELETE FROM alembic_version")
     code, out = invoke("--from", f"sqlite:///{path}", "--to", f"sqlite:///{target}")
     assert code == 1
-    assert "is at schema revision None, this cronlink's is '0002'" in out
+    assert "is at schema revision None, this cronlink's is '0003'" in out
     assert "run `cronlink db upgrade --database-url SOURCE` on the source first" in out
     assert not target.exists()
 

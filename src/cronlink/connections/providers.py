@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cronlink.automations.triggers import TriggerModel
 from cronlink.durations import parse_duration
 from cronlink.envtext import VARIABLE, expand
 from cronlink.errors import ConfigError
@@ -64,6 +65,7 @@ class ProviderModel(_Strict):
     """Error codes meaning the grant is gone for good (some providers have their own)."""
     token_headers: dict[str, str] = {}
     health: HealthModel
+    triggers: dict[str, TriggerModel] = {}
     notes: str = ""
 
     @field_validator("refresh_margin", "idle_refresh_after", "default_expires_in")
@@ -102,6 +104,7 @@ class Provider:
     invalid_grant_errors: frozenset[str]
     token_headers: dict[str, str]
     health: HealthModel
+    triggers: dict[str, TriggerModel]
     source: Path
 
     def url(self, which: str) -> str:
@@ -111,6 +114,15 @@ class Provider:
         if text.startswith("/"):
             return self.url("base_url").rstrip("/") + text
         return text
+
+    def trigger(self, name: str) -> TriggerModel:
+        try:
+            return self.triggers[name]
+        except KeyError:
+            known = ", ".join(sorted(self.triggers)) or "none"
+            raise ConfigError(
+                f"provider {self.name!r} has no trigger {name!r}; its triggers: {known}"
+            ) from None
 
     def client(self) -> tuple[str, str]:
         """The client id and secret, read from the environment now."""
@@ -192,5 +204,6 @@ def read(path: Path) -> Provider:
         invalid_grant_errors=frozenset(model.invalid_grant_errors),
         token_headers=dict(model.token_headers),
         health=model.health,
+        triggers=dict(model.triggers),
         source=path,
     )

@@ -1,10 +1,11 @@
 """`cronlink sandbox`: the sandbox provider's HTTP server (aiohttp), with fault switches.
 
 Endpoints: `/oauth/authorize` (approves at once, as user `login_hint`), `/oauth/token`,
-`/api/me` (the health probe, bearer token), `/api/events` (an event feed), and under
-`/sandbox/` the controls tests and the demo use: `switches` (latency, failing statuses,
-429 with Retry-After, garbled JSON, rotation, grace, token lifetime), `grants` (mint tokens
-without a browser), `revoke`, `events` and `stats`.
+`/api/me` (the health probe, bearer token), the event feeds and record endpoints of
+`feed.py`, and under `/sandbox/` the controls tests and the demo use: `switches` (latency,
+failing statuses, 429 with Retry-After, garbled JSON, rotation, grace, token lifetime),
+`grants` (mint tokens without a browser), `revoke`, `feed` (add items: bursts, equal
+timestamps, late items; ETags on or off; expire cursors), `records`, `sink` and `stats`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiohttp import web
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 
 from cronlink.errors import CronlinkError
+from cronlink.sandbox.feed import Feed
 from cronlink.sandbox.grants import Grants
 from cronlink.sandbox.oauth import Request, Server
 
@@ -44,6 +46,8 @@ class Switches:
     rotation: bool = True
     grace_seconds: float = 120
     token_lifetime: float = 3600
+    throttled_users: tuple[str, ...] = ()
+    """API calls made with these users' tokens answer 429 (one account over its limit)."""
 
 
 class Sandbox:
@@ -54,7 +58,7 @@ class Sandbox:
         self.grants = Grants()
         self.server = Server(self.grants)
         self.switches = Switches()
-        self.feed: list[dict[str, Any]] = []
+        self.feed = Feed()
         self._runner: web.AppRunner | None = None
 
     @property
@@ -66,12 +70,20 @@ class Sandbox:
         app.router.add_get("/oauth/authorize", self._authorize)
         app.router.add_post("/oauth/token", self._token)
         app.router.add_route("*", "/api/me", self._me)
-        app.router.add_get("/api/events", self._events)
+        app.router.add_get("/api/feed/timestamp", self._authorized(self.feed.by_timestamp))
+        app.router.add_get("/api/feed/id", self._authorized(self.feed.by_id))
+        app.router.add_get("/api/feed/delta", self._authorized(self.feed.delta))
+        app.router.add_get("/api/records", self._authorized(self.feed.list_records))
+        app.router.add_post("/api/records", self._write_records)
+        app.router.add_post("/api/hooks/{name}", self._hook)
         app.router.add_post("/sandbox/switches", self._set_switches)
         app.router.add_get("/sandbox/stats", self._stats)
         app.router.add_post("/sandbox/grants", self._mint)
         app.router.add_post("/sandbox/revoke", self._revoke)
-        app.router.add_post("/sandbox/events", self._add_events)
+        app.router.add_post("/sandbox/feed", self._add_items)
+        app.router.add_post("/sandbox/feed/expire", self._expire)
+        app.router.add_post("/sandbox/records", self._add_records)
+        app.router.add_get("/sandbox/sink/{name}", self._sink)
         return app
 
     async def __aenter__(self) -> Self:
@@ -117,6 +129,10 @@ class Sandbox:
                 return _json(body, 400)
         elif request.path.startswith("/api/"):
             status = self.switches.api_status
+            grant = self.grants.holder(_bearer(request))
+            if grant is not None and grant.user in self.switches.throttled_users:
+                self.grants.stats.throttled += 1
+                status = 429
         if status is not None:
             headers = {"Retry-After": str(self.switches.retry_after)} if status == 429 else {}
             return _json({"error": "sandbox_fault"}, status, headers)
@@ -153,13 +169,21 @@ class Sandbox:
             return _json({"error": "invalid_token"}, 401, {"WWW-Authenticate": "Bearer"})
         return _json({"ok": True, "user": grant.user, "scope": grant.scope})
 
-    async def _events(self, request: web.Request) -> web.StreamResponse:
+    def _authorized(self, read: Callable[[web.Request], web.Response]) -> Handler:
+        async def answer(request: web.Request) -> web.StreamResponse:
+            if self.grants.holder(_bearer(request)) is None:
+                return _json({"error": "invalid_token"}, 401)
+            return read(request)
+
+        return answer
+
+    async def _write_records(self, request: web.Request) -> web.StreamResponse:
         if self.grants.holder(_bearer(request)) is None:
             return _json({"error": "invalid_token"}, 401)
-        after = int(request.query.get("after", "0"))
-        limit = min(int(request.query.get("limit", "50")), 500)
-        items = [e for e in self.feed if e["id"] > after][:limit]
-        return _json({"items": items, "next": items[-1]["id"] if items else after})
+        return self.feed.write_records(request, await request.json())
+
+    async def _hook(self, request: web.Request) -> web.StreamResponse:
+        return self.feed.hook(request, request.match_info["name"], await request.json())
 
     async def _set_switches(self, request: web.Request) -> web.StreamResponse:
         changes = await request.json()
@@ -167,6 +191,8 @@ class Sandbox:
         unknown = sorted(set(changes) - known)
         if unknown:
             return _json({"error": f"unknown switches: {', '.join(unknown)}"}, 400)
+        if "throttled_users" in changes:
+            changes["throttled_users"] = tuple(changes["throttled_users"])
         return _json(dataclasses.asdict(self.configure(**changes)))
 
     async def _stats(self, _: web.Request) -> web.StreamResponse:
@@ -185,11 +211,34 @@ class Sandbox:
         self.grants.revoke_all()
         return _json({"revoked": len(self.grants.grants)})
 
-    async def _add_events(self, request: web.Request) -> web.StreamResponse:
+    async def _add_items(self, request: web.Request) -> web.StreamResponse:
+        """Add items (`count`, `items`, `same_time`, `late_by`, `created_at`, `kind`);
+        `etags` and `expired_below` change how the feeds answer."""
         asked = await request.json()
-        for item in asked.get("items", []):
-            self.feed.append({"id": len(self.feed) + 1, **item})
-        return _json({"count": len(self.feed)})
+        for switch in ("etags", "expired_below"):
+            if switch in asked:
+                setattr(self.feed, switch, asked[switch])
+        added = self.feed.add(asked) if {"count", "items"} & set(asked) else []
+        return _json({"added": added, "count": len(self.feed.items)})
+
+    async def _expire(self, _: web.Request) -> web.StreamResponse:
+        self.feed.generation += 1
+        return _json({"generation": self.feed.generation})
+
+    async def _add_records(self, request: web.Request) -> web.StreamResponse:
+        """`count` records to copy; every `bad_every`-th one is refused by the writer."""
+        asked = await request.json()
+        bad_every = int(asked.get("bad_every", 0))
+        start = len(self.feed.records)
+        for n in range(start + 1, start + int(asked.get("count", 0)) + 1):
+            record: dict[str, Any] = {"id": n, "name": f"record {n}", "amount": n % 997}
+            if bad_every and n % bad_every == 0:
+                record["bad"] = True
+            self.feed.records.append(record)
+        return _json({"count": len(self.feed.records)})
+
+    async def _sink(self, request: web.Request) -> web.StreamResponse:
+        return _json(self.feed.sinks.get(request.match_info["name"], []))
 
 
 def _bearer(request: web.Request) -> str:

@@ -111,6 +111,7 @@ class Stats:
     reuse_revocations: int = 0
     grace_reuses: int = 0
     probes: int = 0
+    throttled: int = 0
 
 
 class Grants:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from cronlink.connections.model import Sealed
     from cronlink.records import Fire, NewRun, Run, RunError, RunState, Schedule, Tier
+    from cronlink.store.automation_store import AutomationStore
     from cronlink.store.connection_store import ConnectionStore
 
 
@@ -108,7 +109,8 @@ class RunFilter:
 
 class Store(abc.ABC):
     """Durable state of jobs, schedules, runs and the ledger of scheduled instants; the
-    connection domain's verbs are on `store.connections`."""
+    connection and automation domains' verbs are on `store.connections` and
+    `store.automations`."""
 
     url: str
 
@@ -118,6 +120,13 @@ class Store(abc.ABC):
         from cronlink.store.connection_store import ConnectionStore
 
         return ConnectionStore(self)
+
+    @property
+    def automations(self) -> AutomationStore:
+        # Imported here: it builds on this module.
+        from cronlink.store.automation_store import AutomationStore
+
+        return AutomationStore(self)
 
     @abc.abstractmethod
     async def transact(self, fn: Callable[[Connection], T], *, write: bool) -> T:

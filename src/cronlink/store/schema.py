@@ -27,7 +27,6 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-SCHEMA_VERSION = "0001"
 
 
 def to_micros(value: datetime) -> int:
@@ -169,6 +168,8 @@ connections = Table(
     Column("checked_at", Instant),
     Column("latency_ms", Integer),
     Column("used_at", Instant),
+    # A 429 from the provider pauses the account for every job that calls it.
+    Column("throttled_until", Instant),
     Column("created_at", Instant, nullable=False),
     Column("updated_at", Instant, nullable=False),
     Index("ix_connections_refresh_due", "refresh_due_at", **_where("state = 'active'")),
@@ -185,4 +186,61 @@ connection_events = Table(
     Column("kind", String(40), nullable=False),
     Column("detail", Text, nullable=False),
     Index("ix_connection_events_connection", "connection_id", "id"),
+)
+
+automations = Table(
+    "automations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("connection_id", Integer, nullable=False),
+    Column("trigger", String(100)),
+    Column("params", Text, nullable=False),
+    Column("steps", Text, nullable=False),
+    Column("schedule", String(200)),
+    Column("interval_s", Integer, nullable=False),
+    Column("offset_s", Integer, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("cursor", Text, nullable=False),
+    Column("next_poll_at", Instant),
+    # One poll of an automation at a time: a lease any poller may take once it lapses.
+    Column("poll_lease", String(64)),
+    Column("poll_lease_until", Instant),
+    Column("last_poll_at", Instant),
+    Column("last_success_at", Instant),
+    Column("advanced_at", Instant),
+    Column("poll_failures", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("stalled", Boolean, nullable=False),
+    Column("created_at", Instant, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+    Index("ix_automations_due", "next_poll_at", **_where("state = 'active'")),
+    Index("ix_automations_connection", "connection_id"),
+)
+
+automation_events = Table(
+    "automation_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("automation_id", Integer, nullable=False),
+    Column("key", String(400), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("seen_at", Instant, nullable=False),
+    Column("run_id", Integer),
+    Column("step", Integer, nullable=False),
+    Column("outputs", Text, nullable=False),
+    Column("error", Text),
+    Column("started_at", Instant),
+    Column("finished_at", Instant),
+    UniqueConstraint("automation_id", "key", name="uq_automation_events_key"),
+    Index(
+        "ix_automation_events_open",
+        "automation_id",
+        "state",
+        "id",
+        **_where("state IN ('pending', 'running')"),
+    ),
+    Index("ix_automation_events_seen", "seen_at"),
 )

@@ -1,0 +1,139 @@
+"""`poll-triggers`: poll every automation that is due, a batch at a time, with bounded
+concurrency, and commit each batch's events, cursors and runs in one transaction.
+
+A poll that fails keeps the cursor where it was and counts a failure; a 429 pauses the
+connection's account (every job that calls it waits, other accounts go on); a poller that
+dies between fetch and commit leaves nothing behind: its leases lapse and the same items
+are read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from cronlink.automations import slots
+from cronlink.automations.poller import Polled, Target, poll
+from cronlink.errors import CronlinkError, PollError
+from cronlink.store.automation_store import PollRecord
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from cronlink.automations.model import Automation
+    from cronlink.automations.service import Automations
+
+log = logging.getLogger("cronlink.automations")
+MAX_BACKOFF = timedelta(minutes=30)
+
+
+@dataclass(kw_only=True, slots=True)
+class Tally:
+    polls: int = 0
+    failed: int = 0
+    events: int = 0
+    not_modified: int = 0
+    lost: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: Tally) -> None:
+        self.polls += other.polls
+        self.failed += other.failed
+        self.events += other.events
+        self.not_modified += other.not_modified
+        self.lost += other.lost
+
+
+async def poll_batch(service: Automations, now: datetime) -> Tally:
+    """Lease up to `batch` due automations and poll them; their outcome is committed."""
+    token = secrets.token_hex(8)
+    taken = await service.store.automations.take_due(
+        now, service.batch, token, now + service.poll_lease
+    )
+    tally = Tally()
+    if not taken:
+        return tally
+    gate = asyncio.Semaphore(service.poll_concurrency)
+
+    async def one(automation: Automation, provider: str) -> Polled | PollError:
+        async with gate:
+            try:
+                return await _poll_one(service, automation, provider)
+            except PollError as error:
+                return error
+            except CronlinkError as error:
+                return PollError(str(error))
+
+    outcomes = await asyncio.gather(*(one(a, p) for a, p in taken))
+    records: list[PollRecord] = []
+    for (automation, _), outcome in zip(taken, outcomes, strict=True):
+        if isinstance(outcome, PollError):
+            await _failed(service, automation, token, outcome, now)
+            tally.failed += 1
+            tally.errors.append(f"{automation.name}: {outcome}")
+            continue
+        tally.polls += 1
+        tally.not_modified += outcome.not_modified
+        records.append(
+            PollRecord(
+                automation=automation, token=token, items=outcome.items, cursor=outcome.cursor,
+                next_poll_at=_next_poll(automation, outcome, now), fire=automation.cursor.primed,
+            )
+        )  # fmt: skip
+    committed = await service.store.automations.record_polls(records, now, service.run_for)
+    for created, record in zip(committed, records, strict=True):
+        if created is None:
+            tally.lost += 1
+        elif record.fire:
+            tally.events += len(created)
+    return tally
+
+
+async def _poll_one(service: Automations, automation: Automation, provider_name: str) -> Polled:
+    provider = service.providers.get(provider_name)
+    assert automation.trigger is not None
+    trigger = provider.trigger(automation.trigger)
+    try:
+        credentials = await service.connections.credentials(automation.connection_id)
+    except CronlinkError as error:
+        raise PollError(f"no usable credentials: {error}") from None
+    target = Target(
+        base_url=provider.url("base_url"),
+        authorization=credentials.authorization,
+        params=automation.params,
+    )
+    polled = await poll(service.session, trigger, target, automation.cursor)
+    if polled.cursor.primed or polled.cursor.resume is not None:
+        return polled
+    # Priming (an automation that starts from "now") lasts until a poll reads to the end.
+    return dataclasses.replace(polled, cursor=dataclasses.replace(polled.cursor, primed=True))
+
+
+async def _failed(
+    service: Automations, automation: Automation, token: str, error: PollError, now: datetime
+) -> None:
+    """Keep the cursor; poll again after the provider's Retry-After (the account is
+    paused for every job), or back off doubling per failure, up to 30 minutes."""
+    throttled_until = None
+    if error.throttled_for is not None:
+        throttled_until = next_at = now + timedelta(seconds=error.throttled_for)
+    else:
+        backoff = min(MAX_BACKOFF, automation.interval * 2**automation.poll_failures)
+        next_at = slots.next_slot(now + backoff, automation.interval, automation.offset)
+    log.warning("automation %s: poll failed: %s", automation.name, error)
+    await service.store.automations.record_poll_failure(
+        automation, token=token, message=str(error)[:1000], next_poll_at=next_at,
+        throttled_until=throttled_until, now=now,
+    )  # fmt: skip
+
+
+def _next_poll(automation: Automation, polled: Polled, now: datetime) -> datetime:
+    """Go on at once when a burst was cut at the page limit; else the next slot."""
+    if polled.cursor.resume is not None:
+        return now
+    return slots.next_slot(now, automation.interval, automation.offset)

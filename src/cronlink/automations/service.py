@@ -1,0 +1,230 @@
+"""`Automations`: create and operate automations, poll their triggers, and the upkeep
+`process-automations` does; the CLI, the jobs and Python callers share it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from cronlink.automations import polling, slots
+from cronlink.automations.cursors import parse_instant
+from cronlink.automations.model import Automation, AutomationState, Cursor, EventState
+from cronlink.automations.steps import parse_steps
+from cronlink.clock import Clock, SystemClock
+from cronlink.cron import CronExpr
+from cronlink.cron import parse as parse_cron
+from cronlink.cron.fires import next_fire
+from cronlink.errors import ConfigError, CronSyntaxError, PollError
+from cronlink.jobs import new_run
+from cronlink.records import NewRun, Reason
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from cronlink.automations.model import AutomationEvent
+    from cronlink.connections.providers import Providers
+    from cronlink.connections.service import Connections
+    from cronlink.jobs import Job
+    from cronlink.store import Store
+
+MIN_INTERVAL = timedelta(seconds=10)
+IDLE_WAIT = 1.0
+
+
+class Automations:
+    def __init__(
+        self,
+        store: Store,
+        providers: Providers,
+        session: aiohttp.ClientSession,
+        connections: Connections,
+        *,
+        process_job: Job | None = None,
+        clock: Clock | None = None,
+        batch: int = 500,
+        poll_concurrency: int = 100,
+        poll_lease: timedelta = timedelta(seconds=60),
+        retention: timedelta = timedelta(days=30),
+        stalled_after: timedelta = timedelta(hours=24),
+        failing_after: timedelta = timedelta(minutes=15),
+    ) -> None:
+        self.store = store
+        self.providers = providers
+        self.session = session
+        self.connections = connections
+        self.process_job = process_job
+        """The heavy job each new event starts a run of (None: events wait for a sweep)."""
+        self.clock = clock or SystemClock()
+        self.batch = batch
+        self.poll_concurrency = poll_concurrency
+        self.poll_lease = poll_lease
+        self.retention = retention
+        self.stalled_after = stalled_after
+        """How long an active trigger's watermark may stand still before it is stalled."""
+        self.failing_after = failing_after
+        """How long its polls may keep failing before it is stalled."""
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def add(
+        self,
+        *,
+        name: str,
+        connection_id: int,
+        steps: list[dict[str, Any]],
+        trigger: str | None = None,
+        every: timedelta = timedelta(minutes=1),
+        schedule: str | None = None,
+        params: dict[str, Any] | None = None,
+        concurrency: int = 1,
+        start: str = "now",
+    ) -> Automation:
+        """An automation polling `trigger` every `every`, or running on cron `schedule`.
+
+        `start`: "now" (items already there never fire), "beginning" (they all do) or an
+        ISO instant (a timestamp trigger fires items from then on).
+        """
+        if (trigger is None) == (schedule is None):
+            raise ConfigError("give an automation either a trigger or a schedule, not both")
+        if every < MIN_INTERVAL:
+            raise ConfigError(f"every: {every} is too short; give at least 10s")
+        if not 1 <= concurrency <= 100:
+            raise ConfigError(f"concurrency must be 1-100, not {concurrency}")
+        parse_steps(steps)
+        connection = await self.connections.get(connection_id)
+        now = self.clock.now()
+        cursor = Cursor(primed=True)
+        if trigger is not None:
+            kind = self.providers.get(connection.provider).trigger(trigger).cursor
+            cursor = _start_cursor(start, kind, now)
+            offset = slots.offset_for(name, every)
+            next_at = slots.next_slot(now - every, every, offset)
+        else:
+            assert schedule is not None
+            offset = timedelta(0)
+            fires = next_fire(_schedule(schedule), now, UTC)
+            if fires is None:
+                raise ConfigError(f"schedule {schedule!r} never fires")
+            next_at = fires
+        values = {
+            "name": name, "connection_id": connection_id, "trigger": trigger,
+            "params": params or {}, "steps": steps,
+            "schedule": schedule, "interval_s": int(every.total_seconds()),
+            "offset_s": int(offset.total_seconds()), "concurrency": concurrency,
+            "cursor": cursor, "next_poll_at": next_at,
+        }  # fmt: skip
+        return await self.store.automations.add(values, now)
+
+    async def get(self, automation: int | str) -> Automation:
+        return await self.store.automations.get(automation)
+
+    async def find(self, *, after_id: int = 0, limit: int = 100) -> list[Automation]:
+        return await self.store.automations.find(after_id=after_id, limit=limit)
+
+    async def pause(self, automation: int | str) -> Automation:
+        found = await self.get(automation)
+        return await self.store.automations.set_state(
+            found.id, AutomationState.PAUSED, self.clock.now()
+        )
+
+    async def resume(self, automation: int | str) -> Automation:
+        """Poll again, from the cursor it had: items that arrived meanwhile fire."""
+        found = await self.get(automation)
+        return await self.store.automations.set_state(
+            found.id, AutomationState.ACTIVE, self.clock.now()
+        )
+
+    async def events(
+        self,
+        automation: int | str | None = None,
+        state: EventState | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[AutomationEvent]:
+        found = None if automation is None else (await self.get(automation)).id
+        return await self.store.automations.events(found, state, after_id, limit)
+
+    async def replay(self, event_id: int) -> AutomationEvent:
+        """Process an event again: a dead letter from the step that failed, a done one
+        from the start."""
+        return await self.store.automations.replay(event_id, self.run_for, self.clock.now())
+
+    def run_for(self, automation_id: int, event_id: int) -> NewRun:
+        if self.process_job is None:
+            raise ConfigError("automations need the process-automation job ([connections])")
+        return new_run(
+            self.process_job, Reason.ENQUEUE,
+            payload={"automation_id": automation_id, "event_id": event_id},
+            dedupe_key=f"automation-event:{event_id}:{self.clock.now().timestamp()}",
+        )  # fmt: skip
+
+    # -- polling ----------------------------------------------------------------------
+
+    async def poll_due(self, now: datetime | None = None) -> polling.Tally:
+        """Poll every automation due at `now`, a batch at a time, until none is due."""
+        tally = polling.Tally()
+        while True:
+            batch = await polling.poll_batch(self, now or self.clock.now())
+            tally.add(batch)
+            if batch.polls + batch.failed < self.batch:
+                return tally
+
+    async def poll_for(self, budget: timedelta) -> polling.Tally:
+        """Keep polling automations as they fall due, for `budget` (the poll-triggers run:
+        with every automation at its own offset, some are due every second)."""
+        ends = self.clock.now() + budget
+        tally = polling.Tally()
+        while self.clock.now() < ends:
+            batch = await self.poll_due()
+            tally.add(batch)
+            if batch.polls + batch.failed == 0:
+                await asyncio.sleep(IDLE_WAIT)
+        return tally
+
+    async def check_polls(self, now: datetime) -> list[Automation]:
+        """Flag (and record an event on the connection for) each active trigger whose
+        watermark has stood still for `stalled_after`, or whose polls have failed for
+        `failing_after`: "active" with nothing coming in is how triggers die silently."""
+        return await self.store.automations.mark_stalled(
+            now - self.stalled_after, now - self.failing_after, now
+        )
+
+    async def throttle(self, connection_id: int, seconds: float) -> None:
+        until = self.clock.now() + timedelta(seconds=seconds)
+        await self.store.automations.throttle(connection_id, until)
+
+    async def wait_for_budget(self, connection_id: int) -> None:
+        """Wait while the connection's account is paused by a 429; refuse to wait long."""
+        until = await self.store.automations.throttled_until(connection_id)
+        if until is None:
+            return
+        wait = (until - self.clock.now()).total_seconds()
+        if wait > 30:
+            raise PollError(
+                f"connection {connection_id} is throttled for {wait:.0f}s more",
+                throttled_for=wait,
+            )
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+def _start_cursor(start: str, kind: str, now: datetime) -> Cursor:
+    if start == "now":
+        return Cursor(primed=False)
+    if start == "beginning":
+        return Cursor(primed=True)
+    if kind != "timestamp":
+        raise ConfigError(f"start: a {kind} trigger starts from 'now' or 'beginning'")
+    try:
+        moment = parse_instant(start, "start")
+    except PollError:
+        raise ConfigError(f"start: {start!r} is not 'now', 'beginning' or an ISO instant") from None
+    return Cursor(watermark=moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), primed=True)
+
+
+def _schedule(text: str) -> CronExpr:
+    try:
+        return parse_cron(text)
+    except CronSyntaxError as error:
+        raise ConfigError(f"schedule: {error}") from None

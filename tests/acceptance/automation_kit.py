@@ -1,0 +1,85 @@
+"""Automations wired to a running sandbox provider whose triggers read short pages (10
+items, 3 pages a poll), so bursts, page boundaries and resumes are cheap to reach."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from cronlink.automations.service import Automations
+from cronlink.connections.providers import SHIPPED, Providers
+from cronlink.jobs import Job
+from cronlink.records import Tier
+from cronlink.store.schema import automation_events, runs
+from tests.acceptance.sandbox_kit import Kit
+
+PAGE, PAGES = 10, 3
+STEPS = [{"name": "noop", "call": "tests.acceptance.automation_steps:remember"}]
+
+
+def short_pages(folder: Path) -> Path:
+    text = (SHIPPED / "sandbox.toml").read_text()
+    text = re.sub(r"(\[triggers\.\w+\]\n)", rf"\1page_size = {PAGE}\nmax_pages = {PAGES}\n", text)
+    (folder / "sandbox.toml").write_text(text)
+    return folder
+
+
+@dataclass
+class AutoKit:
+    kit: Kit
+    automations: Automations
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    async def feed(self, **asked: Any) -> list[dict[str, Any]]:
+        async with self.kit.session.post(f"{self.kit.sandbox.url}/sandbox/feed", json=asked) as r:
+            return list((await r.json())["added"])
+
+    async def expire(self) -> None:
+        async with self.kit.session.post(f"{self.kit.sandbox.url}/sandbox/feed/expire") as r:
+            assert r.status == 200
+
+    async def poll(self, step: timedelta = timedelta(minutes=2)) -> Any:
+        """Move the kit's time on by `step` (enough for every automation to be due once
+        more) and poll what is due then."""
+        self.at += step
+        return await self.automations.poll_due(self.at)
+
+    async def ledger(self, automation_id: int) -> list[str]:
+        """Event keys of the automation, checking each has exactly one run."""
+
+        def read(c: Any) -> list[str]:
+            rows = c.execute(
+                select(automation_events.c.key, automation_events.c.run_id)
+                .where(automation_events.c.automation_id == automation_id)
+                .order_by(automation_events.c.id)
+            ).all()
+            run_ids = [r.run_id for r in rows if r.run_id is not None]
+            assert len(set(run_ids)) == len(run_ids)
+            return [r.key for r in rows]
+
+        return await self.automations.store.transact(read, write=False)
+
+    async def run_count(self) -> int:
+        return await self.automations.store.transact(
+            lambda c: c.execute(
+                select(func.count()).where(runs.c.job == "process-automation")
+            ).scalar_one(),
+            write=False,
+        )
+
+
+@pytest.fixture
+async def auto(kit: Kit, tmp_path: Path) -> AutoKit:
+    providers = Providers.load(short_pages(tmp_path))
+    job = Job(name="process-automation", tier=Tier.HEAVY, handler_path="x:y")
+    kit.connections.providers = providers
+    automations = Automations(
+        kit.connections.store, providers, kit.session, kit.connections, process_job=job
+    )
+    return AutoKit(kit, automations)
