@@ -25,6 +25,8 @@ from cronlink.errors import ConnectionUnusableError, CronlinkError, RefreshError
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
+    from cronlink.automations.model import Work
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ChildRun:
@@ -69,6 +71,7 @@ def main(run: ChildRun, pipe: Connection) -> None:
 
     ctx = RunContext(
         _connections=_PipeConnections(pipe),
+        _automations=_PipeAutomations(pipe),
         run_id=run.run_id,
         job=run.job,
         scheduled_for=run.scheduled_for,
@@ -129,3 +132,44 @@ class _PipeConnections:
         if error_kind == "ConnectionUnusableError":
             raise ConnectionUnusableError(message)
         raise CronlinkError(message)
+
+
+class _PipeAutomations:
+    """`ctx.automations` in a heavy run, answered by the worker, which holds the store."""
+
+    def __init__(self, pipe: Connection) -> None:
+        self._pipe = pipe
+
+    async def take(self, automation_id: int, run_id: int) -> Work | None:
+        found: Work | None = self._ask("take", automation_id, run_id)
+        return found
+
+    async def save(
+        self,
+        event_id: int,
+        run_id: int,
+        state: str,
+        step: int,
+        outputs: dict[str, Any],
+        error: str | None,
+    ) -> bool:
+        return bool(self._ask("save", event_id, run_id, state, step, outputs, error))
+
+    async def throttle(self, connection_id: int, seconds: float) -> None:
+        self._ask("throttle", connection_id, seconds)
+
+    async def throttled_for(self, connection_id: int) -> float:
+        return float(self._ask("throttled_for", connection_id))
+
+    async def sweep(self) -> dict[str, int]:
+        return dict(self._ask("sweep"))
+
+    async def pending(self, limit: int) -> list[int]:
+        return list(self._ask("pending", limit))
+
+    def _ask(self, method: str, *args: Any) -> Any:
+        self._pipe.send(("automations", method, args))
+        reply: tuple[Any, ...] = self._pipe.recv()
+        if reply[0] == "ok":
+            return reply[1]
+        raise CronlinkError(reply[2])

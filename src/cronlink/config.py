@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cronlink.app import App, build_job
+from cronlink.automations import jobs as automation_jobs
 from cronlink.child import resolve
 from cronlink.connections import jobs
 from cronlink.durations import parse_duration
@@ -103,11 +104,37 @@ class ConnectionsModel(_Strict):
         return value
 
 
+class AutomationsModel(_Strict):
+    """`[automations]`: how triggers are polled and automations processed (the jobs are
+    on whenever `[connections]` is)."""
+
+    poll_schedule: str = "* * * * *"
+    process_schedule: str = "*/15 * * * *"
+    poll_concurrency: Annotated[int, Field(ge=1, le=1000)] = 100
+    poll_batch: Annotated[int, Field(ge=1, le=10_000)] = 500
+    poll_lease: Duration = "60s"
+    """How long a poll holds its automation (a poller that died lets go after this)."""
+    retention: Duration = "30d"
+    """How long event keys are kept to recognise repeats (a time window, not a count)."""
+    stalled_after: Duration = "24h"
+    """An active trigger whose watermark stands still this long is reported stalled."""
+    failing_after: Duration = "15m"
+    """... and one whose polls keep failing this long."""
+
+    @field_validator("poll_lease", "retention", "stalled_after", "failing_after")
+    @classmethod
+    def _duration(cls, value: str | float) -> str | float:
+        if parse_duration(value).total_seconds() < 2:
+            raise ValueError(f"{value!r} is too short; give at least 2s")
+        return value
+
+
 class FileModel(_Strict):
     database_url: str | None = None
     app: str | None = None
     worker: WorkerModel = WorkerModel()
     connections: ConnectionsModel | None = None
+    automations: AutomationsModel = AutomationsModel()
     jobs: list[JobModel] = []
 
 
@@ -124,6 +151,7 @@ class Settings:
     shutdown_grace: timedelta = timedelta(seconds=30)
     jobs: tuple[JobModel, ...] = field(default=())
     connections: ConnectionsModel | None = None
+    automations: AutomationsModel = field(default_factory=AutomationsModel)
 
 
 def load_settings(
@@ -149,6 +177,7 @@ def load_settings(
         shutdown_grace=parse_duration(parsed.worker.shutdown_grace),
         jobs=tuple(parsed.jobs),
         connections=parsed.connections,
+        automations=parsed.automations,
     )
 
 
@@ -164,7 +193,7 @@ def build_app(settings: Settings) -> App:
         app.jobs.update(loaded.jobs)
     where = settings.config_path or Path("cronlink.toml")
     if settings.connections is not None:
-        for builtin in connection_jobs(settings.connections):
+        for builtin in connection_jobs(settings.connections, settings.automations):
             app.add(builtin)
     for index, job in enumerate(settings.jobs):
         key = f"jobs[{index}] ({job.name})"
@@ -177,8 +206,12 @@ def build_app(settings: Settings) -> App:
     return app
 
 
-def connection_jobs(model: ConnectionsModel) -> list[Job]:
-    """The built-in jobs that keep connections usable (`cronlink.connections.jobs`)."""
+def connection_jobs(
+    model: ConnectionsModel, automations: AutomationsModel | None = None
+) -> list[Job]:
+    """The built-in jobs that keep connections usable (`cronlink.connections.jobs`) and
+    run automations (`cronlink.automations.jobs`)."""
+    polling = automations or AutomationsModel()
     return [
         build_job(
             name=jobs.REFRESH_TOKENS, handler=jobs.refresh_tokens,
@@ -197,6 +230,25 @@ def connection_jobs(model: ConnectionsModel) -> list[Job]:
             handler_path="cronlink.connections.jobs:check_health",
             schedules=[model.health_schedule], tier="light", timeout="4m", max_attempts=1,
             description="probe every active connection; health with damping",
+        ),
+        build_job(
+            name=automation_jobs.POLL_TRIGGERS, handler=automation_jobs.poll_triggers,
+            handler_path="cronlink.automations.jobs:poll_triggers",
+            schedules=[polling.poll_schedule], tier="light", timeout="58s", max_attempts=1,
+            description="poll automations' triggers as they fall due; new events start runs",
+        ),
+        build_job(
+            name=automation_jobs.PROCESS_AUTOMATION, handler=automation_jobs.process_automation,
+            handler_path="cronlink.automations.jobs:process_automation",
+            schedules=[], tier="heavy", max_attempts=3, retry_on=["ChildCrashed"],
+            overlap="allow", description="run an automation's steps on its new events",
+        ),
+        build_job(
+            name=automation_jobs.PROCESS_AUTOMATIONS,
+            handler=automation_jobs.process_automations,
+            handler_path="cronlink.automations.jobs:process_automations",
+            schedules=[polling.process_schedule], tier="heavy", max_attempts=1,
+            description="scheduled automations, stranded events, old keys, pending work",
         ),
     ]  # fmt: skip
 

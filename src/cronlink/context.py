@@ -12,6 +12,7 @@ from cronlink.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from cronlink.automations.model import Work
     from cronlink.connections.model import Credentials
 
     Enqueue = Callable[[str, Any, datetime | None], Awaitable[int]]
@@ -60,6 +61,45 @@ class ConnectionAccess(Protocol):
         ...
 
 
+class AutomationAccess(Protocol):
+    """What processing an automation event needs from the store (light tier: the
+    `Automations` service; heavy tier: the same calls over the child's pipe)."""
+
+    async def take(self, automation_id: int, run_id: int) -> Work | None:
+        """The event this run holds, or the automation's oldest pending one if it has a
+        free slot; None when there is nothing for this run to do."""
+        ...
+
+    async def save(
+        self,
+        event_id: int,
+        run_id: int,
+        state: str,
+        step: int,
+        outputs: dict[str, Any],
+        error: str | None,
+    ) -> bool:
+        """Checkpoint (`running`) or finish the event; False if the run no longer holds it."""
+        ...
+
+    async def throttle(self, connection_id: int, seconds: float) -> None:
+        """Pause every call to the connection's account (a 429)."""
+        ...
+
+    async def throttled_for(self, connection_id: int) -> float:
+        """Seconds left of the account's pause (0: calls may go)."""
+        ...
+
+    async def sweep(self) -> dict[str, int]:
+        """Start due scheduled automations, settle events whose run ended without them,
+        forget old event keys, flag stalled triggers."""
+        ...
+
+    async def pending(self, limit: int) -> list[int]:
+        """Automations with pending events, the longest waiting first."""
+        ...
+
+
 @dataclass(kw_only=True, slots=True)
 class RunContext:
     """Handed to every handler: `async def handler(ctx) -> result`."""
@@ -73,6 +113,7 @@ class RunContext:
     log: RunLog
     _enqueue: Enqueue = field(repr=False)
     _connections: ConnectionAccess | None = field(default=None, repr=False)
+    _automations: AutomationAccess | None = field(default=None, repr=False)
 
     @property
     def connections(self) -> ConnectionAccess:
@@ -83,6 +124,16 @@ class RunContext:
                 "a [connections] section in cronlink.toml"
             )
         return self._connections
+
+    @property
+    def automations(self) -> AutomationAccess:
+        """The automation events of the built-in automation jobs."""
+        if self._automations is None:
+            raise ConfigError(
+                f"job {self.job!r} has no automations here: they need CRONLINK_SECRET_KEY and "
+                "a [connections] section in cronlink.toml"
+            )
+        return self._automations
 
     async def enqueue(
         self, job: str, payload: Any = None, not_before: datetime | None = None

@@ -11,6 +11,7 @@
     ├── RefreshError           a token refresh failed (`kind`: transient, grant or config)
     ├── PollError              a trigger's poll failed (`throttled_for` set on a 429)
     ├── AutomationNotFoundError  an automation or event that does not exist
+    ├── StepError              an automation step failed (`retryable`, `wait`)
     └── StoreError             the database cannot be used as asked
         ├── SchemaTooNewError  the database was written by a newer cronlink
         └── CorruptDatabaseError  the file is not a usable database
@@ -96,6 +97,16 @@ class PollError(CronlinkError):
 
 class AutomationNotFoundError(CronlinkError, LookupError):
     """No automation or event has that id."""
+
+
+class StepError(CronlinkError):
+    """An automation step failed; `retryable` says whether another attempt may succeed,
+    `wait` how long the provider asked for (seconds)."""
+
+    def __init__(self, message: str, *, retryable: bool = True, wait: float = 0.0) -> None:
+        self.retryable = retryable
+        self.wait = wait
+        super().__init__(message)
 
 
 class StoreError(CronlinkError):

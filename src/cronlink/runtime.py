@@ -8,7 +8,7 @@ import signal
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
-from cronlink.connections.setup import open_connections
+from cronlink.connections.setup import open_automations, open_connections
 from cronlink.http_client import new_session
 from cronlink.records import Tier
 from cronlink.scheduler import Scheduler
@@ -48,9 +48,10 @@ async def run_roles(
         stack.push_async_callback(store.close)
         session = new_session()
         stack.push_async_callback(session.close)
-        connections = None
+        connections = automations = None
         if settings.connections is not None:
             connections = await open_connections(settings, store, session, app)
+            automations = open_automations(settings, connections, app)
         wakeups = {tier: asyncio.Event() for tier in Tier}
         roles: list[asyncio.Task[None]] = []
         for tier in tiers:
@@ -69,6 +70,7 @@ async def run_roles(
                 wakeup=wakeups[tier],
                 on_enqueue=lambda t: wakeups[t].set(),
                 connections=connections,
+                automations=automations,
             )
             roles.append(asyncio.create_task(worker.run(stop), name=f"worker-{tier.value}"))
         if scheduler:

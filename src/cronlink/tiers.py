@@ -109,6 +109,16 @@ class HeavyTier:
     async def _watch(
         self, process: BaseProcess, pipe: Connection, job: Job, ctx: RunContext
     ) -> Attempt:
+        try:
+            return await self._converse(process, pipe, job, ctx)
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            # The child died while the worker was answering it, or it had half-written a
+            # message: the same as dying between messages.
+            raise ChildCrashed(f"the run's process exited with code {process.exitcode}") from None
+
+    async def _converse(
+        self, process: BaseProcess, pipe: Connection, job: Job, ctx: RunContext
+    ) -> Attempt:
         peak = 0
         watched = psutil.Process(process.pid)
         while True:
@@ -121,6 +131,8 @@ class HeavyTier:
                     pipe.send(await ctx.enqueue(*message[1:]))
                 elif kind in ("credentials", "used"):
                     pipe.send(await _connection_call(ctx, kind, message[1]))
+                elif kind == "automations":
+                    pipe.send(await _automation_call(ctx, message[1], message[2]))
                 elif kind == "ok":
                     return Attempt(
                         result=encode_result(message[1]), peak_memory=max(peak, message[2])
@@ -151,6 +163,19 @@ async def _connection_call(ctx: RunContext, kind: str, connection_id: int) -> tu
     except CronlinkError as error:
         return ("error", type(error).__name__, str(error))
     return ("ok", creds.provider, creds.access_token, creds.expires_at)
+
+
+_AUTOMATION_CALLS = frozenset({"take", "save", "throttle", "throttled_for", "sweep", "pending"})
+
+
+async def _automation_call(ctx: RunContext, method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Answer a heavy run's automation call: ("ok", value) or ("error", kind, message)."""
+    if method not in _AUTOMATION_CALLS:
+        return ("error", "CronlinkError", f"no automation call {method!r}")
+    try:
+        return ("ok", await getattr(ctx.automations, method)(*args))
+    except CronlinkError as error:
+        return ("error", type(error).__name__, str(error))
 
 
 def _child_run(job: Job, run: Run) -> child.ChildRun:

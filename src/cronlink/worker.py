@@ -32,7 +32,7 @@ from cronlink.tiers import ChildFailed, HeavyTier, LightTier, MemoryLimitExceede
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from cronlink.context import ConnectionAccess
+    from cronlink.context import AutomationAccess, ConnectionAccess
     from cronlink.jobs import Job
     from cronlink.records import Run
     from cronlink.store import Store
@@ -61,6 +61,7 @@ class Worker:
         group_commit: bool = True,
         shutdown_grace: timedelta = timedelta(seconds=30),
         connections: ConnectionAccess | None = None,
+        automations: AutomationAccess | None = None,
     ) -> None:
         self.store = store
         self.jobs = jobs
@@ -80,6 +81,7 @@ class Worker:
         self.claim_batch = claim_batch or max(1, self.concurrency // 8)
         self.shutdown_grace = shutdown_grace
         self.connections = connections
+        self.automations = automations
         self._active: dict[int, tuple[asyncio.Task[None], Run]] = {}
         self._stopping: dict[int, RunState] = {}
         self._completing: set[int] = set()
@@ -229,6 +231,7 @@ class Worker:
             log=logbook,
             _enqueue=self._enqueue,
             _connections=self.connections,
+            _automations=self.automations,
         )
         try:
             async with asyncio.timeout(job.timeout.total_seconds()):

@@ -4,6 +4,8 @@ items, 3 pages a poll), so bursts, page boundaries and resumes are cheap to reac
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,11 +15,13 @@ import pytest
 from sqlalchemy import func, select
 
 from cronlink.automations.service import Automations
+from cronlink.config import ConnectionsModel, connection_jobs
 from cronlink.connections.providers import SHIPPED, Providers
-from cronlink.jobs import Job
 from cronlink.records import Tier
 from cronlink.store.schema import automation_events, runs
+from cronlink.worker import Worker
 from tests.acceptance.sandbox_kit import Kit
+from tests.acceptance.worker_kit import running_worker
 
 PAGE, PAGES = 10, 3
 STEPS = [{"name": "noop", "call": "tests.acceptance.automation_steps:remember"}]
@@ -34,6 +38,8 @@ def short_pages(folder: Path) -> Path:
 class AutoKit:
     kit: Kit
     automations: Automations
+    trace: Path
+    """Where the test steps leave their traces (the automations' `trace` parameter)."""
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     async def feed(self, **asked: Any) -> list[dict[str, Any]]:
@@ -74,12 +80,27 @@ class AutoKit:
         )
 
 
+BUILTIN = {job.name: job for job in connection_jobs(ConnectionsModel())}
+
+
 @pytest.fixture
 async def auto(kit: Kit, tmp_path: Path) -> AutoKit:
+    trace = tmp_path / "trace"
+    trace.mkdir()
     providers = Providers.load(short_pages(tmp_path))
-    job = Job(name="process-automation", tier=Tier.HEAVY, handler_path="x:y")
     kit.connections.providers = providers
     automations = Automations(
-        kit.connections.store, providers, kit.session, kit.connections, process_job=job
-    )
-    return AutoKit(kit, automations)
+        kit.connections.store, providers, kit.session, kit.connections,
+        process_job=BUILTIN["process-automation"],
+    )  # fmt: skip
+    return AutoKit(kit, automations, trace=trace)
+
+
+@asynccontextmanager
+async def heavy_worker(auto: AutoKit, **options: Any) -> AsyncIterator[Worker]:
+    """A heavy worker running the built-in automation jobs."""
+    async with running_worker(
+        auto.automations.store, Tier.HEAVY, BUILTIN, connections=auto.kit.connections,
+        automations=auto.automations, **options,
+    ) as worker:  # fmt: skip
+        yield worker

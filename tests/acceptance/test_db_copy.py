@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, select
 
-from cronlink.cli import cli
 from cronlink.automations.model import Cursor
+from cronlink.cli import cli
 from cronlink.records import NewRun, Overlap, Reason, RunError, RunState, Schedule, Tier
 from cronlink.store import Done, Outcome, RunFilter, ScheduleAdvance, Tick, store_for
 from cronlink.store.copy import copy_database

@@ -95,3 +95,5 @@ class Work:
     event: AutomationEvent
     automation: Automation
     provider: str
+    base_url: str = ""
+    """The provider's base URL, which `http` steps' paths are relative to."""

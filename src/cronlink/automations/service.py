@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +23,14 @@ from cronlink.records import NewRun, Reason
 if TYPE_CHECKING:
     import aiohttp
 
-    from cronlink.automations.model import AutomationEvent
+    from cronlink.automations.model import AutomationEvent, Work
     from cronlink.connections.providers import Providers
     from cronlink.connections.service import Connections
     from cronlink.jobs import Job
     from cronlink.store import Store
 
 MIN_INTERVAL = timedelta(seconds=10)
+SWEEP_BATCH = 1000
 IDLE_WAIT = 1.0
 
 
@@ -150,6 +152,56 @@ class Automations:
         from the start."""
         return await self.store.automations.replay(event_id, self.run_for, self.clock.now())
 
+    # -- processing (`AutomationAccess`) ------------------------------------------------
+
+    async def take(self, automation_id: int, run_id: int) -> Work | None:
+        work = await self.store.automations.take_event(automation_id, run_id, self.clock.now())
+        if work is None:
+            return None
+        base_url = self.providers.get(work.provider).url("base_url")
+        return dataclasses.replace(work, base_url=base_url)
+
+    async def save(
+        self,
+        event_id: int,
+        run_id: int,
+        state: str,
+        step: int,
+        outputs: dict[str, Any],
+        error: str | None,
+    ) -> bool:
+        return await self.store.automations.save_progress(
+            event_id, run_id, state=EventState(state), step=step, outputs=outputs, error=error,
+            now=self.clock.now(),
+        )  # fmt: skip
+
+    async def pending(self, limit: int) -> list[int]:
+        return await self.store.automations.pending_automations(limit)
+
+    async def sweep(self) -> dict[str, int]:
+        now = self.clock.now()
+        counts = {"scheduled": 0, "restarted": 0, "dead_letter": 0}
+        for automation in await self.store.automations.due_scheduled(now, SWEEP_BATCH):
+            counts["scheduled"] += await self._fire_scheduled(automation, now)
+        for event in await self.store.automations.orphaned(SWEEP_BATCH):
+            counts[await self.store.automations.settle_orphan(event, self.run_for, now)] += 1
+        counts["purged"] = await self.store.automations.purge(now - self.retention)
+        counts["stalled"] = len(await self.check_polls(now))
+        return counts
+
+    async def _fire_scheduled(self, automation: Automation, now: datetime) -> int:
+        """One event per due instant of a scheduled automation (its key is the instant, so
+        a second sweep of the same instant adds nothing)."""
+        assert automation.schedule is not None
+        assert automation.next_poll_at is not None
+        instant = automation.next_poll_at
+        following = next_fire(_schedule(automation.schedule), max(instant, now), UTC)
+        data = {"scheduled_for": instant.isoformat()}
+        created = await self.store.automations.add_event(
+            automation, f"schedule:{instant.isoformat()}", data, following, self.run_for, now
+        )
+        return len(created)
+
     def run_for(self, automation_id: int, event_id: int) -> NewRun:
         if self.process_job is None:
             raise ConfigError("automations need the process-automation job ([connections])")
@@ -194,19 +246,11 @@ class Automations:
         until = self.clock.now() + timedelta(seconds=seconds)
         await self.store.automations.throttle(connection_id, until)
 
-    async def wait_for_budget(self, connection_id: int) -> None:
-        """Wait while the connection's account is paused by a 429; refuse to wait long."""
+    async def throttled_for(self, connection_id: int) -> float:
         until = await self.store.automations.throttled_until(connection_id)
         if until is None:
-            return
-        wait = (until - self.clock.now()).total_seconds()
-        if wait > 30:
-            raise PollError(
-                f"connection {connection_id} is throttled for {wait:.0f}s more",
-                throttled_for=wait,
-            )
-        if wait > 0:
-            await asyncio.sleep(wait)
+            return 0.0
+        return max(0.0, (until - self.clock.now()).total_seconds())
 
 
 def _start_cursor(start: str, kind: str, now: datetime) -> Cursor:

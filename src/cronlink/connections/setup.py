@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cronlink.automations.jobs import PROCESS_AUTOMATION
+from cronlink.automations.service import Automations
 from cronlink.connections.crypto import ENV, Vault
 from cronlink.connections.health import Policy
 from cronlink.connections.jobs import REFRESH_CONNECTION
@@ -59,6 +61,28 @@ async def open_connections(
     )
     await connections.check_keys()
     return connections
+
+
+def open_automations(
+    settings: Settings,
+    connections: Connections,
+    app: App | None = None,
+) -> Automations:
+    """The automation service over the connections' store, providers and HTTP session."""
+    model = settings.automations
+    return Automations(
+        connections.store,
+        connections.providers,
+        connections.session,
+        connections,
+        process_job=app.jobs.get(PROCESS_AUTOMATION) if app else None,
+        batch=model.poll_batch,
+        poll_concurrency=model.poll_concurrency,
+        poll_lease=parse_duration(model.poll_lease),
+        retention=parse_duration(model.retention),
+        stalled_after=parse_duration(model.stalled_after),
+        failing_after=parse_duration(model.failing_after),
+    )
 
 
 @asynccontextmanager

@@ -443,6 +443,38 @@ def replay(
     return get_event(c, event_id)
 
 
+def pending_automations(c: Db, limit: int) -> list[int]:
+    rows = c.execute(
+        select(events.c.automation_id)
+        .where(events.c.state == EventState.PENDING.value)
+        .group_by(events.c.automation_id)
+        .order_by(func.min(events.c.id))
+        .limit(limit)
+    )
+    return [row[0] for row in rows]
+
+
+def settle_orphan(
+    c: Db, event: AutomationEvent, run_for: Callable[[int, int], NewRun], now: datetime
+) -> str:
+    """A pending event without a live run gets a new one; a running event whose run ended
+    (dead after its attempts) goes to the dead-letter list. Returns what was done."""
+    if event.state is EventState.PENDING:
+        start_run(c, event.id, run_for(event.automation_id, event.id), now)
+        notify(c, Tier.HEAVY)
+        return "restarted"
+    ended = c.execute(
+        select(runs.c.state, runs.c.error_message).where(runs.c.id == event.run_id)
+    ).first()
+    why = f"its run {event.run_id} ended {ended[0]}: {ended[1]}" if ended else "its run is gone"
+    c.execute(
+        update(events)
+        .where(events.c.id == event.id, events.c.state == EventState.RUNNING.value)
+        .values(state=EventState.DEAD_LETTER.value, error=why[:2000], finished_at=now)
+    )
+    return "dead_letter"
+
+
 def orphaned(c: Db, limit: int) -> list[AutomationEvent]:
     """Open events whose run has finished without finishing them (a run that died, or a
     run that left because another held the automation's slot just then)."""

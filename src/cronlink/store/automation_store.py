@@ -176,6 +176,17 @@ class AutomationStore:
     async def orphaned(self, limit: int) -> list[AutomationEvent]:
         return await self._store.transact(lambda c: q.orphaned(c, limit), write=False)
 
+    async def pending_automations(self, limit: int) -> list[int]:
+        """Automations with pending events, the longest waiting first."""
+        return await self._store.transact(lambda c: q.pending_automations(c, limit), write=False)
+
+    async def settle_orphan(
+        self, event: AutomationEvent, run_for: Callable[[int, int], NewRun], now: datetime
+    ) -> str:
+        return await self._store.transact(
+            lambda c: q.settle_orphan(c, event, run_for, now), write=True
+        )
+
     async def purge(self, before: datetime) -> int:
         return await self._store.transact(lambda c: q.purge(c, before), write=True)
 
