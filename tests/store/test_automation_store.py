@@ -1,0 +1,150 @@
+"""The automation verbs, the same on both engines: poll leases, the event ledger, runs
+started in the poll's transaction, slots per automation, checkpoints and settling."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cronlink.automations.model import Automation, AutomationState, Cursor, EventState
+from cronlink.records import NewRun, Reason, RunState, Tier
+from cronlink.store import RunFilter, Store
+from cronlink.store.automation_store import PollRecord
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+LEASE = NOW + timedelta(seconds=60)
+
+
+def _run(automation_id: int, event_id: int) -> NewRun:
+    return NewRun(
+        job="process-automation", tier=Tier.HEAVY, reason=Reason.ENQUEUE,
+        payload={"automation_id": automation_id, "event_id": event_id},
+    )  # fmt: skip
+
+
+async def _automation(store: Store, name: str = "inbox", concurrency: int = 1) -> Automation:
+    connection = await store.connections.add(
+        provider="sandbox", owner=name, scopes="", seal=lambda cid: ("sealed", "k"),
+        expires_at=None, refresh_due_at=None, now=NOW,
+    )  # fmt: skip
+    return await store.automations.add(
+        {"name": name, "connection_id": connection.id, "trigger": "new_item", "params": {},
+         "steps": [{"name": "s", "call": "m:f"}], "schedule": None, "interval_s": 60,
+         "offset_s": 7, "concurrency": concurrency, "cursor": Cursor(primed=True),
+         "next_poll_at": NOW},
+        NOW,
+    )  # fmt: skip
+
+
+def _record(automation: Automation, token: str, keys: list[str], watermark: int) -> PollRecord:
+    return PollRecord(
+        automation=automation, token=token, items=[(k, {"id": k}) for k in keys],
+        cursor=Cursor(watermark=watermark, primed=True), next_poll_at=NOW + timedelta(minutes=1),
+        fire=True,
+    )  # fmt: skip
+
+
+async def test_one_poller_holds_an_automation_until_its_lease_lapses(store: Store) -> None:
+    automation = await _automation(store)
+    taken = await asyncio.gather(
+        *(store.automations.take_due(NOW, 10, f"t{i}", LEASE) for i in range(6))
+    )
+    assert sum(len(t) for t in taken) == 1
+    assert taken[[len(t) for t in taken].index(1)][0][1] == "sandbox"
+    assert await store.automations.take_due(NOW, 10, "late", LEASE) == []
+    lapsed = LEASE + timedelta(seconds=1)
+    assert len(await store.automations.take_due(lapsed, 10, "after", lapsed + timedelta(1))) == 1
+    paused = await store.automations.set_state(automation.id, AutomationState.PAUSED, NOW)
+    assert paused.state is AutomationState.PAUSED
+
+
+async def test_a_poll_commits_events_cursor_and_runs_together_once(store: Store) -> None:
+    automation = await _automation(store)
+    [(held, _)] = await store.automations.take_due(NOW, 10, "mine", LEASE)
+    [created] = await store.automations.record_polls(
+        [_record(held, "mine", ["1", "2", "2", "3"], 3)], NOW, _run
+    )
+    assert created is not None
+    assert len(created) == 3
+    # A poller whose lease was taken over writes nothing.
+    assert await store.automations.record_polls([_record(held, "mine", ["4"], 4)], NOW, _run) == [
+        None
+    ]
+    later = NOW + timedelta(minutes=2)
+    [(again, _)] = await store.automations.take_due(later, 10, "next", later + timedelta(1))
+    assert again.cursor.watermark == 3
+    [repeat] = await store.automations.record_polls(
+        [_record(again, "next", ["2", "3", "4"], 4)], later, _run
+    )
+    assert repeat is not None
+    assert len(repeat) == 1  # the ledger absorbs what was seen
+    events = await store.automations.events(automation.id)
+    assert [e.key for e in events] == ["1", "2", "3", "4"]
+    runs = await store.list_runs(RunFilter(job="process-automation"))
+    assert sorted(r.payload["event_id"] for r in runs) == [e.id for e in events]
+    assert {e.run_id for e in events} == {r.id for r in runs}
+
+
+async def test_slots_order_checkpoints_and_replay(store: Store) -> None:
+    automation = await _automation(store)
+    [(held, _)] = await store.automations.take_due(NOW, 10, "t", LEASE)
+    await store.automations.record_polls([_record(held, "t", ["a", "b"], 2)], NOW, _run)
+    first = await store.automations.take_event(automation.id, 101, NOW)
+    assert first is not None
+    assert first.event.key == "a"
+    assert await store.automations.take_event(automation.id, 102, NOW) is None  # one slot
+    again = await store.automations.take_event(automation.id, 101, NOW)  # a retried attempt
+    assert again is not None
+    assert again.event.id == first.event.id
+    saved: dict[str, Any] = {"s": {"checkpoint": 5}}
+    assert await store.automations.save_progress(
+        first.event.id, 101, state=EventState.RUNNING, step=0, outputs=saved, error=None, now=NOW
+    )
+    assert not await store.automations.save_progress(
+        first.event.id, 102, state=EventState.DONE, step=1, outputs={}, error=None, now=NOW
+    )
+    assert await store.automations.save_progress(
+        first.event.id, 101, state=EventState.DEAD_LETTER, step=0, outputs=saved, error="boom",
+        now=NOW,
+    )  # fmt: skip
+    second = await store.automations.take_event(automation.id, 102, NOW)
+    assert second is not None
+    assert second.event.key == "b"
+    replayed = await store.automations.replay(first.event.id, _run, NOW)
+    assert replayed.state is EventState.PENDING
+    assert replayed.outputs == saved  # a dead letter goes on from its checkpoint
+
+
+async def test_orphans_are_settled_and_old_keys_forgotten(store: Store) -> None:
+    automation = await _automation(store, concurrency=2)
+    [(held, _)] = await store.automations.take_due(NOW, 10, "t", LEASE)
+    await store.automations.record_polls([_record(held, "t", ["a", "b"], 2)], NOW, _run)
+    runs = await store.list_runs(RunFilter(job="process-automation"))
+    for run in runs:
+        await store.request_cancel(run.id, NOW)
+    work = await store.automations.take_event(automation.id, runs[0].id, NOW)
+    assert work is not None
+    orphans = await store.automations.orphaned(10)
+    settled = [await store.automations.settle_orphan(e, _run, NOW) for e in orphans]
+    assert sorted(settled) == ["dead_letter", "restarted"]
+    states = {e.key: e.state for e in await store.automations.events(automation.id)}
+    assert states == {"a": EventState.DEAD_LETTER, "b": EventState.PENDING}
+    queued = await store.list_runs(RunFilter(job="process-automation", state=RunState.QUEUED))
+    assert len(queued) == 1
+    assert await store.automations.pending_automations(10) == [automation.id]
+    await store.automations.save_progress(
+        work.event.id, runs[0].id, state=EventState.DONE, step=1, outputs={}, error=None, now=NOW
+    )
+    assert await store.automations.purge(NOW + timedelta(days=31)) == 0  # dead letters stay
+
+
+async def test_a_trigger_that_stands_still_is_flagged_once(store: Store) -> None:
+    automation = await _automation(store)
+    later = NOW + timedelta(hours=25)
+    flagged = await store.automations.mark_stalled(NOW + timedelta(hours=1), NOW, later)
+    assert [a.id for a in flagged] == [automation.id]
+    assert await store.automations.mark_stalled(NOW + timedelta(hours=1), NOW, later) == []
+    assert (await store.automations.get(automation.id)).stalled
+    kinds = [e.kind for e in await store.connections.events(automation.connection_id)]
+    assert kinds == ["created", "trigger_stalled"]
