@@ -19,6 +19,7 @@ from cronlink.retry import RetryPolicy
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from cronlink.automations.service import Automations
     from cronlink.config import Settings
     from cronlink.connections.service import Connections
     from cronlink.jobs import Handler
@@ -52,7 +53,21 @@ class App:
         chosen = settings or load_settings()
         if chosen.connections is None:
             chosen = dataclasses.replace(chosen, connections=ConnectionsModel())
-        return connections_for(chosen, self)
+        return connections_for(chosen, _with_builtins(self, chosen))
+
+    def automations(
+        self, settings: Settings | None = None
+    ) -> contextlib.AbstractAsyncContextManager[Automations]:
+        """Automations from Python: `async with app.automations() as automations:` then
+        `add`, `find`, `get`, `pause`, `resume`, `events`, `replay` …"""
+        # Imported here: both import this module.
+        from cronlink.config import ConnectionsModel, load_settings
+        from cronlink.connections.setup import automations_for
+
+        chosen = settings or load_settings()
+        if chosen.connections is None:
+            chosen = dataclasses.replace(chosen, connections=ConnectionsModel())
+        return automations_for(chosen, _with_builtins(self, chosen))
 
     def get(self, name: str) -> Job:
         try:
@@ -156,3 +171,15 @@ def _choice(kind: type[E], value: str, what: str) -> E:
     except ValueError:
         allowed = ", ".join(repr(m.value) for m in kind)
         raise ValueError(f"{what} must be one of {allowed}, not {value!r}") from None
+
+
+def _with_builtins(app: App, settings: Settings) -> App:
+    """`app` plus the built-in connection and automation jobs, which new events need."""
+    from cronlink.config import connection_jobs
+
+    assert settings.connections is not None
+    merged = App()
+    merged.jobs = dict(app.jobs)
+    for builtin in connection_jobs(settings.connections, settings.automations):
+        merged.jobs.setdefault(builtin.name, builtin)
+    return merged

@@ -96,3 +96,10 @@ async def connections_for(settings: Settings, app: App | None = None) -> AsyncIt
     finally:
         await session.close()
         await store.close()
+
+
+@asynccontextmanager
+async def automations_for(settings: Settings, app: App | None = None) -> AsyncIterator[Automations]:
+    """`Automations` with their own connections, store and HTTP session."""
+    async with connections_for(settings, app) as connections:
+        yield open_automations(settings, connections, app)
