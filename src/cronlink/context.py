@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,6 +113,8 @@ class RunContext:
     payload: Any
     log: RunLog
     _enqueue: Enqueue = field(repr=False)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    """Set when the worker shuts down: a handler that loops for long should return."""
     _connections: ConnectionAccess | None = field(default=None, repr=False)
     _automations: AutomationAccess | None = field(default=None, repr=False)
 

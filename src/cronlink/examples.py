@@ -1,11 +1,16 @@
-"""Handlers the starter `cronlink.toml` points at, so a fresh install has work to watch."""
+"""Handlers the starter `cronlink.toml` points at, and the steps of the demo's automation,
+so a fresh install has work to watch."""
 
 from __future__ import annotations
 
 import platform
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from cronlink.context import RunContext
+
+if TYPE_CHECKING:
+    from cronlink.automations.process import StepContext
 
 
 async def heartbeat(ctx: RunContext) -> dict[str, str]:
@@ -19,3 +24,11 @@ def crunch(ctx: RunContext) -> int:
     """A CPU-bound job for the heavy tier: sums squares in a child process."""
     limit = int(ctx.payload or 2_000_000)
     return sum(i * i for i in range(limit))
+
+
+def classify_email(event: dict[str, Any], ctx: StepContext) -> dict[str, str]:
+    """An automation step: label a new email (a stand-in for an AI classifier)."""
+    subject = str(event.get("subject", "")).lower()
+    label = "urgent" if any(w in subject for w in ("urgent", "down", "asap")) else "routine"
+    ctx.log.info("event %d: %r is %s", ctx.event_id, subject, label)
+    return {"label": label, "subject": subject}

@@ -88,6 +88,8 @@ class Worker:
         """Runs whose attempt ended and is being recorded: no longer cancellable."""
         self._slot_freed = asyncio.Event()
         self._draining = False
+        self._shutting_down = asyncio.Event()
+        """Set when the worker starts to stop: long light runs (`ctx.stopping`) wind up."""
         self.committer = Committer(store, self.clock, self._refill, group=group_commit)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -162,6 +164,7 @@ class Worker:
     async def _drain(self) -> None:
         """Stop claiming; let attempts finish within the grace, then hand them back queued."""
         self._draining = True
+        self._shutting_down.set()
         if self._active:
             log.info(
                 "waiting up to %gs for %d running attempts",
@@ -232,6 +235,7 @@ class Worker:
             _enqueue=self._enqueue,
             _connections=self.connections,
             _automations=self.automations,
+            stopping=self._shutting_down,
         )
         try:
             async with asyncio.timeout(job.timeout.total_seconds()):

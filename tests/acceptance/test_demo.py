@@ -11,7 +11,7 @@ from cronlink.connections.crypto import ENV
 from cronlink.demo import demo, demo_key, demo_settings
 
 
-async def test_the_demo_shows_refreshes_health_and_a_needs_reauth(
+async def test_the_demo_shows_refreshes_health_reauth_automations_and_a_sync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -29,13 +29,16 @@ async def test_the_demo_shows_refreshes_health_and_a_needs_reauth(
     stop = asyncio.Event()
 
     async def watch() -> None:
-        wanted = ("refreshed", "health: unknown -> healthy", "needs_reauth")
+        wanted = (
+            "refreshed", "health: unknown -> healthy", "needs_reauth",
+            "classified urgent, summary posted", "nightly sync: copied 10000 records in 20 pages",
+        )  # fmt: skip
         while not all(any(w in line for line in lines) for w in wanted):  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         stop.set()
 
     watcher = asyncio.create_task(watch())
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(90):
         await demo(settings, port=0, lifetime=4, say=lines.append, stop=stop)
     await watcher
     assert lines[0].startswith("demo: sandbox provider at http://127.0.0.1:")

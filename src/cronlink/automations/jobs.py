@@ -33,7 +33,7 @@ PENDING_BATCH = 100
 async def poll_triggers(ctx: RunContext) -> dict[str, int]:
     service = ctx.automations
     assert isinstance(service, Automations), "poll-triggers runs on the light tier"
-    tally = await service.poll_for(POLL_BUDGET)
+    tally = await service.poll_for(POLL_BUDGET, ctx.stopping)
     stalled = await service.check_polls(service.clock.now())
     ctx.log.info(
         "%d polls (%d unchanged, %d failed), %d new events",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -137,6 +138,10 @@ class Automations:
             found.id, AutomationState.ACTIVE, self.clock.now()
         )
 
+    async def delete(self, automation: int | str) -> None:
+        """Delete an automation and the keys of the events it saw."""
+        await self.store.automations.delete((await self.get(automation)).id)
+
     async def events(
         self,
         automation: int | str | None = None,
@@ -202,6 +207,17 @@ class Automations:
         )
         return len(created)
 
+    async def run_now(self, automation: int | str) -> AutomationEvent:
+        """Process the automation once now, with an event of its own (`manual:INSTANT`)."""
+        found = await self.get(automation)
+        now = self.clock.now()
+        key = f"manual:{now.isoformat()}"
+        data = {"requested_at": now.isoformat()}
+        [event_id] = await self.store.automations.add_event(
+            found, key, data, found.next_poll_at, self.run_for, now
+        )
+        return await self.store.automations.event(event_id)
+
     def run_for(self, automation_id: int, event_id: int) -> NewRun:
         if self.process_job is None:
             raise ConfigError("automations need the process-automation job ([connections])")
@@ -222,16 +238,18 @@ class Automations:
             if batch.polls + batch.failed < self.batch:
                 return tally
 
-    async def poll_for(self, budget: timedelta) -> polling.Tally:
-        """Keep polling automations as they fall due, for `budget` (the poll-triggers run:
-        with every automation at its own offset, some are due every second)."""
+    async def poll_for(self, budget: timedelta, stop: asyncio.Event) -> polling.Tally:
+        """Keep polling automations as they fall due, for `budget` or until `stop` (the
+        poll-triggers run: with every automation at its own offset, some are due every
+        second). Stopping between batches loses nothing: each batch commits on its own."""
         ends = self.clock.now() + budget
         tally = polling.Tally()
-        while self.clock.now() < ends:
+        while self.clock.now() < ends and not stop.is_set():
             batch = await self.poll_due()
             tally.add(batch)
             if batch.polls + batch.failed == 0:
-                await asyncio.sleep(IDLE_WAIT)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), IDLE_WAIT)
         return tally
 
     async def check_polls(self, now: datetime) -> list[Automation]:

@@ -200,6 +200,15 @@ _one("resume", "Poll again from where the automation stopped.", lambda a, x: a.r
 
 @automations.command()
 @click.argument("automation")
+@settings_options
+def delete(automation: str, **options: Any) -> None:
+    """Delete an automation and the keys of the events it saw."""
+    _call(_settings(options), lambda a: a.delete(_id(automation)))
+    click.echo(f"automation {automation} deleted")
+
+
+@automations.command()
+@click.argument("automation")
 @click.option("--state", type=click.Choice([s.value for s in EventState]))
 @click.option("--after", "after_id", type=int, default=0, help="Events after this id.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
@@ -223,6 +232,15 @@ def _print_events(found: list[AutomationEvent], as_json: bool) -> None:
         table.add_row(str(e.id), str(e.automation_id), e.key, e.state.value, str(e.step),
                       when(e.seen_at), str(e.run_id or ""), (e.error or "")[:80])  # fmt: skip
     console.print(table)
+
+
+@automations.command("run")
+@click.argument("automation")
+@settings_options
+def run_now(automation: str, **options: Any) -> None:
+    """Process an automation once now (a scheduled sync or report, out of schedule)."""
+    event = _call(_settings(options), lambda a: a.run_now(_id(automation)))
+    click.echo(f"event {event.id} ({event.key}) queued (run {event.run_id})")
 
 
 @automations.command()

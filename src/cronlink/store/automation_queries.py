@@ -119,6 +119,13 @@ def set_state(c: Db, automation_id: int, state: AutomationState, now: datetime) 
     return get_automation(c, automation_id)
 
 
+def delete_automation(c: Db, automation_id: int) -> None:
+    """Delete an automation and its event ledger (runs already queued find nothing)."""
+    c.execute(delete(events).where(events.c.automation_id == automation_id))
+    if not c.execute(delete(table).where(table.c.id == automation_id)).rowcount:
+        raise AutomationNotFoundError(f"no automation {automation_id!r}")
+
+
 def take_due(
     c: Db, now: datetime, limit: int, token: str, until: datetime
 ) -> list[tuple[Automation, str]]:

@@ -49,6 +49,9 @@ class AutomationStore:
             lambda c: q.set_state(c, automation_id, state, now), write=True
         )
 
+    async def delete(self, automation_id: int) -> None:
+        await self._store.transact(lambda c: q.delete_automation(c, automation_id), write=True)
+
     async def take_due(
         self, now: datetime, limit: int, token: str, until: datetime
     ) -> list[tuple[Automation, str]]:
