@@ -6,7 +6,7 @@ import aiohttp
 
 CONNECT_TIMEOUT = 10.0
 MAX_CONNECTIONS = 100
-MAX_PER_HOST = 20
+MAX_PER_HOST = 100
 
 
 def new_session() -> aiohttp.ClientSession:

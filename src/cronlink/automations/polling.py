@@ -23,10 +23,12 @@ from cronlink.errors import CronlinkError, PollError
 from cronlink.store.automation_store import PollRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from cronlink.automations.model import Automation
     from cronlink.automations.service import Automations
+    from cronlink.connections.model import Credentials
 
 log = logging.getLogger("cronlink.automations")
 MAX_BACKOFF = timedelta(minutes=30)
@@ -39,6 +41,8 @@ class Tally:
     events: int = 0
     not_modified: int = 0
     lost: int = 0
+    max_lag: float = 0.0
+    """Seconds the most overdue automation polled waited past its slot."""
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
@@ -47,6 +51,7 @@ class Tally:
         self.events += other.events
         self.not_modified += other.not_modified
         self.lost += other.lost
+        self.max_lag = max(self.max_lag, other.max_lag)
 
 
 async def poll_batch(service: Automations, now: datetime) -> Tally:
@@ -58,12 +63,25 @@ async def poll_batch(service: Automations, now: datetime) -> Tally:
     tally = Tally()
     if not taken:
         return tally
+    started = service.clock.now()
+    tally.max_lag = max(
+        (started - a.next_poll_at).total_seconds() for a, _ in taken if a.next_poll_at
+    )
     gate = asyncio.Semaphore(service.poll_concurrency)
+    # One credentials read per connection per batch: its automations share the token.
+    credentials: dict[int, asyncio.Task[Credentials]] = {}
+
+    def credentials_of(connection_id: int) -> asyncio.Task[Credentials]:
+        if connection_id not in credentials:
+            credentials[connection_id] = asyncio.ensure_future(
+                service.connections.credentials(connection_id)
+            )
+        return credentials[connection_id]
 
     async def one(automation: Automation, provider: str) -> Polled | PollError:
         async with gate:
             try:
-                return await _poll_one(service, automation, provider)
+                return await _poll_one(service, automation, provider, credentials_of)
             except PollError as error:
                 return error
             except CronlinkError as error:
@@ -94,12 +112,17 @@ async def poll_batch(service: Automations, now: datetime) -> Tally:
     return tally
 
 
-async def _poll_one(service: Automations, automation: Automation, provider_name: str) -> Polled:
+async def _poll_one(
+    service: Automations,
+    automation: Automation,
+    provider_name: str,
+    credentials_of: Callable[[int], asyncio.Task[Credentials]],
+) -> Polled:
     provider = service.providers.get(provider_name)
     assert automation.trigger is not None
     trigger = provider.trigger(automation.trigger)
     try:
-        credentials = await service.connections.credentials(automation.connection_id)
+        credentials = await asyncio.shield(credentials_of(automation.connection_id))
     except CronlinkError as error:
         raise PollError(f"no usable credentials: {error}") from None
     target = Target(

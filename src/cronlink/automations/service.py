@@ -245,9 +245,9 @@ class Automations:
         ends = self.clock.now() + budget
         tally = polling.Tally()
         while self.clock.now() < ends and not stop.is_set():
-            batch = await self.poll_due()
+            batch = await polling.poll_batch(self, self.clock.now())
             tally.add(batch)
-            if batch.polls + batch.failed == 0:
+            if batch.polls + batch.failed < self.batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), IDLE_WAIT)
         return tally

@@ -12,7 +12,7 @@ import json
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 
 from cronlink.automations.model import (
     Automation,
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection as Db
 
     from cronlink.records import NewRun
+    from cronlink.store.automation_store import PollRecord
 
 KEYS_PER_QUERY = 500
 _OPEN = (EventState.PENDING.value, EventState.RUNNING.value)
@@ -165,36 +166,65 @@ def take_due(
     return [(_automation(r._mapping), r._mapping["provider"]) for r in rows]
 
 
-def record_poll(
-    c: Db,
-    automation: Automation,
-    *,
-    token: str,
-    items: list[tuple[str, Any]],
-    cursor: Cursor,
-    next_poll_at: datetime,
-    now: datetime,
-    fire: bool,
-    run_for: Callable[[int, int], NewRun],
-) -> list[int] | None:
-    """Store a poll's new events (keys already in the ledger are skipped), the cursor,
-    and a run for each new event; None, writing nothing, when the lease was lost."""
-    advanced = cursor.watermark != automation.cursor.watermark or (
-        cursor.token != automation.cursor.token
-    )
+def _save_poll(advanced: bool) -> Any:
     values: dict[str, Any] = {
-        "cursor": cursor_json(cursor), "next_poll_at": next_poll_at, "poll_lease": None,
-        "poll_lease_until": None, "last_poll_at": now, "last_success_at": now,
-        "poll_failures": 0, "last_error": None, "updated_at": now,
+        "cursor": bindparam("cursor"), "next_poll_at": bindparam("next_poll_at"),
+        "poll_lease": None, "poll_lease_until": None, "last_poll_at": bindparam("now"),
+        "last_success_at": bindparam("now"), "poll_failures": 0, "last_error": None,
+        "updated_at": bindparam("now"),
     }  # fmt: skip
     if advanced:
-        values |= {"advanced_at": now, "stalled": False}
-    held = c.execute(
-        update(table).where(table.c.id == automation.id, table.c.poll_lease == token).values(values)
-    ).rowcount
-    if not held:
-        return None
-    return insert_events(c, automation.id, items, fire, run_for, now)
+        values |= {"advanced_at": bindparam("now"), "stalled": False}
+    return update(table).where(table.c.id == bindparam("aid")).values(values)
+
+
+# Built once: a poll's commit is the hot path of polling (bench/poll_bench.py).
+_SAVE_POLL = {advanced: _save_poll(advanced) for advanced in (False, True)}
+
+
+def record_polls(
+    c: Db, polls: list[PollRecord], now: datetime, run_for: Callable[[int, int], NewRun]
+) -> list[list[int] | None]:
+    """Store each poll's new events (keys already in the ledger are skipped), its cursor,
+    and a run for each new event; None for a poll whose lease was lost, which writes
+    nothing. The held rows are locked first, so no lease can change hands meanwhile."""
+    held = _held(c, polls)
+    saves: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+    for poll in polls:
+        if poll.automation.id not in held:
+            continue
+        before = poll.automation.cursor
+        advanced = poll.cursor.watermark != before.watermark or poll.cursor.token != before.token
+        saves[advanced].append({
+            "aid": poll.automation.id, "cursor": cursor_json(poll.cursor),
+            "next_poll_at": poll.next_poll_at, "now": now,
+        })  # fmt: skip
+    for advanced, rows in saves.items():
+        if rows:
+            c.execute(_SAVE_POLL[advanced], rows)
+    return [
+        insert_events(c, p.automation.id, p.items, p.fire, run_for, now)
+        if p.automation.id in held
+        else None
+        for p in polls
+    ]
+
+
+def _held(c: Db, polls: list[PollRecord]) -> set[int]:
+    held: set[int] = set()
+    by_token: dict[str, list[int]] = {}
+    for poll in polls:
+        by_token.setdefault(poll.token, []).append(poll.automation.id)
+    for token, ids in by_token.items():
+        for start in range(0, len(ids), KEYS_PER_QUERY):
+            chunk = ids[start : start + KEYS_PER_QUERY]
+            rows = c.execute(
+                select(table.c.id)
+                .where(table.c.id.in_(chunk), table.c.poll_lease == token)
+                .with_for_update()
+            )
+            held.update(row[0] for row in rows)
+    return held
 
 
 def insert_events(
@@ -206,6 +236,8 @@ def insert_events(
     now: datetime,
 ) -> list[int]:
     """Add the items whose key the ledger lacks; start a run for each if `fire`."""
+    if not items:
+        return []
     state = EventState.PENDING if fire else EventState.BASELINE
     created: list[int] = []
     for key, item in _unseen(c, automation_id, items):

@@ -66,23 +66,9 @@ class AutomationStore:
         """Commit several polls in one transaction: per poll, the ids of its new events
         (each with its run started), or None where the lease was lost."""
 
-        def work(c: Any) -> list[list[int] | None]:
-            return [
-                q.record_poll(
-                    c,
-                    p.automation,
-                    token=p.token,
-                    items=p.items,
-                    cursor=p.cursor,
-                    next_poll_at=p.next_poll_at,
-                    now=now,
-                    fire=p.fire,
-                    run_for=run_for,
-                )
-                for p in polls
-            ]
-
-        return await self._store.transact(work, write=True)
+        return await self._store.transact(
+            lambda c: q.record_polls(c, polls, now, run_for), write=True
+        )
 
     async def record_poll_failure(
         self,
