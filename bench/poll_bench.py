@@ -24,8 +24,10 @@ import os
 import resource
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 
 from cronlink.automations import slots
 from cronlink.automations.service import Automations
@@ -79,15 +81,13 @@ async def prepare(url: str, sandbox: str, key: str, args: argparse.Namespace) ->
                 "created_at": start, "updated_at": start,
             })  # fmt: skip
         for chunk in range(0, len(rows), 5000):
-            batch = rows[chunk : chunk + 5000]
-            await store.transact(lambda c, b=batch: c.execute(insert(automations_table), b),
-                                 write=True)  # fmt: skip
+            await store.transact(partial(_insert, rows[chunk : chunk + 5000]), write=True)
     finally:
         await session.close()
         await store.close()
 
 
-async def measure(url: str, sandbox: str, key: str, seconds: float) -> dict[str, float]:
+async def measure(url: str, sandbox: str, key: str, seconds: float) -> dict[str, float | None]:
     os.environ["CRONLINK_SANDBOX_URL"] = sandbox
     store = store_for(url)
     await store.open(migrate=False)
@@ -113,6 +113,10 @@ async def measure(url: str, sandbox: str, key: str, seconds: float) -> dict[str,
         "cores_per_1000_polls_per_s": round((cpu / wall) / (rate / 1000), 3) if rate else None,
         "max_lag_s": round(tally.max_lag, 2),
     }  # fmt: skip
+
+
+def _insert(rows: list[dict[str, Any]], c: Connection) -> None:
+    c.execute(insert(automations_table), rows)
 
 
 def _cpu() -> float:

@@ -53,13 +53,19 @@ async def run_roles(
             connections = await open_connections(settings, store, session, app)
             automations = open_automations(settings, connections, app)
         wakeups = {tier: asyncio.Event() for tier in Tier}
+        heavy = tuple(sorted({
+            job.handler_path.partition(":")[0] for job in app.jobs.values()
+            if job.tier is Tier.HEAVY and job.handler_path
+        }))  # fmt: skip
+        if automations is not None:
+            automations.wake = lambda tier: wakeups[tier].set()
         roles: list[asyncio.Task[None]] = []
         for tier in tiers:
             worker = Worker(
                 store,
                 app.jobs,
                 tier,
-                LightTier(session) if tier is Tier.LIGHT else HeavyTier(session),
+                LightTier(session) if tier is Tier.LIGHT else HeavyTier(session, preload=heavy),
                 concurrency=settings.light_concurrency
                 if tier is Tier.LIGHT
                 else settings.heavy_concurrency,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from cronlink.automations import slots
 from cronlink.automations.poller import Polled, Target, poll
 from cronlink.errors import CronlinkError, PollError
+from cronlink.records import Tier
 from cronlink.store.automation_store import PollRecord
 
 if TYPE_CHECKING:
@@ -109,6 +110,8 @@ async def poll_batch(service: Automations, now: datetime) -> Tally:
             tally.lost += 1
         elif record.fire:
             tally.events += len(created)
+    if tally.events:
+        service.wake(Tier.HEAVY)
     return tally
 
 

@@ -19,9 +19,11 @@ from cronlink.cron import parse as parse_cron
 from cronlink.cron.fires import next_fire
 from cronlink.errors import ConfigError, CronSyntaxError, PollError
 from cronlink.jobs import new_run
-from cronlink.records import NewRun, Reason
+from cronlink.records import NewRun, Reason, Tier
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import aiohttp
 
     from cronlink.automations.model import AutomationEvent, Work
@@ -59,6 +61,9 @@ class Automations:
         self.process_job = process_job
         """The heavy job each new event starts a run of (None: events wait for a sweep)."""
         self.clock = clock or SystemClock()
+        self.wake: Callable[[Tier], None] = lambda tier: None
+        """Called after runs were started for new events: wakes this process's workers
+        (on PostgreSQL the commit also notifies every worker that listens)."""
         self.batch = batch
         self.poll_concurrency = poll_concurrency
         self.poll_lease = poll_lease
@@ -155,7 +160,9 @@ class Automations:
     async def replay(self, event_id: int) -> AutomationEvent:
         """Process an event again: a dead letter from the step that failed, a done one
         from the start."""
-        return await self.store.automations.replay(event_id, self.run_for, self.clock.now())
+        event = await self.store.automations.replay(event_id, self.run_for, self.clock.now())
+        self.wake(Tier.HEAVY)
+        return event
 
     # -- processing (`AutomationAccess`) ------------------------------------------------
 
@@ -190,6 +197,8 @@ class Automations:
             counts["scheduled"] += await self._fire_scheduled(automation, now)
         for event in await self.store.automations.orphaned(SWEEP_BATCH):
             counts[await self.store.automations.settle_orphan(event, self.run_for, now)] += 1
+        if counts["scheduled"] or counts["restarted"]:
+            self.wake(Tier.HEAVY)
         counts["purged"] = await self.store.automations.purge(now - self.retention)
         counts["stalled"] = len(await self.check_polls(now))
         return counts
@@ -216,6 +225,7 @@ class Automations:
         [event_id] = await self.store.automations.add_event(
             found, key, data, found.next_poll_at, self.run_for, now
         )
+        self.wake(Tier.HEAVY)
         return await self.store.automations.event(event_id)
 
     def run_for(self, automation_id: int, event_id: int) -> NewRun:
