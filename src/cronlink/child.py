@@ -7,11 +7,14 @@ parent is ever inherited.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import importlib
 import inspect
 import json
 import os
 import resource
+import signal
+import sys
 import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +29,9 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
     from cronlink.automations.model import Work
+
+
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -63,6 +69,7 @@ def resolve(path: str) -> Any:
 def main(run: ChildRun, pipe: Connection) -> None:
     # The handler is user code: it gets credentials through the worker, never the key.
     os.environ.pop(SECRET_KEY_ENV, None)
+    _die_with_parent()
 
     async def enqueue(job: str, payload: Any, not_before: datetime | None) -> int:
         pipe.send(("enqueue", job, payload, not_before))
@@ -89,6 +96,16 @@ def main(run: ChildRun, pipe: Connection) -> None:
         pipe.send(("ok", _encode(result), _peak_rss()))
     except BaseException as error:
         pipe.send(("error", type(error).__name__, str(error), traceback.format_exc(), _peak_rss()))
+
+
+def _die_with_parent() -> None:
+    """Be killed when the fork server (our parent) exits, which it does when its worker
+    dies: a run whose worker was killed must not go on beside the retry that replaces it."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent was gone before the signal was armed
+            os._exit(1)
 
 
 async def _await(awaitable: Any) -> Any:

@@ -27,8 +27,22 @@ PAGE, PAGES = 10, 3
 STEPS = [{"name": "noop", "call": "tests.acceptance.automation_steps:remember"}]
 
 
+PAGE_NUMBERS = """
+[triggers.new_email_by_page]
+description = "the timestamp feed again, by page number"
+path = "/api/feed/timestamp"
+query = { since = "{cursor}", limit = "{page_size}" }
+items = "items"
+cursor = "timestamp"
+cursor_field = "created_at"
+lookback = "2m"
+pagination = { kind = "page", param = "page" }
+"""
+
+
 def short_pages(folder: Path) -> Path:
-    text = (SHIPPED / "sandbox.toml").read_text()
+    """The shipped sandbox provider with short pages, plus a trigger paged by number."""
+    text = (SHIPPED / "sandbox.toml").read_text() + PAGE_NUMBERS
     text = re.sub(r"(\[triggers\.\w+\]\n)", rf"\1page_size = {PAGE}\nmax_pages = {PAGES}\n", text)
     (folder / "sandbox.toml").write_text(text)
     return folder

@@ -14,7 +14,9 @@ from tests.acceptance.automation_kit import PAGE, PAGES, STEPS, AutoKit, auto
 from tests.acceptance.sandbox_kit import kit
 
 __all__ = ["auto", "kit"]
-KINDS = ["new_email", "new_item", "change"]
+KINDS = ["new_email", "new_item", "change", "new_email_by_page"]
+"""A cursor of each kind (timestamp, id, token), and each pagination (token, link, token,
+page number)."""
 
 
 async def _automation(
@@ -138,7 +140,7 @@ async def test_starting_from_now_never_fires_what_was_there(auto: AutoKit) -> No
 
 async def test_bad_definitions_are_refused_with_where(auto: AutoKit) -> None:
     cid = await auto.kit.connect()
-    with pytest.raises(ConfigError, match="no trigger 'nope'; its triggers: change, new_email"):
+    with pytest.raises(ConfigError, match="no trigger 'nope'; its triggers: change, new_email,"):
         await auto.automations.add(name="a", connection_id=cid, trigger="nope", steps=STEPS)
     with pytest.raises(ConfigError, match=r"steps\[0\] \(x\): give exactly one of"):
         await auto.automations.add(
