@@ -181,8 +181,8 @@ class _PipeAutomations:
     async def sweep(self) -> dict[str, int]:
         return dict(self._ask("sweep"))
 
-    async def pending(self, limit: int) -> list[int]:
-        return list(self._ask("pending", limit))
+    async def pending(self, limit: int, run_id: int) -> list[int]:
+        return list(self._ask("pending", limit, run_id))
 
     def _ask(self, method: str, *args: Any) -> Any:
         self._pipe.send(("automations", method, args))

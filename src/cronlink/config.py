@@ -247,7 +247,8 @@ def connection_jobs(
             name=automation_jobs.PROCESS_AUTOMATIONS,
             handler=automation_jobs.process_automations,
             handler_path="cronlink.automations.jobs:process_automations",
-            schedules=[polling.process_schedule], tier="heavy", max_attempts=1,
+            schedules=[polling.process_schedule], tier="heavy", max_attempts=3,
+            retry_on=["ChildCrashed"],
             description="scheduled automations, stranded events, old keys, pending work",
         ),
     ]  # fmt: skip

@@ -96,8 +96,9 @@ class AutomationAccess(Protocol):
         forget old event keys, flag stalled triggers."""
         ...
 
-    async def pending(self, limit: int) -> list[int]:
-        """Automations with pending events, the longest waiting first."""
+    async def pending(self, limit: int, run_id: int) -> list[int]:
+        """Automations with pending events, or with events `run_id` holds, the longest
+        waiting first."""
         ...
 
 

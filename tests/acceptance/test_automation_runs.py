@@ -106,3 +106,37 @@ async def test_one_event_at_a_time_in_order(auto: AutoKit) -> None:
     async with heavy_worker(auto, concurrency=4):
         await _settled(auto, aid, 8)
     assert [t["event"] for t in traced(auto.trace, "remember")] == list(range(1, 9))
+
+
+async def test_the_connection_token_never_goes_to_another_host(auto: AutoKit) -> None:
+    elsewhere = auto.kit.sandbox.url.replace("127.0.0.1", "localhost") + "/api/hooks/stolen"
+    aid = await _add(auto, [
+        {"name": "post", "http": {"url": "{event.reply_to}", "json": {"x": 1}}},
+    ])  # fmt: skip
+    await auto.feed(items=[{"reply_to": elsewhere}])
+    await auto.poll(timedelta(0))
+    async with heavy_worker(auto):
+        assert await _settled(auto, aid, 1) == [EventState.DEAD_LETTER]
+    [event] = await auto.automations.events(aid)
+    assert event.error is not None
+    assert "is not on the provider's base URL" in event.error
+    assert "stolen" not in auto.kit.sandbox.feed.sinks  # nothing was sent
+
+
+async def test_a_replayed_done_event_is_sent_again_under_a_new_key(auto: AutoKit) -> None:
+    aid = await _add(auto, [{"name": "only", "call": f"{STEP}:remember"}])
+    await auto.feed(count=1)
+    await auto.poll(timedelta(0))
+    async with heavy_worker(auto):
+        await _settled(auto, aid, 1)
+        [event] = await auto.automations.events(aid)
+        replayed = await auto.automations.replay(event.id)
+        assert replayed.replays == 1
+
+        async def twice() -> bool:
+            return len(traced(auto.trace, "remember")) == 2
+
+        await wait_until(twice, within=60)
+    first, second = (t["key"] for t in traced(auto.trace, "remember"))
+    assert first != second
+    assert first.endswith(f"event-{event.id}.0:only")

@@ -345,7 +345,7 @@ async def test_a_source_not_at_this_schema_revision_is_refused(tmp_path: Path) -
         db.execute("DELETE FROM alembic_version")
     code, out = invoke("--from", f"sqlite:///{path}", "--to", f"sqlite:///{target}")
     assert code == 1
-    assert "is at schema revision None, this cronlink's is '0003'" in out
+    assert "is at schema revision None, this cronlink's is '0004'" in out
     assert "run `cronlink db upgrade --database-url SOURCE` on the source first" in out
     assert not target.exists()
 

@@ -149,3 +149,43 @@ async def test_bad_definitions_are_refused_with_where(auto: AutoKit) -> None:
     await auto.automations.add(name="a", connection_id=cid, trigger="new_item", steps=STEPS)
     with pytest.raises(ConfigError, match="an automation named 'a' exists already"):
         await auto.automations.add(name="a", connection_id=cid, trigger="new_item", steps=STEPS)
+
+
+async def test_an_item_this_code_cannot_read_fails_its_own_automation_only(
+    auto: AutoKit,
+) -> None:
+    by_time = await _automation(auto, "new_email")
+    by_id = await _automation(auto, "new_item", user="bob")
+    await auto.feed(items=[{"subject": "fine"}])
+    await auto.feed(items=[{"subject": "odd"}], created_at="sometime soon")
+    tally = await auto.poll()
+    assert (tally.polls, tally.failed) == (1, 1)
+    broken = await auto.automations.get(by_time)
+    assert broken.poll_failures == 1
+    assert "is not a timestamp" in (broken.last_error or "")
+    assert len(await auto.ledger(by_id)) == 2
+
+
+async def test_offsets_are_turned_into_utc_in_the_watermark(auto: AutoKit) -> None:
+    aid = await _automation(auto, "new_email")
+    await auto.feed(items=[{"subject": "from Berlin"}], created_at="2030-05-01T12:00:00+02:00")
+    await auto.poll()
+    assert (await auto.automations.get(aid)).cursor.watermark == "2030-05-01T10:00:00.000000Z"
+
+
+async def test_a_start_instant_fires_only_what_came_after_it(auto: AutoKit) -> None:
+    cid = await auto.kit.connect()
+    before = await auto.feed(count=2, late_by=60)
+    start = datetime.now(UTC) - timedelta(seconds=30)
+    after = await auto.feed(count=2)
+    added = await auto.automations.add(
+        name="since", connection_id=cid, trigger="new_email", steps=STEPS,
+        start=start.isoformat(),
+    )  # fmt: skip
+    await auto.poll()
+    events = await auto.automations.events(added.id)
+    states = {str(e.data["id"]): e.state for e in events}
+    assert states == {
+        **{k: EventState.BASELINE for k in _keys(before)},
+        **{k: EventState.PENDING for k in _keys(after)},
+    }

@@ -148,3 +148,32 @@ async def test_a_trigger_that_stands_still_is_flagged_once(store: Store) -> None
     assert (await store.automations.get(automation.id)).stalled
     kinds = [e.kind for e in await store.connections.events(automation.connection_id)]
     assert kinds == ["created", "trigger_stalled"]
+
+
+async def test_one_slot_is_handed_to_one_run_however_many_ask_at_once(store: Store) -> None:
+    for trial in range(5):
+        automation = await _automation(store, name=f"a{trial}")
+        [(held, _)] = await store.automations.take_due(NOW, 10, f"t{trial}", LEASE)
+        await store.automations.record_polls([_record(held, f"t{trial}", ["x", "y"], 2)], NOW, _run)
+        works = await asyncio.gather(
+            *(store.automations.take_event(automation.id, 100 * trial + r, NOW) for r in range(8))
+        )
+        taken = [w for w in works if w is not None]
+        assert len(taken) == 1
+        events = await store.automations.events(automation.id)
+        assert [e.state for e in events] == [EventState.RUNNING, EventState.PENDING]
+        assert events[0].run_id == 100 * trial + works.index(taken[0])
+
+
+async def test_an_orphan_taken_meanwhile_is_left_to_its_taker(store: Store) -> None:
+    automation = await _automation(store)
+    [(held, _)] = await store.automations.take_due(NOW, 10, "t", LEASE)
+    await store.automations.record_polls([_record(held, "t", ["x"], 1)], NOW, _run)
+    [run] = await store.list_runs(RunFilter(job="process-automation"))
+    await store.request_cancel(run.id, NOW)
+    [stale] = await store.automations.orphaned(10)
+    taken = await store.automations.take_event(automation.id, 555, NOW)
+    assert taken is not None
+    assert await store.automations.settle_orphan(stale, _run, NOW) == ""
+    [event] = await store.automations.events(automation.id)
+    assert (event.state, event.run_id) == (EventState.RUNNING, 555)

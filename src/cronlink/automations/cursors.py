@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from cronlink.automations.triggers import TriggerModel
 
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
+EPOCH_MS_ABOVE = 10**11
+"""Epoch numbers at least this large are milliseconds (in seconds it is the year 5138)."""
 
 
 def request_value(trigger: TriggerModel, cursor: Cursor) -> Any:
@@ -29,7 +31,12 @@ def request_value(trigger: TriggerModel, cursor: Cursor) -> Any:
         return None
     if trigger.cursor == "id":
         return cursor.watermark
-    return (parse_instant(cursor.watermark, "watermark") - trigger.lookback_delta).strftime(ISO)
+    since = parse_instant(cursor.watermark, "watermark") - trigger.lookback_delta
+    if trigger.cursor_format == "epoch":
+        return int(since.timestamp())
+    if trigger.cursor_format == "epoch_ms":
+        return int(since.timestamp() * 1000)
+    return iso(since)
 
 
 def advance(trigger: TriggerModel, cursor: Cursor, items: list[Any]) -> Cursor:
@@ -47,7 +54,35 @@ def advance(trigger: TriggerModel, cursor: Cursor, items: list[Any]) -> Cursor:
     latest = max(parse_instant(dig(i, field, where), where) for i in items)
     if cursor.watermark is not None:
         latest = max(latest, parse_instant(cursor.watermark, "watermark"))
-    return dataclasses.replace(cursor, watermark=latest.strftime(ISO))
+    return dataclasses.replace(cursor, watermark=iso(latest))
+
+
+def after_watermark(trigger: TriggerModel, cursor: Cursor, items: list[Any]) -> list[Any]:
+    """An id trigger's resync reads from the start: what its watermark already passed was
+    seen (ids grow), even if its key has left the ledger since."""
+    if trigger.cursor != "id" or cursor.watermark is None:
+        return items
+    seen = _integer(cursor.watermark)
+    field = trigger.cursor_field or ""
+    return [i for i in items if _integer(dig(i, field, f"item field {field!r}")) > seen]
+
+
+def before_start(
+    trigger: TriggerModel, cursor: Cursor, items: list[tuple[str, Any]]
+) -> tuple[frozenset[str], Cursor]:
+    """The keys of items older than the automation's start instant (they never fire), and
+    the cursor without its start once no such item can be read again."""
+    if cursor.start is None or trigger.cursor != "timestamp":
+        return frozenset(), cursor
+    start = parse_instant(cursor.start, "start")
+    field = trigger.cursor_field or ""
+    early = frozenset(
+        key for key, item in items if parse_instant(dig(item, field, field), field) < start
+    )
+    reread_from = parse_instant(cursor.watermark, "watermark") - trigger.lookback_delta
+    if reread_from >= start:
+        cursor = dataclasses.replace(cursor, start=None)
+    return early, cursor
 
 
 def event_key(trigger: TriggerModel, item: Any) -> str:
@@ -55,18 +90,28 @@ def event_key(trigger: TriggerModel, item: Any) -> str:
     return ":".join(str(p) for p in parts)[:400]
 
 
+def iso(moment: datetime) -> str:
+    """The form the watermark is stored and sent in: UTC, microseconds, `Z`."""
+    return moment.astimezone(UTC).strftime(ISO)
+
+
 def parse_instant(value: Any, where: str) -> datetime:
-    """An ISO 8601 text or epoch seconds, as an aware instant (naive texts are UTC)."""
+    """An ISO 8601 text, or epoch seconds (milliseconds above 10^11, as some providers
+    send), as an aware instant; a text without an offset is UTC."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str):
+        seconds = value / 1000 if abs(value) >= EPOCH_MS_ABOVE else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (ValueError, OverflowError, OSError):
+            pass
+    elif isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             pass
         else:
             return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    raise PollError(f"{where}: {value!r} is not a timestamp (ISO 8601 or epoch seconds)")
+    raise PollError(f"{where}: {str(value)[:80]!r} is not a timestamp (ISO 8601 or epoch)")
 
 
 def _integer(value: Any) -> int:

@@ -36,8 +36,17 @@ async def call(step: HttpStep, event: Any, ctx: StepContext) -> Any:
         headers = render(dict(step.headers), values, f"{where}: headers")
     except ConfigError as error:
         raise StepError(str(error), retryable=False) from None
-    if str(url).startswith("/"):
-        url = ctx.base_url.rstrip("/") + str(url)
+    url = str(url)
+    if url.startswith("/"):
+        url = ctx.base_url.rstrip("/") + url
+    if step.connection and not url.startswith(ctx.base_url.rstrip("/") + "/"):
+        # The token is the provider's: it never goes to another host, whatever the
+        # event's data put in the URL.
+        raise StepError(
+            f"{where}: {url[:200]} is not on the provider's base URL; the connection's token "
+            "is only sent there (set connection = false to call it without)",
+            retryable=False,
+        )
     headers["Idempotency-Key"] = ctx.idempotency_key
     secrets: list[str] = []
     if step.connection:
@@ -50,7 +59,7 @@ async def call(step: HttpStep, event: Any, ctx: StepContext) -> Any:
         secrets.append(credentials.access_token)
     try:
         async with asyncio.timeout(TIMEOUT):
-            async with ctx.session.request(step.method, str(url), json=body, headers=headers) as r:
+            async with ctx.session.request(step.method, url, json=body, headers=headers) as r:
                 text = scrub(await r.text(), secrets)
                 status, wait = r.status, retry_after(r.headers.get("Retry-After"))
     except (aiohttp.ClientError, TimeoutError) as error:

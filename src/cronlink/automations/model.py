@@ -37,6 +37,9 @@ class Cursor:
     etag: str | None = None
     primed: bool = False
     """False until the first poll of an automation that starts from "now"."""
+    start: str | None = None
+    """An automation started from an instant: items older than it never fire. Dropped
+    once the watermark is a lookback past it (no such item can come back)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -81,6 +84,8 @@ class AutomationEvent:
     run_id: int | None
     step: int
     """The next step to run: a replay of a dead letter starts here."""
+    replays: int = 0
+    """Replays of the event once done: part of its steps' idempotency keys."""
     outputs: dict[str, Any] = field(default_factory=dict)
     """What each finished step returned, by step name (and a running sync's checkpoint)."""
     error: str | None = None

@@ -40,6 +40,8 @@ class Polled:
     pages: int
     resynced: bool = False
     not_modified: bool = False
+    baseline: frozenset[str] = frozenset()
+    """Keys of items older than the automation's start: recorded, never fired."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -55,6 +57,7 @@ async def poll(
     session: aiohttp.ClientSession, trigger: TriggerModel, target: Target, cursor: Cursor
 ) -> Polled:
     url, fresh = _first_request(trigger, target, cursor), cursor.resume is None
+    before = cursor
     items: list[Any] = []
     resynced = False
     pages = 0
@@ -87,11 +90,11 @@ async def poll(
         url, fresh = following, False
     else:
         cursor = dataclasses.replace(cursor, resume=url)
+    if resynced:
+        items = cursors.after_watermark(trigger, before, items)
     keyed = [(cursors.event_key(trigger, item), item) for item in items]
-    return Polled(
-        items=keyed, cursor=cursors.advance(trigger, cursor, items), pages=pages,
-        resynced=resynced,
-    )  # fmt: skip
+    early, cursor = cursors.before_start(trigger, cursors.advance(trigger, cursor, items), keyed)
+    return Polled(items=keyed, cursor=cursor, pages=pages, resynced=resynced, baseline=early)
 
 
 def _first_request(

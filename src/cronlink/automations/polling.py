@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cronlink.automations")
 MAX_BACKOFF = timedelta(minutes=30)
+POLL_DEADLINE = 30.0
+"""Seconds a batch's polls may take before those still going fail."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -55,8 +57,13 @@ class Tally:
         self.max_lag = max(self.max_lag, other.max_lag)
 
 
-async def poll_batch(service: Automations, now: datetime) -> Tally:
-    """Lease up to `batch` due automations and poll them; their outcome is committed."""
+async def poll_batch(
+    service: Automations, now: datetime, time_left: float = POLL_DEADLINE
+) -> Tally:
+    """Lease up to `batch` due automations and poll them within `time_left` seconds (a
+    poll still going then fails, so the batch always commits); commit the outcome."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + time_left
     token = secrets.token_hex(8)
     taken = await service.store.automations.take_due(
         now, service.batch, token, now + service.poll_lease
@@ -82,13 +89,26 @@ async def poll_batch(service: Automations, now: datetime) -> Tally:
     async def one(automation: Automation, provider: str) -> Polled | PollError:
         async with gate:
             try:
-                return await _poll_one(service, automation, provider, credentials_of)
+                async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                    return await _poll_one(service, automation, provider, credentials_of)
             except PollError as error:
                 return error
+            except TimeoutError:
+                return PollError(f"the poll did not finish within {time_left:g}s")
             except CronlinkError as error:
                 return PollError(str(error))
+            except Exception as error:
+                # An answer this code did not expect must cost one automation its poll, not
+                # every automation of the batch. The message may quote the provider: kept out.
+                log.warning("automation %s: poll failed: %s", automation.name, type(error).__name__)
+                return PollError(f"unexpected {type(error).__name__} while polling")
 
-    outcomes = await asyncio.gather(*(one(a, p) for a, p in taken))
+    try:
+        outcomes = await asyncio.gather(*(one(a, p) for a, p in taken))
+    finally:
+        for task in credentials.values():
+            task.cancel()
+        await asyncio.gather(*credentials.values(), return_exceptions=True)
     records: list[PollRecord] = []
     for (automation, _), outcome in zip(taken, outcomes, strict=True):
         if isinstance(outcome, PollError):
@@ -102,6 +122,7 @@ async def poll_batch(service: Automations, now: datetime) -> Tally:
             PollRecord(
                 automation=automation, token=token, items=outcome.items, cursor=outcome.cursor,
                 next_poll_at=_next_poll(automation, outcome, now), fire=automation.cursor.primed,
+                baseline=outcome.baseline,
             )
         )  # fmt: skip
     committed = await service.store.automations.record_polls(records, now, service.run_for)
@@ -149,7 +170,7 @@ async def _failed(
     if error.throttled_for is not None:
         throttled_until = next_at = now + timedelta(seconds=error.throttled_for)
     else:
-        backoff = min(MAX_BACKOFF, automation.interval * 2**automation.poll_failures)
+        backoff = min(MAX_BACKOFF, automation.interval * 2 ** min(automation.poll_failures, 16))
         next_at = slots.next_slot(now + backoff, automation.interval, automation.offset)
     log.warning("automation %s: poll failed: %s", automation.name, error)
     await service.store.automations.record_poll_failure(

@@ -19,6 +19,7 @@ from cronlink.automations import http_step, sync
 from cronlink.automations.model import EventState
 from cronlink.automations.steps import StepModel, parse_steps
 from cronlink.child import resolve
+from cronlink.connections.tokens import scrub
 from cronlink.errors import StepError
 
 if TYPE_CHECKING:
@@ -52,9 +53,13 @@ class StepContext:
     index: int
     """The step's position in the automation."""
     run: RunContext = field(repr=False)
+    tokens_seen: list[str] = field(default_factory=list, repr=False)
+    """Taken out of any error the step raises before it is stored or logged."""
 
     async def credentials(self) -> Credentials:
-        return await self.run.connections.credentials(self.connection_id)
+        got = await self.run.connections.credentials(self.connection_id)
+        self.tokens_seen.append(got.access_token)
+        return got
 
     async def wait_for_budget(self) -> None:
         """Wait out a short pause of the connection's account (another job got a 429);
@@ -98,7 +103,11 @@ async def run_event(work: Work, ctx: RunContext, session: aiohttp.ClientSession)
             )
             return False
         state = EventState.DONE if index == len(steps) - 1 else EventState.RUNNING
-        await access.save(event.id, ctx.run_id, state.value, index + 1, outputs, None)
+        if not await access.save(event.id, ctx.run_id, state.value, index + 1, outputs, None):
+            # Another run holds the event now (this one was given up for lost): it goes
+            # on from the last checkpoint; this run must not run another step of it.
+            ctx.log.warning("event %d: taken over by another run; leaving it", event.id)
+            return True
     return True
 
 
@@ -113,7 +122,7 @@ async def _attempts(
     for attempt in range(1, step.max_attempts + 1):
         context = StepContext(
             event_id=work.event.id, automation=work.automation.name, step=step.name,
-            attempt=attempt, idempotency_key=f"{ctx.idempotency_key}:{work.event.id}:{step.name}",
+            attempt=attempt, idempotency_key=_key(work, step),
             outputs=outputs, params=work.automation.params,
             connection_id=work.automation.connection_id, base_url=work.base_url, log=ctx.log,
             session=session, run=ctx, index=index,
@@ -122,15 +131,23 @@ async def _attempts(
             return await _execute(step, work.event.data, context)
         except StepError as error:
             if not error.retryable or attempt == step.max_attempts:
-                raise
+                raise StepError(scrub(str(error), context.tokens_seen), retryable=False) from None
             wait = error.wait
         except Exception as error:
             if attempt == step.max_attempts:
-                raise StepError(f"{type(error).__name__}: {error}") from error
+                text = scrub(f"{type(error).__name__}: {error}", context.tokens_seen)
+                raise StepError(text) from None
             wait = 0.0
         backoff = min(MAX_BACKOFF, step.first_backoff * 2 ** (attempt - 1)).total_seconds()
         await asyncio.sleep(max(wait, random.uniform(backoff / 2, backoff)))
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _key(work: Work, step: StepModel) -> str:
+    """The same for every attempt of the step, in every run of the event, and in the
+    replay of a dead letter (which resumes it); new for a replay of a done event."""
+    event = work.event
+    return f"cronlink-automation-{work.automation.id}-event-{event.id}.{event.replays}:{step.name}"
 
 
 async def _execute(step: StepModel, event: Any, ctx: StepContext) -> Any:

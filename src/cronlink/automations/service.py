@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cronlink.automations import polling, slots
-from cronlink.automations.cursors import parse_instant
+from cronlink.automations.cursors import iso, parse_instant
 from cronlink.automations.model import Automation, AutomationState, Cursor, EventState
 from cronlink.automations.steps import parse_steps
 from cronlink.clock import Clock, SystemClock
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 MIN_INTERVAL = timedelta(seconds=10)
 SWEEP_BATCH = 1000
+FINISH_GRACE = 5.0
+"""Seconds a batch started near the end of `poll_for`'s budget may run past it."""
 IDLE_WAIT = 1.0
 
 
@@ -187,8 +189,8 @@ class Automations:
             now=self.clock.now(),
         )  # fmt: skip
 
-    async def pending(self, limit: int) -> list[int]:
-        return await self.store.automations.pending_automations(limit)
+    async def pending(self, limit: int, run_id: int) -> list[int]:
+        return await self.store.automations.pending_automations(limit, run_id)
 
     async def sweep(self) -> dict[str, int]:
         now = self.clock.now()
@@ -196,7 +198,9 @@ class Automations:
         for automation in await self.store.automations.due_scheduled(now, SWEEP_BATCH):
             counts["scheduled"] += await self._fire_scheduled(automation, now)
         for event in await self.store.automations.orphaned(SWEEP_BATCH):
-            counts[await self.store.automations.settle_orphan(event, self.run_for, now)] += 1
+            done = await self.store.automations.settle_orphan(event, self.run_for, now)
+            if done:
+                counts[done] += 1
         if counts["scheduled"] or counts["restarted"]:
             self.wake(Tier.HEAVY)
         counts["purged"] = await self.store.automations.purge(now - self.retention)
@@ -255,7 +259,10 @@ class Automations:
         ends = self.clock.now() + budget
         tally = polling.Tally()
         while self.clock.now() < ends and not stop.is_set():
-            batch = await polling.poll_batch(self, self.clock.now())
+            left = (ends - self.clock.now()).total_seconds() + FINISH_GRACE
+            batch = await polling.poll_batch(
+                self, self.clock.now(), min(polling.POLL_DEADLINE, left)
+            )
             tally.add(batch)
             if batch.polls + batch.failed < self.batch:
                 with contextlib.suppress(TimeoutError):
@@ -292,7 +299,7 @@ def _start_cursor(start: str, kind: str, now: datetime) -> Cursor:
         moment = parse_instant(start, "start")
     except PollError:
         raise ConfigError(f"start: {start!r} is not 'now', 'beginning' or an ISO instant") from None
-    return Cursor(watermark=moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), primed=True)
+    return Cursor(watermark=iso(moment), primed=True, start=iso(moment))
 
 
 def _schedule(text: str) -> CronExpr:

@@ -52,6 +52,8 @@ class TriggerModel(_Strict):
     cursor: Literal["timestamp", "id", "token"]
     cursor_field: str | None = None
     """`timestamp` and `id`: the item field the cursor follows."""
+    cursor_format: Literal["iso", "epoch", "epoch_ms"] = "iso"
+    """`timestamp`: how `{cursor}` is sent (ISO 8601 in UTC, or epoch seconds or ms)."""
     delta_field: str | None = None
     """`token`: where the next delta token is in the last page's answer."""
     lookback: str = "0s"

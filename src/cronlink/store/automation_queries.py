@@ -63,6 +63,7 @@ def _event(values: Mapping[Any, Any]) -> AutomationEvent:
         id=values["id"], automation_id=values["automation_id"], key=values["key"],
         state=EventState(values["state"]), data=json.loads(values["data"]),
         seen_at=values["seen_at"], run_id=values["run_id"], step=values["step"],
+        replays=values["replays"],
         outputs=json.loads(values["outputs"]), error=values["error"],
         started_at=values["started_at"], finished_at=values["finished_at"],
     )  # fmt: skip
@@ -203,11 +204,14 @@ def record_polls(
         if rows:
             c.execute(_SAVE_POLL[advanced], rows)
     return [
-        insert_events(c, p.automation.id, p.items, p.fire, run_for, now)
+        insert_events(
+            c, p.automation.id, p.items, run_for, now,
+            baseline=p.baseline if p.fire else {k for k, _ in p.items},
+        )
         if p.automation.id in held
         else None
         for p in polls
-    ]
+    ]  # fmt: skip
 
 
 def _held(c: Db, polls: list[PollRecord]) -> set[int]:
@@ -231,16 +235,18 @@ def insert_events(
     c: Db,
     automation_id: int,
     items: list[tuple[str, Any]],
-    fire: bool,
     run_for: Callable[[int, int], NewRun],
     now: datetime,
+    *,
+    baseline: set[str] | frozenset[str] = frozenset(),
 ) -> list[int]:
-    """Add the items whose key the ledger lacks; start a run for each if `fire`."""
+    """Add the items whose key the ledger lacks, each with a run, except those in
+    `baseline` (recorded so that they never fire). Returns the ids of the fired ones."""
     if not items:
         return []
-    state = EventState.PENDING if fire else EventState.BASELINE
-    created: list[int] = []
+    fired: list[int] = []
     for key, item in _unseen(c, automation_id, items):
+        state = EventState.BASELINE if key in baseline else EventState.PENDING
         event_id = c.execute(
             insert(events)
             .values(
@@ -249,12 +255,12 @@ def insert_events(
             )
             .returning(events.c.id)
         ).scalar_one()  # fmt: skip
-        created.append(event_id)
-        if fire:
+        if state is EventState.PENDING:
+            fired.append(event_id)
             start_run(c, event_id, run_for(automation_id, event_id), now)
-    if created and fire:
+    if fired:
         notify(c, Tier.HEAVY)
-    return created
+    return fired
 
 
 def _unseen(c: Db, automation_id: int, items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
@@ -387,7 +393,9 @@ def list_events(
 
 def take_event(c: Db, automation_id: int, run_id: int, now: datetime) -> Work | None:
     """The event `run_id` already holds (an attempt after a crash), or the oldest pending
-    one if the automation has a free slot; None otherwise."""
+    one if the automation has a free slot; None otherwise. The automation's row is locked
+    first: on PostgreSQL two runs counting its slots at once would both find one free."""
+    _lock_automation(c, automation_id)
     automation = get_automation(c, automation_id)
     mine = c.execute(
         select(events).where(
@@ -416,17 +424,25 @@ def take_event(c: Db, automation_id: int, run_id: int, now: datetime) -> Work | 
         ).first()
         if oldest is None:
             return None
-        c.execute(
+        taken = c.execute(
             update(events)
-            .where(events.c.id == oldest[0])
+            .where(events.c.id == oldest[0], events.c.state == EventState.PENDING.value)
             .values(state=EventState.RUNNING.value, run_id=run_id, started_at=now, error=None)
-        )
+        ).rowcount
+        if not taken:
+            return None
         mine = c.execute(select(events).where(events.c.id == oldest[0])).first()
     assert mine is not None
     provider = c.execute(
         select(connections.c.provider).where(connections.c.id == automation.connection_id)
     ).scalar()
     return Work(event=_event(mine._mapping), automation=automation, provider=provider or "")
+
+
+def _lock_automation(c: Db, automation_id: int) -> None:
+    """Serialise the transactions that hand out or settle an automation's events (SQLite
+    serialises every write transaction already; FOR UPDATE is PostgreSQL's)."""
+    c.execute(select(table.c.id).where(table.c.id == automation_id).with_for_update())
 
 
 def save_progress(
@@ -467,14 +483,14 @@ def replay(
     event = get_event(c, event_id)
     if event.state in (EventState.PENDING, EventState.RUNNING):
         raise ConfigError(f"event {event_id} is {event.state.value}; it is being processed")
-    step = event.step if event.state is EventState.DEAD_LETTER else 0
-    outputs = event.outputs if event.state is EventState.DEAD_LETTER else {}
+    resumed = event.state is EventState.DEAD_LETTER
     c.execute(
         update(events)
         .where(events.c.id == event_id)
         .values(
-            state=EventState.PENDING.value, step=step, outputs=json.dumps(outputs), error=None,
-            finished_at=None,
+            state=EventState.PENDING.value, step=event.step if resumed else 0,
+            outputs=json.dumps(event.outputs if resumed else {}), error=None, finished_at=None,
+            replays=event.replays if resumed else event.replays + 1,
         )
     )  # fmt: skip
     start_run(c, event_id, run_for(event.automation_id, event_id), now)
@@ -482,10 +498,17 @@ def replay(
     return get_event(c, event_id)
 
 
-def pending_automations(c: Db, limit: int) -> list[int]:
+def pending_automations(c: Db, limit: int, run_id: int) -> list[int]:
+    """Automations with pending events, or with events `run_id` holds (its earlier
+    attempt died with them), the longest waiting first."""
     rows = c.execute(
         select(events.c.automation_id)
-        .where(events.c.state == EventState.PENDING.value)
+        .where(
+            or_(
+                events.c.state == EventState.PENDING.value,
+                and_(events.c.state == EventState.RUNNING.value, events.c.run_id == run_id),
+            )
+        )
         .group_by(events.c.automation_id)
         .order_by(func.min(events.c.id))
         .limit(limit)
@@ -497,15 +520,26 @@ def settle_orphan(
     c: Db, event: AutomationEvent, run_for: Callable[[int, int], NewRun], now: datetime
 ) -> str:
     """A pending event without a live run gets a new one; a running event whose run ended
-    (dead after its attempts) goes to the dead-letter list. Returns what was done."""
+    (dead after its attempts) goes to the dead-letter list. Checked again under the
+    automation's lock, as `orphaned` read it in an earlier transaction: a run may have
+    taken the event since. Returns what was done ("" when nothing was)."""
+    _lock_automation(c, event.automation_id)
+    now_event = c.execute(select(events).where(events.c.id == event.id)).first()
+    if now_event is None or (now_event.state, now_event.run_id) != (
+        event.state.value,
+        event.run_id,
+    ):
+        return ""
+    live = c.execute(
+        select(runs.c.state, runs.c.error_message).where(runs.c.id == event.run_id)
+    ).first()
+    if live is not None and live[0] in (RunState.QUEUED.value, RunState.RUNNING.value):
+        return ""
     if event.state is EventState.PENDING:
         start_run(c, event.id, run_for(event.automation_id, event.id), now)
         notify(c, Tier.HEAVY)
         return "restarted"
-    ended = c.execute(
-        select(runs.c.state, runs.c.error_message).where(runs.c.id == event.run_id)
-    ).first()
-    why = f"its run {event.run_id} ended {ended[0]}: {ended[1]}" if ended else "its run is gone"
+    why = f"its run {event.run_id} ended {live[0]}: {live[1]}" if live else "its run is gone"
     c.execute(
         update(events)
         .where(events.c.id == event.id, events.c.state == EventState.RUNNING.value)

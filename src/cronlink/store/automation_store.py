@@ -165,9 +165,11 @@ class AutomationStore:
     async def orphaned(self, limit: int) -> list[AutomationEvent]:
         return await self._store.transact(lambda c: q.orphaned(c, limit), write=False)
 
-    async def pending_automations(self, limit: int) -> list[int]:
-        """Automations with pending events, the longest waiting first."""
-        return await self._store.transact(lambda c: q.pending_automations(c, limit), write=False)
+    async def pending_automations(self, limit: int, run_id: int = 0) -> list[int]:
+        """Automations with pending events (or events `run_id` holds), oldest first."""
+        return await self._store.transact(
+            lambda c: q.pending_automations(c, limit, run_id), write=False
+        )
 
     async def settle_orphan(
         self, event: AutomationEvent, run_for: Callable[[int, int], NewRun], now: datetime
@@ -196,7 +198,7 @@ class AutomationStore:
 
         def work(c: Any) -> list[int]:
             q.set_next_poll(c, automation.id, next_at)
-            return q.insert_events(c, automation.id, [(key, data)], True, run_for, now)
+            return q.insert_events(c, automation.id, [(key, data)], run_for, now)
 
         return await self._store.transact(work, write=True)
 
@@ -213,3 +215,5 @@ class PollRecord:
     fire: bool
     """False for the first poll of an automation that starts from "now": items are
     recorded so they never fire."""
+    baseline: frozenset[str] = frozenset()
+    """Keys recorded without firing (items older than the automation's start)."""

@@ -230,6 +230,7 @@ automation_events = Table(
     Column("seen_at", Instant, nullable=False),
     Column("run_id", Integer),
     Column("step", Integer, nullable=False),
+    Column("replays", Integer, nullable=False, server_default="0"),
     Column("outputs", Text, nullable=False),
     Column("error", Text),
     Column("started_at", Instant),

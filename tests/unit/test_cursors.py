@@ -1,0 +1,49 @@
+"""Cursor arithmetic: instants in every form providers send, the UTC watermark, slots."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cronlink.automations import slots
+from cronlink.automations.cursors import iso, parse_instant
+from cronlink.errors import PollError
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2030-05-01T12:00:00+02:00", datetime(2030, 5, 1, 10, tzinfo=UTC)),
+        ("2030-05-01T10:00:00Z", datetime(2030, 5, 1, 10, tzinfo=UTC)),
+        ("2030-05-01T10:00:00", datetime(2030, 5, 1, 10, tzinfo=UTC)),
+        (1_903_860_000, datetime(2030, 5, 1, 10, tzinfo=UTC)),
+        (1_903_860_000_000, datetime(2030, 5, 1, 10, tzinfo=UTC)),
+        (1_903_860_000.5, datetime(2030, 5, 1, 10, 0, 0, 500_000, tzinfo=UTC)),
+    ],
+)
+def test_instants_in_every_form(value: object, expected: datetime) -> None:
+    assert parse_instant(value, "created_at") == expected
+
+
+@pytest.mark.parametrize("value", [10**20, -(10**20), "soon", None, True, [1]])
+def test_what_is_not_an_instant_is_a_poll_error_naming_the_field(value: object) -> None:
+    with pytest.raises(PollError, match=r"created_at: .* is not a timestamp"):
+        parse_instant(value, "created_at")
+
+
+def test_the_watermark_is_utc() -> None:
+    berlin = datetime(2030, 5, 1, 12, tzinfo=UTC).astimezone(
+        __import__("zoneinfo").ZoneInfo("Europe/Berlin")
+    )
+    assert iso(berlin) == "2030-05-01T12:00:00.000000Z"
+
+
+def test_slots_spread_names_over_the_interval_and_come_strictly_after() -> None:
+    every = timedelta(minutes=1)
+    offsets = {slots.offset_for(f"auto-{n}", every).seconds for n in range(2000)}
+    assert len(offsets) == 60  # every second of the minute is used
+    at = datetime(2030, 1, 1, 0, 0, 17, tzinfo=UTC)
+    offset = timedelta(seconds=17)
+    assert slots.next_slot(at, every, offset) == at + every
+    assert slots.next_slot(at - timedelta(microseconds=1), every, offset) == at
