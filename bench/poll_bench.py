@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, text
 
 from cronlink.automations import slots
 from cronlink.automations.service import Automations
@@ -82,6 +82,10 @@ async def prepare(url: str, sandbox: str, key: str, args: argparse.Namespace) ->
             })  # fmt: skip
         for chunk in range(0, len(rows), 5000):
             await store.transact(partial(_insert, rows[chunk : chunk + 5000]), write=True)
+        if url.startswith("postgresql"):
+            # As autovacuum would have by the time 100,000 automations were added one by one.
+            await store.transact(lambda c: c.execute(text("ANALYZE automations, connections")),
+                                 write=True)  # fmt: skip
     finally:
         await session.close()
         await store.close()

@@ -24,7 +24,6 @@ from cronlink.records import Tier
 from cronlink.store.automation_store import PollRecord
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from datetime import datetime
 
     from cronlink.automations.model import Automation
@@ -76,21 +75,19 @@ async def poll_batch(
         (started - a.next_poll_at).total_seconds() for a, _ in taken if a.next_poll_at
     )
     gate = asyncio.Semaphore(service.poll_concurrency)
-    # One credentials read per connection per batch: its automations share the token.
-    credentials: dict[int, asyncio.Task[Credentials]] = {}
-
-    def credentials_of(connection_id: int) -> asyncio.Task[Credentials]:
-        if connection_id not in credentials:
-            credentials[connection_id] = asyncio.ensure_future(
-                service.connections.credentials(connection_id)
-            )
-        return credentials[connection_id]
+    # One read for the credentials of the whole batch: on PostgreSQL a query each costs
+    # more than the poll's request (bench/poll_bench.py --postgres).
+    credentials = await service.connections.credentials_many(
+        sorted({a.connection_id for a, _ in taken})
+    )
 
     async def one(automation: Automation, provider: str) -> Polled | PollError:
         async with gate:
             try:
                 async with asyncio.timeout(max(0.1, deadline - loop.time())):
-                    return await _poll_one(service, automation, provider, credentials_of)
+                    return await _poll_one(
+                        service, automation, provider, credentials[automation.connection_id]
+                    )
             except PollError as error:
                 return error
             except TimeoutError:
@@ -103,12 +100,7 @@ async def poll_batch(
                 log.warning("automation %s: poll failed: %s", automation.name, type(error).__name__)
                 return PollError(f"unexpected {type(error).__name__} while polling")
 
-    try:
-        outcomes = await asyncio.gather(*(one(a, p) for a, p in taken))
-    finally:
-        for task in credentials.values():
-            task.cancel()
-        await asyncio.gather(*credentials.values(), return_exceptions=True)
+    outcomes = await asyncio.gather(*(one(a, p) for a, p in taken))
     records: list[PollRecord] = []
     for (automation, _), outcome in zip(taken, outcomes, strict=True):
         if isinstance(outcome, PollError):
@@ -140,15 +132,13 @@ async def _poll_one(
     service: Automations,
     automation: Automation,
     provider_name: str,
-    credentials_of: Callable[[int], asyncio.Task[Credentials]],
+    credentials: Credentials | CronlinkError,
 ) -> Polled:
     provider = service.providers.get(provider_name)
     assert automation.trigger is not None
     trigger = provider.trigger(automation.trigger)
-    try:
-        credentials = await asyncio.shield(credentials_of(automation.connection_id))
-    except CronlinkError as error:
-        raise PollError(f"no usable credentials: {error}") from None
+    if isinstance(credentials, CronlinkError):
+        raise PollError(f"no usable credentials: {credentials}")
     target = Target(
         base_url=provider.url("base_url"),
         authorization=credentials.authorization,

@@ -30,7 +30,9 @@ from cronlink.connections.model import (
 )
 from cronlink.errors import (
     ConfigError,
+    ConnectionNotFoundError,
     ConnectionUnusableError,
+    CronlinkError,
     RefreshError,
     StoreError,
 )
@@ -200,6 +202,26 @@ class Connections:
                 before = now - provider.idle_refresh_after
                 idle += await self.store.connections.idle_since(provider.name, before, limit)
         return due, idle
+
+    async def credentials_many(
+        self, connection_ids: list[int]
+    ) -> dict[int, Credentials | CronlinkError]:
+        """`credentials` of several connections, read in one query (a poll batch's): each
+        is a `Credentials` or the error that connection gave."""
+        found = await self.store.connections.sealed_many(connection_ids)
+
+        async def one(connection_id: int) -> Credentials | CronlinkError:
+            sealed = found.get(connection_id)
+            if sealed is None:
+                return ConnectionNotFoundError(f"no connection has id {connection_id}")
+            try:
+                return await self.credentials(connection_id, sealed)
+            except CronlinkError as error:
+                return error
+
+        # Together: those inside their margin refresh first, each under its own lease.
+        answers = await asyncio.gather(*(one(i) for i in connection_ids))
+        return dict(zip(connection_ids, answers, strict=True))
 
     async def credentials(self, connection_id: int, sealed: Sealed | None = None) -> Credentials:
         """A valid access token: refreshed first when it is inside its provider's margin.

@@ -108,6 +108,14 @@ def get_sealed(c: Db, connection_id: int) -> Sealed:
     return sealed_from(row._mapping)
 
 
+def get_sealed_many(c: Db, connection_ids: list[int]) -> dict[int, Sealed]:
+    """The connections of `connection_ids` that exist, with their secrets, by id."""
+    rows = c.execute(
+        select(*_PUBLIC, table.c.secrets, table.c.key_id).where(table.c.id.in_(connection_ids))
+    )
+    return {row.id: sealed_from(row._mapping) for row in rows}
+
+
 def list_connections(
     c: Db,
     *,

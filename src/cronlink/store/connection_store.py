@@ -64,6 +64,11 @@ class ConnectionStore:
     async def sealed(self, connection_id: int) -> Sealed:
         return await self._store.transact(lambda c: q.get_sealed(c, connection_id), write=False)
 
+    async def sealed_many(self, connection_ids: list[int]) -> dict[int, Sealed]:
+        return await self._store.transact(
+            lambda c: q.get_sealed_many(c, connection_ids), write=False
+        )
+
     async def find(
         self,
         *,
