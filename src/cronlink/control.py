@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from cronlink.cron import explain, next_fire
 from cronlink.jobs import new_run
-from cronlink.records import Fate, Reason, Run, RunState
+from cronlink.records import Fate, Reason, Run, RunState, Tier
 from cronlink.store import RunFilter
 
 if TYPE_CHECKING:
@@ -76,6 +76,41 @@ async def trigger(
     """Queue a run of job `name` now; `UnknownJobError` (with close names) if there is none."""
     job = app.get(name)
     return await store.enqueue(new_run(job, reason, payload=payload), now)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Queued:
+    run_id: int
+    deduplicated: bool
+    """The key was seen before: this is the run it started, not a new one."""
+    light: bool
+
+
+async def request_run(
+    store: Store,
+    app: App,
+    name: str,
+    key: str | None,
+    scheduled_for: datetime | None,
+    now: datetime,
+) -> Queued:
+    """Queue a run of `name` for an API caller; a `key` seen before gives its run back."""
+    job = app.get(name)
+    dedupe = None if key is None else f"api:{name}:{key}"
+    run = new_run(job, Reason.API, scheduled_for=scheduled_for, dedupe_key=dedupe)
+    run_id = await store.enqueue(run, now)
+    stored = await store.get_run(run_id)
+    return Queued(
+        run_id=run_id, deduplicated=stored.enqueued_at != now, light=job.tier is Tier.LIGHT
+    )
+
+
+async def wait_up_to(store: Store, run_id: int, seconds: float) -> Run | None:
+    """The run once finished, or None if it is still going after `seconds`."""
+    try:
+        return await asyncio.wait_for(wait_finished(store, run_id, poll=0.05), seconds)
+    except TimeoutError:
+        return None
 
 
 async def wait_finished(store: Store, run_id: int, poll: float = 0.2) -> Run:

@@ -14,6 +14,7 @@ from cronlink.records import Tier
 from cronlink.scheduler import Scheduler
 from cronlink.store import Store, store_for
 from cronlink.tiers import HeavyTier, LightTier
+from cronlink.web.server import serving
 from cronlink.worker import Worker
 
 if TYPE_CHECKING:
@@ -95,6 +96,20 @@ async def run_roles(
             store.url,
         )
         await _until_done(roles, stop)
+
+
+async def serve_http(
+    settings: Settings, app: App, host: str, port: int, stop: asyncio.Event | None = None
+) -> None:
+    """`cronlink serve`: the HTTP service alone, until SIGINT/SIGTERM (or `stop`)."""
+    stop = stop or _stop_on_signals()
+    store = await open_store(settings)
+    try:
+        async with serving(store, app, host, port) as url:
+            log.info("cronlink serving on %s, database %s", url, store.url)
+            await stop.wait()
+    finally:
+        await store.close()
 
 
 async def _until_done(roles: list[asyncio.Task[None]], stop: asyncio.Event) -> None:

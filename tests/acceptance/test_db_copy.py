@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, select
 
+from cronlink.audit import AuditEntry
 from cronlink.automations.model import Cursor
 from cronlink.cli import cli
 from cronlink.records import NewRun, Overlap, Reason, RunError, RunState, Schedule, Tier
@@ -78,6 +79,10 @@ async def populate(url: str, extra_runs: int = 30) -> None:
             automation, "k1", {"id": 1}, None,
             lambda a, e: NewRun(job="process-automation", tier=Tier.HEAVY, reason=Reason.ENQUEUE),
             T0,
+        )  # fmt: skip
+        await store.audit.append(
+            AuditEntry(at=T0, actor="cron-secret", action="cron.run", target="a",
+                       client="10.0.0.7", outcome="accepted", detail="run 1 – é")
         )  # fmt: skip
         minute = timedelta(minutes=1)
         await store.record_ticks(
@@ -181,7 +186,7 @@ async def test_sqlite_to_postgres_keeps_every_row(tmp_path: Path, postgres_url: 
     report = json.loads(out)
     assert report["rows"] == {
         "connection_events": 1, "connections": 1, "jobs": 2, "runs": 36, "schedules": 2,
-        "automations": 1, "automation_events": 1,
+        "automations": 1, "automation_events": 1, "audit_log": 1,
         "fires": 3, "run_logs": 4,
     }  # fmt: skip
     assert report["replaced"] == 0
@@ -228,10 +233,10 @@ async def test_a_target_with_rows_is_refused_and_untouched(
     assert ":***@" in out
     assert password not in out
     held = (
-        "automation_events 1, automations 1, connection_events 1, connections 1, jobs 2, "
-        "runs 8, schedules 2, fires 3, run_logs 4"
+        "audit_log 1, automation_events 1, automations 1, connection_events 1, connections 1, "
+        "jobs 2, runs 8, schedules 2, fires 3, run_logs 4"
     )
-    assert f"already holds 23 cronlink rows ({held})" in out
+    assert f"already holds 24 cronlink rows ({held})" in out
     assert "--force replaces them" in out
     assert table_rows(postgres_url) == before
 
@@ -244,13 +249,13 @@ async def test_force_replaces_the_target_rows(tmp_path: Path, postgres_url: str)
     assert code == 0, out
     lines = out.splitlines()
     assert lines[0].startswith("note: stop every cronlink role that uses the source")
-    assert [line.split() for line in lines[1:10]] == [
-        ["automation_events", "1"], ["automations", "1"],
+    assert [line.split() for line in lines[1:11]] == [
+        ["audit_log", "1"], ["automation_events", "1"], ["automations", "1"],
         ["connection_events", "1"], ["connections", "1"], ["jobs", "2"], ["runs", "9"],
         ["schedules", "2"], ["fires", "3"], ["run_logs", "4"],
     ]  # fmt: skip
-    assert lines[10] == "replaced the 61 rows the target held"
-    assert lines[11].startswith(f"copied 24 rows from {source} to postgresql://")
+    assert lines[11] == "replaced the 62 rows the target held"
+    assert lines[12].startswith(f"copied 25 rows from {source} to postgresql://")
     assert table_rows(postgres_url) == table_rows(source)
     assert await enqueue_one(postgres_url) == 10
 
@@ -292,7 +297,7 @@ async def test_postgres_to_sqlite_round_trip(tmp_path: Path, postgres_url: str) 
     there = copy_database(source, postgres_url, batch=4)
     again = copy_database(postgres_url, back, batch=4)
     assert there.rows == again.rows
-    assert sum(again.rows.values()) == 51
+    assert sum(again.rows.values()) == 52
     assert await snapshot(back) == await snapshot(source)
     assert table_rows(back) == table_rows(source)
     assert await enqueue_one(back) == 37
@@ -345,7 +350,7 @@ async def test_a_source_not_at_this_schema_revision_is_refused(tmp_path: Path) -
         db.execute("DELETE FROM alembic_version")
     code, out = invoke("--from", f"sqlite:///{path}", "--to", f"sqlite:///{target}")
     assert code == 1
-    assert "is at schema revision None, this cronlink's is '0004'" in out
+    assert "is at schema revision None, this cronlink's is '0005'" in out
     assert "run `cronlink db upgrade --database-url SOURCE` on the source first" in out
     assert not target.exists()
 

@@ -11,7 +11,14 @@ from typing import Any
 
 import click
 
-from cronlink.cli import automation_cmds, connection_cmds, inspect_cmds, job_cmds, role_cmds
+from cronlink.cli import (
+    automation_cmds,
+    connection_cmds,
+    inspect_cmds,
+    job_cmds,
+    role_cmds,
+    serve_cmds,
+)
 from cronlink.errors import ConfigError, CronlinkError, CronSyntaxError
 
 INPUT_ERRORS = (ConfigError, CronSyntaxError)
@@ -39,7 +46,7 @@ def cli(verbose: bool) -> None:
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-for module in (role_cmds, job_cmds, inspect_cmds, connection_cmds, automation_cmds):
+for module in (role_cmds, job_cmds, inspect_cmds, connection_cmds, automation_cmds, serve_cmds):
     for command in module.COMMANDS:
         cli.add_command(command)
 

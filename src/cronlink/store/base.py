@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from cronlink.connections.model import Sealed
     from cronlink.records import Fire, NewRun, Run, RunError, RunState, Schedule, Tier
+    from cronlink.store.audit_store import AuditStore
     from cronlink.store.automation_store import AutomationStore
     from cronlink.store.connection_store import ConnectionStore
 
@@ -120,6 +121,13 @@ class Store(abc.ABC):
         from cronlink.store.connection_store import ConnectionStore
 
         return ConnectionStore(self)
+
+    @property
+    def audit(self) -> AuditStore:
+        # Imported here: it builds on this module.
+        from cronlink.store.audit_store import AuditStore
+
+        return AuditStore(self)
 
     @property
     def automations(self) -> AutomationStore:

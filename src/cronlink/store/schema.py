@@ -245,3 +245,17 @@ automation_events = Table(
     ),
     Index("ix_automation_events_seen", "seen_at"),
 )
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Instant, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("target", String(400), nullable=False),
+    Column("client", String(100), nullable=False),
+    Column("outcome", String(40), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_audit_log_at", "at"),
+)

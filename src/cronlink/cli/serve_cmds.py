@@ -1,0 +1,63 @@
+"""`cronlink serve` (the HTTP service) and `cronlink audit` (what it was asked to do)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.table import Table
+
+from cronlink.cli.options import print_json, run_async, settings_from, settings_options
+from cronlink.cli.show import console, when
+from cronlink.config import build_app
+from cronlink.runtime import open_store, serve_http
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="CRONLINK_HOST",
+              show_envvar=True, help="The address to listen on.")  # fmt: skip
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              envvar="CRONLINK_PORT", show_envvar=True)  # fmt: skip
+@settings_options
+def serve(host: str, port: int, **options: Any) -> None:
+    """The HTTP service: POST /cron/{job} and /cron/tick behind CRON_SECRET, /healthz,
+    /readyz."""
+    settings = settings_from(options["config_path"], options["database_url"], options["app_path"])
+    run_async(serve_http(settings, build_app(settings), host, port))
+
+
+@click.command()
+@click.option("--actor", help="Only what this actor did (a token id, cron-secret, anonymous).")
+@click.option("--action", help="Only this action (cron.run, cron.tick, …).")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"]))
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@settings_options
+def audit(
+    actor: str | None, action: str | None, since: datetime | None, limit: int, as_json: bool,
+    **options: Any,
+) -> None:  # fmt: skip
+    """The audit log, newest first: every cron call and admin action, refused ones too."""
+    settings = settings_from(options["config_path"], options["database_url"], options["app_path"])
+
+    async def read() -> list[Any]:
+        store = await open_store(settings)
+        try:
+            return await store.audit.find(actor=actor, action=action, since=since, limit=limit)
+        finally:
+            await store.close()
+
+    entries = run_async(read())
+    if as_json:
+        print_json([dataclasses.asdict(e) for e in entries])
+        return
+    table = Table("id", "at", "actor", "action", "target", "client", "outcome", "detail")
+    for e in entries:
+        table.add_row(str(e.id), when(e.at), e.actor, e.action, e.target, e.client, e.outcome,
+                      e.detail[:60])  # fmt: skip
+    console.print(table)
+
+
+COMMANDS = [serve, audit]

@@ -1,0 +1,53 @@
+"""The audit log's verbs (`store.audit`): append, and read back newest first."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from sqlalchemy import insert, select
+
+from cronlink.audit import AuditEntry
+from cronlink.store.schema import audit_log
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from cronlink.store.base import Store
+
+DETAIL_CHARS = 2000
+
+
+class AuditStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def append(self, entry: AuditEntry) -> None:
+        values = dataclasses.asdict(entry)
+        values.pop("id")
+        values["detail"] = values["detail"][:DETAIL_CHARS]
+        await self._store.transact(
+            lambda c: c.execute(insert(audit_log).values(values)), write=True
+        )
+
+    async def find(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 100,
+    ) -> list[AuditEntry]:
+        query = select(audit_log)
+        if actor is not None:
+            query = query.where(audit_log.c.actor == actor)
+        if action is not None:
+            query = query.where(audit_log.c.action == action)
+        if since is not None:
+            query = query.where(audit_log.c.at >= since)
+        if before_id is not None:
+            query = query.where(audit_log.c.id < before_id)
+        query = query.order_by(audit_log.c.id.desc()).limit(limit)
+        rows = await self._store.transact(lambda c: c.execute(query).all(), write=False)
+        return [AuditEntry(**row._mapping) for row in rows]

@@ -1,0 +1,1 @@
+"""`cronlink serve`: the HTTP service (FastAPI), a thin adapter over the core."""

@@ -1,0 +1,19 @@
+"""The route table of `cronlink serve`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from cronlink.web import cron_routes, health_routes
+
+if TYPE_CHECKING:
+    from cronlink.web.service import WebService
+
+
+def build(service: WebService) -> FastAPI:
+    api = FastAPI(title="cronlink", version="1", docs_url=None, redoc_url=None)
+    api.include_router(health_routes.router(service))
+    api.include_router(cron_routes.router(service))
+    return api

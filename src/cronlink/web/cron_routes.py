@@ -1,0 +1,107 @@
+"""`POST /cron/{job}` and `POST /cron/tick`: how a cloud scheduler, or any cron that can
+only call a URL, drives cronlink. Every call is audited, refused ones too."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from cronlink import control
+from cronlink.errors import UnknownJobError
+
+if TYPE_CHECKING:
+    from cronlink.web.service import WebService
+
+SCHEDULE_HEADERS = ("X-CloudScheduler-ScheduleTime", "X-Cronlink-Scheduled-Time")
+WAIT_LIMIT = 25.0
+"""Seconds `?wait=true` holds a light run's caller before answering 202 anyway."""
+
+
+def router(service: WebService) -> APIRouter:
+    routes = APIRouter()
+
+    @routes.post("/cron/tick", status_code=200)
+    async def tick(request: Request) -> JSONResponse:
+        """Fire every schedule that is due now (a cron that can only call a URL, every
+        minute, drives cronlink with no scheduler process)."""
+        denied = await _deny(service, request, "cron.tick", "schedules")
+        if denied is not None:
+            return denied
+        report = await service.tick()
+        await service.audited(request, "cron-secret", "cron.tick", "schedules", "accepted",
+                              f"{report.started} runs started, {report.missed} missed")  # fmt: skip
+        return JSONResponse({"started": report.started, "missed": report.missed})
+
+    @routes.post("/cron/{job}", status_code=202)
+    async def run(job: str, request: Request, wait: bool = False) -> JSONResponse:
+        """Queue a run of `job` and answer 202 with its id at once (`?wait=true`: wait for a
+        light run to finish, up to 25 s). The same schedule-time header or
+        `Idempotency-Key` twice gives the same run."""
+        denied = await _deny(service, request, "cron.run", job)
+        if denied is not None:
+            return denied
+        try:
+            key, scheduled_for = _idempotency(request)
+        except ValueError as error:
+            await service.audited(request, "cron-secret", "cron.run", job, "invalid", str(error))
+            return JSONResponse({"error": "invalid_request", "detail": str(error)}, 400)
+        try:
+            queued = await control.request_run(
+                service.store, service.app, job, key, scheduled_for, datetime.now(UTC)
+            )
+        except UnknownJobError as error:
+            await service.audited(request, "cron-secret", "cron.run", job, "not_found")
+            return JSONResponse(
+                {"error": "unknown_job", "detail": str(error), "suggestions": error.suggestions},
+                404,
+            )
+        outcome = "deduplicated" if queued.deduplicated else "accepted"
+        await service.audited(
+            request, "cron-secret", "cron.run", job, outcome, f"run {queued.run_id}"
+        )
+        body: dict[str, Any] = {"run_id": queued.run_id, "deduplicated": queued.deduplicated}
+        if wait and queued.light:
+            finished = await control.wait_up_to(service.store, queued.run_id, WAIT_LIMIT)
+            if finished is not None:
+                body |= {"state": finished.state.value, "result": finished.result}
+                return JSONResponse(body, 200)
+        return JSONResponse(body | {"state": "queued"}, 202)
+
+    return routes
+
+
+async def _deny(
+    service: WebService, request: Request, action: str, target: str
+) -> JSONResponse | None:
+    """401 for a missing, malformed or wrong secret, and when none is configured: one
+    shape for all, so a caller learns nothing about which it was."""
+    if service.secrets.accepts(request.headers.get("Authorization")):
+        return None
+    await service.audited(request, "anonymous", action, target, "denied")
+    return JSONResponse(
+        {"error": "unauthorized"}, 401, headers={"WWW-Authenticate": 'Bearer realm="cronlink"'}
+    )
+
+
+def _idempotency(request: Request) -> tuple[str | None, datetime | None]:
+    """The run's dedupe key and scheduled instant from the caller's headers."""
+    for header in SCHEDULE_HEADERS:
+        value = request.headers.get(header)
+        if value is not None:
+            try:
+                at = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise ValueError(f"{header}: {value[:80]!r} is not an ISO 8601 instant") from None
+            if at.tzinfo is None:
+                raise ValueError(f"{header}: {value[:80]!r} has no time zone offset")
+            at = at.astimezone(UTC)
+            return f"scheduled:{at.isoformat()}", at
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        if not 1 <= len(key) <= 200:
+            raise ValueError("Idempotency-Key must be 1-200 characters")
+        return f"key:{key}", None
+    return None, None

@@ -1,0 +1,152 @@
+"""`POST /cron/{job}` and `/cron/tick` on a real server (uvicorn on 127.0.0.1): behind
+CRON_SECRET, idempotent by the caller's headers, every call audited without a secret."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+import pytest
+
+from cronlink.app import App
+from cronlink.records import Reason, RunState, Tier
+from cronlink.store import Store
+from cronlink.web.server import serving
+from tests.acceptance.handlers import app
+from tests.acceptance.worker_kit import running_worker
+
+ONE, TWO = "s3cret-one-5b1f0e2c9a", "s3cret-two-9d27c4aa51"
+
+
+@dataclass
+class Served:
+    url: str
+    http: aiohttp.ClientSession
+    store: Store
+
+    async def post(
+        self, path: str, auth: str | None = f"Bearer {ONE}", **headers: str
+    ) -> tuple[int, dict[str, object], dict[str, str]]:
+        if auth is not None:
+            headers["Authorization"] = auth
+        async with self.http.post(self.url + path, headers=headers) as answer:
+            return answer.status, await answer.json(), dict(answer.headers)
+
+
+@pytest.fixture
+async def served(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Served]:
+    monkeypatch.setenv("CRON_SECRET", f"{ONE}, {TWO}")
+    ticking = App()
+    ticking.jobs.update(app.jobs)
+    ticking.job(schedule="* * * * * *", name="every-second")(app.jobs["ok"].handler)  # type: ignore[arg-type]
+    async with (
+        serving(sqlite_store, ticking, "127.0.0.1", 0) as url,
+        aiohttp.ClientSession() as http,
+    ):
+        yield Served(url, http, sqlite_store)
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [None, "", "Bearer", "Bearer ", f"Basic {ONE}", f"Bearer {ONE}x", "Bearer wrong",
+     f"bearer  {ONE[:-1]}", "Bearer \u00e9\u00e9\u00e9"],
+)  # fmt: skip
+async def test_every_wrong_credential_gets_the_same_401(served: Served, auth: str | None) -> None:
+    headers = {} if auth is None else {"Authorization": auth.encode().decode("latin-1")}
+    async with served.http.post(served.url + "/cron/ok", headers=headers) as answer:
+        assert answer.status == 401
+        assert await answer.json() == {"error": "unauthorized"}
+        assert answer.headers["WWW-Authenticate"] == 'Bearer realm="cronlink"'
+    [entry] = await served.store.audit.find()
+    assert (entry.actor, entry.action, entry.target, entry.outcome) == (
+        "anonymous", "cron.run", "ok", "denied",
+    )  # fmt: skip
+    assert entry.client == "127.0.0.1"
+
+
+async def test_either_secret_queues_a_run_and_answers_at_once(served: Served) -> None:
+    for secret in (ONE, TWO):
+        status, body, _ = await served.post("/cron/ok", auth=f"Bearer {secret}")
+        assert status == 202
+        assert body["state"] == "queued"
+        run = await served.store.get_run(int(body["run_id"]))  # type: ignore[call-overload]
+        assert (run.job, run.reason, run.state) == ("ok", Reason.API, RunState.QUEUED)
+
+
+async def test_the_same_schedule_time_or_key_twice_gives_the_same_run(served: Served) -> None:
+    stamp = "2030-05-01T12:00:00+02:00"
+    first = await served.post("/cron/ok", **{"X-CloudScheduler-ScheduleTime": stamp})
+    again = await served.post("/cron/ok", **{"X-CloudScheduler-ScheduleTime": stamp})
+    assert first[1]["run_id"] == again[1]["run_id"]
+    assert (first[1]["deduplicated"], again[1]["deduplicated"]) == (False, True)
+    run = await served.store.get_run(int(first[1]["run_id"]))  # type: ignore[call-overload]
+    assert run.scheduled_for == datetime(2030, 5, 1, 10, tzinfo=UTC)
+    keyed = [await served.post("/cron/ok", **{"Idempotency-Key": "k-1"}) for _ in range(2)]
+    assert keyed[0][1]["run_id"] == keyed[1][1]["run_id"] != first[1]["run_id"]
+    status, body, _ = await served.post("/cron/ok", **{"X-Cronlink-Scheduled-Time": "noon"})
+    assert (status, body["error"]) == (400, "invalid_request")
+    assert "X-Cronlink-Scheduled-Time: 'noon' is not an ISO 8601 instant" in str(body["detail"])
+    outcomes = [e.outcome for e in reversed(await served.store.audit.find())]
+    assert outcomes == ["accepted", "deduplicated", "accepted", "deduplicated", "invalid"]
+
+
+async def test_an_unknown_job_is_named_with_close_ones(served: Served) -> None:
+    status, body, _ = await served.post("/cron/oK")
+    assert status == 404
+    assert body["error"] == "unknown_job"
+    assert body["suggestions"] == ["ok"]
+
+
+async def test_wait_returns_a_light_runs_result(served: Served) -> None:
+    async with running_worker(served.store, Tier.LIGHT):
+        status, body, _ = await served.post("/cron/ok?wait=true")
+    assert status == 200
+    assert body["state"] == "succeeded"
+
+
+async def test_tick_fires_the_due_schedules(served: Served) -> None:
+    status, body, _ = await served.post("/cron/tick")
+    assert status == 200
+    first = int(body["started"])  # type: ignore[call-overload]
+    assert first in (0, 1)  # synced now: an instant is due within the second
+    status, _, _ = await served.post("/cron/tick", auth="Bearer nope")
+    assert status == 401
+
+
+async def test_health_and_readiness(served: Served) -> None:
+    for path, expected in (("/healthz", {"status": "ok"}),
+                           ("/readyz", {"status": "ready", "database": "ok"})):  # fmt: skip
+        async with served.http.get(served.url + path) as answer:
+            assert (answer.status, await answer.json()) == (200, expected)
+
+
+async def test_without_cron_secret_everything_is_refused(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CRON_SECRET", raising=False)
+    async with serving(sqlite_store, app, "127.0.0.1", 0) as url, aiohttp.ClientSession() as http:
+        for auth in ("Bearer ", "Bearer x", f"Bearer {ONE}"):
+            async with http.post(url + "/cron/ok", headers={"Authorization": auth}) as answer:
+                assert answer.status == 401
+
+
+async def test_the_audit_log_never_holds_a_secret(served: Served, db_url: str) -> None:
+    await served.post("/cron/ok")
+    await served.post("/cron/ok", auth=f"Bearer {TWO}-wrong")
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cronlink", "audit", "--json", "--database-url", db_url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output = (await cli.communicate())[0].decode()
+    assert cli.returncode == 0, output
+    entries = json.loads(output)
+    assert [(e["actor"], e["outcome"]) for e in entries] == [
+        ("anonymous", "denied"), ("cron-secret", "accepted"),
+    ]  # fmt: skip
+    assert ONE not in output
+    assert TWO not in output
