@@ -150,3 +150,19 @@ async def test_the_audit_log_never_holds_a_secret(served: Served, db_url: str) -
     ]  # fmt: skip
     assert ONE not in output
     assert TWO not in output
+
+
+async def test_one_key_sent_twenty_times_at_once_is_one_run(
+    any_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRON_SECRET", ONE)
+    async with serving(any_store, app, "127.0.0.1", 0) as url, aiohttp.ClientSession() as http:
+
+        async def call() -> tuple[int, object]:
+            headers = {"Authorization": f"Bearer {ONE}", "Idempotency-Key": "retry-storm"}
+            async with http.post(url + "/cron/ok", headers=headers) as answer:
+                return answer.status, (await answer.json())["run_id"]
+
+        answers = await asyncio.gather(*(call() for _ in range(20)))
+    assert {status for status, _ in answers} == {202}
+    assert len({run_id for _, run_id in answers}) == 1
