@@ -13,7 +13,10 @@ from cronlink.records import Fate, Reason, Run, RunState, Tier
 from cronlink.store import RunFilter
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cronlink.app import App
+    from cronlink.audit import AuditEntry
     from cronlink.records import Fire
     from cronlink.store import Store
 
@@ -93,16 +96,15 @@ async def request_run(
     key: str | None,
     scheduled_for: datetime | None,
     now: datetime,
+    audit: Callable[[int, bool], AuditEntry],
 ) -> Queued:
-    """Queue a run of `name` for an API caller; a `key` seen before gives its run back."""
+    """Queue a run of `name` for an API caller, with its audit line (`audit(run_id,
+    deduplicated)`) in the same transaction; a `key` seen before gives its run back."""
     job = app.get(name)
     dedupe = None if key is None else f"api:{name}:{key}"
     run = new_run(job, Reason.API, scheduled_for=scheduled_for, dedupe_key=dedupe)
-    run_id = await store.enqueue(run, now)
-    stored = await store.get_run(run_id)
-    return Queued(
-        run_id=run_id, deduplicated=stored.enqueued_at != now, light=job.tier is Tier.LIGHT
-    )
+    run_id, deduplicated = await store.audit.enqueue(run, now, audit)
+    return Queued(run_id=run_id, deduplicated=deduplicated, light=job.tier is Tier.LIGHT)
 
 
 async def wait_up_to(store: Store, run_id: int, seconds: float) -> Run | None:

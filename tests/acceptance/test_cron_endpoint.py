@@ -166,3 +166,20 @@ async def test_one_key_sent_twenty_times_at_once_is_one_run(
         answers = await asyncio.gather(*(call() for _ in range(20)))
     assert {status for status, _ in answers} == {202}
     assert len({run_id for _, run_id in answers}) == 1
+
+
+async def test_a_flood_of_wrong_secrets_is_audited_in_summary_and_slowed(served: Served) -> None:
+    async def wrong() -> int:
+        return (await served.post("/cron/ok", auth="Bearer guess"))[0]
+
+    began = asyncio.get_running_loop().time()
+    statuses = await asyncio.gather(*(wrong() for _ in range(40)))
+    assert set(statuses) == {401}
+    assert asyncio.get_running_loop().time() - began >= 0.5  # the later ones waited
+    status, _, _ = await served.post("/cron/ok")  # valid callers are not held up
+    assert status == 202
+    await asyncio.sleep(1.1)
+    await served.post("/cron/ok", auth="Bearer guess")  # rolls the window over
+    denied = [e for e in await served.store.audit.find() if e.outcome == "denied"]
+    assert len(denied) <= 3
+    assert any(e.detail == "39 more refused calls" for e in denied)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from cronlink.audit import AuditEntry
+from cronlink.store import queries
 from cronlink.store.schema import audit_log
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
+    from sqlalchemy import Connection
+
+    from cronlink.records import NewRun
     from cronlink.store.base import Store
 
 DETAIL_CHARS = 2000
@@ -23,12 +28,26 @@ class AuditStore:
         self._store = store
 
     async def append(self, entry: AuditEntry) -> None:
-        values = dataclasses.asdict(entry)
-        values.pop("id")
-        values["detail"] = values["detail"][:DETAIL_CHARS]
+        values = _values(entry)
         await self._store.transact(
             lambda c: c.execute(insert(audit_log).values(values)), write=True
         )
+
+    async def enqueue(
+        self, run: NewRun, now: datetime, audit: Callable[[int, bool], AuditEntry]
+    ) -> tuple[int, bool]:
+        """Queue a run (or find the one its dedupe key started) and write its audit line
+        (`audit(run_id, deduplicated)`) in one transaction: (run id, deduplicated)."""
+
+        def work(c: Connection) -> tuple[int, bool]:
+            run_id, created = queries.enqueue_once(c, run, now)
+            c.execute(insert(audit_log).values(_values(audit(run_id, not created))))
+            if c.dialect.name == "postgresql":
+                channel = f"cronlink_{run.tier.value}"
+                c.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+            return run_id, not created
+
+        return await self._store.transact(work, write=True)
 
     async def find(
         self,
@@ -51,3 +70,10 @@ class AuditStore:
         query = query.order_by(audit_log.c.id.desc()).limit(limit)
         rows = await self._store.transact(lambda c: c.execute(query).all(), write=False)
         return [AuditEntry(**row._mapping) for row in rows]
+
+
+def _values(entry: AuditEntry) -> dict[str, Any]:
+    values = dataclasses.asdict(entry)
+    values.pop("id")
+    values["detail"] = values["detail"][:DETAIL_CHARS]
+    return values

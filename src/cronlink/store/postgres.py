@@ -165,10 +165,7 @@ class PostgresStore(Store):
 
     async def enqueue(self, run: NewRun, now: datetime) -> int:
         def work(c: Connection) -> int:
-            if run.dedupe_key is None:
-                run_id = queries.enqueue(c, run, now)
-            else:
-                run_id = postgres_hot.enqueue_deduped(c, run, now)
+            run_id, _ = queries.enqueue_once(c, run, now)
             postgres_hot.notify(c, {run.tier})
             return run_id
 

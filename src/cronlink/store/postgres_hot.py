@@ -9,8 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import text
 
 from cronlink.store.base import Completion
 from cronlink.store.fates import overlap_matters
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from sqlalchemy import Connection
 
-    from cronlink.records import NewRun, Run, Schedule, Tier
+    from cronlink.records import Run, Schedule, Tier
     from cronlink.store.base import ClaimRequest, Done, ScheduleAdvance, Tick
 
 _NAMES = [c.name for c in runs.columns]
@@ -304,21 +303,3 @@ def notify(c: Connection, tiers: set[Tier]) -> None:
     """Wake the tiers' idle workers once this transaction commits."""
     for tier in sorted(tiers):
         c.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel(tier)})
-
-
-_INSERT_DEDUPED = (
-    postgresql.insert(runs)
-    .on_conflict_do_nothing(index_elements=["dedupe_key"])
-    .returning(runs.c.id)
-)
-
-
-def enqueue_deduped(c: Connection, run: NewRun, now: datetime) -> int:
-    """Queue a run with a dedupe key, or return the run that key already started. Two
-    callers with one key at once (a cloud scheduler retrying) meet at the unique index:
-    the second gets nothing back and reads the first one's run (select-then-insert would
-    fail one of them)."""
-    inserted = c.execute(_INSERT_DEDUPED, run_values(run, now)).scalar()
-    if inserted is not None:
-        return int(inserted)
-    return int(c.execute(select(runs.c.id).where(runs.c.dedupe_key == run.dedupe_key)).scalar_one())

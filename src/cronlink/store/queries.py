@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from cronlink.errors import RunNotFoundError
 from cronlink.records import RunState
@@ -121,6 +122,24 @@ def enqueue(c: Connection, run: NewRun, now: datetime) -> int:
         if existing is not None:
             return int(existing)
     return int(c.execute(_INSERT_RUN, run_values(run, now)).scalar_one())
+
+
+def enqueue_once(c: Connection, run: NewRun, now: datetime) -> tuple[int, bool]:
+    """Queue a run, or find the one its dedupe key already started: (id, whether it is
+    new). Callers with one key at once meet at the unique index (INSERT ... ON CONFLICT
+    DO NOTHING on both engines), never at a unique violation."""
+    if run.dedupe_key is None:
+        return enqueue(c, run, now), True
+    dialect = postgresql if c.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(runs).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(runs.c.id)
+    )  # fmt: skip
+    inserted = c.execute(statement, run_values(run, now)).scalar()
+    if inserted is not None:
+        return int(inserted), True
+    found = c.execute(select(runs.c.id).where(runs.c.dedupe_key == run.dedupe_key)).scalar_one()
+    return int(found), False
 
 
 def reap_expired(c: Connection, now: datetime) -> list[Run]:

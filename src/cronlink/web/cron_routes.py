@@ -13,6 +13,7 @@ from cronlink import control
 from cronlink.errors import UnknownJobError
 
 if TYPE_CHECKING:
+    from cronlink.audit import AuditEntry
     from cronlink.web.service import WebService
 
 SCHEDULE_HEADERS = ("X-CloudScheduler-ScheduleTime", "X-Cronlink-Scheduled-Time")
@@ -48,9 +49,14 @@ def router(service: WebService) -> APIRouter:
         except ValueError as error:
             await service.audited(request, "cron-secret", "cron.run", job, "invalid", str(error))
             return JSONResponse({"error": "invalid_request", "detail": str(error)}, 400)
+
+        def audit(run_id: int, deduplicated: bool) -> AuditEntry:
+            outcome = "deduplicated" if deduplicated else "accepted"
+            return service.entry(request, "cron-secret", "cron.run", job, outcome, f"run {run_id}")
+
         try:
             queued = await control.request_run(
-                service.store, service.app, job, key, scheduled_for, datetime.now(UTC)
+                service.store, service.app, job, key, scheduled_for, datetime.now(UTC), audit
             )
         except UnknownJobError as error:
             await service.audited(request, "cron-secret", "cron.run", job, "not_found")
@@ -58,10 +64,6 @@ def router(service: WebService) -> APIRouter:
                 {"error": "unknown_job", "detail": str(error), "suggestions": error.suggestions},
                 404,
             )
-        outcome = "deduplicated" if queued.deduplicated else "accepted"
-        await service.audited(
-            request, "cron-secret", "cron.run", job, outcome, f"run {queued.run_id}"
-        )
         body: dict[str, Any] = {"run_id": queued.run_id, "deduplicated": queued.deduplicated}
         if wait and queued.light:
             finished = await control.wait_up_to(service.store, queued.run_id, WAIT_LIMIT)
@@ -80,7 +82,7 @@ async def _deny(
     shape for all, so a caller learns nothing about which it was."""
     if service.secrets.accepts(request.headers.get("Authorization")):
         return None
-    await service.audited(request, "anonymous", action, target, "denied")
+    await service.refused(request, action, target)
     return JSONResponse(
         {"error": "unauthorized"}, 401, headers={"WWW-Authenticate": 'Bearer realm="cronlink"'}
     )
