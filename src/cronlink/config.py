@@ -5,6 +5,7 @@ A bad file stops start-up with one `ConfigError` naming the file, the key and th
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -129,12 +130,38 @@ class AutomationsModel(_Strict):
         return value
 
 
+class ServeModel(_Strict):
+    """`[serve]`: the HTTP service (`cronlink serve`)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    trusted_proxies: list[str] = []
+    """Networks whose `X-Forwarded-For` is believed (your load balancer's), e.g. 10.0.0.0/8."""
+    address_rate: Annotated[float, Field(gt=0)] = 20.0
+    """Requests per second one client address may make (after a burst of `address_burst`)."""
+    address_burst: Annotated[int, Field(ge=1)] = 40
+    credential_rate: Annotated[float, Field(gt=0)] = 200.0
+    """Requests per second one credential (a token, the cron secret) may make."""
+    credential_burst: Annotated[int, Field(ge=1)] = 400
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an IP network like 10.0.0.0/8") from None
+        return value
+
+
 class FileModel(_Strict):
     database_url: str | None = None
     app: str | None = None
     worker: WorkerModel = WorkerModel()
     connections: ConnectionsModel | None = None
     automations: AutomationsModel = AutomationsModel()
+    serve: ServeModel = ServeModel()
     jobs: list[JobModel] = []
 
 
@@ -152,6 +179,7 @@ class Settings:
     jobs: tuple[JobModel, ...] = field(default=())
     connections: ConnectionsModel | None = None
     automations: AutomationsModel = field(default_factory=AutomationsModel)
+    serve: ServeModel = field(default_factory=ServeModel)
 
 
 def load_settings(
@@ -178,6 +206,7 @@ def load_settings(
         jobs=tuple(parsed.jobs),
         connections=parsed.connections,
         automations=parsed.automations,
+        serve=parsed.serve,
     )
 
 

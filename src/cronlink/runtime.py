@@ -105,7 +105,7 @@ async def serve_http(
     stop = stop or _stop_on_signals()
     store = await open_store(settings)
     try:
-        async with serving(store, app, host, port) as url:
+        async with serving(store, app, host, port, settings.serve) as url:
             log.info("cronlink serving on %s, database %s", url, store.url)
             await stop.wait()
     finally:

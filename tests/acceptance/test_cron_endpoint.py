@@ -14,8 +14,10 @@ import aiohttp
 import pytest
 
 from cronlink.app import App
+from cronlink.config import ServeModel
 from cronlink.records import Reason, RunState, Tier
 from cronlink.store import Store
+from cronlink.web.limits import Limiter
 from cronlink.web.server import serving
 from tests.acceptance.handlers import app
 from tests.acceptance.worker_kit import running_worker
@@ -183,3 +185,57 @@ async def test_a_flood_of_wrong_secrets_is_audited_in_summary_and_slowed(served:
     denied = [e for e in await served.store.audit.find() if e.outcome == "denied"]
     assert len(denied) <= 3
     assert any(e.detail == "39 more refused calls" for e in denied)
+
+
+async def _limited_server(
+    store: Store, model: ServeModel
+) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
+    async with serving(store, app, "127.0.0.1", 0, model) as url, aiohttp.ClientSession() as http:
+        yield url, http
+
+
+async def test_a_client_over_its_rate_gets_429_with_retry_after(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRON_SECRET", ONE)
+    model = ServeModel(address_rate=0.5, address_burst=3)
+    async for url, http in _limited_server(sqlite_store, model):
+        statuses = []
+        for _ in range(4):
+            async with http.post(url + "/cron/ok", headers={"Authorization": f"Bearer {ONE}"}) as r:
+                statuses.append(r.status)
+                retry = r.headers.get("Retry-After")
+        assert statuses == [202, 202, 202, 429]
+        assert retry == "2"
+    assert (await sqlite_store.audit.find())[0].outcome == "limited"
+
+
+async def test_forwarded_for_counts_only_from_trusted_proxies(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRON_SECRET", ONE)
+    auth = {"Authorization": f"Bearer {ONE}"}
+
+    async def statuses(model: ServeModel, senders: list[str]) -> list[int]:
+        got = []
+        async for url, http in _limited_server(sqlite_store, model):
+            for sender in senders:
+                # A client may prepend anything; the proxy appends the address it saw.
+                headers = auth | {"X-Forwarded-For": f"198.51.100.1, {sender}"}
+                async with http.post(url + "/cron/ok", headers=headers) as answer:
+                    got.append(answer.status)
+        return got
+
+    behind = ServeModel(trusted_proxies=["127.0.0.1/32"], address_rate=0.01, address_burst=1)
+    assert await statuses(behind, ["203.0.113.7", "203.0.113.8", "203.0.113.7"]) == [202, 202, 429]
+    clients = {e.client for e in await sqlite_store.audit.find()}
+    assert clients == {"203.0.113.7", "203.0.113.8"}
+    exposed = ServeModel(address_rate=0.01, address_burst=1)  # 127.0.0.1 is not trusted
+    assert await statuses(exposed, ["203.0.113.9", "203.0.113.10"]) == [202, 429]
+
+
+def test_a_bucket_refills_at_its_rate() -> None:
+    bucket = Limiter(rate=2.0, burst=2)
+    assert [bucket.wait("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.5]
+    assert bucket.wait("a", now=0.5) == 0.0
+    assert bucket.wait("b", now=0.5) == 0.0  # keys do not share

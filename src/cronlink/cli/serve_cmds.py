@@ -16,16 +16,18 @@ from cronlink.runtime import open_store, serve_http
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="CRONLINK_HOST",
-              show_envvar=True, help="The address to listen on.")  # fmt: skip
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
-              envvar="CRONLINK_PORT", show_envvar=True)  # fmt: skip
+@click.option("--host", envvar="CRONLINK_HOST", show_envvar=True,
+              help="The address to listen on (default [serve] host, 127.0.0.1).")  # fmt: skip
+@click.option("--port", type=click.IntRange(0, 65535), envvar="CRONLINK_PORT", show_envvar=True,
+              help="The port (default [serve] port, 8080).")  # fmt: skip
 @settings_options
-def serve(host: str, port: int, **options: Any) -> None:
+def serve(host: str | None, port: int | None, **options: Any) -> None:
     """The HTTP service: POST /cron/{job} and /cron/tick behind CRON_SECRET, /healthz,
     /readyz."""
     settings = settings_from(options["config_path"], options["database_url"], options["app_path"])
-    run_async(serve_http(settings, build_app(settings), host, port))
+    chosen_host = host or settings.serve.host
+    chosen_port = settings.serve.port if port is None else port
+    run_async(serve_http(settings, build_app(settings), chosen_host, chosen_port))
 
 
 @click.command()

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from cronlink import control
 from cronlink.errors import UnknownJobError
+from cronlink.web.limits import retry_after
 
 if TYPE_CHECKING:
     from cronlink.audit import AuditEntry
@@ -78,14 +79,27 @@ def router(service: WebService) -> APIRouter:
 async def _deny(
     service: WebService, request: Request, action: str, target: str
 ) -> JSONResponse | None:
-    """401 for a missing, malformed or wrong secret, and when none is configured: one
-    shape for all, so a caller learns nothing about which it was."""
-    if service.secrets.accepts(request.headers.get("Authorization")):
-        return None
-    await service.refused(request, action, target)
-    return JSONResponse(
-        {"error": "unauthorized"}, 401, headers={"WWW-Authenticate": 'Bearer realm="cronlink"'}
-    )
+    """429 when the client address, then the credential, is over its rate; 401 for a
+    missing, malformed or wrong secret, and when none is configured: one shape for all,
+    so a caller learns nothing about which it was. None: go on."""
+    wait = service.per_address.wait(service.clients.address(request))
+    if wait > 0:
+        await service.refused(request, action, target, "limited")
+        return _too_many(wait)
+    if not service.secrets.accepts(request.headers.get("Authorization")):
+        await service.refused(request, action, target)
+        return JSONResponse(
+            {"error": "unauthorized"}, 401, headers={"WWW-Authenticate": 'Bearer realm="cronlink"'}
+        )
+    wait = service.per_credential.wait("cron-secret")
+    if wait > 0:
+        await service.audited(request, "cron-secret", action, target, "limited")
+        return _too_many(wait)
+    return None
+
+
+def _too_many(wait: float) -> JSONResponse:
+    return JSONResponse({"error": "rate_limited"}, 429, headers={"Retry-After": retry_after(wait)})
 
 
 def _idempotency(request: Request) -> tuple[str | None, datetime | None]:

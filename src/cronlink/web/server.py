@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from cronlink.config import ServeModel
 from cronlink.errors import CronlinkError
 from cronlink.web.app import build
+from cronlink.web.limits import Clients, Limiter
 from cronlink.web.secrets import ENV, CronSecrets
 from cronlink.web.service import WebService
 
@@ -31,15 +33,26 @@ class _Server(uvicorn.Server):
 
 
 @asynccontextmanager
-async def serving(store: Store, app: App, host: str, port: int) -> AsyncIterator[str]:
+async def serving(
+    store: Store, app: App, host: str, port: int, limits: ServeModel | None = None
+) -> AsyncIterator[str]:
     """The service on `host:port` (0: any free port); yields its base URL."""
     secrets = CronSecrets.from_env()
     if not secrets.configured:
         log.warning("%s is not set: /cron/* refuses every call", ENV)
-    api = build(WebService(store=store, app=app, secrets=secrets))
+    model = limits or ServeModel()
+    service = WebService(
+        store=store, app=app, secrets=secrets, clients=Clients(model.trusted_proxies),
+        per_address=Limiter(model.address_rate, model.address_burst),
+        per_credential=Limiter(model.credential_rate, model.credential_burst),
+    )  # fmt: skip
+    api = build(service)
     config = uvicorn.Config(
         api, host=host, port=port, log_config=None, access_log=False, lifespan="off",
         limit_concurrency=1000, timeout_keep_alive=5,
+        # Forwarded addresses are judged by cronlink's own `trusted_proxies`, not by
+        # uvicorn's default trust of 127.0.0.1.
+        proxy_headers=False, server_header=False,
     )  # fmt: skip
     server = _Server(config)
     task = asyncio.create_task(server.serve())

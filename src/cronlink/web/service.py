@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from cronlink.app import App
     from cronlink.store import Store
+    from cronlink.web.limits import Clients, Limiter
     from cronlink.web.secrets import CronSecrets
 
 
@@ -29,6 +30,9 @@ class WebService:
     store: Store
     app: App
     secrets: CronSecrets
+    clients: Clients
+    per_address: Limiter
+    per_credential: Limiter
     _scheduler: Scheduler | None = field(default=None, repr=False)
     _refused: dict[tuple[str, str, str], int] = field(default_factory=dict, repr=False)
     """Refusals in the current window by (client, action, target), beyond the first."""
@@ -42,15 +46,17 @@ class WebService:
             await self._scheduler.sync(now)
         return await self._scheduler.tick(now)
 
-    async def refused(self, request: Request, action: str, target: str) -> None:
+    async def refused(
+        self, request: Request, action: str, target: str, outcome: str = "denied"
+    ) -> None:
         """Audit a refused call. A flood of them costs one line per client, action and
         target per second (then one line counting the rest), not a write each; and a
         client that keeps failing waits before it hears back."""
         await self._roll_window()
-        key = (request.client.host if request.client else "unknown", action, target[:400])
+        key = (self.clients.address(request), action, target[:400])
         if key not in self._refused:
             self._refused[key] = 0
-            await self.audited(request, "anonymous", action, target, "denied")
+            await self.audited(request, "anonymous", action, target, outcome)
             return
         self._refused[key] += 1
         if self._refused[key] >= SLOW_DOWN_AFTER:
@@ -91,7 +97,7 @@ class WebService:
         outcome: str,
         detail: str = "",
     ) -> AuditEntry:
-        client = request.client.host if request.client else "unknown"
+        client = self.clients.address(request)
         return AuditEntry(
             at=datetime.now(UTC), actor=actor, action=action, target=target[:400],
             client=client, outcome=outcome, detail=detail,
