@@ -143,6 +143,22 @@ class ServeModel(_Strict):
     credential_rate: Annotated[float, Field(gt=0)] = 200.0
     """Requests per second one credential (a token, the cron secret) may make."""
     credential_burst: Annotated[int, Field(ge=1)] = 400
+    max_body: str | int = "1MiB"
+    """The largest request body accepted (413 beyond)."""
+    request_timeout: Duration = "30s"
+    """A request not answered by then is cut off (408): a slow client cannot pin it."""
+
+    @field_validator("max_body")
+    @classmethod
+    def _size(cls, value: str | int) -> str | int:
+        parse_size(value)
+        return value
+
+    @field_validator("request_timeout")
+    @classmethod
+    def _timeout(cls, value: str | float) -> str | float:
+        parse_duration(value)
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -239,3 +239,21 @@ def test_a_bucket_refills_at_its_rate() -> None:
     assert [bucket.wait("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.5]
     assert bucket.wait("a", now=0.5) == 0.0
     assert bucket.wait("b", now=0.5) == 0.0  # keys do not share
+
+
+async def test_a_huge_body_is_refused_and_a_slow_request_cut_off(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRON_SECRET", ONE)
+    auth = {"Authorization": f"Bearer {ONE}"}
+    model = ServeModel(max_body="64KiB", request_timeout="500ms")
+    async for url, http in _limited_server(sqlite_store, model):
+        async with http.post(url + "/cron/ok", headers=auth, data=b"x" * 70_000) as answer:
+            assert (answer.status, await answer.json()) == (413, {"error": "request_too_large"})
+        async with http.post(url + "/cron/ok", headers=auth, data=b"x" * 60_000) as answer:
+            assert answer.status == 202
+        # No worker runs it: the wait would last 25 s; the request is cut off at 0.5 s.
+        async with http.post(url + "/cron/ok?wait=true", headers=auth) as answer:
+            assert (answer.status, await answer.json()) == (408, {"error": "request_timeout"})
+        async with http.get(url + "/healthz") as answer:
+            assert answer.status == 200

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from cronlink.config import ServeModel
+from cronlink.config import ServeModel, parse_size
+from cronlink.durations import parse_duration
 from cronlink.errors import CronlinkError
 from cronlink.web.app import build
+from cronlink.web.guards import Guards
 from cronlink.web.limits import Clients, Limiter
 from cronlink.web.secrets import ENV, CronSecrets
 from cronlink.web.service import WebService
@@ -46,7 +48,10 @@ async def serving(
         per_address=Limiter(model.address_rate, model.address_burst),
         per_credential=Limiter(model.credential_rate, model.credential_burst),
     )  # fmt: skip
-    api = build(service)
+    api = Guards(
+        build(service), max_body=parse_size(model.max_body),
+        timeout=parse_duration(model.request_timeout).total_seconds(),
+    )  # fmt: skip
     config = uvicorn.Config(
         api, host=host, port=port, log_config=None, access_log=False, lifespan="off",
         limit_concurrency=1000, timeout_keep_alive=5,
