@@ -41,6 +41,8 @@ class TargetModel(_Strict):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "POST"
     headers: dict[str, str] = {}
     body: str | None = None
+    sign: bool = False
+    """Send `X-Cronlink-Signature` made with CRON_SECRET (a target that is a cronlink)."""
 
 
 class JobModel(_Strict):
@@ -143,6 +145,8 @@ class ServeModel(_Strict):
     credential_rate: Annotated[float, Field(gt=0)] = 200.0
     """Requests per second one credential (a token, the cron secret) may make."""
     credential_burst: Annotated[int, Field(ge=1)] = 400
+    require_signature: bool = False
+    """Refuse /cron/* calls without a good `X-Cronlink-Signature` (not the bearer alone)."""
     max_body: str | int = "1MiB"
     """The largest request body accepted (413 beyond)."""
     request_timeout: Duration = "30s"
@@ -313,6 +317,7 @@ def _job(model: JobModel, key: str, where: Path) -> Any:
             method=model.target.method,
             headers=dict(model.target.headers),
             body=model.target.body,
+            sign=model.target.sign,
         )
     return build_job(
         name=model.name,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from cronlink import signatures
 from cronlink.envtext import expand, referenced_values
 from cronlink.envtext import retry_after as parse_retry_after
-from cronlink.errors import CronlinkError
+from cronlink.errors import ConfigError, CronlinkError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -54,9 +56,12 @@ async def call(
     headers["Idempotency-Key"] = run.idempotency_key
     headers["X-Cronlink-Attempt"] = str(run.attempt)
     body = expand(target.body, env, "an HTTP target").encode() if target.body is not None else None
+    url = expand(target.url, env, "an HTTP target")
+    if target.sign:
+        headers[signatures.HEADER] = _signature(target, url, body or b"", env)
     try:
         async with session.request(
-            target.method, expand(target.url, env, "an HTTP target"), headers=headers, data=body,
+            target.method, url, headers=headers, data=body,
             allow_redirects=False,
         ) as response:  # fmt: skip
             raw = await response.content.read(EXCERPT_BYTES)
@@ -92,3 +97,10 @@ def scrub(text: str, secrets: list[str]) -> str:
 def _referenced_values(target: HttpTarget, env: Mapping[str, str]) -> list[str]:
     """The values of the environment variables a target uses (they may be secrets)."""
     return referenced_values([target.url, target.body or "", *target.headers.values()], env)
+
+
+def _signature(target: HttpTarget, url: str, body: bytes, env: Mapping[str, str]) -> str:
+    secret = next((s.strip() for s in env.get("CRON_SECRET", "").split(",") if s.strip()), "")
+    if not secret:
+        raise ConfigError("an HTTP target with sign = true needs CRON_SECRET")
+    return signatures.sign(secret, target.method, urlsplit(url).path or "/", body)

@@ -56,6 +56,8 @@ class HttpTarget:
     method: str = "POST"
     headers: dict[str, str] = field(default_factory=dict)
     body: str | None = None
+    sign: bool = False
+    """Sign each call with the first secret of CRON_SECRET (`cronlink.signatures`)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

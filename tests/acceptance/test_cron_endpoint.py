@@ -15,12 +15,14 @@ import pytest
 
 from cronlink.app import App
 from cronlink.config import ServeModel
+from cronlink.jobs import HttpTarget, Job, new_run
 from cronlink.records import Reason, RunState, Tier
+from cronlink.signatures import sign
 from cronlink.store import Store
 from cronlink.web.limits import Limiter
 from cronlink.web.server import serving
 from tests.acceptance.handlers import app
-from tests.acceptance.worker_kit import running_worker
+from tests.acceptance.worker_kit import finished, running_worker
 
 ONE, TWO = "s3cret-one-5b1f0e2c9a", "s3cret-two-9d27c4aa51"
 
@@ -257,3 +259,32 @@ async def test_a_huge_body_is_refused_and_a_slow_request_cut_off(
             assert (answer.status, await answer.json()) == (408, {"error": "request_timeout"})
         async with http.get(url + "/healthz") as answer:
             assert answer.status == 200
+
+
+async def test_required_signatures_and_a_signing_http_target(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRON_SECRET", ONE)
+    auth = {"Authorization": f"Bearer {ONE}"}
+    async for url, http in _limited_server(sqlite_store, ServeModel(require_signature=True)):
+        async with http.post(url + "/cron/ok", headers=auth) as answer:
+            assert answer.status == 401  # the bearer alone is not enough
+        signed = auth | {"X-Cronlink-Signature": sign(ONE, "POST", "/cron/ok", b"")}
+        async with http.post(url + "/cron/ok", headers=signed) as answer:
+            assert answer.status == 202
+        async with http.post(url + "/cron/ok", headers=signed) as answer:
+            assert answer.status == 401  # the same signature again: a replay
+        # A cronlink's HTTP-target job calling this one signs each call.
+        caller = App()
+        caller.add(
+            Job(name="call-ok", target=HttpTarget(
+                url=url + "/cron/ok", headers={"Authorization": "Bearer ${CRON_SECRET}"},
+                sign=True,
+            ))
+        )  # fmt: skip
+        run_id = await sqlite_store.enqueue(
+            new_run(caller.get("call-ok"), Reason.MANUAL), datetime.now(UTC)
+        )
+        async with running_worker(sqlite_store, Tier.LIGHT, caller.jobs):
+            run = await finished(sqlite_store, run_id)
+        assert run.state is RunState.SUCCEEDED, run.error

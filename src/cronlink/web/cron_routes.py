@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from cronlink import control
+from cronlink import control, signatures
 from cronlink.errors import UnknownJobError
 from cronlink.web.limits import retry_after
 
@@ -86,7 +86,9 @@ async def _deny(
     if wait > 0:
         await service.refused(request, action, target, "limited")
         return _too_many(wait)
-    if not service.secrets.accepts(request.headers.get("Authorization")):
+    if not service.secrets.accepts(request.headers.get("Authorization")) or not (
+        await _signed(service, request)
+    ):
         await service.refused(request, action, target)
         return JSONResponse(
             {"error": "unauthorized"}, 401, headers={"WWW-Authenticate": 'Bearer realm="cronlink"'}
@@ -96,6 +98,16 @@ async def _deny(
         await service.audited(request, "cron-secret", action, target, "limited")
         return _too_many(wait)
     return None
+
+
+async def _signed(service: WebService, request: Request) -> bool:
+    """A signature, when sent (or required by `[serve] require_signature`), must be good,
+    fresh and not seen before."""
+    header = request.headers.get(signatures.HEADER)
+    if header is None:
+        return not service.require_signature
+    body = await request.body()
+    return service.secrets.verifier.accepts(header, request.method, request.url.path, body)
 
 
 def _too_many(wait: float) -> JSONResponse:

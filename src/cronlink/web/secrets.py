@@ -10,6 +10,8 @@ from __future__ import annotations
 import hmac
 import os
 
+from cronlink.signatures import Verifier
+
 ENV = "CRON_SECRET"
 MIN_LENGTH = 16
 
@@ -17,6 +19,8 @@ MIN_LENGTH = 16
 class CronSecrets:
     def __init__(self, secrets: list[str]) -> None:
         self._secrets = [s.encode() for s in secrets]
+        self.verifier = Verifier(secrets)
+        """Checks `X-Cronlink-Signature` with the same secrets."""
 
     @classmethod
     def from_env(cls) -> CronSecrets:

@@ -47,6 +47,7 @@ async def serving(
         store=store, app=app, secrets=secrets, clients=Clients(model.trusted_proxies),
         per_address=Limiter(model.address_rate, model.address_burst),
         per_credential=Limiter(model.credential_rate, model.credential_burst),
+        require_signature=model.require_signature,
     )  # fmt: skip
     api = Guards(
         build(service), max_body=parse_size(model.max_body),

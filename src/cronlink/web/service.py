@@ -33,6 +33,7 @@ class WebService:
     clients: Clients
     per_address: Limiter
     per_credential: Limiter
+    require_signature: bool = False
     _scheduler: Scheduler | None = field(default=None, repr=False)
     _refused: dict[tuple[str, str, str], int] = field(default_factory=dict, repr=False)
     """Refusals in the current window by (client, action, target), beyond the first."""
