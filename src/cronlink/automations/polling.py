@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -45,7 +45,6 @@ class Tally:
     lost: int = 0
     max_lag: float = 0.0
     """Seconds the most overdue automation polled waited past its slot."""
-    errors: list[str] = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
         self.polls += other.polls
@@ -106,7 +105,6 @@ async def poll_batch(
         if isinstance(outcome, PollError):
             await _failed(service, automation, token, outcome, now)
             tally.failed += 1
-            tally.errors.append(f"{automation.name}: {outcome}")
             continue
         tally.polls += 1
         tally.not_modified += outcome.not_modified

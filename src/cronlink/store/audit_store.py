@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 
 from cronlink.audit import AuditEntry
 from cronlink.store import queries
@@ -42,9 +42,7 @@ class AuditStore:
         def work(c: Connection) -> tuple[int, bool]:
             run_id, created = queries.enqueue_once(c, run, now)
             c.execute(insert(audit_log).values(_values(audit(run_id, not created))))
-            if c.dialect.name == "postgresql":
-                channel = f"cronlink_{run.tier.value}"
-                c.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+            queries.notify(c, run.tier)
             return run_id, not created
 
         return await self._store.transact(work, write=True)

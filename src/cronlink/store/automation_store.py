@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cronlink.store import automation_queries as q
+from cronlink.store import event_queries as eq
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -106,7 +107,7 @@ class AutomationStore:
         )
 
     async def event(self, event_id: int) -> AutomationEvent:
-        return await self._store.transact(lambda c: q.get_event(c, event_id), write=False)
+        return await self._store.transact(lambda c: eq.get_event(c, event_id), write=False)
 
     async def events(
         self,
@@ -116,12 +117,12 @@ class AutomationStore:
         limit: int = 100,
     ) -> list[AutomationEvent]:
         return await self._store.transact(
-            lambda c: q.list_events(c, automation_id, state, after_id, limit), write=False
+            lambda c: eq.list_events(c, automation_id, state, after_id, limit), write=False
         )
 
     async def take_event(self, automation_id: int, run_id: int, now: datetime) -> Work | None:
         return await self._store.transact(
-            lambda c: q.take_event(c, automation_id, run_id, now), write=True
+            lambda c: eq.take_event(c, automation_id, run_id, now), write=True
         )
 
     async def save_progress(
@@ -136,7 +137,7 @@ class AutomationStore:
         now: datetime,
     ) -> bool:
         return await self._store.transact(
-            lambda c: q.save_progress(
+            lambda c: eq.save_progress(
                 c,
                 event_id,
                 run_id,
@@ -152,34 +153,28 @@ class AutomationStore:
     async def replay(
         self, event_id: int, run_for: Callable[[int, int], NewRun], now: datetime
     ) -> AutomationEvent:
-        return await self._store.transact(lambda c: q.replay(c, event_id, run_for, now), write=True)
-
-    async def start_run(self, event_id: int, run: NewRun, now: datetime) -> int:
-        def work(c: Any) -> int:
-            run_id = q.start_run(c, event_id, run, now)
-            q.notify(c, run.tier)
-            return run_id
-
-        return await self._store.transact(work, write=True)
+        return await self._store.transact(
+            lambda c: eq.replay(c, event_id, run_for, now), write=True
+        )
 
     async def orphaned(self, limit: int) -> list[AutomationEvent]:
-        return await self._store.transact(lambda c: q.orphaned(c, limit), write=False)
+        return await self._store.transact(lambda c: eq.orphaned(c, limit), write=False)
 
     async def pending_automations(self, limit: int, run_id: int = 0) -> list[int]:
         """Automations with pending events (or events `run_id` holds), oldest first."""
         return await self._store.transact(
-            lambda c: q.pending_automations(c, limit, run_id), write=False
+            lambda c: eq.pending_automations(c, limit, run_id), write=False
         )
 
     async def settle_orphan(
         self, event: AutomationEvent, run_for: Callable[[int, int], NewRun], now: datetime
     ) -> str:
         return await self._store.transact(
-            lambda c: q.settle_orphan(c, event, run_for, now), write=True
+            lambda c: eq.settle_orphan(c, event, run_for, now), write=True
         )
 
     async def purge(self, before: datetime) -> int:
-        return await self._store.transact(lambda c: q.purge(c, before), write=True)
+        return await self._store.transact(lambda c: eq.purge(c, before), write=True)
 
     async def due_scheduled(self, now: datetime, limit: int) -> list[Automation]:
         return await self._store.transact(lambda c: q.due_scheduled(c, now, limit), write=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cronlink.errors import RunNotFoundError
@@ -226,3 +226,10 @@ def run_logs(c: Connection, run_id: int) -> list[tuple[datetime, int, str, str]]
         .order_by(logs.c.id)
     )
     return [(row.at, row.attempt, row.level, row.message) for row in rows]
+
+
+def notify(c: Connection, tier: Tier) -> None:
+    """Wake the tier's workers on PostgreSQL when this transaction commits (SQLite's
+    workers in other processes poll)."""
+    if c.dialect.name == "postgresql":
+        c.execute(text("SELECT pg_notify(:channel, '')"), {"channel": f"cronlink_{tier.value}"})
