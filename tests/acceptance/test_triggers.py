@@ -105,9 +105,10 @@ async def test_etags_save_unchanged_polls(auto: AutoKit) -> None:
     assert len(await auto.ledger(aid)) == 3
 
 
-async def test_a_429_storm_pauses_that_account_not_the_others(auto: AutoKit) -> None:
-    alice = await _automation(auto, "new_item", user="alice")
-    bob = await _automation(auto, "new_item", user="bob")
+@pytest.mark.parametrize("trigger", KINDS)
+async def test_a_429_storm_pauses_that_account_not_the_others(auto: AutoKit, trigger: str) -> None:
+    alice = await _automation(auto, trigger, user="alice")
+    bob = await _automation(auto, trigger, user="bob")
     await auto.feed(count=3)
     auto.kit.sandbox.configure(throttled_users=("alice",), retry_after=600)
     tally = await auto.poll()

@@ -177,3 +177,23 @@ async def test_an_orphan_taken_meanwhile_is_left_to_its_taker(store: Store) -> N
     assert await store.automations.settle_orphan(stale, _run, NOW) == ""
     [event] = await store.automations.events(automation.id)
     assert (event.state, event.run_id) == (EventState.RUNNING, 555)
+
+
+async def test_event_keys_are_kept_for_the_window_not_a_count(store: Store) -> None:
+    automation = await _automation(store)
+    [(held, _)] = await store.automations.take_due(NOW, 10, "t", LEASE)
+    await store.automations.record_polls([_record(held, "t", ["old"], 1)], NOW, _run)
+    later = NOW + timedelta(days=20)
+    [(again, _)] = await store.automations.take_due(later, 10, "u", later + timedelta(1))
+    await store.automations.record_polls([_record(again, "u", ["new"], 2)], later, _run)
+    for run_id, key in ((1, "old"), (2, "new")):
+        work = await store.automations.take_event(automation.id, 900 + run_id, later)
+        assert work is not None
+        assert work.event.key == key
+        await store.automations.save_progress(
+            work.event.id, 900 + run_id, state=EventState.DONE, step=1, outputs={}, error=None,
+            now=later,
+        )  # fmt: skip
+    window_starts = NOW + timedelta(days=30, seconds=1) - timedelta(days=30)  # now - retention
+    assert await store.automations.purge(window_starts) == 1
+    assert [e.key for e in await store.automations.events(automation.id)] == ["new"]
