@@ -40,9 +40,11 @@ async def run_roles(
     *,
     scheduler: bool,
     tiers: tuple[Tier, ...],
+    serve: tuple[str, int] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Run the chosen roles in this process; SIGINT/SIGTERM stop them gracefully."""
+    """Run the chosen roles in this process (`serve`: the HTTP service on this host and
+    port too); SIGINT/SIGTERM stop them gracefully."""
     stop = stop or _stop_on_signals()
     async with AsyncExitStack() as stack:
         store = await open_store(settings)
@@ -88,11 +90,17 @@ async def run_roles(
 
             chief = Scheduler(store, app.jobs, on_fire=wake_workers)
             roles.append(asyncio.create_task(chief.run(stop), name="scheduler"))
+        url = "no"
+        if serve is not None:
+            url = await stack.enter_async_context(
+                serving(store, app, *serve, settings.serve, connections)
+            )
         log.info(
-            "cronlink running: %d jobs, scheduler=%s, workers=%s, database %s",
+            "cronlink running: %d jobs, scheduler=%s, workers=%s, serving %s, database %s",
             len(app.jobs),
             scheduler,
             ",".join(t.value for t in tiers) or "none",
+            url,
             store.url,
         )
         await _until_done(roles, stop)
@@ -103,13 +111,19 @@ async def serve_http(
 ) -> None:
     """`cronlink serve`: the HTTP service alone, until SIGINT/SIGTERM (or `stop`)."""
     stop = stop or _stop_on_signals()
-    store = await open_store(settings)
-    try:
-        async with serving(store, app, host, port, settings.serve) as url:
-            log.info("cronlink serving on %s, database %s", url, store.url)
-            await stop.wait()
-    finally:
-        await store.close()
+    async with AsyncExitStack() as stack:
+        store = await open_store(settings)
+        stack.push_async_callback(store.close)
+        connections = None
+        if settings.connections is not None:
+            session = new_session()
+            stack.push_async_callback(session.close)
+            connections = await open_connections(settings, store, session, app)
+        url = await stack.enter_async_context(
+            serving(store, app, host, port, settings.serve, connections)
+        )
+        log.info("cronlink serving on %s, database %s", url, store.url)
+        await stop.wait()
 
 
 async def _until_done(roles: list[asyncio.Task[None]], stop: asyncio.Event) -> None:

@@ -6,10 +6,12 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -155,7 +157,8 @@ def cronlink(*args: str, cwd: Path) -> subprocess.Popen[str]:
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        # Several `cronlink run` at once: each serves on a free port.
+        env={**os.environ, "PYTHONPATH": str(ROOT), "CRONLINK_PORT": "0"},
     )
 
 
@@ -204,7 +207,11 @@ def test_run_fires_every_second_exactly_once(tmp_path: Path, any_url: str) -> No
         'schedule = "* * * * * *"\noverlap = "allow"\n'
     )
     proc = cronlink("run", cwd=tmp_path)
-    time.sleep(3.5)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the roles are up: count from here
+        if "cronlink running" in line:
+            break
+    time.sleep(3)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
@@ -283,3 +290,50 @@ def test_trigger_wait_gives_up_after_its_timeout(tmp_path: Path) -> None:
     code, out = invoke("trigger", "heartbeat", "--wait", "--timeout", "0.3", cwd=tmp_path)
     assert code == 1  # no worker is running: the run is still queued
     assert "queued" in out
+
+
+@pytest.mark.slow
+def test_run_serves_the_cron_endpoint(tmp_path: Path) -> None:
+    (tmp_path / "cronlink.toml").write_text(WORKER_TOML.format(url=f"sqlite:///{tmp_path}/c.db"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cronlink", "run"],
+        cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "CRONLINK_PORT": "0",
+             "CRON_SECRET": "a-secret-of-sixteen-or-more"},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = ""
+        for line in proc.stdout:
+            if "serving http://" in line:
+                url = line.split("serving ")[1].split(",")[0]
+                break
+        assert url.startswith("http://127.0.0.1:"), url
+        request = urllib.request.Request(
+            f"{url}/cron/ok?wait=true", method="POST",
+            headers={"Authorization": "Bearer a-secret-of-sixteen-or-more"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            body = json.loads(answer.read())
+        assert answer.status == 200
+        assert body["state"] == "succeeded"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "cronlink.toml").write_text(WORKER_TOML.format(url=f"sqlite:///{tmp_path}/c.db"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "cronlink", "run", "--port", str(port)],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+    assert proc.returncode == 1
+    assert f"cannot serve on 127.0.0.1:{port}: the port is in use" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -32,19 +32,34 @@ def init(force: bool, path: Path) -> None:
 
 
 @click.group(invoke_without_command=True)
+@click.option("--host", envvar="CRONLINK_HOST", show_envvar=True,
+              help="The HTTP service's address (default [serve] host, 127.0.0.1).")  # fmt: skip
+@click.option("--port", type=click.IntRange(0, 65535), envvar="CRONLINK_PORT", show_envvar=True,
+              help="The HTTP service's port (default [serve] port, 8080; 0: any).")  # fmt: skip
+@click.option("--no-serve", is_flag=True, help="Leave the HTTP service out.")
 @settings_options
 @click.pass_context
 def run(
-    ctx: click.Context, config_path: Path | None, database_url: str | None, app_path: str | None
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    no_serve: bool,
+    config_path: Path | None,
+    database_url: str | None,
+    app_path: str | None,
 ) -> None:
-    """Run every role in one process: scheduler, light and heavy workers.
+    """Run every role in one process: scheduler, light and heavy workers, and the HTTP
+    service (`cronlink serve`).
 
     `cronlink run show ID` shows one run instead.
     """
     if ctx.invoked_subcommand is not None:
         return
     settings = settings_from(config_path, database_url, app_path)
-    _serve(settings, scheduler=True, tiers=(Tier.LIGHT, Tier.HEAVY))
+    listen = None
+    if not no_serve:
+        listen = (host or settings.serve.host, settings.serve.port if port is None else port)
+    _serve(settings, scheduler=True, tiers=(Tier.LIGHT, Tier.HEAVY), listen=listen)
 
 
 @run.command("show")
@@ -171,10 +186,16 @@ def copy_command(source: str, target: str, force: bool, as_json: bool) -> None:
     )
 
 
-def _serve(settings: Settings, *, scheduler: bool, tiers: tuple[Tier, ...]) -> None:
+def _serve(
+    settings: Settings,
+    *,
+    scheduler: bool,
+    tiers: tuple[Tier, ...],
+    listen: tuple[str, int] | None = None,
+) -> None:
     app = build_app(settings)
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        run_async(run_roles(settings, app, scheduler=scheduler, tiers=tiers))
+        run_async(run_roles(settings, app, scheduler=scheduler, tiers=tiers, serve=listen))
 
 
 COMMANDS = [init, run, demo, scheduler, worker, db]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -22,6 +24,7 @@ from cronlink.web.service import WebService
 
 if TYPE_CHECKING:
     from cronlink.app import App
+    from cronlink.connections.service import Connections
     from cronlink.store import Store
 
 log = logging.getLogger("cronlink.web")
@@ -36,7 +39,12 @@ class _Server(uvicorn.Server):
 
 @asynccontextmanager
 async def serving(
-    store: Store, app: App, host: str, port: int, limits: ServeModel | None = None
+    store: Store,
+    app: App,
+    host: str,
+    port: int,
+    limits: ServeModel | None = None,
+    connections: Connections | None = None,
 ) -> AsyncIterator[str]:
     """The service on `host:port` (0: any free port); yields its base URL."""
     secrets = CronSecrets.from_env()
@@ -47,7 +55,7 @@ async def serving(
         store=store, app=app, secrets=secrets, clients=Clients(model.trusted_proxies),
         per_address=Limiter(model.address_rate, model.address_burst),
         per_credential=Limiter(model.credential_rate, model.credential_burst),
-        require_signature=model.require_signature,
+        require_signature=model.require_signature, connections=connections,
     )  # fmt: skip
     api = Guards(
         build(service), max_body=parse_size(model.max_body),
@@ -61,16 +69,43 @@ async def serving(
         proxy_headers=False, server_header=False,
     )  # fmt: skip
     server = _Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            await task
-            raise CronlinkError(f"cannot serve on {host}:{port}")
-        await asyncio.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()
+    listener = _bind(host, port)
+    task = asyncio.create_task(server.serve(sockets=[listener]))
     try:
-        yield f"http://{bound[0]}:{bound[1]}"
+        while not server.started:
+            if task.done():
+                await task
+                raise CronlinkError(f"cannot serve on {host}:{port}")
+            await asyncio.sleep(0.01)
+        bound = listener.getsockname()
+        shown = f"[{bound[0]}]" if listener.family == socket.AF_INET6 else bound[0]
+        yield f"http://{shown}:{bound[1]}"
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        listener.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that a busy port or an unknown address is a
+    clear error (uvicorn's own binding exits the whole process)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as error:
+        raise CronlinkError(f"[serve] host {host!r} is not an address here: {error}") from None
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(address)
+    except OSError as error:
+        listener.close()
+        if error.errno == errno.EADDRINUSE:
+            raise CronlinkError(
+                f"cannot serve on {host}:{port}: the port is in use (another cronlink? "
+                "choose one with --port, CRONLINK_PORT or [serve] port; 0 picks a free one)"
+            ) from None
+        raise CronlinkError(f"cannot serve on {host}:{port}: {error.strerror}") from None
+    return listener
