@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cronlink.api_tokens import ApiToken, Scope, digest, new_secret
 from cronlink.cron import explain, next_fire
 from cronlink.jobs import new_run
 from cronlink.records import Fate, Reason, Run, RunState, Tier
@@ -97,12 +98,15 @@ async def request_run(
     scheduled_for: datetime | None,
     now: datetime,
     audit: Callable[[int, bool], AuditEntry],
+    *,
+    payload: Any = None,
 ) -> Queued:
     """Queue a run of `name` for an API caller, with its audit line (`audit(run_id,
     deduplicated)`) in the same transaction; a `key` seen before gives its run back."""
     job = app.get(name)
     dedupe = None if key is None else f"api:{name}:{key}"
-    run = new_run(job, Reason.API, scheduled_for=scheduled_for, dedupe_key=dedupe)
+    run = new_run(job, Reason.API, scheduled_for=scheduled_for, dedupe_key=dedupe,
+                  payload=payload)  # fmt: skip
     run_id, deduplicated = await store.audit.enqueue(run, now, audit)
     return Queued(run_id=run_id, deduplicated=deduplicated, light=job.tier is Tier.LIGHT)
 
@@ -141,3 +145,14 @@ async def history(
         ]
     entries.sort(key=lambda e: e.at, reverse=True)
     return entries[:limit]
+
+
+async def create_token(
+    store: Store, name: str, scope: Scope, lifetime: timedelta | None, now: datetime
+) -> tuple[ApiToken, str]:
+    """A new API token and its secret: the only time the secret is seen (only its digest
+    is kept)."""
+    secret = new_secret()
+    expires = None if lifetime is None else now + lifetime
+    token = await store.tokens.create(name, scope, digest(secret), expires, now)
+    return token, secret

@@ -66,6 +66,10 @@ class ConnectionNotFoundError(CronlinkError, LookupError):
     """No connection has that id."""
 
 
+class TokenNotFoundError(CronlinkError, LookupError):
+    """No API token has this id."""
+
+
 class ConnectionUnusableError(CronlinkError):
     """The connection cannot be used until its owner reconnects or an operator enables it."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -129,3 +129,14 @@ class NewRun:
     max_attempts: int = 1
     overlap: Overlap = Overlap.ALLOW
     dedupe_key: str | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class Usage:
+    """What one job asked of one tier over a window: runs by how they ended, and time."""
+
+    job: str
+    tier: Tier
+    runs: int = 0
+    by_state: dict[str, int] = field(default_factory=dict)
+    run_seconds: float = 0.0

@@ -18,6 +18,7 @@ from cronlink.cli import (
     job_cmds,
     role_cmds,
     serve_cmds,
+    token_cmds,
 )
 from cronlink.errors import ConfigError, CronlinkError, CronSyntaxError
 
@@ -46,7 +47,15 @@ def cli(verbose: bool) -> None:
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-for module in (role_cmds, job_cmds, inspect_cmds, connection_cmds, automation_cmds, serve_cmds):
+for module in (
+    role_cmds,
+    job_cmds,
+    inspect_cmds,
+    connection_cmds,
+    automation_cmds,
+    serve_cmds,
+    token_cmds,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from cronlink.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from cronlink.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -51,6 +54,21 @@ def settings_from(
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """The one place the command line enters asyncio."""
     return asyncio.run(coroutine)
+
+
+def with_store(settings: Settings, verb: Callable[[Store], Awaitable[T]]) -> T:
+    """`verb` over the settings' store, opened (and migrated) for it and closed after."""
+    # Imported here: the roles' runtime is more than most commands need.
+    from cronlink.runtime import open_store
+
+    async def go() -> T:
+        store = await open_store(settings)
+        try:
+            return await verb(store)
+        finally:
+            await store.close()
+
+    return run_async(go())
 
 
 def parse_instant(text: str, flag: str, zone: tzinfo = UTC) -> datetime:

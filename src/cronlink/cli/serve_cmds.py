@@ -9,10 +9,16 @@ from typing import Any
 import click
 from rich.table import Table
 
-from cronlink.cli.options import print_json, run_async, settings_from, settings_options
+from cronlink.cli.options import (
+    print_json,
+    run_async,
+    settings_from,
+    settings_options,
+    with_store,
+)
 from cronlink.cli.show import console, when
 from cronlink.config import build_app
-from cronlink.runtime import open_store, serve_http
+from cronlink.runtime import serve_http
 
 
 @click.command()
@@ -44,14 +50,9 @@ def audit(
     """The audit log, newest first: every cron call and admin action, refused ones too."""
     settings = settings_from(options["config_path"], options["database_url"], options["app_path"])
 
-    async def read() -> list[Any]:
-        store = await open_store(settings)
-        try:
-            return await store.audit.find(actor=actor, action=action, since=since, limit=limit)
-        finally:
-            await store.close()
-
-    entries = run_async(read())
+    entries = with_store(
+        settings, lambda s: s.audit.find(actor=actor, action=action, since=since, limit=limit)
+    )
     if as_json:
         print_json([dataclasses.asdict(e) for e in entries])
         return

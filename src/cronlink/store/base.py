@@ -11,6 +11,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from cronlink.store import queries
+
 T = TypeVar("T")
 
 if TYPE_CHECKING:
@@ -20,10 +22,11 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from cronlink.connections.model import Sealed
-    from cronlink.records import Fire, NewRun, Run, RunError, RunState, Schedule, Tier
+    from cronlink.records import Fire, NewRun, Run, RunError, RunState, Schedule, Tier, Usage
     from cronlink.store.audit_store import AuditStore
     from cronlink.store.automation_store import AutomationStore
     from cronlink.store.connection_store import ConnectionStore
+    from cronlink.store.token_store import TokenStore
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -128,6 +131,13 @@ class Store(abc.ABC):
         from cronlink.store.audit_store import AuditStore
 
         return AuditStore(self)
+
+    @property
+    def tokens(self) -> TokenStore:
+        # Imported here: it builds on this module.
+        from cronlink.store.token_store import TokenStore
+
+        return TokenStore(self)
 
     @property
     def automations(self) -> AutomationStore:
@@ -265,6 +275,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def last_runs(self, jobs: list[str]) -> dict[str, Run]:
         """The newest run of each job that has one."""
+
+    async def usage(self, since: datetime) -> list[Usage]:
+        """Runs enqueued since `since`, per job and tier (see `records.Usage`)."""
+        return await self.transact(lambda c: queries.usage(c, since), write=False)
 
     @abc.abstractmethod
     async def run_logs(self, run_id: int) -> list[tuple[datetime, int, str, str]]:

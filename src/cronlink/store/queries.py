@@ -12,7 +12,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cronlink.errors import RunNotFoundError
-from cronlink.records import RunState
+from cronlink.records import RunState, Tier, Usage
 from cronlink.store.rows import (
     fire_from_row,
     run_from_row,
@@ -233,3 +233,25 @@ def notify(c: Connection, tier: Tier) -> None:
     workers in other processes poll)."""
     if c.dialect.name == "postgresql":
         c.execute(text("SELECT pg_notify(:channel, '')"), {"channel": f"cronlink_{tier.value}"})
+
+
+def usage(c: Connection, since: datetime) -> list[Usage]:
+    """Runs enqueued since `since`, per job and tier: how many ended how, and their time."""
+    rows = c.execute(
+        select(
+            runs.c.job,
+            runs.c.tier,
+            runs.c.state,
+            func.count(),
+            func.coalesce(func.sum(runs.c.duration_ms), 0),
+        )
+        .where(runs.c.enqueued_at >= since)
+        .group_by(runs.c.job, runs.c.tier, runs.c.state)
+    )
+    found: dict[tuple[str, str], Usage] = {}
+    for job, tier, state, count, duration_ms in rows:
+        entry = found.setdefault((job, tier), Usage(job=job, tier=Tier(tier)))
+        entry.runs += count
+        entry.by_state[RunState(state).value] = count
+        entry.run_seconds += int(duration_ms) / 1000  # PostgreSQL sums to a Decimal
+    return sorted(found.values(), key=lambda u: (u.job, u.tier.value))

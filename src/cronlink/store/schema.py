@@ -259,3 +259,17 @@ audit_log = Table(
     Column("detail", Text, nullable=False),
     Index("ix_audit_log_at", "at"),
 )
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("scope", String(20), nullable=False),
+    # SHA-256 of the token: the token itself is shown once, at creation, and never kept.
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("created_at", Instant, nullable=False),
+    Column("expires_at", Instant, nullable=True),
+    Column("revoked_at", Instant, nullable=True),
+    Column("last_used_at", Instant, nullable=True),
+)

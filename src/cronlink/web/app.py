@@ -6,7 +6,13 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from cronlink.web import cron_routes, health_routes
+from cronlink.web import (
+    audit_routes,
+    cron_routes,
+    health_routes,
+    job_routes,
+    problems,
+)
 
 if TYPE_CHECKING:
     from cronlink.web.service import WebService
@@ -16,4 +22,7 @@ def build(service: WebService) -> FastAPI:
     api = FastAPI(title="cronlink", version="1", docs_url=None, redoc_url=None)
     api.include_router(health_routes.router(service))
     api.include_router(cron_routes.router(service))
+    api.include_router(job_routes.router(service), responses=problems.RESPONSES)
+    api.include_router(audit_routes.router(service), responses=problems.RESPONSES)
+    problems.install(api)
     return api

@@ -1,0 +1,134 @@
+"""What the admin API answers, as pydantic models: its OpenAPI schema, and a response can
+only carry the fields named here (a run's lease token, say, never leaves)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from cronlink.records import Run
+
+
+class Problem(BaseModel):
+    error: str
+    detail: str | None = None
+    suggestions: list[str] | None = None
+
+
+class Schedule(BaseModel):
+    cron: str
+    timezone: str
+    explain: str
+
+
+class Job(BaseModel):
+    name: str
+    tier: str
+    kind: str
+    schedules: list[Schedule]
+    next_fire: datetime | None
+    paused: bool
+    last_state: str | None
+    last_run_id: int | None
+
+
+class RunError(BaseModel):
+    type: str
+    message: str
+    reason: str
+
+
+class RunOut(BaseModel):
+    id: int
+    job: str
+    tier: str
+    reason: str
+    state: str
+    payload: Any
+    scheduled_for: datetime | None
+    enqueued_at: datetime
+    not_before: datetime
+    attempt: int
+    max_attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None
+    cancel_requested: bool
+    error: RunError | None
+    result: str | None
+    duration_ms: int | None
+    peak_memory: int | None
+
+    @classmethod
+    def of(cls, run: Run) -> RunOut:
+        error = None
+        if run.error is not None:
+            error = RunError(type=run.error.type, message=run.error.message,
+                             reason=run.error.reason)  # fmt: skip
+        return cls(
+            id=run.id, job=run.job, tier=run.tier.value, reason=run.reason.value,
+            state=run.state.value, payload=run.payload, scheduled_for=run.scheduled_for,
+            enqueued_at=run.enqueued_at, not_before=run.not_before, attempt=run.attempt,
+            max_attempts=run.max_attempts, started_at=run.started_at,
+            finished_at=run.finished_at, worker=run.worker,
+            cancel_requested=run.cancel_requested, error=error, result=run.result,
+            duration_ms=run.duration_ms, peak_memory=run.peak_memory,
+        )  # fmt: skip
+
+
+class LogLine(BaseModel):
+    at: datetime
+    attempt: int
+    level: str
+    message: str
+
+
+class RunDetail(RunOut):
+    logs: list[LogLine]
+
+
+class RunPage(BaseModel):
+    runs: list[RunOut]
+    next_before_id: int | None = Field(
+        description="Pass as `before_id` for the next (older) page; null on the last one."
+    )
+
+
+class TriggerBody(BaseModel):
+    payload: Any = None
+
+
+class Queued(BaseModel):
+    run_id: int
+    deduplicated: bool
+
+
+class AuditLine(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    client: str
+    outcome: str
+    detail: str
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditLine]
+    next_before_id: int | None
+
+
+class JobUsage(BaseModel):
+    job: str
+    tier: str
+    runs: int
+    by_state: dict[str, int]
+    run_seconds: float
+
+
+class UsageReport(BaseModel):
+    since: datetime
+    jobs: list[JobUsage]

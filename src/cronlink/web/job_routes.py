@@ -1,0 +1,115 @@
+"""`/api/v1/jobs` and `/api/v1/runs`: see jobs and runs (read), pause, resume, trigger
+and cancel (operate)."""
+
+# No `from __future__ import annotations`: FastAPI reads the handlers' annotations, and
+# the scope dependencies (`Reader`, `Operator`) are local to `router`.
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+
+from cronlink import control
+from cronlink.api_tokens import ApiToken, Scope
+from cronlink.records import RunState
+from cronlink.store import RunFilter
+from cronlink.web.api_auth import caller
+from cronlink.web.api_models import Job, LogLine, Queued, RunDetail, RunOut, RunPage, TriggerBody
+
+if TYPE_CHECKING:
+    from cronlink.audit import AuditEntry
+    from cronlink.web.service import WebService
+
+
+def router(service: "WebService") -> APIRouter:
+    routes = APIRouter(prefix="/api/v1", tags=["jobs and runs"])
+    Reader = Annotated[ApiToken, Depends(caller(service, Scope.READ))]
+    Operator = Annotated[ApiToken, Depends(caller(service, Scope.OPERATE))]
+
+    async def job(name: str) -> Job:
+        service.app.get(name)  # UnknownJobError: 404 with close names
+        statuses = await control.job_statuses(service.store, service.app, datetime.now(UTC))
+        return next(Job.model_validate(s, from_attributes=True) for s in statuses
+                    if s.name == name)  # fmt: skip
+
+    @routes.get("/jobs")
+    async def list_jobs(token: Reader) -> list[Job]:
+        statuses = await control.job_statuses(service.store, service.app, datetime.now(UTC))
+        return [Job.model_validate(s, from_attributes=True) for s in statuses]
+
+    @routes.get("/jobs/{name}")
+    async def get_job(name: str, token: Reader) -> Job:
+        return await job(name)
+
+    async def set_paused(name: str, paused: bool, token: ApiToken, request: Request) -> Job:
+        service.app.get(name)
+        await service.store.set_paused(name, paused, datetime.now(UTC))
+        action = "jobs.pause" if paused else "jobs.resume"
+        await service.audited(request, token.actor, action, name, "accepted")
+        return await job(name)
+
+    @routes.post("/jobs/{name}/pause")
+    async def pause_job(name: str, token: Operator, request: Request) -> Job:
+        """Pause the job's schedules (their instants are recorded as skipped)."""
+        return await set_paused(name, True, token, request)
+
+    @routes.post("/jobs/{name}/resume")
+    async def resume_job(name: str, token: Operator, request: Request) -> Job:
+        return await set_paused(name, False, token, request)
+
+    @routes.post("/jobs/{name}/trigger", status_code=202)
+    async def trigger_job(
+        name: str,
+        token: Operator,
+        request: Request,
+        body: TriggerBody | None = None,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> Queued:
+        """Queue a run now. The same `Idempotency-Key` twice gives the same run."""
+
+        def audit(run_id: int, deduplicated: bool) -> "AuditEntry":
+            outcome = "deduplicated" if deduplicated else "accepted"
+            return service.entry(request, token.actor, "jobs.trigger", name, outcome,
+                                 f"run {run_id}")  # fmt: skip
+
+        key = None if idempotency_key is None else f"key:{idempotency_key}"
+        queued = await control.request_run(
+            service.store, service.app, name, key, None, datetime.now(UTC), audit,
+            payload=None if body is None else body.payload,
+        )  # fmt: skip
+        return Queued(run_id=queued.run_id, deduplicated=queued.deduplicated)
+
+    @routes.get("/runs")
+    async def list_runs(
+        token: Reader,
+        job: str | None = None,
+        state: RunState | None = None,
+        since: datetime | None = None,
+        before_id: Annotated[int | None, Query(ge=1)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> RunPage:
+        """Runs, newest first, a page at a time."""
+        found = await service.store.list_runs(  # one more: is there a next page?
+            RunFilter(job=job, state=state, since=since, limit=limit + 1, before_id=before_id)
+        )
+        page = found[:limit]
+        older = page[-1].id if len(found) > limit else None
+        return RunPage(runs=[RunOut.of(r) for r in page], next_before_id=older)
+
+    @routes.get("/runs/{run_id}")
+    async def get_run(run_id: int, token: Reader) -> RunDetail:
+        run = await service.store.get_run(run_id)
+        lines = await service.store.run_logs(run_id)
+        logs = [LogLine(at=at, attempt=attempt, level=level, message=message)
+                for at, attempt, level, message in lines]  # fmt: skip
+        return RunDetail(**RunOut.of(run).model_dump(), logs=logs)
+
+    @routes.post("/runs/{run_id}/cancel")
+    async def cancel_run(run_id: int, token: Operator, request: Request) -> RunOut:
+        """Cancel a queued run at once, or ask a running one's worker to stop it."""
+        run = await service.store.request_cancel(run_id, datetime.now(UTC))
+        await service.audited(request, token.actor, "runs.cancel", str(run_id), "accepted",
+                              f"now {run.state.value}")  # fmt: skip
+        return RunOut.of(run)
+
+    return routes
