@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from cronlink.connections import SECRET_KEY_ENV
 from cronlink.connections.model import Secrets
@@ -44,6 +45,7 @@ class Vault:
     def __init__(self, keys: list[bytes]) -> None:
         if not keys:
             raise SecretKeyError(f"{ENV} is not set; generate a key with `cronlink keys generate`")
+        self._keys = keys
         self._fernet = MultiFernet([Fernet(key) for key in keys])
         self.key_ids = [key_id(key) for key in keys]
 
@@ -68,6 +70,12 @@ class Vault:
     @property
     def primary(self) -> str:
         return self.key_ids[0]
+
+    def derived(self, purpose: str) -> MultiFernet:
+        """A Fernet for something other than credentials (an OAuth `state`), with keys
+        derived from these (HKDF): what one purpose seals never opens as another's, and
+        key rotation applies to it as it does to credentials."""
+        return MultiFernet([Fernet(_derive(key, purpose)) for key in self._keys])
 
     def seal(self, connection_id: int, secrets: Secrets) -> str:
         plain = {"c": connection_id, "a": secrets.access_token, "r": secrets.refresh_token}
@@ -105,3 +113,8 @@ class Vault:
                 "no credential is lost. Set the key they were sealed with (add the new one "
                 "first, then run `cronlink keys rotate`)"
             )
+
+
+def _derive(key: bytes, purpose: str) -> bytes:
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
+    return base64.urlsafe_b64encode(hkdf.derive(base64.urlsafe_b64decode(key)))

@@ -6,13 +6,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from cronlink.web import (
-    audit_routes,
-    cron_routes,
-    health_routes,
-    job_routes,
-    problems,
-)
+from cronlink.web import connect_routes, cron_routes, health_routes
 
 if TYPE_CHECKING:
     from cronlink.web.service import WebService
@@ -22,7 +16,5 @@ def build(service: WebService) -> FastAPI:
     api = FastAPI(title="cronlink", version="1", docs_url=None, redoc_url=None)
     api.include_router(health_routes.router(service))
     api.include_router(cron_routes.router(service))
-    api.include_router(job_routes.router(service), responses=problems.RESPONSES)
-    api.include_router(audit_routes.router(service), responses=problems.RESPONSES)
-    problems.install(api)
+    api.include_router(connect_routes.router(service))
     return api
