@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from cronlink.web import connect_routes, cron_routes, health_routes
+from cronlink.web import (
+    audit_routes,
+    connect_routes,
+    cron_routes,
+    health_routes,
+    job_routes,
+    problems,
+)
 
 if TYPE_CHECKING:
     from cronlink.web.service import WebService
@@ -17,4 +24,7 @@ def build(service: WebService) -> FastAPI:
     api.include_router(health_routes.router(service))
     api.include_router(cron_routes.router(service))
     api.include_router(connect_routes.router(service))
+    api.include_router(job_routes.router(service), responses=problems.RESPONSES)
+    api.include_router(audit_routes.router(service), responses=problems.RESPONSES)
+    problems.install(api)
     return api
