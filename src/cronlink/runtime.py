@@ -93,7 +93,7 @@ async def run_roles(
         url = "no"
         if serve is not None:
             url = await stack.enter_async_context(
-                serving(store, app, *serve, settings.serve, connections)
+                serving(store, app, *serve, settings.serve, connections, automations)
             )
         log.info(
             "cronlink running: %d jobs, scheduler=%s, workers=%s, serving %s, database %s",
@@ -114,13 +114,14 @@ async def serve_http(
     async with AsyncExitStack() as stack:
         store = await open_store(settings)
         stack.push_async_callback(store.close)
-        connections = None
+        connections = automations = None
         if settings.connections is not None:
             session = new_session()
             stack.push_async_callback(session.close)
             connections = await open_connections(settings, store, session, app)
+            automations = open_automations(settings, connections, app)
         url = await stack.enter_async_context(
-            serving(store, app, host, port, settings.serve, connections)
+            serving(store, app, host, port, settings.serve, connections, automations)
         )
         log.info("cronlink serving on %s, database %s", url, store.url)
         await stop.wait()

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from cronlink.automations.model import Automation, AutomationEvent
+from cronlink.connections.model import Connection
 from cronlink.records import Run
 
 
@@ -132,3 +134,29 @@ class JobUsage(BaseModel):
 class UsageReport(BaseModel):
     since: datetime
     jobs: list[JobUsage]
+
+
+class NewConnection(BaseModel):
+    """A connection whose tokens were obtained elsewhere (the connect flow makes its own)."""
+
+    provider: str = Field(max_length=100)
+    owner: str = Field(min_length=1, max_length=400)
+    access_token: str = Field(min_length=1, max_length=10_000)
+    refresh_token: str | None = Field(default=None, max_length=10_000)
+    expires_in: float | None = Field(default=None, gt=0, le=10 * 366 * 86400)
+    scopes: str | None = Field(default=None, max_length=2000)
+
+
+class ConnectionPage(BaseModel):
+    connections: list[Connection]
+    next_after_id: int | None
+
+
+class AutomationPage(BaseModel):
+    automations: list[Automation]
+    next_after_id: int | None
+
+
+class EventPage(BaseModel):
+    events: list[AutomationEvent]
+    next_after_id: int | None

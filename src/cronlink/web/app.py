@@ -8,7 +8,9 @@ from fastapi import FastAPI
 
 from cronlink.web import (
     audit_routes,
+    automation_routes,
     connect_routes,
+    connection_routes,
     cron_routes,
     health_routes,
     job_routes,
@@ -26,5 +28,7 @@ def build(service: WebService) -> FastAPI:
     api.include_router(connect_routes.router(service))
     api.include_router(job_routes.router(service), responses=problems.RESPONSES)
     api.include_router(audit_routes.router(service), responses=problems.RESPONSES)
+    api.include_router(connection_routes.router(service), responses=problems.RESPONSES)
+    api.include_router(automation_routes.router(service), responses=problems.RESPONSES)
     problems.install(api)
     return api

@@ -15,6 +15,7 @@ from cronlink.errors import (
     ConnectionNotFoundError,
     ConnectionUnusableError,
     CronSyntaxError,
+    RefreshError,
     RunNotFoundError,
     TokenNotFoundError,
     UnknownJobError,
@@ -40,6 +41,8 @@ RESPONSES: dict[int | str, dict[str, object]] = {
         (404, "Not found"),
         (422, "The request is not valid"),
         (429, "Too many requests: wait Retry-After seconds"),
+        (502, "The provider refused or failed (a refresh)"),
+        (503, "Connections are not configured ([connections] in cronlink.toml)"),
     )
 }
 
@@ -70,6 +73,12 @@ def install(api: FastAPI) -> None:
         @api.exception_handler(invalid_kind)
         async def invalid(request: Request, error: Exception) -> JSONResponse:
             return JSONResponse({"error": "invalid_request", "detail": str(error)}, 422)
+
+    @api.exception_handler(RefreshError)
+    async def refresh_failed(request: Request, error: RefreshError) -> JSONResponse:
+        # The provider refused or failed: not this service's fault, and not the caller's.
+        body = {"error": "refresh_failed", "detail": f"{error.kind}: {error}"}
+        return JSONResponse(body, 502)
 
     @api.exception_handler(RequestValidationError)
     async def malformed(request: Request, error: RequestValidationError) -> JSONResponse:

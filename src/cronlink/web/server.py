@@ -24,6 +24,7 @@ from cronlink.web.service import WebService
 
 if TYPE_CHECKING:
     from cronlink.app import App
+    from cronlink.automations.service import Automations
     from cronlink.connections.service import Connections
     from cronlink.store import Store
 
@@ -45,6 +46,7 @@ async def serving(
     port: int,
     limits: ServeModel | None = None,
     connections: Connections | None = None,
+    automations: Automations | None = None,
 ) -> AsyncIterator[str]:
     """The service on `host:port` (0: any free port); yields its base URL."""
     secrets = CronSecrets.from_env()
@@ -56,6 +58,7 @@ async def serving(
         per_address=Limiter(model.address_rate, model.address_burst),
         per_credential=Limiter(model.credential_rate, model.credential_burst),
         require_signature=model.require_signature, connections=connections,
+        automations=automations,
     )  # fmt: skip
     api = Guards(
         build(service), max_body=parse_size(model.max_body),

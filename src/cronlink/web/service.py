@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from fastapi import Request
 
     from cronlink.app import App
+    from cronlink.automations.service import Automations
     from cronlink.connections.service import Connections
     from cronlink.store import Store
     from cronlink.web.limits import Clients, Limiter
@@ -37,6 +38,7 @@ class WebService:
     require_signature: bool = False
     connections: Connections | None = None
     """None when `[connections]` is not configured."""
+    automations: Automations | None = None
     _scheduler: Scheduler | None = field(default=None, repr=False)
     _refused: dict[tuple[str, str, str], int] = field(default_factory=dict, repr=False)
     """Refusals in the current window by (client, action, target), beyond the first."""
