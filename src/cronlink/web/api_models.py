@@ -4,13 +4,33 @@ only carry the fields named here (a run's lease token, say, never leaves)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from fastapi import Path as PathParam
+from fastapi import Query
+from pydantic import BaseModel, BeforeValidator, Field
 
 from cronlink.automations.model import Automation, AutomationEvent
 from cronlink.connections.model import Connection
 from cronlink.records import Run
+
+
+def _iso(value: object) -> object:
+    # pydantic would also take a number of seconds; the schema (and people) say ISO 8601.
+    if (isinstance(value, str) and not value[:4].isdigit()) or (
+        isinstance(value, str) and (len(value) < 10 or value[4] != "-")
+    ):
+        raise ValueError("must be an ISO 8601 instant, like 2026-11-29T12:00:00Z")
+    return value
+
+
+Instant = Annotated[datetime, BeforeValidator(_iso)]
+MAX_ID = 2**63 - 1
+"""The largest id either database holds (a larger one would overflow, not be "not found")."""
+Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+After = Annotated[int, Query(ge=0, le=MAX_ID)]
+Before = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+"""An instant in a query: ISO 8601 only."""
 
 
 class Problem(BaseModel):
@@ -160,3 +180,20 @@ class AutomationPage(BaseModel):
 class EventPage(BaseModel):
     events: list[AutomationEvent]
     next_after_id: int | None
+
+
+class CronRun(BaseModel):
+    run_id: int
+    deduplicated: bool
+    state: str
+    result: str | None = None
+
+
+class Tick(BaseModel):
+    started: int
+    missed: int
+
+
+class Health(BaseModel):
+    status: str
+    database: str | None = None

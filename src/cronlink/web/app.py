@@ -31,4 +31,5 @@ def build(service: WebService) -> FastAPI:
     api.include_router(connection_routes.router(service), responses=problems.RESPONSES)
     api.include_router(automation_routes.router(service), responses=problems.RESPONSES)
     problems.install(api)
+    problems.publish(api)
     return api

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 
 from cronlink.api_tokens import ApiToken, Scope
 from cronlink.web.api_auth import caller
-from cronlink.web.api_models import AuditLine, AuditPage, JobUsage, UsageReport
+from cronlink.web.api_models import AuditLine, AuditPage, Before, Instant, JobUsage, UsageReport
 
 if TYPE_CHECKING:
     from cronlink.web.service import WebService
@@ -27,8 +27,8 @@ def router(service: "WebService") -> APIRouter:
         token: Admin,
         actor: Annotated[str | None, Query(max_length=200)] = None,
         action: Annotated[str | None, Query(max_length=100)] = None,
-        since: datetime | None = None,
-        before_id: Annotated[int | None, Query(ge=1)] = None,
+        since: Instant | None = None,
+        before_id: Before = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> AuditPage:
         """The audit log, newest first, a page at a time."""

@@ -12,7 +12,7 @@ from cronlink.api_tokens import ApiToken, Scope
 from cronlink.automations.model import Automation, AutomationEvent, EventState
 from cronlink.automations.service import Automations
 from cronlink.web.api_auth import Refused, caller
-from cronlink.web.api_models import AutomationPage, EventPage
+from cronlink.web.api_models import MAX_ID, After, AutomationPage, EventPage, Id
 
 if TYPE_CHECKING:
     from cronlink.web.service import WebService
@@ -35,7 +35,7 @@ def router(service: "WebService") -> APIRouter:
 
     @routes.get("")
     async def list_automations(
-        token: Reader, after_id: Annotated[int, Query(ge=0)] = 0, limit: Page = 100
+        token: Reader, after_id: After = 0, limit: Page = 100
     ) -> AutomationPage:
         found = await automations().find(after_id=after_id, limit=limit + 1)
         page = found[:limit]
@@ -53,7 +53,7 @@ def router(service: "WebService") -> APIRouter:
         automation: str,
         token: Reader,
         state: EventState | None = None,
-        after_id: Annotated[int, Query(ge=0)] = 0,
+        after_id: After = 0,
         limit: Page = 100,
     ) -> EventPage:
         found = await automations().events(_id(automation), state, after_id, limit + 1)
@@ -80,7 +80,7 @@ def router(service: "WebService") -> APIRouter:
         return event
 
     @routes.post("/events/{event_id}/replay", status_code=202)
-    async def replay_event(event_id: int, token: Operator, request: Request) -> AutomationEvent:
+    async def replay_event(event_id: Id, token: Operator, request: Request) -> AutomationEvent:
         """Process an event again: a dead letter from the step that failed."""
         event = await automations().replay(event_id)
         await audited(request, token, "automations.replay", f"event {event_id}")
@@ -90,4 +90,7 @@ def router(service: "WebService") -> APIRouter:
 
 
 def _id(automation: str) -> int | str:
-    return int(automation) if automation.isdigit() else automation
+    """An id when it is all digits (and could be one), else a name."""
+    if automation.isascii() and automation.isdigit() and int(automation) <= MAX_ID:
+        return int(automation)
+    return automation

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from cronlink.connections.authorize import Authorizer, back_to
 from cronlink.connections.connect_state import ConnectError, Flow, cookie_name
+from cronlink.web import problems
 from cronlink.web.limits import retry_after
 
 if TYPE_CHECKING:
@@ -35,7 +36,11 @@ def router(service: WebService) -> APIRouter:
     routes = APIRouter()
     authorizer = None if service.connections is None else Authorizer(service.connections)
 
-    @routes.get("/connect/{provider}")
+    @routes.get(
+        "/connect/{provider}", status_code=303,
+        responses={303: {"description": "To the provider's authorize URL"},
+                   **problems.answers(400, 404, 429, 503)},
+    )  # fmt: skip
     async def connect(
         provider: str, request: Request, owner: str | None = None, scopes: str | None = None,
         return_to: str | None = None,
@@ -63,7 +68,11 @@ def router(service: WebService) -> APIRouter:
         )  # fmt: skip
         return answer
 
-    @routes.get("/oauth/callback", name=CALLBACK)
+    @routes.get(
+        "/oauth/callback", name=CALLBACK,
+        responses={303: {"description": "Back to `return_to`"},
+                   **problems.answers(400, 429, 502, 503)},
+    )  # fmt: skip
     async def callback(
         request: Request, state: str | None = None, code: str | None = None,
         error: str | None = None, error_description: str | None = None,

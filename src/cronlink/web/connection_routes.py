@@ -12,7 +12,7 @@ from cronlink.api_tokens import ApiToken, Scope
 from cronlink.connections.model import Connection, ConnectionState, Event
 from cronlink.connections.service import Connections
 from cronlink.web.api_auth import Refused, caller
-from cronlink.web.api_models import ConnectionPage, NewConnection
+from cronlink.web.api_models import After, ConnectionPage, Id, NewConnection
 
 if TYPE_CHECKING:
     from cronlink.web.service import WebService
@@ -38,7 +38,7 @@ def router(service: "WebService") -> APIRouter:
         owner: Annotated[str | None, Query(max_length=400)] = None,
         provider: Annotated[str | None, Query(max_length=100)] = None,
         state: ConnectionState | None = None,
-        after_id: Annotated[int, Query(ge=0)] = 0,
+        after_id: After = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> ConnectionPage:
         """Connections by id, a page at a time (`after_id` = the last page's `next_after_id`)."""
@@ -57,19 +57,19 @@ def router(service: "WebService") -> APIRouter:
         return added
 
     @routes.get("/{connection_id}")
-    async def get_connection(connection_id: int, token: Reader) -> Connection:
+    async def get_connection(connection_id: Id, token: Reader) -> Connection:
         return await connections().get(connection_id)
 
     @routes.get("/{connection_id}/events")
     async def connection_events(
-        connection_id: int, token: Reader, after_id: Annotated[int, Query(ge=0)] = 0
+        connection_id: Id, token: Reader, after_id: After = 0
     ) -> list[Event]:
         await connections().get(connection_id)
         return await connections().events(connection_id, after_id)
 
     @routes.post("/{connection_id}/refresh")
     async def refresh_connection(
-        connection_id: int, token: Operator, request: Request
+        connection_id: Id, token: Operator, request: Request
     ) -> Connection:
         """Refresh the access token now (502 with the provider's answer if it refuses)."""
         refreshed = await connections().refresh(connection_id)
@@ -77,25 +77,25 @@ def router(service: "WebService") -> APIRouter:
         return refreshed
 
     @routes.post("/{connection_id}/check")
-    async def check_connection(connection_id: int, token: Operator, request: Request) -> Connection:
+    async def check_connection(connection_id: Id, token: Operator, request: Request) -> Connection:
         checked = await connections().check(connection_id)
         await audited(request, token, "connections.check", connection_id)
         return checked
 
     @routes.post("/{connection_id}/disable")
-    async def disable_connection(connection_id: int, token: Admin, request: Request) -> Connection:
+    async def disable_connection(connection_id: Id, token: Admin, request: Request) -> Connection:
         disabled = await connections().disable(connection_id)
         await audited(request, token, "connections.disable", connection_id)
         return disabled
 
     @routes.post("/{connection_id}/enable")
-    async def enable_connection(connection_id: int, token: Admin, request: Request) -> Connection:
+    async def enable_connection(connection_id: Id, token: Admin, request: Request) -> Connection:
         enabled = await connections().enable(connection_id)
         await audited(request, token, "connections.enable", connection_id)
         return enabled
 
     @routes.delete("/{connection_id}", status_code=204)
-    async def delete_connection(connection_id: int, token: Admin, request: Request) -> Response:
+    async def delete_connection(connection_id: Id, token: Admin, request: Request) -> Response:
         await connections().delete(connection_id)
         await audited(request, token, "connections.delete", connection_id)
         return Response(status_code=204)

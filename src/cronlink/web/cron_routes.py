@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 
 from cronlink import control, signatures
 from cronlink.errors import UnknownJobError
+from cronlink.web import problems
+from cronlink.web.api_models import CronRun, Tick
 from cronlink.web.limits import retry_after
 
 if TYPE_CHECKING:
@@ -23,9 +25,9 @@ WAIT_LIMIT = 25.0
 
 
 def router(service: WebService) -> APIRouter:
-    routes = APIRouter()
+    routes = APIRouter(tags=["cron"], responses=problems.answers(401, 429))
 
-    @routes.post("/cron/tick", status_code=200)
+    @routes.post("/cron/tick", status_code=200, response_model=Tick)
     async def tick(request: Request) -> JSONResponse:
         """Fire every schedule that is due now (a cron that can only call a URL, every
         minute, drives cronlink with no scheduler process)."""
@@ -37,7 +39,11 @@ def router(service: WebService) -> APIRouter:
                               f"{report.started} runs started, {report.missed} missed")  # fmt: skip
         return JSONResponse({"started": report.started, "missed": report.missed})
 
-    @routes.post("/cron/{job}", status_code=202)
+    @routes.post(
+        "/cron/{job}", status_code=202, response_model=CronRun,
+        responses={200: {"model": CronRun, "description": "The light run finished (?wait=true)"},
+                   **problems.answers(400, 404)},
+    )  # fmt: skip
     async def run(job: str, request: Request, wait: bool = False) -> JSONResponse:
         """Queue a run of `job` and answer 202 with its id at once (`?wait=true`: wait for a
         light run to finish, up to 25 s). The same schedule-time header or

@@ -14,7 +14,18 @@ from cronlink.api_tokens import ApiToken, Scope
 from cronlink.records import RunState
 from cronlink.store import RunFilter
 from cronlink.web.api_auth import caller
-from cronlink.web.api_models import Job, LogLine, Queued, RunDetail, RunOut, RunPage, TriggerBody
+from cronlink.web.api_models import (
+    Before,
+    Id,
+    Instant,
+    Job,
+    LogLine,
+    Queued,
+    RunDetail,
+    RunOut,
+    RunPage,
+    TriggerBody,
+)
 
 if TYPE_CHECKING:
     from cronlink.audit import AuditEntry
@@ -67,7 +78,7 @@ def router(service: "WebService") -> APIRouter:
     ) -> Queued:
         """Queue a run now. The same `Idempotency-Key` twice gives the same run."""
 
-        def audit(run_id: int, deduplicated: bool) -> "AuditEntry":
+        def audit(run_id: Id, deduplicated: bool) -> "AuditEntry":
             outcome = "deduplicated" if deduplicated else "accepted"
             return service.entry(request, token.actor, "jobs.trigger", name, outcome,
                                  f"run {run_id}")  # fmt: skip
@@ -84,8 +95,8 @@ def router(service: "WebService") -> APIRouter:
         token: Reader,
         job: str | None = None,
         state: RunState | None = None,
-        since: datetime | None = None,
-        before_id: Annotated[int | None, Query(ge=1)] = None,
+        since: Instant | None = None,
+        before_id: Before = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> RunPage:
         """Runs, newest first, a page at a time."""
@@ -97,7 +108,7 @@ def router(service: "WebService") -> APIRouter:
         return RunPage(runs=[RunOut.of(r) for r in page], next_before_id=older)
 
     @routes.get("/runs/{run_id}")
-    async def get_run(run_id: int, token: Reader) -> RunDetail:
+    async def get_run(run_id: Id, token: Reader) -> RunDetail:
         run = await service.store.get_run(run_id)
         lines = await service.store.run_logs(run_id)
         logs = [LogLine(at=at, attempt=attempt, level=level, message=message)
@@ -105,7 +116,7 @@ def router(service: "WebService") -> APIRouter:
         return RunDetail(**RunOut.of(run).model_dump(), logs=logs)
 
     @routes.post("/runs/{run_id}/cancel")
-    async def cancel_run(run_id: int, token: Operator, request: Request) -> RunOut:
+    async def cancel_run(run_id: Id, token: Operator, request: Request) -> RunOut:
         """Cancel a queued run at once, or ask a running one's worker to stop it."""
         run = await service.store.request_cancel(run_id, datetime.now(UTC))
         await service.audited(request, token.actor, "runs.cancel", str(run_id), "accepted",

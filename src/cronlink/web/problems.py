@@ -3,11 +3,14 @@ for refusals, things not found and bad input."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from cronlink.errors import (
     AutomationNotFoundError,
@@ -33,25 +36,40 @@ NOT_FOUND: tuple[type[Exception], ...] = (
     TokenNotFoundError,
 )
 INVALID: tuple[type[Exception], ...] = (ConfigError, CronSyntaxError, ConnectionUnusableError)
-RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"model": Problem, "description": text}
-    for status, text in (
-        (401, "No valid API token (missing, malformed, unknown, expired or revoked)"),
-        (403, "The token's scope does not allow this"),
-        (404, "Not found"),
-        (422, "The request is not valid"),
-        (429, "Too many requests: wait Retry-After seconds"),
-        (502, "The provider refused or failed (a refresh)"),
-        (503, "Connections are not configured ([connections] in cronlink.toml)"),
-    )
+MEANINGS = {
+    400: "The request is not valid (a header, a parameter)",
+    401: "No valid credential (missing, malformed, unknown, expired or revoked)",
+    403: "The token's scope does not allow this",
+    404: "Not found",
+    408: "The request took longer than [serve] request_timeout",
+    413: "The body is larger than [serve] max_body",
+    422: "The request is not valid",
+    429: "Too many requests: wait Retry-After seconds",
+    502: "The provider refused or failed",
+    503: "Not available: [connections] is not configured, or the database is unreachable",
 }
+
+
+def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each a `Problem`."""
+    return {s: {"model": Problem, "description": MEANINGS[s]} for s in statuses}
+
+
+RESPONSES = answers(400, 401, 403, 404, 422, 429, 502, 503)
 
 
 def install(api: FastAPI) -> None:
     @api.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        name = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "error")
-        return JSONResponse({"error": name}, error.status_code, headers=error.headers)
+        names = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+        body = {"error": names.get(error.status_code, "error")}
+        if error.status_code == 400 and isinstance(error.detail, str):
+            body["detail"] = error.detail  # FastAPI's own words: "error parsing the body"
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            # Starlette names the methods of the first route on the path; several serve it.
+            headers["Allow"] = ", ".join(_methods(api, request))
+        return JSONResponse(body, error.status_code, headers=headers)
 
     @api.exception_handler(Refused)
     async def refused(request: Request, error: Refused) -> JSONResponse:
@@ -85,3 +103,28 @@ def install(api: FastAPI) -> None:
         # Where and what, never the value sent (it may be a secret pasted in the wrong field).
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
         return JSONResponse({"error": "invalid_request", "detail": "; ".join(problems)}, 422)
+
+
+def publish(api: FastAPI) -> None:
+    """Publish the answers' real shapes: a 422 is a `Problem` here (naming where and what
+    was wrong), not FastAPI's list of errors, which would echo the values sent."""
+
+    def schema() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            document = get_openapi(title=api.title, version=api.version, routes=api.routes)
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas["HTTPValidationError"] = Problem.model_json_schema()
+            schemas.pop("ValidationError", None)
+            api.openapi_schema = document
+        return api.openapi_schema
+
+    api.openapi = schema  # type: ignore[method-assign]
+
+
+def _methods(api: FastAPI, request: Request) -> list[str]:
+    scope = {**request.scope, "method": "\0"}
+    allowed: set[str] = set()
+    for route in api.routes:
+        if isinstance(route, APIRoute) and route.matches(scope)[0] is Match.PARTIAL:
+            allowed |= route.methods or set()
+    return sorted(allowed)
