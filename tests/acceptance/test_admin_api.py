@@ -239,3 +239,25 @@ async def test_audit_pages_and_usage(api: Api) -> None:
     assert status == 200
     [ok] = [u for u in report["jobs"] if u["job"] == "ok"]
     assert (ok["tier"], ok["runs"], ok["by_state"]) == ("light", 2, {"queued": 1, "cancelled": 1})
+
+
+async def test_deep_json_and_huge_headers_are_refused_before_parsing(api: Api) -> None:
+    auth = {"Authorization": f"Bearer {api.tokens['operate']}", "Content-Type": "application/json"}
+    trigger = api.url + "/api/v1/jobs/ok/trigger"
+    deep = b'{"payload": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    async with api.http.post(trigger, data=deep, headers=auth) as answer:
+        assert (answer.status, await answer.json()) == (400, {"error": "json_too_deep"})
+    fine = {"payload": {"text": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", "list": [[[1]]]}}
+    async with api.http.post(
+        trigger, json=fine, headers={"Authorization": auth["Authorization"]}
+    ) as answer:
+        assert answer.status == 202
+        run = await api.store.get_run((await answer.json())["run_id"])
+        assert run.payload == fine["payload"]
+    async with api.http.get(api.url + "/healthz", headers={"X-Big": "x" * 20_000}) as answer:
+        assert (answer.status, await answer.json()) == (431, {"error": "request_headers_too_large"})
+    many = {f"X-H{n}": "1" for n in range(150)}
+    async with api.http.get(api.url + "/healthz", headers=many) as answer:
+        assert answer.status == 431
+    async with api.http.get(api.url + "/healthz") as answer:
+        assert answer.status == 200
