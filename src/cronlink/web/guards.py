@@ -74,7 +74,7 @@ class Guards:
 
         try:
             async with asyncio.timeout(self.timeout):
-                inner = counted
+                inner: Receive = counted
                 if b"json" in named.get(b"content-type", b""):
                     body = await _whole(counted)
                     if _too_deep(body, self.max_depth):
