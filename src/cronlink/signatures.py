@@ -28,9 +28,19 @@ def _digest(secret: bytes, stamp: int, nonce: str, method: str, path: str, body:
     return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
 
 
+def fingerprint(header: str) -> str:
+    """The signature's own digest (`v1`): what is remembered as spent."""
+    return _fields(header).get("v1", "")[:64]
+
+
+def _fields(header: str) -> dict[str, str]:
+    return dict(part.strip().partition("=")[::2] for part in header.split(","))
+
+
 class Verifier:
     """Checks signatures against the accepted secrets and remembers those it accepted for
-    the window (in this process: each `cronlink serve` rejects replays made to it)."""
+    the window in this process (the service also spends each in the database, so that a
+    replay to another `cronlink serve` is refused as well)."""
 
     def __init__(self, secrets: list[str]) -> None:
         self._secrets = [s.encode() for s in secrets]
@@ -40,7 +50,7 @@ class Verifier:
         self, header: str, method: str, path: str, body: bytes, now: float | None = None
     ) -> bool:
         now = time.time() if now is None else now
-        fields = dict(part.strip().partition("=")[::2] for part in header.split(","))
+        fields = _fields(header)
         stamp, nonce, given = fields.get("t", ""), fields.get("n", ""), fields.get("v1", "")
         if not stamp.isdigit() or abs(now - int(stamp)) > WINDOW or given in self._seen:
             return False

@@ -288,3 +288,30 @@ async def test_required_signatures_and_a_signing_http_target(
         async with running_worker(sqlite_store, Tier.LIGHT, caller.jobs):
             run = await finished(sqlite_store, run_id)
         assert run.state is RunState.SUCCEEDED, run.error
+
+
+async def test_a_signed_call_replayed_to_another_server_is_refused(
+    any_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `cronlink serve` behind one balancer share the database: a signature spent on
+    one is spent on both."""
+    monkeypatch.setenv("CRON_SECRET", ONE)
+    signed = {"Authorization": f"Bearer {ONE}",
+              "X-Cronlink-Signature": sign(ONE, "POST", "/cron/ok", b"")}  # fmt: skip
+    async with (
+        serving(any_store, app, "127.0.0.1", 0) as first,
+        serving(any_store, app, "127.0.0.1", 0) as second,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(first + "/cron/ok", headers=signed) as answer:
+            assert answer.status == 202
+        async with http.post(second + "/cron/ok", headers=signed) as answer:
+            assert answer.status == 401
+        fresh = signed | {"X-Cronlink-Signature": sign(ONE, "POST", "/cron/ok", b"")}
+        async with http.post(second + "/cron/ok", headers=fresh) as answer:
+            assert answer.status == 202
+    spent = await any_store.transact(
+        lambda c: c.exec_driver_sql("SELECT count(*) FROM spent_signatures").scalar_one(),
+        write=False,
+    )
+    assert spent == 2

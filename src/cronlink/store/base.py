@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cronlink.store.audit_store import AuditStore
     from cronlink.store.automation_store import AutomationStore
     from cronlink.store.connection_store import ConnectionStore
+    from cronlink.store.signature_store import SignatureStore
     from cronlink.store.token_store import TokenStore
 
 
@@ -131,6 +132,13 @@ class Store(abc.ABC):
         from cronlink.store.audit_store import AuditStore
 
         return AuditStore(self)
+
+    @property
+    def signatures(self) -> SignatureStore:
+        # Imported here: it builds on this module.
+        from cronlink.store.signature_store import SignatureStore
+
+        return SignatureStore(self)
 
     @property
     def tokens(self) -> TokenStore:

@@ -273,3 +273,11 @@ api_tokens = Table(
     Column("revoked_at", Instant, nullable=True),
     Column("last_used_at", Instant, nullable=True),
 )
+
+spent_signatures = Table(
+    "spent_signatures",
+    metadata,
+    Column("signature", String(64), primary_key=True),
+    Column("expires_at", Instant, nullable=False),
+    Index("ix_spent_signatures_expires_at", "expires_at"),
+)

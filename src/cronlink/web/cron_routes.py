@@ -3,7 +3,7 @@ only call a URL, drives cronlink. Every call is audited, refused ones too."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
@@ -113,7 +113,11 @@ async def _signed(service: WebService, request: Request) -> bool:
     if header is None:
         return not service.require_signature
     body = await request.body()
-    return service.secrets.verifier.accepts(header, request.method, request.url.path, body)
+    if not service.secrets.verifier.accepts(header, request.method, request.url.path, body):
+        return False
+    now = datetime.now(UTC)
+    window = timedelta(seconds=signatures.WINDOW)
+    return await service.store.signatures.spend(signatures.fingerprint(header), now, now + window)
 
 
 def _too_many(wait: float) -> JSONResponse:
