@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from cronlink.api_tokens import ApiToken, Scope, digest, new_secret
 from cronlink.cron import explain, next_fire
-from cronlink.jobs import new_run
+from cronlink.errors import ConfigError
+from cronlink.jobs import new_run, schedule, with_overrides
 from cronlink.records import Fate, Reason, Run, RunState, Tier
+from cronlink.scheduler import schedule_rows
 from cronlink.store import RunFilter
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ class JobStatus:
     schedules: list[dict[str, str]]
     next_fire: datetime | None
     paused: bool
+    overridden: bool
+    """Its schedules were changed through the admin API (they replace the configured ones)."""
     last_state: str | None
     last_run_id: int | None
 
@@ -47,8 +51,10 @@ class HistoryEntry:
 async def job_statuses(store: Store, app: App, now: datetime) -> list[JobStatus]:
     paused = await store.paused_jobs()
     last = await store.last_runs(list(app.jobs))
+    overrides = await store.overrides.all()
+    jobs = with_overrides(app.jobs, overrides)
     statuses = []
-    for job in sorted(app.jobs.values(), key=lambda j: j.name):
+    for job in sorted(jobs.values(), key=lambda j: j.name):
         fires = [next_fire(s.cron, now, s.zone) for s in job.schedules]
         upcoming = [f for f in fires if f is not None]
         previous = last.get(job.name)
@@ -67,6 +73,7 @@ async def job_statuses(store: Store, app: App, now: datetime) -> list[JobStatus]
                 ],
                 next_fire=min(upcoming, key=lambda f: f.astimezone(UTC)) if upcoming else None,
                 paused=job.name in paused,
+                overridden=job.name in overrides,
                 last_state=previous.state.value if previous else None,
                 last_run_id=previous.id if previous else None,
             )
@@ -156,3 +163,20 @@ async def create_token(
     expires = None if lifetime is None else now + lifetime
     token = await store.tokens.create(name, scope, digest(secret), expires, now)
     return token, secret
+
+
+async def set_schedules(
+    store: Store, app: App, name: str, pairs: list[tuple[str, str]] | None, now: datetime
+) -> None:
+    """Replace job `name`'s schedules in every scheduler (None: back to its configured
+    ones). Each is checked first: `CronSyntaxError` or `ValueError` (an unknown zone)
+    names the bad one, and nothing is changed."""
+    job = app.get(name)
+    overrides = {} if pairs is None else {name: pairs}
+    for index, (cron, zone) in enumerate(pairs or []):
+        try:
+            schedule(cron, zone)
+        except ValueError as error:
+            raise ConfigError(f"schedules[{index}]: {error}") from None
+    changed = with_overrides({name: job}, overrides)[name]
+    await store.overrides.replace(name, pairs, schedule_rows(changed, now), now)

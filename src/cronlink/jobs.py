@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from cronlink.records import NewRun, Overlap, Reason, Tier
 from cronlink.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
 
     from cronlink.context import RunContext
 
@@ -99,3 +100,20 @@ def new_run(
         overlap=job.overlap,
         dedupe_key=dedupe_key,
     )
+
+
+def with_overrides(
+    jobs: Mapping[str, Job], overrides: Mapping[str, list[tuple[str, str]]]
+) -> dict[str, Job]:
+    """The jobs, with the schedules changed through the admin API in place of their
+    configured ones (keeping each job's jitter). Overrides of jobs no longer defined are
+    ignored."""
+    changed = dict(jobs)
+    for name, pairs in overrides.items():
+        job = jobs.get(name)
+        if job is None:
+            continue
+        jitter = job.schedules[0].jitter if job.schedules else timedelta(0)
+        specs = tuple(schedule(cron, zone, jitter) for cron, zone in pairs)
+        changed[name] = dataclasses.replace(job, schedules=specs)
+    return changed

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from cronlink.clock import Clock, SystemClock
 from cronlink.cron import next_fire
-from cronlink.jobs import new_run
+from cronlink.jobs import new_run, with_overrides
 from cronlink.misfire import plan
 from cronlink.records import Reason, Schedule
 from cronlink.store import ScheduleAdvance, Tick
@@ -61,23 +61,19 @@ class Scheduler:
         """Fire instants this far ahead (runs wait for their `not_before`), so that at the
         instant the runs are already queued and workers start at once."""
         self.on_fire = on_fire
+        self._specs: dict[str, tuple[Job, ScheduleSpec]] = {}
+
+    async def _load(self) -> None:
+        """The jobs' schedules, with those changed through the admin API in their place."""
+        jobs = with_overrides(self.jobs, await self.store.overrides.all())
         self._specs = {
             f"{job.name}|{spec.key}": (job, spec) for job in jobs.values() for spec in job.schedules
         }
 
     async def sync(self, now: datetime) -> None:
         """Store the schedules of the registered jobs; new ones start from `now`."""
-        wanted = [
-            Schedule(
-                key=key,
-                job=job.name,
-                cron=spec.cron.source,
-                timezone=spec.timezone,
-                cursor=now,
-                next_at=_next(spec, now),
-            )
-            for key, (job, spec) in self._specs.items()
-        ]
+        await self._load()
+        wanted = [_row(key, job, spec, now) for key, (job, spec) in self._specs.items()]
         await self.store.sync_schedules(wanted)
 
     async def tick(self, now: datetime) -> TickReport:
@@ -100,6 +96,10 @@ class Scheduler:
     async def _fire(self, due: list[Schedule], now: datetime) -> TickReport:
         ticks: list[Tick] = []
         advances: list[ScheduleAdvance] = []
+        if any(row.key not in self._specs for row in due):
+            # An operator changed a job's schedules since (or another scheduler runs a
+            # newer configuration): once per batch at most, a read of a small table.
+            await self._load()
         for row in due:
             found = self._specs.get(row.key)
             if found is None:
@@ -164,6 +164,16 @@ def _instants(
         found.append(at)
         at = _next(spec, at)
     return found, at
+
+
+def schedule_rows(job: Job, now: datetime) -> list[Schedule]:
+    """The stored schedules of `job` as they start at `now`."""
+    return [_row(f"{job.name}|{spec.key}", job, spec, now) for spec in job.schedules]
+
+
+def _row(key: str, job: Job, spec: ScheduleSpec, now: datetime) -> Schedule:
+    return Schedule(key=key, job=job.name, cron=spec.cron.source, timezone=spec.timezone,
+                    cursor=now, next_at=_next(spec, now))  # fmt: skip
 
 
 def _next(spec: ScheduleSpec, after: datetime) -> datetime | None:

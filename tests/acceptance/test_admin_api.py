@@ -18,6 +18,7 @@ import pytest
 from cronlink import control
 from cronlink.api_tokens import Scope
 from cronlink.records import RunState
+from cronlink.scheduler import Scheduler
 from cronlink.store import RunFilter, Store
 from cronlink.web.server import serving
 from tests.acceptance.handlers import app
@@ -261,3 +262,46 @@ async def test_deep_json_and_huge_headers_are_refused_before_parsing(api: Api) -
         assert answer.status == 431
     async with api.http.get(api.url + "/healthz") as answer:
         assert answer.status == 200
+
+
+async def test_an_admin_changes_a_jobs_schedules_for_every_scheduler(api: Api) -> None:
+    scheduler = Scheduler(api.store, app.jobs)  # started before the change, as in a fleet
+    await scheduler.sync(datetime.now(UTC))
+    body = {
+        "schedules": [{"cron": "* * * * * *"}, {"cron": "0 9 * * 1-5", "timezone": "Europe/Paris"}]
+    }
+    status, _ = await api.call("PUT", "/api/v1/jobs/ok/schedules", "operate", json=body)
+    assert status == 403
+    status, job = await api.call("PUT", "/api/v1/jobs/ok/schedules", json=body)
+    assert status == 200
+    assert job["overridden"] is True
+    assert [(s["cron"], s["timezone"]) for s in job["schedules"]] == [
+        ("* * * * * *", "UTC"), ("0 9 * * 1-5", "Europe/Paris"),
+    ]  # fmt: skip
+    report = await scheduler.tick(datetime.now(UTC) + timedelta(seconds=3))
+    assert report.started >= 1  # the instants it calls past are recorded as missed
+    assert report.started + report.missed >= 3
+    fired = await api.store.list_runs(RunFilter(job="ok"))
+    assert {r.reason.value for r in fired} == {"schedule"}
+
+    status, body_ = await api.call(
+        "PUT", "/api/v1/jobs/ok/schedules", json={"schedules": [{"cron": "61 * * * *"}]}
+    )
+    assert status == 422
+    assert body_["detail"].startswith("schedules[0]:")
+    status, body_ = await api.call(
+        "PUT", "/api/v1/jobs/ok/schedules",
+        json={"schedules": [{"cron": "* * * * *", "timezone": "Mars/Olympus"}]},
+    )  # fmt: skip
+    assert (status, "Mars/Olympus" in body_["detail"]) == (422, True)
+    status, job = await api.call("GET", "/api/v1/jobs/ok", "read")
+    assert len(job["schedules"]) == 2  # a refused change changed nothing
+
+    status, job = await api.call("DELETE", "/api/v1/jobs/ok/schedules")
+    assert (status, job["overridden"], job["schedules"]) == (200, False, [])
+    before = len(await api.store.list_runs(RunFilter(job="ok", limit=1000)))
+    await scheduler.tick(datetime.now(UTC) + timedelta(seconds=10))
+    assert len(await api.store.list_runs(RunFilter(job="ok", limit=1000))) == before
+    changes = [e.detail for e in await api.store.audit.find(action="jobs.schedules")]
+    assert changes[0] == "back to the configured schedules"
+    assert "* * * * * * (UTC)" in changes[-1]

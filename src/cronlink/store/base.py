@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cronlink.store.audit_store import AuditStore
     from cronlink.store.automation_store import AutomationStore
     from cronlink.store.connection_store import ConnectionStore
+    from cronlink.store.override_store import OverrideStore
     from cronlink.store.signature_store import SignatureStore
     from cronlink.store.token_store import TokenStore
 
@@ -139,6 +140,13 @@ class Store(abc.ABC):
         from cronlink.store.signature_store import SignatureStore
 
         return SignatureStore(self)
+
+    @property
+    def overrides(self) -> OverrideStore:
+        # Imported here: it builds on this module.
+        from cronlink.store.override_store import OverrideStore
+
+        return OverrideStore(self)
 
     @property
     def tokens(self) -> TokenStore:

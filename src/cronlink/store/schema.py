@@ -281,3 +281,12 @@ spent_signatures = Table(
     Column("expires_at", Instant, nullable=False),
     Index("ix_spent_signatures_expires_at", "expires_at"),
 )
+
+schedule_overrides = Table(
+    "schedule_overrides",
+    metadata,
+    Column("job", String(200), primary_key=True),
+    # JSON: [[cron, timezone], ...]
+    Column("schedules", Text, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+)

@@ -52,6 +52,10 @@ class Job(BaseModel):
     schedules: list[Schedule]
     next_fire: datetime | None
     paused: bool
+    overridden: bool = Field(
+        description="Its schedules were changed through this API (they replace the "
+        "configured ones until cleared)"
+    )
     last_state: str | None
     last_run_id: int | None
 
@@ -197,3 +201,12 @@ class Tick(BaseModel):
 class Health(BaseModel):
     status: str
     database: str | None = None
+
+
+class NewSchedule(BaseModel):
+    cron: str = Field(min_length=1, max_length=200, examples=["*/5 * * * *"])
+    timezone: str = Field(default="UTC", min_length=1, max_length=100)
+
+
+class NewSchedules(BaseModel):
+    schedules: list[NewSchedule] = Field(min_length=1, max_length=20)

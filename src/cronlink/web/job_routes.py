@@ -20,6 +20,7 @@ from cronlink.web.api_models import (
     Instant,
     Job,
     LogLine,
+    NewSchedules,
     Queued,
     RunDetail,
     RunOut,
@@ -36,6 +37,7 @@ def router(service: "WebService") -> APIRouter:
     routes = APIRouter(prefix="/api/v1", tags=["jobs and runs"])
     Reader = Annotated[ApiToken, Depends(caller(service, Scope.READ))]
     Operator = Annotated[ApiToken, Depends(caller(service, Scope.OPERATE))]
+    Admin = Annotated[ApiToken, Depends(caller(service, Scope.ADMIN))]
 
     async def job(name: str) -> Job:
         service.app.get(name)  # UnknownJobError: 404 with close names
@@ -67,6 +69,26 @@ def router(service: "WebService") -> APIRouter:
     @routes.post("/jobs/{name}/resume")
     async def resume_job(name: str, token: Operator, request: Request) -> Job:
         return await set_paused(name, False, token, request)
+
+    @routes.put("/jobs/{name}/schedules")
+    async def change_schedules(
+        name: str, body: NewSchedules, token: Admin, request: Request
+    ) -> Job:
+        """Replace the job's schedules in every scheduler, until cleared (DELETE). Those it
+        keeps keep their place; new ones start now."""
+        pairs = [(s.cron, s.timezone) for s in body.schedules]
+        await control.set_schedules(service.store, service.app, name, pairs, datetime.now(UTC))
+        shown = "; ".join(f"{cron} ({zone})" for cron, zone in pairs)
+        await service.audited(request, token.actor, "jobs.schedules", name, "accepted", shown)
+        return await job(name)
+
+    @routes.delete("/jobs/{name}/schedules")
+    async def clear_schedules(name: str, token: Admin, request: Request) -> Job:
+        """Back to the job's configured schedules."""
+        await control.set_schedules(service.store, service.app, name, None, datetime.now(UTC))
+        await service.audited(request, token.actor, "jobs.schedules", name, "accepted",
+                              "back to the configured schedules")  # fmt: skip
+        return await job(name)
 
     @routes.post("/jobs/{name}/trigger", status_code=202)
     async def trigger_job(

@@ -1,0 +1,61 @@
+"""Schedule overrides (`store.overrides`): a job's schedules as changed through the admin
+API, and its stored schedule rows changed with them in the same transaction."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, insert, select
+
+from cronlink.store.schema import schedule_overrides, schedules
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlalchemy import Connection
+
+    from cronlink.records import Schedule
+    from cronlink.store.base import Store
+
+Pairs = list[tuple[str, str]]
+"""(cron, time zone) of each schedule."""
+
+
+class OverrideStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def all(self) -> dict[str, Pairs]:
+        query = select(schedule_overrides.c.job, schedule_overrides.c.schedules)
+        rows = await self._store.transact(lambda c: c.execute(query).all(), write=False)
+        return {job: [(cron, zone) for cron, zone in json.loads(text)] for job, text in rows}
+
+    async def replace(
+        self, job: str, pairs: Pairs | None, rows: list[Schedule], now: datetime
+    ) -> None:
+        """Set the job's override (None: drop it, back to its configuration) and make its
+        stored schedules `rows`: those it keeps keep their cursor, new ones start now."""
+
+        def work(c: Connection) -> None:
+            c.execute(delete(schedule_overrides).where(schedule_overrides.c.job == job))
+            if pairs is not None:
+                c.execute(
+                    insert(schedule_overrides).values(
+                        job=job, schedules=json.dumps(pairs), updated_at=now
+                    )
+                )
+            keep = {r.key for r in rows}
+            held = set(c.execute(select(schedules.c.key).where(schedules.c.job == job)).scalars())
+            gone = list(held - keep)
+            if gone:
+                c.execute(delete(schedules).where(schedules.c.key.in_(gone)))
+            new = [
+                {"key": r.key, "job": r.job, "cron": r.cron, "timezone": r.timezone,
+                 "cursor": r.cursor, "next_at": r.next_at}
+                for r in rows if r.key not in held
+            ]  # fmt: skip
+            if new:
+                c.execute(insert(schedules), new)
+
+        await self._store.transact(work, write=True)
