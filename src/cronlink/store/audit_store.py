@@ -38,14 +38,7 @@ class AuditStore:
     ) -> tuple[int, bool]:
         """Queue a run (or find the one its dedupe key started) and write its audit line
         (`audit(run_id, deduplicated)`) in one transaction: (run id, deduplicated)."""
-
-        def work(c: Connection) -> tuple[int, bool]:
-            run_id, created = queries.enqueue_once(c, run, now)
-            c.execute(insert(audit_log).values(_values(audit(run_id, not created))))
-            queries.notify(c, run.tier)
-            return run_id, not created
-
-        return await self._store.transact(work, write=True)
+        return await self._store.enqueue_audited(run, now, audit)
 
     async def find(
         self,
@@ -75,3 +68,13 @@ def _values(entry: AuditEntry) -> dict[str, Any]:
     values.pop("id")
     values["detail"] = values["detail"][:DETAIL_CHARS]
     return values
+
+
+def enqueue_audited(
+    c: Connection, run: NewRun, now: datetime, audit: Callable[[int, bool], AuditEntry]
+) -> tuple[int, bool]:
+    """The statements of `AuditStore.enqueue`, inside the caller's transaction."""
+    run_id, created = queries.enqueue_once(c, run, now)
+    c.execute(insert(audit_log).values(_values(audit(run_id, not created))))
+    queries.notify(c, run.tier)
+    return run_id, not created

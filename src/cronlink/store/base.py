@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
 
+    from cronlink.audit import AuditEntry
     from cronlink.connections.model import Sealed
     from cronlink.records import Fire, NewRun, Run, RunError, RunState, Schedule, Tier, Usage
     from cronlink.store.audit_store import AuditStore
@@ -291,6 +292,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def last_runs(self, jobs: list[str]) -> dict[str, Run]:
         """The newest run of each job that has one."""
+
+    async def enqueue_audited(
+        self, run: NewRun, now: datetime, audit: Callable[[int, bool], AuditEntry]
+    ) -> tuple[int, bool]:
+        """See `AuditStore.enqueue` (engines may do it in plain SQL: the API's hot path)."""
+        # Imported here: it builds on this module.
+        from cronlink.store.audit_store import enqueue_audited
+
+        return await self.transact(lambda c: enqueue_audited(c, run, now, audit), write=True)
 
     async def usage(self, since: datetime) -> list[Usage]:
         """Runs enqueued since `since`, per job and tier (see `records.Usage`)."""

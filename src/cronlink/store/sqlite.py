@@ -26,12 +26,14 @@ from sqlalchemy.pool import StaticPool
 
 from cronlink.errors import CorruptDatabaseError, StoreError
 from cronlink.store import migrate, queries, sqlite_hot, sqlite_refresh
+from cronlink.store.audit_store import DETAIL_CHARS
 from cronlink.store.base import Completion, Store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime, timedelta
 
+    from cronlink.audit import AuditEntry
     from cronlink.connections.model import Sealed
     from cronlink.records import Fire, NewRun, Run, Schedule, Tier
     from cronlink.store.base import (
@@ -204,6 +206,13 @@ class SQLiteStore(Store):
 
     async def paused_jobs(self) -> set[str]:
         return await self._call(self._read(queries.paused_jobs))
+
+    async def enqueue_audited(
+        self, run: NewRun, now: datetime, audit: Callable[[int, bool], AuditEntry]
+    ) -> tuple[int, bool]:
+        return await self._call(
+            self._hot(lambda db: sqlite_hot.enqueue_audited(db, run, now, audit, DETAIL_CHARS))
+        )
 
     async def enqueue(self, run: NewRun, now: datetime) -> int:
         return await self._call(self._write(lambda c: queries.enqueue(c, run, now)), inline=True)

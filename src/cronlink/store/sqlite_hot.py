@@ -18,8 +18,10 @@ from cronlink.store.rows import run_from_mapping
 from cronlink.store.schema import Instant, from_micros, runs, to_micros
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
+    from cronlink.audit import AuditEntry
     from cronlink.records import NewRun, Run, Tier
     from cronlink.store.base import Outcome, ScheduleAdvance, Tick
 
@@ -226,16 +228,47 @@ def _among(db: sqlite3.Connection, query: str, names: list[str]) -> set[str]:
 
 
 def _run_params(run: NewRun, stamp: int) -> tuple[Any, ...]:
-    assert run.scheduled_for is not None
     return (
         run.job,
         run.tier.value,
         run.reason.value,
         None if run.payload is None else json.dumps(run.payload),
-        to_micros(run.scheduled_for),
+        None if run.scheduled_for is None else to_micros(run.scheduled_for),
         stamp,
         to_micros(run.not_before) if run.not_before is not None else stamp,
         run.max_attempts,
         run.overlap.value,
         run.dedupe_key,
     )
+
+
+INSERT_ONCE = INSERT_RUN.rstrip() + " ON CONFLICT(dedupe_key) DO NOTHING RETURNING id"
+RUN_OF_KEY = "SELECT id FROM runs WHERE dedupe_key = ?"
+INSERT_AUDIT = """
+INSERT INTO audit_log (at, actor, action, target, client, outcome, detail)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def enqueue_audited(
+    db: sqlite3.Connection,
+    run: NewRun,
+    now: datetime,
+    audit: Callable[[int, bool], AuditEntry],
+    detail_chars: int,
+) -> tuple[int, bool]:
+    """`AuditStore.enqueue` in plain SQL: an API call's run (or the one its dedupe key
+    started) and its audit line, inside the caller's write transaction."""
+    stamp = to_micros(now)
+    row = db.execute(INSERT_ONCE, _run_params(run, stamp)).fetchone()
+    deduplicated = row is None
+    if row is None:
+        row = db.execute(RUN_OF_KEY, (run.dedupe_key,)).fetchone()
+    run_id = int(row[0])
+    entry = audit(run_id, deduplicated)
+    db.execute(
+        INSERT_AUDIT,
+        (to_micros(entry.at), entry.actor, entry.action, entry.target, entry.client,
+         entry.outcome, entry.detail[:detail_chars]),
+    )  # fmt: skip
+    return run_id, deduplicated
