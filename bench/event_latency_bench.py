@@ -23,6 +23,7 @@ from cronlink.config import ConnectionsModel, connection_jobs
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
+from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
 from cronlink.records import Tier
 from cronlink.store import store_for
@@ -41,7 +42,7 @@ async def measure(url: str, sandbox: str, args: argparse.Namespace) -> list[floa
     os.environ["CRONLINK_SANDBOX_URL"] = sandbox
     store = store_for(url)
     await store.open()
-    session = new_session()
+    session = new_session(LOOPBACK)
     stop = asyncio.Event()
     try:
         providers = Providers.load()

@@ -21,6 +21,7 @@ from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.model import Health
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
+from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
 from cronlink.store import store_for
 from queue_bench import fresh_database
@@ -31,7 +32,7 @@ async def one_round(url: str, sandbox: str, count: int, concurrency: int) -> flo
     os.environ["CRONLINK_SANDBOX_URL"] = sandbox
     store = store_for(url)
     await store.open()
-    session = new_session()
+    session = new_session(LOOPBACK)
     try:
         connections = Connections(
             store, Vault.from_text(generate_key()), Providers.load(), session,

@@ -18,6 +18,7 @@ import time
 from datetime import UTC, datetime
 from multiprocessing.synchronize import Event
 
+from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
 from cronlink.jobs import new_run
 from cronlink.records import Reason, RunState, Tier
@@ -36,7 +37,7 @@ def work(url: str, ready: Event, stop: Event) -> None:
 async def _work(url: str, ready: Event, stop: Event) -> None:
     store = store_for(url)
     await store.open(migrate=False)
-    session = new_session()
+    session = new_session(LOOPBACK)
     worker = Worker(store, app.jobs, Tier.LIGHT, LightTier(session), poll=POLL_S)
     stopping = asyncio.Event()
     task = asyncio.create_task(worker.run(stopping))

@@ -35,6 +35,7 @@ from cronlink.config import ConnectionsModel, connection_jobs
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
+from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
 from cronlink.store import store_for
 from cronlink.store.schema import automations as automations_table
@@ -51,7 +52,7 @@ async def prepare(url: str, sandbox: str, key: str, args: argparse.Namespace) ->
     os.environ["CRONLINK_SANDBOX_URL"] = sandbox
     store = store_for(url)
     await store.open()
-    session = new_session()
+    session = new_session(LOOPBACK)
     try:
         connections = Connections(store, Vault.from_text(key), Providers.load(), session)
         users = [f"user{i}" for i in range(args.connections)]
@@ -95,7 +96,7 @@ async def measure(url: str, sandbox: str, key: str, seconds: float) -> dict[str,
     os.environ["CRONLINK_SANDBOX_URL"] = sandbox
     store = store_for(url)
     await store.open(migrate=False)
-    session = new_session()
+    session = new_session(LOOPBACK)
     try:
         providers = Providers.load()
         connections = Connections(store, Vault.from_text(key), providers, session)

@@ -34,6 +34,7 @@ import psycopg
 
 from cronlink.app import App
 from cronlink.context import RunContext
+from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
 from cronlink.jobs import new_run
 from cronlink.records import Reason, RunState, Tier
@@ -61,7 +62,7 @@ def work(url: str, mode: str, ready: Event, go: Event, stop: Event) -> None:
 async def _work(url: str, mode: str, ready: Event, go: Event, stop: Event) -> None:
     store = store_for(url)
     await store.open(migrate=False)
-    session = new_session()
+    session = new_session(LOOPBACK)
     batch, group = MODES[mode]
     worker = Worker(
         store, app.jobs, Tier.LIGHT, LightTier(session),

@@ -27,6 +27,7 @@ from multiprocessing.synchronize import Event
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
+from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
 from cronlink.sandbox import Sandbox
 from cronlink.store import store_for
@@ -63,7 +64,7 @@ async def prepare(url: str, sandbox: str, count: int, key: str) -> list[int]:
     os.environ["CRONLINK_SANDBOX_URL"] = sandbox
     store = store_for(url)
     await store.open()
-    session = new_session()
+    session = new_session(LOOPBACK)
     try:
         connections = Connections(store, Vault.from_text(key), Providers.load(), session)
         users = [f"user{i}" for i in range(count)]
@@ -94,7 +95,7 @@ async def _refresh_all(url: str, sandbox: str, key: str, ids: list[int], concurr
     os.environ["CRONLINK_SANDBOX_URL"] = sandbox
     store = store_for(url)
     await store.open(migrate=False)
-    session = new_session()
+    session = new_session(LOOPBACK)
     connections = Connections(store, Vault.from_text(key), Providers.load(), session)
     gate = asyncio.Semaphore(concurrency)
 
@@ -111,7 +112,7 @@ async def _refresh_all(url: str, sandbox: str, key: str, ids: list[int], concurr
 
 
 async def sandbox_stats(sandbox: str) -> dict[str, int]:
-    session = new_session()
+    session = new_session(LOOPBACK)
     try:
         async with session.get(f"{sandbox}/sandbox/stats") as response:
             return dict(await response.json())

@@ -24,6 +24,7 @@ from cronlink.config import ConnectionsModel, connection_jobs
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
+from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
 from cronlink.records import Tier
 from cronlink.store import store_for
@@ -49,7 +50,7 @@ async def one_round(url: str, sandbox: str, records: int) -> float:
     os.environ["CRONLINK_SANDBOX_URL"] = sandbox
     store = store_for(url)
     await store.open()
-    session = new_session()
+    session = new_session(LOOPBACK)
     stop = asyncio.Event()
     try:
         async with session.post(f"{sandbox}/sandbox/records", json={"count": records}) as r:

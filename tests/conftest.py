@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from cronlink.egress import ALLOW_PRIVATE_ENV, PRIVATE_NETWORKS_ENV
 from cronlink.store import Store, store_for
 from tests.postgres import fresh_schema
+
+# The tests' peers (the sandbox, their own servers) listen on 127.0.0.1: settings read from
+# the environment, in this process and in the commands it starts, reach that and no other
+# private address. Tests of the default (public only) take these variables away.
+os.environ[PRIVATE_NETWORKS_ENV] = "127.0.0.0/8"
+os.environ.pop(ALLOW_PRIVATE_ENV, None)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from cronlink.connections import SECRET_KEY_ENV
 from cronlink.connections.model import Credentials
 from cronlink.context import RunContext, RunLog
+from cronlink.egress import EgressPolicy
 from cronlink.errors import ConnectionUnusableError, CronlinkError, RefreshError
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ class ChildRun:
     attempt: int
     idempotency_key: str
     payload: Any
+    egress: EgressPolicy
+    """The worker's: the run's own sessions reach no more than the worker's do."""
 
 
 class _PipeLog(RunLog):
@@ -87,6 +90,7 @@ def main(run: ChildRun, pipe: Connection) -> None:
         payload=run.payload,
         log=_PipeLog(run.job, run.run_id, pipe),
         _enqueue=enqueue,
+        egress=run.egress,
     )
     try:
         handler = resolve(run.handler_path)

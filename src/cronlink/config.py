@@ -21,6 +21,7 @@ from cronlink.automations import jobs as automation_jobs
 from cronlink.child import resolve
 from cronlink.connections import jobs
 from cronlink.durations import parse_duration
+from cronlink.egress import EgressPolicy, parse_networks, policy_from
 from cronlink.errors import ConfigError, CronSyntaxError
 from cronlink.jobs import DEFAULT_MEMORY_LIMIT, HttpTarget, Job
 
@@ -178,11 +179,22 @@ class ServeModel(_Strict):
 class FileModel(_Strict):
     database_url: str | None = None
     app: str | None = None
+    allow_private_networks: bool = False
+    """Let outbound requests reach loopback, private, link-local and shared addresses
+    (development, a sandbox); off, only public addresses are reached (see egress.py)."""
+    private_networks: list[str] = []
+    """Networks outbound requests may reach whatever their kind, e.g. 10.1.0.0/16."""
     worker: WorkerModel = WorkerModel()
     connections: ConnectionsModel | None = None
     automations: AutomationsModel = AutomationsModel()
     serve: ServeModel = ServeModel()
     jobs: list[JobModel] = []
+
+    @field_validator("private_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)
+        return value
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -200,6 +212,8 @@ class Settings:
     connections: ConnectionsModel | None = None
     automations: AutomationsModel = field(default_factory=AutomationsModel)
     serve: ServeModel = field(default_factory=ServeModel)
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+    """What outbound requests may reach: public addresses only unless opened."""
 
 
 def load_settings(
@@ -227,6 +241,7 @@ def load_settings(
         connections=parsed.connections,
         automations=parsed.automations,
         serve=parsed.serve,
+        egress=policy_from(parsed.allow_private_networks, parsed.private_networks, os.environ),
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cronlink.egress import EgressPolicy
 from cronlink.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -118,6 +119,9 @@ class RunContext:
     """Set when the worker shuts down: a handler that loops for long should return."""
     _connections: ConnectionAccess | None = field(default=None, repr=False)
     _automations: AutomationAccess | None = field(default=None, repr=False)
+    egress: EgressPolicy = field(default_factory=EgressPolicy, repr=False)
+    """What the worker's outbound requests may reach: give it to `new_session` for a
+    session of the handler's own."""
 
     @property
     def connections(self) -> ConnectionAccess:

@@ -25,6 +25,7 @@ from cronlink.config import AutomationsModel, ConnectionsModel, Settings, connec
 from cronlink.connections.crypto import ENV, generate_key
 from cronlink.connections.jobs import CHECK_HEALTH
 from cronlink.connections.setup import open_automations, open_connections
+from cronlink.egress import LOOPBACK
 from cronlink.errors import AutomationNotFoundError
 from cronlink.http_client import new_session
 from cronlink.jobs import new_run
@@ -59,9 +60,11 @@ SYNC_STEPS: list[dict[str, Any]] = [
 
 def demo_settings(database_url: str | None = None) -> Settings:
     """The demo's own settings: connections on, health checked every minute, its own
-    database; nothing from cronlink.toml or the environment (no real jobs, no real data)."""
+    database, outbound requests to loopback (its sandbox on 127.0.0.1); nothing from
+    cronlink.toml or the environment (no real jobs, no real data)."""
     return Settings(
         database_url=database_url or DATABASE,
+        egress=LOOPBACK,
         connections=ConnectionsModel(health_schedule="* * * * *"),
         automations=AutomationsModel(process_schedule="* * * * *"),
     )
@@ -94,7 +97,7 @@ async def demo(
         ):
             app.add(job)
         store = await open_store(settings)
-        session = new_session()
+        session = new_session(settings.egress)
         try:
             connections = await open_connections(settings, store, session, app)
             ids = await _seed(connections, sandbox, lifetime)

@@ -3,6 +3,7 @@
     CronlinkError
     ├── CronSyntaxError        an expression is refused: field, token, reason
     ├── ConfigError            cronlink.toml or the environment is wrong: file, key, reason
+    │   └── AddressRefusedError  an outbound request's host is not a public address
     ├── UnknownJobError        a job name that is not registered (with close names)
     ├── RunNotFoundError       a run id that does not exist
     ├── SecretKeyError         CRONLINK_SECRET_KEY is missing, malformed or not the key used
@@ -42,6 +43,21 @@ class CronSyntaxError(CronlinkError, ValueError):
 
 class ConfigError(CronlinkError):
     """The configuration is not valid."""
+
+
+class AddressRefusedError(ConfigError):
+    """An outbound request was refused before connecting: its host is not a public address.
+
+    A configuration matter (the URL, or `allow_private_networks` / `private_networks`):
+    retrying does not help. The message names the host, never the URL's path or query.
+    """
+
+    def __init__(self, host: str, address: str, reason: str) -> None:
+        self.host = host
+        self.address = address
+        self.reason = reason
+        named = host if host == address else f"{host} ({address})"
+        super().__init__(f"refused to connect to {named}: {reason}")
 
 
 class UnknownJobError(CronlinkError, LookupError):

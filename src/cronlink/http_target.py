@@ -12,7 +12,7 @@ import aiohttp
 from cronlink import signatures
 from cronlink.envtext import expand, referenced_values
 from cronlink.envtext import retry_after as parse_retry_after
-from cronlink.errors import ConfigError, CronlinkError
+from cronlink.errors import AddressRefusedError, ConfigError, CronlinkError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -70,6 +70,9 @@ async def call(
                 return f"{response.status} {excerpt}".rstrip()
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise HttpStatusError(response.status, excerpt, retry_after)
+    except AddressRefusedError as error:
+        # Its host may come from a ${VARIABLE} like the rest of the URL: scrubbed the same.
+        raise AddressRefusedError(scrub(error.host, secrets), error.address, error.reason) from None
     except aiohttp.ClientError as error:
         # A client error may quote the URL, which may carry a ${SECRET}: keep its class,
         # scrub its text.

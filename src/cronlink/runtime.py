@@ -49,7 +49,7 @@ async def run_roles(
     async with AsyncExitStack() as stack:
         store = await open_store(settings)
         stack.push_async_callback(store.close)
-        session = new_session()
+        session = new_session(settings.egress)
         stack.push_async_callback(session.close)
         connections = automations = None
         if settings.connections is not None:
@@ -116,7 +116,7 @@ async def serve_http(
         stack.push_async_callback(store.close)
         connections = automations = None
         if settings.connections is not None:
-            session = new_session()
+            session = new_session(settings.egress)
             stack.push_async_callback(session.close)
             connections = await open_connections(settings, store, session, app)
             automations = open_automations(settings, connections, app)

@@ -20,6 +20,7 @@ import psutil
 
 from cronlink import child, http_target
 from cronlink.errors import CronlinkError, RefreshError
+from cronlink.http_client import egress_of
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from cronlink.context import RunContext
+    from cronlink.egress import EgressPolicy
     from cronlink.jobs import Job
     from cronlink.records import Run
 
@@ -70,6 +72,7 @@ def encode_result(value: Any) -> str | None:
 class LightTier:
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self.session = session
+        self.egress = egress_of(session)
 
     async def execute(self, job: Job, run: Run, ctx: RunContext) -> Attempt:
         if job.target is not None:
@@ -102,6 +105,8 @@ class HeavyTier:
         each run's process starts from them already loaded (about 7 ms instead of 450 ms
         on a 2-core machine, bench/event_latency_bench.py)."""
         self.session = session
+        self.egress = egress_of(session)
+        """Handed to each run's process: its sessions reach what the worker's reaches."""
         self.sample_every = sample_every
         self._context = multiprocessing.get_context("forkserver")
         # Only the server's first start reads this; later calls change nothing.
@@ -114,7 +119,7 @@ class HeavyTier:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
             target=child.main,
-            args=(_child_run(job, run), theirs),
+            args=(_child_run(job, run, self.egress), theirs),
             name=f"cronlink-heavy-{run.id}",
             daemon=True,
         )
@@ -222,7 +227,7 @@ async def _automation_call(ctx: RunContext, method: str, args: tuple[Any, ...]) 
         return ("error", type(error).__name__, str(error))
 
 
-def _child_run(job: Job, run: Run) -> child.ChildRun:
+def _child_run(job: Job, run: Run, egress: EgressPolicy) -> child.ChildRun:
     assert job.handler_path is not None
     return child.ChildRun(
         handler_path=job.handler_path,
@@ -232,6 +237,7 @@ def _child_run(job: Job, run: Run) -> child.ChildRun:
         attempt=run.attempt,
         idempotency_key=run.idempotency_key,
         payload=run.payload,
+        egress=egress,
     )
 
 

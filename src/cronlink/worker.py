@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from cronlink.clock import Clock, SystemClock
 from cronlink.committer import Committer
 from cronlink.context import RunContext, RunLog
-from cronlink.errors import UnknownJobError
+from cronlink.errors import AddressRefusedError, UnknownJobError
 from cronlink.http_target import HttpStatusError, ScrubbedClientError
 from cronlink.jobs import new_run
 from cronlink.records import Reason, RunError, RunState, Tier
@@ -236,6 +236,7 @@ class Worker:
             _connections=self.connections,
             _automations=self.automations,
             stopping=self._shutting_down,
+            egress=self.executor.egress,
         )
         try:
             async with asyncio.timeout(job.timeout.total_seconds()):
@@ -279,8 +280,7 @@ class Worker:
             type_names=_type_names(error),
             status=status,
             retry_after=error.retry_after if isinstance(error, HttpStatusError) else None,
-            retryable=retryable
-            and (error.retryable if isinstance(error, HttpStatusError) else True),
+            retryable=retryable and _retryable(error),
         )
         recorded = _error(error, "http_status" if status else reason, message)
         decision = job.retry.decide(run.attempt, failure, self.clock.now())
@@ -299,6 +299,14 @@ class Worker:
         if self.on_enqueue is not None:
             self.on_enqueue(target.tier)
         return run_id
+
+
+def _retryable(error: BaseException) -> bool:
+    if isinstance(error, HttpStatusError):
+        return error.retryable
+    # A refused address stays refused until the configuration changes (by name: a heavy
+    # run's process reports it as ChildFailed).
+    return AddressRefusedError.__name__ not in _type_names(error)
 
 
 def _type_names(error: BaseException) -> tuple[str, ...]:

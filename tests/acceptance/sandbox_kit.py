@@ -13,6 +13,7 @@ from cronlink.config import ConnectionsModel, connection_jobs
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
+from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
 from cronlink.sandbox import Sandbox
 from cronlink.store import Store
@@ -46,7 +47,7 @@ async def kit(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
     async with Sandbox() as sandbox:
         monkeypatch.setenv("CRONLINK_SANDBOX_URL", sandbox.url)
         key = generate_key()
-        session = new_session()
+        session = new_session(LOOPBACK)
         refresh_job = next(
             j for j in connection_jobs(ConnectionsModel()) if j.name == "refresh-connection"
         )

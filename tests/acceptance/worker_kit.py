@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
+from aiohttp.abc import AbstractResolver
+
+from cronlink.egress import LOOPBACK, EgressPolicy
 from cronlink.http_client import new_session
 from cronlink.jobs import Job, new_run
 from cronlink.records import Reason, Run, Tier
@@ -27,9 +30,14 @@ async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 20) -
 
 @asynccontextmanager
 async def running_worker(
-    store: Store, tier: Tier, jobs: Mapping[str, Job] | None = None, **options: object
+    store: Store,
+    tier: Tier,
+    jobs: Mapping[str, Job] | None = None,
+    egress: EgressPolicy = LOOPBACK,
+    resolver: AbstractResolver | None = None,
+    **options: object,
 ) -> AsyncIterator[Worker]:
-    session = new_session()
+    session = new_session(egress, resolver=resolver)
     executor = LightTier(session) if tier is Tier.LIGHT else HeavyTier(session)
     settings: dict[str, object] = {"poll": 0.05, "heartbeat": timedelta(seconds=0.2)}
     settings.update(options)

@@ -19,6 +19,7 @@ from cronlink.automations.service import Automations
 from cronlink.connections.crypto import ENV, Vault
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
+from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
 from cronlink.store.automation_store import AutomationStore
 from tests.acceptance.automation_kit import BUILTIN
@@ -37,7 +38,7 @@ def _pause_before_commit(seconds: float, marker: Path) -> None:
 
 
 async def main(url: str, lease: float) -> None:
-    session = new_session()
+    session = new_session(LOOPBACK)
     async with opened(url) as store:
         providers = Providers.load()
         connections = Connections(store, Vault.from_text(os.environ[ENV]), providers, session)

@@ -16,12 +16,13 @@ from datetime import timedelta
 from cronlink.connections.crypto import ENV, Vault
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
+from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
 from tests.faults.processes import opened
 
 
 async def main(url: str, connection_id: int, count: int, lease: float) -> None:
-    session = new_session()
+    session = new_session(LOOPBACK)
     async with opened(url) as store:
         vault = Vault.from_text(os.environ[ENV])
         connections = Connections(

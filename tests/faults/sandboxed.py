@@ -11,6 +11,7 @@ from pathlib import Path
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
+from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
 from cronlink.sandbox import Sandbox
 from tests.faults.processes import opened
@@ -31,7 +32,7 @@ async def sandboxed(url: str, cwd: Path, toml: str = "") -> AsyncIterator[Setup]
     (cwd / "cronlink.toml").write_text(f'database_url = "{url}"\n[connections]\n{toml}')
     async with Sandbox() as sandbox, opened(url) as store:
         env = {"CRONLINK_SECRET_KEY": key, "CRONLINK_SANDBOX_URL": sandbox.url}
-        session = new_session()
+        session = new_session(LOOPBACK)
         providers = Providers.load()
         try:
             yield Setup(sandbox, Connections(store, Vault.from_text(key), providers, session), env)

@@ -16,7 +16,7 @@ import aiohttp
 from cronlink.automations.template import render
 from cronlink.connections.tokens import scrub
 from cronlink.envtext import retry_after
-from cronlink.errors import ConfigError, CronlinkError, StepError
+from cronlink.errors import AddressRefusedError, ConfigError, CronlinkError, StepError
 
 if TYPE_CHECKING:
     from cronlink.automations.process import StepContext
@@ -62,6 +62,8 @@ async def call(step: HttpStep, event: Any, ctx: StepContext) -> Any:
             async with ctx.session.request(step.method, url, json=body, headers=headers) as r:
                 text = scrub(await r.text(), secrets)
                 status, wait = r.status, retry_after(r.headers.get("Retry-After"))
+    except AddressRefusedError as error:
+        raise StepError(f"{step.method}: {error}", retryable=False) from None
     except (aiohttp.ClientError, TimeoutError) as error:
         raise StepError(f"{step.method} failed: {type(error).__name__}") from None
     if status == 429 and step.connection:

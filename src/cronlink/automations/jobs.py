@@ -74,7 +74,7 @@ async def process_automations(ctx: RunContext, concurrency: int = 8) -> dict[str
 async def _drain(ctx: RunContext, automation_id: int) -> tuple[list[int], list[int]]:
     done: list[int] = []
     failed: list[int] = []
-    session = new_session()
+    session = new_session(ctx.egress)
     try:
         while (work := await ctx.automations.take(automation_id, ctx.run_id)) is not None:
             finished = await run_event(work, ctx, session)

@@ -22,7 +22,7 @@ from yarl import URL
 from cronlink.automations import cursors
 from cronlink.automations.template import dig, render
 from cronlink.envtext import retry_after
-from cronlink.errors import ConfigError, PollError
+from cronlink.errors import AddressRefusedError, ConfigError, PollError
 
 if TYPE_CHECKING:
     from cronlink.automations.model import Cursor
@@ -142,6 +142,8 @@ async def _get(
                 if response.status == 200:
                     body = await response.json(content_type=None)
                 return response.status, CIMultiDict(response.headers), body
+    except AddressRefusedError as error:
+        raise PollError(str(error)) from None
     except (aiohttp.ClientError, TimeoutError, ValueError) as error:
         raise PollError(f"poll request failed: {type(error).__name__}") from None
 

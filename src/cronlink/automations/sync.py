@@ -21,7 +21,7 @@ from cronlink.automations.template import dig
 from cronlink.child import resolve
 from cronlink.connections.tokens import scrub
 from cronlink.envtext import retry_after
-from cronlink.errors import ConfigError, CronlinkError, StepError
+from cronlink.errors import AddressRefusedError, ConfigError, CronlinkError, StepError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -155,5 +155,7 @@ async def _request(ctx: StepContext, method: str, path: str, **options: Any) -> 
                         retryable=retryable,
                     )
                 return await response.json(content_type=None)
+    except AddressRefusedError as error:
+        raise StepError(f"{method} {path}: {error}", retryable=False) from None
     except (aiohttp.ClientError, TimeoutError, ValueError) as error:
         raise StepError(f"{method} {path} failed: {type(error).__name__}") from None

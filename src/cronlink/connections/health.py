@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from cronlink.connections.model import Health
+from cronlink.errors import AddressRefusedError
 
 if TYPE_CHECKING:
     from cronlink.connections.providers import Provider
@@ -67,6 +68,8 @@ async def probe(session: aiohttp.ClientSession, provider: Provider, token: str) 
         return Probe(ok=False, latency_ms=_since(started), detail=f"no answer in {TIMEOUT:g}s")
     except aiohttp.ClientError as error:
         return Probe(ok=False, latency_ms=_since(started), detail=type(error).__name__)
+    except AddressRefusedError as error:
+        return Probe(ok=False, latency_ms=_since(started), detail=str(error))
     latency = _since(started)
     if status in (401, 403):
         detail = f"token refused (HTTP {status})"

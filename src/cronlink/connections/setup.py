@@ -89,7 +89,7 @@ def open_automations(
 async def connections_for(settings: Settings, app: App | None = None) -> AsyncIterator[Connections]:
     """`Connections` with their own store and HTTP session, closed on the way out."""
     store = store_for(settings.database_url)
-    session = new_session()
+    session = new_session(settings.egress)
     try:
         await store.open()
         yield await open_connections(settings, store, session, app)

@@ -19,7 +19,7 @@ from authlib.oauth2.auth import ClientAuth
 from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from cronlink.envtext import retry_after
-from cronlink.errors import ConfigError, RefreshError
+from cronlink.errors import AddressRefusedError, ConfigError, RefreshError
 
 if TYPE_CHECKING:
     from cronlink.connections.model import Connection
@@ -103,6 +103,10 @@ async def _token_request(
             status = response.status
             text = await response.text(errors="replace")
             wait = retry_after(response.headers.get("Retry-After"))
+    except AddressRefusedError as error:
+        # The operator's to fix (the provider's URL or the egress policy); users' connections
+        # are left as they are.
+        raise RefreshError(f"{provider.name} token endpoint: {error}", kind="config") from None
     except TimeoutError:
         raise RefreshError(
             f"{provider.name} token endpoint {url} did not answer within {within:g}s",
