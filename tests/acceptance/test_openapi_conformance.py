@@ -1,0 +1,119 @@
+"""schemathesis against `/openapi.json` of a real server (uvicorn on 127.0.0.1, SQLite,
+the sandbox provider): generated requests, valid and not, to every operation; no answer
+may be a 5xx, and every answer must match the schema the service publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import checks
+
+from cronlink import control
+from cronlink.api_tokens import Scope
+from cronlink.automations.service import Automations
+from cronlink.config import ConnectionsModel, ServeModel, connection_jobs
+from cronlink.connections.crypto import Vault, generate_key
+from cronlink.connections.providers import Providers
+from cronlink.connections.service import Connections
+from cronlink.egress import LOOPBACK
+from cronlink.http_client import new_session
+from cronlink.sandbox import Sandbox
+from cronlink.store import store_for
+from cronlink.web.app import build
+from cronlink.web.limits import Clients, Limiter
+from cronlink.web.secrets import CronSecrets
+from cronlink.web.server import serving
+from cronlink.web.service import WebService
+from tests.acceptance.handlers import app
+
+CRON = "conformance-cron-secret-0123456789"
+
+
+class Server:
+    """The service on its own event loop in a thread, so that schemathesis (synchronous)
+    can call it over the network."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.url = ""
+        self.token = ""
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._main(),))
+
+    def __enter__(self) -> Server:
+        self._thread.start()
+        assert self._ready.wait(30), "the server did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        async with AsyncExitStack() as stack:
+            store = store_for(f"sqlite:///{self.folder / 'cronlink.db'}")
+            await store.open()
+            stack.push_async_callback(store.close)
+            await stack.enter_async_context(Sandbox())
+            session = new_session(LOOPBACK)
+            stack.push_async_callback(session.close)
+            jobs = {j.name: j for j in connection_jobs(ConnectionsModel())}
+            connections = Connections(store, Vault.from_text(generate_key()), Providers.load(),
+                                      session, refresh_job=jobs["refresh-connection"])  # fmt: skip
+            automations = Automations(store, connections.providers, session, connections,
+                                      process_job=jobs["process-automation"])  # fmt: skip
+            _, self.token = await control.create_token(
+                store, "schemathesis", Scope.ADMIN, None, datetime.now(UTC)
+            )
+            limits = ServeModel(address_rate=10_000, address_burst=10_000)
+            self.url = await stack.enter_async_context(
+                serving(store, app, "127.0.0.1", 0, limits, connections, automations)
+            )
+            self._ready.set()
+            await self._stop.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CRON_SECRET", CRON)
+        with Server(tmp_path_factory.mktemp("conformance")) as running:
+            yield running
+
+
+def _published() -> dict[str, Any]:
+    """The schema the service publishes at /openapi.json (the route table alone decides it:
+    no store is touched to build it)."""
+    service = WebService(store=None, app=app, secrets=CronSecrets([]), clients=Clients([]),  # type: ignore[arg-type]
+                         per_address=Limiter(1, 1), per_credential=Limiter(1, 1))  # fmt: skip
+    return build(service).openapi()
+
+
+schema = schemathesis.openapi.from_dict(_published())
+
+
+@pytest.mark.slow
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_answer_is_in_the_schema_and_none_is_a_5xx(case: Any, server: Server) -> None:
+    secret = CRON if case.path.startswith("/cron/") else server.token
+    # A schema cannot say "a provider configured here", "a state this service sealed" or
+    # "an owner that is not only spaces": such schema-valid calls get a 4xx, rightly.
+    case.call_and_validate(
+        base_url=server.url,
+        headers={"Authorization": f"Bearer {secret}"},
+        excluded_checks=[checks.positive_data_acceptance],
+    )
