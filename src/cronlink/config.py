@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -152,8 +153,26 @@ class ServeModel(_Strict):
     """The largest request body accepted (413 beyond)."""
     request_timeout: Duration = "30s"
     """A request not answered by then is cut off (408): a slow client cannot pin it."""
+    max_headers: str | int = "16KiB"
+    """The most header bytes a request may carry, all headers together (431 beyond)."""
+    max_json_depth: Annotated[int, Field(ge=1, le=512)] = 32
+    """How deep a JSON body may nest (400 beyond), checked before any parser recurses."""
+    public_url: str | None = None
+    """The address browsers reach this service at (`https://cron.example.com`), when a
+    proxy terminates TLS in front of it: OAuth redirect URIs and cookies are built on it.
+    Unset: the address of the request."""
 
-    @field_validator("max_body")
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError(f"{value!r} is not a base URL like https://cron.example.com")
+        return value.rstrip("/")
+
+    @field_validator("max_body", "max_headers")
     @classmethod
     def _size(cls, value: str | int) -> str | int:
         parse_size(value)

@@ -17,6 +17,7 @@ import pytest
 from yarl import URL
 
 from cronlink.app import App
+from cronlink.config import ServeModel
 from cronlink.connections.authorize import Authorizer
 from cronlink.connections.connect_state import COOKIE_PREFIX, INVALID_STATE, Flow
 from cronlink.connections.crypto import Vault, generate_key
@@ -371,3 +372,18 @@ async def test_without_connections_the_flow_is_unavailable(sqlite_store: Store) 
                 body = await answer.json()
                 assert body["error"] == "not_configured"
                 assert "[connections]" in body["detail"]
+
+
+async def test_behind_a_tls_proxy_the_public_url_is_what_browsers_get(served: Served) -> None:
+    public = ServeModel(public_url="https://cron.example.com/")
+    store = served.connections.store
+    async with serving(store, App(), "127.0.0.1", 0, public, served.connections) as url:
+        connect = f"{url}/connect/sandbox?owner=bob"
+        async with _browser() as browser, browser.get(connect, allow_redirects=False) as got:
+            assert got.status == 303
+            query = parse_qs(urlsplit(got.headers["Location"]).query)
+            [cookie] = got.headers.getall("Set-Cookie")
+    assert query["redirect_uri"] == ["https://cron.example.com/oauth/callback"]
+    assert "Secure" in cookie
+    with pytest.raises(ValueError, match="not a base URL"):
+        ServeModel(public_url="cron.example.com")

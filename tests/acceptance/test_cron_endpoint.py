@@ -315,3 +315,18 @@ async def test_a_signed_call_replayed_to_another_server_is_refused(
         write=False,
     )
     assert spent == 2
+
+
+async def test_header_and_depth_limits_come_from_serve_settings(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRON_SECRET", ONE)
+    model = ServeModel(max_headers="2KiB", max_json_depth=3)
+    auth = {"Authorization": f"Bearer {ONE}", "Content-Type": "application/json"}
+    async for url, http in _limited_server(sqlite_store, model):
+        async with http.post(url + "/cron/ok", headers=auth | {"X-Pad": "p" * 3000}) as answer:
+            assert answer.status == 431
+        async with http.post(url + "/cron/ok", headers=auth, data=b"[[[[1]]]]") as answer:
+            assert (answer.status, await answer.json()) == (400, {"error": "json_too_deep"})
+        async with http.post(url + "/cron/ok", headers=auth, data=b"[[[1]]]") as answer:
+            assert answer.status == 202

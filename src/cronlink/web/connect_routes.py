@@ -51,6 +51,8 @@ def router(service: WebService) -> APIRouter:
         if isinstance(ready, Response):
             return ready
         callback = str(request.url_for(CALLBACK))
+        if service.public_url is not None:  # behind a proxy: the address browsers know
+            callback = service.public_url + urlsplit(callback).path
         try:
             started = ready.start(
                 provider, owner=owner, scopes=scopes, return_to=return_to, redirect_uri=callback

@@ -59,10 +59,12 @@ async def serving(
         per_credential=Limiter(model.credential_rate, model.credential_burst),
         require_signature=model.require_signature, connections=connections,
         automations=automations,
+        public_url=model.public_url,
     )  # fmt: skip
     api = Guards(
         build(service), max_body=parse_size(model.max_body),
         timeout=parse_duration(model.request_timeout).total_seconds(),
+        max_headers=parse_size(model.max_headers), max_depth=model.max_json_depth,
     )  # fmt: skip
     config = uvicorn.Config(
         api, host=host, port=port, log_config=None, access_log=False, lifespan="off",

@@ -39,6 +39,8 @@ class WebService:
     connections: Connections | None = None
     """None when `[connections]` is not configured."""
     automations: Automations | None = None
+    public_url: str | None = None
+    """`[serve] public_url`: where browsers reach the service behind a TLS proxy."""
     _scheduler: Scheduler | None = field(default=None, repr=False)
     _refused: dict[tuple[str, str, str], int] = field(default_factory=dict, repr=False)
     """Refusals in the current window by (client, action, target), beyond the first."""
