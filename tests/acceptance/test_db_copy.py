@@ -14,12 +14,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, select
 
+from cronlink.api_tokens import Scope
 from cronlink.audit import AuditEntry
 from cronlink.automations.model import Cursor
 from cronlink.cli import cli
 from cronlink.records import NewRun, Overlap, Reason, RunError, RunState, Schedule, Tier
 from cronlink.store import Done, Outcome, RunFilter, ScheduleAdvance, Tick, store_for
 from cronlink.store.copy import copy_database
+from cronlink.store.migrate import head_revision
 from cronlink.store.schema import metadata
 from tests.postgres import fresh_schema
 
@@ -84,6 +86,9 @@ async def populate(url: str, extra_runs: int = 30) -> None:
             AuditEntry(at=T0, actor="cron-secret", action="cron.run", target="a",
                        client="10.0.0.7", outcome="accepted", detail="run 1 – é")
         )  # fmt: skip
+        await store.tokens.create("ci", Scope.OPERATE, "d" * 64, T0 + timedelta(days=90), T0)
+        await store.signatures.spend("e" * 64, T0, T0 + timedelta(minutes=5))
+        await store.overrides.replace("p", [("0 9 * * *", "Europe/Paris")], [], T0)
         minute = timedelta(minutes=1)
         await store.record_ticks(
             [scheduled("a", T0), scheduled("a", T0 - minute, missed=True), scheduled("p", T0)],
@@ -186,8 +191,8 @@ async def test_sqlite_to_postgres_keeps_every_row(tmp_path: Path, postgres_url: 
     report = json.loads(out)
     assert report["rows"] == {
         "connection_events": 1, "connections": 1, "jobs": 2, "runs": 36, "schedules": 2,
-        "automations": 1, "automation_events": 1, "audit_log": 1,
-        "fires": 3, "run_logs": 4,
+        "automations": 1, "automation_events": 1, "audit_log": 1, "api_tokens": 1,
+        "spent_signatures": 1, "schedule_overrides": 1, "fires": 3, "run_logs": 4,
     }  # fmt: skip
     assert report["replaced"] == 0
     assert "stop every cronlink role" in report["warning"]
@@ -233,10 +238,11 @@ async def test_a_target_with_rows_is_refused_and_untouched(
     assert ":***@" in out
     assert password not in out
     held = (
-        "audit_log 1, automation_events 1, automations 1, connection_events 1, connections 1, "
-        "jobs 2, runs 8, schedules 2, fires 3, run_logs 4"
+        "api_tokens 1, audit_log 1, automation_events 1, automations 1, connection_events 1, "
+        "connections 1, jobs 2, runs 8, schedule_overrides 1, schedules 2, spent_signatures 1, "
+        "fires 3, run_logs 4"
     )
-    assert f"already holds 24 cronlink rows ({held})" in out
+    assert f"already holds 27 cronlink rows ({held})" in out
     assert "--force replaces them" in out
     assert table_rows(postgres_url) == before
 
@@ -249,13 +255,14 @@ async def test_force_replaces_the_target_rows(tmp_path: Path, postgres_url: str)
     assert code == 0, out
     lines = out.splitlines()
     assert lines[0].startswith("note: stop every cronlink role that uses the source")
-    assert [line.split() for line in lines[1:11]] == [
-        ["audit_log", "1"], ["automation_events", "1"], ["automations", "1"],
-        ["connection_events", "1"], ["connections", "1"], ["jobs", "2"], ["runs", "9"],
-        ["schedules", "2"], ["fires", "3"], ["run_logs", "4"],
+    assert [line.split() for line in lines[1:14]] == [
+        ["api_tokens", "1"], ["audit_log", "1"], ["automation_events", "1"],
+        ["automations", "1"], ["connection_events", "1"], ["connections", "1"], ["jobs", "2"],
+        ["runs", "9"], ["schedule_overrides", "1"], ["schedules", "2"],
+        ["spent_signatures", "1"], ["fires", "3"], ["run_logs", "4"],
     ]  # fmt: skip
-    assert lines[11] == "replaced the 62 rows the target held"
-    assert lines[12].startswith(f"copied 25 rows from {source} to postgresql://")
+    assert lines[14] == "replaced the 65 rows the target held"
+    assert lines[15].startswith(f"copied 28 rows from {source} to postgresql://")
     assert table_rows(postgres_url) == table_rows(source)
     assert await enqueue_one(postgres_url) == 10
 
@@ -297,7 +304,7 @@ async def test_postgres_to_sqlite_round_trip(tmp_path: Path, postgres_url: str) 
     there = copy_database(source, postgres_url, batch=4)
     again = copy_database(postgres_url, back, batch=4)
     assert there.rows == again.rows
-    assert sum(again.rows.values()) == 52
+    assert sum(again.rows.values()) == 55
     assert await snapshot(back) == await snapshot(source)
     assert table_rows(back) == table_rows(source)
     assert await enqueue_one(back) == 37
@@ -350,7 +357,7 @@ async def test_a_source_not_at_this_schema_revision_is_refused(tmp_path: Path) -
         db.execute("DELETE FROM alembic_version")
     code, out = invoke("--from", f"sqlite:///{path}", "--to", f"sqlite:///{target}")
     assert code == 1
-    assert "is at schema revision None, this cronlink's is '0005'" in out
+    assert f"is at schema revision None, this cronlink's is '{head_revision()}'" in out
     assert "run `cronlink db upgrade --database-url SOURCE` on the source first" in out
     assert not target.exists()
 
