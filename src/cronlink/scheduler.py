@@ -40,6 +40,11 @@ class TickReport:
     schedules: int = 0
 
 
+HEARTBEAT = "scheduler"
+"""The heartbeat every scheduler, and `POST /cron/tick`, keep fresh (`/readyz` reads it)."""
+BEAT_EVERY = timedelta(seconds=10)
+
+
 class Scheduler:
     def __init__(
         self,
@@ -129,9 +134,13 @@ class Scheduler:
     async def run(self, stop: asyncio.Event) -> None:
         """Fire and reap until `stop` is set."""
         await self.sync(self.clock.now())
+        beaten = None
         while not stop.is_set():
             now = self.clock.now()
             try:
+                if beaten is None or now - beaten >= BEAT_EVERY:
+                    await self.store.heartbeats.beat(HEARTBEAT, now)
+                    beaten = now
                 report = await self.tick(now)
                 if report.started or report.missed:
                     log.info("fired %d runs, %d missed instants", report.started, report.missed)

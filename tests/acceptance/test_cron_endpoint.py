@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
@@ -17,12 +17,13 @@ from cronlink.app import App
 from cronlink.config import ServeModel
 from cronlink.jobs import HttpTarget, Job, new_run
 from cronlink.records import Reason, RunState, Tier
+from cronlink.scheduler import Scheduler
 from cronlink.signatures import sign
 from cronlink.store import Store
 from cronlink.web.limits import Limiter
 from cronlink.web.server import serving
 from tests.acceptance.handlers import app
-from tests.acceptance.worker_kit import finished, running_worker
+from tests.acceptance.worker_kit import finished, running_worker, wait_until
 
 ONE, TWO = "s3cret-one-5b1f0e2c9a", "s3cret-two-9d27c4aa51"
 
@@ -123,10 +124,38 @@ async def test_tick_fires_the_due_schedules(served: Served) -> None:
 
 
 async def test_health_and_readiness(served: Served) -> None:
-    for path, expected in (("/healthz", {"status": "ok"}),
-                           ("/readyz", {"status": "ready", "database": "ok"})):  # fmt: skip
-        async with served.http.get(served.url + path) as answer:
-            assert (answer.status, await answer.json()) == (200, expected)
+    async with served.http.get(served.url + "/healthz") as answer:
+        assert (answer.status, await answer.json()) == (200, {"status": "ok"})
+    async with served.http.get(served.url + "/readyz") as answer:
+        assert answer.status == 503  # no scheduler has shown itself: schedules would not fire
+        assert (await answer.json())["scheduler"] == "never seen"
+    assert (await served.post("/cron/tick"))[0] == 200  # an external cron drives the schedules
+    async with served.http.get(served.url + "/readyz") as answer:
+        assert (answer.status, await answer.json()) == (
+            200, {"status": "ready", "database": "ok", "scheduler": "ok"},
+        )  # fmt: skip
+    stale = datetime.now(UTC) - timedelta(minutes=3)
+    await served.store.heartbeats.beat("scheduler", stale)
+    async with served.http.get(served.url + "/readyz") as answer:
+        assert answer.status == 503
+        assert (await answer.json())["scheduler"] == f"last seen {stale.isoformat()}"
+
+
+async def test_a_running_scheduler_keeps_readiness_fresh(sqlite_store: Store) -> None:
+    stop = asyncio.Event()
+    chief = asyncio.create_task(Scheduler(sqlite_store, app.jobs).run(stop))
+    try:
+        await wait_until(lambda: _beaten(sqlite_store), within=10)  # the first pass beats
+    finally:
+        stop.set()
+        await chief
+    last = await sqlite_store.heartbeats.last("scheduler")
+    assert last is not None
+    assert datetime.now(UTC) - last < timedelta(seconds=10)
+
+
+async def _beaten(store: Store) -> bool:
+    return await store.heartbeats.last("scheduler") is not None
 
 
 async def test_without_cron_secret_everything_is_refused(

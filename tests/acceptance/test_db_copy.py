@@ -89,6 +89,7 @@ async def populate(url: str, extra_runs: int = 30) -> None:
         await store.tokens.create("ci", Scope.OPERATE, "d" * 64, T0 + timedelta(days=90), T0)
         await store.signatures.spend("e" * 64, T0, T0 + timedelta(minutes=5))
         await store.overrides.replace("p", [("0 9 * * *", "Europe/Paris")], [], T0)
+        await store.heartbeats.beat("scheduler", T0)
         minute = timedelta(minutes=1)
         await store.record_ticks(
             [scheduled("a", T0), scheduled("a", T0 - minute, missed=True), scheduled("p", T0)],
@@ -192,7 +193,8 @@ async def test_sqlite_to_postgres_keeps_every_row(tmp_path: Path, postgres_url: 
     assert report["rows"] == {
         "connection_events": 1, "connections": 1, "jobs": 2, "runs": 36, "schedules": 2,
         "automations": 1, "automation_events": 1, "audit_log": 1, "api_tokens": 1,
-        "spent_signatures": 1, "schedule_overrides": 1, "fires": 3, "run_logs": 4,
+        "spent_signatures": 1, "schedule_overrides": 1, "heartbeats": 1, "fires": 3,
+        "run_logs": 4,
     }  # fmt: skip
     assert report["replaced"] == 0
     assert "stop every cronlink role" in report["warning"]
@@ -239,10 +241,10 @@ async def test_a_target_with_rows_is_refused_and_untouched(
     assert password not in out
     held = (
         "api_tokens 1, audit_log 1, automation_events 1, automations 1, connection_events 1, "
-        "connections 1, jobs 2, runs 8, schedule_overrides 1, schedules 2, spent_signatures 1, "
-        "fires 3, run_logs 4"
+        "connections 1, heartbeats 1, jobs 2, runs 8, schedule_overrides 1, schedules 2, "
+        "spent_signatures 1, fires 3, run_logs 4"
     )
-    assert f"already holds 27 cronlink rows ({held})" in out
+    assert f"already holds 28 cronlink rows ({held})" in out
     assert "--force replaces them" in out
     assert table_rows(postgres_url) == before
 
@@ -255,14 +257,14 @@ async def test_force_replaces_the_target_rows(tmp_path: Path, postgres_url: str)
     assert code == 0, out
     lines = out.splitlines()
     assert lines[0].startswith("note: stop every cronlink role that uses the source")
-    assert [line.split() for line in lines[1:14]] == [
+    assert [line.split() for line in lines[1:15]] == [
         ["api_tokens", "1"], ["audit_log", "1"], ["automation_events", "1"],
-        ["automations", "1"], ["connection_events", "1"], ["connections", "1"], ["jobs", "2"],
-        ["runs", "9"], ["schedule_overrides", "1"], ["schedules", "2"],
-        ["spent_signatures", "1"], ["fires", "3"], ["run_logs", "4"],
+        ["automations", "1"], ["connection_events", "1"], ["connections", "1"],
+        ["heartbeats", "1"], ["jobs", "2"], ["runs", "9"], ["schedule_overrides", "1"],
+        ["schedules", "2"], ["spent_signatures", "1"], ["fires", "3"], ["run_logs", "4"],
     ]  # fmt: skip
-    assert lines[14] == "replaced the 65 rows the target held"
-    assert lines[15].startswith(f"copied 28 rows from {source} to postgresql://")
+    assert lines[15] == "replaced the 66 rows the target held"
+    assert lines[16].startswith(f"copied 29 rows from {source} to postgresql://")
     assert table_rows(postgres_url) == table_rows(source)
     assert await enqueue_one(postgres_url) == 10
 
@@ -304,7 +306,7 @@ async def test_postgres_to_sqlite_round_trip(tmp_path: Path, postgres_url: str) 
     there = copy_database(source, postgres_url, batch=4)
     again = copy_database(postgres_url, back, batch=4)
     assert there.rows == again.rows
-    assert sum(again.rows.values()) == 55
+    assert sum(again.rows.values()) == 56
     assert await snapshot(back) == await snapshot(source)
     assert table_rows(back) == table_rows(source)
     assert await enqueue_one(back) == 37

@@ -27,6 +27,7 @@ from cronlink.connections.service import Connections
 from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
 from cronlink.sandbox import Sandbox
+from cronlink.scheduler import HEARTBEAT, Scheduler
 from cronlink.store import store_for
 from cronlink.web.app import build
 from cronlink.web.limits import Clients, Limiter
@@ -34,6 +35,7 @@ from cronlink.web.secrets import CronSecrets
 from cronlink.web.server import serving
 from cronlink.web.service import WebService
 from tests.acceptance.handlers import app
+from tests.acceptance.worker_kit import wait_until
 
 CRON = "conformance-cron-secret-0123456789"
 
@@ -82,8 +84,16 @@ class Server:
             self.url = await stack.enter_async_context(
                 serving(store, app, "127.0.0.1", 0, limits, connections, automations)
             )
+            # A scheduler as in `cronlink run`: /readyz is ready, /cron/tick meets another.
+            chief = asyncio.create_task(Scheduler(store, app.jobs).run(self._stop))
+
+            async def beaten() -> bool:
+                return await store.heartbeats.last(HEARTBEAT) is not None
+
+            await wait_until(beaten)
             self._ready.set()
             await self._stop.wait()
+            await chief
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,12 @@ async def test_a_sync_whose_worker_is_killed_twice_writes_each_record_once(
                 done = await automations.store.automations.event(event.id)
                 return done.state is EventState.DONE
 
-            await wait_until(finished, within=90)
+            try:
+                await wait_until(finished, within=90)
+            except AssertionError:
+                run = await automations.store.get_run(event.run_id or 0)
+                logs = "\n".join(r.output()[-3000:] for r in (scheduler, *workers))
+                raise AssertionError(f"not done: run {run}\n{logs}") from None
         finally:
             codes = [role.stop() for role in (scheduler, workers[-1])]
         assert codes == [0, 0], "\n".join(r.output()[-3000:] for r in (scheduler, *workers))

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from cronlink.store.audit_store import AuditStore
     from cronlink.store.automation_store import AutomationStore
     from cronlink.store.connection_store import ConnectionStore
+    from cronlink.store.heartbeat_store import HeartbeatStore
     from cronlink.store.override_store import OverrideStore
     from cronlink.store.signature_store import SignatureStore
     from cronlink.store.token_store import TokenStore
@@ -141,6 +142,13 @@ class Store(abc.ABC):
         from cronlink.store.signature_store import SignatureStore
 
         return SignatureStore(self)
+
+    @property
+    def heartbeats(self) -> HeartbeatStore:
+        # Imported here: it builds on this module.
+        from cronlink.store.heartbeat_store import HeartbeatStore
+
+        return HeartbeatStore(self)
 
     @property
     def overrides(self) -> OverrideStore:

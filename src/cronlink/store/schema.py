@@ -290,3 +290,10 @@ schedule_overrides = Table(
     Column("schedules", Text, nullable=False),
     Column("updated_at", Instant, nullable=False),
 )
+
+heartbeats = Table(
+    "heartbeats",
+    metadata,
+    Column("role", String(100), primary_key=True),
+    Column("at", Instant, nullable=False),
+)

@@ -201,6 +201,7 @@ class Tick(BaseModel):
 class Health(BaseModel):
     status: str
     database: str | None = None
+    scheduler: str | None = None
 
 
 class NewSchedule(BaseModel):

@@ -1,17 +1,24 @@
-"""`/healthz` (the process answers) and `/readyz` (the database answers)."""
+"""`/healthz` (the process answers) and `/readyz` (the database answers and schedules
+fire)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from cronlink.errors import StoreError
+from cronlink.scheduler import HEARTBEAT
 from cronlink.web.api_models import Health
 
 if TYPE_CHECKING:
     from cronlink.web.service import WebService
+
+
+FRESH = timedelta(minutes=2)
+"""A scheduler beats every 10 s; an external cron calls `/cron/tick` every minute."""
 
 
 def router(service: WebService) -> APIRouter:
@@ -23,10 +30,17 @@ def router(service: WebService) -> APIRouter:
 
     @routes.get("/readyz", response_model=Health, responses={503: {"model": Health}})
     async def readyz() -> JSONResponse:
+        """Ready when the database answers and a scheduler (or `POST /cron/tick`, for an
+        external cron) has shown itself within the last two minutes: schedules fire."""
         try:
-            await service.store.next_wakeup()
+            last = await service.store.heartbeats.last(HEARTBEAT)
         except StoreError:
-            return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
-        return JSONResponse({"status": "ready", "database": "ok"})
+            body = {"status": "unavailable", "database": "unreachable", "scheduler": "unknown"}
+            return JSONResponse(body, 503)
+        if last is None or datetime.now(UTC) - last > FRESH:
+            scheduler = "never seen" if last is None else f"last seen {last.isoformat()}"
+            body = {"status": "unavailable", "database": "ok", "scheduler": scheduler}
+            return JSONResponse(body, 503)
+        return JSONResponse({"status": "ready", "database": "ok", "scheduler": "ok"})
 
     return routes

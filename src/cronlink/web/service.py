@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from cronlink.audit import AuditEntry
-from cronlink.scheduler import Scheduler, TickReport
+from cronlink.scheduler import HEARTBEAT, Scheduler, TickReport
 
 REFUSAL_WINDOW = 1.0
 SLOW_DOWN_AFTER = 10
@@ -52,7 +52,9 @@ class WebService:
         if self._scheduler is None:
             self._scheduler = Scheduler(self.store, self.app.jobs)
             await self._scheduler.sync(now)
-        return await self._scheduler.tick(now)
+        report = await self._scheduler.tick(now)
+        await self.store.heartbeats.beat(HEARTBEAT, now)
+        return report
 
     async def refused(
         self, request: Request, action: str, target: str, outcome: str = "denied"
