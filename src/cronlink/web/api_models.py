@@ -17,9 +17,7 @@ from cronlink.records import Run
 
 def _iso(value: object) -> object:
     # pydantic would also take a number of seconds; the schema (and people) say ISO 8601.
-    if (isinstance(value, str) and not value[:4].isdigit()) or (
-        isinstance(value, str) and (len(value) < 10 or value[4] != "-")
-    ):
+    if isinstance(value, str) and not (value[:4].isdigit() and value[4:5] == "-"):
         raise ValueError("must be an ISO 8601 instant, like 2026-11-29T12:00:00Z")
     return value
 
