@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cronlink.audit import AuditEntry
 from cronlink.errors import CorruptDatabaseError, RunNotFoundError, SchemaTooNewError
 from cronlink.records import (
     Fate,
@@ -365,3 +366,28 @@ async def test_a_retry_due_now_is_claimed_in_the_turn_that_queued_it(store: Stor
         [Done(run_id=first.id, lease_token=first.lease_token or "", outcome=failed)], T0, request
     )
     assert [(r.id, r.attempt) for r in completion.claimed] == [(first.id, 2)]
+
+
+async def test_an_audited_enqueue_writes_the_run_and_its_line_together(store: Store) -> None:
+    def line(run_id: int, deduplicated: bool) -> AuditEntry:
+        outcome = "deduplicated" if deduplicated else "accepted"
+        return AuditEntry(
+            at=T0, actor="cron-secret", action="cron.run", target="j", client="127.0.0.1",
+            outcome=outcome, detail=f"run {run_id}",
+        )  # fmt: skip
+
+    first = await store.audit.enqueue(new_run(dedupe_key="k"), T0, line)
+    again = await store.audit.enqueue(new_run(dedupe_key="k"), T0, line)
+    assert again == (first[0], True)
+    assert first[1] is False
+    lines = await store.audit.find(limit=10)
+    assert [(e.outcome, e.detail) for e in lines] == [
+        ("deduplicated", f"run {first[0]}"), ("accepted", f"run {first[0]}"),
+    ]  # fmt: skip
+
+    def broken(run_id: int, deduplicated: bool) -> AuditEntry:
+        raise RuntimeError("no line")
+
+    with pytest.raises(RuntimeError):
+        await store.audit.enqueue(new_run(dedupe_key="other"), T0, broken)
+    assert [r.id for r in await store.list_runs(RunFilter(job="j"))] == [first[0]]

@@ -8,14 +8,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select
 
 from cronlink.audit import AuditEntry
-from cronlink.store import queries
 from cronlink.store.schema import audit_log
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
-
-    from sqlalchemy import Connection
 
     from cronlink.records import NewRun
     from cronlink.store.base import Store
@@ -68,13 +65,3 @@ def _values(entry: AuditEntry) -> dict[str, Any]:
     values.pop("id")
     values["detail"] = values["detail"][:DETAIL_CHARS]
     return values
-
-
-def enqueue_audited(
-    c: Connection, run: NewRun, now: datetime, audit: Callable[[int, bool], AuditEntry]
-) -> tuple[int, bool]:
-    """The statements of `AuditStore.enqueue`, inside the caller's transaction."""
-    run_id, created = queries.enqueue_once(c, run, now)
-    c.execute(insert(audit_log).values(_values(audit(run_id, not created))))
-    queries.notify(c, run.tier)
-    return run_id, not created

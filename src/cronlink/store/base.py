@@ -301,14 +301,11 @@ class Store(abc.ABC):
     async def last_runs(self, jobs: list[str]) -> dict[str, Run]:
         """The newest run of each job that has one."""
 
+    @abc.abstractmethod
     async def enqueue_audited(
         self, run: NewRun, now: datetime, audit: Callable[[int, bool], AuditEntry]
     ) -> tuple[int, bool]:
-        """See `AuditStore.enqueue` (engines may do it in plain SQL: the API's hot path)."""
-        # Imported here: it builds on this module.
-        from cronlink.store.audit_store import enqueue_audited
-
-        return await self.transact(lambda c: enqueue_audited(c, run, now, audit), write=True)
+        """See `AuditStore.enqueue`: the API's hot path, in each engine's plain SQL."""
 
     async def usage(self, since: datetime) -> list[Usage]:
         """Runs enqueued since `since`, per job and tier (see `records.Usage`)."""

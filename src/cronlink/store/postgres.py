@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cronlink.errors import StoreError, first_line
 from cronlink.store import migrate, postgres_hot, postgres_refresh, queries
+from cronlink.store.audit_store import DETAIL_CHARS
 from cronlink.store.base import ClaimRequest, Completion, Store
 from cronlink.store.postgres_hot import channel
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from sqlalchemy import Connection
 
+    from cronlink.audit import AuditEntry
     from cronlink.connections.model import Sealed
     from cronlink.records import Fire, NewRun, Run, Schedule, Tier
     from cronlink.store.base import (
@@ -198,6 +200,13 @@ class PostgresStore(Store):
             return await postgres_hot.complete_and_claim(db, done, now, then_claim, token)
 
         return await self._hot(work)
+
+    async def enqueue_audited(
+        self, run: NewRun, now: datetime, audit: Callable[[int, bool], AuditEntry]
+    ) -> tuple[int, bool]:
+        return await self._hot(
+            lambda db: postgres_hot.enqueue_audited(db, run, now, audit, DETAIL_CHARS)
+        )
 
     async def _hot(self, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
         """A pooled psycopg connection, autocommit: the verbs run for every run and are one
