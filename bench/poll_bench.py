@@ -31,7 +31,8 @@ from sqlalchemy import Connection, insert, text
 
 from cronlink.automations import slots
 from cronlink.automations.service import Automations
-from cronlink.config import ConnectionsModel, connection_jobs
+from cronlink.config import connection_jobs
+from cronlink.config_models import ConnectionsModel
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections

@@ -47,7 +47,8 @@ class App:
         (with their defaults) even without a `[connections]` section.
         """
         # Imported here: both import this module.
-        from cronlink.config import ConnectionsModel, load_settings
+        from cronlink.config import load_settings
+        from cronlink.config_models import ConnectionsModel
         from cronlink.connections.setup import connections_for
 
         chosen = settings or load_settings()
@@ -61,7 +62,8 @@ class App:
         """Automations from Python: `async with app.automations() as automations:` then
         `add`, `find`, `get`, `pause`, `resume`, `events`, `replay` …"""
         # Imported here: both import this module.
-        from cronlink.config import ConnectionsModel, load_settings
+        from cronlink.config import load_settings
+        from cronlink.config_models import ConnectionsModel
         from cronlink.connections.setup import automations_for
 
         chosen = settings or load_settings()

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from cronlink.app import App
 from cronlink.automations.jobs import POLL_TRIGGERS
 from cronlink.automations.model import EventState
-from cronlink.config import AutomationsModel, ConnectionsModel, Settings, connection_jobs
+from cronlink.config import Settings, connection_jobs
+from cronlink.config_models import AutomationsModel, ConnectionsModel
 from cronlink.connections.crypto import ENV, generate_key
 from cronlink.connections.jobs import CHECK_HEALTH
 from cronlink.connections.setup import open_automations, open_connections

@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import func, select
 
 from cronlink.automations.service import Automations
-from cronlink.config import ConnectionsModel, connection_jobs
+from cronlink.config import connection_jobs
+from cronlink.config_models import ConnectionsModel
 from cronlink.connections.providers import SHIPPED, Providers
 from cronlink.records import Tier
 from cronlink.store.schema import automation_events, runs

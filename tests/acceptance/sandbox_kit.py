@@ -9,7 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cronlink.config import ConnectionsModel, connection_jobs
+from cronlink.config import connection_jobs
+from cronlink.config_models import ConnectionsModel
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections

@@ -17,7 +17,7 @@ import pytest
 from yarl import URL
 
 from cronlink.app import App
-from cronlink.config import ServeModel
+from cronlink.config_models import ServeModel
 from cronlink.connections.authorize import Authorizer
 from cronlink.connections.connect_state import COOKIE_PREFIX, INVALID_STATE, Flow
 from cronlink.connections.crypto import Vault, generate_key

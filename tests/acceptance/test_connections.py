@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from cronlink.app import App
-from cronlink.config import ConnectionsModel, connection_jobs
+from cronlink.config import connection_jobs
+from cronlink.config_models import ConnectionsModel
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.model import ConnectionState, Health, Secrets
 from cronlink.errors import ConnectionUnusableError, RefreshError, SecretKeyError

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from cronlink.app import App
-from cronlink.config import ServeModel
+from cronlink.config_models import ServeModel
 from cronlink.jobs import HttpTarget, Job, new_run
 from cronlink.records import Reason, RunState, Tier
 from cronlink.scheduler import Scheduler

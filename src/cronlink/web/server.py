@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from cronlink.config import ServeModel, parse_size
+from cronlink.config_models import ServeModel, parse_size
 from cronlink.durations import parse_duration
 from cronlink.errors import CronlinkError
 from cronlink.web.app import build

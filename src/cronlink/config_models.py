@@ -1,0 +1,214 @@
+"""The sections of `cronlink.toml` as strict pydantic models: what each key may hold.
+
+`config.py` reads the file into `FileModel` and turns it into `Settings`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cronlink.durations import parse_duration
+from cronlink.egress import parse_networks
+from cronlink.jobs import DEFAULT_MEMORY_LIMIT
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3,
+}  # fmt: skip
+Duration = Annotated[str | float, Field(union_mode="left_to_right")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TargetModel(_Strict):
+    url: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "POST"
+    headers: dict[str, str] = {}
+    body: str | None = None
+    sign: bool = False
+    """Send `X-Cronlink-Signature` made with CRON_SECRET (a target that is a cronlink)."""
+
+
+class JobModel(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")]
+    handler: str | None = None
+    target: TargetModel | None = None
+    schedule: str | None = None
+    schedules: list[str] = []
+    timezone: str = "UTC"
+    tier: Literal["light", "heavy"] = "light"
+    timeout: Duration | None = None
+    memory_limit: str | int = DEFAULT_MEMORY_LIMIT
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    min_backoff: Duration = "1s"
+    max_backoff: Duration = "5m"
+    retry_on: list[str | int] = []
+    overlap: Literal["skip", "queue", "allow", "replace"] = "skip"
+    misfire: Literal["latest", "all", "skip"] = "latest"
+    misfire_grace: Duration = "1h"
+    jitter: Duration = 0
+    description: str = ""
+
+    @field_validator("timeout", "min_backoff", "max_backoff", "misfire_grace", "jitter")
+    @classmethod
+    def _duration(cls, value: str | float | None) -> str | float | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class WorkerModel(_Strict):
+    light_concurrency: Annotated[int, Field(ge=1)] = 100
+    heavy_concurrency: Annotated[int, Field(ge=1)] | None = None
+    lease: Duration = "30s"
+    heartbeat: Duration = "10s"
+    poll: Duration = "500ms"
+    shutdown_grace: Duration = "30s"
+
+
+class ConnectionsModel(_Strict):
+    """`[connections]`: present to turn on connections and their built-in jobs."""
+
+    providers: str | None = None
+    """A folder of provider files (TOML) added to, or overriding, the shipped ones."""
+    refresh_schedule: str = "0 * * * *"
+    health_schedule: str = "*/5 * * * *"
+    down_after: Annotated[int, Field(ge=1)] = 3
+    """Failed probes in a row before a connection is `down`."""
+    up_after: Annotated[int, Field(ge=1)] = 2
+    """Successful probes in a row before a `down` connection is `healthy` again."""
+    passive_window: Duration = "5m"
+    """A successful real call this recent stands in for a probe."""
+    probe_concurrency: Annotated[int, Field(ge=1, le=1000)] = 100
+    refresh_lease: Duration = "60s"
+    """How long a refresh holds its connection (its token request may take half)."""
+
+    @field_validator("passive_window", "refresh_lease")
+    @classmethod
+    def _duration(cls, value: str | float) -> str | float:
+        if parse_duration(value).total_seconds() < 2:
+            raise ValueError(f"{value!r} is too short; give at least 2s")
+        return value
+
+
+class AutomationsModel(_Strict):
+    """`[automations]`: how triggers are polled and automations processed (the jobs are
+    on whenever `[connections]` is)."""
+
+    poll_schedule: str = "* * * * *"
+    process_schedule: str = "*/15 * * * *"
+    poll_concurrency: Annotated[int, Field(ge=1, le=1000)] = 100
+    poll_batch: Annotated[int, Field(ge=1, le=10_000)] = 500
+    poll_lease: Duration = "60s"
+    """How long a poll holds its automation (a poller that died lets go after this)."""
+    retention: Duration = "30d"
+    """How long event keys are kept to recognise repeats (a time window, not a count)."""
+    stalled_after: Duration = "24h"
+    """An active trigger whose watermark stands still this long is reported stalled."""
+    failing_after: Duration = "15m"
+    """... and one whose polls keep failing this long."""
+
+    @field_validator("poll_lease", "retention", "stalled_after", "failing_after")
+    @classmethod
+    def _duration(cls, value: str | float) -> str | float:
+        if parse_duration(value).total_seconds() < 2:
+            raise ValueError(f"{value!r} is too short; give at least 2s")
+        return value
+
+
+class ServeModel(_Strict):
+    """`[serve]`: the HTTP service (`cronlink serve`)."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    trusted_proxies: list[str] = []
+    """Networks whose `X-Forwarded-For` is believed (your load balancer's), e.g. 10.0.0.0/8."""
+    address_rate: Annotated[float, Field(gt=0)] = 20.0
+    """Requests per second one client address may make (after a burst of `address_burst`)."""
+    address_burst: Annotated[int, Field(ge=1)] = 40
+    credential_rate: Annotated[float, Field(gt=0)] = 200.0
+    """Requests per second one credential (a token, the cron secret) may make."""
+    credential_burst: Annotated[int, Field(ge=1)] = 400
+    require_signature: bool = False
+    """Refuse /cron/* calls without a good `X-Cronlink-Signature` (not the bearer alone)."""
+    max_body: str | int = "1MiB"
+    """The largest request body accepted (413 beyond)."""
+    request_timeout: Duration = "30s"
+    """A request not answered by then is cut off (408): a slow client cannot pin it."""
+    max_headers: str | int = "16KiB"
+    """The most header bytes a request may carry, all headers together (431 beyond)."""
+    max_json_depth: Annotated[int, Field(ge=1, le=512)] = 32
+    """How deep a JSON body may nest (400 beyond), checked before any parser recurses."""
+    public_url: str | None = None
+    """The address browsers reach this service at (`https://cron.example.com`), when a
+    proxy terminates TLS in front of it: OAuth redirect URIs and cookies are built on it.
+    Unset: the address of the request."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError(f"{value!r} is not a base URL like https://cron.example.com")
+        return value.rstrip("/")
+
+    @field_validator("max_body", "max_headers")
+    @classmethod
+    def _size(cls, value: str | int) -> str | int:
+        parse_size(value)
+        return value
+
+    @field_validator("request_timeout")
+    @classmethod
+    def _timeout(cls, value: str | float) -> str | float:
+        parse_duration(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an IP network like 10.0.0.0/8") from None
+        return value
+
+
+class FileModel(_Strict):
+    database_url: str | None = None
+    app: str | None = None
+    allow_private_networks: bool = False
+    """Let outbound requests reach loopback, private, link-local and shared addresses
+    (development, a sandbox); off, only public addresses are reached (see egress.py)."""
+    private_networks: list[str] = []
+    """Networks outbound requests may reach whatever their kind, e.g. 10.1.0.0/16."""
+    worker: WorkerModel = WorkerModel()
+    connections: ConnectionsModel | None = None
+    automations: AutomationsModel = AutomationsModel()
+    serve: ServeModel = ServeModel()
+    jobs: list[JobModel] = []
+
+    @field_validator("private_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        parse_networks(value)
+        return value
+
+
+def parse_size(value: str | int) -> int:
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError(f"memory_limit {value!r} is not a size; write it like 512MiB or 2GiB")
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
