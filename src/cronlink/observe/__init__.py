@@ -1,0 +1,1 @@
+"""Seeing what cronlink does: metrics, alerts, usage and cost advice."""
