@@ -54,19 +54,19 @@ async def noop(ctx: RunContext) -> None:
     return None
 
 
-def work(url: str, mode: str, ready: Event, go: Event, stop: Event) -> None:
+def work(url: str, mode: str, metered: bool, ready: Event, go: Event, stop: Event) -> None:
     """A worker process: connect, report ready, work from `go` until `stop`."""
-    asyncio.run(_work(url, mode, ready, go, stop))
+    asyncio.run(_work(url, mode, metered, ready, go, stop))
 
 
-async def _work(url: str, mode: str, ready: Event, go: Event, stop: Event) -> None:
+async def _work(url: str, mode: str, metered: bool, ready: Event, go: Event, stop: Event) -> None:
     store = store_for(url)
     await store.open(migrate=False)
     session = new_session(LOOPBACK)
     batch, group = MODES[mode]
     worker = Worker(
         store, app.jobs, Tier.LIGHT, LightTier(session),
-        concurrency=100, claim_batch=batch, group_commit=group,
+        concurrency=100, claim_batch=batch, group_commit=group, metered=metered,
     )  # fmt: skip
     ready.set()
     await asyncio.to_thread(go.wait)
@@ -86,7 +86,9 @@ async def drained(store: Store) -> bool:
     return True
 
 
-async def cronlink_rate(url: str, runs: int, workers: int, mode: str) -> float:
+async def cronlink_rate(
+    url: str, runs: int, workers: int, mode: str, metered: bool = True
+) -> float:
     store = store_for(url)
     await store.open()
     now = datetime.now(UTC)
@@ -97,7 +99,9 @@ async def cronlink_rate(url: str, runs: int, workers: int, mode: str) -> float:
     spawn = multiprocessing.get_context("spawn")
     go, stop = spawn.Event(), spawn.Event()
     readies = [spawn.Event() for _ in range(workers)]
-    processes = [spawn.Process(target=work, args=(url, mode, ready, go, stop)) for ready in readies]
+    processes = [
+        spawn.Process(target=work, args=(url, mode, metered, ready, go, stop)) for ready in readies
+    ]
     for process in processes:
         process.start()
     try:

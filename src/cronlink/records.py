@@ -140,3 +140,21 @@ class Usage:
     runs: int = 0
     by_state: dict[str, int] = field(default_factory=dict)
     run_seconds: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class QueueState:
+    """One tier's queue as it stands: runs due and waiting, the oldest's wait, runs going."""
+
+    due: int = 0
+    oldest_age: float = 0.0
+    running: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Snapshot:
+    """The shared state `/metrics` reports, read in one pass over the database."""
+
+    queues: dict[Tier, QueueState]
+    connections: dict[tuple[str, str], int]
+    """Connections by (state, health)."""

@@ -19,6 +19,7 @@ from cronlink.clock import Clock, SystemClock
 from cronlink.cron import next_fire
 from cronlink.jobs import new_run, with_overrides
 from cronlink.misfire import plan
+from cronlink.observe import metrics
 from cronlink.records import Reason, Schedule
 from cronlink.store import ScheduleAdvance, Tick
 
@@ -146,6 +147,7 @@ class Scheduler:
                     log.info("fired %d runs, %d missed instants", report.started, report.missed)
                 for run in await self.store.reap_expired(now):
                     log.warning("run %d of %s lost its worker: now %s", run.id, run.job, run.state)
+                    metrics.EXPIRED_LEASES.labels(run.tier.value).inc()
             except Exception:
                 log.exception("scheduler pass failed; retrying")
             await _wait(stop, await self._sleep_for(self.clock.now()))

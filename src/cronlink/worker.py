@@ -24,6 +24,7 @@ from cronlink.context import RunContext, RunLog
 from cronlink.errors import AddressRefusedError, UnknownJobError
 from cronlink.http_target import HttpStatusError, ScrubbedClientError
 from cronlink.jobs import new_run
+from cronlink.observe import metrics
 from cronlink.records import Reason, RunError, RunState, Tier
 from cronlink.retry import Failure, GiveUp, Retry
 from cronlink.store import ClaimRequest, Outcome
@@ -62,6 +63,7 @@ class Worker:
         shutdown_grace: timedelta = timedelta(seconds=30),
         connections: ConnectionAccess | None = None,
         automations: AutomationAccess | None = None,
+        metered: bool = True,
     ) -> None:
         self.store = store
         self.jobs = jobs
@@ -82,6 +84,8 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         self.connections = connections
         self.automations = automations
+        self.metered = metered
+        """Count attempts in the process's metrics (off only to measure what they cost)."""
         self._active: dict[int, tuple[asyncio.Task[None], Run]] = {}
         self._stopping: dict[int, RunState] = {}
         self._completing: set[int] = set()
@@ -94,6 +98,8 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and execute until `stop` is set, then let running attempts finish."""
+        if self.metered:
+            metrics.watch_worker_memory(self.tier)
         beat = asyncio.create_task(self._heartbeat(stop))
         await self.store.subscribe(self.tier, self.wakeup)
         try:
@@ -182,6 +188,8 @@ class Worker:
             await asyncio.wait(tasks, timeout=left)
 
     def _start(self, run: Run) -> None:
+        if self.metered:
+            metrics.attempt_started(run, self.clock.now())
         task = asyncio.create_task(self._execute(run), name=f"cronlink-run-{run.id}")
         self._active[run.id] = (task, run)
 
@@ -192,6 +200,8 @@ class Worker:
             outcome = await self._timed_attempt(run)
             self._completing.add(run.id)
             claimed = await self.committer.finish(run, outcome)
+            if self.metered:
+                metrics.attempt_finished(run, outcome.state, outcome.duration_ms)
         except Exception:
             return
         finally:

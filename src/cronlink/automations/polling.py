@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from cronlink.automations import slots
 from cronlink.automations.poller import Polled, Target, poll
 from cronlink.errors import CronlinkError, PollError
+from cronlink.observe import metrics
 from cronlink.records import Tier
 from cronlink.store.automation_store import PollRecord
 
@@ -101,11 +102,15 @@ async def poll_batch(
 
     outcomes = await asyncio.gather(*(one(a, p) for a, p in taken))
     records: list[PollRecord] = []
-    for (automation, _), outcome in zip(taken, outcomes, strict=True):
+    providers: list[str] = []
+    for (automation, provider), outcome in zip(taken, outcomes, strict=True):
         if isinstance(outcome, PollError):
             await _failed(service, automation, token, outcome, now)
+            metrics.POLLS.labels(provider, "failed").inc()
             tally.failed += 1
             continue
+        metrics.POLLS.labels(provider, "ok").inc()
+        providers.append(provider)
         tally.polls += 1
         tally.not_modified += outcome.not_modified
         records.append(
@@ -116,11 +121,12 @@ async def poll_batch(
             )
         )  # fmt: skip
     committed = await service.store.automations.record_polls(records, now, service.run_for)
-    for created, record in zip(committed, records, strict=True):
+    for created, record, provider in zip(committed, records, providers, strict=True):
         if created is None:
             tally.lost += 1
         elif record.fire:
             tally.events += len(created)
+            metrics.EVENTS.labels(provider).inc(len(created))
     if tally.events:
         service.wake(Tier.HEAVY)
     return tally

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import click
 from cronlink.cli.options import print_json, run_async, settings_from, settings_options
 from cronlink.cli.show import show_run
 from cronlink.config import Settings, build_app
+from cronlink.errors import CronlinkError
+from cronlink.observe import metrics
 from cronlink.records import Tier
 from cronlink.runtime import open_store, run_roles
 
@@ -97,11 +100,42 @@ def demo(port: int, lifetime: float, database_url: str | None) -> None:
         run_async(showcase.demo(settings, port=port, lifetime=lifetime, say=click.echo))
 
 
+def metrics_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`--metrics-port` and `--metrics-host`: a role without `cronlink serve` in its process
+    serves its own counters for Prometheus to scrape."""
+    command = click.option(
+        "--metrics-host", default="127.0.0.1", show_default=True, envvar="CRONLINK_METRICS_HOST",
+        help="Address of --metrics-port (unauthenticated: keep it private).",
+    )(command)  # fmt: skip
+    return click.option(
+        "--metrics-port", type=click.IntRange(1, 65535), envvar="CRONLINK_METRICS_PORT",
+        help="Serve this process's metrics on http://HOST:PORT/metrics.",
+    )(command)  # fmt: skip
+
+
+def _export_metrics(host: str, port: int | None) -> None:
+    if port is None:
+        return
+    try:
+        metrics.serve_process_metrics(host, port)
+    except OSError as error:
+        raise CronlinkError(f"cannot serve metrics on {host}:{port}: {error.strerror}") from None
+
+
 @click.command()
+@metrics_options
 @settings_options
-def scheduler(config_path: Path | None, database_url: str | None, app_path: str | None) -> None:
+def scheduler(
+    metrics_host: str,
+    metrics_port: int | None,
+    config_path: Path | None,
+    database_url: str | None,
+    app_path: str | None,
+) -> None:
     """Run the scheduler alone: turn due instants into runs, reap expired leases."""
-    _serve(settings_from(config_path, database_url, app_path), scheduler=True, tiers=())
+    settings = settings_from(config_path, database_url, app_path)
+    _export_metrics(metrics_host, metrics_port)
+    _serve(settings, scheduler=True, tiers=())
 
 
 @click.command()
@@ -111,10 +145,13 @@ def scheduler(config_path: Path | None, database_url: str | None, app_path: str 
     type=click.IntRange(min=1),
     help="Runs at once (default: [worker] light_concurrency / heavy_concurrency).",
 )
+@metrics_options
 @settings_options
 def worker(
     tier: str,
     concurrency: int | None,
+    metrics_host: str,
+    metrics_port: int | None,
     config_path: Path | None,
     database_url: str | None,
     app_path: str | None,
@@ -125,6 +162,7 @@ def worker(
         settings = dataclasses.replace(settings, light_concurrency=concurrency)
     elif concurrency is not None:
         settings = dataclasses.replace(settings, heavy_concurrency=concurrency)
+    _export_metrics(metrics_host, metrics_port)
     _serve(settings, scheduler=False, tiers=(Tier(tier),))
 
 

@@ -37,6 +37,7 @@ from cronlink.errors import (
     StoreError,
 )
 from cronlink.jobs import new_run
+from cronlink.observe import metrics
 from cronlink.records import Reason
 from cronlink.store.base import SavedRefresh
 
@@ -312,6 +313,7 @@ class Connections:
             timeout = self.refresh_lease.total_seconds() / 2
             fresh = await tokens.refresh(self.session, provider, opened.refresh_token, now, timeout)
         except RefreshError as error:
+            metrics.REFRESHES.labels(provider.name, error.kind).inc()
             recovered = await self._failed(sealed, token, error)
             if recovered is not None:
                 return recovered
@@ -339,6 +341,7 @@ class Connections:
                 kind="transient",
             )
         log.info("connection %d refreshed (%s)", current.id, provider.name)
+        metrics.REFRESHES.labels(provider.name, "refreshed").inc()
         return dataclasses.replace(
             current, version=current.version + 1, expires_at=fresh.expires_at,
             refresh_due_at=due, refreshed_at=stamp, refresh_failures=0, last_error=None,

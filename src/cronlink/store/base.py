@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from cronlink.store import queries
+from cronlink.store import metric_queries, queries
 
 T = TypeVar("T")
 
@@ -23,7 +23,17 @@ if TYPE_CHECKING:
 
     from cronlink.audit import AuditEntry
     from cronlink.connections.model import Sealed
-    from cronlink.records import Fire, NewRun, Run, RunError, RunState, Schedule, Tier, Usage
+    from cronlink.records import (
+        Fire,
+        NewRun,
+        Run,
+        RunError,
+        RunState,
+        Schedule,
+        Snapshot,
+        Tier,
+        Usage,
+    )
     from cronlink.store.audit_store import AuditStore
     from cronlink.store.automation_store import AutomationStore
     from cronlink.store.connection_store import ConnectionStore
@@ -306,6 +316,10 @@ class Store(abc.ABC):
         self, run: NewRun, now: datetime, audit: Callable[[int, bool], AuditEntry]
     ) -> tuple[int, bool]:
         """See `AuditStore.enqueue`: the API's hot path, in each engine's plain SQL."""
+
+    async def snapshot(self, now: datetime) -> Snapshot:
+        """Queues per tier and connections by health, as `/metrics` reports them."""
+        return await self.transact(lambda c: metric_queries.snapshot(c, now), write=False)
 
     async def usage(self, since: datetime) -> list[Usage]:
         """Runs enqueued since `since`, per job and tier (see `records.Usage`)."""

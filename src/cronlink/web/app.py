@@ -14,6 +14,7 @@ from cronlink.web import (
     cron_routes,
     health_routes,
     job_routes,
+    metrics_routes,
     problems,
 )
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 def build(service: WebService) -> FastAPI:
     api = FastAPI(title="cronlink", version="1", docs_url=None, redoc_url=None)
     api.include_router(health_routes.router(service))
+    api.include_router(metrics_routes.router(service))
     api.include_router(cron_routes.router(service))
     api.include_router(connect_routes.router(service))
     api.include_router(job_routes.router(service), responses=problems.RESPONSES)
