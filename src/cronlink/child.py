@@ -25,6 +25,7 @@ from cronlink.connections.model import Credentials
 from cronlink.context import RunContext, RunLog
 from cronlink.egress import EgressPolicy
 from cronlink.errors import ConnectionUnusableError, CronlinkError, RefreshError
+from cronlink.observe import spend
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -92,14 +93,16 @@ def main(run: ChildRun, pipe: Connection) -> None:
         _enqueue=enqueue,
         egress=run.egress,
     )
-    try:
-        handler = resolve(run.handler_path)
-        result = handler(ctx)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
-        pipe.send(("ok", _encode(result), _peak_rss()))
-    except BaseException as error:
-        pipe.send(("error", type(error).__name__, str(error), traceback.format_exc(), _peak_rss()))
+    with spend.spending() as spent:
+        try:
+            handler = resolve(run.handler_path)
+            result = handler(ctx)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result))
+            pipe.send(("ok", _encode(result), _peak_rss(), _spent(spent)))
+        except BaseException as error:
+            failed = type(error).__name__, str(error), traceback.format_exc()
+            pipe.send(("error", *failed, _peak_rss(), _spent(spent)))
 
 
 def _die_with_parent() -> None:
@@ -118,6 +121,16 @@ async def _await(awaitable: Any) -> Any:
 
 def _encode(result: Any) -> str | None:
     return None if result is None else json.dumps(result, default=str)
+
+
+def _spent(spent: spend.Spend) -> tuple[int, int]:
+    """Requests made and CPU milliseconds used by this process and its children."""
+    used = sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in (resource.getrusage(resource.RUSAGE_SELF),
+                      resource.getrusage(resource.RUSAGE_CHILDREN))
+    )  # fmt: skip
+    return spent.requests, int(used * 1000)
 
 
 def _peak_rss() -> int:

@@ -24,16 +24,16 @@ LOG_LINE_CHARS = 2000
 
 
 class RunLog:
-    """A per-run log: lines go to the `cronlink.run` logger and are kept on the run."""
+    """A per-run log: lines go to the `cronlink.run` logger (which marks them with the run,
+    `observe.logs`) and are kept on the run."""
 
     def __init__(self, job: str, run_id: int) -> None:
         self.lines: list[tuple[datetime, str, str]] = []
         self._logger = logging.getLogger(f"cronlink.run.{job}")
-        self._prefix = f"run {run_id}: "
 
     def _add(self, level: str, message: str, *args: object) -> None:
         text = (message % args if args else message)[:LOG_LINE_CHARS]
-        self._logger.log(logging.getLevelName(level.upper()), self._prefix + text)
+        self._logger.log(logging.getLevelName(level.upper()), text)
         if len(self.lines) < LOG_LINES_KEPT:
             self.lines.append((datetime.now(UTC), level, text))
 

@@ -22,6 +22,7 @@ from aiohttp.resolver import ThreadedResolver
 
 from cronlink.egress import EgressPolicy, ip_literal
 from cronlink.errors import AddressRefusedError
+from cronlink.observe import spend
 
 if TYPE_CHECKING:
     from aiohttp.client_reqrep import ClientRequest
@@ -43,6 +44,7 @@ def new_session(
         connector=GuardedConnector(egress, resolver),
         auto_decompress=True,
         trust_env=False,  # no proxy from the environment: it would connect for us, unchecked
+        trace_configs=[spend.request_counter()],
     )
 
 

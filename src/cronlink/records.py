@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -90,6 +90,12 @@ class Run:
     result: str | None = None
     duration_ms: int | None = None
     peak_memory: int | None = None
+    requests: int = 0
+    """Outbound requests through cronlink's HTTP client, over every attempt."""
+    cpu_ms: int | None = None
+    """Heavy runs: CPU time of the run's processes, over every attempt."""
+    memory_mib_s: float | None = None
+    """Heavy runs: resident memory integrated over time (MiB x s), over every attempt."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -158,3 +164,32 @@ class Snapshot:
     queues: dict[Tier, QueueState]
     connections: dict[tuple[str, str], int]
     """Connections by (state, health)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DayUsage:
+    """What one tier did on one UTC day: runs, attempts (each one an invocation on a hosted
+    runner), outbound requests, and for heavy runs CPU and memory over time."""
+
+    day: date
+    tier: Tier
+    runs: int
+    invocations: int
+    requests: int
+    run_seconds: float
+    cpu_seconds: float
+    memory_gib_s: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class JobProfile:
+    """One job's runs over a window, as `cronlink advise` weighs them."""
+
+    job: str
+    tier: Tier
+    runs: int
+    invocations: int
+    failed: int
+    p95_ms: int | None
+    peak_memory: int | None
+    """The most any of its heavy runs held (light runs share their worker's memory)."""

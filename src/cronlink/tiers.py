@@ -21,6 +21,7 @@ import psutil
 from cronlink import child, http_target
 from cronlink.errors import CronlinkError, RefreshError
 from cronlink.http_client import egress_of
+from cronlink.observe import spend
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -164,6 +165,7 @@ class HeavyTier:
     ) -> Attempt:
         peak = 0
         watched = psutil.Process(process.pid)
+        meter = _Meter(watched, spend.current())
         next_sample = 0.0
         while True:
             readable.clear()
@@ -179,17 +181,18 @@ class HeavyTier:
                 elif kind == "automations":
                     pipe.send(await _automation_call(ctx, message[1], message[2]))
                 elif kind == "ok":
-                    return Attempt(
-                        result=encode_result(message[1]), peak_memory=max(peak, message[2])
-                    )
+                    _, result, child_peak, spent = message
+                    meter.settle(spent)
+                    return Attempt(result=encode_result(result), peak_memory=max(peak, child_peak))
                 else:
-                    _, type_name, text, trace, _peak = message
+                    _, type_name, text, trace, _peak, spent = message
+                    meter.settle(spent)
                     raise ChildFailed(type_name, text, trace)
             if not process.is_alive() and not pipe.poll():
                 raise ChildCrashed(f"the run's process exited with code {process.exitcode}")
             if time.monotonic() >= next_sample:
                 next_sample = time.monotonic() + self.sample_every
-                peak = max(peak, _rss(watched))
+                peak = max(peak, meter.sample())
                 if peak > job.memory_limit:
                     process.kill()
                     raise MemoryLimitExceeded(
@@ -239,6 +242,39 @@ def _child_run(job: Job, run: Run, egress: EgressPolicy) -> child.ChildRun:
         payload=run.payload,
         egress=egress,
     )
+
+
+class _Meter:
+    """Samples a run's process: its memory for the limit, and for usage (when counted) its
+    CPU time and memory integrated over time, kept current so that an attempt that is
+    killed or times out still has what it spent."""
+
+    def __init__(self, process: psutil.Process, spent: spend.Spend | None) -> None:
+        self.process = process
+        self.spent = spent
+        self._last = time.monotonic()
+
+    def sample(self) -> int:
+        rss = _rss(self.process)
+        now = time.monotonic()
+        if self.spent is not None:
+            self.spent.memory_mib_s = (self.spent.memory_mib_s or 0.0) + rss / 2**20 * (
+                now - self._last
+            )
+            with contextlib.suppress(psutil.Error):
+                times = self.process.cpu_times()
+                used = times.user + times.system + times.children_user + times.children_system
+                self.spent.cpu_ms = max(self.spent.cpu_ms or 0, int(used * 1000))
+        self._last = now
+        return rss
+
+    def settle(self, spent: tuple[int, int]) -> None:
+        """The child's own count at its end: requests, and CPU time including the last
+        stretch after the final sample."""
+        if self.spent is not None:
+            requests, cpu_ms = spent
+            self.spent.requests += requests
+            self.spent.cpu_ms = max(self.spent.cpu_ms or 0, cpu_ms)
 
 
 def _rss(process: psutil.Process) -> int:

@@ -24,7 +24,7 @@ from cronlink.context import RunContext, RunLog
 from cronlink.errors import AddressRefusedError, UnknownJobError
 from cronlink.http_target import HttpStatusError, ScrubbedClientError
 from cronlink.jobs import new_run
-from cronlink.observe import metrics
+from cronlink.observe import logs, metrics, spend
 from cronlink.records import Reason, RunError, RunState, Tier
 from cronlink.retry import Failure, GiveUp, Retry
 from cronlink.store import ClaimRequest, Outcome
@@ -221,11 +221,13 @@ class Worker:
     async def _timed_attempt(self, run: Run) -> Outcome:
         started = time.monotonic()
         logbook = RunLog(run.job, run.id)
-        outcome = await self._attempt(run, logbook)
+        with spend.spending() as spent, logs.attempt(run.id, run.job):
+            outcome = await self._attempt(run, logbook)
         return dataclasses.replace(
             outcome,
             duration_ms=int((time.monotonic() - started) * 1000),
             logs=tuple(logbook.lines),
+            spend=spent,
         )
 
     async def _attempt(self, run: Run, logbook: RunLog) -> Outcome:

@@ -103,6 +103,7 @@ async def test_success_sends_dedup_headers_and_env_secrets(
     assert seen["headers"]["X-Cronlink-Scheduled-Time"] == "2025-01-01T00:00:00+00:00"
     assert seen["headers"]["Idempotency-Key"] == "call@2025-01-01T00:00:00+00:00"
     assert seen["body"] == '{"hello": "world"}'
+    assert run.requests == 1
 
 
 @pytest.mark.usefixtures("_env")
@@ -113,6 +114,8 @@ async def test_5xx_is_retried(sqlite_store: Store, target: tuple[Target, str]) -
     assert run.state is RunState.SUCCEEDED
     assert run.attempt == 3
     assert [s["headers"]["Idempotency-Key"] for s in server.seen] == [run.idempotency_key] * 3
+    assert run.requests == 3  # every attempt's request counts towards usage
+    assert run.cpu_ms is None  # a light run's CPU is its worker's, not measured per run
 
 
 @pytest.mark.usefixtures("_env")

@@ -134,6 +134,25 @@ async def test_heavy_memory_limit_kills_the_child(any_store: Store) -> None:
     assert run.error is not None
     assert run.error.reason == "memory"
     assert run.peak_memory is None or run.peak_memory > 150 * 2**20
+    # Killed, it still spent: what was sampled up to the kill counts towards usage.
+    assert run.memory_mib_s is not None
+    assert run.memory_mib_s > 0
+
+
+async def test_a_heavy_run_reports_its_cpu_time_and_memory_seconds(any_store: Store) -> None:
+    run_id = await enqueue(any_store, "spin", 0.5)
+    async with running_worker(any_store, Tier.HEAVY):
+        run = await finished(any_store, run_id)
+    assert run.state is RunState.SUCCEEDED, run.error
+    assert run.cpu_ms is not None
+    assert run.duration_ms is not None
+    assert run.peak_memory is not None
+    # A loop spinning for half a second of wall time: CPU time of the same order, never
+    # more than the attempt lasted (one thread).
+    assert 100 <= run.cpu_ms <= run.duration_ms + 100
+    assert run.memory_mib_s is not None
+    assert 0 < run.memory_mib_s <= run.peak_memory / 2**20 * run.duration_ms / 1000 * 1.5
+    assert run.requests == 0
 
 
 async def test_heavy_timeout_kills_the_child(any_store: Store) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from cronlink.audit import AuditEntry
 from cronlink.errors import CorruptDatabaseError, RunNotFoundError, SchemaTooNewError
+from cronlink.observe.spend import Spend
 from cronlink.records import (
     Fate,
     NewRun,
@@ -391,3 +392,50 @@ async def test_an_audited_enqueue_writes_the_run_and_its_line_together(store: St
     with pytest.raises(RuntimeError):
         await store.audit.enqueue(new_run(dedupe_key="other"), T0, broken)
     assert [r.id for r in await store.list_runs(RunFilter(job="j"))] == [first[0]]
+
+
+async def test_what_a_run_spends_adds_up_over_its_attempts(store: Store) -> None:
+    run_id = await store.enqueue(new_run(max_attempts=3), T0)
+    [first] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0)
+    spent = Spend(requests=2, cpu_ms=150, memory_mib_s=12.5)
+    retry = Outcome(state=RunState.FAILED, retry_at=T0, spend=spent)
+    assert await finish(store, run_id, first.lease_token or "", retry)
+    assert (await store.get_run(run_id)).requests == 2
+    [second] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0)
+    done = Outcome(state=RunState.SUCCEEDED, spend=Spend(requests=1, cpu_ms=50, memory_mib_s=2.5))
+    assert await finish(store, run_id, second.lease_token or "", done)
+    run = await store.get_run(run_id)
+    assert (run.requests, run.cpu_ms, run.memory_mib_s) == (3, 200, 15.0)
+    # A light run measures no CPU: its total stays unknown, never a false zero.
+    other = await store.enqueue(new_run(), T0)
+    [light] = await store.claim("w", Tier.LIGHT, 1, LEASE, T0)
+    assert await finish(store, other, light.lease_token or "", Outcome(state=RunState.SUCCEEDED))
+    assert (await store.get_run(other)).cpu_ms is None
+
+
+async def test_usage_by_day_and_tier_and_job_profiles(store: Store) -> None:
+    yesterday, today = T0 - timedelta(days=1), T0
+    for at, job, tier in [(yesterday, "a", Tier.LIGHT), (today, "a", Tier.LIGHT),
+                          (today, "h", Tier.HEAVY), (today, "h", Tier.HEAVY)]:  # fmt: skip
+        await store.enqueue(NewRun(job=job, tier=tier, reason=Reason.MANUAL), at)
+    for tier, ms in [(Tier.LIGHT, 10), (Tier.LIGHT, 20), (Tier.HEAVY, 1000), (Tier.HEAVY, 3000)]:
+        [run] = await store.claim("w", tier, 1, LEASE, T0)
+        spent = (
+            Spend(requests=1, cpu_ms=ms // 2, memory_mib_s=ms / 10)
+            if tier is Tier.HEAVY
+            else (Spend(requests=3))
+        )
+        outcome = Outcome(state=RunState.SUCCEEDED, duration_ms=ms, peak_memory=ms, spend=spent)
+        assert await finish(store, run.id, run.lease_token or "", outcome)
+    days = await store.usage_days(yesterday)
+    assert [(d.day.isoformat(), d.tier, d.runs, d.invocations, d.requests) for d in days] == [
+        ("2024-12-31", Tier.LIGHT, 1, 1, 3),
+        ("2025-01-01", Tier.HEAVY, 2, 2, 2),
+        ("2025-01-01", Tier.LIGHT, 1, 1, 3),
+    ]
+    heavy = days[1]
+    assert (heavy.run_seconds, heavy.cpu_seconds) == (4.0, 2.0)
+    assert heavy.memory_gib_s == pytest.approx(400 / 1024)
+    profiles = {p.job: p for p in await store.job_profiles(today)}
+    assert (profiles["h"].runs, profiles["h"].p95_ms, profiles["h"].peak_memory) == (2, 3000, 3000)
+    assert (profiles["a"].runs, profiles["a"].tier) == (1, Tier.LIGHT)

@@ -5,7 +5,6 @@ Exit codes: 0 ok, 1 the thing asked failed, 2 usage or input error.
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
@@ -19,8 +18,10 @@ from cronlink.cli import (
     role_cmds,
     serve_cmds,
     token_cmds,
+    usage_cmds,
 )
 from cronlink.errors import ConfigError, CronlinkError, CronSyntaxError
+from cronlink.observe import logs
 
 INPUT_ERRORS = (ConfigError, CronSyntaxError)
 
@@ -36,15 +37,13 @@ class _Cronlink(click.Group):
 
 @click.group(cls=_Cronlink)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug lines.")
+@click.option("--log-format", type=click.Choice(["auto", "json", "text"]), default="auto",
+              envvar=logs.STYLE_ENV, show_envvar=True, show_default=True,
+              help="Log lines as JSON objects or text; auto: text on a terminal.")  # fmt: skip
 @click.version_option(package_name="cronlink")
-def cli(verbose: bool) -> None:
+def cli(verbose: bool, log_format: logs.Style) -> None:
     """cronlink: cron that fires exactly once, light and heavy tiers, SQLite or PostgreSQL."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not verbose:
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    logs.configure(verbose, log_format)
 
 
 for module in (
@@ -55,6 +54,7 @@ for module in (
     automation_cmds,
     serve_cmds,
     token_cmds,
+    usage_cmds,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -11,7 +11,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from cronlink.store import metric_queries, queries
+from cronlink.observe.spend import Spend
+from cronlink.store import metric_queries, queries, usage_queries
 
 T = TypeVar("T")
 
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
     from cronlink.audit import AuditEntry
     from cronlink.connections.model import Sealed
     from cronlink.records import (
+        DayUsage,
         Fire,
+        JobProfile,
         NewRun,
         Run,
         RunError,
@@ -74,6 +77,8 @@ class Outcome:
     duration_ms: int | None = None
     peak_memory: int | None = None
     logs: tuple[tuple[datetime, str, str], ...] = ()
+    spend: Spend = field(default_factory=Spend)
+    """What the attempt spent (added to the run's totals over its attempts)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -320,6 +325,14 @@ class Store(abc.ABC):
     async def snapshot(self, now: datetime) -> Snapshot:
         """Queues per tier and connections by health, as `/metrics` reports them."""
         return await self.transact(lambda c: metric_queries.snapshot(c, now), write=False)
+
+    async def usage_days(self, since: datetime) -> list[DayUsage]:
+        """Per UTC day and tier since `since`: runs, invocations, requests, CPU, memory."""
+        return await self.transact(lambda c: usage_queries.usage_days(c, since), write=False)
+
+    async def job_profiles(self, since: datetime) -> list[JobProfile]:
+        """Per job since `since`: runs, invocations, failures, p95 duration, peak memory."""
+        return await self.transact(lambda c: usage_queries.job_profiles(c, since), write=False)
 
     async def usage(self, since: datetime) -> list[Usage]:
         """Runs enqueued since `since`, per job and tier (see `records.Usage`)."""

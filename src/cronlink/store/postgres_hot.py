@@ -99,13 +99,17 @@ UPDATE runs SET state = u.state, finished_at = u.finished,
     not_before = COALESCE(u.retry, runs.not_before), error_type = u.etype,
     error_message = u.emessage, error_traceback = u.etrace, error_reason = u.ereason,
     result = u.result, duration_ms = u.duration, peak_memory = u.peak,
+    requests = runs.requests + u.requests,
+    cpu_ms = COALESCE(runs.cpu_ms + u.cpu, u.cpu, runs.cpu_ms),
+    memory_mib_s = COALESCE(runs.memory_mib_s + u.memory, u.memory, runs.memory_mib_s),
     lease_token = NULL, lease_expires_at = NULL
 FROM unnest(CAST(:ids AS int[]), CAST(:tokens AS text[]), CAST(:states AS text[]),
     CAST(:finished AS bigint[]), CAST(:retries AS bigint[]), CAST(:etypes AS text[]),
     CAST(:emessages AS text[]), CAST(:etraces AS text[]), CAST(:ereasons AS text[]),
-    CAST(:results AS text[]), CAST(:durations AS int[]), CAST(:peaks AS bigint[]))
+    CAST(:results AS text[]), CAST(:durations AS int[]), CAST(:peaks AS bigint[]),
+    CAST(:requests AS int[]), CAST(:cpus AS bigint[]), CAST(:memories AS float8[]))
     WITH ORDINALITY AS u(id, token, state, finished, retry, etype, emessage, etrace, ereason,
-        result, duration, peak, n)
+        result, duration, peak, requests, cpu, memory, n)
 WHERE runs.id = u.id AND runs.lease_token = u.token AND runs.state = 'running'
 RETURNING u.n, runs.attempt
 """
@@ -235,8 +239,8 @@ def _completion(done: list[Done], now: datetime) -> dict[str, Any]:
     stamp = to_micros(now)
     params: dict[str, list[Any]] = {k: [] for k in (
         "ids", "tokens", "states", "finished", "retries", "etypes", "emessages", "etraces",
-        "ereasons", "results", "durations", "peaks", "log_ids", "log_ns", "log_ats",
-        "log_levels", "log_messages")}  # fmt: skip
+        "ereasons", "results", "durations", "peaks", "requests", "cpus", "memories",
+        "log_ids", "log_ns", "log_ats", "log_levels", "log_messages")}  # fmt: skip
     for n, d in enumerate(done, start=1):
         outcome, error = d.outcome, d.outcome.error
         retrying = outcome.retry_at is not None
@@ -252,6 +256,9 @@ def _completion(done: list[Done], now: datetime) -> dict[str, Any]:
         params["results"].append(outcome.result)
         params["durations"].append(outcome.duration_ms)
         params["peaks"].append(outcome.peak_memory)
+        params["requests"].append(outcome.spend.requests)
+        params["cpus"].append(outcome.spend.cpu_ms)
+        params["memories"].append(outcome.spend.memory_mib_s)
         for at, level, message in outcome.logs:
             params["log_ids"].append(d.run_id)
             params["log_ns"].append(n)

@@ -56,6 +56,9 @@ def run_from_mapping(m: Mapping[Any, Any]) -> Run:
         result=m["result"],
         duration_ms=m["duration_ms"],
         peak_memory=m["peak_memory"],
+        requests=m["requests"],
+        cpu_ms=m["cpu_ms"],
+        memory_mib_s=m["memory_mib_s"],
     )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -111,6 +112,12 @@ runs = Table(
     Column("result", Text),
     Column("duration_ms", BigInteger),
     Column("peak_memory", BigInteger),
+    # What the run spent over all its attempts (usage and cost): outbound requests, and
+    # for heavy runs CPU time and memory integrated over time.
+    # A server default: the hot paths insert runs in plain SQL that leaves these out.
+    Column("requests", Integer, nullable=False, server_default="0"),
+    Column("cpu_ms", BigInteger),
+    Column("memory_mib_s", Float),
     # Partial indexes: a run enters and leaves each as its state changes, so claiming and
     # completing touch few index entries, and each index holds only live runs.
     Index("ix_runs_queued", "tier", "not_before", "id", **_where("state = 'queued'")),

@@ -66,7 +66,9 @@ REPLACE_RUNNING = "UPDATE runs SET cancel_requested = 1 WHERE id = ?"
 COMPLETE = """
 UPDATE runs SET state = ?, finished_at = ?, not_before = COALESCE(?, not_before),
     error_type = ?, error_message = ?, error_traceback = ?, error_reason = ?, result = ?,
-    duration_ms = ?, peak_memory = ?, lease_token = NULL, lease_expires_at = NULL
+    duration_ms = ?, peak_memory = ?, lease_token = NULL, lease_expires_at = NULL,
+    requests = requests + ?, cpu_ms = COALESCE(cpu_ms + ?, ?, cpu_ms),
+    memory_mib_s = COALESCE(memory_mib_s + ?, ?, memory_mib_s)
 WHERE id = ? AND lease_token = ? AND state = 'running'
 """
 LOG = """
@@ -140,6 +142,11 @@ def complete(
             outcome.result,
             outcome.duration_ms,
             outcome.peak_memory,
+            outcome.spend.requests,
+            outcome.spend.cpu_ms,
+            outcome.spend.cpu_ms,
+            outcome.spend.memory_mib_s,
+            outcome.spend.memory_mib_s,
             run_id,
             token,
         ),

@@ -1,0 +1,126 @@
+"""`cronlink advise`: the seed's decision matrix applied to what was measured, and what the
+same load would cost on the hosted services it replaces.
+
+Each recommendation carries the figures behind it. Prices are a table in cronlink.toml
+(`[pricing]`): the defaults are list prices the seed assumed, in US dollars; put your
+plan's in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cronlink.records import Tier
+
+if TYPE_CHECKING:
+    from cronlink.observe.usage import UsageReport
+    from cronlink.records import JobProfile
+
+LIGHT_TIMEOUT_S = 30.0
+"""A hosted light runner's wall-time limit per invocation."""
+LIGHT_MEMORY = 128 * 2**20
+"""A hosted light runner's memory limit."""
+NEAR = 0.8
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Prices:
+    light_plan: float = 5.0
+    """A hosted light runner's paid plan per month, once past the free daily quota."""
+    light_included: int = 10_000_000
+    """Invocations a month the paid plan includes."""
+    light_per_million: float = 0.30
+    scheduler_job: float = 0.10
+    """Per scheduled job a month, past the free ones."""
+    heavy_vcpu_second: float = 0.000024
+    heavy_gib_second: float = 0.0000025
+    heavy_per_million: float = 0.40
+    heavy_free_vcpu_seconds: float = 180_000
+    heavy_free_gib_seconds: float = 360_000
+    heavy_memory_gib: float = 0.5
+    """Memory a heavy service instance is given: it is billed for that while it runs."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Advice:
+    subject: str
+    recommendation: str
+    figures: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Cost:
+    service: str
+    monthly: float
+    basis: str
+
+
+def advise(profiles: list[JobProfile], usage: UsageReport) -> list[Advice]:
+    found: list[Advice] = []
+    for job in profiles:
+        if job.p95_ms is None:
+            continue
+        seconds = job.p95_ms / 1000
+        if job.tier is Tier.LIGHT and seconds >= NEAR * LIGHT_TIMEOUT_S:
+            found.append(Advice(
+                subject=f"job {job.job}",
+                recommendation='run it heavy (tier = "heavy"): a light runner stops it at '
+                f"{LIGHT_TIMEOUT_S:g} s",
+                figures=f"p95 {seconds:.1f} s over {job.runs:,} runs",
+            ))  # fmt: skip
+        small = job.peak_memory is not None and job.peak_memory < NEAR * LIGHT_MEMORY
+        if job.tier is Tier.HEAVY and small and seconds < LIGHT_TIMEOUT_S / 3:
+            found.append(Advice(
+                subject=f"job {job.job}",
+                recommendation="it could run light (no process per run), if it keeps no "
+                "state between runs",
+                figures=f"p95 {seconds:.1f} s, peak {(job.peak_memory or 0) / 2**20:.0f} MiB "
+                f"over {job.runs:,} runs",
+            ))  # fmt: skip
+    quota = usage.quotas.light_per_day
+    if usage.light_busiest > quota:
+        found.append(Advice(
+            subject="light tier",
+            recommendation="beyond a light runner's free plan: on cronlink, run a second "
+            "`cronlink worker --tier light`, or move to PostgreSQL to spread it over machines",
+            figures=f"{usage.light_busiest:,} invocations on the busiest day, quota "
+            f"{quota:,}/day",
+        ))  # fmt: skip
+    if usage.scheduled_jobs > usage.quotas.scheduler_jobs:
+        found.append(Advice(
+            subject="schedules",
+            recommendation="drive every schedule from one trigger calling POST /cron/tick "
+            "each minute instead of one scheduler job each",
+            figures=f"{usage.scheduled_jobs} scheduled jobs, {usage.quotas.scheduler_jobs} free",
+        ))  # fmt: skip
+    return found
+
+
+def hosted_costs(usage: UsageReport, prices: Prices) -> list[Cost]:
+    """This month's load, projected to the month's end, on the hosted services."""
+    scale = 1 / usage.month_fraction
+    light = usage.month[Tier.LIGHT].invocations * scale
+    light_cost = 0.0
+    if usage.light_busiest > usage.quotas.light_per_day:
+        extra = max(0.0, light - prices.light_included) / 1e6
+        light_cost = prices.light_plan + extra * prices.light_per_million
+    heavy = usage.month[Tier.HEAVY]
+    requests = heavy.invocations * scale
+    vcpu = heavy.run_seconds * scale
+    gib = vcpu * prices.heavy_memory_gib
+    heavy_cost = (
+        max(0.0, requests - usage.quotas.heavy_per_month) / 1e6 * prices.heavy_per_million
+        + max(0.0, vcpu - prices.heavy_free_vcpu_seconds) * prices.heavy_vcpu_second
+        + max(0.0, gib - prices.heavy_free_gib_seconds) * prices.heavy_gib_second
+    )
+    paid_jobs = max(0, usage.scheduled_jobs - usage.quotas.scheduler_jobs)
+    return [
+        Cost(service="light cron runner", monthly=light_cost,
+             basis=f"{light:,.0f} invocations, busiest day {usage.light_busiest:,}"),
+        Cost(service="heavy HTTP service", monthly=heavy_cost,
+             basis=f"{requests:,.0f} requests, {vcpu:,.0f} vCPU-s, {gib:,.0f} GiB-s "
+             f"at {prices.heavy_memory_gib:g} GiB an instance"),
+        Cost(service="cloud scheduler", monthly=paid_jobs * prices.scheduler_job,
+             basis=f"{usage.scheduled_jobs} scheduled jobs"),
+    ]  # fmt: skip

@@ -1,0 +1,60 @@
+"""What an attempt spends, for usage and cost: outbound requests through cronlink's HTTP
+client, and for heavy runs the CPU time and memory-seconds of their process.
+
+The worker opens a `Spend` around each attempt; the requests made anywhere inside it (the
+handler, tasks it starts, an HTTP target, a step calling a provider) find it through a
+context variable, so light runs sharing one session are still told apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import aiohttp
+
+
+@dataclass(slots=True)
+class Spend:
+    requests: int = 0
+    cpu_ms: int | None = None
+    """Heavy runs: CPU time of the run's process and its children."""
+    memory_mib_s: float | None = None
+    """Heavy runs: resident memory integrated over the attempt (MiB x seconds)."""
+
+
+_current: ContextVar[Spend | None] = ContextVar("cronlink_spend", default=None)
+
+
+@contextmanager
+def spending() -> Iterator[Spend]:
+    """Count what the code run inside spends."""
+    spend = Spend()
+    token = _current.set(spend)
+    try:
+        yield spend
+    finally:
+        _current.reset(token)
+
+
+def current() -> Spend | None:
+    """The attempt's `Spend`, when called inside one."""
+    return _current.get()
+
+
+async def _request_started(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+) -> None:
+    spend = _current.get()
+    if spend is not None:
+        spend.requests += 1
+
+
+def request_counter() -> aiohttp.TraceConfig:
+    """Counts each request a session makes against the attempt making it."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(_request_started)
+    return trace

@@ -1,0 +1,111 @@
+"""Usage against the quotas of the hosted services a team would otherwise use, and where
+the month is heading: what `cronlink usage` prints and `cronlink advise` weighs."""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from cronlink.records import Tier
+
+if TYPE_CHECKING:
+    from cronlink.records import DayUsage
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Quotas:
+    """The free allowances of the seed's hosted services (`[usage]` in cronlink.toml)."""
+
+    light_per_day: int = 100_000
+    """Invocations a day of a hosted light cron runner's free plan."""
+    heavy_per_month: int = 2_000_000
+    """Requests a month of a heavy HTTP service's free tier."""
+    scheduler_jobs: int = 3
+    """Jobs a cloud scheduler keeps free."""
+
+
+@dataclass(kw_only=True, slots=True)
+class TierMonth:
+    invocations: int = 0
+    requests: int = 0
+    run_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    memory_gib_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UsageReport:
+    days: list[DayUsage]
+    month: dict[Tier, TierMonth]
+    """This calendar month so far (UTC)."""
+    month_fraction: float
+    """How much of the month has passed: projections divide by it."""
+    light_today: int
+    light_busiest: int
+    """The most light invocations of one day in `days`."""
+    scheduled_jobs: int
+    quotas: Quotas
+    warnings: list[str] = field(default_factory=list)
+
+    def projected(self, tier: Tier) -> int:
+        """This month's invocations at the pace so far."""
+        return round(self.month[tier].invocations / self.month_fraction)
+
+
+NEAR = 0.8
+"""The share of a quota past which usage is called near it."""
+
+
+def month_start(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def report(days: list[DayUsage], scheduled_jobs: int, quotas: Quotas, now: datetime) -> UsageReport:
+    """`days` must reach back at least to the start of the month for the month's figures."""
+    start = month_start(now)
+    length = calendar.monthrange(start.year, start.month)[1]
+    fraction = max((now - start) / timedelta(days=length), 1 / (24 * length))
+    month = {tier: TierMonth() for tier in Tier}
+    light: dict[object, int] = {}
+    for day in days:
+        if day.tier is Tier.LIGHT:
+            light[day.day] = light.get(day.day, 0) + day.invocations
+        if day.day >= start.date():
+            entry = month[day.tier]
+            entry.invocations += day.invocations
+            entry.requests += day.requests
+            entry.run_seconds += day.run_seconds
+            entry.cpu_seconds += day.cpu_seconds
+            entry.memory_gib_s += day.memory_gib_s
+    made = UsageReport(
+        days=days, month=month, month_fraction=fraction,
+        light_today=light.get(now.astimezone(UTC).date(), 0),
+        light_busiest=max(light.values(), default=0), scheduled_jobs=scheduled_jobs,
+        quotas=quotas,
+    )  # fmt: skip
+    made.warnings.extend(_near_quotas(made))
+    return made
+
+
+def _near_quotas(made: UsageReport) -> list[str]:
+    quotas = made.quotas
+    found = []
+    if made.light_busiest >= NEAR * quotas.light_per_day:
+        found.append(
+            f"light: {made.light_busiest:,} invocations on the busiest day, "
+            f"{made.light_busiest / quotas.light_per_day:.0%} of {quotas.light_per_day:,}/day"
+        )
+    heavy = made.projected(Tier.HEAVY)
+    if heavy >= NEAR * quotas.heavy_per_month:
+        found.append(
+            f"heavy: {heavy:,} invocations projected this month, "
+            f"{heavy / quotas.heavy_per_month:.0%} of {quotas.heavy_per_month:,}/month"
+        )
+    if made.scheduled_jobs > quotas.scheduler_jobs:
+        found.append(
+            f"schedules: {made.scheduled_jobs} scheduled jobs, {quotas.scheduler_jobs} free "
+            "on a cloud scheduler (one POST /cron/tick trigger can drive them all)"
+        )
+    return found

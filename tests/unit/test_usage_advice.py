@@ -1,0 +1,98 @@
+"""Usage against quotas, projections to the month's end, and the advice drawn from them."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from cronlink.observe.advice import Prices, advise, hosted_costs
+from cronlink.observe.usage import Quotas, report
+from cronlink.records import DayUsage, JobProfile, Tier
+
+# Ten days into a 30-day month, at midnight: a third of the month has passed.
+NOW = datetime(2026, 11, 11, tzinfo=UTC)
+
+
+def day(on: date, tier: Tier, invocations: int, run_seconds: float = 0.0) -> DayUsage:
+    return DayUsage(
+        day=on, tier=tier, runs=invocations, invocations=invocations, requests=2 * invocations,
+        run_seconds=run_seconds, cpu_seconds=run_seconds / 2, memory_gib_s=run_seconds / 4,
+    )  # fmt: skip
+
+
+def test_the_month_so_far_is_projected_to_its_end_and_last_month_is_left_out() -> None:
+    days = [
+        day(date(2026, 10, 31), Tier.HEAVY, 5_000),
+        day(date(2026, 11, 2), Tier.HEAVY, 100),
+        day(date(2026, 11, 10), Tier.HEAVY, 200),
+        day(date(2026, 11, 10), Tier.LIGHT, 40),
+    ]
+    made = report(days, scheduled_jobs=2, quotas=Quotas(), now=NOW)
+    assert made.month_fraction == pytest.approx(1 / 3)
+    assert made.month[Tier.HEAVY].invocations == 300
+    assert made.month[Tier.HEAVY].requests == 600
+    assert made.projected(Tier.HEAVY) == 900
+    assert made.light_today == 0  # the 11th has no runs yet
+    assert made.light_busiest == 40
+    assert made.warnings == []
+
+
+def test_near_and_over_the_quotas_is_said_with_the_figures() -> None:
+    days = [
+        day(date(2026, 11, 10), Tier.LIGHT, 90_000),
+        day(date(2026, 11, 9), Tier.HEAVY, 600_000),
+    ]
+    made = report(days, scheduled_jobs=5, quotas=Quotas(), now=NOW)
+    assert made.warnings == [
+        "light: 90,000 invocations on the busiest day, 90% of 100,000/day",
+        "heavy: 1,800,000 invocations projected this month, 90% of 2,000,000/month",
+        "schedules: 5 scheduled jobs, 3 free on a cloud scheduler (one POST /cron/tick "
+        "trigger can drive them all)",
+    ]
+
+
+def profile(job: str, tier: Tier, p95_ms: int | None, peak: int | None = None) -> JobProfile:
+    return JobProfile(job=job, tier=tier, runs=10, invocations=10, failed=0, p95_ms=p95_ms,
+                      peak_memory=peak)  # fmt: skip
+
+
+def test_advice_follows_the_decision_matrix() -> None:
+    usage = report([day(date(2026, 11, 10), Tier.LIGHT, 150_000)], 4, Quotas(), NOW)
+    found = advise(
+        [
+            profile("slow-light", Tier.LIGHT, 27_000),
+            profile("quick-light", Tier.LIGHT, 900),
+            profile("small-heavy", Tier.HEAVY, 2_000, peak=40 * 2**20),
+            profile("big-heavy", Tier.HEAVY, 2_000, peak=900 * 2**20),
+            profile("long-heavy", Tier.HEAVY, 600_000, peak=40 * 2**20),
+            profile("never-ran", Tier.LIGHT, None),
+        ],
+        usage,
+    )
+    assert [(a.subject, a.figures) for a in found] == [
+        ("job slow-light", "p95 27.0 s over 10 runs"),
+        ("job small-heavy", "p95 2.0 s, peak 40 MiB over 10 runs"),
+        ("light tier", "150,000 invocations on the busiest day, quota 100,000/day"),
+        ("schedules", "4 scheduled jobs, 3 free"),
+    ]
+    assert "heavy" in found[0].recommendation
+    assert "second `cronlink worker --tier light`" in found[2].recommendation
+
+
+def test_hosted_costs_price_only_what_is_past_the_free_allowances() -> None:
+    free = report([day(date(2026, 11, 10), Tier.HEAVY, 1_000, run_seconds=3_000)], 3, Quotas(), NOW)
+    assert [c.monthly for c in hosted_costs(free, Prices())] == [0.0, 0.0, 0.0]
+    busy = [
+        day(date(2026, 11, 10), Tier.LIGHT, 200_000),
+        # 300,000 heavy seconds so far: 900,000 projected, 720,000 past the free vCPU-s.
+        day(date(2026, 11, 10), Tier.HEAVY, 1_000_000, run_seconds=300_000),
+    ]
+    costs = hosted_costs(report(busy, 5, Quotas(), NOW), Prices())
+    light, heavy, scheduler = (c.monthly for c in costs)
+    assert light == pytest.approx(5.0)  # 600,000 a month: inside the paid plan's 10 million
+    vcpu = 720_000 * 0.000024
+    gib = (900_000 * 0.5 - 360_000) * 0.0000025
+    requests = (3_000_000 - 2_000_000) / 1e6 * 0.40
+    assert heavy == pytest.approx(vcpu + gib + requests)
+    assert scheduler == pytest.approx(0.20)
