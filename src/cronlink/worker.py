@@ -85,7 +85,8 @@ class Worker:
         self.connections = connections
         self.automations = automations
         self.metered = metered
-        """Count attempts in the process's metrics (off only to measure what they cost)."""
+        """Count attempts in the process's metrics and what each spends (off only to measure
+        what that costs: bench/metrics_cost_bench.py)."""
         self._active: dict[int, tuple[asyncio.Task[None], Run]] = {}
         self._stopping: dict[int, RunState] = {}
         self._completing: set[int] = set()
@@ -221,7 +222,8 @@ class Worker:
     async def _timed_attempt(self, run: Run) -> Outcome:
         started = time.monotonic()
         logbook = RunLog(run.job, run.id)
-        with spend.spending() as spent, logs.attempt(run.id, run.job):
+        counting = spend.spending() if self.metered else contextlib.nullcontext(spend.Spend())
+        with counting as spent, logs.attempt(run.id, run.job):
             outcome = await self._attempt(run, logbook)
         return dataclasses.replace(
             outcome,
