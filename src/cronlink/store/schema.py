@@ -124,6 +124,10 @@ runs = Table(
     Index("ix_runs_leased", "lease_expires_at", **_where("state = 'running'")),
     Index("ix_runs_active", "job", "state", **_where("state IN ('queued', 'running')")),
     Index("ix_runs_job", "job", "id"),
+    # The dashboard's window of recent runs, read from the index alone (it covers what the
+    # overview counts), and its list of dead runs.
+    Index("ix_runs_enqueued", "enqueued_at", "job", "state", "duration_ms"),
+    Index("ix_runs_dead", "id", **_where("state = 'dead'")),
 )
 
 fires = Table(
@@ -182,6 +186,11 @@ connections = Table(
     Index("ix_connections_refresh_due", "refresh_due_at", **_where("state = 'active'")),
     Index("ix_connections_owner", "owner", "provider"),
     Index("ix_connections_key", "key_id"),
+    Index(
+        "ix_connections_unhealthy",
+        "id",
+        **_where("state = 'needs_reauth' OR health IN ('down', 'auth_failed')"),
+    ),
 )
 
 connection_events = Table(

@@ -12,6 +12,7 @@ from cronlink.web import (
     connect_routes,
     connection_routes,
     cron_routes,
+    dashboard_routes,
     health_routes,
     job_routes,
     metrics_routes,
@@ -32,6 +33,7 @@ def build(service: WebService) -> FastAPI:
     api.include_router(audit_routes.router(service), responses=problems.RESPONSES)
     api.include_router(connection_routes.router(service), responses=problems.RESPONSES)
     api.include_router(automation_routes.router(service), responses=problems.RESPONSES)
+    dashboard_routes.install(api, service)
     problems.install(api)
     problems.publish(api)
     return api
