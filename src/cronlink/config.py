@@ -18,6 +18,7 @@ from cronlink.app import App, build_job
 from cronlink.automations import jobs as automation_jobs
 from cronlink.child import resolve
 from cronlink.config_models import (
+    AlertsModel,
     AutomationsModel,
     ConnectionsModel,
     FileModel,
@@ -30,6 +31,7 @@ from cronlink.durations import parse_duration
 from cronlink.egress import EgressPolicy, policy_from
 from cronlink.errors import ConfigError, CronSyntaxError
 from cronlink.jobs import HttpTarget, Job
+from cronlink.observe.alert_job import watch_alerts_job
 
 DEFAULT_URL = "sqlite:///cronlink.db"
 
@@ -49,6 +51,8 @@ class Settings:
     connections: ConnectionsModel | None = None
     automations: AutomationsModel = field(default_factory=AutomationsModel)
     serve: ServeModel = field(default_factory=ServeModel)
+    alerts: AlertsModel | None = None
+    """`[alerts]`: on when present (the `watch-alerts` job)."""
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     """What outbound requests may reach: public addresses only unless opened."""
 
@@ -78,6 +82,7 @@ def load_settings(
         connections=parsed.connections,
         automations=parsed.automations,
         serve=parsed.serve,
+        alerts=parsed.alerts,
         egress=policy_from(parsed.allow_private_networks, parsed.private_networks, os.environ),
     )
 
@@ -104,6 +109,11 @@ def build_app(settings: Settings) -> App:
             raise ConfigError(f"{where}: {key}: {error}") from None
         except (CronSyntaxError, ValueError) as error:
             raise ConfigError(f"{where}: {key}: {error}") from None
+    if settings.alerts is not None:
+        try:
+            app.add(watch_alerts_job(settings.alerts, settings.database_url, app.jobs))
+        except (CronSyntaxError, ValueError) as error:
+            raise ConfigError(f"{where}: alerts.schedule: {error}") from None
     return app
 
 
@@ -212,7 +222,9 @@ def _read(path: Path) -> FileModel:
     try:
         return FileModel.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
+        first: dict[str, Any] = dict(error.errors()[0])
+        if first["loc"][:2] == ("alerts", "urls"):
+            first.pop("input", None)  # an alert URL holds its channel's secret
         raise ConfigError(f"{path}: {_key(first['loc'], data)}: {_problem(first)}") from None
 
 

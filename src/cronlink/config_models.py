@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from cronlink.durations import parse_duration
 from cronlink.egress import parse_networks
@@ -184,6 +184,56 @@ class ServeModel(_Strict):
         return value
 
 
+RuleName = Literal[
+    "run-dead", "job-failing", "job-silent", "connection-reauth", "connection-down",
+    "trigger-stalled", "job-slow",
+]  # fmt: skip
+
+
+def _apprise_url(value: str) -> str:
+    # Imported here: apprise loads its ~100 plugins, which only [alerts] needs.
+    from cronlink.observe.notify import url_problem
+
+    problem = url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+class AlertsModel(_Strict):
+    """`[alerts]`: present to turn on the `watch-alerts` job and its messages."""
+
+    urls: Annotated[
+        list[Annotated[str, AfterValidator(_apprise_url)]], Field(min_length=1, repr=False)
+    ]
+    """Apprise URLs, one per channel; `${NAME}` is read from the environment when sending.
+    They hold secrets: shown redacted, never logged."""
+    schedule: str = "* * * * *"
+    rules: list[RuleName] = list(get_args(RuleName))
+    failing_after: Annotated[int, Field(ge=1, le=1000)] = 3
+    """Runs of a job failing in a row before `job-failing` fires."""
+    grace: Duration = "5m"
+    """How late a scheduled job's success may be before `job-silent` fires."""
+    p95_ratio: Annotated[float, Field(gt=0, le=1)] = 0.8
+    """`job-slow` fires when a light job's p95 duration reaches this share of its timeout."""
+    p95_runs: Annotated[int, Field(ge=5, le=10_000)] = 50
+    """The newest finished runs the p95 is taken over."""
+    max_messages: Annotated[int, Field(ge=2, le=10_000)] = 20
+    """Messages sent per `window` at most; the last one summarises the rest."""
+    window: Duration = "1h"
+    repeat: Duration | None = None
+    """Send a still-firing alert again this long after its last message (unset: never)."""
+    label: Annotated[str, Field(min_length=1, max_length=100)] = "cronlink"
+    """Starts each subject: which deployment speaks."""
+
+    @field_validator("grace", "window", "repeat")
+    @classmethod
+    def _duration(cls, value: str | float | None) -> str | float | None:
+        if value is not None and parse_duration(value).total_seconds() < 1:
+            raise ValueError(f"{value!r} is too short; give at least 1s")
+        return value
+
+
 class FileModel(_Strict):
     database_url: str | None = None
     app: str | None = None
@@ -196,6 +246,7 @@ class FileModel(_Strict):
     connections: ConnectionsModel | None = None
     automations: AutomationsModel = AutomationsModel()
     serve: ServeModel = ServeModel()
+    alerts: AlertsModel | None = None
     jobs: list[JobModel] = []
 
     @field_validator("private_networks")

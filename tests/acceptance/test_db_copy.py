@@ -18,6 +18,7 @@ from cronlink.api_tokens import Scope
 from cronlink.audit import AuditEntry
 from cronlink.automations.model import Cursor
 from cronlink.cli import cli
+from cronlink.observe.alert_model import Finding
 from cronlink.records import NewRun, Overlap, Reason, RunError, RunState, Schedule, Tier
 from cronlink.store import Done, Outcome, RunFilter, ScheduleAdvance, Tick, store_for
 from cronlink.store.copy import copy_database
@@ -90,6 +91,10 @@ async def populate(url: str, extra_runs: int = 30) -> None:
         await store.signatures.spend("e" * 64, T0, T0 + timedelta(minutes=5))
         await store.overrides.replace("p", [("0 9 * * *", "Europe/Paris")], [], T0)
         await store.heartbeats.beat("scheduler", T0)
+        await store.alerts.reconcile(
+            [Finding(key="job-failing:d", rule="job-failing", subject="é", body="figures")], T0
+        )
+        await store.alerts.take_slots(T0, 1, 20)
         minute = timedelta(minutes=1)
         await store.record_ticks(
             [scheduled("a", T0), scheduled("a", T0 - minute, missed=True), scheduled("p", T0)],
@@ -194,7 +199,7 @@ async def test_sqlite_to_postgres_keeps_every_row(tmp_path: Path, postgres_url: 
         "connection_events": 1, "connections": 1, "jobs": 2, "runs": 36, "schedules": 2,
         "automations": 1, "automation_events": 1, "audit_log": 1, "api_tokens": 1,
         "spent_signatures": 1, "schedule_overrides": 1, "heartbeats": 1, "fires": 3,
-        "run_logs": 4,
+        "run_logs": 4, "alerts": 1, "alert_windows": 1,
     }  # fmt: skip
     assert report["replaced"] == 0
     assert "stop every cronlink role" in report["warning"]
@@ -240,11 +245,11 @@ async def test_a_target_with_rows_is_refused_and_untouched(
     assert ":***@" in out
     assert password not in out
     held = (
-        "api_tokens 1, audit_log 1, automation_events 1, automations 1, connection_events 1, "
-        "connections 1, heartbeats 1, jobs 2, runs 8, schedule_overrides 1, schedules 2, "
-        "spent_signatures 1, fires 3, run_logs 4"
+        "alert_windows 1, alerts 1, api_tokens 1, audit_log 1, automation_events 1, "
+        "automations 1, connection_events 1, connections 1, heartbeats 1, jobs 2, runs 8, "
+        "schedule_overrides 1, schedules 2, spent_signatures 1, fires 3, run_logs 4"
     )
-    assert f"already holds 28 cronlink rows ({held})" in out
+    assert f"already holds 30 cronlink rows ({held})" in out
     assert "--force replaces them" in out
     assert table_rows(postgres_url) == before
 
@@ -257,14 +262,15 @@ async def test_force_replaces_the_target_rows(tmp_path: Path, postgres_url: str)
     assert code == 0, out
     lines = out.splitlines()
     assert lines[0].startswith("note: stop every cronlink role that uses the source")
-    assert [line.split() for line in lines[1:15]] == [
-        ["api_tokens", "1"], ["audit_log", "1"], ["automation_events", "1"],
-        ["automations", "1"], ["connection_events", "1"], ["connections", "1"],
+    assert [line.split() for line in lines[1:17]] == [
+        ["alert_windows", "1"], ["alerts", "1"], ["api_tokens", "1"], ["audit_log", "1"],
+        ["automation_events", "1"], ["automations", "1"], ["connection_events", "1"],
+        ["connections", "1"],
         ["heartbeats", "1"], ["jobs", "2"], ["runs", "9"], ["schedule_overrides", "1"],
         ["schedules", "2"], ["spent_signatures", "1"], ["fires", "3"], ["run_logs", "4"],
     ]  # fmt: skip
-    assert lines[15] == "replaced the 66 rows the target held"
-    assert lines[16].startswith(f"copied 29 rows from {source} to postgresql://")
+    assert lines[17] == "replaced the 68 rows the target held"
+    assert lines[18].startswith(f"copied 31 rows from {source} to postgresql://")
     assert table_rows(postgres_url) == table_rows(source)
     assert await enqueue_one(postgres_url) == 10
 
@@ -306,7 +312,7 @@ async def test_postgres_to_sqlite_round_trip(tmp_path: Path, postgres_url: str) 
     there = copy_database(source, postgres_url, batch=4)
     again = copy_database(postgres_url, back, batch=4)
     assert there.rows == again.rows
-    assert sum(again.rows.values()) == 56
+    assert sum(again.rows.values()) == 58
     assert await snapshot(back) == await snapshot(source)
     assert table_rows(back) == table_rows(source)
     assert await enqueue_one(back) == 37

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from cronlink.cli import (
+    alert_cmds,
     automation_cmds,
     connection_cmds,
     inspect_cmds,
@@ -54,6 +55,7 @@ for module in (
     automation_cmds,
     serve_cmds,
     token_cmds,
+    alert_cmds,
     usage_cmds,
 ):
     for command in module.COMMANDS:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         Tier,
         Usage,
     )
+    from cronlink.store.alert_store import AlertStore
     from cronlink.store.audit_store import AuditStore
     from cronlink.store.automation_store import AutomationStore
     from cronlink.store.connection_store import ConnectionStore
@@ -143,6 +144,13 @@ class Store(abc.ABC):
         from cronlink.store.connection_store import ConnectionStore
 
         return ConnectionStore(self)
+
+    @property
+    def alerts(self) -> AlertStore:
+        # Imported here: it builds on this module.
+        from cronlink.store.alert_store import AlertStore
+
+        return AlertStore(self)
 
     @property
     def audit(self) -> AuditStore:

@@ -313,3 +313,31 @@ heartbeats = Table(
     Column("role", String(100), primary_key=True),
     Column("at", Instant, nullable=False),
 )
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("key", String(400), primary_key=True),
+    Column("rule", String(40), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("since", Instant, nullable=False),
+    Column("resolved_at", Instant),
+    Column("notified_at", Instant),
+    # The message still owed to the channels ('firing' or 'recovered'), and the lease of
+    # the evaluator sending it: one sender per message across processes.
+    Column("owed", String(10)),
+    Column("lease_token", String(64)),
+    Column("lease_until", Instant),
+    Index("ix_alerts_owed", "key", **_where("owed IS NOT NULL")),
+)
+
+alert_windows = Table(
+    "alert_windows",
+    metadata,
+    # Messages sent in the rate-limit window that starts at `start`: taken by
+    # compare-and-swap, so evaluators together keep under the cap.
+    Column("start", Instant, primary_key=True, autoincrement=False),
+    Column("sent", Integer, nullable=False),
+)

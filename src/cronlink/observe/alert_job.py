@@ -1,0 +1,69 @@
+"""The built-in `watch-alerts` job (every minute), added to the app by an `[alerts]`
+section: evaluate the alert rules over the app's jobs and send what is owed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from cronlink.app import build_job
+from cronlink.durations import parse_duration
+from cronlink.observe.alert_model import Policy
+from cronlink.observe.alerts import evaluate
+from cronlink.store import store_for
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from cronlink.config_models import AlertsModel
+    from cronlink.context import RunContext
+    from cronlink.jobs import Job
+
+WATCH_ALERTS = "watch-alerts"
+
+
+def policy_from(model: AlertsModel) -> Policy:
+    return Policy(
+        rules=frozenset(model.rules),
+        failing_after=model.failing_after,
+        grace=parse_duration(model.grace),
+        p95_ratio=model.p95_ratio,
+        p95_runs=model.p95_runs,
+        max_messages=model.max_messages,
+        window=parse_duration(model.window),
+        repeat=None if model.repeat is None else parse_duration(model.repeat),
+        label=model.label,
+    )
+
+
+def watch_alerts_job(model: AlertsModel, database_url: str, jobs: Mapping[str, Job]) -> Job:
+    """The job, watching `jobs` (the app's, read at each run: jobs added later count)."""
+    # Imported here: apprise loads its ~100 plugins, which only a deployment with alerts
+    # needs (every command line reads the settings).
+    from cronlink.observe.notify import Notifier
+
+    policy = policy_from(model)
+    notifier = Notifier(model.urls)
+
+    async def watch_alerts(ctx: RunContext) -> dict[str, int]:
+        # A store of its own: handlers are not handed the worker's, and one short-lived
+        # connection a minute costs little.
+        store = store_for(database_url)
+        await store.open(migrate=False)
+        try:
+            done = await evaluate(store, jobs, policy, notifier, datetime.now(UTC))
+        finally:
+            await store.close()
+        ctx.log.info(
+            "%d findings; %d started, %d recovered; %d messages sent, %d alerts summarised, "
+            "%d messages held", done.findings, len(done.started), len(done.resolved),
+            done.delivery.sent, done.delivery.summarised, done.delivery.held,
+        )  # fmt: skip
+        return {"findings": done.findings, "started": len(done.started),
+                "resolved": len(done.resolved), "sent": done.delivery.sent}  # fmt: skip
+
+    return build_job(
+        name=WATCH_ALERTS, handler=watch_alerts, schedules=[model.schedule], tier="light",
+        timeout="4m", max_attempts=1,  # within the lease of the messages it sends
+        description="evaluate the alert rules; send what started firing and what recovered",
+    )  # fmt: skip
