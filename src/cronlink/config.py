@@ -23,7 +23,9 @@ from cronlink.config_models import (
     ConnectionsModel,
     FileModel,
     JobModel,
+    PricingModel,
     ServeModel,
+    UsageModel,
     parse_size,
 )
 from cronlink.connections import jobs
@@ -53,6 +55,8 @@ class Settings:
     serve: ServeModel = field(default_factory=ServeModel)
     alerts: AlertsModel | None = None
     """`[alerts]`: on when present (the `watch-alerts` job)."""
+    usage: UsageModel = field(default_factory=UsageModel)
+    pricing: PricingModel = field(default_factory=PricingModel)
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     """What outbound requests may reach: public addresses only unless opened."""
 
@@ -83,6 +87,8 @@ def load_settings(
         automations=parsed.automations,
         serve=parsed.serve,
         alerts=parsed.alerts,
+        usage=parsed.usage,
+        pricing=parsed.pricing,
         egress=policy_from(parsed.allow_private_networks, parsed.private_networks, os.environ),
     )
 
@@ -111,7 +117,8 @@ def build_app(settings: Settings) -> App:
             raise ConfigError(f"{where}: {key}: {error}") from None
     if settings.alerts is not None:
         try:
-            app.add(watch_alerts_job(settings.alerts, settings.database_url, app.jobs))
+            app.add(watch_alerts_job(settings.alerts, settings.usage, settings.database_url,
+                                     app.jobs))  # fmt: skip
         except (CronSyntaxError, ValueError) as error:
             raise ConfigError(f"{where}: alerts.schedule: {error}") from None
     return app

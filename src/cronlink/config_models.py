@@ -186,7 +186,7 @@ class ServeModel(_Strict):
 
 RuleName = Literal[
     "run-dead", "job-failing", "job-silent", "connection-reauth", "connection-down",
-    "trigger-stalled", "job-slow",
+    "trigger-stalled", "job-slow", "usage-quota",
 ]  # fmt: skip
 
 
@@ -234,6 +234,38 @@ class AlertsModel(_Strict):
         return value
 
 
+class UsageModel(_Strict):
+    """`[usage]`: the free allowances of the hosted services cronlink stands in for, which
+    `cronlink usage`, `cronlink advise` and the `usage-quota` alert compare against."""
+
+    light_per_day: Annotated[int, Field(ge=1)] = 100_000
+    """Invocations a day of a hosted light cron runner's free plan."""
+    heavy_per_month: Annotated[int, Field(ge=1)] = 2_000_000
+    """Requests a month of a heavy HTTP service's free tier."""
+    scheduler_jobs: Annotated[int, Field(ge=0)] = 3
+    """Jobs a cloud scheduler keeps free."""
+
+
+class PricingModel(_Strict):
+    """`[pricing]`: what `cronlink advise` prices the load at, in your currency. The
+    defaults are the list prices the seed assumed, in US dollars: put your plan's in."""
+
+    light_plan: Annotated[float, Field(ge=0)] = 5.0
+    """A hosted light runner's paid plan a month, once past the free daily quota."""
+    light_included: Annotated[int, Field(ge=0)] = 10_000_000
+    """Invocations a month the paid plan includes."""
+    light_per_million: Annotated[float, Field(ge=0)] = 0.30
+    scheduler_job: Annotated[float, Field(ge=0)] = 0.10
+    """Per scheduled job a month, past the free ones."""
+    heavy_vcpu_second: Annotated[float, Field(ge=0)] = 0.000024
+    heavy_gib_second: Annotated[float, Field(ge=0)] = 0.0000025
+    heavy_per_million: Annotated[float, Field(ge=0)] = 0.40
+    heavy_free_vcpu_seconds: Annotated[float, Field(ge=0)] = 180_000
+    heavy_free_gib_seconds: Annotated[float, Field(ge=0)] = 360_000
+    heavy_memory_gib: Annotated[float, Field(gt=0)] = 0.5
+    """Memory a heavy service instance is given: it is billed for that while it runs."""
+
+
 class FileModel(_Strict):
     database_url: str | None = None
     app: str | None = None
@@ -247,6 +279,8 @@ class FileModel(_Strict):
     automations: AutomationsModel = AutomationsModel()
     serve: ServeModel = ServeModel()
     alerts: AlertsModel | None = None
+    usage: UsageModel = UsageModel()
+    pricing: PricingModel = PricingModel()
     jobs: list[JobModel] = []
 
     @field_validator("private_networks")

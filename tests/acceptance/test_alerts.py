@@ -18,11 +18,12 @@ from click.testing import CliRunner
 from cronlink.app import App, build_job
 from cronlink.cli import cli
 from cronlink.config import Settings, build_app
-from cronlink.config_models import AlertsModel
+from cronlink.config_models import AlertsModel, UsageModel
 from cronlink.jobs import new_run
 from cronlink.observe.alert_job import WATCH_ALERTS, policy_from
 from cronlink.observe.alerts import evaluate
 from cronlink.observe.notify import Notifier
+from cronlink.observe.usage import this_month
 from cronlink.records import Reason, RunState, Tier
 from cronlink.store import Store, store_for
 from tests.acceptance.alert_kit import HOOK_PASSWORD, Receivers, end_run, free_port, receivers
@@ -328,3 +329,27 @@ def test_alerts_check_evaluates_once_from_the_command_line(
     refused = CliRunner().invoke(cli, ["alerts", "check", "--config", str(unconfigured)])
     assert refused.exit_code == 2
     assert "alerts are not configured: add an [alerts] section" in refused.output
+
+
+async def test_usage_near_a_quota_fires_and_recovers(
+    sqlite_store: Store, channels: Receivers
+) -> None:
+    now = datetime.now(UTC)
+    for _ in range(9):
+        await end_run(sqlite_store, "sync", RunState.SUCCEEDED, now)
+    model = AlertsModel(urls=[channels.hook_url], rules=["usage-quota"])
+    policy, notifier = policy_from(model), Notifier(model.urls)
+
+    async def with_quota(light_per_day: int) -> None:
+        quotas = UsageModel(light_per_day=light_per_day)
+        usage = await this_month(sqlite_store, JOBS.jobs, quotas, now)
+        await evaluate(sqlite_store, JOBS.jobs, policy, notifier, now, usage)
+
+    await with_quota(10)  # 9 of 10: past 80%
+    await with_quota(10)
+    await with_quota(1_000)
+    assert channels.hook_titles() == [
+        "[cronlink] FIRING: usage nears the light quota",
+        "[cronlink] resolved: usage nears the light quota",
+    ]
+    assert "9 light invocations on the busiest day, 90% of 10/day" in channels.hooks[0]["message"]

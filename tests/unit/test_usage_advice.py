@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 
-from cronlink.observe.advice import Prices, advise, hosted_costs
-from cronlink.observe.usage import Quotas, report
+from cronlink.config import load_settings
+from cronlink.config_models import PricingModel, UsageModel
+from cronlink.errors import ConfigError
+from cronlink.observe.advice import advise, hosted_costs
+from cronlink.observe.usage import report
 from cronlink.records import DayUsage, JobProfile, Tier
 
 # Ten days into a 30-day month, at midnight: a third of the month has passed.
@@ -28,14 +32,14 @@ def test_the_month_so_far_is_projected_to_its_end_and_last_month_is_left_out() -
         day(date(2026, 11, 10), Tier.HEAVY, 200),
         day(date(2026, 11, 10), Tier.LIGHT, 40),
     ]
-    made = report(days, scheduled_jobs=2, quotas=Quotas(), now=NOW)
+    made = report(days, scheduled_jobs=2, quotas=UsageModel(), now=NOW)
     assert made.month_fraction == pytest.approx(1 / 3)
     assert made.month[Tier.HEAVY].invocations == 300
     assert made.month[Tier.HEAVY].requests == 600
     assert made.projected(Tier.HEAVY) == 900
     assert made.light_today == 0  # the 11th has no runs yet
     assert made.light_busiest == 40
-    assert made.warnings == []
+    assert not made.warnings
 
 
 def test_near_and_over_the_quotas_is_said_with_the_figures() -> None:
@@ -43,13 +47,13 @@ def test_near_and_over_the_quotas_is_said_with_the_figures() -> None:
         day(date(2026, 11, 10), Tier.LIGHT, 90_000),
         day(date(2026, 11, 9), Tier.HEAVY, 600_000),
     ]
-    made = report(days, scheduled_jobs=5, quotas=Quotas(), now=NOW)
-    assert made.warnings == [
-        "light: 90,000 invocations on the busiest day, 90% of 100,000/day",
-        "heavy: 1,800,000 invocations projected this month, 90% of 2,000,000/month",
-        "schedules: 5 scheduled jobs, 3 free on a cloud scheduler (one POST /cron/tick "
-        "trigger can drive them all)",
-    ]
+    made = report(days, scheduled_jobs=5, quotas=UsageModel(), now=NOW)
+    assert [(w.quota, w.text) for w in made.warnings] == [
+        ("light", "90,000 light invocations on the busiest day, 90% of 100,000/day"),
+        ("heavy", "1,800,000 heavy invocations projected this month, 90% of 2,000,000/month"),
+        ("schedules", "5 scheduled jobs, 3 free on a cloud scheduler (one POST /cron/tick "
+         "trigger can drive them all)"),
+    ]  # fmt: skip
 
 
 def profile(job: str, tier: Tier, p95_ms: int | None, peak: int | None = None) -> JobProfile:
@@ -58,7 +62,7 @@ def profile(job: str, tier: Tier, p95_ms: int | None, peak: int | None = None) -
 
 
 def test_advice_follows_the_decision_matrix() -> None:
-    usage = report([day(date(2026, 11, 10), Tier.LIGHT, 150_000)], 4, Quotas(), NOW)
+    usage = report([day(date(2026, 11, 10), Tier.LIGHT, 150_000)], 4, UsageModel(), NOW)
     found = advise(
         [
             profile("slow-light", Tier.LIGHT, 27_000),
@@ -81,14 +85,16 @@ def test_advice_follows_the_decision_matrix() -> None:
 
 
 def test_hosted_costs_price_only_what_is_past_the_free_allowances() -> None:
-    free = report([day(date(2026, 11, 10), Tier.HEAVY, 1_000, run_seconds=3_000)], 3, Quotas(), NOW)
-    assert [c.monthly for c in hosted_costs(free, Prices())] == [0.0, 0.0, 0.0]
+    free = report(
+        [day(date(2026, 11, 10), Tier.HEAVY, 1_000, run_seconds=3_000)], 3, UsageModel(), NOW
+    )
+    assert [c.monthly for c in hosted_costs(free, PricingModel())] == [0.0, 0.0, 0.0]
     busy = [
         day(date(2026, 11, 10), Tier.LIGHT, 200_000),
         # 300,000 heavy seconds so far: 900,000 projected, 720,000 past the free vCPU-s.
         day(date(2026, 11, 10), Tier.HEAVY, 1_000_000, run_seconds=300_000),
     ]
-    costs = hosted_costs(report(busy, 5, Quotas(), NOW), Prices())
+    costs = hosted_costs(report(busy, 5, UsageModel(), NOW), PricingModel())
     light, heavy, scheduler = (c.monthly for c in costs)
     assert light == pytest.approx(5.0)  # 600,000 a month: inside the paid plan's 10 million
     vcpu = 720_000 * 0.000024
@@ -96,3 +102,19 @@ def test_hosted_costs_price_only_what_is_past_the_free_allowances() -> None:
     requests = (3_000_000 - 2_000_000) / 1e6 * 0.40
     assert heavy == pytest.approx(vcpu + gib + requests)
     assert scheduler == pytest.approx(0.20)
+
+
+def test_quotas_and_prices_come_from_the_file_and_bad_ones_are_named(tmp_path: Path) -> None:
+    good = tmp_path / "cronlink.toml"
+    good.write_text("[usage]\nlight_per_day = 5000\n[pricing]\nheavy_memory_gib = 2.0\n")
+    settings = load_settings(good)
+    assert settings.usage.light_per_day == 5000
+    assert settings.usage.heavy_per_month == 2_000_000
+    assert settings.pricing.heavy_memory_gib == 2.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[usage]\nlight_per_day = 0\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml.*usage\.light_per_day"):
+        load_settings(bad)
+    bad.write_text("[pricing]\nlight_plan = 5\nfree_lunch = 1\n")
+    with pytest.raises(ConfigError, match=r"pricing\.free_lunch"):
+        load_settings(bad)

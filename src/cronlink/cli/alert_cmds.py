@@ -15,11 +15,13 @@ from cronlink.config import build_app
 from cronlink.errors import ConfigError
 from cronlink.observe.alert_job import policy_from
 from cronlink.observe.alert_model import Alert, AlertState, Message
-from cronlink.observe.alerts import evaluate
+from cronlink.observe.alerts import Evaluation, evaluate
+from cronlink.observe.usage import this_month
 
 if TYPE_CHECKING:
     from cronlink.config import Settings
     from cronlink.config_models import AlertsModel
+    from cronlink.store import Store
 
 
 @click.group()
@@ -61,7 +63,13 @@ def check(**options: Any) -> None:
     settings = _settings(options)
     model = _configured(settings)
     jobs, policy, notifier = build_app(settings).jobs, policy_from(model), Notifier(model.urls)
-    done = with_store(settings, lambda s: evaluate(s, jobs, policy, notifier, datetime.now(UTC)))
+
+    async def once(store: Store) -> Evaluation:
+        now = datetime.now(UTC)
+        usage = await this_month(store, jobs, settings.usage, now)
+        return await evaluate(store, jobs, policy, notifier, now, usage)
+
+    done = with_store(settings, once)
     click.echo(
         f"{done.findings} findings; {len(done.started)} started, {len(done.resolved)} "
         f"recovered; {done.delivery.sent} messages sent, {done.delivery.held} held"

@@ -14,7 +14,7 @@ from cronlink.cli.options import print_json, settings_from, settings_options, wi
 from cronlink.cli.show import console
 from cronlink.config import build_app
 from cronlink.observe import advice
-from cronlink.observe.usage import Quotas, UsageReport, month_start, report
+from cronlink.observe.usage import UsageReport, month_start, report
 from cronlink.records import Tier
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def usage(days: int, as_json: bool, **options: Any) -> None:
     )
     click.echo(f"schedules: {made.scheduled_jobs} scheduled jobs, {quotas.scheduler_jobs} free")
     for warning in made.warnings:
-        click.echo(f"near a quota: {warning}")
+        click.echo(f"near a quota: {warning.text}")
 
 
 @click.command()
@@ -72,7 +72,7 @@ def advise(days: int, as_json: bool, **options: Any) -> None:
     settings = settings_from(options["config_path"], options["database_url"], options["app_path"])
     made, profiles = _measure(settings, days, timedelta(days=days))
     found = advice.advise(profiles, made)
-    costs = advice.hosted_costs(made, advice.Prices())
+    costs = advice.hosted_costs(made, settings.pricing)
     heavy = made.month[Tier.HEAVY]
     here = {"cpu_seconds": round(heavy.cpu_seconds / made.month_fraction, 1),
             "memory_gib_s": round(heavy.memory_gib_s / made.month_fraction, 2)}  # fmt: skip
@@ -111,7 +111,7 @@ def _measure(
 
     history, profiles = with_store(settings, read)
     listed = [d for d in history if d.day >= (now - timedelta(days=days - 1)).date()]
-    made = report(history, scheduled, Quotas(), now)
+    made = report(history, scheduled, settings.usage, now)
     return dataclasses.replace(made, days=listed), profiles
 
 
@@ -121,8 +121,8 @@ def _report_dict(made: UsageReport) -> dict[str, Any]:
         "month": {t.value: dataclasses.asdict(m) for t, m in made.month.items()},
         "projected_invocations": {t.value: made.projected(t) for t in Tier},
         "light_today": made.light_today, "light_busiest_day": made.light_busiest,
-        "scheduled_jobs": made.scheduled_jobs, "quotas": dataclasses.asdict(made.quotas),
-        "near_quota": made.warnings,
+        "scheduled_jobs": made.scheduled_jobs, "quotas": made.quotas.model_dump(),
+        "near_quota": [dataclasses.asdict(w) for w in made.warnings],
     }  # fmt: skip
 
 

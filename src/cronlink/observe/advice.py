@@ -1,9 +1,8 @@
 """`cronlink advise`: the seed's decision matrix applied to what was measured, and what the
 same load would cost on the hosted services it replaces.
 
-Each recommendation carries the figures behind it. Prices are a table in cronlink.toml
-(`[pricing]`): the defaults are list prices the seed assumed, in US dollars; put your
-plan's in.
+Each recommendation carries the figures behind it. Prices are `[pricing]` in
+cronlink.toml (`config_models.PricingModel`).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 from cronlink.records import Tier
 
 if TYPE_CHECKING:
+    from cronlink.config_models import PricingModel
     from cronlink.observe.usage import UsageReport
     from cronlink.records import JobProfile
 
@@ -22,24 +22,6 @@ LIGHT_TIMEOUT_S = 30.0
 LIGHT_MEMORY = 128 * 2**20
 """A hosted light runner's memory limit."""
 NEAR = 0.8
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Prices:
-    light_plan: float = 5.0
-    """A hosted light runner's paid plan per month, once past the free daily quota."""
-    light_included: int = 10_000_000
-    """Invocations a month the paid plan includes."""
-    light_per_million: float = 0.30
-    scheduler_job: float = 0.10
-    """Per scheduled job a month, past the free ones."""
-    heavy_vcpu_second: float = 0.000024
-    heavy_gib_second: float = 0.0000025
-    heavy_per_million: float = 0.40
-    heavy_free_vcpu_seconds: float = 180_000
-    heavy_free_gib_seconds: float = 360_000
-    heavy_memory_gib: float = 0.5
-    """Memory a heavy service instance is given: it is billed for that while it runs."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -97,7 +79,7 @@ def advise(profiles: list[JobProfile], usage: UsageReport) -> list[Advice]:
     return found
 
 
-def hosted_costs(usage: UsageReport, prices: Prices) -> list[Cost]:
+def hosted_costs(usage: UsageReport, prices: PricingModel) -> list[Cost]:
     """This month's load, projected to the month's end, on the hosted services."""
     scale = 1 / usage.month_fraction
     light = usage.month[Tier.LIGHT].invocations * scale

@@ -3,23 +3,25 @@ section: evaluate the alert rules over the app's jobs and send what is owed."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cronlink.app import build_job
 from cronlink.durations import parse_duration
 from cronlink.observe.alert_model import Policy
 from cronlink.observe.alerts import evaluate
+from cronlink.observe.usage import UsageReport, this_month
 from cronlink.store import store_for
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from cronlink.config_models import AlertsModel
+    from cronlink.config_models import AlertsModel, UsageModel
     from cronlink.context import RunContext
     from cronlink.jobs import Job
 
 WATCH_ALERTS = "watch-alerts"
+USAGE_EVERY = timedelta(minutes=10)
 
 
 def policy_from(model: AlertsModel) -> Policy:
@@ -36,7 +38,9 @@ def policy_from(model: AlertsModel) -> Policy:
     )
 
 
-def watch_alerts_job(model: AlertsModel, database_url: str, jobs: Mapping[str, Job]) -> Job:
+def watch_alerts_job(
+    model: AlertsModel, quotas: UsageModel, database_url: str, jobs: Mapping[str, Job]
+) -> Job:
     """The job, watching `jobs` (the app's, read at each run: jobs added later count)."""
     # Imported here: apprise loads its ~100 plugins, which only a deployment with alerts
     # needs (every command line reads the settings).
@@ -44,14 +48,22 @@ def watch_alerts_job(model: AlertsModel, database_url: str, jobs: Mapping[str, J
 
     policy = policy_from(model)
     notifier = Notifier(model.urls)
+    # The month's usage is a scan of the month's runs: read every USAGE_EVERY, not every
+    # minute. The alert's finding is kept in between, so it does not flap.
+    usage: list[tuple[datetime, UsageReport]] = []
 
     async def watch_alerts(ctx: RunContext) -> dict[str, int]:
         # A store of its own: handlers are not handed the worker's, and one short-lived
         # connection a minute costs little.
         store = store_for(database_url)
         await store.open(migrate=False)
+        now = datetime.now(UTC)
         try:
-            done = await evaluate(store, jobs, policy, notifier, datetime.now(UTC))
+            if "usage-quota" in policy.rules and (not usage or now - usage[0][0] > USAGE_EVERY):
+                usage[:] = [(now, await this_month(store, jobs, quotas, now))]
+            done = await evaluate(
+                store, jobs, policy, notifier, now, usage[0][1] if usage else None
+            )
         finally:
             await store.close()
         ctx.log.info(

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         Policy,
         TriggerFacts,
     )
+    from cronlink.observe.usage import UsageReport
 
 FAILED = {RunState.FAILED.value, RunState.TIMED_OUT.value, RunState.DEAD.value}
 P95_MIN_RUNS = 5
@@ -196,3 +197,12 @@ def _cause(error_type: str | None, reason: str | None) -> str:
 
 def _at(value: datetime | None) -> str:
     return "never" if value is None else value.isoformat(timespec="seconds")
+
+
+def usage_quota(usage: UsageReport) -> Iterator[Finding]:
+    """Usage at 80% of a free quota or past it (`[usage]`), one alert per quota."""
+    for warning in usage.warnings:
+        yield Finding(
+            key=f"usage-quota:{warning.quota}", rule="usage-quota",
+            subject=f"usage nears the {warning.quota} quota", body=warning.text.capitalize() + ".",
+        )  # fmt: skip

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from cronlink.durations import format_duration
 from cronlink.jobs import with_overrides
 from cronlink.observe.alert_model import Message, Owed
-from cronlink.observe.alert_rules import findings, runs_needed
+from cronlink.observe.alert_rules import findings, runs_needed, usage_quota
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cronlink.jobs import Job
     from cronlink.observe.alert_model import Alert, Policy
     from cronlink.observe.notify import Notifier
+    from cronlink.observe.usage import UsageReport
     from cronlink.store import Store
 
 LEASE = timedelta(minutes=5)
@@ -55,13 +56,20 @@ class Delivery:
 
 
 async def evaluate(
-    store: Store, jobs: Mapping[str, Job], policy: Policy, notifier: Notifier, now: datetime
+    store: Store,
+    jobs: Mapping[str, Job],
+    policy: Policy,
+    notifier: Notifier,
+    now: datetime,
+    usage: UsageReport | None = None,
 ) -> Evaluation:
-    """Evaluate the rules over `jobs` (with their schedules as overridden) at `now`, then
-    deliver what is owed."""
+    """Evaluate the rules over `jobs` (with their schedules as overridden) and `usage` at
+    `now`, then deliver what is owed."""
     current = with_overrides(jobs, await store.overrides.all())
     facts = await store.alerts.facts(sorted(current), runs_needed(policy))
     found = findings(facts, current, policy, now)
+    if usage is not None and "usage-quota" in policy.rules:
+        found.extend(usage_quota(usage))
     started, resolved = await store.alerts.reconcile(found, now, policy.repeat)
     delivery = await deliver(store, notifier, policy, now)
     return Evaluation(findings=len(found), started=started, resolved=resolved, delivery=delivery)

@@ -11,19 +11,12 @@ from typing import TYPE_CHECKING
 from cronlink.records import Tier
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from cronlink.config_models import UsageModel
+    from cronlink.jobs import Job
     from cronlink.records import DayUsage
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Quotas:
-    """The free allowances of the seed's hosted services (`[usage]` in cronlink.toml)."""
-
-    light_per_day: int = 100_000
-    """Invocations a day of a hosted light cron runner's free plan."""
-    heavy_per_month: int = 2_000_000
-    """Requests a month of a heavy HTTP service's free tier."""
-    scheduler_jobs: int = 3
-    """Jobs a cloud scheduler keeps free."""
+    from cronlink.store import Store
 
 
 @dataclass(kw_only=True, slots=True)
@@ -46,8 +39,8 @@ class UsageReport:
     light_busiest: int
     """The most light invocations of one day in `days`."""
     scheduled_jobs: int
-    quotas: Quotas
-    warnings: list[str] = field(default_factory=list)
+    quotas: UsageModel
+    warnings: list[QuotaWarning] = field(default_factory=list)
 
     def projected(self, tier: Tier) -> int:
         """This month's invocations at the pace so far."""
@@ -58,11 +51,28 @@ NEAR = 0.8
 """The share of a quota past which usage is called near it."""
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class QuotaWarning:
+    quota: str
+    """`light`, `heavy` or `schedules`."""
+    text: str
+
+
+async def this_month(
+    store: Store, jobs: Mapping[str, Job], quotas: UsageModel, now: datetime
+) -> UsageReport:
+    """The month so far: what the `usage-quota` alert weighs."""
+    scheduled = sum(1 for job in jobs.values() if job.schedules)
+    return report(await store.usage_days(month_start(now)), scheduled, quotas, now)
+
+
 def month_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def report(days: list[DayUsage], scheduled_jobs: int, quotas: Quotas, now: datetime) -> UsageReport:
+def report(
+    days: list[DayUsage], scheduled_jobs: int, quotas: UsageModel, now: datetime
+) -> UsageReport:
     """`days` must reach back at least to the start of the month for the month's figures."""
     start = month_start(now)
     length = calendar.monthrange(start.year, start.month)[1]
@@ -89,23 +99,23 @@ def report(days: list[DayUsage], scheduled_jobs: int, quotas: Quotas, now: datet
     return made
 
 
-def _near_quotas(made: UsageReport) -> list[str]:
+def _near_quotas(made: UsageReport) -> list[QuotaWarning]:
     quotas = made.quotas
     found = []
     if made.light_busiest >= NEAR * quotas.light_per_day:
-        found.append(
-            f"light: {made.light_busiest:,} invocations on the busiest day, "
+        found.append(QuotaWarning(quota="light", text=(
+            f"{made.light_busiest:,} light invocations on the busiest day, "
             f"{made.light_busiest / quotas.light_per_day:.0%} of {quotas.light_per_day:,}/day"
-        )
+        )))  # fmt: skip
     heavy = made.projected(Tier.HEAVY)
     if heavy >= NEAR * quotas.heavy_per_month:
-        found.append(
-            f"heavy: {heavy:,} invocations projected this month, "
+        found.append(QuotaWarning(quota="heavy", text=(
+            f"{heavy:,} heavy invocations projected this month, "
             f"{heavy / quotas.heavy_per_month:.0%} of {quotas.heavy_per_month:,}/month"
-        )
+        )))  # fmt: skip
     if made.scheduled_jobs > quotas.scheduler_jobs:
-        found.append(
-            f"schedules: {made.scheduled_jobs} scheduled jobs, {quotas.scheduler_jobs} free "
-            "on a cloud scheduler (one POST /cron/tick trigger can drive them all)"
-        )
+        found.append(QuotaWarning(quota="schedules", text=(
+            f"{made.scheduled_jobs} scheduled jobs, {quotas.scheduler_jobs} free on a cloud "
+            "scheduler (one POST /cron/tick trigger can drive them all)"
+        )))  # fmt: skip
     return found
