@@ -93,7 +93,16 @@ async def run_roles(
         url = "no"
         if serve is not None:
             url = await stack.enter_async_context(
-                serving(store, app, *serve, settings.serve, connections, automations)
+                serving(
+                    store,
+                    app,
+                    *serve,
+                    settings.serve,
+                    connections,
+                    automations,
+                    settings.usage,
+                    settings.pricing,
+                )
             )
         log.info(
             "cronlink running: %d jobs, scheduler=%s, workers=%s, serving %s, database %s",
@@ -121,7 +130,17 @@ async def serve_http(
             connections = await open_connections(settings, store, session, app)
             automations = open_automations(settings, connections, app)
         url = await stack.enter_async_context(
-            serving(store, app, host, port, settings.serve, connections, automations)
+            serving(
+                store,
+                app,
+                host,
+                port,
+                settings.serve,
+                connections,
+                automations,
+                settings.usage,
+                settings.pricing,
+            )
         )
         log.info("cronlink serving on %s, database %s", url, store.url)
         await stop.wait()

@@ -287,3 +287,15 @@ async def test_logout_ends_the_session_and_needs_its_csrf_token(site: Site) -> N
     assert (answer.status, answer.headers["Location"]) == (303, "/dashboard/login")
     await me.get("/dashboard", 303)
     await me.close()
+
+
+async def test_the_usage_page_draws_the_days_quotas_advice_and_costs(site: Site) -> None:
+    await history(site.store, "tick", 12)
+    me = await site.visitor(scope="read")
+    page = await me.get("/dashboard/usage")
+    assert "<b>12</b> light invocations today, of 100,000 free" in page
+    assert "Invocations per day, light and heavy" in page  # the chart
+    assert "<td>light</td><td>12</td>" in page
+    assert "light cron runner</td><td>$0.00</td>" in page
+    assert "Near a quota" not in page
+    assert 'href="/dashboard/usage"' in await me.get("/dashboard")

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING
 
 from markupsafe import Markup, escape
 
-from cronlink.records import RunState
+from cronlink.records import RunState, Tier
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import date
 
+    from cronlink.records import DayUsage
     from cronlink.store.dashboard_queries import HourCount, RunPoint
 
 WIDTH = 600
@@ -58,6 +60,27 @@ def hourly(hours: Sequence[HourCount]) -> Markup:
             bars.append(_bar(index * step, HEIGHT * hour.failed / most, step, "bad", title,
                              lifted))  # fmt: skip
     return _svg(bars, "Runs per hour over the last 24 hours", f"most {most} runs in an hour")
+
+
+def daily(days: Sequence[DayUsage]) -> Markup:
+    """Invocations per UTC day, light below and heavy stacked on top."""
+    totals: dict[date, dict[Tier, int]] = {}
+    for day in days:
+        totals.setdefault(day.day, {})[day.tier] = day.invocations
+    if not totals:
+        return Markup("")
+    ordered = sorted(totals.items())
+    most = max(sum(tiers.values()) for _, tiers in ordered) or 1
+    step = WIDTH / len(ordered)
+    bars = []
+    for index, (on, tiers) in enumerate(ordered):
+        light, heavy = tiers.get(Tier.LIGHT, 0), tiers.get(Tier.HEAVY, 0)
+        title = f"{on:%Y-%m-%d}: {light:,} light, {heavy:,} heavy invocations"
+        bars.append(_bar(index * step, HEIGHT * light / most, step, "ok", title))
+        if heavy:
+            bars.append(_bar(index * step, HEIGHT * heavy / most, step, "other", title,
+                             HEIGHT * light / most))  # fmt: skip
+    return _svg(bars, "Invocations per day, light and heavy", f"most {most:,} in a day")
 
 
 def _bar(x: float, height: float, step: float, kind: str, title: str, lift: float = 0) -> str:

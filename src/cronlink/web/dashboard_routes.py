@@ -172,6 +172,11 @@ def _router(service: "WebService", gate: Gate, render: Callable[..., HTMLRespons
         values = await views.automations_page(service, after_id or 0, datetime.now(UTC))
         return render("automations.html", viewer=viewer, now=datetime.now(UTC), **values)
 
+    @routes.get("/usage")
+    async def usage(viewer: Looking) -> Response:
+        values = await views.usage_page(service, datetime.now(UTC))
+        return render("usage.html", viewer=viewer, **values)
+
     return routes
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from cronlink.config_models import ServeModel, parse_size
+from cronlink.config_models import PricingModel, ServeModel, UsageModel, parse_size
 from cronlink.durations import parse_duration
 from cronlink.errors import CronlinkError
 from cronlink.web.app import build
@@ -47,6 +47,8 @@ async def serving(
     limits: ServeModel | None = None,
     connections: Connections | None = None,
     automations: Automations | None = None,
+    usage: UsageModel | None = None,
+    pricing: PricingModel | None = None,
 ) -> AsyncIterator[str]:
     """The service on `host:port` (0: any free port); yields its base URL."""
     secrets = CronSecrets.from_env()
@@ -59,7 +61,8 @@ async def serving(
         per_credential=Limiter(model.credential_rate, model.credential_burst),
         require_signature=model.require_signature, connections=connections,
         automations=automations,
-        public_url=model.public_url,
+        public_url=model.public_url, quotas=usage or UsageModel(),
+        pricing=pricing or PricingModel(),
     )  # fmt: skip
     api = Guards(
         build(service), max_body=parse_size(model.max_body),

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from cronlink.audit import AuditEntry
+from cronlink.config_models import PricingModel, UsageModel
 from cronlink.scheduler import HEARTBEAT, Scheduler, TickReport
 
 REFUSAL_WINDOW = 1.0
@@ -41,6 +42,9 @@ class WebService:
     automations: Automations | None = None
     public_url: str | None = None
     """`[serve] public_url`: where browsers reach the service behind a TLS proxy."""
+    quotas: UsageModel = field(default_factory=UsageModel)
+    """`[usage]`: the free quotas the dashboard's usage page compares against."""
+    pricing: PricingModel = field(default_factory=PricingModel)
     _scheduler: Scheduler | None = field(default=None, repr=False)
     _refused: dict[tuple[str, str, str], int] = field(default_factory=dict, repr=False)
     """Refusals in the current window by (client, action, target), beyond the first."""
