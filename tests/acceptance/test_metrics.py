@@ -189,3 +189,19 @@ async def test_a_busy_metrics_port_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert f"cannot serve metrics on 127.0.0.1:{port}" in out.decode()
     assert "Traceback" not in out.decode()
+
+
+async def test_no_secret_reaches_the_metrics(
+    any_store: Store, scraper: Scraper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    canary = "metrics-canary-5d1e0b"
+    monkeypatch.setenv("CRON_SECRET", canary)
+    run_id = await enqueue(any_store, "boom", {"token": canary})
+    async with running_worker(any_store, Tier.LIGHT):
+        await finished(any_store, run_id)
+    headers = {"Authorization": f"Bearer {scraper.token}"}
+    async with scraper.http.get(scraper.url + "/metrics", headers=headers) as answer:
+        text = await answer.text()
+    assert "cronlink_attempts_total" in text
+    assert canary not in text
+    assert scraper.token not in text
