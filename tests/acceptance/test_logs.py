@@ -19,7 +19,7 @@ SECRET = "cron-secret-canary-7f3a9c"
 
 @pytest.fixture
 def restored() -> Iterator[None]:
-    """`logs.configure` takes over the root logger: give it back to pytest afterwards."""
+    """pytest's handlers back after a test that set up logging as a process would."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
@@ -27,12 +27,18 @@ def restored() -> Iterator[None]:
     root.setLevel(level)
 
 
+def as_a_process(style: logs.Style) -> None:
+    """`logs.configure` on a root logger without handlers, as in a fresh `cronlink`."""
+    logging.getLogger().handlers[:] = []
+    logs.configure(verbose=False, style=style)
+
+
 @pytest.mark.usefixtures("restored")
 async def test_json_lines_carry_the_run_and_mask_secrets(
     sqlite_store: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CRON_SECRET", f"other-secret-value,{SECRET}")
-    logs.configure(verbose=False, style="json")
+    as_a_process("json")
     run_id = await enqueue(sqlite_store, "ok", f"holding {SECRET}")
     async with running_worker(sqlite_store, Tier.LIGHT):
         await finished(sqlite_store, run_id)
@@ -57,9 +63,17 @@ async def test_json_lines_carry_the_run_and_mask_secrets(
 async def test_text_lines_name_the_run(
     sqlite_store: Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    logs.configure(verbose=False, style="text")
+    as_a_process("text")
     run_id = await enqueue(sqlite_store, "ok", "hello")
     async with running_worker(sqlite_store, Tier.LIGHT):
         await finished(sqlite_store, run_id)
     err = capsys.readouterr().err
     assert f"cronlink.run.ok: [run {run_id}] payload is hello" in err
+
+
+def test_logging_set_up_by_the_host_process_is_left_alone() -> None:
+    root = logging.getLogger()
+    before = root.handlers[:]
+    assert before  # pytest's own
+    logs.configure(verbose=True, style="json")
+    assert root.handlers == before

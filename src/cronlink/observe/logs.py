@@ -38,7 +38,12 @@ def attempt(run_id: int, job: str) -> Iterator[None]:
 
 
 def configure(verbose: bool, style: Style = "auto") -> None:
-    """Log to stderr as `style` says ("auto": text on a terminal, JSON otherwise)."""
+    """Log to stderr as `style` says ("auto": text on a terminal, JSON otherwise), unless
+    the process has set up logging itself (a program embedding the command line, a test
+    runner): like `logging.basicConfig`, leave its handlers alone then."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
     chosen = style
     if chosen == "auto":
         chosen = "text" if sys.stderr.isatty() else "json"
@@ -46,8 +51,7 @@ def configure(verbose: bool, style: Style = "auto") -> None:
     secrets = _secrets(os.environ)
     formatter: logging.Formatter = _Json(secrets) if chosen == "json" else _Text(secrets)
     handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
