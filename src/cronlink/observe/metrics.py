@@ -80,12 +80,26 @@ def attempt_started(run: Run, now: datetime) -> None:
         )
 
 
+# Each labelled child, looked up once: `labels()` costs more than the count itself, and
+# this runs for every attempt (bench/metrics_cost_bench.py).
+_attempts: dict[tuple[str, str, str], Counter] = {}
+_durations: dict[tuple[str, str], Histogram] = {}
+
+
 def attempt_finished(run: Run, state: RunState, duration_ms: int | None) -> None:
     """An attempt was recorded; one that will be tried again counts as `retrying`."""
     ended = "retrying" if state is RunState.QUEUED else state.value
-    ATTEMPTS.labels(run.job, run.tier.value, ended).inc()
+    key = (run.job, run.tier.value, ended)
+    counter = _attempts.get(key)
+    if counter is None:
+        counter = _attempts[key] = ATTEMPTS.labels(*key)
+    counter.inc()
     if duration_ms is not None:
-        DURATION.labels(run.job, run.tier.value).observe(duration_ms / 1000)
+        job = (run.job, run.tier.value)
+        histogram = _durations.get(job)
+        if histogram is None:
+            histogram = _durations[job] = DURATION.labels(*job)
+        histogram.observe(duration_ms / 1000)
 
 
 def watch_worker_memory(tier: Tier) -> None:
