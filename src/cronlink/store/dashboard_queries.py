@@ -23,10 +23,16 @@ from cronlink.store.connection_queries import _PUBLIC as CONNECTION_COLUMNS
 from cronlink.store.connection_queries import _connection as connection_from
 from cronlink.store.percentiles import percentiles
 from cronlink.store.rows import run_from_row
-from cronlink.store.schema import automation_events, automations, connections, runs, to_micros
+from cronlink.store.schema import (
+    automation_events,
+    automations,
+    connections,
+    enqueued_since,
+    runs,
+    to_micros,
+)
 
 if TYPE_CHECKING:
-    from sqlalchemy import CTE
     from sqlalchemy import Connection as Db
 
     from cronlink.automations.model import Automation
@@ -144,20 +150,9 @@ UNHEALTHY = "connections.state = 'needs_reauth' OR connections.health IN ('down'
 """Also the condition of the partial index `ix_connections_unhealthy`."""
 
 
-def _recent(since: datetime) -> CTE:
-    """The window's runs, read first on their own: without statistics (cronlink does not
-    ANALYZE) SQLite would rather walk all of `ix_runs_job` to group by job than read the
-    window's slice of `ix_runs_enqueued` and sort it. MATERIALIZED keeps them apart."""
-    return (
-        select(runs.c.job, runs.c.state, runs.c.enqueued_at, runs.c.duration_ms)
-        .where(runs.c.enqueued_at >= since)
-        .cte("recent_runs")
-        .prefix_with("MATERIALIZED")
-    )
-
-
 def _window(c: Db, since: datetime, now: datetime) -> Window:
-    recent = _recent(since)
+    recent = enqueued_since(since, runs.c.job, runs.c.state, runs.c.enqueued_at,
+                            runs.c.duration_ms)  # fmt: skip
     hour = type_coerce(recent.c.enqueued_at, BigInteger) // HOUR_MICROS
     counted = c.execute(
         select(recent.c.job, recent.c.state, hour, func.count()).group_by(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, or_, select
 
-from cronlink.store.schema import runs
+from cronlink.store.schema import enqueued_since, runs
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -20,15 +20,16 @@ def percentiles(
 ) -> dict[str, dict[int, int]]:
     """{job: {percentile: duration_ms}} over the finished attempts of runs enqueued since
     `since` (the last attempt's duration, where a run has several)."""
+    recent = enqueued_since(since, runs.c.job, runs.c.duration_ms)
     ranked = (
         select(
-            runs.c.job,
-            runs.c.duration_ms,
-            func.row_number().over(partition_by=runs.c.job, order_by=runs.c.duration_ms)
+            recent.c.job,
+            recent.c.duration_ms,
+            func.row_number().over(partition_by=recent.c.job, order_by=recent.c.duration_ms)
             .label("rank"),
-            func.count().over(partition_by=runs.c.job).label("n"),
+            func.count().over(partition_by=recent.c.job).label("n"),
         )
-        .where(runs.c.enqueued_at >= since, runs.c.duration_ms.is_not(None))
+        .where(recent.c.duration_ms.is_not(None))
         .subquery()
     )  # fmt: skip
     wanted = [(ranked.c.n * p + 99) // 100 for p in points]

@@ -63,14 +63,18 @@ WHERE id = ?
 """
 SKIP_FIRE = "UPDATE fires SET fate = 'skipped_overlap' WHERE run_id = ?"
 REPLACE_RUNNING = "UPDATE runs SET cancel_requested = 1 WHERE id = ?"
-COMPLETE = """
+_ENDED = """
 UPDATE runs SET state = ?, finished_at = ?, not_before = COALESCE(?, not_before),
     error_type = ?, error_message = ?, error_traceback = ?, error_reason = ?, result = ?,
-    duration_ms = ?, peak_memory = ?, lease_token = NULL, lease_expires_at = NULL,
-    requests = requests + ?, cpu_ms = COALESCE(cpu_ms + ?, ?, cpu_ms),
-    memory_mib_s = COALESCE(memory_mib_s + ?, ?, memory_mib_s)
+    duration_ms = ?, peak_memory = ?, lease_token = NULL, lease_expires_at = NULL{}
 WHERE id = ? AND lease_token = ? AND state = 'running'
 """
+COMPLETE = _ENDED.format("")
+# An attempt that spent something adds it to the run's totals; most light attempts spent
+# nothing, and leave the three columns alone (a few % of bench/queue_bench.py).
+COMPLETE_SPENT = _ENDED.format(""",
+    requests = requests + ?, cpu_ms = COALESCE(cpu_ms + ?, ?, cpu_ms),
+    memory_mib_s = COALESCE(memory_mib_s + ?, ?, memory_mib_s)""")
 LOG = """
 INSERT INTO run_logs (run_id, attempt, at, level, message)
 VALUES (?, (SELECT attempt FROM runs WHERE id = ?), ?, ?, ?)
@@ -129,28 +133,26 @@ def complete(
 ) -> bool:
     retrying = outcome.retry_at is not None
     error = outcome.error
-    changed = db.execute(
-        COMPLETE,
-        (
-            RunState.QUEUED.value if retrying else outcome.state.value,
-            None if retrying else to_micros(now),
-            to_micros(outcome.retry_at) if outcome.retry_at is not None else None,
-            error.type if error else None,
-            error.message if error else None,
-            error.traceback if error else None,
-            error.reason if error else None,
-            outcome.result,
-            outcome.duration_ms,
-            outcome.peak_memory,
-            outcome.spend.requests,
-            outcome.spend.cpu_ms,
-            outcome.spend.cpu_ms,
-            outcome.spend.memory_mib_s,
-            outcome.spend.memory_mib_s,
-            run_id,
-            token,
-        ),
-    ).rowcount
+    ended: tuple[Any, ...] = (
+        RunState.QUEUED.value if retrying else outcome.state.value,
+        None if retrying else to_micros(now),
+        to_micros(outcome.retry_at) if outcome.retry_at is not None else None,
+        error.type if error else None,
+        error.message if error else None,
+        error.traceback if error else None,
+        error.reason if error else None,
+        outcome.result,
+        outcome.duration_ms,
+        outcome.peak_memory,
+    )
+    spent = outcome.spend
+    if spent.requests or spent.cpu_ms is not None or spent.memory_mib_s is not None:
+        statement = COMPLETE_SPENT
+        ended += (spent.requests, spent.cpu_ms, spent.cpu_ms, spent.memory_mib_s,
+                  spent.memory_mib_s)  # fmt: skip
+    else:
+        statement = COMPLETE
+    changed = db.execute(statement, (*ended, run_id, token)).rowcount
     if changed and outcome.logs:
         db.executemany(
             LOG, [(run_id, run_id, to_micros(at), level, text) for at, level, text in outcome.logs]

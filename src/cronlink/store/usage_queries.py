@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, func, select, type_coerce
 
 from cronlink.records import DayUsage, JobProfile, RunState, Tier
 from cronlink.store.percentiles import percentiles
-from cronlink.store.schema import runs
+from cronlink.store.schema import enqueued_since, runs
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -20,18 +20,21 @@ FAILED = (RunState.FAILED.value, RunState.TIMED_OUT.value, RunState.DEAD.value)
 
 def usage_days(c: Connection, since: datetime) -> list[DayUsage]:
     """Per UTC day (of enqueueing) and tier, oldest first."""
-    day = type_coerce(runs.c.enqueued_at, BigInteger) // DAY_MICROS
+    recent = enqueued_since(
+        since, runs.c.enqueued_at, runs.c.tier, runs.c.attempt, runs.c.requests,
+        runs.c.duration_ms, runs.c.cpu_ms, runs.c.memory_mib_s,
+    )  # fmt: skip
+    day = type_coerce(recent.c.enqueued_at, BigInteger) // DAY_MICROS
     rows = c.execute(
         select(
-            day, runs.c.tier, func.count(), func.coalesce(func.sum(runs.c.attempt), 0),
-            func.coalesce(func.sum(runs.c.requests), 0),
-            func.coalesce(func.sum(runs.c.duration_ms), 0),
-            func.coalesce(func.sum(runs.c.cpu_ms), 0),
-            func.coalesce(func.sum(runs.c.memory_mib_s), 0.0),
+            day, recent.c.tier, func.count(), func.coalesce(func.sum(recent.c.attempt), 0),
+            func.coalesce(func.sum(recent.c.requests), 0),
+            func.coalesce(func.sum(recent.c.duration_ms), 0),
+            func.coalesce(func.sum(recent.c.cpu_ms), 0),
+            func.coalesce(func.sum(recent.c.memory_mib_s), 0.0),
         )
-        .where(runs.c.enqueued_at >= since)
-        .group_by(day, runs.c.tier)
-        .order_by(day, runs.c.tier)
+        .group_by(day, recent.c.tier)
+        .order_by(day, recent.c.tier)
     )  # fmt: skip
     # PostgreSQL sums integers to Decimal: every figure goes through int() or float().
     return [
@@ -46,14 +49,17 @@ def usage_days(c: Connection, since: datetime) -> list[DayUsage]:
 
 
 def job_profiles(c: Connection, since: datetime) -> list[JobProfile]:
+    recent = enqueued_since(
+        since, runs.c.job, runs.c.tier, runs.c.attempt, runs.c.state, runs.c.peak_memory
+    )
     rows = c.execute(
         select(
-            runs.c.job, runs.c.tier, func.count(), func.coalesce(func.sum(runs.c.attempt), 0),
-            func.count().filter(runs.c.state.in_(FAILED)), func.max(runs.c.peak_memory),
+            recent.c.job, recent.c.tier, func.count(),
+            func.coalesce(func.sum(recent.c.attempt), 0),
+            func.count().filter(recent.c.state.in_(FAILED)), func.max(recent.c.peak_memory),
         )
-        .where(runs.c.enqueued_at >= since)
-        .group_by(runs.c.job, runs.c.tier)
-        .order_by(runs.c.job, runs.c.tier)
+        .group_by(recent.c.job, recent.c.tier)
+        .order_by(recent.c.job, recent.c.tier)
     )  # fmt: skip
     p95 = percentiles(c, since, (95,))
     return [

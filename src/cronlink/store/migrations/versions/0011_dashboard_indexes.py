@@ -1,5 +1,4 @@
-"""Indexes the dashboard reads by: recent runs (covering what the overview counts), dead
-runs, unhealthy connections.
+"""Indexes the dashboard reads by: recent runs, dead runs, unhealthy connections.
 
 Revision ID: 0011
 Revises: 0012
@@ -18,7 +17,7 @@ UNHEALTHY = "state = 'needs_reauth' OR health IN ('down', 'auth_failed')"
 
 
 def upgrade() -> None:
-    op.create_index("ix_runs_enqueued", "runs", ["enqueued_at", "job", "state", "duration_ms"])
+    op.create_index("ix_runs_enqueued", "runs", ["enqueued_at", "job"])
     op.create_index(
         "ix_runs_dead", "runs", ["id"],
         sqlite_where=sa.text(DEAD), postgresql_where=sa.text(DEAD),
