@@ -10,6 +10,8 @@ of a fleet reports the same figures. `docs/metrics.md` lists them.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
 import psutil
@@ -21,7 +23,11 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.registry import REGISTRY
 
 from cronlink.records import RunState, Tier
@@ -38,15 +44,6 @@ _DURATION_BUCKETS = (
 )  # fmt: skip
 _DELAY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
 
-ATTEMPTS = Counter(
-    "cronlink_attempts", "Attempts finished, by job, tier and how they ended (succeeded, failed, "
-    "timed_out, cancelled, dead, retrying).",
-    ["job", "tier", "state"],
-)  # fmt: skip
-DURATION = Histogram(
-    "cronlink_run_duration_seconds", "How long attempts took, by job and tier.",
-    ["job", "tier"], buckets=_DURATION_BUCKETS,
-)  # fmt: skip
 FIRING_DELAY = Histogram(
     "cronlink_firing_delay_seconds",
     "From a scheduled instant to its run's first attempt starting, by tier.",
@@ -80,26 +77,60 @@ def attempt_started(run: Run, now: datetime) -> None:
         )
 
 
-# Each labelled child, looked up once: `labels()` costs more than the count itself, and
-# this runs for every attempt (bench/metrics_cost_bench.py).
-_attempts: dict[tuple[str, str, str], Counter] = {}
-_durations: dict[tuple[str, str], Histogram] = {}
+class _Attempts:
+    """Attempts by job, tier and outcome, and their durations, tallied in plain dicts and
+    turned into prometheus-client's families at scrape time. This runs for every attempt
+    (tens of thousands a second): a labelled `Counter` and `Histogram` take a lock per
+    update and cost three times as much (bench/metrics_cost_bench.py). Attempts end on the
+    worker's event loop only, so the dicts need no lock; a scrape from another thread reads
+    a copy."""
+
+    def __init__(self) -> None:
+        self.ended: dict[tuple[str, str, str], int] = {}
+        self.durations: dict[tuple[str, str], list[float]] = {}
+        """Per (job, tier): a count per bucket of `_DURATION_BUCKETS` and +Inf, then the sum."""
+
+    def add(self, job: str, tier: str, ended: str, seconds: float | None) -> None:
+        key = (job, tier, ended)
+        self.ended[key] = self.ended.get(key, 0) + 1
+        if seconds is None:
+            return
+        tally = self.durations.get(key[:2])
+        if tally is None:
+            tally = self.durations[key[:2]] = [0.0] * (len(_DURATION_BUCKETS) + 2)
+        tally[bisect_left(_DURATION_BUCKETS, seconds)] += 1
+        tally[-1] += seconds
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        ended = CounterMetricFamily(
+            "cronlink_attempts", "Attempts finished, by job, tier and how they ended "
+            "(succeeded, failed, timed_out, cancelled, dead, retrying).",
+            labels=["job", "tier", "state"],
+        )  # fmt: skip
+        for key, count in sorted(dict(self.ended).items()):
+            ended.add_metric(list(key), count)
+        yield ended
+        took = HistogramMetricFamily(
+            "cronlink_run_duration_seconds", "How long attempts took, by job and tier.",
+            labels=["job", "tier"],
+        )  # fmt: skip
+        bounds = [*(str(float(b)) for b in _DURATION_BUCKETS), "+Inf"]
+        for job, tally in sorted(dict(self.durations).items()):
+            cumulative = list(accumulate(tally[:-1]))
+            took.add_metric(list(job), list(zip(bounds, cumulative, strict=True)), tally[-1])
+        yield took
+
+
+ATTEMPTS = _Attempts()
+REGISTRY.register(ATTEMPTS)
 
 
 def attempt_finished(run: Run, state: RunState, duration_ms: int | None) -> None:
     """An attempt was recorded; one that will be tried again counts as `retrying`."""
     ended = "retrying" if state is RunState.QUEUED else state.value
-    key = (run.job, run.tier.value, ended)
-    counter = _attempts.get(key)
-    if counter is None:
-        counter = _attempts[key] = ATTEMPTS.labels(*key)
-    counter.inc()
-    if duration_ms is not None:
-        job = (run.job, run.tier.value)
-        histogram = _durations.get(job)
-        if histogram is None:
-            histogram = _durations[job] = DURATION.labels(*job)
-        histogram.observe(duration_ms / 1000)
+    ATTEMPTS.add(
+        run.job, run.tier.value, ended, None if duration_ms is None else duration_ms / 1000
+    )
 
 
 def watch_worker_memory(tier: Tier) -> None:
