@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 KEYS_PER_QUERY = 500
 
 
-def _automation(values: Mapping[Any, Any]) -> Automation:
+def automation_from(values: Mapping[Any, Any]) -> Automation:
     return Automation(
         id=values["id"], name=values["name"], connection_id=values["connection_id"],
         trigger=values["trigger"], params=json.loads(values["params"]),
@@ -84,7 +84,7 @@ def get_automation(c: Db, automation_id: int | str) -> Automation:
     row = c.execute(select(table).where(column == automation_id)).first()
     if row is None:
         raise AutomationNotFoundError(f"no automation {automation_id!r}")
-    return _automation(row._mapping)
+    return automation_from(row._mapping)
 
 
 def list_automations(
@@ -93,7 +93,7 @@ def list_automations(
     query = select(table).where(table.c.id > after_id)
     if connection_id is not None:
         query = query.where(table.c.connection_id == connection_id)
-    return [_automation(r._mapping) for r in c.execute(query.order_by(table.c.id).limit(limit))]
+    return [automation_from(r._mapping) for r in c.execute(query.order_by(table.c.id).limit(limit))]
 
 
 def set_state(c: Db, automation_id: int, state: AutomationState, now: datetime) -> Automation:
@@ -148,7 +148,7 @@ def take_due(
         .where(table.c.id.in_(ids), table.c.poll_lease == token)
         .order_by(table.c.next_poll_at)
     )
-    return [(_automation(r._mapping), r._mapping["provider"]) for r in rows]
+    return [(automation_from(r._mapping), r._mapping["provider"]) for r in rows]
 
 
 def _save_poll(advanced: bool) -> Any:
@@ -323,7 +323,7 @@ def mark_stalled(
             ),
         ),
     )
-    flagged = [_automation(r._mapping) for r in c.execute(select(table).where(stale))]
+    flagged = [automation_from(r._mapping) for r in c.execute(select(table).where(stale))]
     for automation in flagged:
         c.execute(
             update(table).where(table.c.id == automation.id).values(stalled=True, updated_at=now)
@@ -358,7 +358,7 @@ def due_scheduled(c: Db, now: datetime, limit: int) -> list[Automation]:
         .order_by(table.c.next_poll_at)
         .limit(limit)
     )
-    return [_automation(r._mapping) for r in rows]
+    return [automation_from(r._mapping) for r in rows]
 
 
 def set_next_poll(c: Db, automation_id: int, next_at: datetime | None) -> None:

@@ -30,18 +30,18 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection as Db
 
-_PUBLIC = [c for c in table.c if c.name not in ("secrets", "key_id", "refresh_lock",
+PUBLIC_COLUMNS = [c for c in table.c if c.name not in ("secrets", "key_id", "refresh_lock",
                                                   "refresh_lock_until")]  # fmt: skip
 
 
 def sealed_from(values: Mapping[Any, Any]) -> Sealed:
     """A connection with its secrets from one row's values (instants already converted)."""
     return Sealed(
-        connection=_connection(values), ciphertext=values["secrets"], key_id=values["key_id"]
+        connection=connection_from(values), ciphertext=values["secrets"], key_id=values["key_id"]
     )
 
 
-def _connection(values: Mapping[Any, Any]) -> Connection:
+def connection_from(values: Mapping[Any, Any]) -> Connection:
     return Connection(
         id=values["id"],
         provider=values["provider"],
@@ -95,10 +95,10 @@ def insert_connection(
 
 
 def get_connection(c: Db, connection_id: int) -> Connection:
-    row = c.execute(select(*_PUBLIC).where(table.c.id == connection_id)).first()
+    row = c.execute(select(*PUBLIC_COLUMNS).where(table.c.id == connection_id)).first()
     if row is None:
         raise ConnectionNotFoundError(f"no connection has id {connection_id}")
-    return _connection(row._mapping)
+    return connection_from(row._mapping)
 
 
 def get_sealed(c: Db, connection_id: int) -> Sealed:
@@ -111,7 +111,9 @@ def get_sealed(c: Db, connection_id: int) -> Sealed:
 def get_sealed_many(c: Db, connection_ids: list[int]) -> dict[int, Sealed]:
     """The connections of `connection_ids` that exist, with their secrets, by id."""
     rows = c.execute(
-        select(*_PUBLIC, table.c.secrets, table.c.key_id).where(table.c.id.in_(connection_ids))
+        select(*PUBLIC_COLUMNS, table.c.secrets, table.c.key_id).where(
+            table.c.id.in_(connection_ids)
+        )
     )
     return {row.id: sealed_from(row._mapping) for row in rows}
 
@@ -125,7 +127,7 @@ def list_connections(
     after_id: int = 0,
     limit: int = 100,
 ) -> list[Connection]:
-    query = select(*_PUBLIC).where(table.c.id > after_id)
+    query = select(*PUBLIC_COLUMNS).where(table.c.id > after_id)
     if owner is not None:
         query = query.where(table.c.owner == owner)
     if provider is not None:
@@ -133,7 +135,7 @@ def list_connections(
     if state is not None:
         query = query.where(table.c.state == state.value)
     rows = c.execute(query.order_by(table.c.id).limit(limit))
-    return [_connection(row._mapping) for row in rows]
+    return [connection_from(row._mapping) for row in rows]
 
 
 def set_state(
@@ -162,11 +164,13 @@ def delete_connection(c: Db, connection_id: int, now: datetime) -> None:
 # -- refresh -------------------------------------------------------------------------
 
 
-_SEALED = select(*_PUBLIC, table.c.secrets, table.c.key_id).where(table.c.id == bindparam("cid"))
+_SEALED = select(*PUBLIC_COLUMNS, table.c.secrets, table.c.key_id).where(
+    table.c.id == bindparam("cid")
+)
 _ADD_EVENT = insert(events)
-SEALED_COLUMNS = [*(c.name for c in _PUBLIC), "secrets", "key_id"]
+SEALED_COLUMNS = [*(c.name for c in PUBLIC_COLUMNS), "secrets", "key_id"]
 """The columns a refresh reads, in order, for the engines' own SQL (`*_refresh.py`)."""
-_INSTANTS = [c.name for c in _PUBLIC if isinstance(c.type, Instant)]
+_INSTANTS = [c.name for c in PUBLIC_COLUMNS if isinstance(c.type, Instant)]
 
 
 def sealed_from_raw(row: tuple[Any, ...]) -> Sealed:
@@ -296,7 +300,7 @@ def reseal(c: Db, connection_id: int, version: int, ciphertext: str, key_id: str
 def active_sealed(c: Db, after_id: int, limit: int) -> list[Sealed]:
     """Active connections with their secrets, in id order (a page of a health sweep)."""
     rows = c.execute(
-        select(*_PUBLIC, table.c.secrets, table.c.key_id)
+        select(*PUBLIC_COLUMNS, table.c.secrets, table.c.key_id)
         .where(table.c.id > after_id, table.c.state == ConnectionState.ACTIVE.value)
         .order_by(table.c.id)
         .limit(limit)

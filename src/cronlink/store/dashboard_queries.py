@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import BigInteger, func, select, text, type_coerce
 
 from cronlink.records import RunState
-from cronlink.store.automation_queries import _automation as automation_from
+from cronlink.store.automation_queries import automation_from
 
 # The connection domain's own row mapping, so the dashboard can never select the secrets.
-from cronlink.store.connection_queries import _PUBLIC as CONNECTION_COLUMNS
-from cronlink.store.connection_queries import _connection as connection_from
+from cronlink.store.connection_queries import PUBLIC_COLUMNS, connection_from
 from cronlink.store.percentiles import percentiles
 from cronlink.store.rows import run_from_row
 from cronlink.store.schema import (
@@ -111,10 +110,7 @@ class DashboardQueries:
     async def unhealthy_connections(self, limit: int) -> list[Connection]:
         """Connections that need their owner (reauth) or whose provider is down."""
         query = (
-            select(*CONNECTION_COLUMNS)
-            .where(text(UNHEALTHY))
-            .order_by(connections.c.id)
-            .limit(limit)
+            select(*PUBLIC_COLUMNS).where(text(UNHEALTHY)).order_by(connections.c.id).limit(limit)
         )
         rows = await self._store.transact(lambda c: c.execute(query).all(), write=False)
         return [connection_from(r._mapping) for r in rows]

@@ -70,8 +70,14 @@ async def _token(service: WebService, authorization: str | None) -> ApiToken | N
     if authorization is None:
         return None
     scheme, _, secret = authorization.partition(" ")
-    secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret.startswith(PREFIX) or len(secret) > 200:
+    if scheme.lower() != "bearer":
+        return None
+    return await token_of(service, secret.strip())
+
+
+async def token_of(service: WebService, secret: str) -> ApiToken | None:
+    """The valid (known, unexpired, unrevoked) API token whose secret is `secret`."""
+    if not secret.startswith(PREFIX) or len(secret) > 200:
         return None
     # Looked up by digest: equal digests come only from the token itself, and the index
     # lookup's timing says nothing about a SHA-256 preimage.

@@ -29,9 +29,10 @@ from urllib.parse import parse_qs
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from fastapi import Request
 
-from cronlink.api_tokens import PREFIX, ApiToken, Scope, digest
+from cronlink.api_tokens import ApiToken, Scope, digest
 from cronlink.connections import SECRET_KEY_ENV
 from cronlink.connections.crypto import Vault
+from cronlink.web.api_auth import token_of
 from cronlink.web.limits import Limiter
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ class Gate:
         sent_nonce = fields.get("nonce", "")
         fresh = bool(nonce) and hmac.compare_digest(sent_nonce.encode(), nonce.encode())
         secret = fields.get("token", "").strip()
-        token = await _token(self.service, secret) if fresh else None
+        token = await token_of(self.service, secret) if fresh else None
         if token is None:
             await self.service.refused(request, "dashboard.login", "dashboard")
             raise Refusal(401, "That token was not accepted.")
@@ -194,12 +195,3 @@ async def form(request: Request) -> dict[str, str]:
     except ValueError:
         raise Refusal(400, "This form is not valid.") from None
     return {name: values[0] for name, values in fields.items()}
-
-
-async def _token(service: WebService, secret: str) -> ApiToken | None:
-    if not secret.startswith(PREFIX) or len(secret) > 200:
-        return None
-    token = await service.store.tokens.by_digest(digest(secret))
-    if token is None or not token.valid_at(datetime.now(UTC)):
-        return None
-    return token
