@@ -23,7 +23,7 @@ from cronlink.jobs import new_run
 from cronlink.observe.alert_job import WATCH_ALERTS, policy_from
 from cronlink.observe.alerts import evaluate
 from cronlink.observe.notify import Notifier
-from cronlink.observe.usage import this_month
+from cronlink.observe.usage import measured
 from cronlink.records import Reason, RunState, Tier
 from cronlink.store import Store, store_for
 from tests.acceptance.alert_kit import HOOK_PASSWORD, Receivers, end_run, free_port, receivers
@@ -342,7 +342,7 @@ async def test_usage_near_a_quota_fires_and_recovers(
 
     async def with_quota(light_per_day: int) -> None:
         quotas = UsageModel(light_per_day=light_per_day)
-        usage = await this_month(sqlite_store, JOBS.jobs, quotas, now)
+        usage = await measured(sqlite_store, JOBS.jobs, quotas, now)
         await evaluate(sqlite_store, JOBS.jobs, policy, notifier, now, usage)
 
     await with_quota(10)  # 9 of 10: past 80%

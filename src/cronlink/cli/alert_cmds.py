@@ -16,7 +16,7 @@ from cronlink.errors import ConfigError
 from cronlink.observe.alert_job import policy_from
 from cronlink.observe.alert_model import Alert, AlertState, Message
 from cronlink.observe.alerts import Evaluation, evaluate
-from cronlink.observe.usage import this_month
+from cronlink.observe.usage import measured
 
 if TYPE_CHECKING:
     from cronlink.config import Settings
@@ -66,7 +66,7 @@ def check(**options: Any) -> None:
 
     async def once(store: Store) -> Evaluation:
         now = datetime.now(UTC)
-        usage = await this_month(store, jobs, settings.usage, now)
+        usage = await measured(store, jobs, settings.usage, now)
         return await evaluate(store, jobs, policy, notifier, now, usage)
 
     done = with_store(settings, once)

@@ -14,12 +14,12 @@ from cronlink.cli.options import print_json, settings_from, settings_options, wi
 from cronlink.cli.show import console
 from cronlink.config import build_app
 from cronlink.observe import advice
-from cronlink.observe.usage import UsageReport, month_start, report
+from cronlink.observe.usage import UsageReport, measured
 from cronlink.records import Tier
 
 if TYPE_CHECKING:
     from cronlink.config import Settings
-    from cronlink.records import DayUsage, JobProfile
+    from cronlink.records import JobProfile
     from cronlink.store import Store
 
 
@@ -102,17 +102,13 @@ def _measure(
     settings: Settings, days: int, window: timedelta
 ) -> tuple[UsageReport, list[JobProfile]]:
     now = datetime.now(UTC)
-    since = min(month_start(now), now - timedelta(days=days))
-    scheduled = sum(1 for job in build_app(settings).jobs.values() if job.schedules)
+    jobs = build_app(settings).jobs
 
-    async def read(store: Store) -> tuple[list[DayUsage], list[JobProfile]]:
+    async def read(store: Store) -> tuple[UsageReport, list[JobProfile]]:
         profiles = await store.job_profiles(now - window) if window else []
-        return await store.usage_days(since), profiles
+        return await measured(store, jobs, settings.usage, now, days), profiles
 
-    history, profiles = with_store(settings, read)
-    listed = [d for d in history if d.day >= (now - timedelta(days=days - 1)).date()]
-    made = report(history, scheduled, settings.usage, now)
-    return dataclasses.replace(made, days=listed), profiles
+    return with_store(settings, read)
 
 
 def _report_dict(made: UsageReport) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from cronlink.app import build_job
 from cronlink.durations import parse_duration
 from cronlink.observe.alert_model import Policy
 from cronlink.observe.alerts import evaluate
-from cronlink.observe.usage import UsageReport, this_month
+from cronlink.observe.usage import UsageReport, measured
 from cronlink.store import store_for
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def watch_alerts_job(
         now = datetime.now(UTC)
         try:
             if "usage-quota" in policy.rules and (not usage or now - usage[0][0] > USAGE_EVERY):
-                usage[:] = [(now, await this_month(store, jobs, quotas, now))]
+                usage[:] = [(now, await measured(store, jobs, quotas, now))]
             done = await evaluate(
                 store, jobs, policy, notifier, now, usage[0][1] if usage else None
             )

@@ -4,10 +4,12 @@ the month is heading: what `cronlink usage` prints and `cronlink advise` weighs.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from cronlink.jobs import with_overrides
 from cronlink.records import Tier
 
 if TYPE_CHECKING:
@@ -58,12 +60,17 @@ class QuotaWarning:
     text: str
 
 
-async def this_month(
-    store: Store, jobs: Mapping[str, Job], quotas: UsageModel, now: datetime
+async def measured(
+    store: Store, jobs: Mapping[str, Job], quotas: UsageModel, now: datetime, days: int = 1
 ) -> UsageReport:
-    """The month so far: what the `usage-quota` alert weighs."""
-    scheduled = sum(1 for job in jobs.values() if job.schedules)
-    return report(await store.usage_days(month_start(now)), scheduled, quotas, now)
+    """The month so far against `quotas`, the schedules counted as every scheduler fires
+    them (overrides applied); `days` lists the last so many days."""
+    current = with_overrides(jobs, await store.overrides.all())
+    scheduled = sum(1 for job in current.values() if job.schedules)
+    history = await store.usage_days(min(month_start(now), now - timedelta(days=days)))
+    made = report(history, scheduled, quotas, now)
+    first = (now - timedelta(days=days - 1)).date()
+    return dataclasses.replace(made, days=[d for d in made.days if d.day >= first])
 
 
 def month_start(now: datetime) -> datetime:

@@ -13,7 +13,7 @@ from cronlink import control
 from cronlink.cron import explain, iter_fires
 from cronlink.jobs import with_overrides
 from cronlink.observe import advice
-from cronlink.observe.usage import month_start, report
+from cronlink.observe.usage import measured
 from cronlink.records import Tier
 from cronlink.store import RunFilter
 from cronlink.store.dashboard_queries import DashboardQueries
@@ -30,7 +30,7 @@ WINDOW = timedelta(hours=24)
 UPCOMING = 10
 PAGE = 50
 CHART_RUNS = 100
-USAGE_DAYS = timedelta(days=30)
+USAGE_DAYS = 30
 ADVICE_WINDOW = timedelta(days=7)
 ATTENTION = 10
 """Unhealthy things listed on the overview, of each kind."""
@@ -133,10 +133,7 @@ async def automations_page(service: WebService, after_id: int, now: datetime) ->
 async def usage_page(service: WebService, now: datetime) -> dict[str, Any]:
     """The last USAGE_DAYS days and the month so far against the quotas; the advice and
     the hosted prices of `cronlink advise`."""
-    jobs = await _jobs(service)
-    scheduled = sum(1 for job in jobs.values() if job.schedules)
-    days = await service.store.usage_days(min(month_start(now), now - USAGE_DAYS))
-    made = report(days, scheduled, service.quotas, now)
+    made = await measured(service.store, service.app.jobs, service.quotas, now, USAGE_DAYS)
     profiles = await service.store.job_profiles(now - ADVICE_WINDOW)
     costs = advice.hosted_costs(made, service.pricing)
     return {
