@@ -113,6 +113,26 @@ FROM unnest(CAST(:ids AS int[]), CAST(:tokens AS text[]), CAST(:states AS text[]
 WHERE runs.id = u.id AND runs.lease_token = u.token AND runs.state = 'running'
 RETURNING u.n, runs.attempt
 """
+# One attempt, the common case of a worker turn: the same parameters as `_COMPLETE`, each
+# one value rather than an array. Unnesting fifteen arrays of one element cost the server
+# and the driver more than the update itself (bench/queue_bench.py, one run per transaction).
+_COMPLETE_ONE = """
+UPDATE runs SET state = :states, finished_at = :finished,
+    not_before = COALESCE(:retries, runs.not_before), error_type = :etypes,
+    error_message = :emessages, error_traceback = :etraces, error_reason = :ereasons,
+    result = :results, duration_ms = :durations, peak_memory = :peaks,
+    requests = runs.requests + :requests,
+    cpu_ms = COALESCE(runs.cpu_ms + :cpus, :cpus, runs.cpu_ms),
+    memory_mib_s = COALESCE(runs.memory_mib_s + :memories, :memories, runs.memory_mib_s),
+    lease_token = NULL, lease_expires_at = NULL
+WHERE runs.id = :ids AND runs.lease_token = :tokens AND runs.state = 'running'
+RETURNING 1 AS n, runs.attempt
+"""
+_ATTEMPT_KEYS = (
+    "ids", "tokens", "states", "finished", "retries", "etypes", "emessages", "etraces",
+    "ereasons", "results", "durations", "peaks", "requests", "cpus", "memories",
+)  # fmt: skip
+
 # Log lines are kept only for attempts whose lease held: they join what the update returned,
 # by the attempt's position in the batch (a run may appear twice: a stale attempt and its
 # retry).
@@ -189,9 +209,11 @@ async def complete_and_claim(
     whose job's overlap policy must be consulted take a second transaction.
     """
     params: dict[str, Any] = _completion(done, now) if done else {}
+    if len(done) == 1:
+        params |= {key: params[key][0] for key in _ATTEMPT_KEYS}
     if request is not None:
         params |= _claiming(request, now, token, request.limit)
-    statement = _turn(bool(done), bool(params.get("log_ids")), request is not None)
+    statement = _turn(min(len(done), 2), bool(params.get("log_ids")), request is not None)
     rows = await (await db.execute(statement, params)).fetchall()
     held = set(rows[0][0] or ()) if rows else set()
     claimed = [_run(row[1:]) for row in rows if request is not None and row[1] is not None]
@@ -199,7 +221,7 @@ async def complete_and_claim(
         # The claim did not see this statement's completions: a retry due now, or a run
         # that waited (overlap `queue`) on one that just ended, is claimable only now.
         more = _claiming(request, now, token, request.limit - len(claimed))
-        rows = await (await db.execute(_turn(False, False, True), more)).fetchall()
+        rows = await (await db.execute(_turn(0, False, True), more)).fetchall()
         claimed += [_run(row[1:]) for row in rows if row[1] is not None]
     if any(overlap_matters(run) for run in claimed):
         claimed = await judged(db, claimed, now, token)
@@ -218,11 +240,12 @@ def _claiming(request: ClaimRequest, now: datetime, token: str, limit: int) -> d
 
 
 @cache
-def _turn(completing: bool, logging: bool, claiming: bool) -> str:
-    """The statement of a worker's turn: rows of (ids completed, *claimed run or NULLs)."""
+def _turn(completing: int, logging: bool, claiming: bool) -> str:
+    """The statement of a worker's turn completing none, one or (2) several attempts: rows
+    of (positions completed, *claimed run or NULLs)."""
     parts = []
     if completing:
-        parts.append(f"done AS ({_COMPLETE})")
+        parts.append(f"done AS ({_COMPLETE_ONE if completing == 1 else _COMPLETE})")
     if logging:
         parts.append(f"logged AS ({_LOG})")
     if claiming:
@@ -238,9 +261,7 @@ def _turn(completing: bool, logging: bool, claiming: bool) -> str:
 def _completion(done: list[Done], now: datetime) -> dict[str, Any]:
     stamp = to_micros(now)
     params: dict[str, list[Any]] = {k: [] for k in (
-        "ids", "tokens", "states", "finished", "retries", "etypes", "emessages", "etraces",
-        "ereasons", "results", "durations", "peaks", "requests", "cpus", "memories",
-        "log_ids", "log_ns", "log_ats", "log_levels", "log_messages")}  # fmt: skip
+        *_ATTEMPT_KEYS, "log_ids", "log_ns", "log_ats", "log_levels", "log_messages")}  # fmt: skip
     for n, d in enumerate(done, start=1):
         outcome, error = d.outcome, d.outcome.error
         retrying = outcome.retry_at is not None
