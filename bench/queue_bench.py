@@ -33,6 +33,7 @@ from pathlib import Path
 import psycopg
 
 from cronlink.app import App
+from cronlink.cli.options import run_async
 from cronlink.context import RunContext
 from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
@@ -56,7 +57,7 @@ async def noop(ctx: RunContext) -> None:
 
 def work(url: str, mode: str, metered: bool, ready: Event, go: Event, stop: Event) -> None:
     """A worker process: connect, report ready, work from `go` until `stop`."""
-    asyncio.run(_work(url, mode, metered, ready, go, stop))
+    run_async(_work(url, mode, metered, ready, go, stop), libuv=True)  # as `cronlink worker`
 
 
 async def _work(url: str, mode: str, metered: bool, ready: Event, go: Event, stop: Event) -> None:

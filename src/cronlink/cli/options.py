@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, tzinfo
@@ -51,9 +52,18 @@ def settings_from(
     return load_settings(config_path, database_url, app_path)
 
 
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """The one place the command line enters asyncio."""
+def run_async(coroutine: Coroutine[Any, Any, T], *, libuv: bool = False) -> T:
+    """The one place the command line enters asyncio; with `libuv`, on uvloop's event loop
+    where uvloop exists (not on Windows)."""
+    if libuv and _has_uvloop():
+        import uvloop
+
+        return uvloop.run(coroutine)
     return asyncio.run(coroutine)
+
+
+def _has_uvloop() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
 
 
 def with_store(settings: Settings, verb: Callable[[Store], Awaitable[T]]) -> T:

@@ -232,8 +232,11 @@ def _serve(
     listen: tuple[str, int] | None = None,
 ) -> None:
     app = build_app(settings)
+    # uvloop made a PostgreSQL worker 19% faster but the HTTP service's p99 6 ms slower
+    # (bench/queue_bench.py, bench/serve_bench.py): only processes that do not serve use it.
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        run_async(run_roles(settings, app, scheduler=scheduler, tiers=tiers, serve=listen))
+        roles = run_roles(settings, app, scheduler=scheduler, tiers=tiers, serve=listen)
+        run_async(roles, libuv=listen is None)
 
 
 COMMANDS = [init, run, demo, scheduler, worker, db]
