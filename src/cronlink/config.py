@@ -68,7 +68,7 @@ def load_settings(
     path = config if config is not None else Path("cronlink.toml")
     parsed = FileModel()
     if config is not None or path.exists():
-        parsed = _read(path)
+        parsed = read_file(path)
     return Settings(
         database_url=database_url
         or os.environ.get("DATABASE_URL")
@@ -219,7 +219,8 @@ def _import(path: str, what: str, where: str) -> Any:
         raise ConfigError(f"{where}: cannot load {path!r} ({error})") from None
 
 
-def _read(path: Path) -> FileModel:
+def read_file(path: Path) -> FileModel:
+    """`path` as checked `cronlink.toml` sections (ConfigError naming the key)."""
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:

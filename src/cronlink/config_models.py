@@ -244,6 +244,9 @@ class UsageModel(_Strict):
     """Requests a month of a heavy HTTP service's free tier."""
     scheduler_jobs: Annotated[int, Field(ge=0)] = 3
     """Jobs a cloud scheduler keeps free."""
+    light_triggers: Annotated[int, Field(ge=1)] = 5
+    """Cron triggers a hosted light runner's free plan allows (one per distinct schedule,
+    or one for all with `cronlink export wrangler --pack`)."""
 
 
 class PricingModel(_Strict):

@@ -46,7 +46,7 @@ async def test_usage_and_advice_from_real_runs(
     assert usage["month"]["heavy"]["invocations"] == 2
     assert usage["projected_invocations"]["heavy"] >= 2
     assert usage["quotas"] == {"light_per_day": 100_000, "heavy_per_month": 2_000_000,
-                               "scheduler_jobs": 3}  # fmt: skip
+                               "scheduler_jobs": 3, "light_triggers": 5}  # fmt: skip
 
     advice = await cronlink_json("advise", *args, cwd=tmp_path)
     # `spin` runs heavy for 0.3 s in well under 128 MiB: it would fit the light tier.
@@ -54,3 +54,18 @@ async def test_usage_and_advice_from_real_runs(
     assert "MiB over 2 runs" in advice["recommendations"][0]["figures"]
     assert [c["monthly"] for c in advice["hosted_monthly"]] == [0.0, 0.0, 0.0]
     assert advice["self_hosted_monthly_heavy"]["cpu_seconds"] > 0
+
+    # The same hour in two zones is two triggers on a light runner, which runs in UTC.
+    jobs = [
+        ("a", "0 * * * *", "UTC"),
+        ("b", "0 * * * *", "Europe/Paris"),
+        ("c", "0 * * * *", "UTC"),
+    ]
+    (tmp_path / "cronlink.toml").write_text("[usage]\nlight_triggers = 1\n" + "".join(
+        f'[[jobs]]\nname = "{name}"\ntarget = {{ url = "http://127.0.0.1:9/" }}\n'
+        f'schedule = "{cron}"\ntimezone = "{zone}"\n' for name, cron, zone in jobs
+    ))  # fmt: skip
+    packing = await cronlink_json("advise", *args, cwd=tmp_path)
+    assert ("cron triggers", "2 distinct schedules, 1 triggers on a free plan") in [
+        (a["subject"], a["figures"]) for a in packing["recommendations"]
+    ]

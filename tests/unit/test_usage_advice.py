@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -82,6 +83,15 @@ def test_advice_follows_the_decision_matrix() -> None:
     ]
     assert "heavy" in found[0].recommendation
     assert "second `cronlink worker --tier light`" in found[2].recommendation
+
+
+def test_more_distinct_schedules_than_light_triggers_advises_packing() -> None:
+    usage = report([], 2, UsageModel(light_triggers=5), NOW)
+    assert advise([], dataclasses.replace(usage, cron_triggers=5)) == []
+    [packing] = advise([], dataclasses.replace(usage, cron_triggers=6))
+    assert packing.subject == "cron triggers"
+    assert packing.figures == "6 distinct schedules, 5 triggers on a free plan"
+    assert "cronlink export wrangler --pack" in packing.recommendation
 
 
 def test_hosted_costs_price_only_what_is_past_the_free_allowances() -> None:

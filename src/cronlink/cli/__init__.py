@@ -15,6 +15,7 @@ from cronlink.cli import (
     automation_cmds,
     connection_cmds,
     inspect_cmds,
+    interop_cmds,
     job_cmds,
     role_cmds,
     serve_cmds,
@@ -57,6 +58,7 @@ for module in (
     token_cmds,
     alert_cmds,
     usage_cmds,
+    interop_cmds,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

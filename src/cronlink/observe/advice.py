@@ -76,6 +76,14 @@ def advise(profiles: list[JobProfile], usage: UsageReport) -> list[Advice]:
             "each minute instead of one scheduler job each",
             figures=f"{usage.scheduled_jobs} scheduled jobs, {usage.quotas.scheduler_jobs} free",
         ))  # fmt: skip
+    if usage.cron_triggers > usage.quotas.light_triggers:
+        found.append(Advice(
+            subject="cron triggers",
+            recommendation="on a light runner, pack them: `cronlink export wrangler --pack` "
+            "needs one every-minute trigger calling POST /cron/tick, in any time zone",
+            figures=f"{usage.cron_triggers} distinct schedules, {usage.quotas.light_triggers} "
+            "triggers on a free plan",
+        ))  # fmt: skip
     return found
 
 

@@ -42,6 +42,9 @@ class UsageReport:
     """The most light invocations of one day in `days`."""
     scheduled_jobs: int
     quotas: UsageModel
+    cron_triggers: int = 0
+    """Distinct schedules (expression and zone): the triggers a light runner needs for
+    one each."""
     warnings: list[QuotaWarning] = field(default_factory=list)
 
     def projected(self, tier: Tier) -> int:
@@ -67,10 +70,12 @@ async def measured(
     them (overrides applied); `days` lists the last so many days."""
     current = with_overrides(jobs, await store.overrides.all())
     scheduled = sum(1 for job in current.values() if job.schedules)
+    triggers = {(s.cron.source, s.timezone) for job in current.values() for s in job.schedules}
     history = await store.usage_days(min(month_start(now), now - timedelta(days=days)))
     made = report(history, scheduled, quotas, now)
     first = (now - timedelta(days=days - 1)).date()
-    return dataclasses.replace(made, days=[d for d in made.days if d.day >= first])
+    recent = [d for d in made.days if d.day >= first]
+    return dataclasses.replace(made, days=recent, cron_triggers=len(triggers))
 
 
 def month_start(now: datetime) -> datetime:

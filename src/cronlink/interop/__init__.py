@@ -1,0 +1,2 @@
+"""Other schedulers' definitions in and out: Cloudflare cron triggers (wrangler),
+Google Cloud Scheduler jobs and Kubernetes CronJobs."""

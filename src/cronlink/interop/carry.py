@@ -1,0 +1,96 @@
+"""What carries over between cronlink and another scheduler: an import's `[[jobs]]`
+tables for cronlink.toml, an export's definitions, and, for both, the list of what could
+not come along (never dropped silently)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from cronlink.config_models import JobModel
+from cronlink.durations import format_duration
+from cronlink.errors import ConfigError
+
+SECRET_HEADER = "Bearer ${CRON_SECRET}"
+"""How imported HTTP targets authenticate: the secret is read from the environment."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Binding:
+    """Where imported schedules send their runs: a Python handler named by the user
+    (`module:{name}`, the job's name as an identifier), else `POST {app_url}/cron/{name}`."""
+
+    handler: str | None = None
+    app_url: str = "${APP_URL}"
+
+    def bind(self, name: str, body: str | None = None) -> dict[str, Any]:
+        """The handler or target keys of job `name`; `body` is sent to a target."""
+        if self.handler is not None:
+            return {"handler": self.handler.replace("{name}", identifier(name))}
+        target: dict[str, Any] = {
+            "url": f"{self.app_url.rstrip('/')}/cron/{name}",
+            "method": "POST",
+            "headers": {"Authorization": SECRET_HEADER},
+        }
+        if body is not None:
+            target["body"] = body
+        return {"target": target}
+
+
+@dataclass(slots=True)
+class Imported:
+    """Jobs read from another scheduler's definitions, in cronlink.toml's terms."""
+
+    source: str
+    """The file read, named in every message."""
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+    """What was not carried over, each as `what: why`."""
+
+    def add(self, job: dict[str, Any]) -> None:
+        """Add `job` once it reads as a valid `[[jobs]]` table (else ConfigError)."""
+        name = job.get("name", "?")
+        if any(existing["name"] == name for existing in self.jobs):
+            raise ConfigError(f"{self.source}: two jobs would be named {name!r}")
+        try:
+            JobModel.model_validate(job)
+        except ValidationError as error:
+            problem = error.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            raise ConfigError(
+                f"{self.source}: job {name!r} would not load ({where}: {problem['msg']})"
+            ) from None
+        self.jobs.append(job)
+
+    def leave_out(self, what: str, why: str) -> None:
+        self.left_out.append(f"{what}: {why}")
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """Another scheduler's definitions of cronlink jobs."""
+
+    text: str
+    left_out: list[str] = field(default_factory=list)
+    """Jobs or settings not carried over, each as `what: why`."""
+
+
+def identifier(name: str) -> str:
+    """`name` as a Python identifier, for handler templates (`sync-crm` → `sync_crm`)."""
+    cleaned = re.sub(r"\W", "_", name)
+    return f"_{cleaned}" if cleaned[:1].isdigit() else cleaned
+
+
+def job_name(text: str) -> str:
+    """A job name (cronlink's pattern) made from another scheduler's name."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.:-]+", "-", text).strip("-_.:")
+    return cleaned[:200] or "job"
+
+
+def seconds_text(seconds: float) -> str:
+    """A duration as cronlink.toml writes it (`90s`, `5m`, `1.5s`)."""
+    return format_duration(timedelta(seconds=seconds))
