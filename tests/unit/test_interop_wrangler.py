@@ -116,7 +116,7 @@ def test_an_untranslatable_trigger_is_listed_and_the_rest_imported() -> None:
 @pytest.mark.parametrize(
     ("text", "name", "problem"),
     [("[triggers\n", "wrangler.toml", "not TOML"), ("{", "wrangler.json", "not JSON"),
-     ('{"a": 1, // note\n}', "wrangler.jsonc", "comments are not read"),
+     ('{"a": 1 "b"}', "wrangler.jsonc", "not JSON"),
      ("[1]", "wrangler.json", "top level is not a table")],
 )  # fmt: skip
 def test_unreadable_files_say_what_is_wrong(text: str, name: str, problem: str) -> None:
@@ -181,3 +181,17 @@ def test_seconds_and_jitter_are_listed_when_they_cannot_be_kept() -> None:
     assert packed.left_out == [
         "schedules with seconds: a minute tick fires them up to a minute late"
     ]
+
+
+def test_wrangler_jsonc_reads_with_its_comments() -> None:
+    text = """{
+      // Cloudflare's default configuration format for new projects
+      "name": "edge",
+      "triggers": { "crons": ["0 17 * * sun", /* weekly */ "*/5 * * * *",] },
+      "vars": { "APP_URL": "https://edge.example.com" },
+    }"""
+    config = wrangler.read_config(text, "wrangler.jsonc")
+    result = wrangler.import_triggers(config, "wrangler.jsonc", Binding())
+    assert [(job["name"], job["schedule"]) for job in result.jobs] == [
+        ("edge-cron-1", "0 17 * * SUN"), ("edge-cron-2", "*/5 * * * *"),
+    ]  # fmt: skip

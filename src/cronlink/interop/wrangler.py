@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
+import json5
 import tomli_w
 
 from cronlink.interop.carry import Binding, Exported, Imported, job_name
@@ -26,13 +27,13 @@ SCRIPT = (files("cronlink.interop") / SCRIPT_NAME).read_text()
 
 
 def read_config(text: str, source: str) -> dict[str, Any]:
-    """`wrangler.toml` or `wrangler.json` as a mapping (ValueError naming the problem)."""
+    """`wrangler.toml`, `wrangler.json` or `wrangler.jsonc` (comments and trailing commas
+    allowed) as a mapping (ValueError naming the problem)."""
     if source.endswith((".json", ".jsonc")):
         try:
-            loaded = json.loads(text)
-        except json.JSONDecodeError as error:
-            hint = " (comments are not read: remove them)" if source.endswith(".jsonc") else ""
-            raise ValueError(f"not JSON{hint}: {error}") from None
+            loaded = json5.loads(text)
+        except ValueError as error:
+            raise ValueError(f"not JSON: {error}") from None
     else:
         try:
             loaded = tomllib.loads(text)
