@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import tomllib
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from cronlink.cli import cli
@@ -190,3 +192,37 @@ def test_import_then_export_from_the_command_line(
     code, _, err = cronlink("export", kind, "--pack", "--app-url", "u", "--config", str(config))
     assert code == 2
     assert "--pack is for wrangler" in err
+
+
+async def test_the_exported_cronjob_command_names_its_instant(
+    tmp_path: Path, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CronJob's shell command, run by sh with the real curl against `cronlink serve`:
+    a Job named by the controller (`<cronjob>-<minutes since the epoch>`) queues the run of
+    that instant, once however often its pod retries; a Job made by hand queues by name."""
+    config = tmp_path / "cronlink.toml"
+    assert cronlink("import", "k8s", str(EXAMPLES / "k8s-cronjobs.yaml"), "-o", str(config))[0] == 0
+    code, out, err = cronlink(
+        "export", "k8s", "--app-url", "http://unused", "--config", str(config)
+    )
+    assert code == 0, err
+    [cronjob] = [d for d in yaml.safe_load_all(out) if d["metadata"]["name"] == "refresh-tokens"]
+    [container] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    secret = "s3cret-one-for-k8s-5a1c, s3cret-old-77b2"
+    monkeypatch.setenv("CRON_SECRET", secret)
+    instant = datetime(2026, 11, 28, 13, tzinfo=UTC)
+    minutes = int(instant.timestamp()) // 60
+    async with serving(sqlite_store, build_app(load_settings(config)), "127.0.0.1", 0) as url:
+        for job_name in [f"refresh-tokens-{minutes}", f"refresh-tokens-{minutes}", "by-hand-2"]:
+            env = {"PATH": os.environ["PATH"], "APP_URL": url, "CRON_SECRET": secret,
+                   "JOB_NAME": job_name}  # fmt: skip
+            process = await asyncio.create_subprocess_exec(
+                *container["command"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            output, _ = await asyncio.wait_for(process.communicate(), 30)
+            assert process.returncode == 0, output.decode()
+    runs = await sqlite_store.list_runs(RunFilter(job="refresh-tokens", limit=10))
+    assert sorted((run.scheduled_for is None, run.reason) for run in runs) == [
+        (False, Reason.API), (True, Reason.API),
+    ]  # fmt: skip
+    assert {run.scheduled_for for run in runs} == {instant, None}

@@ -125,6 +125,31 @@ async def test_manual_runs_ignore_overlap_skip(store: Store) -> None:
     assert len(await store.claim("w", Tier.LIGHT, 10, LEASE, T0)) == 1
 
 
+async def test_an_external_scheduler_naming_its_instant_gets_the_overlap_policy(
+    store: Store,
+) -> None:
+    """`POST /cron/{job}` with a schedule-time header stands for that instant: a `skip`
+    job's call gives way to its running run, a `replace` job's call takes over."""
+    await store.record_ticks([tick("o", T0)], [], T0)
+    [running] = await store.claim("w", Tier.LIGHT, 10, LEASE, T0)
+    later = T0 + timedelta(minutes=1)
+    called = NewRun(job="o", tier=Tier.LIGHT, reason=Reason.API, scheduled_for=later,
+                    overlap=Overlap.SKIP)  # fmt: skip
+    skipped_id = await store.enqueue(called, later)
+    assert await store.claim("w", Tier.LIGHT, 10, LEASE, later) == []
+    skipped = await store.get_run(skipped_id)
+    assert skipped.state is RunState.CANCELLED
+    assert skipped.error is not None
+    assert skipped.error.reason == "overlap"
+    again = later + timedelta(minutes=1)
+    replacing = NewRun(job="o", tier=Tier.LIGHT, reason=Reason.API, scheduled_for=again,
+                       overlap=Overlap.REPLACE)  # fmt: skip
+    await store.enqueue(replacing, later)
+    [took_over] = await store.claim("w", Tier.LIGHT, 10, LEASE, later)
+    assert took_over.reason is Reason.API
+    assert (await store.get_run(running.id)).cancel_requested
+
+
 async def test_serial_runs_never_overlap(store: Store) -> None:
     for _ in range(3):
         await store.enqueue(new_run("s", overlap=Overlap.QUEUE), T0)

@@ -31,7 +31,6 @@ from cronlink.interop.carry import (
 from cronlink.interop.dialects import Untranslatable, from_vixie, to_vixie
 from cronlink.jobs import Job
 from cronlink.jobs import schedule as schedule_spec
-from cronlink.records import Overlap
 
 SCHEDULER = "Cloud Scheduler"
 GOOGLE_HEADERS = re.compile(r"(user-agent|host|content-length|x-cloudscheduler.*)$", re.I)
@@ -236,10 +235,6 @@ def export_jobs(
         f' --project={_word(project)})"',
         'CRON_SECRET="${CRON_SECRET%%,*}"  # cronlink reads a list (rotation): send the first',
     ]
-    unskipped = [job.name for job in jobs if job.overlap in (Overlap.SKIP, Overlap.REPLACE)]
-    if unskipped:  # a call to /cron/{job} queues an API run, which cronlink never skips
-        names = ", ".join(unskipped)
-        left_out.append(f"overlap skip/replace of {names}: not applied to /cron/{{job}} calls")
     for job in jobs:
         flags = _flags(job, left_out)
         for index, spec in enumerate(job.schedules, start=1):

@@ -37,10 +37,22 @@ _MOST_ATTEMPTS = 100  # JobModel's bound on max_attempts
 _CHECK_EVERY = 10  # seconds between the controller's looks: a shorter deadline may never start
 _NAME_LIMIT = 52  # Kubernetes adds 11 characters to name each Job, whose names stop at 63
 _BARE_STAR = re.compile(r"[*?](/0*1)?")
-_CALL = (
-    'curl -fsS -X POST -H "Authorization: Bearer $CRON_SECRET" '
-    '-H "Idempotency-Key: $JOB_NAME" "$APP_URL/cron/{job}"'
-)
+# The controller names each Job `<cronjob>-<minutes since the epoch of its instant>`: the
+# pod sends that instant, so that cronlink applies the job's overlap policy to it and a
+# retried pod finds the run it queued. A Job made by hand (`kubectl create job --from`)
+# has no such number and sends its name as the idempotency key. CRON_SECRET may list
+# secrets during a rotation: the first is sent.
+_CALL = """\
+minutes="${JOB_NAME##*-}"
+case "$minutes" in
+  *[!0-9]*) instant="Idempotency-Key: $JOB_NAME" ;;
+  [0-9][0-9][0-9][0-9][0-9][0-9][0-9]*)
+    instant="X-Cronlink-Scheduled-Time: $(date -u -d "@$((minutes * 60))" +%Y-%m-%dT%H:%M:%SZ)" ;;
+  *) instant="Idempotency-Key: $JOB_NAME" ;;
+esac
+exec curl -fsS -X POST -H "Authorization: Bearer ${CRON_SECRET%%,*}" -H "$instant" \\
+  "$APP_URL/cron/@JOB@"
+"""
 
 
 def import_cronjobs(text: str, source: str, binding: Binding) -> Imported:
@@ -254,15 +266,13 @@ def _cron(spec: ScheduleSpec) -> str:
 
 
 def _container(job: str, app_url: str, secret: str, key: str, image: str) -> dict[str, Any]:
-    # The Job's name is the same for every pod of one scheduled run, so a retried call
-    # finds the run it already queued.
     run_name = {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}
     env = [
         {"name": "APP_URL", "value": app_url},
         {"name": "CRON_SECRET", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}},
         {"name": "JOB_NAME", "valueFrom": run_name},
     ]
-    command = ["sh", "-c", _CALL.format(job=job)]
+    command = ["sh", "-c", _CALL.replace("@JOB@", job)]
     return {"name": "call-cronlink", "image": image, "command": command, "env": env}
 
 

@@ -24,11 +24,21 @@ class Due(Enum):
     """Start it and ask the running ones to cancel."""
 
 
+def for_an_instant(run: Run) -> bool:
+    """Whether `run` stands for a scheduled instant, to which the job's overlap policy
+    applies: fired by a scheduler, or asked for by an external one that names the instant
+    (`POST /cron/{job}` with a schedule-time header, as Cloud Scheduler and the exported
+    Worker and CronJobs send). Other manual and API runs just run."""
+    return run.reason is Reason.SCHEDULE or (
+        run.reason is Reason.API and run.scheduled_for is not None
+    )
+
+
 def overlap_matters(run: Run) -> bool:
     """Whether `run`'s job's running runs can change anything: if not, skip looking."""
     if run.overlap is Overlap.QUEUE:
         return True
-    return run.overlap is not Overlap.ALLOW and run.reason is Reason.SCHEDULE
+    return run.overlap is not Overlap.ALLOW and for_an_instant(run)
 
 
 def when_due(run: Run, running: list[int]) -> Due:
@@ -37,8 +47,8 @@ def when_due(run: Run, running: list[int]) -> Due:
         return Due.START
     if run.overlap is Overlap.QUEUE:
         return Due.WAIT
-    if run.reason is not Reason.SCHEDULE:
-        return Due.START  # overlap rules apply to schedules; manual and API runs just run
+    if not for_an_instant(run):
+        return Due.START
     return Due.REPLACE if run.overlap is Overlap.REPLACE else Due.SKIP
 
 

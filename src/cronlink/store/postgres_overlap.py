@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from sqlalchemy import text
 
-from cronlink.records import Overlap, Reason
-from cronlink.store.fates import Due, overlap_matters, skip_message, when_due
+from cronlink.records import Overlap
+from cronlink.store.fates import Due, for_an_instant, overlap_matters, skip_message, when_due
 from cronlink.store.postgres_sql import sql
 from cronlink.store.schema import to_micros
 
@@ -97,7 +97,7 @@ async def _apply_overlap(db: AsyncConnection[Any], runs: list[Run], now: datetim
 async def _gives_way(db: AsyncConnection[Any], run: Run, pending: set[int], now: datetime) -> bool:
     if not overlap_matters(run):
         return False
-    if run.overlap is Overlap.REPLACE and run.reason is Reason.SCHEDULE:
+    if run.overlap is Overlap.REPLACE and for_an_instant(run):
         await _replace(db, run, pending)
         return False
     started = None if run.started_at is None else to_micros(run.started_at)
