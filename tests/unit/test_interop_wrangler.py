@@ -28,7 +28,7 @@ CLOUDFLARE = [
     "0 17 * * sun", "0 17 * * 1", "10 7 * * mon-fri", "10 7 * * 2-6", "0 18 * * 6L",
     "0 18 * * friL", "59 23 LW * *", "0 9 * * 6#3", "0 0 * * FRI-SUN", "0 0 * * 7-2",
     "0 0 * * L", "0 12 15W * *", "0 12 1,15 * 2", "*/20 8-18/2 * jan-mar *", "0 0 L * *",
-    "0 0 * * 1-7/3",
+    "0 0 * * 1-7/3", "0 0 * * 2/2", "0 0 * * 6/2", "0 0 */2 * 2", "0 0 1 * */2",
 ]  # fmt: skip
 
 
@@ -53,7 +53,7 @@ def test_cronlink_fires_an_imported_trigger_when_cloudflare_would(expression: st
 
 @pytest.mark.parametrize("expression", CLOUDFLARE)
 def test_exporting_gives_back_an_expression_cloudflare_fires_the_same(expression: str) -> None:
-    back = to_cloudflare(parse(from_cloudflare(expression)), "UTC")
+    back = to_cloudflare(parse(from_cloudflare(expression)), "UTC", START)
     assert first(back, 40) == first(expression, 40)
 
 
@@ -140,7 +140,8 @@ def job(name: str, schedule: str, timezone: str = "UTC", jitter: str = "0s") -> 
 
 def test_import_then_export_gives_back_equivalent_triggers(tmp_path: Path) -> None:
     jobs = jobs_of(imported(), tmp_path)
-    exported = wrangler.export_triggers(jobs, "https://cron.example.com", pack=False, quota=5)
+    url = "https://cron.example.com"
+    exported = wrangler.export_triggers(jobs, url, pack=False, quota=5, now=START)
     config = tomllib.loads(exported.text)
     assert exported.left_out == [
         "7 cron triggers: the plan has 5; --pack needs one for every schedule"
@@ -157,10 +158,10 @@ def test_import_then_export_gives_back_equivalent_triggers(tmp_path: Path) -> No
 
 def test_packing_needs_one_trigger_and_keeps_zones(tmp_path: Path) -> None:
     jobs = [*jobs_of(imported(), tmp_path), job("paris", "0 9 * * *", timezone="Europe/Paris")]
-    unpacked = wrangler.export_triggers(jobs, "https://c", pack=False, quota=5)
+    unpacked = wrangler.export_triggers(jobs, "https://c", pack=False, quota=5, now=START)
     assert "job paris (0 9 * * *): Cloudflare runs cron triggers in UTC" in unpacked.left_out[0]
     assert "paris" not in tomllib.loads(unpacked.text)["vars"]["CRONLINK_JOBS"].get("0 9 * * *", [])
-    packed = wrangler.export_triggers(jobs, "https://c", pack=True, quota=5)
+    packed = wrangler.export_triggers(jobs, "https://c", pack=True, quota=5, now=START)
     config = tomllib.loads(packed.text)
     assert config["triggers"]["crons"] == ["* * * * *"]
     assert "CRONLINK_JOBS" not in config["vars"]  # the Worker then calls /cron/tick
@@ -171,13 +172,13 @@ def test_seconds_and_jitter_are_listed_when_they_cannot_be_kept() -> None:
     seconds = job("s", "*/10 * * * * *")
     assert (
         "no seconds field"
-        in wrangler.export_triggers([seconds], "u", pack=False, quota=5).left_out[0]
+        in wrangler.export_triggers([seconds], "u", pack=False, quota=5, now=START).left_out[0]
     )
     jittered = job("w", "0 * * * *", jitter="5s")
-    assert wrangler.export_triggers([jittered], "u", pack=False, quota=5).left_out == [
+    assert wrangler.export_triggers([jittered], "u", pack=False, quota=5, now=START).left_out == [
         "job w: jitter (Cloudflare fires on the minute)"
     ]
-    packed = wrangler.export_triggers([seconds], "u", pack=True, quota=5)
+    packed = wrangler.export_triggers([seconds], "u", pack=True, quota=5, now=START)
     assert packed.left_out == [
         "schedules with seconds: a minute tick fires them up to a minute late"
     ]
@@ -195,3 +196,11 @@ def test_wrangler_jsonc_reads_with_its_comments() -> None:
     assert [(job["name"], job["schedule"]) for job in result.jobs] == [
         ("edge-cron-1", "0 17 * * SUN"), ("edge-cron-2", "*/5 * * * *"),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("expression", ["0 0 1-10 * */2", "0 0 */2 * 1-5"])
+def test_days_cronlink_requires_both_of_are_not_exported_as_either(expression: str) -> None:
+    """cronlink matches both day fields when one starts with `*`; Cloudflare would match
+    either, so the export refuses rather than fire on other days."""
+    with pytest.raises(Untranslatable, match="would match days by either"):
+        to_cloudflare(parse(expression), "UTC", START)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -195,7 +196,8 @@ def export_command(
     files: dict[str, Exported]
     if kind == "wrangler":
         quota = settings.usage.light_triggers
-        exported = wrangler.export_triggers(jobs, app_url, pack=pack, quota=quota)
+        now = datetime.now(UTC)
+        exported = wrangler.export_triggers(jobs, app_url, pack=pack, quota=quota, now=now)
         files = {"wrangler.toml": exported, wrangler.SCRIPT_NAME: Exported(text=wrangler.SCRIPT)}
     elif kind == "k8s":
         exported = kubernetes.export_cronjobs(jobs, app_url, secret=secret or "cronlink")

@@ -28,7 +28,7 @@ from cronlink.interop.carry import (
     job_name,
     seconds_text,
 )
-from cronlink.interop.dialects import Untranslatable, from_vixie, to_vixie
+from cronlink.interop.dialects import CLOUD_SCHEDULER, Untranslatable, from_vixie, to_vixie
 from cronlink.jobs import Job
 from cronlink.jobs import schedule as schedule_spec
 
@@ -97,7 +97,7 @@ def _table(raw: Any, binding: Binding | None, notes: list[str]) -> dict[str, Any
         raise Untranslatable(schedule, "the legacy English syntax is not cron; rewrite it as cron")
     zone = str(raw.get("timeZone") or "UTC")
     zone = "UTC" if zone.upper() in ("UTC", "ETC/UTC") else zone
-    cron = from_vixie(schedule, SCHEDULER)
+    cron = from_vixie(schedule, CLOUD_SCHEDULER)
     schedule_spec(cron, zone)  # refuses an unknown zone now, not when cronlink starts
     timeout = _seconds(raw.get("attemptDeadline"), 180)
     table: dict[str, Any] = {
@@ -239,7 +239,7 @@ def export_jobs(
         flags = _flags(job, left_out)
         for index, spec in enumerate(job.schedules, start=1):
             try:
-                cron = to_vixie(spec.cron, SCHEDULER)
+                cron = to_vixie(spec.cron, CLOUD_SCHEDULER)
             except Untranslatable as error:
                 left_out.append(f"job {job.name} ({spec.cron.source}): {error.reason}")
                 continue

@@ -21,7 +21,7 @@ import yaml
 
 from cronlink.errors import ConfigError
 from cronlink.interop.carry import Binding, Exported, Imported, job_name, seconds_text
-from cronlink.interop.dialects import Untranslatable, from_vixie, to_vixie
+from cronlink.interop.dialects import KUBERNETES, Untranslatable, from_vixie, to_vixie
 from cronlink.jobs import DEFAULT_TIMEOUT, Job, ScheduleSpec, schedule
 from cronlink.misfire import ON_TIME, Misfire
 from cronlink.records import Overlap, Tier
@@ -36,7 +36,6 @@ BACKOFF_LIMIT = 6
 _MOST_ATTEMPTS = 100  # JobModel's bound on max_attempts
 _CHECK_EVERY = 10  # seconds between the controller's looks: a shorter deadline may never start
 _NAME_LIMIT = 52  # Kubernetes adds 11 characters to name each Job, whose names stop at 63
-_BARE_STAR = re.compile(r"[*?](/0*1)?")
 # The controller names each Job `<cronjob>-<minutes since the epoch of its instant>`: the
 # pod sends that instant, so that cronlink applies the job's overlap policy to it and a
 # retried pod finds the run it queued. A Job made by hand (`kubectl create job --from`)
@@ -135,7 +134,7 @@ def _schedule(spec: dict[str, Any], notes: list[str]) -> tuple[str, str]:
     if zone is None:
         zone = "UTC"
         notes.append("no timeZone: the controller's local zone; imported as UTC")
-    cron = from_vixie(_vixie_days(text.strip()), "Kubernetes")
+    cron = from_vixie(text.strip(), KUBERNETES)
     schedule(cron, str(zone))  # an unknown zone raises ValueError
     return cron, str(zone)
 
@@ -190,30 +189,6 @@ def _count(section: dict[str, Any], key: str, least: int = 0) -> int | None:
     return value
 
 
-def _vixie_days(text: str) -> str:
-    """`text` with its day fields written so cronlink combines them as robfig/cron does:
-    `*/n` spelled as a range when both count as restricted (OR), a field holding a bare
-    `*` written `*` when they do not (AND)."""
-    fields = text.split()
-    if len(fields) != 5:
-        return text
-    if _either(fields[2], fields[4]):
-        fields[2] = re.sub(r"(^|,)[*?]/", r"\g<1>1-31/", fields[2])
-        fields[4] = re.sub(r"(^|,)[*?]/", r"\g<1>0-6/", fields[4])
-    else:
-        fields[2], fields[4] = ("*" if _unrestricted(f) else f for f in (fields[2], fields[4]))
-    return " ".join(fields)
-
-
-def _unrestricted(field: str) -> bool:
-    """robfig/cron's rule: a bare `*` or `?` item, a step over 1 taking that away."""
-    return any(_BARE_STAR.fullmatch(item) for item in field.split(","))
-
-
-def _either(dom: str, dow: str) -> bool:
-    return not _unrestricted(dom) and not _unrestricted(dow)
-
-
 def export_cronjobs(
     jobs: Sequence[Job],
     app_url: str,
@@ -253,16 +228,7 @@ def export_cronjobs(
 
 
 def _cron(spec: ScheduleSpec) -> str:
-    cron = to_vixie(spec.cron, "Kubernetes")
-    _, _, dom, _, dow = cron.split()
-    if _either(dom, dow) != spec.cron.days.either:
-        how = "either" if _either(dom, dow) else "both"
-        raise Untranslatable(
-            spec.cron.source,
-            f"Kubernetes counts a */n day field as restricted and would match days by {how} "
-            f"of {dom} and {dow}; keep it on cronlink",
-        )
-    return cron
+    return to_vixie(spec.cron, KUBERNETES)
 
 
 def _container(job: str, app_url: str, secret: str, key: str, image: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Sequence
+from datetime import datetime
 from importlib.resources import files
 from typing import Any
 
@@ -90,7 +91,13 @@ def import_triggers(
 
 
 def export_triggers(
-    jobs: Sequence[Job], app_url: str, *, pack: bool, quota: int, worker: str = "cronlink-triggers"
+    jobs: Sequence[Job],
+    app_url: str,
+    *,
+    pack: bool,
+    quota: int,
+    now: datetime,
+    worker: str = "cronlink-triggers",
 ) -> Exported:
     """`wrangler.toml` for a Worker running `SCRIPT`: one trigger per distinct schedule,
     or, packed, a single every-minute trigger; more triggers than `quota` (the plan's) are
@@ -102,7 +109,7 @@ def export_triggers(
             if pack:
                 continue
             try:
-                cron = to_cloudflare(schedule.cron, schedule.timezone)
+                cron = to_cloudflare(schedule.cron, schedule.timezone, now)
             except Untranslatable as error:
                 left_out.append(f"job {job.name} ({schedule.cron.source}): {error.reason}")
                 continue
