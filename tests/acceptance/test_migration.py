@@ -70,6 +70,27 @@ def test_importing_twice_is_refused_and_the_file_is_untouched(tmp_path: Path) ->
     assert config.read_bytes() == before
 
 
+def test_the_file_keeps_its_link_and_mode_and_is_untouched_when_nothing_comes(
+    tmp_path: Path,
+) -> None:
+    real = tmp_path / "settings" / "cronlink.toml"
+    real.parent.mkdir()
+    real.write_text(EXISTING)
+    real.chmod(0o640)
+    link = tmp_path / "cronlink.toml"
+    link.symlink_to(real)
+    nothing = tmp_path / "wrangler.toml"
+    nothing.write_text('[triggers]\ncrons = ["0 0 L-2 * *"]\n')
+    code, out, err = cronlink("import", str(nothing), "-o", str(link))
+    assert (code, out) == (0, f"nothing to add to {link}\n")
+    assert "cron '0 0 L-2 * *': 'L-2' (days before the month's last)" in err
+    assert real.read_text() == EXISTING
+    assert cronlink("import", str(EXAMPLES / "wrangler.toml"), "-o", str(link))[0] == 0
+    assert link.is_symlink()
+    assert real.stat().st_mode & 0o777 == 0o640
+    assert "connections-cron-cron-1" in real.read_text()
+
+
 def test_a_file_of_unknown_kind_or_bad_content_is_named(tmp_path: Path) -> None:
     code, _, err = cronlink("import", str(tmp_path / "jobs.yaml"))
     assert code == 2

@@ -323,3 +323,18 @@ def test_fire_times_match_a_brute_force_matcher(name: str) -> None:
         after = fired
     assert got == expected
     assert len({fire.astimezone(zone).utcoffset() for fire in expected}) == 1
+
+
+def test_job_text_is_never_expanded_by_the_script_and_ids_never_collide() -> None:
+    target = {"url": "http://x"}
+    jobs = as_jobs([
+        {"name": "a.b", "target": target, "schedule": "0 * * * *",
+         "description": "costs ${AMOUNT}; see ${CRON_SECRET}"},
+        {"name": "a-b", "target": target, "schedule": "0 * * * *"},
+    ])  # fmt: skip
+    exported = export_jobs(jobs, "https://cron.example.com/")
+    [command] = gcloud_commands(exported.text).values()
+    assert command["description"] == "costs ${AMOUNT}; see ${CRON_SECRET}"  # literal, quoted
+    assert "'costs ${AMOUNT}; see ${CRON_SECRET}'" in exported.text
+    assert command["uri"] == "https://cron.example.com/cron/a.b"
+    assert exported.left_out == ["job a-b: its Cloud Scheduler id a-b is taken"]

@@ -112,10 +112,9 @@ def test_example_lists_what_did_not_come_along() -> None:
     assert "CronJob refresh-tokens: history limits: cronlink keeps every run's history" in left_out
     containers = [note for note in left_out if "cronlink runs no containers" in note]
     assert len(containers) == 4
-    assert (
-        "CronJob nightly-report: runs ghcr.io/acme/reports:1.9.0 "
-        "(/app/report --since=24h --mail-to=ops@acme.example)"
-    ) in containers[2]
+    # The program, not its arguments, which may hold a secret.
+    assert "CronJob nightly-report: runs ghcr.io/acme/reports:1.9.0 (/app/report)" in containers[2]
+    assert not any("--mail-to" in note for note in left_out)
     assert sum("no startingDeadlineSeconds" in note for note in left_out) == 3
 
 

@@ -114,6 +114,16 @@ def test_an_untranslatable_trigger_is_listed_and_the_rest_imported() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "problem"),
+    [('triggers = ["x"]', "triggers is not a table"), ("vars = 1", "vars is not a table"),
+     ("env = 2", "env is not a table"), ("[triggers]\ncrons = 1", r"\[triggers\] crons is not")],
+)  # fmt: skip
+def test_misshapen_sections_are_named(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        imported(text)
+
+
+@pytest.mark.parametrize(
     ("text", "name", "problem"),
     [("[triggers\n", "wrangler.toml", "not TOML"), ("{", "wrangler.json", "not JSON"),
      ('{"a": 1 "b"}', "wrangler.jsonc", "not JSON"),
@@ -143,9 +153,7 @@ def test_import_then_export_gives_back_equivalent_triggers(tmp_path: Path) -> No
     url = "https://cron.example.com"
     exported = wrangler.export_triggers(jobs, url, pack=False, quota=5, now=START)
     config = tomllib.loads(exported.text)
-    assert exported.left_out == [
-        "7 cron triggers: the plan has 5; --pack needs one for every schedule"
-    ]
+    assert exported.left_out == ["7 cron triggers: the plan has 5; --pack needs one for them all"]
     original = tomllib.loads(EXAMPLE.read_text())["triggers"]["crons"]
     bound = config["vars"]["CRONLINK_JOBS"]
     assert sorted(config["triggers"]["crons"]) == sorted(bound)

@@ -82,8 +82,9 @@ def import_command(
     if output == "-":
         click.echo(tomli_w.dumps({"jobs": imported.jobs}), nl=False)
     else:
-        names = ", ".join(job["name"] for job in imported.jobs) or "none"
-        click.echo(f"added {len(imported.jobs)} jobs to {output}: {names}")
+        names = ", ".join(job["name"] for job in imported.jobs)
+        done = f"added {len(imported.jobs)} jobs to {output}: {names}"
+        click.echo(done if imported.jobs else f"nothing to add to {output}")
     _report(imported.left_out)
 
 
@@ -118,7 +119,11 @@ def _read_definitions(kind: str, path: Path, binding: Binding, environment: str 
 
 def _add_jobs(path: Path, imported: Imported) -> None:
     """Append the jobs to `path` as `[[jobs]]` tables, keeping what it holds (comments
-    included); refuse a name it already has. The file is replaced whole or not at all."""
+    included); refuse a name it already has. The file (a link's target) is replaced whole,
+    with its permissions, or not at all; nothing is written when there is nothing to add."""
+    if not imported.jobs:
+        return
+    path = path.resolve()
     before = path.read_text() if path.exists() else ""
     if before:
         existing = {job.name for job in read_file(path).jobs}
@@ -131,10 +136,16 @@ def _add_jobs(path: Path, imported: Imported) -> None:
         tomllib.loads(after)
     except tomllib.TOMLDecodeError as error:  # e.g. its jobs are an inline array
         raise ConfigError(f"{path}: the jobs cannot be appended ({error})") from None
-    folder = path.resolve().parent
-    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".toml") as handle:
-        handle.write(after)
-    os.replace(handle.name, path)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".toml") as handle:
+        staged = Path(handle.name)
+        try:
+            handle.write(after)
+        except OSError as error:
+            staged.unlink()
+            raise ConfigError(f"{path}: the jobs were not added ({error.strerror})") from None
+    staged.chmod(mode)
+    os.replace(staged, path)
 
 
 @click.command("export")

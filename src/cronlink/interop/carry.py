@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from cronlink.config_models import JobModel
@@ -94,3 +95,11 @@ def job_name(text: str) -> str:
 def seconds_text(seconds: float) -> str:
     """A duration as cronlink.toml writes it (`90s`, `5m`, `1.5s`)."""
     return format_duration(timedelta(seconds=seconds))
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """Where and what is wrong in a YAML text, without quoting it: YAML's own message
+    quotes the line, and the line may hold a secret."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    return where + (getattr(error, "problem", None) or "unreadable")

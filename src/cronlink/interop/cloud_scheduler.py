@@ -27,6 +27,7 @@ from cronlink.interop.carry import (
     Imported,
     job_name,
     seconds_text,
+    yaml_problem,
 )
 from cronlink.interop.dialects import CLOUD_SCHEDULER, Untranslatable, from_vixie, to_vixie
 from cronlink.jobs import Job
@@ -70,11 +71,7 @@ def _documents(text: str, source: str) -> list[Any]:
         try:
             loaded = list(yaml.safe_load_all(text))
         except yaml.YAMLError as error:
-            # The line and the problem only: YAML's own message quotes the text, secrets too.
-            mark = getattr(error, "problem_mark", None)
-            where = f"line {mark.line + 1}: " if mark is not None else ""
-            problem = getattr(error, "problem", None) or "unreadable"
-            raise ConfigError(f"{source}: neither YAML nor JSON ({where}{problem})") from None
+            raise ConfigError(f"{source}: neither YAML nor JSON ({yaml_problem(error)})") from None
     items: list[Any] = []
     for document in loaded:
         if isinstance(document, dict) and set(document) <= {"jobs", "nextPageToken"}:
@@ -226,13 +223,14 @@ def export_jobs(
     """A bash script creating one HTTP job per schedule (`{job}-{i}` when a job has
     several), each calling `POST {app_url}/cron/{job}` with CRON_SECRET as its bearer."""
     left_out: list[str] = []
+    written: set[str] = set()
     lines = [
         "#!/usr/bin/env bash",
         "# Written by `cronlink export cloud-scheduler`: jobs that call cronlink serve.",
         "set -euo pipefail",
         "",
-        f'CRON_SECRET="$(gcloud secrets versions access latest --secret={_word(secret)}'
-        f' --project={_word(project)})"',
+        f'CRON_SECRET="$(gcloud secrets versions access latest --secret={_word(secret, True)}'
+        f' --project={_word(project, True)})"',
         'CRON_SECRET="${CRON_SECRET%%,*}"  # cronlink reads a list (rotation): send the first',
     ]
     for job in jobs:
@@ -247,11 +245,15 @@ def export_jobs(
                 left_out.append(f"job {job.name}: jitter (Cloud Scheduler calls on the minute)")
             name = re.sub(r"[^A-Za-z0-9_-]", "-", job.name)  # Google's job ids
             name += f"-{index}" if len(job.schedules) > 1 else ""
+            if name in written:
+                left_out.append(f"job {job.name}: its Cloud Scheduler id {name} is taken")
+                continue
+            written.add(name)
             zone = "Etc/UTC" if spec.timezone == "UTC" else spec.timezone
             uri = f"{app_url.rstrip('/')}/cron/{job.name}"
             where = [("location", location), ("project", project), ("schedule", cron)]
             pairs = [*where, ("time-zone", zone), ("uri", uri), *flags]
-            words = [f"--{flag}={_word(value)}" for flag, value in pairs]
+            words = [f"--{flag}={_word(value, flag in _EXPANDED)}" for flag, value in pairs]
             lines += ["", f"gcloud scheduler jobs create http {name} \\"]
             lines += [f"  {word} \\" for word in words[:-1]] + [f"  {words[-1]}"]
     return Exported(text="\n".join(lines) + "\n", left_out=left_out)
@@ -277,9 +279,14 @@ def _flags(job: Job, left_out: list[str]) -> list[tuple[str, str]]:
     return flags + ([("description", job.description[:500])] if job.description else [])
 
 
-def _word(value: str) -> str:
-    """`value` as one shell word: literal text quoted, `${NAME}` left for bash to expand."""
-    if not VARIABLE.search(value):
+_EXPANDED = {"location", "project", "uri", "headers"}
+"""Flags whose values the exporter writes, where `${PROJECT_ID}`-like names are meant."""
+
+
+def _word(value: str, expanded: bool) -> str:
+    """`value` as one shell word: literal text quoted; in the values the exporter writes
+    itself (`_EXPANDED`), `${NAME}` left for bash to expand."""
+    if not expanded or not VARIABLE.search(value):
         return shlex.quote(value)
     escaped = _IN_QUOTES.sub(lambda m: m.group(0) if m.group(1) else "\\" + m.group(0), value)
     return f'"{escaped}"'

@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import math
 import re
-import shlex
 from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
 from cronlink.errors import ConfigError
-from cronlink.interop.carry import Binding, Exported, Imported, job_name, seconds_text
+from cronlink.interop.carry import (
+    Binding,
+    Exported,
+    Imported,
+    job_name,
+    seconds_text,
+    yaml_problem,
+)
 from cronlink.interop.dialects import KUBERNETES, Untranslatable, from_vixie, to_vixie
 from cronlink.jobs import DEFAULT_TIMEOUT, Job, ScheduleSpec, schedule
 from cronlink.misfire import ON_TIME, Misfire
@@ -84,7 +90,7 @@ def _objects(text: str, source: str) -> list[dict[str, Any]]:
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as error:
-        raise ConfigError(f"{source}: not valid YAML ({' '.join(str(error).split())})") from None
+        raise ConfigError(f"{source}: not valid YAML ({yaml_problem(error)})") from None
     found: list[Any] = []
     for document in documents:
         listed = isinstance(document, dict) and str(document.get("kind", "")).endswith("List")
@@ -161,9 +167,10 @@ def _container_note(run: dict[str, Any]) -> str:
     described = []
     for container in pod.get("containers") or []:
         if isinstance(container, dict):
+            # The program only: its arguments may carry a secret (`curl -H "…: Bearer …"`).
             words = [*(container.get("command") or []), *(container.get("args") or [])]
-            command = shlex.join(str(word) for word in words) or "its image's command"
-            described.append(f"{container.get('image', '?')} ({command})")
+            program = str(words[0]) if words else "its image's command"
+            described.append(f"{container.get('image', '?')} ({program})")
     return (
         f"runs {'; '.join(described) or 'no container'}: cronlink runs no containers, so "
         "the handler or target it is bound to must do that work"
@@ -234,7 +241,7 @@ def _cron(spec: ScheduleSpec) -> str:
 def _container(job: str, app_url: str, secret: str, key: str, image: str) -> dict[str, Any]:
     run_name = {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}
     env = [
-        {"name": "APP_URL", "value": app_url},
+        {"name": "APP_URL", "value": app_url.rstrip("/")},
         {"name": "CRON_SECRET", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}},
         {"name": "JOB_NAME", "valueFrom": run_name},
     ]

@@ -51,17 +51,20 @@ def import_triggers(
     """One job per cron trigger: UTC, no retry and overlapping runs allowed, as on
     Cloudflare. `env` reads `[env.NAME]`, whose triggers are inherited and vars are not."""
     imported = Imported(source=source)
+    environments = _table(config, "env")
     section = config
     if env is not None:
-        section = config.get("env", {}).get(env)
-        if not isinstance(section, dict):
-            known = ", ".join(sorted(config.get("env", {}))) or "none"
+        chosen = environments.get(env)
+        if not isinstance(chosen, dict):
+            known = ", ".join(sorted(environments)) or "none"
             raise ValueError(f"no [env.{env}] (environments: {known})")
-    crons = section.get("triggers", config.get("triggers", {})).get("crons", [])
+        section = chosen
+    where = f"[env.{env}.triggers]" if "triggers" in section and env else "[triggers]"
+    crons = _table(section if "triggers" in section else config, "triggers").get("crons", [])
     if not isinstance(crons, list) or not all(isinstance(c, str) for c in crons):
-        raise ValueError("[triggers] crons is not a list of strings")
+        raise ValueError(f"{where} crons is not a list of strings")
     worker = job_name(str(section.get("name") or config.get("name") or "worker"))
-    variables = section.get("vars", {}) if env is not None else config.get("vars", {})
+    variables = _table(section, "vars") if env is not None else _table(config, "vars")
     app_url = variables.get("APP_URL")
     if isinstance(app_url, str) and binding.handler is None and binding.app_url == "${APP_URL}":
         binding = Binding(app_url=f"${{APP_URL:-{app_url}}}")
@@ -88,6 +91,13 @@ def import_triggers(
             }
         )
     return imported
+
+
+def _table(section: dict[str, Any], key: str) -> dict[str, Any]:
+    value = section.get(key, {})
+    if not isinstance(value, dict):
+        raise ValueError(f"{key} is not a table")
+    return value
 
 
 def export_triggers(
@@ -122,14 +132,14 @@ def export_triggers(
         left_out.append("schedules with seconds: a minute tick fires them up to a minute late")
     if len(bound) > quota:
         left_out.append(
-            f"{len(bound)} cron triggers: the plan has {quota}; --pack needs one for every schedule"
+            f"{len(bound)} cron triggers: the plan has {quota}; --pack needs one for them all"
         )
     config: dict[str, Any] = {
         "name": worker,
         "main": SCRIPT_NAME,
         "compatibility_date": "2024-09-23",
         "triggers": {"crons": ["* * * * *"] if pack and scheduled else sorted(bound)},
-        "vars": {"APP_URL": app_url},
+        "vars": {"APP_URL": app_url.rstrip("/")},
     }
     if not pack:
         config["vars"]["CRONLINK_JOBS"] = {cron: names for cron, names in sorted(bound.items())}
