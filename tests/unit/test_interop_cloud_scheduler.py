@@ -338,3 +338,26 @@ def test_job_text_is_never_expanded_by_the_script_and_ids_never_collide() -> Non
     assert "'costs ${AMOUNT}; see ${CRON_SECRET}'" in exported.text
     assert command["uri"] == "https://cron.example.com/cron/a.b"
     assert exported.left_out == ["job a-b: its Cloud Scheduler id a-b is taken"]
+
+
+def test_passwords_cookies_and_other_schemes_are_scrubbed_too() -> None:
+    job = {
+        "name": "projects/p/locations/l/jobs/basic",
+        "schedule": "0 * * * *",
+        "httpTarget": {
+            "uri": "https://ops:hunter2-pw@jobs.example.com/run?sig=abc123&page=2",
+            "headers": {"Authorization": "Basic b3BzOmh1bnRlcjI=", "Cookie": "sid=zzz999"},
+            "body": "eyJ0b2tlbiI6ICJ0LTk5OSJ9",  # {"token": "t-999"}
+        },
+    }
+    imported = import_jobs(json.dumps(job), "jobs.json", None)
+    [table] = imported.jobs
+    target = table["target"]
+    assert target["url"] == (
+        "https://ops:${TARGET_PASSWORD}@jobs.example.com/run?sig=${SIG}&page=2"
+    )
+    assert target["headers"] == {"Authorization": "Basic ${AUTHORIZATION}", "Cookie": "${COOKIE}"}
+    everything = json.dumps([imported.jobs, imported.left_out])
+    for secret in ("hunter2-pw", "abc123", "b3BzOmh1bnRlcjI=", "zzz999"):
+        assert secret not in everything
+    assert any("body: copied as it is" in note for note in imported.left_out)

@@ -15,6 +15,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -36,7 +37,7 @@ from cronlink.jobs import schedule as schedule_spec
 SCHEDULER = "Cloud Scheduler"
 GOOGLE_HEADERS = re.compile(r"(user-agent|host|content-length|x-cloudscheduler.*)$", re.I)
 """Headers Google sets on every call whatever the job says."""
-SECRET_NAME = re.compile(r"key|token|secret|auth", re.I)
+SECRET_NAME = re.compile(r"key|token|secret|auth|pass|pwd|sig|cookie|credential|session", re.I)
 QUERY_PARAMETER = re.compile(r"([?&])([^=&#]+)=([^&#]*)")
 LEGACY = re.compile(r"\b(every|of|synchronized)\b", re.I)
 """Words of App Engine's English schedules (`every 5 minutes`, `1st monday of month`)."""
@@ -150,10 +151,12 @@ def _headers(name: str, given: dict[str, Any], notes: list[str]) -> dict[str, st
         if not SECRET_NAME.search(key):
             headers[key] = str(value)
             continue
-        # Never copied: a secret belongs in the environment, not in cronlink.toml.
-        bearer = key.lower() == "authorization"
+        # Never copied: a secret belongs in the environment, not in cronlink.toml. An
+        # Authorization header keeps its scheme (Bearer, Basic, ...), which is no secret.
+        scheme = str(value).split(" ", 1)[0] if key.lower() == "authorization" else ""
+        bearer = scheme.lower() == "bearer"
         variable = "CRON_SECRET" if bearer else _variable(key)
-        headers[key] = SECRET_HEADER if bearer else f"${{{variable}}}"
+        headers[key] = f"{scheme} ${{{variable}}}".strip() if scheme else f"${{{variable}}}"
         notes.append(_not_copied(name, f"header {key}", variable))
     return headers
 
@@ -165,6 +168,12 @@ def _url(name: str, url: str, notes: list[str]) -> str:
         notes.append(_not_copied(name, f"url {match[2]}", _variable(match[2])))
         return f"{match[1]}{match[2]}=${{{_variable(match[2])}}}"
 
+    parts = urlsplit(url)
+    if parts.password is not None:  # https://user:PASSWORD@host/...
+        notes.append(_not_copied(name, "url password", "TARGET_PASSWORD"))
+        host = parts.netloc.rpartition("@")[2]
+        user = parts.username or ""
+        url = urlunsplit(parts._replace(netloc=f"{user}:${{TARGET_PASSWORD}}@{host}"))
     return QUERY_PARAMETER.sub(scrubbed, url)
 
 
@@ -180,10 +189,16 @@ def _body(name: str, encoded: Any, notes: list[str]) -> str | None:
     if not encoded:
         return None
     try:
-        return base64.b64decode(str(encoded), validate=True).decode()
+        text = base64.b64decode(str(encoded), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         notes.append(f"job {name} body: not UTF-8 text, which a cronlink body must be")
         return None
+    if SECRET_NAME.search(text):
+        notes.append(
+            f"job {name} body: copied as it is, and it names a key or token: check that it "
+            "holds no secret (write ${NAME} for one, read from the environment)"
+        )
+    return text
 
 
 def _retry(name: str, config: dict[str, Any], notes: list[str]) -> dict[str, Any]:
