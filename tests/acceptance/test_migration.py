@@ -247,3 +247,17 @@ async def test_the_exported_cronjob_command_names_its_instant(
         (False, Reason.API), (True, Reason.API),
     ]  # fmt: skip
     assert {run.scheduled_for for run in runs} == {instant, None}
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [(["import", "k8s", str(EXAMPLES / "k8s-cronjobs.yaml"), "--env", "prod"],
+      "environments are wrangler's"),
+     (["import", "cloud-scheduler", str(EXAMPLES / "cloud-scheduler.yaml"), "--app-url", "u"],
+      "Cloud Scheduler jobs keep the URL they call"),
+     (["export", "wrangler", "--app-url", "u", "--secret", "s"], "wrangler secret put")],
+)  # fmt: skip
+def test_options_that_mean_nothing_for_the_kind_are_refused(args: list[str], problem: str) -> None:
+    code, _, err = cronlink(*args, *(["-o", "-"] if args[0] == "import" else []))
+    assert code == 2
+    assert problem in err

@@ -16,7 +16,7 @@ from cronlink.cli.options import print_json, settings_from, settings_options
 from cronlink.config import build_app, read_file
 from cronlink.errors import ConfigError
 from cronlink.interop import cloud_scheduler, kubernetes, wrangler
-from cronlink.interop.carry import Binding, Exported, Imported
+from cronlink.interop.carry import APP_URL, Binding, Exported, Imported
 
 KINDS = ("wrangler", "cloud-scheduler", "k8s")
 
@@ -31,9 +31,7 @@ KINDS = ("wrangler", "cloud-scheduler", "k8s")
 )
 @click.option(
     "--app-url",
-    default="${APP_URL}",
-    show_default=True,
-    help="Base URL of the HTTP targets (default: a wrangler APP_URL var).",
+    help="Base URL of the HTTP targets (default: a wrangler APP_URL var, else ${APP_URL}).",
 )
 @click.option("--env", "environment", metavar="NAME", help="wrangler: read [env.NAME].")
 @click.option(
@@ -49,7 +47,7 @@ def import_command(
     kind_or_file: str,
     file: Path | None,
     handler: str | None,
-    app_url: str,
+    app_url: str | None,
     environment: str | None,
     output: str,
     as_json: bool,
@@ -65,7 +63,13 @@ def import_command(
         raise click.BadParameter(
             "give MODULE:FUNCTION, with {name} for the job's name", param_hint="--handler"
         )
-    binding = Binding(handler=handler, app_url=app_url)
+    if environment is not None and kind != "wrangler":
+        raise click.BadParameter("environments are wrangler's", param_hint="--env")
+    if app_url is not None and kind == "cloud-scheduler" and handler is None:
+        raise click.BadParameter(
+            "Cloud Scheduler jobs keep the URL they call", param_hint="--app-url"
+        )
+    binding = Binding(handler=handler, app_url=app_url or APP_URL)
     imported = _read_definitions(kind, path, binding, environment)
     if output != "-":
         _add_jobs(Path(output), imported)
@@ -202,6 +206,10 @@ def export_command(
     from the platform's secret store (never written out), or, packed, POST /cron/tick."""
     if pack and kind != "wrangler":
         raise click.BadParameter("--pack is for wrangler", param_hint="--pack")
+    if secret is not None and kind == "wrangler":
+        raise click.BadParameter(
+            "a Worker reads CRON_SECRET from `wrangler secret put`", param_hint="--secret"
+        )
     settings = settings_from(config_path, database_url, app_path)
     jobs = [job for job in build_app(settings).jobs.values() if job.schedules]
     files: dict[str, Exported]

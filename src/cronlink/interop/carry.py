@@ -16,6 +16,8 @@ from cronlink.config_models import JobModel
 from cronlink.durations import format_duration
 from cronlink.errors import ConfigError
 
+APP_URL = "${APP_URL}"
+"""Where imported HTTP targets call by default: the environment's APP_URL."""
 SECRET_HEADER = "Bearer ${CRON_SECRET}"
 """How imported HTTP targets authenticate: the secret is read from the environment."""
 
@@ -26,7 +28,7 @@ class Binding:
     (`module:{name}`, the job's name as an identifier), else `POST {app_url}/cron/{name}`."""
 
     handler: str | None = None
-    app_url: str = "${APP_URL}"
+    app_url: str = APP_URL
 
     def bind(self, name: str, body: str | None = None) -> dict[str, Any]:
         """The handler or target keys of job `name`; `body` is sent to a target."""

@@ -141,7 +141,10 @@ def _schedule(spec: dict[str, Any], notes: list[str]) -> tuple[str, str]:
         zone = "UTC"
         notes.append("no timeZone: the controller's local zone; imported as UTC")
     cron = from_vixie(text.strip(), KUBERNETES)
-    schedule(cron, str(zone))  # an unknown zone raises ValueError
+    try:
+        schedule(cron, str(zone))
+    except ValueError as error:
+        raise ValueError(f"spec.timeZone: {error}") from None
     return cron, str(zone)
 
 

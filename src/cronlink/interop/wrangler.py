@@ -18,7 +18,7 @@ from typing import Any
 import json5
 import tomli_w
 
-from cronlink.interop.carry import Binding, Exported, Imported, job_name
+from cronlink.interop.carry import APP_URL, Binding, Exported, Imported, job_name
 from cronlink.interop.dialects import Untranslatable, from_cloudflare, to_cloudflare
 from cronlink.jobs import Job
 
@@ -66,7 +66,7 @@ def import_triggers(
     worker = job_name(str(section.get("name") or config.get("name") or "worker"))
     variables = _table(section, "vars") if env is not None else _table(config, "vars")
     app_url = variables.get("APP_URL")
-    if isinstance(app_url, str) and binding.handler is None and binding.app_url == "${APP_URL}":
+    if isinstance(app_url, str) and binding.handler is None and binding.app_url == APP_URL:
         binding = Binding(app_url=f"${{APP_URL:-{app_url}}}")
     for name in sorted(set(variables) - {"APP_URL"}):
         imported.leave_out(
