@@ -213,7 +213,8 @@ async def complete_and_claim(
         params |= {key: params[key][0] for key in _ATTEMPT_KEYS}
     if request is not None:
         params |= _claiming(request, now, token, request.limit)
-    statement = _turn(min(len(done), 2), bool(params.get("log_ids")), request is not None)
+    recording = None if not done else _COMPLETE_ONE if len(done) == 1 else _COMPLETE
+    statement = _turn(recording, bool(params.get("log_ids")), request is not None)
     rows = await (await db.execute(statement, params)).fetchall()
     held = set(rows[0][0] or ()) if rows else set()
     claimed = [_run(row[1:]) for row in rows if request is not None and row[1] is not None]
@@ -221,7 +222,7 @@ async def complete_and_claim(
         # The claim did not see this statement's completions: a retry due now, or a run
         # that waited (overlap `queue`) on one that just ended, is claimable only now.
         more = _claiming(request, now, token, request.limit - len(claimed))
-        rows = await (await db.execute(_turn(0, False, True), more)).fetchall()
+        rows = await (await db.execute(_turn(None, False, True), more)).fetchall()
         claimed += [_run(row[1:]) for row in rows if row[1] is not None]
     if any(overlap_matters(run) for run in claimed):
         claimed = await judged(db, claimed, now, token)
@@ -240,17 +241,18 @@ def _claiming(request: ClaimRequest, now: datetime, token: str, limit: int) -> d
 
 
 @cache
-def _turn(completing: int, logging: bool, claiming: bool) -> str:
-    """The statement of a worker's turn completing none, one or (2) several attempts: rows
-    of (positions completed, *claimed run or NULLs)."""
+def _turn(recording: str | None, logging: bool, claiming: bool) -> str:
+    """The statement of a worker's turn, recording attempts with the update `recording`
+    (`_COMPLETE_ONE`, `_COMPLETE`) if any: rows of (positions completed, *claimed run or
+    NULLs)."""
     parts = []
-    if completing:
-        parts.append(f"done AS ({_COMPLETE_ONE if completing == 1 else _COMPLETE})")
+    if recording is not None:
+        parts.append(f"done AS ({recording})")
     if logging:
         parts.append(f"logged AS ({_LOG})")
     if claiming:
         parts.append(f"claimed AS ({_CLAIM})")
-    held = "(SELECT array_agg(n) FROM done)" if completing else "CAST(NULL AS bigint[])"
+    held = "(SELECT array_agg(n) FROM done)" if recording else "CAST(NULL AS bigint[])"
     if claiming:
         tail = f"SELECT {held}, c.* FROM (SELECT) AS one LEFT JOIN claimed AS c ON true"
     else:
