@@ -42,7 +42,9 @@ KINDS = ("wrangler", "cloud-scheduler", "k8s")
     metavar="PATH",
     help="The cronlink.toml to add the jobs to; - prints them.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the jobs and what was left out as JSON."
+)
 def import_command(
     kind_or_file: str,
     file: Path | None,
@@ -54,7 +56,7 @@ def import_command(
 ) -> None:
     """Add jobs to cronlink.toml from KIND's definitions in FILE.
 
-    KIND is wrangler (a wrangler.toml or wrangler.json: [triggers] crons, [vars]),
+    KIND is wrangler (wrangler.toml, .json or .jsonc: [triggers] crons, [vars]),
     cloud-scheduler (a gcloud YAML or REST JSON export) or k8s (CronJob manifests); it may
     be left out for a file named wrangler.*. What cannot be carried over is listed.
     """
@@ -187,7 +189,9 @@ def _add_jobs(path: Path, imported: Imported) -> None:
     metavar="NAME",
     help="CRON_SECRET's name in the secret store (k8s: cronlink, gcloud: cron-secret).",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the files and what was left out as JSON."
+)
 @settings_options
 def export_command(
     kind: str,
