@@ -34,7 +34,6 @@ from cronlink.interop.dialects import CLOUD_SCHEDULER, Untranslatable, from_vixi
 from cronlink.jobs import Job
 from cronlink.jobs import schedule as schedule_spec
 
-SCHEDULER = "Cloud Scheduler"
 GOOGLE_HEADERS = re.compile(r"(user-agent|host|content-length|x-cloudscheduler.*)$", re.I)
 """Headers Google sets on every call whatever the job says."""
 SECRET_NAME = re.compile(r"key|token|secret|auth|pass|pwd|sig|cookie|credential|session", re.I)
@@ -42,7 +41,7 @@ QUERY_PARAMETER = re.compile(r"([?&])([^=&#]+)=([^&#]*)")
 LEGACY = re.compile(r"\b(every|of|synchronized)\b", re.I)
 """Words of App Engine's English schedules (`every 5 minutes`, `1st monday of month`)."""
 MAX_RETRIES = 5
-DEADLINE = (15.0, 1800.0)
+SHORTEST_DEADLINE, LONGEST_DEADLINE = 15.0, 1800.0
 """The attempt deadlines an HTTP job may have, in seconds."""
 _IN_QUOTES = re.compile(VARIABLE.pattern + r'|["\\$`]')
 """What bash's double quotes treat specially: a `${NAME}` to keep, else a character to escape."""
@@ -279,7 +278,7 @@ def _flags(job: Job, left_out: list[str]) -> list[tuple[str, str]]:
     if retries > MAX_RETRIES:
         left_out.append(f"job {job.name}: {retries} retries (Cloud Scheduler makes {MAX_RETRIES})")
     timeout = job.timeout.total_seconds()
-    deadline = min(max(timeout, DEADLINE[0]), DEADLINE[1])
+    deadline = min(max(timeout, SHORTEST_DEADLINE), LONGEST_DEADLINE)
     if deadline != timeout:
         allowed = f"Cloud Scheduler waits {seconds_text(deadline)} for its call"
         left_out.append(f"job {job.name}: timeout {seconds_text(timeout)} ({allowed})")
