@@ -1,24 +1,15 @@
 """`Connections`: add, read, refresh and retire connections; the API handlers, the CLI
-and the jobs share.
-
-A refresh holds the connection's lease in the database (one refresh per connection across
-every process and machine), re-reads the secrets under it, and stores the new ones with a
-compare-and-swap on their version in the same transaction as its event and the next
-refresh run. The lease lasts twice as long as a token request may take, so it lapses only
-when its holder died.
-"""
+and the jobs share. Refreshing itself is `refreshing.py`."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from cronlink.clock import Clock, SystemClock
-from cronlink.connections import checks, keys, tokens
+from cronlink.connections import checks, keys, refreshing, tokens
 from cronlink.connections.health import Policy
 from cronlink.connections.model import (
     Connection,
@@ -34,27 +25,17 @@ from cronlink.errors import (
     ConnectionUnusableError,
     CronlinkError,
     RefreshError,
-    StoreError,
 )
-from cronlink.jobs import new_run
-from cronlink.observe import metrics
-from cronlink.records import Reason
-from cronlink.store.base import SavedRefresh
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     import aiohttp
 
     from cronlink.connections.crypto import Vault
     from cronlink.connections.providers import Providers
     from cronlink.jobs import Job
-    from cronlink.records import NewRun
     from cronlink.store import Store
 
 log = logging.getLogger("cronlink.connections")
-REFRESH_LEASE = timedelta(seconds=2 * tokens.TIMEOUT)
-CONFIG_RETRY = timedelta(hours=1)
 
 
 class Connections:
@@ -70,7 +51,7 @@ class Connections:
         health_policy: Policy | None = None,
         passive_window: timedelta = timedelta(minutes=5),
         probe_concurrency: int = 100,
-        refresh_lease: timedelta = REFRESH_LEASE,
+        refresh_lease: timedelta = refreshing.REFRESH_LEASE,
     ) -> None:
         self.store = store
         self.vault = vault
@@ -129,7 +110,7 @@ class Connections:
             expires_at=expires_at,
             refresh_due_at=due if refresh_token else None,
             now=now,
-            follow_up=lambda cid: self._refresh_run(cid, 1, due) if refresh_token else None,
+            follow_up=lambda cid: refreshing.run_at(self, cid, 1, due) if refresh_token else None,
         )
         log.info("connection %d added (%s, owner %s)", added.id, added.provider, added.owner)
         return added
@@ -177,7 +158,7 @@ class Connections:
     async def check(self, connection_id: int) -> Connection:
         """Probe one connection now and record its health."""
         sealed = await self.store.connections.sealed(connection_id)
-        _usable(sealed.connection)
+        refreshing.usable(sealed.connection)
         outcome = await checks.check_one(self, sealed)
         await self.store.connections.record_health([outcome], self.clock.now())
         return await self.get(connection_id)
@@ -230,7 +211,7 @@ class Connections:
         if sealed is None:
             sealed = await self.store.connections.sealed(connection_id)
         current = sealed.connection
-        _usable(current)
+        refreshing.usable(current)
         now = self.clock.now()
         backing_off = current.refresh_due_at is not None and current.refresh_due_at > now
         provider = self.providers.get(current.provider)
@@ -246,7 +227,7 @@ class Connections:
                     raise
                 log.warning("connection %d: using its current token: %s", connection_id, error)
             sealed = await self.store.connections.sealed(connection_id)
-            _usable(sealed.connection)
+            refreshing.usable(sealed.connection)
         opened = self.vault.open(connection_id, sealed.ciphertext)
         return Credentials(
             connection_id=connection_id,
@@ -256,160 +237,6 @@ class Connections:
         )
 
     async def refresh(self, connection_id: int, *, force: bool = True) -> Connection:
-        """Refresh the tokens now (`force`), or only if they are inside the margin.
-
-        When another process is refreshing this connection, wait for it and return what it
-        stored instead of refreshing twice.
-        """
-        token = secrets.token_hex(8)
-        give_up = self.clock.now() + self.refresh_lease + timedelta(seconds=5)
-        seen: int | None = None
-        while True:
-            now = self.clock.now()
-            taken, sealed = await self.store.connections.take_refresh_lock(
-                connection_id, token, now + self.refresh_lease, now
-            )
-            if seen is not None and sealed.connection.version != seen:
-                # The process we waited for has refreshed it: its tokens are the answer.
-                if taken:
-                    await self.store.connections.release_refresh_lock(connection_id, token)
-                return sealed.connection
-            if taken:
-                break
-            seen = sealed.connection.version
-            if now > give_up:
-                raise RefreshError(
-                    f"connection {connection_id}: another process has held its refresh for "
-                    f"over {self.refresh_lease.total_seconds():g}s",
-                    kind="transient",
-                )
-            await asyncio.sleep(0.05)
-        try:
-            return await self._refresh_held(sealed, token, force)
-        except BaseException:
-            # Failures are recorded (and the lease released) inside; this covers the rest,
-            # such as cancellation: the lease is released rather than left to lapse.
-            await asyncio.shield(self.store.connections.release_refresh_lock(connection_id, token))
-            raise
-
-    async def _refresh_held(self, sealed: Sealed, token: str, force: bool) -> Connection:
-        current = sealed.connection
-        provider = self.providers.get(current.provider)
-        now = self.clock.now()
-        if current.state is not ConnectionState.ACTIVE or not (
-            force or tokens.inside_margin(current, provider, now)
-        ):
-            await self.store.connections.release_refresh_lock(current.id, token)
-            _usable(current)
-            return current
-        opened = self.vault.open(current.id, sealed.ciphertext)
-        if opened.refresh_token is None:
-            await self.store.connections.release_refresh_lock(current.id, token)
-            raise ConnectionUnusableError(
-                f"connection {current.id} has no refresh token: reconnect it before its access "
-                "token expires"
-            )
-        try:
-            timeout = self.refresh_lease.total_seconds() / 2
-            fresh = await tokens.refresh(self.session, provider, opened.refresh_token, now, timeout)
-        except RefreshError as error:
-            metrics.REFRESHES.labels(provider.name, error.kind).inc()
-            recovered = await self._failed(sealed, token, error)
-            if recovered is not None:
-                return recovered
-            raise
-        kept = fresh.refresh_token or opened.refresh_token
-        renewed = Secrets(access_token=fresh.access_token, refresh_token=kept)
-        due = tokens.refresh_due(provider, fresh.expires_at, now)
-        stamp = self.clock.now()
-        saving = SavedRefresh(
-            token=token,
-            version=current.version,
-            ciphertext=self.vault.seal(current.id, renewed),
-            key_id=self.vault.primary,
-            expires_at=fresh.expires_at,
-            refresh_due_at=due,
-            now=stamp,
-            event=_refreshed(fresh.expires_at, kept != opened.refresh_token),
-            follow_up=self._refresh_run(current.id, current.version + 1, due),
-        )
-        saved = await self._save(current.id, saving)
-        if not saved:
-            raise RefreshError(
-                f"connection {current.id}: its refresh lease lapsed before the new tokens were "
-                "stored (the token endpoint took too long)",
-                kind="transient",
-            )
-        log.info("connection %d refreshed (%s)", current.id, provider.name)
-        metrics.REFRESHES.labels(provider.name, "refreshed").inc()
-        return dataclasses.replace(
-            current, version=current.version + 1, expires_at=fresh.expires_at,
-            refresh_due_at=due, refreshed_at=stamp, refresh_failures=0, last_error=None,
-            updated_at=stamp,
-        )  # fmt: skip
-
-    async def _save(self, connection_id: int, saving: SavedRefresh) -> bool:
-        """Save a refresh, retrying a failed write: the provider has rotated the token
-        already, so giving up here would lose the only copy of the new one."""
-        for attempt in range(3):
-            try:
-                return await self.store.connections.save_refresh(connection_id, saving)
-            except StoreError:
-                if attempt == 2:
-                    raise
-                log.warning("connection %d: saving its new tokens failed; retrying", connection_id)
-                await asyncio.sleep(0.5 * (attempt + 1))
-        raise AssertionError("unreachable")
-
-    async def _failed(self, sealed: Sealed, token: str, error: RefreshError) -> Connection | None:
-        """Record a failed refresh. On `invalid_grant`, first read the secrets once more:
-        if another process stored newer ones meanwhile, they are the answer (returned)."""
-        current = sealed.connection
-        now = self.clock.now()
-        if error.kind == "grant":
-            latest = await self.store.connections.sealed(current.id)
-            if latest.connection.version != current.version:
-                await self.store.connections.release_refresh_lock(current.id, token)
-                return latest.connection
-            state, kind, retry_at = ConnectionState.NEEDS_REAUTH, "needs_reauth", None
-        elif error.kind == "config":
-            state, kind, retry_at = ConnectionState.ACTIVE, "config_error", now + CONFIG_RETRY
-        else:
-            wait = tokens.sleep_for(error, current.refresh_failures)
-            state, kind, retry_at = ConnectionState.ACTIVE, "refresh_failed", now + wait
-        follow_up = None
-        if retry_at is not None:
-            follow_up = self._refresh_run(
-                current.id, current.version, retry_at, f"retry{current.refresh_failures + 1}"
-            )
-        await self.store.connections.record_refresh_failure(
-            current.id, token=token, message=str(error), state=state, kind=kind,
-            retry_at=retry_at, now=now, follow_up=follow_up,
-        )  # fmt: skip
-        log.warning("connection %d: %s", current.id, error)
-        return None
-
-    def _refresh_run(
-        self, connection_id: int, version: int, at: datetime | None, suffix: str = ""
-    ) -> NewRun | None:
-        """The run that refreshes the connection at `at` (once per version and suffix)."""
-        if self.refresh_job is None or at is None:
-            return None
-        return new_run(
-            self.refresh_job,
-            Reason.ENQUEUE,
-            payload={"connection_id": connection_id},
-            not_before=at,
-            dedupe_key=f"refresh:{connection_id}:{version}{':' + suffix if suffix else ''}",
-        )
-
-
-def _usable(connection: Connection) -> None:
-    if connection.state is not ConnectionState.ACTIVE:
-        why = f": {connection.last_error}" if connection.last_error else ""
-        raise ConnectionUnusableError(f"connection {connection.id} is {connection.state}{why}")
-
-
-def _refreshed(expires_at: datetime | None, rotated: bool) -> str:
-    until = f"valid until {expires_at.isoformat()}" if expires_at else "without expiry"
-    return f"access token {until}" + ("; refresh token rotated" if rotated else "")
+        """Refresh the tokens now (`force`), or only if they are inside the margin; see
+        `refreshing.refresh`."""
+        return await refreshing.refresh(self, connection_id, force=force)

@@ -1,0 +1,202 @@
+"""Refreshing a connection's tokens, for `Connections`.
+
+A refresh holds the connection's lease in the database (one refresh per connection across
+every process and machine), re-reads the secrets under it, and stores the new ones with a
+compare-and-swap on their version in the same transaction as its event and the next
+refresh run. The lease lasts twice as long as a token request may take, so it lapses only
+when its holder died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from cronlink.connections import tokens
+from cronlink.connections.model import Connection, ConnectionState, Sealed, Secrets
+from cronlink.errors import ConnectionUnusableError, RefreshError, StoreError
+from cronlink.jobs import new_run
+from cronlink.observe import metrics
+from cronlink.records import Reason
+from cronlink.store.base import SavedRefresh
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from cronlink.connections.service import Connections
+    from cronlink.records import NewRun
+
+log = logging.getLogger("cronlink.connections")
+REFRESH_LEASE = timedelta(seconds=2 * tokens.TIMEOUT)
+CONFIG_RETRY = timedelta(hours=1)
+
+
+async def refresh(service: Connections, connection_id: int, *, force: bool = True) -> Connection:
+    """Refresh the tokens now (`force`), or only if they are inside the margin.
+
+    When another process is refreshing this connection, wait for it and return what it
+    stored instead of refreshing twice.
+    """
+    token = secrets.token_hex(8)
+    give_up = service.clock.now() + service.refresh_lease + timedelta(seconds=5)
+    seen: int | None = None
+    while True:
+        now = service.clock.now()
+        taken, sealed = await service.store.connections.take_refresh_lock(
+            connection_id, token, now + service.refresh_lease, now
+        )
+        if seen is not None and sealed.connection.version != seen:
+            # The process we waited for has refreshed it: its tokens are the answer.
+            if taken:
+                await service.store.connections.release_refresh_lock(connection_id, token)
+            return sealed.connection
+        if taken:
+            break
+        seen = sealed.connection.version
+        if now > give_up:
+            raise RefreshError(
+                f"connection {connection_id}: another process has held its refresh for "
+                f"over {service.refresh_lease.total_seconds():g}s",
+                kind="transient",
+            )
+        await asyncio.sleep(0.05)
+    try:
+        return await _held(service, sealed, token, force)
+    except BaseException:
+        # Failures are recorded (and the lease released) inside; this covers the rest,
+        # such as cancellation: the lease is released rather than left to lapse.
+        await asyncio.shield(service.store.connections.release_refresh_lock(connection_id, token))
+        raise
+
+
+async def _held(service: Connections, sealed: Sealed, token: str, force: bool) -> Connection:
+    current = sealed.connection
+    provider = service.providers.get(current.provider)
+    now = service.clock.now()
+    if current.state is not ConnectionState.ACTIVE or not (
+        force or tokens.inside_margin(current, provider, now)
+    ):
+        await service.store.connections.release_refresh_lock(current.id, token)
+        usable(current)
+        return current
+    opened = service.vault.open(current.id, sealed.ciphertext)
+    if opened.refresh_token is None:
+        await service.store.connections.release_refresh_lock(current.id, token)
+        raise ConnectionUnusableError(
+            f"connection {current.id} has no refresh token: reconnect it before its access "
+            "token expires"
+        )
+    try:
+        timeout = service.refresh_lease.total_seconds() / 2
+        fresh = await tokens.refresh(service.session, provider, opened.refresh_token, now, timeout)
+    except RefreshError as error:
+        metrics.REFRESHES.labels(provider.name, error.kind).inc()
+        recovered = await _failed(service, sealed, token, error)
+        if recovered is not None:
+            return recovered
+        raise
+    kept = fresh.refresh_token or opened.refresh_token
+    renewed = Secrets(access_token=fresh.access_token, refresh_token=kept)
+    due = tokens.refresh_due(provider, fresh.expires_at, now)
+    stamp = service.clock.now()
+    saving = SavedRefresh(
+        token=token,
+        version=current.version,
+        ciphertext=service.vault.seal(current.id, renewed),
+        key_id=service.vault.primary,
+        expires_at=fresh.expires_at,
+        refresh_due_at=due,
+        now=stamp,
+        event=_refreshed(fresh.expires_at, kept != opened.refresh_token),
+        follow_up=run_at(service, current.id, current.version + 1, due),
+    )
+    saved = await _save(service, current.id, saving)
+    if not saved:
+        raise RefreshError(
+            f"connection {current.id}: its refresh lease lapsed before the new tokens were "
+            "stored (the token endpoint took too long)",
+            kind="transient",
+        )
+    log.info("connection %d refreshed (%s)", current.id, provider.name)
+    metrics.REFRESHES.labels(provider.name, "refreshed").inc()
+    return dataclasses.replace(
+        current, version=current.version + 1, expires_at=fresh.expires_at,
+        refresh_due_at=due, refreshed_at=stamp, refresh_failures=0, last_error=None,
+        updated_at=stamp,
+    )  # fmt: skip
+
+
+async def _save(service: Connections, connection_id: int, saving: SavedRefresh) -> bool:
+    """Save a refresh, retrying a failed write: the provider has rotated the token
+    already, so giving up here would lose the only copy of the new one."""
+    for attempt in range(3):
+        try:
+            return await service.store.connections.save_refresh(connection_id, saving)
+        except StoreError:
+            if attempt == 2:
+                raise
+            log.warning("connection %d: saving its new tokens failed; retrying", connection_id)
+            await asyncio.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+async def _failed(
+    service: Connections, sealed: Sealed, token: str, error: RefreshError
+) -> Connection | None:
+    """Record a failed refresh. On `invalid_grant`, first read the secrets once more:
+    if another process stored newer ones meanwhile, they are the answer (returned)."""
+    current = sealed.connection
+    now = service.clock.now()
+    if error.kind == "grant":
+        latest = await service.store.connections.sealed(current.id)
+        if latest.connection.version != current.version:
+            await service.store.connections.release_refresh_lock(current.id, token)
+            return latest.connection
+        state, kind, retry_at = ConnectionState.NEEDS_REAUTH, "needs_reauth", None
+    elif error.kind == "config":
+        state, kind, retry_at = ConnectionState.ACTIVE, "config_error", now + CONFIG_RETRY
+    else:
+        wait = tokens.sleep_for(error, current.refresh_failures)
+        state, kind, retry_at = ConnectionState.ACTIVE, "refresh_failed", now + wait
+    follow_up = None
+    if retry_at is not None:
+        follow_up = run_at(
+            service, current.id, current.version, retry_at, f"retry{current.refresh_failures + 1}"
+        )
+    await service.store.connections.record_refresh_failure(
+        current.id, token=token, message=str(error), state=state, kind=kind,
+        retry_at=retry_at, now=now, follow_up=follow_up,
+    )  # fmt: skip
+    log.warning("connection %d: %s", current.id, error)
+    return None
+
+
+def run_at(
+    service: Connections, connection_id: int, version: int, at: datetime | None, suffix: str = ""
+) -> NewRun | None:
+    """The run that refreshes the connection at `at` (once per version and suffix)."""
+    if service.refresh_job is None or at is None:
+        return None
+    return new_run(
+        service.refresh_job,
+        Reason.ENQUEUE,
+        payload={"connection_id": connection_id},
+        not_before=at,
+        dedupe_key=f"refresh:{connection_id}:{version}{':' + suffix if suffix else ''}",
+    )
+
+
+def _refreshed(expires_at: datetime | None, rotated: bool) -> str:
+    until = f"valid until {expires_at.isoformat()}" if expires_at else "without expiry"
+    return f"access token {until}" + ("; refresh token rotated" if rotated else "")
+
+
+def usable(connection: Connection) -> None:
+    """Raise ConnectionUnusableError unless `connection` is active."""
+    if connection.state is not ConnectionState.ACTIVE:
+        why = f": {connection.last_error}" if connection.last_error else ""
+        raise ConnectionUnusableError(f"connection {connection.id} is {connection.state}{why}")
