@@ -3,9 +3,6 @@ and Kubernetes CronJobs in and out of cronlink.toml."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,10 +10,10 @@ import click
 import tomli_w
 
 from cronlink.cli.options import print_json, settings_from, settings_options
-from cronlink.config import build_app, read_file
+from cronlink.config import build_app
 from cronlink.errors import ConfigError
 from cronlink.interop import cloud_scheduler, kubernetes, wrangler
-from cronlink.interop.carry import APP_URL, Binding, Exported, Imported
+from cronlink.interop.carry import APP_URL, Binding, Exported, Imported, append_jobs
 
 KINDS = ("wrangler", "cloud-scheduler", "k8s")
 
@@ -74,7 +71,7 @@ def import_command(
     binding = Binding(handler=handler, app_url=app_url or APP_URL)
     imported = _read_definitions(kind, path, binding, environment)
     if output != "-":
-        _add_jobs(Path(output), imported)
+        append_jobs(Path(output), imported)
     if as_json:
         print_json(
             {
@@ -121,37 +118,6 @@ def _read_definitions(kind: str, path: Path, binding: Binding, environment: str 
         return wrangler.import_triggers(config, str(path), binding, environment)
     except ValueError as error:
         raise ConfigError(f"{path}: {error}") from None
-
-
-def _add_jobs(path: Path, imported: Imported) -> None:
-    """Append the jobs to `path` as `[[jobs]]` tables, keeping what it holds (comments
-    included); refuse a name it already has. The file (a link's target) is replaced whole,
-    with its permissions, or not at all; nothing is written when there is nothing to add."""
-    if not imported.jobs:
-        return
-    path = path.resolve()
-    before = path.read_text() if path.exists() else ""
-    if before:
-        existing = {job.name for job in read_file(path).jobs}
-        clashes = sorted(existing & {job["name"] for job in imported.jobs})
-        if clashes:
-            raise ConfigError(f"{path} already has jobs named {', '.join(clashes)}")
-    added = tomli_w.dumps({"jobs": imported.jobs})
-    after = f"{before.rstrip()}\n\n# Imported from {imported.source}\n{added}".lstrip()
-    try:
-        tomllib.loads(after)
-    except tomllib.TOMLDecodeError as error:  # e.g. its jobs are an inline array
-        raise ConfigError(f"{path}: the jobs cannot be appended ({error})") from None
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".toml") as handle:
-        staged = Path(handle.name)
-        try:
-            handle.write(after)
-        except OSError as error:
-            staged.unlink()
-            raise ConfigError(f"{path}: the jobs were not added ({error.strerror})") from None
-    staged.chmod(mode)
-    os.replace(staged, path)
 
 
 @click.command("export")

@@ -4,17 +4,25 @@ not come along (never dropped silently)."""
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
+import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import tomli_w
 import yaml
 from pydantic import ValidationError
 
+from cronlink.config import read_file
 from cronlink.config_models import JobModel
 from cronlink.durations import format_duration
 from cronlink.errors import ConfigError
+from cronlink.jobs import DEFAULT_TIMEOUT
+from cronlink.records import Tier
 
 APP_URL = "${APP_URL}"
 """Where imported HTTP targets call by default: the environment's APP_URL."""
@@ -94,6 +102,13 @@ def job_name(text: str) -> str:
     return cleaned[:200] or "job"
 
 
+def tier_for(timeout: float) -> dict[str, Any]:
+    """The tier and timeout keys of a job whose attempts may take `timeout` seconds: a
+    light run shares the worker's event loop, so anything over its default runs heavy."""
+    heavy = timeout > DEFAULT_TIMEOUT[Tier.LIGHT].total_seconds()
+    return {"tier": "heavy" if heavy else "light", "timeout": seconds_text(timeout)}
+
+
 def seconds_text(seconds: float) -> str:
     """A duration as cronlink.toml writes it (`90s`, `5m`, `1.5s`)."""
     return format_duration(timedelta(seconds=seconds))
@@ -105,3 +120,34 @@ def yaml_problem(error: yaml.YAMLError) -> str:
     mark = getattr(error, "problem_mark", None)
     where = f"line {mark.line + 1}: " if mark is not None else ""
     return where + (getattr(error, "problem", None) or "unreadable")
+
+
+def append_jobs(path: Path, imported: Imported) -> None:
+    """Append the jobs to `path` as `[[jobs]]` tables, keeping what it holds (comments
+    included); refuse a name it already has. The file (a link's target) is replaced whole,
+    with its permissions, or not at all; nothing is written when there is nothing to add."""
+    if not imported.jobs:
+        return
+    path = path.resolve()
+    before = path.read_text() if path.exists() else ""
+    if before:
+        existing = {job.name for job in read_file(path).jobs}
+        clashes = sorted(existing & {job["name"] for job in imported.jobs})
+        if clashes:
+            raise ConfigError(f"{path} already has jobs named {', '.join(clashes)}")
+    added = tomli_w.dumps({"jobs": imported.jobs})
+    after = f"{before.rstrip()}\n\n# Imported from {imported.source}\n{added}".lstrip()
+    try:
+        tomllib.loads(after)
+    except tomllib.TOMLDecodeError as error:  # e.g. its jobs are an inline array
+        raise ConfigError(f"{path}: the jobs cannot be appended ({error})") from None
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".toml") as handle:
+        staged = Path(handle.name)
+        try:
+            handle.write(after)
+        except OSError as error:
+            staged.unlink()
+            raise ConfigError(f"{path}: the jobs were not added ({error.strerror})") from None
+    staged.chmod(mode)
+    os.replace(staged, path)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from cronlink.durations import parse_duration
 from cronlink.envtext import VARIABLE
 from cronlink.errors import ConfigError
 from cronlink.interop.carry import (
@@ -28,6 +29,7 @@ from cronlink.interop.carry import (
     Imported,
     job_name,
     seconds_text,
+    tier_for,
     yaml_problem,
 )
 from cronlink.interop.dialects import CLOUD_SCHEDULER, Untranslatable, from_vixie, to_vixie
@@ -102,8 +104,7 @@ def _table(raw: Any, binding: Binding | None, notes: list[str]) -> dict[str, Any
         **_target(name, raw, binding, notes),
         "schedule": cron,
         "timezone": zone,
-        "tier": "heavy" if timeout > 30 else "light",
-        "timeout": seconds_text(timeout),
+        **tier_for(timeout),
         **_retry(name, raw.get("retryConfig") or {}, notes),
         "overlap": "skip",  # Cloud Scheduler never starts a job while its last call runs
     }
@@ -218,13 +219,8 @@ def _retry(name: str, config: dict[str, Any], notes: list[str]) -> dict[str, Any
 
 
 def _seconds(value: Any, default: float) -> float:
-    """A Duration as Google writes it (`180s`, `3.5s`)."""
-    if value is None:
-        return default
-    try:
-        return float(str(value).strip().removesuffix("s"))
-    except ValueError:
-        raise ValueError(f"{value!r} is not a duration like 180s") from None
+    """A Duration as Google writes it (`180s`, `3.5s`), in seconds."""
+    return default if value is None else parse_duration(value).total_seconds()
 
 
 def export_jobs(

@@ -25,12 +25,13 @@ from cronlink.interop.carry import (
     Imported,
     job_name,
     seconds_text,
+    tier_for,
     yaml_problem,
 )
 from cronlink.interop.dialects import KUBERNETES, Untranslatable, from_vixie, to_vixie
-from cronlink.jobs import DEFAULT_TIMEOUT, Job, ScheduleSpec, schedule
+from cronlink.jobs import Job, schedule
 from cronlink.misfire import ON_TIME, Misfire
-from cronlink.records import Overlap, Tier
+from cronlink.records import Overlap
 
 _OVERLAP = {"Allow": "allow", "Forbid": "skip", "Replace": "replace"}
 _POLICY = {Overlap(ours): theirs for theirs, ours in _OVERLAP.items()} | {Overlap.QUEUE: "Forbid"}
@@ -160,9 +161,7 @@ def _attempts(run: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     if limit is None:
         notes.append("no activeDeadlineSeconds: imported as light, whose timeout is 30s")
         return fields | {"tier": "light"}
-    # A light run shares the worker's event loop, so anything longer runs heavy.
-    heavy = limit > DEFAULT_TIMEOUT[Tier.LIGHT].total_seconds()
-    return fields | {"tier": "heavy" if heavy else "light", "timeout": seconds_text(limit)}
+    return fields | tier_for(limit)
 
 
 def _container_note(run: dict[str, Any]) -> str:
@@ -213,7 +212,7 @@ def export_cronjobs(
     left_out: list[str] = []
     for job in jobs:
         try:
-            crons = [_cron(spec) for spec in job.schedules]
+            crons = [to_vixie(spec.cron, KUBERNETES) for spec in job.schedules]
         except Untranslatable as error:
             left_out.append(f"{job.name}: {error}")
             continue
@@ -235,10 +234,6 @@ def export_cronjobs(
     )
     body = yaml.safe_dump_all(documents, explicit_start=True, sort_keys=False, width=200)
     return Exported(text=header + (body if documents else ""), left_out=left_out)
-
-
-def _cron(spec: ScheduleSpec) -> str:
-    return to_vixie(spec.cron, KUBERNETES)
 
 
 def _container(job: str, app_url: str, secret: str, key: str, image: str) -> dict[str, Any]:
