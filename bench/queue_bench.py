@@ -31,6 +31,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import psycopg
+from sqlalchemy import exists, select
 
 from cronlink.app import App
 from cronlink.cli.options import run_async
@@ -40,6 +41,7 @@ from cronlink.http_client import new_session
 from cronlink.jobs import new_run
 from cronlink.records import Reason, RunState, Tier
 from cronlink.store import RunFilter, Store, store_for
+from cronlink.store.schema import runs
 from cronlink.tiers import LightTier
 from cronlink.worker import Worker
 
@@ -80,11 +82,14 @@ async def _work(url: str, mode: str, metered: bool, ready: Event, go: Event, sto
     await store.close()
 
 
+_BUSY = select(exists().where(runs.c.state.in_([RunState.QUEUED.value, RunState.RUNNING.value])))
+
+
 async def drained(store: Store) -> bool:
-    for state in (RunState.QUEUED, RunState.RUNNING):
-        if await store.list_runs(RunFilter(state=state, limit=1)):
-            return False
-    return True
+    """No run queued or running: one probe of the live runs' index, as cheap as the rivals'
+    `busy` probes (`rivals.py`), polled as often. Listing runs instead cost the server 15%
+    of the no-op workload's time."""
+    return not await store.transact(lambda c: c.execute(_BUSY).scalar(), write=False)
 
 
 async def cronlink_rate(
