@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 
 from cronlink.errors import (
     ConfigError,
+    CorruptDatabaseError,
     SchemaTooNewError,
     StoreError,
     first_line,
@@ -117,9 +118,10 @@ def _copy(
                 rows = {t.name: _copy_table(reader, writer, t, batch) for t in _tables()}
                 _reset_sequences(writer)
         _analyze(target_engine)
-    except DBAPIError as error:
+    except (DBAPIError, CorruptDatabaseError) as error:
+        cause = first_line(error.orig) if isinstance(error, DBAPIError) else str(error)
         raise StoreError(
-            f"copying {source.name} to {target.name} failed ({first_line(error.orig)}); "
+            f"copying {source.name} to {target.name} failed ({cause}); "
             "the target was left as it was"
         ) from None
     finally:
@@ -209,10 +211,12 @@ def _transaction(engine: Engine, database: _Database, *, read_only: bool) -> Ite
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     except DBAPIError as error:
         raise StoreError(f"cannot open {role} {database.name}: {first_line(error.orig)}") from None
-    with conn:
+    with conn, contextlib.nullcontext() if read_only else migrate.rebuildable(conn):
         conn.exec_driver_sql(_BEGIN[engine.dialect.name, read_only])
         try:
             yield conn
+            if not read_only:
+                migrate.check_references(conn)
         except BaseException:
             # A connection lost mid-copy has rolled back already; keep the first error.
             with contextlib.suppress(DBAPIError):

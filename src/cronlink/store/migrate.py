@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,12 +49,50 @@ def check_not_newer(connection: Connection) -> None:
         )
 
 
-def upgrade(connection: Connection) -> None:
-    """Bring the schema to the newest revision (a no-op when it is there already)."""
+def upgrade(connection: Connection, revision: str = "head") -> None:
+    """Bring the schema to `revision`, the newest by default (a no-op when it is there
+    already). On SQLite, open the transaction inside `rebuildable`."""
     check_not_newer(connection)
+    before = current_revision(connection)
     config = _config()
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
+    if current_revision(connection) != before:
+        try:
+            check_references(connection)
+        except CorruptDatabaseError as error:
+            raise CorruptDatabaseError(f"{error}; the upgrade was rolled back") from None
+
+
+@contextmanager
+def rebuildable(connection: Connection) -> Iterator[None]:
+    """SQLite, around a transaction that migrates: foreign keys off, so that a migration can
+    rebuild a table that others refer to. Alembic's batch mode rebuilds by copy, drop and
+    rename, and dropping a parent with foreign keys on fails. The switch is a no-op inside a
+    transaction, and the references are checked before the commit instead
+    (`check_references`): SQLite's own procedure for such changes (ALTER TABLE)."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+
+
+def check_references(connection: Connection) -> None:
+    """SQLite: refuse rows that refer to a missing row (a foreign key broken while foreign
+    keys were off); the caller rolls back."""
+    if connection.dialect.name != "sqlite":
+        return
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        table, rowid, parent, _ = broken[0]
+        raise CorruptDatabaseError(
+            f"rows that refer to missing rows: {len(broken)} (the first: {table} row {rowid}, "
+            f"to {parent})"
+        )
 
 
 def refuse_foreign(connection: Connection, where: str) -> None:

@@ -17,7 +17,7 @@ from cronlink.store.fates import overlap_matters
 from cronlink.store.postgres_overlap import judged
 from cronlink.store.postgres_sql import sql
 from cronlink.store.rows import run_from_mapping, run_values
-from cronlink.store.schema import Instant, from_micros, runs, to_micros
+from cronlink.store.schema import ON_DEDUPE_KEY, Instant, from_micros, runs, to_micros
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -327,12 +327,12 @@ def sync_schedules(c: Connection, wanted: list[Schedule]) -> None:
         )
 
 
-_INSERT_ONCE = """
+_INSERT_ONCE = f"""
 INSERT INTO runs (job, tier, reason, state, payload, scheduled_for, enqueued_at, not_before,
     attempt, max_attempts, overlap, dedupe_key, cancel_requested)
 VALUES (%(job)s, %(tier)s, %(reason)s, 'queued', %(payload)s, %(scheduled_for)s, %(now)s,
     %(not_before)s, 0, %(max_attempts)s, %(overlap)s, %(dedupe_key)s, false)
-ON CONFLICT (dedupe_key) DO NOTHING
+{ON_DEDUPE_KEY}
 RETURNING id
 """
 _RUN_OF_KEY = "SELECT id FROM runs WHERE dedupe_key = %(dedupe_key)s"

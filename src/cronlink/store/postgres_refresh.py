@@ -11,7 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from cronlink.store.connection_queries import SEALED_COLUMNS, sealed_from_raw
-from cronlink.store.schema import micros_or_none, to_micros
+from cronlink.store.schema import ON_DEDUPE_KEY, micros_or_none, to_micros
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -27,7 +27,7 @@ UPDATE connections SET refresh_lock = %(token)s, refresh_lock_until = %(until)s
 WHERE id = %(cid)s AND (refresh_lock IS NULL OR refresh_lock_until < %(now)s)
 RETURNING {", ".join(SEALED_COLUMNS)}
 """
-SAVE = """
+SAVE = f"""
 WITH saved AS (
     UPDATE connections SET secrets = %(sealed)s, key_id = %(key)s, version = version + 1,
         expires_at = %(expires)s, refresh_due_at = %(due)s, refreshed_at = %(now)s,
@@ -44,7 +44,7 @@ follow_up AS (
     SELECT CAST(%(job)s AS text), %(tier)s, %(reason)s, 'queued', %(payload)s, %(now)s,
         %(not_before)s, 0, %(attempts)s, %(overlap)s, %(dedupe)s, false
     FROM saved WHERE CAST(%(job)s AS text) IS NOT NULL
-    ON CONFLICT (dedupe_key) DO NOTHING)
+    {ON_DEDUPE_KEY})
 SELECT count(*) FROM saved
 """
 

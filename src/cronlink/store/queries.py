@@ -19,7 +19,7 @@ from cronlink.store.rows import (
     run_values,
     schedule_from_row,
 )
-from cronlink.store.schema import fires, jobs, runs, schedules
+from cronlink.store.schema import DEDUPE_KEYED, fires, jobs, runs, schedules
 from cronlink.store.schema import run_logs as logs
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ def paused_jobs(c: Connection) -> set[str]:
 
 
 _INSERT_RUN = insert(runs).returning(runs.c.id)  # built once: enqueue is a hot verb
+_KEYED = text(DEDUPE_KEYED)
 
 
 def enqueue(c: Connection, run: NewRun, now: datetime) -> int:
@@ -132,7 +133,8 @@ def enqueue_once(c: Connection, run: NewRun, now: datetime) -> tuple[int, bool]:
         return enqueue(c, run, now), True
     dialect = postgresql if c.dialect.name == "postgresql" else sqlite
     statement = (
-        dialect.insert(runs).on_conflict_do_nothing(index_elements=["dedupe_key"])
+        dialect.insert(runs)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"], index_where=_KEYED)
         .returning(runs.c.id)
     )  # fmt: skip
     inserted = c.execute(statement, run_values(run, now)).scalar()

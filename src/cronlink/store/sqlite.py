@@ -74,13 +74,14 @@ class SQLiteStore(Store):
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         migrate.refuse_foreign(conn, str(self.path))
         if run_migrations:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                migrate.upgrade(conn)
-                conn.exec_driver_sql("COMMIT")
-            except BaseException:
-                conn.exec_driver_sql("ROLLBACK")
-                raise
+            with migrate.rebuildable(conn):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    migrate.upgrade(conn)
+                    conn.exec_driver_sql("COMMIT")
+                except BaseException:
+                    conn.exec_driver_sql("ROLLBACK")
+                    raise
         else:
             migrate.check_not_newer(conn)
         self._conn = conn

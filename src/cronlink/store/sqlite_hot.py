@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from cronlink.records import Fate, RunState
 from cronlink.store.fates import Due, fire_fate, overlap_matters, skip_message, when_due
 from cronlink.store.rows import run_from_mapping
-from cronlink.store.schema import Instant, from_micros, runs, to_micros
+from cronlink.store.schema import ON_DEDUPE_KEY, Instant, from_micros, runs, to_micros
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -251,7 +251,7 @@ def _run_params(run: NewRun, stamp: int) -> tuple[Any, ...]:
     )
 
 
-INSERT_ONCE = INSERT_RUN.rstrip() + " ON CONFLICT(dedupe_key) DO NOTHING RETURNING id"
+INSERT_ONCE = f"{INSERT_RUN.rstrip()} {ON_DEDUPE_KEY} RETURNING id"
 RUN_OF_KEY = "SELECT id FROM runs WHERE dedupe_key = ?"
 INSERT_AUDIT = """
 INSERT INTO audit_log (at, actor, action, target, client, outcome, detail)

@@ -11,7 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from cronlink.store.connection_queries import SEALED_COLUMNS, sealed_from_raw
-from cronlink.store.schema import micros_or_none, to_micros
+from cronlink.store.schema import ON_DEDUPE_KEY, micros_or_none, to_micros
 
 if TYPE_CHECKING:
     import sqlite3
@@ -33,12 +33,14 @@ UPDATE connections SET secrets = ?, key_id = ?, version = version + 1, expires_a
 WHERE id = ? AND refresh_lock = ? AND version = ?
 """
 EVENT = "INSERT INTO connection_events (connection_id, at, kind, detail) VALUES (?, ?, ?, ?)"
-FOLLOW_UP = """
+FOLLOW_UP = (
+    """
 INSERT INTO runs (job, tier, reason, state, payload, enqueued_at, not_before, attempt,
     max_attempts, overlap, dedupe_key, cancel_requested)
 VALUES (?, ?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, 0)
-ON CONFLICT (dedupe_key) DO NOTHING
 """
+    + ON_DEDUPE_KEY
+)
 
 
 def take(
