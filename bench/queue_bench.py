@@ -44,6 +44,7 @@ from cronlink.store import RunFilter, Store, store_for
 from cronlink.store.schema import runs
 from cronlink.tiers import LightTier
 from cronlink.worker import Worker
+from settle import settle
 
 app = App()
 MODES: dict[str, tuple[int | None, bool]] = {
@@ -102,6 +103,8 @@ async def cronlink_rate(
     for start in range(0, runs, 100):
         batch = range(start, min(runs, start + 100))
         await asyncio.gather(*(store.enqueue(new_run(job, Reason.API), now) for _ in batch))
+    if url.startswith("postgresql"):
+        settle(url, "runs")
     spawn = multiprocessing.get_context("spawn")
     go, stop = spawn.Event(), spawn.Event()
     readies = [spawn.Event() for _ in range(workers)]

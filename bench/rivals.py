@@ -48,6 +48,8 @@ import psycopg
 from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
 from procrastinate import App, PsycopgConnector
 
+from settle import settle
+
 CONCURRENCY = 100
 # pgqueuer requires max_concurrent_tasks >= 2 * batch_size, so 50 is the largest batch that
 # keeps 100 jobs in flight.
@@ -90,9 +92,9 @@ async def pgqueuer_rate(url: str, runs: int, workers: int) -> float:
         queries = Queries(AsyncpgDriver(connection))
         await queries.install()
         await queries.enqueue(["noop"] * runs, [None] * runs, [0] * runs)
-        await connection.execute("ANALYZE pgqueuer")
     finally:
         await connection.close()
+    settle(url, "pgqueuer")
     return await _race(url, runs, workers, _pgqueuer_child, PGQUEUER)
 
 
@@ -102,7 +104,7 @@ async def procrastinate_rate(url: str, runs: int, workers: int) -> float:
     async with app.open_async():
         await app.schema_manager.apply_schema_async()
         await app.tasks["noop"].batch_defer_async(*({} for _ in range(runs)))
-        await app.connector.execute_query_async("ANALYZE procrastinate_jobs")
+    settle(url, "procrastinate_jobs")
     return await _race(url, runs, workers, _procrastinate_child, PROCRASTINATE)
 
 
