@@ -18,10 +18,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cronlink.errors import StoreError, first_line
-from cronlink.store import migrate, postgres_hot, postgres_refresh, queries
+from cronlink.store import migrate, postgres_enqueue, postgres_hot, postgres_refresh, queries
 from cronlink.store.audit_store import DETAIL_CHARS
 from cronlink.store.base import ClaimRequest, Completion, Store
-from cronlink.store.postgres_hot import channel
+from cronlink.store.postgres_enqueue import channel
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -169,7 +169,7 @@ class PostgresStore(Store):
     async def enqueue(self, run: NewRun, now: datetime) -> int:
         def work(c: Connection) -> int:
             run_id, _ = queries.enqueue_once(c, run, now)
-            postgres_hot.notify(c, {run.tier})
+            postgres_enqueue.notify(c, {run.tier})
             return run_id
 
         return await self._run(work, write=True)
@@ -206,7 +206,7 @@ class PostgresStore(Store):
         self, run: NewRun, now: datetime, audit: Callable[[int, bool], AuditEntry]
     ) -> tuple[int, bool]:
         return await self._hot(
-            lambda db: postgres_hot.enqueue_audited(db, run, now, audit, DETAIL_CHARS)
+            lambda db: postgres_enqueue.enqueue_audited(db, run, now, audit, DETAIL_CHARS)
         )
 
     async def _hot(self, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
