@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cronlink import errors
 from cronlink.connections import SECRET_KEY_ENV
 from cronlink.connections.model import Credentials
 from cronlink.context import RunContext, RunLog
 from cronlink.egress import EgressPolicy
-from cronlink.errors import ConnectionUnusableError, CronlinkError, RefreshError
 from cronlink.observe import spend
 
 if TYPE_CHECKING:
@@ -145,27 +145,30 @@ class _PipeConnections:
         self._pipe = pipe
 
     async def credentials(self, connection_id: int) -> Credentials:
-        reply = self._ask("credentials", connection_id)
-        _, provider, access_token, expires_at = reply
-        return Credentials(
-            connection_id=connection_id, provider=provider, access_token=access_token,
-            expires_at=expires_at,
-        )  # fmt: skip
+        found: Credentials = self._ask("credentials", connection_id)
+        return found
+
+    async def renew(self, connection_id: int, version: int) -> Credentials:
+        found: Credentials = self._ask("renew", connection_id, version)
+        return found
+
+    async def pause(self, connection_id: int, seconds: float) -> datetime:
+        until: datetime = self._ask("pause", connection_id, seconds)
+        return until
+
+    async def paused_until(self, connection_id: int) -> datetime | None:
+        until: datetime | None = self._ask("paused_until", connection_id)
+        return until
 
     async def used(self, connection_id: int) -> None:
         self._ask("used", connection_id)
 
-    def _ask(self, kind: str, connection_id: int) -> tuple[Any, ...]:
-        self._pipe.send((kind, connection_id))
+    def _ask(self, method: str, *args: Any) -> Any:
+        self._pipe.send(("connections", method, args))
         reply: tuple[Any, ...] = self._pipe.recv()
         if reply[0] == "ok":
-            return reply
-        _, error_kind, message = reply
-        if error_kind in ("transient", "grant", "config"):
-            raise RefreshError(message, kind=error_kind)
-        if error_kind == "ConnectionUnusableError":
-            raise ConnectionUnusableError(message)
-        raise CronlinkError(message)
+            return reply[1]
+        raise errors.rebuilt(*reply[1:])
 
 
 class _PipeAutomations:
@@ -189,12 +192,6 @@ class _PipeAutomations:
     ) -> bool:
         return bool(self._ask("save", event_id, run_id, state, step, outputs, error))
 
-    async def throttle(self, connection_id: int, seconds: float) -> None:
-        self._ask("throttle", connection_id, seconds)
-
-    async def throttled_for(self, connection_id: int) -> float:
-        return float(self._ask("throttled_for", connection_id))
-
     async def sweep(self) -> dict[str, int]:
         return dict(self._ask("sweep"))
 
@@ -206,4 +203,4 @@ class _PipeAutomations:
         reply: tuple[Any, ...] = self._pipe.recv()
         if reply[0] == "ok":
             return reply[1]
-        raise CronlinkError(reply[2])
+        raise errors.rebuilt(*reply[1:])

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cronlink.connections.account import Gate
 from cronlink.egress import EgressPolicy
 from cronlink.errors import ConfigError
 
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from cronlink.automations.model import Work
-    from cronlink.connections.model import Credentials
 
     Enqueue = Callable[[str, Any, datetime | None], Awaitable[int]]
 
@@ -50,13 +50,10 @@ class RunLog:
         self._add("error", message, *args)
 
 
-class ConnectionAccess(Protocol):
+class ConnectionAccess(Gate, Protocol):
     """What a handler may do with connections (light tier: `Connections` itself; heavy
-    tier: the same calls, answered by the worker over the child's pipe)."""
-
-    async def credentials(self, connection_id: int) -> Credentials:
-        """A valid access token, refreshed first when it is inside the margin."""
-        ...
+    tier: the same calls, answered by the worker over the child's pipe): an account's
+    calls (`Gate`: credentials, renew after a 401, the 429 pause) and `used`."""
 
     async def used(self, connection_id: int) -> None:
         """A successful real call went through the connection (it stands in for a probe)."""
@@ -82,14 +79,6 @@ class AutomationAccess(Protocol):
         error: str | None,
     ) -> bool:
         """Checkpoint (`running`) or finish the event; False if the run no longer holds it."""
-        ...
-
-    async def throttle(self, connection_id: int, seconds: float) -> None:
-        """Pause every call to the connection's account (a 429)."""
-        ...
-
-    async def throttled_for(self, connection_id: int) -> float:
-        """Seconds left of the account's pause (0: calls may go)."""
         ...
 
     async def sweep(self) -> dict[str, int]:

@@ -9,6 +9,8 @@
     ├── SecretKeyError         CRONLINK_SECRET_KEY is missing, malformed or not the key used
     ├── ConnectionNotFoundError  a connection id that does not exist
     ├── ConnectionUnusableError  a connection that needs reauth or is disabled
+    ├── TokenUnavailableError  the access token expired and no new one can be had yet
+    ├── AccountPausedError     the provider asked for a pause (429): no request may start
     ├── RefreshError           a token refresh failed (`kind`: transient, grant or config)
     ├── PollError              a trigger's poll failed (`throttled_for` set on a 429)
     ├── AutomationNotFoundError  an automation or event that does not exist
@@ -22,6 +24,11 @@ translated into these inside `cronlink.store`: nothing above it imports a driver
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 class CronlinkError(Exception):
@@ -90,6 +97,25 @@ class ConnectionUnusableError(CronlinkError):
     """The connection cannot be used until its owner reconnects or an operator enables it."""
 
 
+class TokenUnavailableError(CronlinkError):
+    """The connection's access token has expired and no new one can be had yet (its
+    refresh is failing, backing off or paused); `until` is when to ask again (None: not
+    known). A pause for the caller, not a failure of the connection."""
+
+    def __init__(self, message: str, *, until: datetime | None) -> None:
+        self.until = until
+        super().__init__(message)
+
+
+class AccountPausedError(CronlinkError):
+    """The provider answered 429 to a call through this connection: no request to its
+    account may start before `until`, whoever makes it."""
+
+    def __init__(self, message: str, *, until: datetime) -> None:
+        self.until = until
+        super().__init__(message)
+
+
 class RefreshError(CronlinkError):
     """The provider did not refresh the token.
 
@@ -97,12 +123,25 @@ class RefreshError(CronlinkError):
     a garbled answer: retry later, the connection stays active), `grant` (the provider
     refuses the grant for good, `invalid_grant`: the user must reconnect) or `config` (the
     provider refuses our client, `invalid_client`: an operator must fix the provider's
-    settings; users' connections are left as they are).
+    settings; users' connections are left as they are). `lost`: the request may have
+    reached the provider but its answer never came (a timeout, a reset): a rotating
+    provider may have replaced the refresh token already, so the retry must come within
+    its grace window. `throttled`: the provider answered 429 (the account is paused).
     """
 
-    def __init__(self, message: str, *, kind: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        retry_after: float | None = None,
+        lost: bool = False,
+        throttled: bool = False,
+    ) -> None:
         self.kind = kind
         self.retry_after = retry_after
+        self.lost = lost
+        self.throttled = throttled
         super().__init__(message)
 
 
@@ -145,3 +184,19 @@ def first_line(error: BaseException | None) -> str:
     """A driver error's first line, for messages that name the database but no SQL."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def carried(error: CronlinkError) -> tuple[str, str, dict[str, Any]]:
+    """An error as plain values, to cross a process boundary (a heavy run's pipe)."""
+    return type(error).__name__, str(error), dict(vars(error))
+
+
+def rebuilt(name: str, message: str, attributes: dict[str, Any]) -> CronlinkError:
+    """The error `carried` describes, as its own class when it is one of these."""
+    kind = globals().get(name)
+    if not (isinstance(kind, type) and issubclass(kind, CronlinkError)):
+        kind = CronlinkError
+    error = kind.__new__(kind)
+    Exception.__init__(error, message)
+    vars(error).update(attributes)
+    return error

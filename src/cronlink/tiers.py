@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from cronlink import child, http_target
-from cronlink.errors import CronlinkError, RefreshError
+from cronlink.errors import CronlinkError, carried
 from cronlink.http_client import egress_of
 from cronlink.observe import spend
 
@@ -176,10 +176,10 @@ class HeavyTier:
                     ctx.log.lines.append(message[1:])
                 elif kind == "enqueue":
                     pipe.send(await ctx.enqueue(*message[1:]))
-                elif kind in ("credentials", "used"):
-                    pipe.send(await _connection_call(ctx, kind, message[1]))
+                elif kind == "connections":
+                    pipe.send(await _call(ctx.connections, _CONNECTION_CALLS, *message[1:]))
                 elif kind == "automations":
-                    pipe.send(await _automation_call(ctx, message[1], message[2]))
+                    pipe.send(await _call(ctx.automations, _AUTOMATION_CALLS, *message[1:]))
                 elif kind == "ok":
                     _, result, child_peak, spent = message
                     meter.settle(spent)
@@ -203,31 +203,20 @@ class HeavyTier:
                 await asyncio.wait_for(readable.wait(), next_sample - time.monotonic())
 
 
-async def _connection_call(ctx: RunContext, kind: str, connection_id: int) -> tuple[Any, ...]:
-    """Answer a heavy run's connection call: ("ok", …) or ("error", kind, message)."""
+_CONNECTION_CALLS = frozenset({"credentials", "renew", "pause", "paused_until", "used"})
+_AUTOMATION_CALLS = frozenset({"take", "save", "sweep", "pending"})
+
+
+async def _call(
+    service: object, allowed: frozenset[str], method: str, args: tuple[Any, ...]
+) -> tuple[Any, ...]:
+    """Answer a heavy run's call to a service: ("ok", value) or ("error", *carried)."""
+    if method not in allowed:
+        return ("error", "CronlinkError", f"no such call {method!r}", {})
     try:
-        if kind == "used":
-            await ctx.connections.used(connection_id)
-            return ("ok",)
-        creds = await ctx.connections.credentials(connection_id)
-    except RefreshError as error:
-        return ("error", error.kind, str(error))
+        return ("ok", await getattr(service, method)(*args))
     except CronlinkError as error:
-        return ("error", type(error).__name__, str(error))
-    return ("ok", creds.provider, creds.access_token, creds.expires_at)
-
-
-_AUTOMATION_CALLS = frozenset({"take", "save", "throttle", "throttled_for", "sweep", "pending"})
-
-
-async def _automation_call(ctx: RunContext, method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Answer a heavy run's automation call: ("ok", value) or ("error", kind, message)."""
-    if method not in _AUTOMATION_CALLS:
-        return ("error", "CronlinkError", f"no automation call {method!r}")
-    try:
-        return ("ok", await getattr(ctx.automations, method)(*args))
-    except CronlinkError as error:
-        return ("error", type(error).__name__, str(error))
+        return ("error", *carried(error))
 
 
 def _child_run(job: Job, run: Run, egress: EgressPolicy) -> child.ChildRun:

@@ -57,6 +57,10 @@ class AutoKit:
     """Where the test steps leave their traces (the automations' `trace` parameter)."""
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    def now(self) -> datetime:
+        """The kit's time, which the connections (their accounts' pauses) follow too."""
+        return self.at
+
     async def feed(self, **asked: Any) -> list[dict[str, Any]]:
         async with self.kit.session.post(f"{self.kit.sandbox.url}/sandbox/feed", json=asked) as r:
             return list((await r.json())["added"])
@@ -108,7 +112,9 @@ async def auto(kit: Kit, tmp_path: Path) -> AutoKit:
         kit.connections.store, providers, kit.session, kit.connections,
         process_job=BUILTIN["process-automation"],
     )  # fmt: skip
-    return AutoKit(kit, automations, trace=trace)
+    made = AutoKit(kit, automations, trace=trace)
+    kit.connections.clock = made
+    return made
 
 
 @asynccontextmanager

@@ -13,7 +13,12 @@ from cronlink.config import connection_jobs
 from cronlink.config_models import ConnectionsModel
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.model import ConnectionState, Health, Secrets
-from cronlink.errors import ConnectionUnusableError, RefreshError, SecretKeyError
+from cronlink.errors import (
+    ConnectionUnusableError,
+    RefreshError,
+    SecretKeyError,
+    TokenUnavailableError,
+)
 from cronlink.records import RunState, Tier
 from cronlink.sandbox import Sandbox
 from cronlink.store import RunFilter
@@ -43,7 +48,9 @@ async def test_refresh_stores_the_rotated_token_and_schedules_the_next(kit: Kit)
     assert rotated == next(iter(kit.sandbox.grants.by_refresh))
     runs = await kit.connections.store.list_runs(RunFilter(job="refresh-connection"))
     assert {r.not_before for r in runs} >= {after.refresh_due_at}
-    assert all(r.payload == {"connection_id": cid} for r in runs)
+    # Each run names the tokens it was queued for: 1 for the first, 2 for the next.
+    assert sorted(r.payload["version"] for r in runs) == [1, 2]
+    assert all(r.payload["connection_id"] == cid for r in runs)
     creds = await kit.connections.credentials(cid)
     async with kit.session.get(
         f"{kit.sandbox.url}/api/me", headers={"Authorization": creds.authorization}
@@ -145,7 +152,6 @@ async def test_reusing_a_rotated_token_revokes_the_grant(kit: Kit) -> None:
     ("switches", "expected"),
     [
         ({"token_status": 503}, "HTTP 503"),
-        ({"token_status": 429, "retry_after": 120}, "HTTP 429"),
         ({"malformed": True}, "without a JSON object"),
         ({"latency_ms": 0, "token_status": 500}, "HTTP 500"),
     ],
@@ -163,11 +169,32 @@ async def test_transient_failures_keep_the_connection_and_back_off(
     assert after.refresh_failures == 1
     assert after.refresh_due_at is not None
     wait = after.refresh_due_at - after.updated_at
-    assert wait >= timedelta(seconds=120 if switches.get("retry_after") else 30)
+    assert timedelta(seconds=5) <= wait <= timedelta(seconds=5.5)
     runs = await kit.connections.store.list_runs(RunFilter(job="refresh-connection"))
     assert after.refresh_due_at in {r.not_before for r in runs}
     kit.sandbox.configure(token_status=None, malformed=False)
     assert (await kit.connections.refresh(cid)).refresh_failures == 0
+
+
+async def test_a_429_at_the_token_endpoint_pauses_the_account_and_counts_nothing(
+    kit: Kit,
+) -> None:
+    cid = await kit.connect()
+    kit.sandbox.configure(token_status=429, retry_after=120)
+    with pytest.raises(RefreshError, match="HTTP 429") as caught:
+        await kit.connections.refresh(cid)
+    assert caught.value.kind == "transient"
+    after = await kit.connections.get(cid)
+    assert (after.state, after.refresh_failures) == (ConnectionState.ACTIVE, 0)
+    assert after.paused_until is not None
+    assert after.refresh_due_at == after.paused_until
+    assert after.paused_until - after.updated_at > timedelta(seconds=119)
+    runs = await kit.connections.store.list_runs(RunFilter(job="refresh-connection"))
+    assert after.paused_until in {r.not_before for r in runs}  # the chain goes on from there
+    kit.sandbox.configure(token_status=None)
+    with pytest.raises(RefreshError, match="paused until"):  # not asked again meanwhile
+        await kit.connections.refresh(cid)
+    assert (await kit.stats())["refreshes"] == 0
 
 
 async def test_a_refused_client_is_the_operators_problem_not_the_users(
@@ -311,8 +338,10 @@ async def test_credentials_keep_a_valid_token_through_an_outage(kit: Kit) -> Non
     failures = [e for e in await kit.connections.events(cid) if e.kind == "refresh_failed"]
     assert len(failures) == 1
     clock.ahead = timedelta(minutes=61)  # expired, and the backoff is over
-    with pytest.raises(RefreshError, match="HTTP 503"):
-        await kit.connections.credentials(cid)
+    with pytest.raises(TokenUnavailableError, match="expired") as caught:
+        await kit.connections.credentials(cid)  # never the expired token
+    assert caught.value.until is not None
+    assert caught.value.until > clock.now()  # when the next refresh will be tried
 
 
 async def test_one_broken_connection_does_not_stop_the_health_sweep(kit: Kit) -> None:

@@ -33,7 +33,9 @@ async def test_no_token_reaches_a_log_an_error_an_event_or_the_cli(
     await kit.connections.refresh(ids[0])
     await kit.connections.check_all()
     for switches in (
-        {"token_status": 503}, {"token_status": 429}, {"malformed": True}, {"leaky_errors": True},
+        # Retry-After: 0, so that the 429's pause of the accounts is over by the next round.
+        {"token_status": 503}, {"token_status": 429, "retry_after": 0}, {"malformed": True},
+        {"leaky_errors": True},
         {"api_status": 500},
     ):  # fmt: skip
         kit.sandbox.configure(**switches)

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cronlink.automations import slots
-from cronlink.automations.cursors import iso, parse_instant
+from cronlink.automations.cursors import begin_pass, end_pass, iso, parse_instant, reread_from
+from cronlink.automations.model import Cursor
+from cronlink.automations.triggers import TriggerModel
 from cronlink.errors import PollError
 
 
@@ -47,3 +49,36 @@ def test_slots_spread_names_over_the_interval_and_come_strictly_after() -> None:
     offset = timedelta(seconds=17)
     assert slots.next_slot(at, every, offset) == at + every
     assert slots.next_slot(at - timedelta(microseconds=1), every, offset) == at
+
+
+TRIGGER = TriggerModel.model_validate(
+    {"path": "/feed", "cursor": "timestamp", "cursor_field": "at", "lookback": "2m"}
+)
+NOON = datetime(2030, 5, 1, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("lookback_from", "expected"),
+    [
+        (None, NOON - timedelta(minutes=2)),  # no complete read yet: a whole lookback
+        (NOON + timedelta(seconds=30), NOON - timedelta(seconds=90)),  # caught up: the same
+        (NOON + timedelta(hours=1), NOON),  # far behind: what was late was read then
+        (NOON - timedelta(hours=1), NOON - timedelta(minutes=2)),  # the provider's clock lags
+    ],
+)
+def test_a_read_looks_back_from_when_the_last_complete_read_began(
+    lookback_from: datetime | None, expected: datetime
+) -> None:
+    cursor = Cursor(
+        watermark=iso(NOON), lookback_from=None if lookback_from is None else iso(lookback_from)
+    )
+    assert reread_from(TRIGGER, cursor) == expected
+
+
+def test_a_pass_keeps_its_first_start_until_it_reaches_the_end() -> None:
+    cursor = begin_pass(TRIGGER, Cursor(watermark=iso(NOON)), NOON)
+    again = begin_pass(TRIGGER, cursor, NOON + timedelta(minutes=1))  # a resumed poll
+    assert again.pass_started == iso(NOON)
+    done = end_pass(again)
+    assert (done.pass_started, done.lookback_from) == (None, iso(NOON))
+    assert begin_pass(TRIGGER, done, None) == done  # no Date from the provider: no change

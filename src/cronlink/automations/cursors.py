@@ -31,12 +31,40 @@ def request_value(trigger: TriggerModel, cursor: Cursor) -> Any:
         return None
     if trigger.cursor == "id":
         return cursor.watermark
-    since = parse_instant(cursor.watermark, "watermark") - trigger.lookback_delta
+    since = reread_from(trigger, cursor)
     if trigger.cursor_format == "epoch":
         return int(since.timestamp())
     if trigger.cursor_format == "epoch_ms":
         return int(since.timestamp() * 1000)
     return iso(since)
+
+
+def reread_from(trigger: TriggerModel, cursor: Cursor) -> datetime:
+    """Where a timestamp trigger's next read starts: a lookback behind the watermark, or
+    less when the last complete read began long after the watermark (an item late by up
+    to a lookback was visible then, and was read)."""
+    assert cursor.watermark is not None
+    watermark = parse_instant(cursor.watermark, "watermark")
+    lookback = trigger.lookback_delta
+    if cursor.lookback_from is None:
+        return watermark - lookback
+    seen = parse_instant(cursor.lookback_from, "lookback_from") - lookback
+    return max(watermark - lookback, min(watermark, seen))
+
+
+def begin_pass(trigger: TriggerModel, cursor: Cursor, at: datetime | None) -> Cursor:
+    """A read from the watermark began at `at`, in the provider's clock (an unfinished
+    one keeps its start; None: the provider did not say, and nothing changes)."""
+    if trigger.cursor != "timestamp" or cursor.pass_started is not None or at is None:
+        return cursor
+    return dataclasses.replace(cursor, pass_started=iso(at))
+
+
+def end_pass(cursor: Cursor) -> Cursor:
+    """The read reached the end of the feed: later reads look back from its start."""
+    if cursor.pass_started is None:
+        return cursor
+    return dataclasses.replace(cursor, lookback_from=cursor.pass_started, pass_started=None)
 
 
 def advance(trigger: TriggerModel, cursor: Cursor, items: list[Any]) -> Cursor:
@@ -79,8 +107,7 @@ def before_start(
     early = frozenset(
         key for key, item in items if parse_instant(dig(item, field, field), field) < start
     )
-    reread_from = parse_instant(cursor.watermark, "watermark") - trigger.lookback_delta
-    if reread_from >= start:
+    if reread_from(trigger, cursor) >= start:
         cursor = dataclasses.replace(cursor, start=None)
     return early, cursor
 

@@ -1,29 +1,24 @@
 """The built-in `http` step: one request through the connection, templated from the event
-and the earlier steps' outputs, sent with the step's idempotency key.
+and the earlier steps' outputs, sent with the step's idempotency key (`Idempotency-Key`,
+unless the step sets that header itself).
 
-429 pauses the connection's account for every job (and this step waits its Retry-After);
+The request goes through the connection's account (`StepContext.request`): a 429 pauses
+it for every job and this step waits its Retry-After; a 401 renews the token once;
 408, 425, 5xx and network errors are retried; any other 4xx fails the step for good.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from cronlink.automations.template import render
-from cronlink.connections.tokens import scrub
-from cronlink.envtext import retry_after
-from cronlink.errors import AddressRefusedError, ConfigError, CronlinkError, StepError
+from cronlink.errors import ConfigError, StepError
 
 if TYPE_CHECKING:
     from cronlink.automations.process import StepContext
     from cronlink.automations.steps import HttpStep
 
-TIMEOUT = 30.0
-RETRYABLE = {408, 425, 429}
 ANSWER_CHARS = 200
 
 
@@ -47,38 +42,16 @@ async def call(step: HttpStep, event: Any, ctx: StepContext) -> Any:
             "is only sent there (set connection = false to call it without)",
             retryable=False,
         )
-    headers["Idempotency-Key"] = ctx.idempotency_key
-    secrets: list[str] = []
-    if step.connection:
-        await ctx.wait_for_budget()
-        try:
-            credentials = await ctx.credentials()
-        except CronlinkError as error:
-            raise StepError(f"no usable credentials: {error}", retryable=False) from None
-        headers["Authorization"] = credentials.authorization
-        secrets.append(credentials.access_token)
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            async with ctx.session.request(step.method, url, json=body, headers=headers) as r:
-                text = scrub(await r.text(), secrets)
-                status, wait = r.status, retry_after(r.headers.get("Retry-After"))
-    except AddressRefusedError as error:
-        raise StepError(f"{step.method}: {error}", retryable=False) from None
-    except (aiohttp.ClientError, TimeoutError) as error:
-        raise StepError(f"{step.method} failed: {type(error).__name__}") from None
-    if status == 429 and step.connection:
-        seconds = 60.0 if wait is None else wait.total_seconds()
-        await ctx.throttle(seconds)
-    if status >= 400:
-        retryable = status in RETRYABLE or status >= 500
-        seconds = 0.0 if wait is None else wait.total_seconds()
-        raise StepError(
-            f"{step.method} answered HTTP {status}: {text[:ANSWER_CHARS]}",
-            retryable=retryable, wait=seconds,
-        )  # fmt: skip
+    # The step's key, the same in every attempt and every run of the event: a provider
+    # that honours it applies a step repeated after a crash once.
+    headers.setdefault("Idempotency-Key", ctx.idempotency_key)
+    answer = await ctx.request(
+        step.method, url, headers=headers, json=body, connection=step.connection
+    )
     if step.connection:
         await ctx.run.connections.used(ctx.connection_id)
+    text = answer.body.decode(errors="replace")
     try:
-        return {"status": status, "body": json.loads(text) if text else None}
+        return {"status": answer.status, "body": json.loads(text) if text else None}
     except ValueError:
-        return {"status": status, "body": text[:ANSWER_CHARS]}
+        return {"status": answer.status, "body": text[:ANSWER_CHARS]}

@@ -40,6 +40,13 @@ class Cursor:
     start: str | None = None
     """An automation started from an instant: items older than it never fire. Dropped
     once the watermark is a lookback past it (no such item can come back)."""
+    pass_started: str | None = None
+    """`timestamp`: when the read going on now began (it may span several polls), in the
+    provider's clock (its `Date`)."""
+    lookback_from: str | None = None
+    """`timestamp`: when the last read that reached the end began. Every item older than
+    a lookback before it was visible then and was read: later polls look back no further
+    than that, instead of re-reading a whole lookback behind a watermark that lags."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

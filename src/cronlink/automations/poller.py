@@ -1,17 +1,22 @@
 """One poll of one trigger: read pages from the cursor on, return the items and the
 cursor to store with them. Nothing is written here: the caller commits both at once.
 
+Every request goes through the connection's account (`connections.account`): a paused
+account is not asked, a refused token is renewed once, a 429 pauses the account.
 A burst longer than `max_pages` stops at the page limit and keeps the next page's URL
-(`resume`), so the next poll goes on from there; an expired cursor or resume (410) is
-dropped once per poll for a resync from the watermark (or, for `id` and `token` cursors,
-from the start), whose repeats the event ledger absorbs.
+(`resume`), so the next poll goes on from there; so does a poll whose later page fails:
+the pages before it count. An expired cursor or resume (410) is dropped once per poll for
+a resync from the watermark (or, for `id` and `token` cursors, from the start), whose
+repeats the event ledger absorbs.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
@@ -21,12 +26,18 @@ from yarl import URL
 
 from cronlink.automations import cursors
 from cronlink.automations.template import dig, render
-from cronlink.envtext import retry_after
-from cronlink.errors import AddressRefusedError, ConfigError, PollError
+from cronlink.errors import (
+    AccountPausedError,
+    AddressRefusedError,
+    ConfigError,
+    CronlinkError,
+    PollError,
+)
 
 if TYPE_CHECKING:
     from cronlink.automations.model import Cursor
     from cronlink.automations.triggers import TriggerModel
+    from cronlink.connections.account import Account
 
 REQUEST_TIMEOUT = 20.0
 Headers = CIMultiDict[str]
@@ -42,6 +53,9 @@ class Polled:
     not_modified: bool = False
     baseline: frozenset[str] = frozenset()
     """Keys of items older than the automation's start: recorded, never fired."""
+    stopped: CronlinkError | None = None
+    """Why the poll stopped before the end after reading some pages: those pages count
+    (their items and the position after them are kept) and the rest waits."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,43 +63,64 @@ class Target:
     """Where and as whom to poll."""
 
     base_url: str
-    authorization: str
+    account: Account
     params: dict[str, Any]
 
 
 async def poll(
-    session: aiohttp.ClientSession, trigger: TriggerModel, target: Target, cursor: Cursor
+    session: aiohttp.ClientSession,
+    trigger: TriggerModel,
+    target: Target,
+    cursor: Cursor,
 ) -> Polled:
+    """Read from `cursor` on, up to `trigger.max_pages` pages. A failure on the first
+    page raises; a later one ends the poll with the pages read so far (`Polled.stopped`)."""
     url, fresh = _first_request(trigger, target, cursor), cursor.resume is None
     before = cursor
     items: list[Any] = []
     resynced = False
     pages = 0
+    stopped: CronlinkError | None = None
     while pages < trigger.max_pages:
-        status, headers, body = await _get(session, trigger, url, target, cursor if fresh else None)
+        try:
+            answer = await _get(session, trigger, url, target, cursor if fresh else None)
+        except CronlinkError as error:
+            if not items:
+                raise
+            stopped, cursor = error, dataclasses.replace(cursor, resume=url)
+            break
+        status, headers, body = answer
         if status == 304 and pages == 0:
-            return Polled(items=[], cursor=cursor, pages=1, not_modified=True)
+            read = cursors.end_pass(cursors.begin_pass(trigger, before, _date(headers)))
+            return Polled(items=[], cursor=read, pages=1, not_modified=True)
         if status in trigger.expired_statuses and not resynced and _has_cursor(trigger, cursor):
             resynced, fresh = True, True
             cursor = dataclasses.replace(cursor, resume=None, token=None, etag=None)
             url = _first_request(trigger, target, cursor, from_start=trigger.cursor == "id")
             continue
-        _check(status, headers, body)
+        try:
+            _check(status, body)
+            page = dig(body, trigger.items, f"trigger answer: items at {trigger.items!r}")
+            if not isinstance(page, list):
+                raise PollError(f"trigger answer: items at {trigger.items!r} is not a list")
+            following = _next_page(trigger, url, headers, body, len(page))
+        except (PollError, ConfigError) as error:
+            if not items:
+                raise
+            stopped, cursor = error, dataclasses.replace(cursor, resume=url)
+            break
         pages += 1
-        page = dig(body, trigger.items, f"trigger answer: items at {trigger.items!r}")
-        if not isinstance(page, list):
-            raise PollError(f"trigger answer: items at {trigger.items!r} is not a list")
         items.extend(page)
-        following = _next_page(trigger, url, headers, body, len(page))
         if fresh and pages == 1:
             # A 304 on a first page that was not the whole answer says nothing of the rest.
             etag = headers.get("ETag") if following is None else None
+            cursor = cursors.begin_pass(trigger, cursor, _date(headers))
             cursor = dataclasses.replace(cursor, etag=etag)
         if following is None:
             if trigger.cursor == "token":
                 token = dig(body, trigger.delta_field or "", "trigger answer: delta token")
                 cursor = dataclasses.replace(cursor, token=str(token))
-            cursor = dataclasses.replace(cursor, resume=None)
+            cursor = cursors.end_pass(dataclasses.replace(cursor, resume=None))
             break
         url, fresh = following, False
     else:
@@ -94,7 +129,10 @@ async def poll(
         items = cursors.after_watermark(trigger, before, items)
     keyed = [(cursors.event_key(trigger, item), item) for item in items]
     early, cursor = cursors.before_start(trigger, cursors.advance(trigger, cursor, items), keyed)
-    return Polled(items=keyed, cursor=cursor, pages=pages, resynced=resynced, baseline=early)
+    return Polled(
+        items=keyed, cursor=cursor, pages=pages, resynced=resynced, baseline=early,
+        stopped=stopped,
+    )  # fmt: skip
 
 
 def _first_request(
@@ -132,27 +170,43 @@ async def _get(
 ) -> tuple[int, Headers, Any]:
     if not url.startswith(target.base_url.rstrip("/") + "/"):
         raise PollError("the provider's next page points outside its base URL; not followed")
-    headers = {"Authorization": target.authorization, "Accept": "application/json"}
+    headers = {"Accept": "application/json"}
     if cursor is not None and cursor.etag:
         headers["If-None-Match"] = cursor.etag
     try:
-        async with asyncio.timeout(REQUEST_TIMEOUT):
-            async with session.request(trigger.method, url, headers=headers) as response:
-                body: Any = None
-                if response.status == 200:
-                    body = await response.json(content_type=None)
-                return response.status, CIMultiDict(response.headers), body
+        answer = await target.account.request(
+            session, trigger.method, url, headers=headers, within=REQUEST_TIMEOUT
+        )
     except AddressRefusedError as error:
         raise PollError(str(error)) from None
-    except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+    except (aiohttp.ClientError, TimeoutError) as error:
         raise PollError(f"poll request failed: {type(error).__name__}") from None
+    if answer.status == 429:
+        assert answer.paused_until is not None, "the account pauses itself on a 429"
+        raise AccountPausedError(
+            f"throttled by the provider (429) until {answer.paused_until.isoformat()}",
+            until=answer.paused_until,
+        )
+    body: Any = None
+    if answer.status == 200:
+        try:
+            body = json.loads(answer.body)
+        except ValueError:
+            raise PollError("the provider's answer is not JSON") from None
+    return answer.status, answer.headers, body
 
 
-def _check(status: int, headers: Headers, body: Any) -> None:
-    if status == 429:
-        wait = retry_after(headers.get("Retry-After"))
-        seconds = 60.0 if wait is None else wait.total_seconds()
-        raise PollError(f"throttled by the provider (429) for {seconds:g}s", throttled_for=seconds)
+def _date(headers: Headers) -> datetime | None:
+    """The provider's own time of an answer (`Date`): what was visible to it then is
+    measured in its clock, whatever ours says."""
+    try:
+        moment = parsedate_to_datetime(headers.get("Date", ""))
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _check(status: int, body: Any) -> None:
     if status != 200:
         raise PollError(f"the provider answered HTTP {status}")
     if body is None:

@@ -1,10 +1,11 @@
 """`poll-triggers`: poll every automation that is due, a batch at a time, with bounded
 concurrency, and commit each batch's events, cursors and runs in one transaction.
 
-A poll that fails keeps the cursor where it was and counts a failure; a 429 pauses the
-connection's account (every job that calls it waits, other accounts go on); a poller that
-dies between fetch and commit leaves nothing behind: its leases lapse and the same items
-are read again.
+A poll that fails keeps the cursor where it was and counts a failure (after the pages it
+read, which are kept); a 429 pauses the connection's account (every job that calls it
+waits, other accounts go on) and counts nothing, nor does a token that cannot be had
+until its refresh succeeds; a poller that dies between fetch and commit leaves nothing
+behind: its leases lapse and the same items are read again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from cronlink.automations import slots
 from cronlink.automations.poller import Polled, Target, poll
-from cronlink.errors import CronlinkError, PollError
+from cronlink.errors import AccountPausedError, CronlinkError, PollError, TokenUnavailableError
 from cronlink.observe import metrics
 from cronlink.records import Tier
 from cronlink.store.automation_store import PollRecord
@@ -29,10 +30,10 @@ if TYPE_CHECKING:
 
     from cronlink.automations.model import Automation
     from cronlink.automations.service import Automations
-    from cronlink.connections.model import Credentials
+    from cronlink.connections.account import Account
 
 log = logging.getLogger("cronlink.automations")
-MAX_BACKOFF = timedelta(minutes=30)
+MIN_WAIT = timedelta(seconds=1)
 POLL_DEADLINE = 30.0
 """Seconds a batch's polls may take before those still going fail."""
 
@@ -43,6 +44,8 @@ class Tally:
     failed: int = 0
     events: int = 0
     not_modified: int = 0
+    paused: int = 0
+    """Polls that waited for an account's pause or a token instead of asking."""
     lost: int = 0
     max_lag: float = 0.0
     """Seconds the most overdue automation polled waited past its slot."""
@@ -52,6 +55,7 @@ class Tally:
         self.failed += other.failed
         self.events += other.events
         self.not_modified += other.not_modified
+        self.paused += other.paused
         self.lost += other.lost
         self.max_lag = max(self.max_lag, other.max_lag)
 
@@ -77,23 +81,19 @@ async def poll_batch(
     gate = asyncio.Semaphore(service.poll_concurrency)
     # One read for the credentials of the whole batch: on PostgreSQL a query each costs
     # more than the poll's request (bench/poll_bench.py --postgres).
-    credentials = await service.connections.credentials_many(
-        sorted({a.connection_id for a, _ in taken})
-    )
+    accounts = await service.connections.accounts(sorted({a.connection_id for a, _ in taken}))
 
-    async def one(automation: Automation, provider: str) -> Polled | PollError:
+    async def one(automation: Automation, provider: str) -> Polled | CronlinkError:
         async with gate:
             try:
                 async with asyncio.timeout(max(0.1, deadline - loop.time())):
                     return await _poll_one(
-                        service, automation, provider, credentials[automation.connection_id]
+                        service, automation, provider, accounts[automation.connection_id]
                     )
-            except PollError as error:
-                return error
             except TimeoutError:
                 return PollError(f"the poll did not finish within {time_left:g}s")
             except CronlinkError as error:
-                return PollError(str(error))
+                return error
             except Exception as error:
                 # An answer this code did not expect must cost one automation its poll, not
                 # every automation of the batch. The message may quote the provider: kept out.
@@ -104,10 +104,11 @@ async def poll_batch(
     records: list[PollRecord] = []
     providers: list[str] = []
     for (automation, provider), outcome in zip(taken, outcomes, strict=True):
-        if isinstance(outcome, PollError):
-            await _failed(service, automation, token, outcome, now)
-            metrics.POLLS.labels(provider, "failed").inc()
-            tally.failed += 1
+        if isinstance(outcome, CronlinkError):
+            counted = await _failed(service, automation, token, outcome, provider, now)
+            metrics.POLLS.labels(provider, "failed" if counted else "paused").inc()
+            tally.failed += counted
+            tally.paused += not counted
             continue
         metrics.POLLS.labels(provider, "ok").inc()
         providers.append(provider)
@@ -116,8 +117,8 @@ async def poll_batch(
         records.append(
             PollRecord(
                 automation=automation, token=token, items=outcome.items, cursor=outcome.cursor,
-                next_poll_at=_next_poll(automation, outcome, now), fire=automation.cursor.primed,
-                baseline=outcome.baseline,
+                next_poll_at=_next_poll(service, automation, provider, outcome, now),
+                fire=automation.cursor.primed, baseline=outcome.baseline,
             )
         )  # fmt: skip
     committed = await service.store.automations.record_polls(records, now, service.run_for)
@@ -136,18 +137,14 @@ async def _poll_one(
     service: Automations,
     automation: Automation,
     provider_name: str,
-    credentials: Credentials | CronlinkError,
+    account: Account | CronlinkError,
 ) -> Polled:
     provider = service.providers.get(provider_name)
     assert automation.trigger is not None
     trigger = provider.trigger(automation.trigger)
-    if isinstance(credentials, CronlinkError):
-        raise PollError(f"no usable credentials: {credentials}")
-    target = Target(
-        base_url=provider.url("base_url"),
-        authorization=credentials.authorization,
-        params=automation.params,
-    )
+    if isinstance(account, CronlinkError):
+        raise account
+    target = Target(base_url=provider.url("base_url"), account=account, params=automation.params)
     polled = await poll(service.session, trigger, target, automation.cursor)
     if polled.cursor.primed or polled.cursor.resume is not None:
         return polled
@@ -156,25 +153,50 @@ async def _poll_one(
 
 
 async def _failed(
-    service: Automations, automation: Automation, token: str, error: PollError, now: datetime
-) -> None:
-    """Keep the cursor; poll again after the provider's Retry-After (the account is
-    paused for every job), or back off doubling per failure, up to 30 minutes."""
-    throttled_until = None
-    if error.throttled_for is not None:
-        throttled_until = next_at = now + timedelta(seconds=error.throttled_for)
+    service: Automations,
+    automation: Automation,
+    token: str,
+    error: CronlinkError,
+    provider: str,
+    now: datetime,
+) -> bool:
+    """Keep the cursor and poll again later; True when it counts as a failure.
+
+    A paused account (a 429, here or elsewhere) or a token that cannot be had yet is a
+    pause: the poll waits for its end, and nothing else changes. A real failure backs off,
+    doubling per failure in a row, up to the provider's `max_poll_backoff`."""
+    if isinstance(error, AccountPausedError | TokenUnavailableError):
+        until = error.until or now + automation.interval
+        next_at, counted = max(until, now + MIN_WAIT), False
     else:
-        backoff = min(MAX_BACKOFF, automation.interval * 2 ** min(automation.poll_failures, 16))
-        next_at = slots.next_slot(now + backoff, automation.interval, automation.offset)
-    log.warning("automation %s: poll failed: %s", automation.name, error)
+        next_at, counted = _backed_off(service, automation, provider, now), True
+    log.warning("automation %s: poll %s: %s", automation.name,
+                "failed" if counted else "waits", error)  # fmt: skip
     await service.store.automations.record_poll_failure(
         automation, token=token, message=str(error)[:1000], next_poll_at=next_at,
-        throttled_until=throttled_until, now=now,
+        counted=counted, now=now,
     )  # fmt: skip
+    return counted
 
 
-def _next_poll(automation: Automation, polled: Polled, now: datetime) -> datetime:
-    """Go on at once when a burst was cut at the page limit; else the next slot."""
+def _backed_off(
+    service: Automations, automation: Automation, provider: str, now: datetime
+) -> datetime:
+    cap = service.providers.get(provider).max_poll_backoff
+    backoff = min(cap, automation.interval * 2 ** min(automation.poll_failures, 16))
+    return slots.next_slot(now + backoff, automation.interval, automation.offset)
+
+
+def _next_poll(
+    service: Automations, automation: Automation, provider: str, polled: Polled, now: datetime
+) -> datetime:
+    """Go on at once when a burst was cut at the page limit; after the pause or the
+    backoff when a later page failed (the pages before it are kept); else the next slot."""
+    stopped = polled.stopped
+    if isinstance(stopped, AccountPausedError | TokenUnavailableError):
+        return max(stopped.until or now + automation.interval, now + MIN_WAIT)
+    if stopped is not None:
+        return _backed_off(service, automation, provider, now)
     if polled.cursor.resume is not None:
         return now
     return slots.next_slot(now, automation.interval, automation.offset)

@@ -12,25 +12,31 @@ import asyncio
 import inspect
 import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from multidict import CIMultiDict
 
 from cronlink.automations import http_step, sync
 from cronlink.automations.model import EventState
 from cronlink.automations.steps import StepModel, parse_steps
 from cronlink.child import resolve
+from cronlink.connections.account import Account, Answer
 from cronlink.connections.tokens import scrub
-from cronlink.errors import StepError
+from cronlink.errors import AccountPausedError, CronlinkError, StepError, TokenUnavailableError
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from cronlink.automations.model import Work
     from cronlink.connections.model import Credentials
     from cronlink.context import RunContext, RunLog
 
 MAX_BACKOFF = timedelta(minutes=1)
 MAX_WAIT = 30.0
+"""Seconds of an account's pause a step waits out; a longer one fails the attempt."""
+REQUEST_TIMEOUT = 30.0
+RETRYABLE = frozenset({408, 425, 429})
+ANSWER_CHARS = 200
 
 
 @dataclass(kw_only=True, slots=True)
@@ -61,18 +67,45 @@ class StepContext:
         self.tokens_seen.append(got.access_token)
         return got
 
-    async def wait_for_budget(self) -> None:
-        """Wait out a short pause of the connection's account (another job got a 429);
-        a long one fails this attempt, to be retried after it."""
-        left = await self.run.automations.throttled_for(self.connection_id)
-        if left > MAX_WAIT:
-            raise StepError(f"the account is throttled for {left:.0f}s more", wait=left)
-        if left > 0:
-            await asyncio.sleep(left)
-
-    async def throttle(self, seconds: float) -> None:
-        """Pause every call to the connection's account (the provider answered 429)."""
-        await self.run.automations.throttle(self.connection_id, seconds)
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        json: Any = None,
+        connection: bool = True,
+        within: float = REQUEST_TIMEOUT,
+    ) -> Answer:
+        """One request, through the connection's account unless not `connection` (see
+        `connections.account`: a short pause is waited out, a refused token renewed once,
+        a 429 pauses the account for every job). An answer of 400 or more, or no answer,
+        is a `StepError` (retryable for 408, 425, 429, 5xx and network errors) whose text
+        never holds the token, nor the URL (its query may hold a secret)."""
+        try:
+            if connection:
+                account = Account(self.run.connections, await self.credentials())
+                await _wait_out_pause(account)
+                answer = await account.request(
+                    self.session, method, url, headers=headers, json=json, within=within
+                )
+                self.tokens_seen.append(account.credentials.access_token)
+            else:
+                answer = await _plain(self.session, method, url, headers, json, within)
+        except (AccountPausedError, TokenUnavailableError) as error:
+            raise StepError(f"{method}: {error}", wait=_seconds_until(error.until)) from None
+        except CronlinkError as error:
+            raise StepError(f"{method}: {error}", retryable=False) from None
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise StepError(f"{method} failed: {type(error).__name__}") from None
+        if answer.status >= 400:
+            text = scrub(answer.body.decode(errors="replace"), self.tokens_seen)
+            raise StepError(
+                f"{method} answered HTTP {answer.status}: {text[:ANSWER_CHARS]}",
+                retryable=answer.status in RETRYABLE or answer.status >= 500,
+                wait=answer.retry_after or 0.0,
+            )
+        return answer
 
     async def checkpoint(self, progress: Any) -> None:
         """Save a long step's progress: a killed run resumes from it (`sync` does this)."""
@@ -141,6 +174,37 @@ async def _attempts(
         backoff = min(MAX_BACKOFF, step.first_backoff * 2 ** (attempt - 1)).total_seconds()
         await asyncio.sleep(max(wait, random.uniform(backoff / 2, backoff)))
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+async def _wait_out_pause(account: Account) -> None:
+    """Wait out a short pause of the account (another job got a 429); a long one fails
+    this attempt, to be retried after it."""
+    try:
+        await account.check()
+    except AccountPausedError as error:
+        left = _seconds_until(error.until)
+        if left > MAX_WAIT:
+            raise
+        await asyncio.sleep(left)
+        await account.check()
+
+
+async def _plain(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    headers: dict[str, str] | None,
+    json: Any,
+    within: float,
+) -> Answer:
+    async with asyncio.timeout(within):
+        async with session.request(method, url, headers=headers, json=json) as response:
+            body = await response.read()
+            return Answer(status=response.status, headers=CIMultiDict(response.headers), body=body)
+
+
+def _seconds_until(until: datetime | None) -> float:
+    return 0.0 if until is None else max(0.0, (until - datetime.now(UTC)).total_seconds())
 
 
 def _key(work: Work, step: StepModel) -> str:

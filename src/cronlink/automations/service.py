@@ -277,16 +277,6 @@ class Automations:
             now - self.stalled_after, now - self.failing_after, now
         )
 
-    async def throttle(self, connection_id: int, seconds: float) -> None:
-        until = self.clock.now() + timedelta(seconds=seconds)
-        await self.store.automations.throttle(connection_id, until)
-
-    async def throttled_for(self, connection_id: int) -> float:
-        until = await self.store.automations.throttled_until(connection_id)
-        if until is None:
-            return 0.0
-        return max(0.0, (until - self.clock.now()).total_seconds())
-
 
 def _start_cursor(start: str, kind: str, now: datetime) -> Cursor:
     if start == "now":

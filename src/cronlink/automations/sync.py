@@ -10,18 +10,16 @@ rejects, is set aside with its error while the rest of its batch goes through.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
+import json as jsonlib
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
+from yarl import URL
 
 from cronlink.automations.template import dig
 from cronlink.child import resolve
-from cronlink.connections.tokens import scrub
-from cronlink.envtext import retry_after
-from cronlink.errors import AddressRefusedError, ConfigError, CronlinkError, StepError
+from cronlink.errors import ConfigError, StepError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -133,29 +131,21 @@ def _reject(progress: Progress, record: Any, error: str) -> None:
         progress.rejected.append({"id": ident, "error": error[:300]})
 
 
-async def _request(ctx: StepContext, method: str, path: str, **options: Any) -> Any:
-    await ctx.wait_for_budget()
+async def _request(
+    ctx: StepContext,
+    method: str,
+    path: str,
+    *,
+    params: dict[str, str] | None = None,
+    json: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    url = URL(ctx.base_url.rstrip("/") + path)
+    answer = await ctx.request(
+        method, str(url.update_query(params) if params else url), headers=headers, json=json,
+        within=TIMEOUT,
+    )  # fmt: skip
     try:
-        credentials = await ctx.credentials()
-    except CronlinkError as error:
-        raise StepError(f"no usable credentials: {error}", retryable=False) from None
-    headers = {**options.pop("headers", {}), "Authorization": credentials.authorization}
-    url = ctx.base_url.rstrip("/") + path
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            async with ctx.session.request(method, url, headers=headers, **options) as response:
-                if response.status == 429:
-                    wait = retry_after(response.headers.get("Retry-After"))
-                    await ctx.throttle(60.0 if wait is None else wait.total_seconds())
-                if response.status >= 400:
-                    text = scrub(await response.text(), [credentials.access_token])
-                    retryable = response.status in (408, 425, 429) or response.status >= 500
-                    raise StepError(
-                        f"{method} {path} answered HTTP {response.status}: {text[:200]}",
-                        retryable=retryable,
-                    )
-                return await response.json(content_type=None)
-    except AddressRefusedError as error:
-        raise StepError(f"{method} {path}: {error}", retryable=False) from None
-    except (aiohttp.ClientError, TimeoutError, ValueError) as error:
-        raise StepError(f"{method} {path} failed: {type(error).__name__}") from None
+        return jsonlib.loads(answer.body)
+    except ValueError:
+        raise StepError(f"{method} {path}: the answer is not JSON") from None

@@ -12,14 +12,21 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from cronlink.connections import health
+from cronlink.connections.account import Account
 from cronlink.connections.model import Health, HealthCheck
-from cronlink.errors import ConnectionUnusableError, CronlinkError, RefreshError, SecretKeyError
+from cronlink.errors import (
+    AccountPausedError,
+    ConnectionUnusableError,
+    CronlinkError,
+    RefreshError,
+    SecretKeyError,
+    TokenUnavailableError,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from cronlink.connections.model import Connection, Sealed
-    from cronlink.connections.providers import Provider
     from cronlink.connections.service import Connections
 
 PAGE = 500
@@ -59,20 +66,21 @@ async def _gated(
             return _judged(connections, current, seen)
 
 
-async def check_one(connections: Connections, sealed: Sealed) -> HealthCheck:
-    """Probe one connection (refreshing its token once if the provider refuses it) and
-    judge the result."""
+async def check_one(connections: Connections, sealed: Sealed) -> HealthCheck | None:
+    """Probe one connection and judge the result; None when its account is paused (the
+    provider asked for quiet: a probe now would be a request it refuses)."""
     current = sealed.connection
     provider = connections.providers.get(current.provider)
-    seen = await _probe(connections, sealed, provider)
-    if seen.auth and seen.status == 401:
-        try:
-            await connections.refresh(current.id)
-        except (RefreshError, ConnectionUnusableError):
-            pass  # the refresh recorded why; the probe's answer stands
-        else:
-            renewed = await connections.store.connections.sealed(current.id)
-            seen = await _probe(connections, renewed, provider)
+    try:
+        account = Account(connections, await connections.credentials(current.id, sealed))
+        seen = await health.probe(connections.session, provider, account)
+    except AccountPausedError:
+        return None
+    except (RefreshError, TokenUnavailableError) as error:
+        grant = isinstance(error, RefreshError) and error.kind == "grant"
+        seen = health.Probe(ok=False, auth=grant, latency_ms=0, detail=str(error))
+    except (ConnectionUnusableError, SecretKeyError) as error:
+        seen = health.Probe(ok=False, auth=True, latency_ms=0, detail=str(error))
     return _judged(connections, current, seen)
 
 
@@ -90,13 +98,3 @@ def _judged(connections: Connections, current: Connection, seen: health.Probe) -
         latency_ms=seen.latency_ms,
         event=f"{current.health} -> {judged.health}: {seen.detail}" if changed else None,
     )
-
-
-async def _probe(connections: Connections, sealed: Sealed, provider: Provider) -> health.Probe:
-    try:
-        creds = await connections.credentials(sealed.connection.id, sealed)
-    except RefreshError as error:
-        return health.Probe(ok=False, auth=error.kind == "grant", latency_ms=0, detail=str(error))
-    except (ConnectionUnusableError, SecretKeyError) as error:
-        return health.Probe(ok=False, auth=True, latency_ms=0, detail=str(error))
-    return await health.probe(connections.session, provider, creds.access_token)

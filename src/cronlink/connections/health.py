@@ -4,8 +4,9 @@ through `healthy`, `degraded`, `down` and `auth_failed` with damping.
 A probe's answer is only evidence: one failure makes a healthy connection `degraded`, it
 takes `down_after` failures in a row to call it `down`, and `up_after` successes in a row
 to bring a `down` or `auth_failed` one back. A 429 means the provider answered: it counts
-as reachable. A 401 is retried once with freshly refreshed tokens before it counts as
-`auth_failed`; a 403 (missing scope, revoked consent) is `auth_failed` at once.
+as reachable (and pauses the account, as every caller's 429 does). A 401 is retried once
+with renewed tokens (`Account.request`) before it counts as `auth_failed`; a 403 (missing
+scope, revoked consent) is `auth_failed` at once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cronlink.connections.model import Health
 from cronlink.errors import AddressRefusedError
 
 if TYPE_CHECKING:
+    from cronlink.connections.account import Account
     from cronlink.connections.providers import Provider
 
 TIMEOUT = 10.0
@@ -50,27 +52,24 @@ class Judged:
     successes: int
 
 
-async def probe(session: aiohttp.ClientSession, provider: Provider, token: str) -> Probe:
+async def probe(session: aiohttp.ClientSession, provider: Provider, account: Account) -> Probe:
+    """One probe through the account (a 401 renews its token once; a paused account is
+    not probed: `AccountPausedError` is the caller's)."""
     spec = provider.health
     url = provider.url("base_url").rstrip("/") + spec.path
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **spec.headers}
+    headers = {"Accept": "application/json", **spec.headers}
     started = time.monotonic()
     try:
-        async with session.request(
-            spec.method, url, headers=headers, timeout=aiohttp.ClientTimeout(total=TIMEOUT),
-            allow_redirects=False,
-        ) as response:  # fmt: skip
-            status = response.status
-            # Read to the end even when only the status matters: the connection then goes
-            # back to the pool instead of being closed (probes come in thousands).
-            body = await response.read()
+        answer = await account.request(
+            session, spec.method, url, headers=headers, within=TIMEOUT, redirects=False
+        )
     except TimeoutError:
         return Probe(ok=False, latency_ms=_since(started), detail=f"no answer in {TIMEOUT:g}s")
     except aiohttp.ClientError as error:
         return Probe(ok=False, latency_ms=_since(started), detail=type(error).__name__)
     except AddressRefusedError as error:
         return Probe(ok=False, latency_ms=_since(started), detail=str(error))
-    latency = _since(started)
+    latency, status = _since(started), answer.status
     if status in (401, 403):
         detail = f"token refused (HTTP {status})"
         return Probe(ok=False, auth=True, status=status, latency_ms=latency, detail=detail)
@@ -78,7 +77,7 @@ async def probe(session: aiohttp.ClientSession, provider: Provider, token: str) 
         return Probe(ok=True, status=status, latency_ms=latency, detail="throttled (HTTP 429)")
     if status not in spec.healthy:
         return Probe(ok=False, status=status, latency_ms=latency, detail=f"HTTP {status}")
-    if spec.json_true and not _field_true(body, spec.json_true):
+    if spec.json_true and not _field_true(answer.body, spec.json_true):
         detail = f"HTTP {status} but {spec.json_true} is not true"
         return Probe(ok=False, auth=True, status=status, latency_ms=latency, detail=detail)
     return Probe(ok=True, status=status, latency_ms=latency, detail=f"HTTP {status}")

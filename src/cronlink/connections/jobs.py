@@ -36,21 +36,37 @@ async def refresh_tokens(ctx: RunContext) -> dict[str, int]:
 
 
 async def refresh_connection(ctx: RunContext) -> dict[str, Any]:
-    """Refresh one connection (payload `connection_id`, optional `force`).
+    """Refresh one connection (payload `connection_id`; `version`: the tokens it was queued
+    for, refreshed unless someone has since; `force`: refresh whatever the time).
 
-    A failed refresh has already been recorded and its retry queued by the service (with
-    backoff, or never for a revoked grant): this run ends `succeeded` with the outcome in
-    its result rather than being retried a second way.
+    Such a run always ends with the chain going on: it refreshed (and the save queued the
+    next run), found newer tokens (whoever stored them queued it), or failed and the
+    service queued its retry (with backoff, at a pause's end, or never for a revoked
+    grant). `next` in its result says when. It ends `succeeded` with the outcome in its
+    result rather than being retried a second way.
     """
     payload = ctx.payload or {}
     connection_id = int(payload["connection_id"])
+    queued_for = payload.get("version")
+    service = _service(ctx)
+    # The sweep's runs name no version: they are judged on the tokens as they are now.
+    before = int(queued_for) if queued_for else (await service.get(connection_id)).version
+    outcome: dict[str, Any] = {"connection_id": connection_id}
     try:
-        force = bool(payload.get("force"))
-        after = await _service(ctx).refresh(connection_id, force=force)
+        after = await service.refresh(
+            connection_id, force=bool(payload.get("force")),
+            expected_version=None if queued_for is None else before,
+        )  # fmt: skip
     except (RefreshError, ConnectionUnusableError) as error:
         ctx.log.warning("connection %d not refreshed: %s", connection_id, error)
-        return {"connection_id": connection_id, "refreshed": False, "error": str(error)}
-    return {"connection_id": connection_id, "refreshed": True, "version": after.version}
+        outcome["error"] = str(error)
+        after = await service.get(connection_id)
+    due = after.refresh_due_at
+    return outcome | {
+        "refreshed": after.version > before,
+        "version": after.version,
+        "next": due.isoformat() if due else None,
+    }
 
 
 async def check_health(ctx: RunContext) -> dict[str, int]:

@@ -59,6 +59,8 @@ class Connection:
     latency_ms: int | None
     used_at: datetime | None
     """Last successful real use (passes for a health probe)."""
+    paused_until: datetime | None = None
+    """The provider answered 429: no request to the account starts before this."""
     created_at: datetime
     updated_at: datetime
 
@@ -80,6 +82,9 @@ class Credentials:
     provider: str
     access_token: str = field(repr=False)
     expires_at: datetime | None
+    version: int
+    """The secrets' version the token was read at: a 401 renews it only if no one else
+    has since (`Connections.renew`)."""
 
     @property
     def authorization(self) -> str:

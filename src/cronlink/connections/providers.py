@@ -64,11 +64,15 @@ class ProviderModel(_Strict):
     invalid_grant_errors: list[str] = ["invalid_grant"]
     """Error codes meaning the grant is gone for good (some providers have their own)."""
     token_headers: dict[str, str] = {}
+    max_poll_backoff: str = "5m"
+    """The longest a failing trigger waits between polls (the wait doubles per failure)."""
     health: HealthModel
     triggers: dict[str, TriggerModel] = {}
     notes: str = ""
 
-    @field_validator("refresh_margin", "idle_refresh_after", "default_expires_in")
+    @field_validator(
+        "refresh_margin", "idle_refresh_after", "default_expires_in", "max_poll_backoff"
+    )
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:
@@ -103,6 +107,7 @@ class Provider:
     default_expires_in: timedelta | None
     invalid_grant_errors: frozenset[str]
     token_headers: dict[str, str]
+    max_poll_backoff: timedelta
     health: HealthModel
     triggers: dict[str, TriggerModel]
     source: Path
@@ -203,6 +208,7 @@ def read(path: Path) -> Provider:
         else parse_duration(model.default_expires_in),
         invalid_grant_errors=frozenset(model.invalid_grant_errors),
         token_headers=dict(model.token_headers),
+        max_poll_backoff=parse_duration(model.max_poll_backoff),
         health=model.health,
         triggers=dict(model.triggers),
         source=path,

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from cronlink.connections import tokens
+from cronlink.connections.account import DEFAULT_PAUSE
 from cronlink.connections.model import Connection, ConnectionState, Sealed, Secrets
 from cronlink.errors import ConnectionUnusableError, RefreshError, StoreError
 from cronlink.jobs import new_run
@@ -35,11 +36,21 @@ REFRESH_LEASE = timedelta(seconds=2 * tokens.TIMEOUT)
 CONFIG_RETRY = timedelta(hours=1)
 
 
-async def refresh(service: Connections, connection_id: int, *, force: bool = True) -> Connection:
-    """Refresh the tokens now (`force`), or only if they are inside the margin.
+async def refresh(
+    service: Connections,
+    connection_id: int,
+    *,
+    force: bool = True,
+    expected_version: int | None = None,
+) -> Connection:
+    """Refresh the tokens now (`force`), only if the refresh is due (`tokens.due`), or,
+    given `expected_version`, only if they are still those of that version: the scheduled
+    refresh queued with them, or a 401 on a token of that version. Whoever changed the
+    version since has stored newer tokens and queued their own next refresh.
 
     When another process is refreshing this connection, wait for it and return what it
-    stored instead of refreshing twice.
+    stored instead of refreshing twice. A paused account (429) is not asked: the refresh
+    is queued for the pause's end and `RefreshError` says so.
     """
     token = secrets.token_hex(8)
     give_up = service.clock.now() + service.refresh_lease + timedelta(seconds=5)
@@ -65,7 +76,7 @@ async def refresh(service: Connections, connection_id: int, *, force: bool = Tru
             )
         await asyncio.sleep(0.05)
     try:
-        return await _held(service, sealed, token, force)
+        return await _held(service, sealed, token, force, expected_version)
     except BaseException:
         # Failures are recorded (and the lease released) inside; this covers the rest,
         # such as cancellation: the lease is released rather than left to lapse.
@@ -73,16 +84,28 @@ async def refresh(service: Connections, connection_id: int, *, force: bool = Tru
         raise
 
 
-async def _held(service: Connections, sealed: Sealed, token: str, force: bool) -> Connection:
+async def _held(
+    service: Connections, sealed: Sealed, token: str, force: bool, expected: int | None
+) -> Connection:
     current = sealed.connection
     provider = service.providers.get(current.provider)
     now = service.clock.now()
-    if current.state is not ConnectionState.ACTIVE or not (
-        force or tokens.inside_margin(current, provider, now)
-    ):
+    if expected is not None:
+        wanted = current.version == expected
+    else:
+        wanted = force or tokens.due(current, now)
+    if current.state is not ConnectionState.ACTIVE or not wanted:
         await service.store.connections.release_refresh_lock(current.id, token)
         usable(current)
         return current
+    paused = await service.paused_until(current.id)
+    if paused is not None:
+        await _deferred(service, current, token, paused)
+        raise RefreshError(
+            f"connection {current.id}: its account is paused until "
+            f"{paused.isoformat(timespec='seconds')} (429); refreshing then",
+            kind="transient",
+        )
     opened = service.vault.open(current.id, sealed.ciphertext)
     if opened.refresh_token is None:
         await service.store.connections.release_refresh_lock(current.id, token)
@@ -95,6 +118,11 @@ async def _held(service: Connections, sealed: Sealed, token: str, force: bool) -
         fresh = await tokens.refresh(service.session, provider, opened.refresh_token, now, timeout)
     except RefreshError as error:
         metrics.REFRESHES.labels(provider.name, error.kind).inc()
+        if error.throttled:
+            wait = DEFAULT_PAUSE if error.retry_after is None else error.retry_after
+            until = await service.pause(current.id, wait)
+            await _deferred(service, current, token, until, str(error))
+            raise
         recovered = await _failed(service, sealed, token, error)
         if recovered is not None:
             return recovered
@@ -160,7 +188,7 @@ async def _failed(
     elif error.kind == "config":
         state, kind, retry_at = ConnectionState.ACTIVE, "config_error", now + CONFIG_RETRY
     else:
-        wait = tokens.sleep_for(error, current.refresh_failures)
+        wait = tokens.retry_in(error, current.refresh_failures)
         state, kind, retry_at = ConnectionState.ACTIVE, "refresh_failed", now + wait
     follow_up = None
     if retry_at is not None:
@@ -175,6 +203,20 @@ async def _failed(
     return None
 
 
+async def _deferred(
+    service: Connections, current: Connection, token: str, until: datetime, why: str = ""
+) -> None:
+    """Queue the refresh for the end of the account's pause; nothing else changes (a 429
+    is the provider pacing us, not a failure: the backoff does not grow)."""
+    message = why or f"waiting for the account's pause to end at {until.isoformat()}"
+    await service.store.connections.record_refresh_failure(
+        current.id, token=token, message=message, state=ConnectionState.ACTIVE,
+        kind="refresh_paused", retry_at=until, now=service.clock.now(), counted=False,
+        follow_up=run_at(service, current.id, current.version, until,
+                         f"paused{int(until.timestamp())}"),
+    )  # fmt: skip
+
+
 def run_at(
     service: Connections, connection_id: int, version: int, at: datetime | None, suffix: str = ""
 ) -> NewRun | None:
@@ -184,7 +226,7 @@ def run_at(
     return new_run(
         service.refresh_job,
         Reason.ENQUEUE,
-        payload={"connection_id": connection_id},
+        payload={"connection_id": connection_id, "version": version},
         not_before=at,
         dedupe_key=f"refresh:{connection_id}:{version}{':' + suffix if suffix else ''}",
     )

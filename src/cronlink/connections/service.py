@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from cronlink.clock import Clock, SystemClock
 from cronlink.connections import checks, keys, refreshing, tokens
+from cronlink.connections.account import Account
 from cronlink.connections.health import Policy
 from cronlink.connections.model import (
     Connection,
@@ -25,9 +26,12 @@ from cronlink.errors import (
     ConnectionUnusableError,
     CronlinkError,
     RefreshError,
+    TokenUnavailableError,
 )
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import aiohttp
 
     from cronlink.connections.crypto import Vault
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
     from cronlink.store import Store
 
 log = logging.getLogger("cronlink.connections")
+_TICK = timedelta(microseconds=1)
 
 
 class Connections:
@@ -65,6 +70,8 @@ class Connections:
         self.probe_concurrency = probe_concurrency
         self.refresh_lease = refresh_lease
         """How long a refresh holds its connection; its token request gets half of it."""
+        self._pauses: dict[int, datetime] = {}
+        """Accounts paused by a 429, as this process knows: its own and the rows it read."""
 
     async def check_keys(self) -> None:
         """Refuse to go on when the database holds secrets sealed with a key we lack."""
@@ -156,11 +163,13 @@ class Connections:
     # -- health --------------------------------------------------------------------------
 
     async def check(self, connection_id: int) -> Connection:
-        """Probe one connection now and record its health."""
+        """Probe one connection now and record its health (unless its account is paused:
+        then nothing is sent, and its health stays as it was)."""
         sealed = await self.store.connections.sealed(connection_id)
         refreshing.usable(sealed.connection)
         outcome = await checks.check_one(self, sealed)
-        await self.store.connections.record_health([outcome], self.clock.now())
+        if outcome is not None:
+            await self.store.connections.record_health([outcome], self.clock.now())
         return await self.get(connection_id)
 
     async def check_all(self) -> dict[str, int]:
@@ -185,58 +194,109 @@ class Connections:
                 idle += await self.store.connections.idle_since(provider.name, before, limit)
         return due, idle
 
-    async def credentials_many(
-        self, connection_ids: list[int]
-    ) -> dict[int, Credentials | CronlinkError]:
-        """`credentials` of several connections, read in one query (a poll batch's): each
-        is a `Credentials` or the error that connection gave."""
+    async def accounts(self, connection_ids: list[int]) -> dict[int, Account | CronlinkError]:
+        """An `Account` for each of several connections, read in one query (a poll
+        batch's), or the error that connection gave."""
         found = await self.store.connections.sealed_many(connection_ids)
 
-        async def one(connection_id: int) -> Credentials | CronlinkError:
+        async def one(connection_id: int) -> Account | CronlinkError:
             sealed = found.get(connection_id)
             if sealed is None:
                 return ConnectionNotFoundError(f"no connection has id {connection_id}")
             try:
-                return await self.credentials(connection_id, sealed)
+                return Account(self, await self.credentials(connection_id, sealed))
             except CronlinkError as error:
                 return error
 
-        # Together: those inside their margin refresh first, each under its own lease.
+        # Together: those due refresh first, each under its own lease.
         answers = await asyncio.gather(*(one(i) for i in connection_ids))
         return dict(zip(connection_ids, answers, strict=True))
 
+    async def account(self, connection_id: int) -> Account:
+        return Account(self, await self.credentials(connection_id))
+
     async def credentials(self, connection_id: int, sealed: Sealed | None = None) -> Credentials:
-        """A valid access token: refreshed first when it is inside its provider's margin.
-        (`sealed`: the connection as just read, to spare reading it again.)"""
+        """A token that has not expired: refreshed first when its refresh is due (or it
+        expired), else `TokenUnavailableError` with when to ask again. (`sealed`: the
+        connection as just read, to spare reading it again.)"""
         if sealed is None:
             sealed = await self.store.connections.sealed(connection_id)
-        current = sealed.connection
-        refreshing.usable(current)
+        self._seen(sealed.connection)
+        refreshing.usable(sealed.connection)
         now = self.clock.now()
-        backing_off = current.refresh_due_at is not None and current.refresh_due_at > now
-        provider = self.providers.get(current.provider)
-        if tokens.inside_margin(current, provider, now) and not backing_off:
+        if tokens.due(sealed.connection, now):
             try:
                 await self.refresh(connection_id, force=False)
             except (RefreshError, ConnectionUnusableError) as error:
+                if isinstance(error, ConnectionUnusableError) or error.kind == "grant":
+                    raise
                 # A token that still works is better than none: the failure is recorded
-                # and retried on its own schedule; only an expired token is an error here.
-                if current.expires_at is None or current.expires_at <= now:
-                    raise
-                if isinstance(error, RefreshError) and error.kind == "grant":
-                    raise
-                log.warning("connection %d: using its current token: %s", connection_id, error)
+                # and retried on its own schedule.
+                log.warning("connection %d: not refreshed: %s", connection_id, error)
             sealed = await self.store.connections.sealed(connection_id)
+            self._seen(sealed.connection)
             refreshing.usable(sealed.connection)
+        current = sealed.connection
+        if tokens.expired(current, self.clock.now()):
+            until = max(
+                (t for t in (current.refresh_due_at, await self.paused_until(connection_id)) if t),
+                default=None,
+            )
+            when = f"until {until.isoformat(timespec='seconds')}" if until else "for now"
+            raise TokenUnavailableError(
+                f"connection {connection_id}: its access token has expired and cannot be "
+                f"refreshed {when}" + (f" ({current.last_error})" if current.last_error else ""),
+                until=until,
+            )
         opened = self.vault.open(connection_id, sealed.ciphertext)
         return Credentials(
             connection_id=connection_id,
-            provider=sealed.connection.provider,
+            provider=current.provider,
             access_token=opened.access_token,
-            expires_at=sealed.connection.expires_at,
+            expires_at=current.expires_at,
+            version=current.version,
         )
 
-    async def refresh(self, connection_id: int, *, force: bool = True) -> Connection:
-        """Refresh the tokens now (`force`), or only if they are inside the margin; see
-        `refreshing.refresh`."""
-        return await refreshing.refresh(self, connection_id, force=force)
+    async def renew(self, connection_id: int, version: int) -> Credentials:
+        """The token after the provider refused the one of `version` (a 401): one refresh
+        across every caller and process; those that come later find it done."""
+        try:
+            await self.refresh(connection_id, expected_version=version)
+        except RefreshError as error:
+            if error.kind == "grant":
+                raise
+            log.warning("connection %d: a refused token was not renewed: %s", connection_id, error)
+        return await self.credentials(connection_id)
+
+    # -- the account's pause ----------------------------------------------------------
+
+    async def pause(self, connection_id: int, seconds: float) -> datetime:
+        """Pause every request to the connection's account (the provider answered 429),
+        in this process at once and in the others through the store."""
+        until = self.clock.now() + timedelta(seconds=seconds)
+        self._pauses[connection_id] = max(until, self._pauses.get(connection_id, until))
+        await self.store.connections.pause(connection_id, until)
+        return until
+
+    async def paused_until(self, connection_id: int) -> datetime | None:
+        """The end of the account's pause as this process knows it (its own 429s and
+        every row it read), None when requests may go."""
+        until = self._pauses.get(connection_id)
+        if until is not None and until <= self.clock.now():
+            del self._pauses[connection_id]
+            return None
+        return until
+
+    def _seen(self, connection: Connection) -> None:
+        until = connection.paused_until
+        if until is not None and until > self._pauses.get(connection.id, until - _TICK):
+            self._pauses[connection.id] = until
+
+    async def refresh(
+        self, connection_id: int, *, force: bool = True, expected_version: int | None = None
+    ) -> Connection:
+        """Refresh the tokens now (`force`), only if they are due, or only if they are
+        still those of `expected_version`; see `refreshing.refresh`."""
+        return await refreshing.refresh(
+            self, connection_id, force=force, expected_version=expected_version
+        )

@@ -30,6 +30,10 @@ TIMEOUT = 30.0
 TRANSIENT_STATUSES = frozenset({408, 409, 423, 425, 429})
 CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
 EXCERPT = 200
+EXPIRY_SKEW = timedelta(seconds=5)
+LOST_RETRIES = 3
+LOST_RETRY_WITHIN = (1.0, 3.0)
+"""Seconds, drawn at random, before retrying a refresh whose answer was lost."""
 MAX_LIFETIME = 10 * 365 * 86400.0
 """Longer lifetimes (or garbage) are read as "no expiry given"."""
 
@@ -110,13 +114,19 @@ async def _token_request(
     except TimeoutError:
         raise RefreshError(
             f"{provider.name} token endpoint {url} did not answer within {within:g}s",
-            kind="transient",
-        ) from None
-    except aiohttp.ClientError as error:
+            kind="transient", lost=True,
+        ) from None  # fmt: skip
+    except aiohttp.ClientConnectorError as error:
         raise RefreshError(
             f"{provider.name} token endpoint {url} unreachable ({type(error).__name__})",
             kind="transient",
         ) from None
+    except aiohttp.ClientError as error:
+        # Sent, perhaps processed, and no answer: the provider may have rotated already.
+        raise RefreshError(
+            f"{provider.name} token endpoint {url} gave no answer ({type(error).__name__})",
+            kind="transient", lost=True,
+        ) from None  # fmt: skip
     return _interpret(provider, status, text, wait, now, secrets)
 
 
@@ -134,6 +144,7 @@ def _interpret(
             f"{where} answered HTTP {status}",
             kind="transient",
             retry_after=None if wait is None else wait.total_seconds(),
+            throttled=status == 429,
         )
     try:
         data = json.loads(text)
@@ -216,11 +227,18 @@ def scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
-def sleep_for(error: RefreshError, failures: int) -> timedelta:
-    """How long to wait before retrying a failed refresh: the provider's Retry-After, or
-    exponential backoff from 30 s up to an hour, plus up to 10% so that the connections
-    of a provider that was down do not all come back in the same second."""
-    base = min(3600.0, 30.0 * 2 ** min(failures, 12))
+def retry_in(error: RefreshError, failures: int) -> timedelta:
+    """How long to wait before retrying a failed refresh.
+
+    An answer that never came is retried within seconds, with the same refresh token: a
+    rotating provider that processed it accepts the old token again only for a short grace
+    window (often 10 s). Otherwise the provider's Retry-After, or exponential backoff from
+    5 s up to an hour; each plus up to 10% so that the connections of a provider that was
+    down do not all come back in the same second.
+    """
+    if error.lost and failures < LOST_RETRIES:
+        return timedelta(seconds=random.uniform(*LOST_RETRY_WITHIN))
+    base = min(3600.0, 5.0 * 2 ** min(failures, 12))
     backoff = timedelta(seconds=base * (1 + random.random() / 10))
     if error.retry_after is not None:
         return max(backoff, timedelta(seconds=error.retry_after))
@@ -237,7 +255,20 @@ def refresh_due(
     return expires_at - min(provider.refresh_margin, (expires_at - issued) / 2)
 
 
-def inside_margin(connection: Connection, provider: Provider, now: datetime) -> bool:
+def due(connection: Connection, now: datetime) -> bool:
+    """Whether a refresh is due: the stored instant has come (the one its scheduled run
+    was queued for; after a failure, the retry's), or the token has expired and nothing
+    is scheduled."""
+    if connection.refresh_due_at is not None:
+        return connection.refresh_due_at <= now
+    return expired(connection, now)
+
+
+def expired(connection: Connection, now: datetime) -> bool:
+    """Whether the access token is expired, or so close to it (a few seconds, less for a
+    token that lives only seconds) that a request sent with it now could arrive too late."""
+    at = connection.expires_at
+    if at is None:
+        return False
     issued = connection.refreshed_at or connection.created_at
-    due = refresh_due(provider, connection.expires_at, issued)
-    return due is not None and due <= now
+    return at - min(EXPIRY_SKEW, (at - issued) / 4) <= now

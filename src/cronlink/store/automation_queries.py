@@ -274,36 +274,20 @@ def record_poll_failure(
     token: str,
     message: str,
     next_poll_at: datetime,
+    counted: bool,
     now: datetime,
 ) -> None:
+    values: dict[str, Any] = {
+        "last_error": message, "last_poll_at": now, "next_poll_at": next_poll_at,
+        "poll_lease": None, "poll_lease_until": None, "updated_at": now,
+    }  # fmt: skip
+    if counted:
+        values["poll_failures"] = table.c.poll_failures + 1
     c.execute(
         update(table)
         .where(table.c.id == automation_id, table.c.poll_lease == token)
-        .values(
-            poll_failures=table.c.poll_failures + 1, last_error=message, last_poll_at=now,
-            next_poll_at=next_poll_at, poll_lease=None, poll_lease_until=None, updated_at=now,
-        )
-    )  # fmt: skip
-
-
-def throttle(c: Db, connection_id: int, until: datetime) -> None:
-    """Pause every call to the connection's account until `until` (never shortening a
-    pause another job recorded)."""
-    c.execute(
-        update(connections)
-        .where(
-            connections.c.id == connection_id,
-            or_(connections.c.throttled_until.is_(None), connections.c.throttled_until < until),
-        )
-        .values(throttled_until=until)
+        .values(**values)
     )
-
-
-def throttled_until(c: Db, connection_id: int) -> datetime | None:
-    row = c.execute(
-        select(connections.c.throttled_until).where(connections.c.id == connection_id)
-    ).first()
-    return None if row is None else row[0]
 
 
 def mark_stalled(

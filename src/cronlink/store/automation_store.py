@@ -78,26 +78,18 @@ class AutomationStore:
         token: str,
         message: str,
         next_poll_at: datetime,
-        throttled_until: datetime | None,
+        counted: bool,
         now: datetime,
     ) -> None:
-        def work(c: Any) -> None:
-            q.record_poll_failure(
+        """Keep the cursor, release the lease, poll again at `next_poll_at`; a poll that
+        only waited out a pause (not `counted`) leaves the failure count as it was."""
+        await self._store.transact(
+            lambda c: q.record_poll_failure(
                 c, automation.id, token=token, message=message, next_poll_at=next_poll_at,
-                now=now,
-            )  # fmt: skip
-            if throttled_until is not None:
-                q.throttle(c, automation.connection_id, throttled_until)
-
-        await self._store.transact(work, write=True)
-
-    async def throttle(self, connection_id: int, until: datetime) -> None:
-        await self._store.transact(lambda c: q.throttle(c, connection_id, until), write=True)
-
-    async def throttled_until(self, connection_id: int) -> datetime | None:
-        return await self._store.transact(
-            lambda c: q.throttled_until(c, connection_id), write=False
-        )
+                counted=counted, now=now,
+            ),
+            write=True,
+        )  # fmt: skip
 
     async def mark_stalled(
         self, before: datetime, failing_since: datetime, now: datetime

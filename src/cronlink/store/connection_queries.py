@@ -60,6 +60,7 @@ def connection_from(values: Mapping[Any, Any]) -> Connection:
         checked_at=values["checked_at"],
         latency_ms=values["latency_ms"],
         used_at=values["used_at"],
+        paused_until=values["throttled_until"],
         created_at=values["created_at"],
         updated_at=values["updated_at"],
     )
@@ -199,15 +200,18 @@ def record_refresh_failure(
     state: ConnectionState,
     retry_at: datetime | None,
     now: datetime,
+    counted: bool = True,
 ) -> None:
-    """Count a failed refresh, move the connection to `state`, release the lease. A grant
-    that is gone also makes its health `auth_failed`: it is no longer probed, and must not
-    keep showing the last probe's `healthy`."""
+    """Count a failed refresh (unless it only waits out a pause: not `counted`), move the
+    connection to `state`, release the lease. A grant that is gone also makes its health
+    `auth_failed`: it is no longer probed, and must not keep showing the last probe's
+    `healthy`."""
     values: dict[str, Any] = {
-        "refresh_failures": table.c.refresh_failures + 1, "last_error": message,
-        "state": state.value, "refresh_due_at": retry_at, "refresh_lock": None,
-        "refresh_lock_until": None, "updated_at": now,
+        "last_error": message, "state": state.value, "refresh_due_at": retry_at,
+        "refresh_lock": None, "refresh_lock_until": None, "updated_at": now,
     }  # fmt: skip
+    if counted:
+        values["refresh_failures"] = table.c.refresh_failures + 1
     if state is ConnectionState.NEEDS_REAUTH:
         values |= {"health": Health.AUTH_FAILED.value, "health_successes": 0}
     c.execute(
@@ -340,6 +344,19 @@ def record_health(c: Db, checks: list[HealthCheck], now: datetime) -> None:
     ]
     if changes:
         c.execute(_ADD_EVENT, changes)
+
+
+def pause(c: Db, connection_id: int, until: datetime) -> None:
+    """Pause every call to the connection's account until `until` (never shortening a
+    pause another caller recorded)."""
+    c.execute(
+        update(table)
+        .where(
+            table.c.id == connection_id,
+            or_(table.c.throttled_until.is_(None), table.c.throttled_until < until),
+        )
+        .values(throttled_until=until)
+    )
 
 
 def mark_used(c: Db, connection_id: int, now: datetime) -> None:

@@ -125,11 +125,15 @@ class ConnectionStore:
         retry_at: datetime | None,
         now: datetime,
         follow_up: NewRun | None,
+        counted: bool = True,
     ) -> None:
+        """Record a refresh that did not happen, with its event and the run retrying it;
+        one that only waits out a pause (not `counted`) leaves the backoff as it was."""
+
         def work(c: Db) -> None:
             q.record_refresh_failure(
                 c, connection_id, token=token, message=message, state=state,
-                retry_at=retry_at, now=now,
+                retry_at=retry_at, now=now, counted=counted,
             )  # fmt: skip
             q.add_event(c, connection_id, kind, message, now)
             if follow_up is not None:
@@ -171,6 +175,9 @@ class ConnectionStore:
     async def record_health(self, checks: list[HealthCheck], now: datetime) -> None:
         if checks:
             await self._store.transact(lambda c: q.record_health(c, checks, now), write=True)
+
+    async def pause(self, connection_id: int, until: datetime) -> None:
+        await self._store.transact(lambda c: q.pause(c, connection_id, until), write=True)
 
     async def mark_used(self, connection_id: int, now: datetime) -> None:
         await self._store.transact(lambda c: q.mark_used(c, connection_id, now), write=True)
