@@ -2,10 +2,32 @@
 
 Endpoints: `/oauth/authorize` (approves at once, as user `login_hint`), `/oauth/token`,
 `/api/me` (the health probe, bearer token), the event feeds and record endpoints of
-`feed.py`, and under `/sandbox/` the controls tests and the demo use: `switches` (latency,
-failing statuses, 429 with Retry-After, garbled JSON, rotation, grace, token lifetime),
-`grants` (mint tokens without a browser), `revoke`, `feed` (add items: bursts, equal
-timestamps, late items; ETags on or off; expire cursors), `records`, `sink` and `stats`.
+`feed.py`, and under `/sandbox/` the controls tests and the demo use: `switches`, `grants`
+(mint tokens without a browser), `revoke`, `feed` (add items: bursts, equal timestamps,
+late items; ETags on or off; expire cursors), `records`, `sink` and `stats`.
+
+The switches (`Switches` in `faults.py`, set by `Sandbox.configure` or `POST
+/sandbox/switches`): `latency_ms` on every request; on the token endpoint `token_status`,
+`malformed`, `leaky_errors`, `hold_ms`; on `/api/` `api_status` and `throttled_users`;
+`rotation`, `grace_seconds` and `token_lifetime` for the grants; and the rates, drawn
+per request from one generator seeded by `seed`: `throttle_rate` (429 with Retry-After
+`retry_after`, pausing the account; `pause_tolerance`), `hang_rate` (`hang_seconds`),
+`malformed_rate`, `lose_token_rate`.
+
+The controls under `/sandbox/` are never faulted; neither is `/oauth/authorize` beyond
+latency. On the token endpoint and `/api/`, the faults strike in this order, the first
+that answers ending the request:
+
+1. throttling, by account (the grant of the form's refresh token, retired ones included,
+   or of the bearer token): a paused account is answered 429 before anything else, then
+   `throttled_users`, then a drawn throttle;
+2. a drawn hang holds the request, then lets it go on (or drops it if the sandbox closes);
+3. the fixed answers: `token_status`, `malformed`, `leaky_errors`, `api_status`;
+4. a drawn malformed answer (token endpoint and feeds): a proxy's page, given before the
+   provider saw the request, so the grant does not rotate;
+5. a drawn lost answer (refreshes only): the provider rotates the grant, then the
+   connection closes without an answer. A retry with the old refresh token within
+   `grace_seconds` gets new tokens; after it, reuse revokes the grant.
 """
 
 from __future__ import annotations
@@ -13,13 +35,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from dataclasses import dataclass
+import time
 from typing import TYPE_CHECKING, Any, Self
 
 from aiohttp import web
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 
 from cronlink.errors import CronlinkError
+from cronlink.sandbox.faults import Faults, Switches
 from cronlink.sandbox.feed import Feed
 from cronlink.sandbox.grants import Grants
 from cronlink.sandbox.oauth import Request, Server
@@ -27,37 +50,26 @@ from cronlink.sandbox.oauth import Request, Server
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from cronlink.sandbox.grants import Grant
+
     Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@dataclass
-class Switches:
-    latency_ms: float = 0
-    token_status: int | None = None
-    """Answer the token endpoint with this status (429 carries `retry_after`)."""
-    api_status: int | None = None
-    retry_after: int = 1
-    malformed: bool = False
-    """The token endpoint answers 200 with a body that is not JSON."""
-    hold_ms: float = 0
-    """Hold each token answer this long after the grant changed (a client may die meanwhile)."""
-    leaky_errors: bool = False
-    """The token endpoint refuses, quoting the refresh token it got (as careless ones do)."""
-    rotation: bool = True
-    grace_seconds: float = 120
-    token_lifetime: float = 3600
-    throttled_users: tuple[str, ...] = ()
-    """API calls made with these users' tokens answer 429 (one account over its limit)."""
+TOKEN_PATH = "/oauth/token"
 
 
 class Sandbox:
     """The sandbox provider on 127.0.0.1; `async with Sandbox() as s:` serves at `s.url`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        """`clock` times the accounts' pauses (tests pass their own to end one)."""
         self.host, self.port = host, port
         self.grants = Grants()
         self.server = Server(self.grants)
-        self.switches = Switches()
+        self.faults = Faults(self.grants.stats, clock)
         self.feed = Feed()
         self._runner: web.AppRunner | None = None
 
@@ -68,7 +80,7 @@ class Sandbox:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._faults])
         app.router.add_get("/oauth/authorize", self._authorize)
-        app.router.add_post("/oauth/token", self._token)
+        app.router.add_post(TOKEN_PATH, self._token)
         app.router.add_route("*", "/api/me", self._me)
         app.router.add_get("/api/feed/timestamp", self._authorized(self.feed.by_timestamp))
         app.router.add_get("/api/feed/id", self._authorized(self.feed.by_id))
@@ -102,11 +114,19 @@ class Sandbox:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # Held requests would otherwise keep the runner's graceful shutdown waiting.
+        self.faults.release()
         if self._runner is not None:
             await self._runner.cleanup()
 
+    @property
+    def switches(self) -> Switches:
+        return self.faults.switches
+
     def configure(self, **changes: Any) -> Switches:
-        self.switches = dataclasses.replace(self.switches, **changes)
+        self.faults.switches = dataclasses.replace(self.switches, **changes)
+        if "seed" in changes:
+            self.faults.reseed(self.switches.seed)
         self.grants.rotation = self.switches.rotation
         self.grants.grace = self.switches.grace_seconds
         self.grants.lifetime = self.switches.token_lifetime
@@ -114,29 +134,52 @@ class Sandbox:
 
     @web.middleware
     async def _faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/sandbox/"):
+        """The faults in the order of the module docstring."""
+        path = request.path
+        if path.startswith("/sandbox/"):
             return await handler(request)
         if self.switches.latency_ms:
             await asyncio.sleep(self.switches.latency_ms / 1000)
-        status = None
-        if request.path.startswith("/oauth/token"):
-            status = self.switches.token_status
-            if status is None and self.switches.malformed:
-                return web.Response(text="<html>upstream error</html>", content_type="text/html")
-            if status is None and self.switches.leaky_errors:
-                token = str((await request.post()).get("refresh_token"))
-                body = {"error": "invalid_request", "error_description": f"bad token {token}"}
-                return _json(body, 400)
-        elif request.path.startswith("/api/"):
-            status = self.switches.api_status
-            grant = self.grants.holder(_bearer(request))
-            if grant is not None and grant.user in self.switches.throttled_users:
-                self.grants.stats.throttled += 1
-                status = 429
+        if path != TOKEN_PATH and not path.startswith("/api/"):
+            return await handler(request)
+        form = await _form(request) if path == TOKEN_PATH else {}
+        grant = self._account(request, form)
+        wait = self.faults.throttle(grant.user if grant else None, path)
+        if wait is not None:
+            return _json({"error": "rate_limited"}, 429, {"Retry-After": str(wait)})
+        if not await self.faults.hang():
+            return _drop(request)
+        fixed = self._fixed(path, form)
+        if fixed is not None:
+            return fixed
+        if (path == TOKEN_PATH or path.startswith("/api/feed/")) and self.faults.malformed():
+            return _garbage(path)
+        if form.get("grant_type") == "refresh_token" and self.faults.lose():
+            await handler(request)
+            return _drop(request)
+        return await handler(request)
+
+    def _account(self, request: web.Request, form: dict[str, str]) -> Grant | None:
+        if request.path == TOKEN_PATH:
+            return self.grants.family(form.get("refresh_token", ""))
+        return self.grants.holder(_bearer(request))
+
+    def _fixed(self, path: str, form: dict[str, str]) -> web.Response | None:
+        """The answer of the fixed switches (status, malformed, leaky), if any is on."""
+        status = self.switches.token_status if path == TOKEN_PATH else self.switches.api_status
         if status is not None:
             headers = {"Retry-After": str(self.switches.retry_after)} if status == 429 else {}
             return _json({"error": "sandbox_fault"}, status, headers)
-        return await handler(request)
+        if path != TOKEN_PATH:
+            return None
+        if self.switches.malformed:
+            self.grants.stats.malformed += 1
+            return _garbage(path)
+        if self.switches.leaky_errors:
+            token = form.get("refresh_token")
+            body = {"error": "invalid_request", "error_description": f"bad token {token}"}
+            return _json(body, 400)
+        return None
 
     async def _authorize(self, request: web.Request) -> web.StreamResponse:
         query = dict(request.query)
@@ -155,7 +198,7 @@ class Sandbox:
         raise web.HTTPFound(location)
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
-        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        form = await _form(request)
         oauth = Request("POST", str(request.url), request.headers, dict(request.query), form)
         status, body, headers = self.server.create_token_response(oauth)
         if self.switches.hold_ms:
@@ -239,6 +282,25 @@ class Sandbox:
 
     async def _sink(self, request: web.Request) -> web.StreamResponse:
         return _json(self.feed.sinks.get(request.match_info["name"], []))
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    return {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+
+
+def _drop(request: web.Request) -> web.StreamResponse:
+    """Close the connection unanswered: aiohttp's writing of the response returned here
+    then fails as a client's disconnection would, and is dropped without a log."""
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=204)
+
+
+def _garbage(path: str) -> web.Response:
+    """A 200 that is not JSON: a proxy's page, or a feed answer cut short."""
+    if path == TOKEN_PATH:
+        return web.Response(text="<html>upstream error</html>", content_type="text/html")
+    return web.Response(text='{"items": [', content_type="application/json")
 
 
 def _bearer(request: web.Request) -> str:

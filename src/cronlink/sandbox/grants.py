@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from cronlink.sandbox.stats import Stats
+
 CLIENT_ID = "cronlink-sandbox"
 CLIENT_SECRET = "sandbox-secret"
 
@@ -104,16 +106,6 @@ class RefreshCredential:
         return self.grant.revoked
 
 
-@dataclass
-class Stats:
-    refreshes: int = 0
-    invalid_grants: int = 0
-    reuse_revocations: int = 0
-    grace_reuses: int = 0
-    probes: int = 0
-    throttled: int = 0
-
-
 class Grants:
     def __init__(self) -> None:
         self.client = Client(CLIENT_ID, CLIENT_SECRET)
@@ -179,6 +171,10 @@ class Grants:
         if credential.token != old:  # a grace retry: the token it had replaced is dead too
             self.retired[credential.token] = grant
         return grant.refresh_token
+
+    def family(self, refresh_token: str) -> Grant | None:
+        """The grant `refresh_token` belongs or belonged to (rotated away, revoked or not)."""
+        return self.by_refresh.get(refresh_token) or self.retired.get(refresh_token)
 
     def holder(self, access_token: str) -> Grant | None:
         found = self.access.get(access_token)

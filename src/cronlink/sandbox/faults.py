@@ -1,0 +1,141 @@
+"""The sandbox's fault switches, the random draws of their rates and the accounts' pauses.
+
+Every rate is drawn from one `random.Random(seed)`, so a scenario replays the same faults
+for the same sequence of requests. A drawn throttle pauses its account the way real
+providers do: until the 429's instant plus its Retry-After, every request of that account is
+answered 429 with what remains; one arriving later than `pause_tolerance` after that 429
+(time for requests already on their way) is impolite, and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cronlink.sandbox.stats import Violation
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from cronlink.sandbox.stats import Stats
+
+VIOLATIONS_KEPT = 100
+
+
+@dataclass
+class Switches:
+    latency_ms: float = 0
+    token_status: int | None = None
+    """Answer the token endpoint with this status (429 carries `retry_after`)."""
+    api_status: int | None = None
+    retry_after: int = 1
+    """Whole seconds, in every 429's Retry-After, and the length of a drawn pause."""
+    malformed: bool = False
+    """The token endpoint answers 200 with a body that is not JSON."""
+    hold_ms: float = 0
+    """Hold each token answer this long after the grant changed (a client may die meanwhile)."""
+    leaky_errors: bool = False
+    """The token endpoint refuses, quoting the refresh token it got (as careless ones do)."""
+    rotation: bool = True
+    grace_seconds: float = 120
+    token_lifetime: float = 3600
+    throttled_users: tuple[str, ...] = ()
+    """API calls made with these users' tokens answer 429 (one account over its limit)."""
+    throttle_rate: float = 0
+    """Fraction of an account's token, probe and API requests answered 429, pausing it."""
+    pause_tolerance: float = 0.5
+    """Seconds after a pause's 429 within which its account's requests are still polite."""
+    lose_token_rate: float = 0
+    """Fraction of refreshes processed (the grant rotates) whose answer is never sent."""
+    hang_rate: float = 0
+    """Fraction of token and API requests held `hang_seconds` before their answer."""
+    hang_seconds: float = 35
+    malformed_rate: float = 0
+    """Fraction of token and feed answers that are a 200 whose body is not JSON."""
+    seed: int | None = None
+    """Seeds the draws of every rate; setting it again restarts their sequence."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Pause:
+    started: float
+    ends: float
+
+
+class Faults:
+    """Decides, request by request, which faults of `switches` strike, and counts them."""
+
+    def __init__(self, stats: Stats, clock: Callable[[], float] = time.monotonic) -> None:
+        self.switches = Switches()
+        self.stats = stats
+        self.pauses: dict[str, Pause] = {}
+        self._clock = clock
+        self._random = random.Random()
+        self._released = asyncio.Event()
+
+    def reseed(self, seed: int | None) -> None:
+        self._random.seed(seed)
+
+    def throttle(self, user: str | None, path: str) -> int | None:
+        """The Retry-After to answer 429 with, or None to go on; a request of no account
+        (no token, or one unknown or expired) is never throttled."""
+        if user is None:
+            return None
+        now = self._clock()
+        pause = self.pauses.get(user)
+        if pause is not None and pause.ends > now:
+            if now - pause.started > self.switches.pause_tolerance:
+                self.stats.paused_violations += 1
+                self.stats.violations.append(
+                    Violation(user=user, path=path, early_by=round(pause.ends - now, 3))
+                )
+                del self.stats.violations[:-VIOLATIONS_KEPT]
+            self.stats.throttled += 1
+            return math.ceil(pause.ends - now)
+        self.pauses.pop(user, None)
+        # Named users stay over their limit as long as they are named: no pause to outlast.
+        if user in self.switches.throttled_users and path.startswith("/api/"):
+            self.stats.throttled += 1
+            return self.switches.retry_after
+        if self._draw(self.switches.throttle_rate):
+            self.pauses[user] = Pause(started=now, ends=now + self.switches.retry_after)
+            self.stats.throttled += 1
+            self.stats.pauses += 1
+            return self.switches.retry_after
+        return None
+
+    async def hang(self) -> bool:
+        """Hold the request `hang_seconds` if a hang is drawn; False if the sandbox closed
+        meanwhile (the request is then to be dropped, not answered)."""
+        if not self._draw(self.switches.hang_rate):
+            return True
+        self.stats.hangs += 1
+        released = self._released
+        try:
+            await asyncio.wait_for(released.wait(), self.switches.hang_seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    def release(self) -> None:
+        """End every hold now (the sandbox is closing); later holds wait again."""
+        released, self._released = self._released, asyncio.Event()
+        released.set()
+
+    def malformed(self) -> bool:
+        struck = self._draw(self.switches.malformed_rate)
+        self.stats.malformed += struck
+        return struck
+
+    def lose(self) -> bool:
+        struck = self._draw(self.switches.lose_token_rate)
+        self.stats.lost_answers += struck
+        return struck
+
+    def _draw(self, rate: float) -> bool:
+        # A rate of 0 draws nothing: a scenario's sequence depends on the faults it turns on.
+        return rate > 0 and self._random.random() < rate
