@@ -20,7 +20,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from cronlink.automations import cursors
-from cronlink.automations.template import dig, render
+from cronlink.automations.template import dig, find, render
 from cronlink.envtext import retry_after
 from cronlink.errors import AddressRefusedError, ConfigError, PollError
 
@@ -76,7 +76,7 @@ async def poll(
         if not isinstance(page, list):
             raise PollError(f"trigger answer: items at {trigger.items!r} is not a list")
         items.extend(page)
-        following = _next_page(trigger, url, headers, body, len(page))
+        following = _next_page(trigger, url, headers, body, page)
         if fresh and pages == 1:
             # A 304 on a first page that was not the whole answer says nothing of the rest.
             etag = headers.get("ETag") if following is None else None
@@ -84,7 +84,7 @@ async def poll(
         if following is None:
             if trigger.cursor == "token":
                 token = dig(body, trigger.delta_field or "", "trigger answer: delta token")
-                cursor = dataclasses.replace(cursor, token=str(token))
+                cursor = dataclasses.replace(cursor, token=_delta(trigger, url, token))
             cursor = dataclasses.replace(cursor, resume=None)
             break
         url, fresh = following, False
@@ -104,6 +104,8 @@ def _first_request(
     its watermark is kept, as it only ever moves forward)."""
     if cursor.resume is not None:
         return cursor.resume
+    if trigger.cursor_format == "url" and cursor.token is not None:
+        return cursor.token  # a delta link: the provider wrote the whole request into it
     values = {
         "cursor": None if from_start else cursors.request_value(trigger, cursor),
         "page_size": trigger.page_size,
@@ -160,24 +162,48 @@ def _check(status: int, headers: Headers, body: Any) -> None:
 
 
 def _next_page(
-    trigger: TriggerModel, url: str, headers: Headers, body: Any, count: int
+    trigger: TriggerModel, url: str, headers: Headers, body: Any, page: list[Any]
 ) -> str | None:
     paging = trigger.pagination
     if paging.kind == "token":
-        token = body.get(paging.field) if isinstance(body, dict) else None
-        if not token:
+        token = find(body, paging.field or "")
+        if not token:  # absent, null, or Slack's empty `next_cursor` on the last page
             return None
-        return str(URL(url).update_query({str(paging.param): str(token)}))
+        return str(_later_page(trigger, url).update_query({str(paging.param): str(token)}))
+    if paging.kind == "url":
+        following = find(body, paging.field or "")
+        return urljoin(url, str(following)) if following else None
+    if paging.kind == "has_more":
+        if find(body, paging.field or "") is not True or not page:
+            return None
+        where = f"item field {paging.item_field!r} (has_more pagination)"
+        last = dig(page[-1], paging.item_field or "", where)
+        return str(URL(url).update_query({str(paging.param): str(last)}))
     if paging.kind == "link":
         for part in headers.get("Link", "").split(","):
             target, _, relation = part.partition(";")
             if 'rel="next"' in relation.replace(" ", ""):
                 return urljoin(url, target.strip().strip("<>"))
         return None
-    if paging.kind == "page" and count >= trigger.page_size:
+    if paging.kind == "page" and len(page) >= trigger.page_size:
         current = int(URL(url).query.get(paging.param or "", "1"))
         return str(URL(url).update_query({str(paging.param): str(current + 1)}))
     return None
+
+
+def _later_page(trigger: TriggerModel, url: str) -> URL:
+    """The URL a next-page token is added to: this page's, or with `keep_query = false`
+    only its page size, so later pages stay as long as the first."""
+    if trigger.pagination.keep_query:
+        return URL(url)
+    size = {k: str(trigger.page_size) for k, v in trigger.query.items() if v == "{page_size}"}
+    return URL(url).with_query(size)
+
+
+def _delta(trigger: TriggerModel, url: str, token: Any) -> str:
+    """The delta token to store; a delta link is kept absolute (and is checked against
+    the base URL when the next poll requests it)."""
+    return urljoin(url, str(token)) if trigger.cursor_format == "url" else str(token)
 
 
 def _join(base: str, path: str) -> str:
