@@ -28,7 +28,7 @@ PAGE, PAGES = 10, 3
 STEPS = [{"name": "noop", "call": "tests.acceptance.automation_steps:remember"}]
 
 
-PAGE_NUMBERS = """
+EXTRA_TRIGGERS = """
 [triggers.new_email_by_page]
 description = "the timestamp feed again, by page number"
 path = "/api/feed/timestamp"
@@ -38,12 +38,22 @@ cursor = "timestamp"
 cursor_field = "created_at"
 lookback = "2m"
 pagination = { kind = "page", param = "page" }
+
+[triggers.google_sync_keeping_query]
+description = "the Google-shaped feed, wrongly repeating its syncToken on later pages"
+path = "/api/feed/sync"
+query = { syncToken = "{cursor}", maxResults = "{page_size}" }
+items = "items"
+cursor = "token"
+delta_field = "nextSyncToken"
+pagination = { kind = "token", field = "nextPageToken", param = "pageToken" }
 """
 
 
 def short_pages(folder: Path) -> Path:
-    """The shipped sandbox provider with short pages, plus a trigger paged by number."""
-    text = (SHIPPED / "sandbox.toml").read_text() + PAGE_NUMBERS
+    """The shipped sandbox provider with short pages, plus a trigger paged by number and
+    one that keeps its query where the feed refuses it."""
+    text = (SHIPPED / "sandbox.toml").read_text() + EXTRA_TRIGGERS
     text = re.sub(r"(\[triggers\.\w+\]\n)", rf"\1page_size = {PAGE}\nmax_pages = {PAGES}\n", text)
     (folder / "sandbox.toml").write_text(text)
     return folder

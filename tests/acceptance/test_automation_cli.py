@@ -126,8 +126,8 @@ def test_bad_input_is_named(home: Path) -> None:
     code, out = run("automations", "add", "--connection", "1", "--trigger", "nope",
                     "--steps", "steps.toml")  # fmt: skip
     assert (code, out) == (
-        2, "error: provider 'sandbox' has no trigger 'nope'; its triggers: change, new_email, "
-        "new_item\n",
+        2, "error: provider 'sandbox' has no trigger 'nope'; its triggers: change, google_sync, "
+        "graph_delta, new_email, new_item, stripe_like\n",
     )  # fmt: skip
     code, out = run("automations", "add", "--connection", "9", "--trigger", "new_item",
                     "--steps", "steps.toml")  # fmt: skip

@@ -347,7 +347,9 @@ async def test_providers_that_cannot_start_a_flow(
     sqlite_store: Store, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shipped = (SHIPPED / "sandbox.toml").read_text()
-    manual = shipped.replace('"sandbox"', '"manual"').replace('"/oauth/authorize"', '""')
+    manual = shipped.replace('"sandbox"', '"manual"').replace(
+        'authorize_url = "/oauth/authorize"\n', ""
+    )  # a provider with no authorization step (client credentials, pasted tokens)
     unset = shipped.replace('"sandbox"', '"unset"').replace(
         "${CRONLINK_SANDBOX_CLIENT_SECRET:-sandbox-secret}", "${CRONLINK_TEST_UNSET_SECRET}"
     )
@@ -357,6 +359,7 @@ async def test_providers_that_cannot_start_a_flow(
     async with serve(sqlite_store, sandbox, generate_key(), Providers.load(tmp_path)) as served:
         status, body, _ = await served.get(f"{served.url}/connect/manual?owner=a")
         assert (status, body["error"]) == (400, "unsupported")
+        assert body["detail"].startswith("provider 'manual' has no authorization step")
         status, body, _ = await served.get(f"{served.url}/connect/unset?owner=a")
         assert (status, body) == (
             503, {"error": "provider_misconfigured",

@@ -141,7 +141,7 @@ async def test_starting_from_now_never_fires_what_was_there(auto: AutoKit) -> No
 
 async def test_bad_definitions_are_refused_with_where(auto: AutoKit) -> None:
     cid = await auto.kit.connect()
-    with pytest.raises(ConfigError, match="no trigger 'nope'; its triggers: change, new_email,"):
+    with pytest.raises(ConfigError, match="no trigger 'nope'; its triggers: change, google_sync,"):
         await auto.automations.add(name="a", connection_id=cid, trigger="nope", steps=STEPS)
     with pytest.raises(ConfigError, match=r"steps\[0\] \(x\): give exactly one of"):
         await auto.automations.add(

@@ -19,7 +19,7 @@ def test_every_shipped_provider_loads_with_https_endpoints() -> None:
     for name in REAL:
         provider = providers.get(name)
         assert provider.token_url.startswith("https://"), name
-        assert provider.authorize_url.startswith("https://"), name
+        assert (provider.authorize_url or "").startswith("https://"), name
         assert "${" in provider.client_secret, name
     assert providers.get("xero").rotates_refresh_tokens
     assert providers.get("xero").idle_refresh_after == timedelta(days=45)
@@ -61,6 +61,16 @@ def test_user_providers_override_and_errors_name_the_file(tmp_path: Path) -> Non
         Providers.load(tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):
         Providers.load(tmp_path / "nope")
+
+
+def test_a_provider_without_an_authorization_step_loads(tmp_path: Path) -> None:
+    sandbox = Path(__file__).parents[2] / "src/cronlink/connections/providers/sandbox.toml"
+    text = sandbox.read_text().replace('authorize_url = "/oauth/authorize"\n', "")
+    (tmp_path / "sandbox.toml").write_text(text)
+    provider = read(tmp_path / "sandbox.toml")
+    assert provider.authorize_url is None
+    with pytest.raises(ConfigError, match="provider 'sandbox' has no authorize_url"):
+        provider.url("authorize_url")
 
 
 @pytest.mark.parametrize(

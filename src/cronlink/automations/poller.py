@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from cronlink.automations import cursors
-from cronlink.automations.template import dig, render
+from cronlink.automations.template import dig, find, render
 from cronlink.errors import (
     AccountPausedError,
     AddressRefusedError,
@@ -103,7 +103,7 @@ async def poll(
             page = dig(body, trigger.items, f"trigger answer: items at {trigger.items!r}")
             if not isinstance(page, list):
                 raise PollError(f"trigger answer: items at {trigger.items!r} is not a list")
-            following = _next_page(trigger, url, headers, body, len(page))
+            following = _next_page(trigger, url, headers, body, page)
         except (PollError, ConfigError) as error:
             if not items:
                 raise
@@ -119,7 +119,7 @@ async def poll(
         if following is None:
             if trigger.cursor == "token":
                 token = dig(body, trigger.delta_field or "", "trigger answer: delta token")
-                cursor = dataclasses.replace(cursor, token=str(token))
+                cursor = dataclasses.replace(cursor, token=_delta(trigger, url, token))
             cursor = cursors.end_pass(dataclasses.replace(cursor, resume=None))
             break
         url, fresh = following, False
@@ -142,6 +142,8 @@ def _first_request(
     its watermark is kept, as it only ever moves forward)."""
     if cursor.resume is not None:
         return cursor.resume
+    if trigger.cursor_format == "url" and cursor.token is not None:
+        return cursor.token  # a delta link: the provider wrote the whole request into it
     values = {
         "cursor": None if from_start else cursors.request_value(trigger, cursor),
         "page_size": trigger.page_size,
@@ -214,24 +216,48 @@ def _check(status: int, body: Any) -> None:
 
 
 def _next_page(
-    trigger: TriggerModel, url: str, headers: Headers, body: Any, count: int
+    trigger: TriggerModel, url: str, headers: Headers, body: Any, page: list[Any]
 ) -> str | None:
     paging = trigger.pagination
     if paging.kind == "token":
-        token = body.get(paging.field) if isinstance(body, dict) else None
-        if not token:
+        token = find(body, paging.field or "")
+        if not token:  # absent, null, or Slack's empty `next_cursor` on the last page
             return None
-        return str(URL(url).update_query({str(paging.param): str(token)}))
+        return str(_later_page(trigger, url).update_query({str(paging.param): str(token)}))
+    if paging.kind == "url":
+        following = find(body, paging.field or "")
+        return urljoin(url, str(following)) if following else None
+    if paging.kind == "has_more":
+        if find(body, paging.field or "") is not True or not page:
+            return None
+        where = f"item field {paging.item_field!r} (has_more pagination)"
+        last = dig(page[-1], paging.item_field or "", where)
+        return str(URL(url).update_query({str(paging.param): str(last)}))
     if paging.kind == "link":
         for part in headers.get("Link", "").split(","):
             target, _, relation = part.partition(";")
             if 'rel="next"' in relation.replace(" ", ""):
                 return urljoin(url, target.strip().strip("<>"))
         return None
-    if paging.kind == "page" and count >= trigger.page_size:
+    if paging.kind == "page" and len(page) >= trigger.page_size:
         current = int(URL(url).query.get(paging.param or "", "1"))
         return str(URL(url).update_query({str(paging.param): str(current + 1)}))
     return None
+
+
+def _later_page(trigger: TriggerModel, url: str) -> URL:
+    """The URL a next-page token is added to: this page's, or with `keep_query = false`
+    only its page size, so later pages stay as long as the first."""
+    if trigger.pagination.keep_query:
+        return URL(url)
+    size = {k: str(trigger.page_size) for k, v in trigger.query.items() if v == "{page_size}"}
+    return URL(url).with_query(size)
+
+
+def _delta(trigger: TriggerModel, url: str, token: Any) -> str:
+    """The delta token to store; a delta link is kept absolute (and is checked against
+    the base URL when the next poll requests it)."""
+    return urljoin(url, str(token)) if trigger.cursor_format == "url" else str(token)
 
 
 def _join(base: str, path: str) -> str:

@@ -12,18 +12,37 @@ from typing import Any
 
 from cronlink.errors import ConfigError
 
+_ABSENT = object()
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_-]+)*)\}")
 
 
 def dig(value: Any, path: str, where: str) -> Any:
     """`a.b.0.c` inside nested dicts and lists; `ConfigError` naming `where` if absent."""
-    for part in path.split(".") if path else ():
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
+    found = find(value, path, _ABSENT)
+    if found is _ABSENT:
+        raise ConfigError(f"{where}: nothing at {path!r}")
+    return found
+
+
+def find(value: Any, path: str, default: Any = None) -> Any:
+    """What `dig` finds, or `default`. At each level the longest run of parts that names a
+    key is taken, so a field whose name holds dots (Graph's `@odata.nextLink`) is reached
+    by its whole name, and `a.@odata.nextLink` reaches it inside `a`."""
+    parts = path.split(".") if path else []
+    at = 0
+    while at < len(parts):
+        if isinstance(value, dict):
+            for end in range(len(parts), at, -1):
+                name = ".".join(parts[at:end])
+                if name in value:
+                    value, at = value[name], end
+                    break
+            else:
+                return default
+        elif isinstance(value, list) and parts[at].isdigit() and int(parts[at]) < len(value):
+            value, at = value[int(parts[at])], at + 1
         else:
-            raise ConfigError(f"{where}: nothing at {path!r}")
+            return default
     return value
 
 

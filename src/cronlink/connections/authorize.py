@@ -69,11 +69,11 @@ class Authorizer:
     ) -> Started:  # fmt: skip
         """Begin connecting `owner` to `provider`; the browser comes back to `redirect_uri`."""
         chosen = self._provider(provider)
-        if not chosen.authorize_url.strip():
+        if not (chosen.authorize_url or "").strip():
             raise ConnectError(
                 "unsupported",
-                f"provider {provider!r} has no authorize URL: add its connections with "
-                "`cronlink connections add`",
+                f"provider {provider!r} has no authorization step (no authorize_url in its "
+                "file): add its connections with `cronlink connections add`",
             )
         flow = Flow(
             provider=chosen.name, owner=_owner(owner), scopes=_scopes(scopes, chosen),

@@ -1,8 +1,9 @@
 """Providers as data: one TOML file each, shipped in `providers/` or in the user's folder.
 
-A file names the provider's OAuth2 endpoints, how the client authenticates, whether
-refresh tokens rotate, how early to refresh, how to keep idle refresh tokens alive and
-what a health probe is. Client ids and secrets are never in the file: `client_secret`
+A file names the provider's OAuth2 endpoints (no authorize URL for a provider without an
+authorization step), how the client authenticates, whether refresh tokens rotate, how
+early to refresh, how to keep idle refresh tokens alive, what a health probe is and the
+provider's triggers. Client ids and secrets are never in the file: `client_secret`
 must name an environment variable (`${NAME}`), read when a request is made.
 """
 
@@ -47,7 +48,9 @@ class ProviderModel(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
     display_name: str
     base_url: str
-    authorize_url: str
+    authorize_url: str | None = None
+    """None for providers with no authorization step (client credentials, pasted tokens):
+    their connections are added with `cronlink connections add`."""
     token_url: str
     client_id: str
     client_secret: str
@@ -92,7 +95,7 @@ class Provider:
     name: str
     display_name: str
     base_url: str
-    authorize_url: str
+    authorize_url: str | None
     token_url: str
     client_id: str
     client_secret: str = field(repr=False)
@@ -115,7 +118,10 @@ class Provider:
     def url(self, which: str) -> str:
         """One of the provider's URLs with its variables filled in, or a relative path
         joined to the base URL."""
-        text = expand(getattr(self, which), os.environ, f"provider {self.name}: {which}")
+        value = getattr(self, which)
+        if value is None:
+            raise ConfigError(f"provider {self.name!r} has no {which}")
+        text = expand(value, os.environ, f"provider {self.name}: {which}")
         if text.startswith("/"):
             return self.url("base_url").rstrip("/") + text
         return text

@@ -1,5 +1,5 @@
-"""The sandbox's event feed, readable three ways (one per trigger cursor kind), and the
-endpoints automations write to.
+"""The sandbox's event feed, readable in the shapes providers page in (one per trigger
+cursor kind, and one per pagination shape), and the endpoints automations write to.
 
 - `GET /api/feed/timestamp?since=&limit=&page=|page_token=`: items with `created_at >=
   since`, oldest first (ties by id), by page number or by next-page token (tokens from
@@ -11,6 +11,13 @@ endpoints automations write to.
 - `GET /api/feed/delta?token=&limit=&page_token=`: a delta feed; no token is a full
   listing; the last page gives `delta_token`; tokens from before `POST /sandbox/feed/expire`
   answer 410.
+- `GET /api/feed/list?created[gte]=&limit=&starting_after=`: the timestamp feed in
+  Stripe's list shape (`data`, `has_more`; the next page after the item `starting_after`).
+- `GET /api/feed/graph?$top=`: the delta feed in Microsoft Graph's shape (`value`,
+  absolute `@odata.nextLink` / `@odata.deltaLink` URLs, stale ones answer 410).
+- `GET /api/feed/sync?syncToken=&maxResults=&pageToken=`: the delta feed in Google's shape
+  (`items`, `nextPageToken`, `nextSyncToken`); a page token sent with the `syncToken`
+  answers 400, stale tokens 410.
 - `GET /api/records?page_token=&limit=`: the records a `sync` copies; `POST
   /api/records` writes a batch (per-record rejections, `Idempotency-Key` replays the first
   answer); `POST /api/hooks/{name}`: a webhook sink. `GET /sandbox/sink/{name}` reads a
@@ -101,24 +108,90 @@ class Feed:
 
     def delta(self, request: web.Request) -> web.Response:
         limit = _int(request, "limit", 50)
-        paging = request.query.get("page_token")
-        if paging:
-            generation, after, upto = (int(p) for p in paging.split("."))
-        elif request.query.get("token"):
-            generation, after = (int(p) for p in request.query["token"].split("."))
+        changes = self._changes(request.query.get("page_token"), request.query.get("token"), limit)
+        if changes is None:
+            return _gone()
+        chosen, following, token = changes
+        body: dict[str, Any] = {"items": chosen}
+        if following:
+            body["next_page"] = following
+        else:
+            body["delta_token"] = token
+        return self._answer(request, body)
+
+    def by_list(self, request: web.Request) -> web.Response:
+        """Stripe's list shape: `data`, `has_more`, the next page by `starting_after`."""
+        since, limit = request.query.get("created[gte]", ""), _int(request, "limit", 50)
+        chosen = sorted(
+            (i for i in self.items if i["created_at"] >= since),
+            key=lambda i: (i["created_at"], i["id"]),
+        )
+        if "starting_after" in request.query:
+            after = _int(request, "starting_after", 0)
+            ids = [i["id"] for i in chosen]
+            if after not in ids:
+                return _json({"error": {"type": "invalid_request_error",
+                                        "code": "resource_missing"}}, 400)  # fmt: skip
+            chosen = chosen[ids.index(after) + 1 :]
+        body = {"object": "list", "data": chosen[:limit], "has_more": len(chosen) > limit}
+        return self._answer(request, body)
+
+    def graph_delta(self, request: web.Request) -> web.Response:
+        """Graph's delta shape: `value`, then `@odata.nextLink` or, on the last page,
+        `@odata.deltaLink`, both absolute URLs carrying the page size (`$top`)."""
+        limit = _int(request, "$top", 50)
+        query = request.query
+        changes = self._changes(query.get("$skiptoken"), query.get("$deltatoken"), limit)
+        if changes is None:
+            return _gone()
+        chosen, following, token = changes
+        here = request.url.with_query({"$top": str(limit)})
+        body: dict[str, Any] = {"value": chosen}
+        if following:
+            body["@odata.nextLink"] = str(here.update_query({"$skiptoken": following}))
+        else:
+            body["@odata.deltaLink"] = str(here.update_query({"$deltatoken": token}))
+        return self._answer(request, body)
+
+    def sync(self, request: web.Request) -> web.Response:
+        """Google's list shape: `items`, `nextPageToken`, and `nextSyncToken` on the last
+        page only. Stricter than Calendar (which wants the first query repeated): a page
+        token sent with a `syncToken` is refused, as APIs that refuse the first page's
+        filters on later pages do."""
+        query, limit = request.query, _int(request, "maxResults", 50)
+        if "pageToken" in query and "syncToken" in query:
+            return _json({"error": {"code": 400, "message": "syncToken with pageToken"}}, 400)
+        changes = self._changes(query.get("pageToken"), query.get("syncToken"), limit)
+        if changes is None:
+            return _gone()
+        chosen, following, token = changes
+        body: dict[str, Any] = {"kind": "sandbox#items", "items": chosen}
+        if following:
+            body["nextPageToken"] = following
+        else:
+            body["nextSyncToken"] = token
+        return self._answer(request, body)
+
+    def _changes(
+        self, page: str | None, token: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None, str] | None:
+        """One page of a delta listing: its items, the next page's state (None on the last
+        page) and the delta token for the next listing. A page state or token is
+        `generation.after[.upto]`; None when it is from before an expiry. No token: a full
+        listing."""
+        if page:
+            generation, after, upto = (int(p) for p in page.split("."))
+        elif token:
+            generation, after = (int(p) for p in token.split("."))
             upto = len(self.items)
         else:
             generation, after, upto = self.generation, 0, len(self.items)
         if generation != self.generation:
-            return _gone()
+            return None
         chosen = [i for i in self.items if after < i["id"] <= upto][:limit]
-        body: dict[str, Any] = {"items": chosen}
         last = chosen[-1]["id"] if chosen else upto
-        if last < upto:
-            body["next_page"] = f"{generation}.{last}.{upto}"
-        else:
-            body["delta_token"] = f"{generation}.{upto}"
-        return self._answer(request, body)
+        following = f"{generation}.{last}.{upto}" if last < upto else None
+        return chosen, following, f"{generation}.{upto}"
 
     def list_records(self, request: web.Request) -> web.Response:
         start, limit = _int(request, "page_token", 0), _int(request, "limit", 500)
