@@ -123,10 +123,8 @@ class RefreshError(CronlinkError):
     a garbled answer: retry later, the connection stays active), `grant` (the provider
     refuses the grant for good, `invalid_grant`: the user must reconnect) or `config` (the
     provider refuses our client, `invalid_client`: an operator must fix the provider's
-    settings; users' connections are left as they are). `lost`: the request may have
-    reached the provider but its answer never came (a timeout, a reset): a rotating
-    provider may have replaced the refresh token already, so the retry must come within
-    its grace window. `throttled`: the provider answered 429 (the account is paused).
+    settings; users' connections are left as they are). `throttled`: the provider answered
+    429 (the account is paused).
     """
 
     def __init__(
@@ -135,12 +133,10 @@ class RefreshError(CronlinkError):
         *,
         kind: str,
         retry_after: float | None = None,
-        lost: bool = False,
         throttled: bool = False,
     ) -> None:
         self.kind = kind
         self.retry_after = retry_after
-        self.lost = lost
         self.throttled = throttled
         super().__init__(message)
 

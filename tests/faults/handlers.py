@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -38,6 +39,11 @@ async def effect(ctx: RunContext) -> str:
             (ctx.idempotency_key, ctx.run_id),
         )
     return ctx.idempotency_key
+
+
+def deliver(event: Any, ctx: Any) -> dict[str, Any]:
+    """An automation step that only says it ran (the event ledger is what is checked)."""
+    return {"delivered": event["id"], "attempt": ctx.attempt}
 
 
 async def _pool(url: str) -> AsyncConnectionPool:

@@ -13,6 +13,7 @@ from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
 from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
+from cronlink.jobs import Job
 from cronlink.sandbox import Sandbox
 from tests.faults.processes import opened
 
@@ -25,9 +26,13 @@ class Setup:
 
 
 @asynccontextmanager
-async def sandboxed(url: str, cwd: Path, toml: str = "") -> AsyncIterator[Setup]:
+async def sandboxed(
+    url: str, cwd: Path, toml: str = "", refresh_job: Job | None = None
+) -> AsyncIterator[Setup]:
     """The sandbox, the environment a `cronlink` process needs to use it, `cronlink.toml`
-    with connections on, and `Connections` for the test itself."""
+    with connections on (`toml` goes on from its `[connections]` section), and
+    `Connections` for the test itself (queuing a connection's first refresh run when given
+    the `refresh_job`)."""
     key = generate_key()
     (cwd / "cronlink.toml").write_text(f'database_url = "{url}"\n[connections]\n{toml}')
     async with Sandbox() as sandbox, opened(url) as store:
@@ -35,6 +40,9 @@ async def sandboxed(url: str, cwd: Path, toml: str = "") -> AsyncIterator[Setup]
         session = new_session(LOOPBACK)
         providers = Providers.load()
         try:
-            yield Setup(sandbox, Connections(store, Vault.from_text(key), providers, session), env)
+            connections = Connections(
+                store, Vault.from_text(key), providers, session, refresh_job=refresh_job
+            )
+            yield Setup(sandbox, connections, env)
         finally:
             await session.close()

@@ -88,6 +88,7 @@ async def _held(
     service: Connections, sealed: Sealed, token: str, force: bool, expected: int | None
 ) -> Connection:
     current = sealed.connection
+    service.seen(current)  # a pause another process recorded
     provider = service.providers.get(current.provider)
     now = service.clock.now()
     if expected is not None:

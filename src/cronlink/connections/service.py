@@ -221,7 +221,7 @@ class Connections:
         connection as just read, to spare reading it again.)"""
         if sealed is None:
             sealed = await self.store.connections.sealed(connection_id)
-        self._seen(sealed.connection)
+        self.seen(sealed.connection)
         refreshing.usable(sealed.connection)
         now = self.clock.now()
         if tokens.due(sealed.connection, now):
@@ -234,7 +234,7 @@ class Connections:
                 # and retried on its own schedule.
                 log.warning("connection %d: not refreshed: %s", connection_id, error)
             sealed = await self.store.connections.sealed(connection_id)
-            self._seen(sealed.connection)
+            self.seen(sealed.connection)
             refreshing.usable(sealed.connection)
         current = sealed.connection
         if tokens.expired(current, self.clock.now()):
@@ -287,7 +287,8 @@ class Connections:
             return None
         return until
 
-    def _seen(self, connection: Connection) -> None:
+    def seen(self, connection: Connection) -> None:
+        """Take note of the pause a freshly read row of the connection records."""
         until = connection.paused_until
         if until is not None and until > self._pauses.get(connection.id, until - _TICK):
             self._pauses[connection.id] = until

@@ -31,9 +31,9 @@ TRANSIENT_STATUSES = frozenset({408, 409, 423, 425, 429})
 CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
 EXCERPT = 200
 EXPIRY_SKEW = timedelta(seconds=5)
-LOST_RETRIES = 3
-LOST_RETRY_WITHIN = (1.0, 3.0)
-"""Seconds, drawn at random, before retrying a refresh whose answer was lost."""
+PROMPT_RETRIES = 3
+PROMPT_RETRY_WITHIN = (1.0, 3.0)
+"""Seconds, drawn at random, before each of the first retries of a failed refresh."""
 MAX_LIFETIME = 10 * 365 * 86400.0
 """Longer lifetimes (or garbage) are read as "no expiry given"."""
 
@@ -114,8 +114,8 @@ async def _token_request(
     except TimeoutError:
         raise RefreshError(
             f"{provider.name} token endpoint {url} did not answer within {within:g}s",
-            kind="transient", lost=True,
-        ) from None  # fmt: skip
+            kind="transient",
+        ) from None
     except aiohttp.ClientConnectorError as error:
         raise RefreshError(
             f"{provider.name} token endpoint {url} unreachable ({type(error).__name__})",
@@ -125,8 +125,8 @@ async def _token_request(
         # Sent, perhaps processed, and no answer: the provider may have rotated already.
         raise RefreshError(
             f"{provider.name} token endpoint {url} gave no answer ({type(error).__name__})",
-            kind="transient", lost=True,
-        ) from None  # fmt: skip
+            kind="transient",
+        ) from None
     return _interpret(provider, status, text, wait, now, secrets)
 
 
@@ -230,15 +230,16 @@ def scrub(text: str, secrets: list[str]) -> str:
 def retry_in(error: RefreshError, failures: int) -> timedelta:
     """How long to wait before retrying a failed refresh.
 
-    An answer that never came is retried within seconds, with the same refresh token: a
-    rotating provider that processed it accepts the old token again only for a short grace
-    window (often 10 s). Otherwise the provider's Retry-After, or exponential backoff from
-    5 s up to an hour; each plus up to 10% so that the connections of a provider that was
-    down do not all come back in the same second.
+    The first retries come within seconds: an answer lost on its way (a timeout, a reset)
+    may have rotated the refresh token already, and a rotating provider accepts the old
+    one again only for a short grace window (often 10 s), counted from that lost answer
+    however the retries fare. After those, the provider's Retry-After, or exponential
+    backoff from 5 s up to an hour; each drawn with jitter so that the connections of a
+    provider that was down do not all come back in the same second.
     """
-    if error.lost and failures < LOST_RETRIES:
-        return timedelta(seconds=random.uniform(*LOST_RETRY_WITHIN))
-    base = min(3600.0, 5.0 * 2 ** min(failures, 12))
+    if failures < PROMPT_RETRIES and error.retry_after is None:
+        return timedelta(seconds=random.uniform(*PROMPT_RETRY_WITHIN))
+    base = min(3600.0, 5.0 * 2 ** min(max(failures - PROMPT_RETRIES, 0), 12))
     backoff = timedelta(seconds=base * (1 + random.random() / 10))
     if error.retry_after is not None:
         return max(backoff, timedelta(seconds=error.retry_after))

@@ -150,7 +150,7 @@ class Sandbox:
         wait = self.faults.throttle(grant.user if grant else None, path)
         if wait is not None:
             return _json({"error": "rate_limited"}, 429, {"Retry-After": str(wait)})
-        if not await self.faults.hang():
+        if not await self.faults.hang(path == TOKEN_PATH):
             return _drop(request)
         fixed = self._fixed(path, form)
         if fixed is not None:

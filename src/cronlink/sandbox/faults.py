@@ -54,6 +54,10 @@ class Switches:
     hang_rate: float = 0
     """Fraction of token and API requests held `hang_seconds` before their answer."""
     hang_seconds: float = 35
+    hang_token: bool = True
+    """Whether hangs strike the token endpoint too. A token request held past the client's
+    timeout and processed afterwards rotates the grant behind a retry the client already
+    made: with reuse detection that revokes the grant, whatever the client does."""
     malformed_rate: float = 0
     """Fraction of token and feed answers that are a 200 whose body is not JSON."""
     seed: int | None = None
@@ -108,9 +112,12 @@ class Faults:
             return self.switches.retry_after
         return None
 
-    async def hang(self) -> bool:
-        """Hold the request `hang_seconds` if a hang is drawn; False if the sandbox closed
-        meanwhile (the request is then to be dropped, not answered)."""
+    async def hang(self, token: bool) -> bool:
+        """Hold the request `hang_seconds` if a hang is drawn (on a `token` request only
+        with `hang_token`); False if the sandbox closed meanwhile (the request is then to
+        be dropped, not answered)."""
+        if token and not self.switches.hang_token:
+            return True
         if not self._draw(self.switches.hang_rate):
             return True
         self.stats.hangs += 1

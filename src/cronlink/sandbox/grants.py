@@ -1,10 +1,11 @@
 """The sandbox's grants and tokens, in memory, with rotation and reuse detection.
 
 Each authorization is a grant (a token family). With rotation on, a refresh replaces the
-family's refresh token; the previous one is still accepted for a grace period (as Cognito's
-`RetryGracePeriodSeconds` and several providers do, so a client whose response was lost
-can retry), and after it, presenting it again is reuse: the whole grant is revoked, as
-RFC 9700 §4.14.2 describes.
+family's refresh token; a replaced one is still accepted for a grace period after its own
+replacement, as often as it comes (as Cognito's `RetryGracePeriodSeconds`, Auth0's reuse
+interval and Okta's grace period do, so a client whose answers were lost can retry), and
+after it, presenting it again is reuse: the whole grant is revoked, as RFC 9700 §4.14.2
+describes.
 """
 
 from __future__ import annotations
@@ -81,8 +82,6 @@ class Grant:
     client_id: str
     scope: str
     refresh_token: str
-    previous: str | None = None
-    rotated_at: float = 0.0
     revoked: bool = False
 
 
@@ -112,8 +111,10 @@ class Grants:
         self.codes: dict[str, Code] = {}
         self.grants: dict[int, Grant] = {}
         self.by_refresh: dict[str, Grant] = {}
-        self.retired: dict[str, Grant] = {}
-        """Refresh tokens rotated away: presenting one after the grace period is reuse."""
+        self.retired: dict[str, tuple[Grant, float]] = {}
+        """Refresh tokens rotated away, with when: each is still accepted for the grace
+        period after its own rotation (as often as it is presented, as Auth0's reuse
+        interval and Okta's grace period do); presenting one after that is reuse."""
         self.access: dict[str, tuple[Grant, float]] = {}
         self.stats = Stats()
         self.rotation = True
@@ -146,9 +147,10 @@ class Grants:
         grant = self.by_refresh.get(refresh_token)
         if grant is not None and not grant.revoked:
             return RefreshCredential(grant, refresh_token)
-        grant = self.retired.get(refresh_token)
-        if grant is not None and not grant.revoked:
-            if refresh_token == grant.previous and time.time() - grant.rotated_at <= self.grace:
+        retired = self.retired.get(refresh_token)
+        if retired is not None and not retired[0].revoked:
+            grant, since = retired
+            if time.time() - since <= self.grace:
                 self.stats.grace_reuses += 1
                 return RefreshCredential(grant, refresh_token)
             grant.revoked = True
@@ -164,17 +166,16 @@ class Grants:
             return grant.refresh_token
         old = grant.refresh_token
         grant.refresh_token = _token("rt")
-        grant.previous, grant.rotated_at = old, time.time()
         self.by_refresh.pop(old, None)
         self.by_refresh[grant.refresh_token] = grant
-        self.retired[old] = grant
-        if credential.token != old:  # a grace retry: the token it had replaced is dead too
-            self.retired[credential.token] = grant
+        # A grace retry presented an older token: it keeps its own rotation time.
+        self.retired[old] = (grant, time.time())
         return grant.refresh_token
 
     def family(self, refresh_token: str) -> Grant | None:
         """The grant `refresh_token` belongs or belonged to (rotated away, revoked or not)."""
-        return self.by_refresh.get(refresh_token) or self.retired.get(refresh_token)
+        retired = self.retired.get(refresh_token)
+        return self.by_refresh.get(refresh_token) or (retired[0] if retired else None)
 
     def holder(self, access_token: str) -> Grant | None:
         found = self.access.get(access_token)
