@@ -39,7 +39,7 @@ DELIVERY = 60.0
 """Every item is processed within this long after the last one was emitted."""
 HOSTILE = {
     "token_lifetime": 20, "rotation": True, "grace_seconds": 10,
-    "throttle_rate": 0.04, "retry_after": 3, "lose_token_rate": 0.3,
+    "throttle_rate": 0.04, "retry_after": 3, "lose_token_rate": 0.15,
     "hang_rate": 0.01, "hang_seconds": 35, "hang_token": False, "malformed_rate": 0.03,
 }  # fmt: skip
 """Hangs spare the token endpoint: one processed after the client gave up and retried
@@ -75,6 +75,15 @@ async def _emit(setup: Setup, rng: random.Random, seconds: float) -> list[dict[s
             setup.sandbox.feed.generation += 1  # every delta and page token is stale now
         await asyncio.sleep(rng.uniform(0.5, 2.0))
     return emitted
+
+
+async def _lose_one_answer(setup: Setup) -> None:
+    """Make sure at least one token answer is lost, whatever the draws."""
+    setup.sandbox.configure(lose_token_rate=1)
+    async with asyncio.timeout(30):
+        while setup.sandbox.grants.stats.lost_answers == 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    setup.sandbox.configure(lose_token_rate=HOSTILE["lose_token_rate"])
 
 
 async def _chaos(roles: list[Role], rng: random.Random, stop: asyncio.Event) -> list[str]:
@@ -172,7 +181,9 @@ async def test_every_event_arrives_once_and_in_time_from_a_hostile_provider(
         stop = asyncio.Event()
         try:
             chaos = asyncio.create_task(_chaos(roles, rng, stop))
-            items = await _emit(setup, rng, EMITTING)
+            emitting = asyncio.create_task(_emit(setup, rng, EMITTING))
+            await _lose_one_answer(setup)
+            items = await emitting
             last_emitted = loop.time()
             keys = {str(item["id"]) for item in items}
             left = len(keys) * len(automation_ids)

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from cronlink.store import Store
 
 log = logging.getLogger("cronlink.connections")
-_TICK = timedelta(microseconds=1)
 
 
 class Connections:
@@ -289,8 +288,8 @@ class Connections:
 
     def seen(self, connection: Connection) -> None:
         """Take note of the pause a freshly read row of the connection records."""
-        until = connection.paused_until
-        if until is not None and until > self._pauses.get(connection.id, until - _TICK):
+        until, known = connection.paused_until, self._pauses.get(connection.id)
+        if until is not None and (known is None or until > known):
             self._pauses[connection.id] = until
 
     async def refresh(

@@ -31,8 +31,8 @@ TRANSIENT_STATUSES = frozenset({408, 409, 423, 425, 429})
 CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
 EXCERPT = 200
 EXPIRY_SKEW = timedelta(seconds=5)
-PROMPT_RETRIES = 3
-PROMPT_RETRY_WITHIN = (1.0, 3.0)
+PROMPT_RETRIES = 4
+PROMPT_RETRY_WITHIN = (1.0, 2.0)
 """Seconds, drawn at random, before each of the first retries of a failed refresh."""
 MAX_LIFETIME = 10 * 365 * 86400.0
 """Longer lifetimes (or garbage) are read as "no expiry given"."""
@@ -230,12 +230,13 @@ def scrub(text: str, secrets: list[str]) -> str:
 def retry_in(error: RefreshError, failures: int) -> timedelta:
     """How long to wait before retrying a failed refresh.
 
-    The first retries come within seconds: an answer lost on its way (a timeout, a reset)
-    may have rotated the refresh token already, and a rotating provider accepts the old
-    one again only for a short grace window (often 10 s), counted from that lost answer
-    however the retries fare. After those, the provider's Retry-After, or exponential
-    backoff from 5 s up to an hour; each drawn with jitter so that the connections of a
-    provider that was down do not all come back in the same second.
+    The first retries come within seconds, all four inside 8 s: an answer lost on its way
+    (a timeout, a reset) may have rotated the refresh token already, and a rotating
+    provider accepts the old one again only for a short grace window (often 10 s), counted
+    from that lost answer however the retries fare. After those, the provider's
+    Retry-After, or exponential backoff from 5 s up to an hour; each drawn with jitter so
+    that the connections of a provider that was down do not all come back in the same
+    second.
     """
     if failures < PROMPT_RETRIES and error.retry_after is None:
         return timedelta(seconds=random.uniform(*PROMPT_RETRY_WITHIN))
