@@ -140,7 +140,11 @@ def connection_jobs(
         build_job(
             name=jobs.REFRESH_CONNECTION, handler=jobs.refresh_connection,
             handler_path="cronlink.connections.jobs:refresh_connection",
-            schedules=[], tier="light", timeout="2m", max_attempts=1, overlap="allow",
+            # Retried promptly when its worker dies: a refresh cut off after the provider
+            # rotated the token must be retried inside the provider's grace window, and a
+            # retry of one that did finish finds newer tokens and does nothing.
+            schedules=[], tier="light", timeout="2m", max_attempts=5, min_backoff="500ms",
+            max_backoff="2s", overlap="allow",
             description="refresh one connection's tokens (queued at its refresh_due_at)",
         ),
         build_job(

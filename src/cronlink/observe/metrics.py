@@ -59,7 +59,9 @@ REFRESHES = Counter(
     ["provider", "result"],
 )
 POLLS = Counter(
-    "cronlink_polls", "Trigger polls, by provider and result (ok, failed).", ["provider", "result"]
+    "cronlink_polls",
+    "Trigger polls, by provider and result (ok, failed, paused).",
+    ["provider", "result"],
 )
 EVENTS = Counter("cronlink_events", "New events found by trigger polls, by provider.", ["provider"])
 WORKER_MEMORY = Gauge(
