@@ -91,7 +91,7 @@ async def poll(
             break
         status, headers, body = answer
         if status == 304 and pages == 0:
-            read = cursors.end_pass(cursors.begin_pass(trigger, before, _date(headers)))
+            read = cursors.end_pass(cursors.begin_pass(trigger, before, _date(trigger, headers)))
             return Polled(items=[], cursor=read, pages=1, not_modified=True)
         if status in trigger.expired_statuses and not resynced and _has_cursor(trigger, cursor):
             resynced, fresh = True, True
@@ -114,7 +114,7 @@ async def poll(
         if fresh and pages == 1:
             # A 304 on a first page that was not the whole answer says nothing of the rest.
             etag = headers.get("ETag") if following is None else None
-            cursor = cursors.begin_pass(trigger, cursor, _date(headers))
+            cursor = cursors.begin_pass(trigger, cursor, _date(trigger, headers))
             cursor = dataclasses.replace(cursor, etag=etag)
         if following is None:
             if trigger.cursor == "token":
@@ -198,9 +198,11 @@ async def _get(
     return answer.status, answer.headers, body
 
 
-def _date(headers: Headers) -> datetime | None:
+def _date(trigger: TriggerModel, headers: Headers) -> datetime | None:
     """The provider's own time of an answer (`Date`): what was visible to it then is
-    measured in its clock, whatever ours says."""
+    measured in its clock, whatever ours says. Only timestamp triggers look back."""
+    if trigger.cursor != "timestamp":
+        return None
     try:
         moment = parsedate_to_datetime(headers.get("Date", ""))
     except (TypeError, ValueError):
