@@ -1,23 +1,32 @@
-"""Cron engine throughput against cronsim and croniter, on the same mix of expressions and zones.
+"""Cron engine throughput against cronsim and croniter, on the same mix of expressions and zones,
+and cronlink's worst case: how long one next-fire search can take.
 
 Prints JSON: for each engine, next-fire computations per second with a parsed expression
-reused, and parse+first-fire per second; medians over several rounds.
-Run: .venv/bin/python bench/cron_bench.py
+reused, and parse+first-fire per second; medians over several rounds. Then `worst_case`:
+the slowest and 99th-percentile next-fire search (each the best of three) over
+adversarial expressions (ones that match only hours some zone skips, or days that come
+once in decades) in every zone with daylight saving time, and random expressions in
+random zones.
+Run: .venv/bin/python bench/cron_bench.py [--worst-only]
 """
 
 from __future__ import annotations
 
 import json
+import random
 import statistics
+import sys
 import time
+import zoneinfo
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from cronsim import CronSim
 
 from cronlink.cron import next_fire, parse
+from cronlink.errors import CronSyntaxError
 
 MIX = [
     ("* * * * *", "UTC"),
@@ -99,7 +108,86 @@ def rate(work: Callable[[], int]) -> float:
     return round(statistics.median(rates))
 
 
+ADVERSARIAL = [
+    "* * 2 * 3 0#2",  # only the hour the United States skip: never fires there
+    "* 2 * 3 0#2",
+    "* 2 8-14 3 */7",
+    "* * 2 * 3 0L",  # only the hour the European Union skips
+    "* 1 * 3 0L",  # London, Dublin
+    "* 2 * 10 0#1",  # Sydney, Lord Howe
+    "* 0 * 9 0#2",  # Santiago (clocks jump at midnight)
+    "* 0 * 3 0#2",  # Havana
+    "* 45-59 2 * 9 0L",  # Chatham's 02:45
+    "*/7 1-2 * 3 0L",  # Troll's two hours
+    "* * 0 30 12 *",  # Apia's skipped day (2011)
+    "0 0 29 2 */7",  # February 29th on a Sunday: 40 years apart around 2100
+    "0 0 LW * */7",  # the last weekday of a month that is a Sunday: never
+    "30 2 * * *",
+    "*/30 1 * * *",
+]
+STARTS = [datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 11, 2, 5, 30, tzinfo=UTC)]
+
+
+def _random_expression(rng: random.Random) -> str:
+    def pick(values: list[str]) -> str:
+        return rng.choice(values)
+
+    second = pick(["", "", "*", "0", "*/15", "59"])
+    minute = pick(["*", "0", "*/5", "30", "0-59/7", "45-59"])
+    hour = pick(["*", "0", "1", "2", "3", "1-3", "*/6", "23"])
+    dom = pick(["*", "*", "L", "LW", "15W", "1", "29", "31", "*/2", "8-14", "*/29"])
+    month = pick(["*", "*", "2", "3", "9", "10", "11", "3,11", "*/4"])
+    dow = pick(["*", "*", "0", "*/7", "1-5", "0#2", "6#5", "5L", "0L", "1#1", "SAT,SUN"])
+    return " ".join(f for f in (second, minute, hour, dom, month, dow) if f)
+
+
+def worst_case(samples: int = 3000) -> dict[str, object]:
+    """Slowest and 99th-percentile next-fire search, adversarial and random cases."""
+    zones = sorted(zoneinfo.available_timezones())
+    summer = [z for z in zones if _has_dst(ZoneInfo(z))]
+    rng = random.Random(19)
+    cases = [(text, zone, start) for text in ADVERSARIAL for zone in summer for start in STARTS]
+    cases += [
+        (_random_expression(rng), rng.choice(zones), START + timedelta(days=rng.randrange(3650)))
+        for _ in range(samples)
+    ]
+    timings: list[tuple[float, str, str]] = []
+    refused = 0
+    for text, zone, start in cases:
+        try:
+            expr = parse(text)
+        except CronSyntaxError:
+            refused += 1  # cronlink refuses an expression no day can match
+            continue
+        tz = ZoneInfo(zone)
+        laps = []
+        for _ in range(3):
+            began = time.perf_counter()
+            next_fire(expr, start, tz)
+            laps.append(time.perf_counter() - began)
+        timings.append((min(laps), text, zone))
+    timings.sort()
+    worst = timings[-1]
+    return {
+        "searches": len(timings),
+        "refused_at_parse": refused,
+        "zones_with_dst": len(summer),
+        "worst_ms": round(worst[0] * 1000, 3),
+        "worst": {"expression": worst[1], "zone": worst[2]},
+        "p99_ms": round(timings[int(len(timings) * 0.99)][0] * 1000, 3),
+        "median_ms": round(timings[len(timings) // 2][0] * 1000, 3),
+    }
+
+
+def _has_dst(tz: ZoneInfo) -> bool:
+    year = [datetime(2030, month, 1, tzinfo=UTC).astimezone(tz).utcoffset() for month in (1, 7)]
+    return year[0] != year[1]
+
+
 def main() -> None:
+    if "--worst-only" in sys.argv:
+        print(json.dumps({"benchmark": "cron", "worst_case": worst_case()}, indent=2))
+        return
     result: dict[str, dict[str, float]] = {}
     for name, reused, parsed in [
         ("cronlink", reused_cronlink, parsed_cronlink),
@@ -116,6 +204,7 @@ def main() -> None:
                 "expressions": len(MIX),
                 "results": result,
                 "speedup_vs_cronsim": {key: round(ours[key] / peer[key], 2) for key in keys},
+                "worst_case": worst_case(),
             },
             indent=2,
         )

@@ -7,20 +7,33 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from cronlink.cron import check_fires
 from cronlink.durations import parse_duration
 from cronlink.egress import parse_networks
-from cronlink.jobs import DEFAULT_MEMORY_LIMIT
+from cronlink.jobs import DEFAULT_MEMORY_LIMIT, schedule, zone
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3,
 }  # fmt: skip
 Duration = Annotated[str | float, Field(union_mode="left_to_right")]
+
+
+def _fires(text: str, timezone: str = "UTC") -> str:
+    """`text` when it is a cron expression that fires from now on in `timezone`."""
+    spec = schedule(text, timezone)
+    check_fires(spec.cron, spec.zone, datetime.now(UTC))
+    return text
+
+
+Cron = Annotated[str, AfterValidator(_fires)]
+"""A cron expression (in UTC) that parses and fires."""
 
 
 class _Strict(BaseModel):
@@ -40,9 +53,10 @@ class JobModel(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")]
     handler: str | None = None
     target: TargetModel | None = None
+    timezone: str = "UTC"
+    """Before the schedules: they are checked in it."""
     schedule: str | None = None
     schedules: list[str] = []
-    timezone: str = "UTC"
     tier: Literal["light", "heavy"] = "light"
     timeout: Duration | None = None
     memory_limit: str | int = DEFAULT_MEMORY_LIMIT
@@ -63,6 +77,29 @@ class JobModel(_Strict):
             parse_duration(value)
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @field_validator("schedule", "schedules")
+    @classmethod
+    def _schedules(
+        cls, value: str | list[str] | None, info: ValidationInfo
+    ) -> str | list[str] | None:
+        timezone = info.data.get("timezone")
+        if timezone is None or value is None:  # a bad zone: its own error names it
+            return value
+        if isinstance(value, str):
+            return _fires(value, timezone)
+        for index, text in enumerate(value):
+            try:
+                _fires(text, timezone)
+            except ValueError as error:
+                raise ValueError(f"[{index}] {error}") from None
+        return value
+
 
 class WorkerModel(_Strict):
     light_concurrency: Annotated[int, Field(ge=1)] = 100
@@ -78,8 +115,8 @@ class ConnectionsModel(_Strict):
 
     providers: str | None = None
     """A folder of provider files (TOML) added to, or overriding, the shipped ones."""
-    refresh_schedule: str = "0 * * * *"
-    health_schedule: str = "*/5 * * * *"
+    refresh_schedule: Cron = "0 * * * *"
+    health_schedule: Cron = "*/5 * * * *"
     down_after: Annotated[int, Field(ge=1)] = 3
     """Failed probes in a row before a connection is `down`."""
     up_after: Annotated[int, Field(ge=1)] = 2
@@ -102,8 +139,8 @@ class AutomationsModel(_Strict):
     """`[automations]`: how triggers are polled and automations processed (the jobs are
     on whenever `[connections]` is)."""
 
-    poll_schedule: str = "* * * * *"
-    process_schedule: str = "*/15 * * * *"
+    poll_schedule: Cron = "* * * * *"
+    process_schedule: Cron = "*/15 * * * *"
     poll_concurrency: Annotated[int, Field(ge=1, le=1000)] = 100
     poll_batch: Annotated[int, Field(ge=1, le=10_000)] = 500
     poll_lease: Duration = "60s"
@@ -208,7 +245,7 @@ class AlertsModel(_Strict):
     ]
     """Apprise URLs, one per channel; `${NAME}` is read from the environment when sending.
     They hold secrets: shown redacted, never logged."""
-    schedule: str = "* * * * *"
+    schedule: Cron = "* * * * *"
     rules: list[RuleName] = list(get_args(RuleName))
     failing_after: Annotated[int, Field(ge=1, le=1000)] = 3
     """Runs of a job failing in a row before `job-failing` fires."""

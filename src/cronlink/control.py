@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cronlink.api_tokens import ApiToken, Scope, digest, new_secret
-from cronlink.cron import explain, next_fire
+from cronlink.cron import check_fires, explain, next_fire
 from cronlink.errors import ConfigError
 from cronlink.jobs import new_run, schedule, with_overrides
 from cronlink.records import Fate, Reason, Run, RunState, Tier
@@ -170,12 +170,13 @@ async def set_schedules(
 ) -> None:
     """Replace job `name`'s schedules in every scheduler (None: back to its configured
     ones). Each is checked first: `CronSyntaxError` or `ValueError` (an unknown zone)
-    names the bad one, and nothing is changed."""
+    names the bad one (also one that never fires), and nothing is changed."""
     job = app.get(name)
     overrides = {} if pairs is None else {name: pairs}
     for index, (cron, zone) in enumerate(pairs or []):
         try:
-            schedule(cron, zone)
+            spec = schedule(cron, zone)
+            check_fires(spec.cron, spec.zone, now)
         except ValueError as error:
             raise ConfigError(f"schedules[{index}]: {error}") from None
     changed = with_overrides({name: job}, overrides)[name]

@@ -41,11 +41,15 @@ class ScheduleSpec:
 
 def schedule(cron: str, timezone: str = "UTC", jitter: timedelta = timedelta(0)) -> ScheduleSpec:
     """A `ScheduleSpec` from text; raises `CronSyntaxError` or `ValueError` (unknown zone)."""
+    return ScheduleSpec(cron=parse(cron), timezone=timezone, jitter=jitter, zone=zone(timezone))
+
+
+def zone(name: str) -> tzinfo:
+    """The IANA zone `name` (plain `UTC` for UTC); raises `ValueError` when unknown."""
     try:
-        zone = UTC if timezone in ("UTC", "Etc/UTC") else ZoneInfo(timezone)
+        return UTC if name in ("UTC", "Etc/UTC") else ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {timezone!r}") from None
-    return ScheduleSpec(cron=parse(cron), timezone=timezone, jitter=jitter, zone=zone)
+        raise ValueError(f"unknown time zone {name!r}") from None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -88,7 +88,15 @@ BAD_CONFIGS = [
     ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\nmax_attempts = "3"\n',
      "jobs[0] (a).max_attempts: Input should be a valid integer"),
     ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\nschedule = "61 * * * *"\n',
-     "jobs[0] (a): minute field: 61 is out of range 0-59"),
+     "jobs[0] (a).schedule: minute field: 61 is out of range 0-59"),
+    ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\n'
+     'timezone = "America/New_York"\nschedule = "* * 2 * 3 0#2"\n',
+     "jobs[0] (a).schedule: never fires in America/New_York: every time it matches ("),
+    ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\n'
+     'schedules = ["@daily", "0 0 LW * */7"]\n',
+     "jobs[0] (a).schedules: [1] never fires: no day of any month matches both"),
+    ('[connections]\nhealth_schedule = "0 0 31 2 *"\n',
+     "connections.health_schedule: day-of-month field: day 31 never occurs in February"),
     ('[[jobs]]\nname = "a"\nhandler = "cronlink.nowhere:job"\n',
      "jobs[0] (a): handler: cannot load 'cronlink.nowhere:job'"),
     ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\n'
@@ -98,7 +106,7 @@ BAD_CONFIGS = [
      "jobs[0] (a).timeout: '30x' is not a duration"),
     ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\ntimezone = "Mars/X"\n'
      'schedule = "* * * * *"\n',
-     "jobs[0] (a): unknown time zone 'Mars/X'"),
+     "jobs[0] (a).timezone: unknown time zone 'Mars/X'"),
     ('[[jobs]]\nname = "a"\n', "jobs[0] (a): give exactly one of 'handler'"),
     ("jobs = [", "not valid TOML"),
 ]  # fmt: skip

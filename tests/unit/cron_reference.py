@@ -10,6 +10,8 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import cache
+from zoneinfo import ZoneInfo
 
 from cronlink.cron import CronExpr
 
@@ -85,3 +87,25 @@ def fires_at(expr: CronExpr, t: datetime, tz: tzinfo, step: timedelta) -> bool:
             return True
         skipped += step
     return False
+
+
+@cache
+def transitions(zone: str, year: int) -> tuple[datetime, ...]:
+    """Instants in `year` at which `zone` changes its UTC offset (to the minute)."""
+    tz = ZoneInfo(zone)
+    found = []
+    t = datetime(year, 1, 1, tzinfo=UTC)
+    end = datetime(year + 1, 1, 1, tzinfo=UTC)
+    step = timedelta(hours=6)
+    while t < end:
+        if t.astimezone(tz).utcoffset() != (t + step).astimezone(tz).utcoffset():
+            low, high = t, t + step
+            while high - low > timedelta(minutes=1):
+                middle = low + (high - low) / 2
+                if middle.astimezone(tz).utcoffset() == low.astimezone(tz).utcoffset():
+                    low = middle
+                else:
+                    high = middle
+            found.append(high)
+        t += step
+    return tuple(found)

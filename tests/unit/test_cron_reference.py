@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from zoneinfo import ZoneInfo
 
 from hypothesis import assume, example, given, reject, settings
@@ -11,7 +10,7 @@ from hypothesis import strategies as st
 
 from cronlink.cron import iter_fires, parse
 from cronlink.errors import CronSyntaxError
-from tests.unit.cron_reference import reference_fires
+from tests.unit.cron_reference import reference_fires, transitions
 
 ZONES = [
     "America/New_York",
@@ -33,28 +32,6 @@ ZONES = [
     "Asia/Kathmandu",
     "UTC",
 ]
-
-
-@cache
-def transitions(zone: str, year: int) -> tuple[datetime, ...]:
-    """Instants in `year` at which `zone` changes its UTC offset (to the minute)."""
-    tz = ZoneInfo(zone)
-    found = []
-    t = datetime(year, 1, 1, tzinfo=UTC)
-    end = datetime(year + 1, 1, 1, tzinfo=UTC)
-    step = timedelta(hours=6)
-    while t < end:
-        if t.astimezone(tz).utcoffset() != (t + step).astimezone(tz).utcoffset():
-            low, high = t, t + step
-            while high - low > timedelta(minutes=1):
-                middle = low + (high - low) / 2
-                if middle.astimezone(tz).utcoffset() == low.astimezone(tz).utcoffset():
-                    low = middle
-                else:
-                    high = middle
-            found.append(high)
-        t += step
-    return tuple(found)
 
 
 def field(values: st.SearchStrategy[int], low: int, high: int) -> st.SearchStrategy[str]:

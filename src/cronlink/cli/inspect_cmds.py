@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from cronlink.cli.options import parse_instant, print_json
+from cronlink.cron import check_fires, next_fire, parse
 from cronlink.cron import explain as explain_text
-from cronlink.cron import next_fire, parse
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -30,6 +30,7 @@ def next_(expression: str, tz: str, start: str | None, count: int, as_json: bool
     zone = _zone(tz)
     expr = parse(expression)
     at = datetime.now(UTC) if start is None else parse_instant(start, "--from", zone)
+    check_fires(expr, zone, at)
     found: list[datetime] = []
     while len(found) < count and (following := next_fire(expr, at, zone)) is not None:
         found.append(following)
@@ -39,17 +40,16 @@ def next_(expression: str, tz: str, start: str | None, count: int, as_json: bool
         return
     for fire in found:
         click.echo(fire.isoformat())
-    if not found:
-        click.echo("never fires again")
 
 
 @click.command()
 @click.argument("expression")
 @click.option("--tz", default="UTC", show_default=True, help="IANA time zone of the schedule.")
 def explain(expression: str, tz: str) -> None:
-    """EXPRESSION in plain English."""
+    """EXPRESSION in plain English (refused when it never fires in the zone)."""
     zone = _zone(tz)
     sentence = explain_text(expression)
+    check_fires(parse(expression), zone, datetime.now(UTC))
     click.echo(sentence if zone.key == "UTC" else f"{sentence} ({zone.key})")
 
 

@@ -74,21 +74,22 @@ class CronExpr:
     """Minute and hour fields both do not start with `*`: the DST rules of cronie apply."""
     has_seconds: bool
     fields: tuple[str, ...]
-    _month_days: dict[tuple[int, int], tuple[int, ...]] = field(
+    _month_days: dict[tuple[int, int, int], tuple[int, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
     def days_in(self, year: int, month: int) -> tuple[int, ...]:
-        """The days of `month` in `year` that match, ascending (cached)."""
+        """The days of `month` in `year` that match, ascending.
+
+        A month's matches depend only on its length and the weekday of its 1st, so the
+        cache holds at most 91 entries however many years a search crosses."""
+        length = _month_length(year, month)
         if self.days is _EVERY_DAY:
-            return _DAYS_UP_TO[_month_length(year, month)]
-        key = (year, month)
+            return _DAYS_UP_TO[length]
+        key = (month, length, date(year, month, 1).weekday())
         found = self._month_days.get(key)
         if found is None:
-            found = _match_days(self.days, year, month)
-            if len(self._month_days) > 512:
-                self._month_days.clear()
-            self._month_days[key] = found
+            found = self._month_days[key] = _match_days(self.days, length, (key[2] + 1) % 7)
         return found
 
 
@@ -113,7 +114,7 @@ def parse(text: str) -> CronExpr:
     minute, hour, dom, month, dow = parts
     months = _values(MONTH, month)
     days = _day_rule(dom, dow)
-    _check_reachable(days, months)
+    _check_reachable(days, months, dom, dow)
     return CronExpr(
         source=source,
         seconds=seconds,
@@ -235,21 +236,38 @@ def _month_length(year: int, month: int) -> int:
     return _LONGEST_MONTH[month]
 
 
-def _check_reachable(days: DayRule, months: tuple[int, ...]) -> None:
-    """Refuse day-of-month values that no chosen month has (`0 0 30 2 *`)."""
-    if days.either or len(days.dom) == 31 or not days.dom or days.dom_last or days.dom_last_weekday:
-        return
-    longest = max(_LONGEST_MONTH[m] for m in months)
-    if min(days.dom | days.dom_nearest_weekday) > longest:
-        names = ", ".join(calendar.month_name[m] for m in months)
-        raise CronSyntaxError(
-            DOM.name, str(min(days.dom)), f"day {min(days.dom)} never occurs in {names}"
-        )
+def _check_reachable(days: DayRule, months: tuple[int, ...], dom: str, dow: str) -> None:
+    """Refuse a day rule that no day of the chosen months can satisfy (`0 0 30 2 *`).
+
+    A month's matches depend only on its length and the weekday of its 1st, and the
+    Gregorian calendar has every such month, so checking those 91 kinds of month decides
+    whether the rule ever matches."""
+    if days.either or days is _EVERY_DAY:
+        return  # the day-of-week field alone matches some day of every month
+    every_dom = _dom_days(days, 31, 0) is None
+    every_dow = _dow_days(days, 31, 0) is None
+    names = ", ".join(calendar.month_name[m] for m in months) if len(months) < 12 else "any month"
+    if not (every_dom or days.dom_last or days.dom_last_weekday):
+        first = min(days.dom | days.dom_nearest_weekday)
+        if first > max(_LONGEST_MONTH[m] for m in months):
+            shown = str(first) if first in days.dom else f"{first}W"
+            raise CronSyntaxError(DOM.name, shown, f"day {shown} never occurs in {names}")
+    if every_dom or every_dow:
+        return  # one field matches every day: the other alone decides, and it matches
+    for month in months:
+        lengths = (28, 29) if month == 2 else (_LONGEST_MONTH[month],)
+        if any(_match_days(days, n, first) for n in lengths for first in range(7)):
+            return
+    raise CronSyntaxError(
+        "", f"{dom} {dow}",
+        f"never fires: no day of {names} matches both day-of-month {dom!r} and "
+        f"day-of-week {dow!r}",
+    )  # fmt: skip
 
 
-def _match_days(rule: DayRule, year: int, month: int) -> tuple[int, ...]:
-    length = _month_length(year, month)
-    sunday_based = (date(year, month, 1).weekday() + 1) % 7
+def _match_days(rule: DayRule, length: int, sunday_based: int) -> tuple[int, ...]:
+    """The days of a month of `length` days whose 1st is weekday `sunday_based` (0 =
+    Sunday) that match `rule`."""
     by_dom = _dom_days(rule, length, sunday_based)
     by_dow = _dow_days(rule, length, sunday_based)
     # None: the field matches every day. Vixie: with both restricted, either one suffices.

@@ -8,56 +8,75 @@ turned into an instant, where the zone's gaps and folds are resolved by cronie's
   second unless the job is *fixed-time*;
 - a skipped wall time (clocks spring forward) fires a fixed-time job once at the first
   instant after the jump, and does not fire any other job.
+
+The search is bounded. Matching days are found by month arithmetic (a month's matches
+depend only on its length and first weekday), never minute by minute. Past the start, the
+first match that exists fires; the only matches that do not are those a jump skips, and
+the search steps over a whole jump at once. It ends, with None, once it has crossed the
+years after which nothing new can happen (`zone.horizon`): at most some 110 years from
+now in any zone, a few thousand steps.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, tzinfo
+from dataclasses import dataclass
+from datetime import MAXYEAR, UTC, datetime, timedelta, tzinfo
 
+from cronlink.cron.explain import explain
 from cronlink.cron.expr import CronExpr
+from cronlink.cron.zone import horizon, offsets, settled_year, transition, wall_of
+from cronlink.errors import CronSyntaxError
 
 Wall = tuple[int, int, int, int, int, int]
-SEARCH_YEARS = 400
-"""A Gregorian cycle: an expression that has not matched within it never will."""
 _ONE_SECOND = timedelta(seconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """The answer of one next-fire search, and the work it took."""
+
+    at: datetime | None
+    steps: int
+    """Months, days, hours and minutes stepped through, plus wall times placed in the zone."""
 
 
 def next_fire(expr: CronExpr, after: datetime, tz: tzinfo = UTC) -> datetime | None:
     """The first instant strictly after `after` at which `expr` fires in zone `tz`.
 
     `after` must be timezone-aware; the result is in `tz` (with the right `fold`), or None
-    when the expression can never fire again.
+    when the expression can never fire again (or not before the year 10000).
     """
+    return search(expr, after, tz).at
+
+
+def search(expr: CronExpr, after: datetime, tz: tzinfo = UTC) -> Search:
+    """`next_fire`, with the number of steps the search took."""
     if after.tzinfo is None:
         raise ValueError("after must be timezone-aware")
-    start = after.astimezone(UTC)
-    if tz is UTC:
-        first = _as_wall(start.replace(microsecond=0) + _ONE_SECOND)
-        found = _next_wall(expr, first, start.year + SEARCH_YEARS)
-        return None if found is None else datetime(*found, tzinfo=UTC)
-    return _next_zoned(expr, start, tz)
+    walk = _Walk(expr)
+    try:
+        at = walk.next_fire(after.astimezone(UTC), tz)
+    except OverflowError:  # the answer, or the start, lies beyond what datetime holds
+        at = None
+    return Search(at=at, steps=walk.steps)
 
 
-def _next_zoned(expr: CronExpr, start: datetime, tz: tzinfo) -> datetime | None:
-    local = start.astimezone(tz)
-    lookback = _fold_lookback(local) if not expr.fixed_time else timedelta(0)
-    wall = local.replace(tzinfo=None, microsecond=0) - lookback
-    if not lookback:
-        wall += _ONE_SECOND
-    best: datetime | None = None
-    limit = local.year + SEARCH_YEARS
-    found = _next_wall(expr, _as_wall(wall), limit)
-    while found is not None:
-        bound, fires = _place(found, tz, expr.fixed_time)
-        for instant in fires:
-            if instant > start and (best is None or instant < best):
-                best = instant
-        if best is not None and best <= bound:
-            break
-        found = _next_wall(expr, _as_wall(datetime(*found) + _ONE_SECOND), limit)
-    return None if best is None else best.astimezone(tz)
+def check_fires(expr: CronExpr, tz: tzinfo, now: datetime) -> None:
+    """Refuse `expr` when it never fires in `tz` after `now`: a `CronSyntaxError` saying
+    so and why, for wherever a schedule is defined."""
+    if next_fire(expr, now, tz) is not None:
+        return
+    zone = str(tz)
+    if next_fire(expr, now, UTC) is None:
+        raise CronSyntaxError("", expr.source, f"never fires in {zone} after {now.year}")
+    matches = explain(expr.source)
+    raise CronSyntaxError(
+        "", expr.source,
+        f"never fires in {zone}: every time it matches ({matches[0].lower()}{matches[1:]}) "
+        f"is a time {zone} skips when its clocks go forward",
+    )  # fmt: skip
 
 
 def iter_fires(expr: CronExpr, after: datetime, tz: tzinfo = UTC) -> Iterator[datetime]:
@@ -68,93 +87,102 @@ def iter_fires(expr: CronExpr, after: datetime, tz: tzinfo = UTC) -> Iterator[da
         current = next_fire(expr, current, tz)
 
 
-def _fold_lookback(local: datetime) -> timedelta:
-    """How far back in wall time a second occurrence may still lie ahead of `local`."""
-    if local.fold:
-        return timedelta(0)
-    gap = local.utcoffset() or timedelta(0)
-    later = local.replace(fold=1).utcoffset() or timedelta(0)
-    return max(gap - later, timedelta(0))
+class _Walk:
+    """One search: the expression, the zone, and a count of the steps taken."""
+
+    def __init__(self, expr: CronExpr) -> None:
+        self.expr = expr
+        self.steps = 0
+        self.limit = MAXYEAR + 1
+
+    def next_fire(self, start: datetime, tz: tzinfo) -> datetime | None:
+        local = start.astimezone(tz)
+        wall = local.replace(tzinfo=None, microsecond=0, fold=0)
+        self.limit = horizon(settled_year(tz, local.year), local.year)
+        if tz is UTC:
+            found = self.next_wall(_as_wall(wall + _ONE_SECOND))
+            return None if found is None else datetime(*found, tzinfo=UTC)
+        cursor = wall + _ONE_SECOND
+        first, second = offsets(wall, tz)
+        if first > second:  # the start lies in a repeated hour
+            fold = transition(wall, tz, first, second)
+            ends = wall_of(fold, tz) + first - second  # the first wall time not repeated
+            if not self.expr.fixed_time:
+                found = self.next_wall(_as_wall(cursor))
+                if found is not None and datetime(*found) < ends:
+                    # In the first pass the match's first occurrence is next; in the
+                    # second pass, its second occurrence.
+                    return datetime(*found, tzinfo=tz, fold=local.fold)
+                if not local.fold:
+                    # The second pass is still ahead, and a match in it before the
+                    # start's wall time comes before any match after the repeated hour.
+                    found = self.next_wall(_as_wall(wall_of(fold, tz)))
+                    if found is not None and datetime(*found) <= wall:
+                        return datetime(*found, tzinfo=tz, fold=1)
+            if local.fold or not self.expr.fixed_time:
+                # What is left of the repeated hour: done, or (fixed-time jobs, second
+                # pass) run already in the first pass.
+                cursor = max(cursor, ends)
+        return self._first_existing(cursor, tz)
+
+    def _first_existing(self, cursor: datetime, tz: tzinfo) -> datetime | None:
+        """The instant of the first match at or after wall time `cursor` that fires.
+
+        From here on instants grow with wall times, so the first match that exists (or,
+        for a fixed-time job, the first match at all) is the answer."""
+        while (found := self.next_wall(_as_wall(cursor))) is not None:
+            self.steps += 1
+            wall = datetime(*found)
+            first, second = offsets(wall, tz)
+            if first >= second:  # exists once, or repeated: its first occurrence
+                return wall.replace(tzinfo=tz)
+            jump = transition(wall, tz, first, second)
+            if self.expr.fixed_time:
+                return jump.astimezone(tz)
+            cursor = wall_of(jump, tz)  # every wall time before it is skipped too
+        return None
+
+    def next_wall(self, at: Wall) -> Wall | None:
+        """The smallest matching wall time at or after `at`, or None before the limit."""
+        expr = self.expr
+        year, month, day, hour, minute, second = at
+        months, hours, minutes, seconds = expr.months, expr.hours, expr.minutes, expr.seconds
+        while year < self.limit:
+            self.steps += 1
+            i = bisect_left(months, month)
+            if i == len(months):
+                year, month, day, hour, minute, second = year + 1, months[0], 1, 0, 0, 0
+                continue
+            if months[i] != month:
+                month, day, hour, minute, second = months[i], 1, 0, 0, 0
+            days = expr.days_in(year, month)
+            i = bisect_left(days, day)
+            if i == len(days):
+                month, day, hour, minute, second = month + 1, 1, 0, 0, 0
+                if month > 12:
+                    year, month = year + 1, 1
+                continue
+            if days[i] != day:
+                day, hour, minute, second = days[i], 0, 0, 0
+            i = bisect_left(hours, hour)
+            if i == len(hours):
+                day, hour, minute, second = day + 1, 0, 0, 0
+                continue
+            if hours[i] != hour:
+                hour, minute, second = hours[i], 0, 0
+            i = bisect_left(minutes, minute)
+            if i == len(minutes):
+                hour, minute, second = hour + 1, 0, 0
+                continue
+            if minutes[i] != minute:
+                minute, second = minutes[i], 0
+            i = bisect_left(seconds, second)
+            if i == len(seconds):
+                minute, second = minute + 1, 0
+                continue
+            return (year, month, day, hour, minute, seconds[i])
+        return None
 
 
 def _as_wall(value: datetime) -> Wall:
     return (value.year, value.month, value.day, value.hour, value.minute, value.second)
-
-
-def _next_wall(expr: CronExpr, at: Wall, limit: int) -> Wall | None:
-    """The smallest matching wall time at or after `at`, or None before year `limit`."""
-    year, month, day, hour, minute, second = at
-    months, hours, minutes, seconds = expr.months, expr.hours, expr.minutes, expr.seconds
-    while year < limit:
-        i = bisect_left(months, month)
-        if i == len(months):
-            year, month, day, hour, minute, second = year + 1, months[0], 1, 0, 0, 0
-            continue
-        if months[i] != month:
-            month, day, hour, minute, second = months[i], 1, 0, 0, 0
-        days = expr.days_in(year, month)
-        i = bisect_left(days, day)
-        if i == len(days):
-            month, day, hour, minute, second = month + 1, 1, 0, 0, 0
-            if month > 12:
-                year, month = year + 1, 1
-            continue
-        if days[i] != day:
-            day, hour, minute, second = days[i], 0, 0, 0
-        i = bisect_left(hours, hour)
-        if i == len(hours):
-            day, hour, minute, second = day + 1, 0, 0, 0
-            continue
-        if hours[i] != hour:
-            hour, minute, second = hours[i], 0, 0
-        i = bisect_left(minutes, minute)
-        if i == len(minutes):
-            hour, minute, second = hour + 1, 0, 0
-            continue
-        if minutes[i] != minute:
-            minute, second = minutes[i], 0
-        i = bisect_left(seconds, second)
-        if i == len(seconds):
-            minute, second = minute + 1, 0
-            continue
-        return (year, month, day, hour, minute, seconds[i])
-    return None
-
-
-def _place(wall: Wall, tz: tzinfo, fixed_time: bool) -> tuple[datetime, list[datetime]]:
-    """Where wall time `wall` lies on the time line, and the UTC instants at which it fires.
-
-    The first element is a bound: no later wall time fires before it (its first occurrence,
-    or for a skipped wall time the end of the jump).
-    """
-    local = datetime(*wall, tzinfo=tz)
-    if tz is UTC:
-        return local, [local]
-    before = local.utcoffset()
-    after = local.replace(fold=1).utcoffset()
-    if before == after:
-        instant = local.astimezone(UTC)
-        return instant, [instant]
-    assert before is not None
-    assert after is not None
-    if before > after:  # repeated wall time
-        first = local.astimezone(UTC)
-        if fixed_time:
-            return first, [first]
-        return first, [first, local.replace(fold=1).astimezone(UTC)]
-    jump_end = _jump_end(local.replace(tzinfo=None), before, after, tz)
-    return jump_end, [jump_end] if fixed_time else []
-
-
-def _jump_end(wall: datetime, before: timedelta, after: timedelta, tz: tzinfo) -> datetime:
-    """The instant clocks jumped forward over the skipped wall time `wall`."""
-    low = (wall - after).replace(tzinfo=UTC)  # still on the old offset
-    high = (wall - before).replace(tzinfo=UTC)  # already on the new one
-    while high - low > _ONE_SECOND:
-        middle = low + (high - low) / 2
-        middle = middle.replace(microsecond=0)
-        if middle.astimezone(tz).utcoffset() == before:
-            low = middle
-        else:
-            high = middle
-    return high
