@@ -6,9 +6,10 @@ import contextlib
 import dataclasses
 import difflib
 import inspect
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cronlink.cron import check_fires
 from cronlink.durations import parse_duration
 from cronlink.errors import ConfigError, UnknownJobError
 from cronlink.jobs import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, Job, schedule
@@ -142,14 +143,19 @@ def build_job(
     jitter: str | float | timedelta = 0,
     **rest: Any,
 ) -> Job:
-    """A `Job` from plain values, checked; raises `ValueError` naming what is wrong."""
+    """A `Job` from plain values, checked; raises `ValueError` naming what is wrong (a
+    `CronSyntaxError` for a schedule that does not parse or never fires)."""
     tier_value = _choice(Tier, tier, "tier")
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+    specs = tuple(schedule(s, timezone, parse_duration(jitter)) for s in schedules)
+    now = datetime.now(UTC)
+    for spec in specs:
+        check_fires(spec.cron, spec.zone, now)
     return Job(
         name=name,
         tier=tier_value,
-        schedules=tuple(schedule(s, timezone, parse_duration(jitter)) for s in schedules),
+        schedules=specs,
         timeout=parse_duration(timeout) if timeout is not None else DEFAULT_TIMEOUT[tier_value],
         retry=RetryPolicy(
             max_attempts=max_attempts,

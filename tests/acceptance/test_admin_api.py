@@ -17,8 +17,9 @@ import pytest
 
 from cronlink import control
 from cronlink.api_tokens import Scope
+from cronlink.jobs import with_overrides
 from cronlink.records import RunState
-from cronlink.scheduler import Scheduler
+from cronlink.scheduler import Scheduler, schedule_rows
 from cronlink.store import RunFilter, Store
 from cronlink.web.server import serving
 from tests.acceptance.handlers import app
@@ -262,6 +263,28 @@ async def test_deep_json_and_huge_headers_are_refused_before_parsing(api: Api) -
         assert answer.status == 431
     async with api.http.get(api.url + "/healthz") as answer:
         assert answer.status == 200
+
+
+@pytest.mark.timeout(30)  # it took 106 s, and every listing of jobs 43 s after it
+async def test_a_schedule_that_never_fires_is_refused_at_once(api: Api) -> None:
+    # Its only matches are 02:xx on the second Sunday of March: the hour New York skips.
+    never = [("* * 2 * 3 0#2", "America/New_York")]
+    body = {"schedules": [{"cron": cron, "timezone": zone} for cron, zone in never]}
+    status, answer = await api.call("PUT", "/api/v1/jobs/ok/schedules", json=body)
+    assert status == 422
+    assert answer["detail"].startswith("schedules[0]: never fires in America/New_York: ")
+    assert "skips when its clocks go forward" in answer["detail"]
+    status, job = await api.call("GET", "/api/v1/jobs/ok", "read")
+    assert (status, job["overridden"]) == (200, False)
+
+    # One stored before such schedules were refused lists at once, with no next fire.
+    now = datetime.now(UTC)
+    changed = with_overrides(app.jobs, {"ok": never})["ok"]
+    await api.store.overrides.replace("ok", never, schedule_rows(changed, now), now)
+    status, jobs = await api.call("GET", "/api/v1/jobs", "read")
+    assert status == 200
+    listed = next(j for j in jobs if j["name"] == "ok")
+    assert (listed["overridden"], listed["next_fire"]) == (True, None)
 
 
 async def test_an_admin_changes_a_jobs_schedules_for_every_scheduler(api: Api) -> None:

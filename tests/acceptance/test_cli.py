@@ -60,6 +60,17 @@ def test_bad_expression_exits_2_naming_field_and_reason() -> None:
     assert "minute field: 61 is out of range 0-59" in out
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("command", ["next", "explain"])
+def test_an_expression_that_never_fires_in_its_zone_exits_2(command: str) -> None:
+    code, out = invoke(command, "* * 2 * 3 0#2", "--tz", "America/New_York")
+    assert code == 2
+    assert out.startswith("error: never fires in America/New_York: every time it matches (")
+    code, out = invoke(command, "0 0 LW * */7")
+    assert code == 2
+    assert "never fires: no day of any month matches both day-of-month 'LW'" in out
+
+
 def test_bad_zone_exits_2() -> None:
     code, out = invoke("next", "* * * * *", "--tz", "Mars/Olympus")
     assert code == 2

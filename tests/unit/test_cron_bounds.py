@@ -6,13 +6,14 @@ from __future__ import annotations
 import calendar
 import zoneinfo
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import assume, example, given, reject, settings
 from hypothesis import strategies as st
 
+from cronlink.app import App
 from cronlink.cron import CronExpr, check_fires, parse, search
 from cronlink.cron.expr import MONTH, _day_rule, _values
 from cronlink.cron.zone import horizon, offsets, settled_year
@@ -188,6 +189,13 @@ def test_a_long_silence_is_searched_through() -> None:
     assert found.at == datetime(2128, 2, 29, tzinfo=UTC)
 
 
+def test_a_job_defined_in_python_that_never_fires_is_refused() -> None:
+    app = App()
+    with pytest.raises(CronSyntaxError, match="never fires in America/New_York"):
+        app.job("* * 2 * 3 0#2", timezone="America/New_York")(lambda ctx: None)
+    assert app.jobs == {}
+
+
 def test_the_issue_input_is_decided_in_a_bounded_number_of_steps() -> None:
     start, tz = datetime(2026, 12, 5, tzinfo=UTC), ZoneInfo("America/New_York")
     found = search(parse("* * 2 * 3 0#2"), start, tz)
@@ -221,3 +229,11 @@ def test_a_day_rule_is_refused_exactly_when_no_day_matches(dom: str, month: str,
         assert not some_day_matches(expr), text
         return
     assert some_day_matches(expr), text
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Pacific/Kiritimati"])
+def test_no_fire_beyond_the_year_9999_is_never(zone: str) -> None:
+    last = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    assert search(parse("0 0 1 1 *"), last, ZoneInfo(zone)).at is None
+    beyond = datetime(9999, 12, 31, 23, 59, tzinfo=timezone(-timedelta(hours=23, minutes=59)))
+    assert search(parse("* * * * *"), beyond, ZoneInfo(zone)).at is None
