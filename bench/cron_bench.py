@@ -3,10 +3,10 @@ and cronlink's worst case: how long one next-fire search can take.
 
 Prints JSON: for each engine, next-fire computations per second with a parsed expression
 reused, and parse+first-fire per second; medians over several rounds. Then `worst_case`:
-the slowest and 99th-percentile next-fire search (each the best of three) over
-adversarial expressions (ones that match only hours some zone skips, or days that come
-once in decades) in every zone with daylight saving time, and random expressions in
-random zones.
+the slowest and 99th-percentile next-fire search (each the best of three runs, or one run
+when it takes a second or more) over adversarial expressions (ones that match only hours
+some zone skips, or days that come once in decades) in 24 zones that jump in every way
+there is, and random expressions in random zones.
 Run: .venv/bin/python bench/cron_bench.py [--worst-only]
 """
 
@@ -125,6 +125,16 @@ ADVERSARIAL = [
     "30 2 * * *",
     "*/30 1 * * *",
 ]
+ZONES = [
+    "America/New_York", "America/Chicago", "America/Denver", "America/Toronto",
+    "America/Havana", "America/Santiago", "America/Sao_Paulo", "America/St_Johns",
+    "Europe/London", "Europe/Dublin", "Europe/Berlin", "Europe/Paris", "Europe/Madrid",
+    "Africa/Casablanca", "Asia/Gaza", "Asia/Tehran", "Australia/Sydney",
+    "Australia/Lord_Howe", "Pacific/Auckland", "Pacific/Chatham", "Pacific/Apia",
+    "Antarctica/Troll", "Asia/Kathmandu", "UTC",
+]  # fmt: skip
+"""Zones that jump in every way there is: at 00:00, 01:00, 02:00 or 02:45, by 30 minutes,
+an hour or two, backwards (Dublin), by a whole day (Apia), with Ramadan (Casablanca, Gaza)."""
 STARTS = [datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 11, 2, 5, 30, tzinfo=UTC)]
 
 
@@ -144,9 +154,8 @@ def _random_expression(rng: random.Random) -> str:
 def worst_case(samples: int = 3000) -> dict[str, object]:
     """Slowest and 99th-percentile next-fire search, adversarial and random cases."""
     zones = sorted(zoneinfo.available_timezones())
-    summer = [z for z in zones if _has_dst(ZoneInfo(z))]
     rng = random.Random(19)
-    cases = [(text, zone, start) for text in ADVERSARIAL for zone in summer for start in STARTS]
+    cases = [(text, zone, start) for text in ADVERSARIAL for zone in ZONES for start in STARTS]
     cases += [
         (_random_expression(rng), rng.choice(zones), START + timedelta(days=rng.randrange(3650)))
         for _ in range(samples)
@@ -160,8 +169,8 @@ def worst_case(samples: int = 3000) -> dict[str, object]:
             refused += 1  # cronlink refuses an expression no day can match
             continue
         tz = ZoneInfo(zone)
-        laps = []
-        for _ in range(3):
+        laps: list[float] = []
+        while len(laps) < 3 and sum(laps) < 1:  # one lap will do for a search of seconds
             began = time.perf_counter()
             next_fire(expr, start, tz)
             laps.append(time.perf_counter() - began)
@@ -171,17 +180,11 @@ def worst_case(samples: int = 3000) -> dict[str, object]:
     return {
         "searches": len(timings),
         "refused_at_parse": refused,
-        "zones_with_dst": len(summer),
         "worst_ms": round(worst[0] * 1000, 3),
         "worst": {"expression": worst[1], "zone": worst[2]},
         "p99_ms": round(timings[int(len(timings) * 0.99)][0] * 1000, 3),
         "median_ms": round(timings[len(timings) // 2][0] * 1000, 3),
     }
-
-
-def _has_dst(tz: ZoneInfo) -> bool:
-    year = [datetime(2030, month, 1, tzinfo=UTC).astimezone(tz).utcoffset() for month in (1, 7)]
-    return year[0] != year[1]
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ import inspect
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cronlink.cron import check_fires
 from cronlink.durations import parse_duration
 from cronlink.errors import ConfigError, UnknownJobError
 from cronlink.jobs import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, Job, schedule
@@ -148,14 +147,13 @@ def build_job(
     tier_value = _choice(Tier, tier, "tier")
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
-    specs = tuple(schedule(s, timezone, parse_duration(jitter)) for s in schedules)
     now = datetime.now(UTC)
-    for spec in specs:
-        check_fires(spec.cron, spec.zone, now)
     return Job(
         name=name,
         tier=tier_value,
-        schedules=specs,
+        schedules=tuple(
+            schedule(s, timezone, parse_duration(jitter), fires_after=now) for s in schedules
+        ),
         timeout=parse_duration(timeout) if timeout is not None else DEFAULT_TIMEOUT[tier_value],
         retry=RetryPolicy(
             max_attempts=max_attempts,

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from cronlink.cron import check_fires
 from cronlink.durations import parse_duration
 from cronlink.egress import parse_networks
 from cronlink.jobs import DEFAULT_MEMORY_LIMIT, schedule, zone
@@ -27,8 +26,7 @@ Duration = Annotated[str | float, Field(union_mode="left_to_right")]
 
 def _fires(text: str, timezone: str = "UTC") -> str:
     """`text` when it is a cron expression that fires from now on in `timezone`."""
-    spec = schedule(text, timezone)
-    check_fires(spec.cron, spec.zone, datetime.now(UTC))
+    schedule(text, timezone, fires_after=datetime.now(UTC))
     return text
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cronlink.api_tokens import ApiToken, Scope, digest, new_secret
-from cronlink.cron import check_fires, explain, next_fire
+from cronlink.cron import explain, next_fire
 from cronlink.errors import ConfigError
 from cronlink.jobs import new_run, schedule, with_overrides
 from cronlink.records import Fate, Reason, Run, RunState, Tier
@@ -175,8 +175,7 @@ async def set_schedules(
     overrides = {} if pairs is None else {name: pairs}
     for index, (cron, zone) in enumerate(pairs or []):
         try:
-            spec = schedule(cron, zone)
-            check_fires(spec.cron, spec.zone, now)
+            schedule(cron, zone, fires_after=now)
         except ValueError as error:
             raise ConfigError(f"schedules[{index}]: {error}") from None
     changed = with_overrides({name: job}, overrides)[name]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronlink.cron import CronExpr, parse
+from cronlink.cron import CronExpr, check_fires, parse
 from cronlink.misfire import Misfire
 from cronlink.records import NewRun, Overlap, Reason, Tier
 from cronlink.retry import RetryPolicy
@@ -39,9 +39,21 @@ class ScheduleSpec:
         return f"{self.cron.source}|{self.timezone}"
 
 
-def schedule(cron: str, timezone: str = "UTC", jitter: timedelta = timedelta(0)) -> ScheduleSpec:
-    """A `ScheduleSpec` from text; raises `CronSyntaxError` or `ValueError` (unknown zone)."""
-    return ScheduleSpec(cron=parse(cron), timezone=timezone, jitter=jitter, zone=zone(timezone))
+def schedule(
+    cron: str,
+    timezone: str = "UTC",
+    jitter: timedelta = timedelta(0),
+    *,
+    fires_after: datetime | None = None,
+) -> ScheduleSpec:
+    """A `ScheduleSpec` from text; raises `CronSyntaxError` or `ValueError` (unknown zone).
+
+    Where a schedule is defined, `fires_after` (now) also refuses one that never fires
+    after it (`CronSyntaxError` saying why); one already stored is taken as it is."""
+    spec = ScheduleSpec(cron=parse(cron), timezone=timezone, jitter=jitter, zone=zone(timezone))
+    if fires_after is not None:
+        check_fires(spec.cron, spec.zone, fires_after)
+    return spec
 
 
 def zone(name: str) -> tzinfo:

@@ -61,9 +61,9 @@ def test_bad_alerts_name_the_file_the_key_and_the_problem(
 
 
 def test_a_bad_schedule_names_its_key(tmp_path: Path) -> None:
-    settings = load_settings(write(tmp_path, 'urls = ["json://h/x"]\nschedule = "61 * * * *"'))
+    path = write(tmp_path, 'urls = ["json://h/x"]\nschedule = "61 * * * *"')
     with pytest.raises(ConfigError, match=r"cronlink.toml: alerts.schedule: minute field"):
-        build_app(settings)
+        build_app(load_settings(path))
 
 
 def test_urls_are_shown_without_their_secrets() -> None:

@@ -102,28 +102,32 @@ class _Walk:
         if tz is UTC:
             found = self.next_wall(_as_wall(wall + _ONE_SECOND))
             return None if found is None else datetime(*found, tzinfo=UTC)
-        cursor = wall + _ONE_SECOND
         first, second = offsets(wall, tz)
-        if first > second:  # the start lies in a repeated hour
-            fold = transition(wall, tz, first, second)
-            ends = wall_of(fold, tz) + first - second  # the first wall time not repeated
-            if not self.expr.fixed_time:
-                found = self.next_wall(_as_wall(cursor))
-                if found is not None and datetime(*found) < ends:
-                    # In the first pass the match's first occurrence is next; in the
-                    # second pass, its second occurrence.
-                    return datetime(*found, tzinfo=tz, fold=local.fold)
-                if not local.fold:
-                    # The second pass is still ahead, and a match in it before the
-                    # start's wall time comes before any match after the repeated hour.
-                    found = self.next_wall(_as_wall(wall_of(fold, tz)))
-                    if found is not None and datetime(*found) <= wall:
-                        return datetime(*found, tzinfo=tz, fold=1)
-            if local.fold or not self.expr.fixed_time:
-                # What is left of the repeated hour: done, or (fixed-time jobs, second
-                # pass) run already in the first pass.
-                cursor = max(cursor, ends)
-        return self._first_existing(cursor, tz)
+        if first > second:
+            return self._from_repeated_hour(wall, local.fold, first, second, tz)
+        return self._first_existing(wall + _ONE_SECOND, tz)
+
+    def _from_repeated_hour(
+        self, wall: datetime, fold: int, first: timedelta, second: timedelta, tz: tzinfo
+    ) -> datetime | None:
+        """The next fire from a start at repeated wall time `wall`, in its first pass (fold
+        0) or its second: the only start from which instants do not grow with wall times."""
+        jump = transition(wall, tz, first, second)
+        ends = wall_of(jump, tz) + first - second  # the first wall time not repeated
+        after = wall + _ONE_SECOND
+        if self.expr.fixed_time:
+            # A repeated time runs in the first pass only: in the second, it has run.
+            return self._first_existing(max(after, ends) if fold else after, tz)
+        found = self.next_wall(_as_wall(after))
+        if found is not None and datetime(*found) < ends:
+            return datetime(*found, tzinfo=tz, fold=fold)  # in the pass the start is in
+        if not fold:
+            # The second pass is still ahead: its matches up to the start's wall time
+            # come before any after the repeated hour.
+            found = self.next_wall(_as_wall(wall_of(jump, tz)))
+            if found is not None and datetime(*found) <= wall:
+                return datetime(*found, tzinfo=tz, fold=1)
+        return self._first_existing(max(after, ends), tz)
 
     def _first_existing(self, cursor: datetime, tz: tzinfo) -> datetime | None:
         """The instant of the first match at or after wall time `cursor` that fires.

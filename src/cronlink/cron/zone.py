@@ -25,7 +25,7 @@ _NAIVE_EPOCH = datetime(1970, 1, 1)
 _ONE_SECOND = timedelta(seconds=1)
 _CYCLE = 28
 """Years in which the calendar repeats, when they hold no skipped leap day."""
-UNKNOWN_RULES_YEARS = 400
+_UNKNOWN_RULES_YEARS = 400
 """For a tzinfo that is not a zone file: years searched past the start (a Gregorian cycle)."""
 
 
@@ -41,7 +41,7 @@ def settled_year(tz: tzinfo, year: int) -> int:
         last = _last_transition(key)
         if last is not None:
             return last
-    return year + UNKNOWN_RULES_YEARS
+    return year + _UNKNOWN_RULES_YEARS
 
 
 def horizon(settled: int, year: int) -> int:
