@@ -237,3 +237,20 @@ def test_no_fire_beyond_the_year_9999_is_never(zone: str) -> None:
     assert search(parse("0 0 1 1 *"), last, ZoneInfo(zone)).at is None
     beyond = datetime(9999, 12, 31, 23, 59, tzinfo=timezone(-timedelta(hours=23, minutes=59)))
     assert search(parse("* * * * *"), beyond, ZoneInfo(zone)).at is None
+
+
+def kind(year: int) -> tuple[int, bool]:
+    """What decides a year's matching days and, under a yearly rule, its offsets."""
+    return calendar.weekday(year, 1, 1), calendar.isleap(year)
+
+
+@given(st.integers(1, 9000), st.integers(1, 9000))
+def test_the_28_years_before_the_horizon_hold_every_later_kind_of_year(
+    settled: int, year: int
+) -> None:
+    end = horizon(settled, year)
+    assume(end + 401 <= 9999)
+    block = range(end - 28, end)
+    assert block.start > max(settled, year)
+    seen = {(kind(y - 1), kind(y), kind(y + 1)) for y in block}
+    assert all((kind(y - 1), kind(y), kind(y + 1)) in seen for y in range(end, end + 400))

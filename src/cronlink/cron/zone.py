@@ -48,8 +48,9 @@ def horizon(settled: int, year: int) -> int:
     """The first year a search from `year` need not enter: by then it has crossed 28 years
     after `settled` (and the year around each) that hold no skipped leap day."""
     first = max(settled, year) + 1
-    while skipped := [c for c in range(first - 1, first + _CYCLE + 1) if c % 100 == 0 and c % 400]:
-        first = skipped[-1] + 2
+    century = -(-(first - 1) // 100) * 100  # the only one these 30 years can hold
+    if century <= first + _CYCLE and century % 400:
+        first = century + 2
     return min(first + _CYCLE, MAXYEAR + 1)
 
 
