@@ -148,10 +148,13 @@ def first_fire_by_days(expr: CronExpr, tz: tzinfo, start: datetime, last_year: i
                     continue
                 for hour in expr.hours:
                     for minute in expr.minutes:
-                        wall = datetime(year, month, day, hour, minute)
-                        first, second = offsets(wall, tz)
+                        wall = datetime(year, month, day, hour, minute, tzinfo=tz)
+                        first, second = offsets(wall)
                         exists = first >= second or expr.fixed_time
-                        if exists and (wall - first).replace(tzinfo=UTC) > start:
+                        if (
+                            exists
+                            and (wall.replace(tzinfo=None) - first).replace(tzinfo=UTC) > start
+                        ):
                             return True
     return False
 

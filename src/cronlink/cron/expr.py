@@ -74,22 +74,32 @@ class CronExpr:
     """Minute and hour fields both do not start with `*`: the DST rules of cronie apply."""
     has_seconds: bool
     fields: tuple[str, ...]
-    _month_days: dict[tuple[int, int, int], tuple[int, ...]] = field(
+    _month_days: dict[tuple[int, int], tuple[int, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    _kind_days: dict[tuple[int, int, int], tuple[int, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
     def days_in(self, year: int, month: int) -> tuple[int, ...]:
-        """The days of `month` in `year` that match, ascending.
+        """The days of `month` in `year` that match, ascending (cached)."""
+        found = self._month_days.get((year, month))
+        if found is None:
+            if len(self._month_days) > 512:
+                self._month_days.clear()
+            found = self._month_days[(year, month)] = self._days_of_kind(year, month)
+        return found
 
-        A month's matches depend only on its length and the weekday of its 1st, so the
-        cache holds at most 91 entries however many years a search crosses."""
+    def _days_of_kind(self, year: int, month: int) -> tuple[int, ...]:
+        """A month's matches depend only on its length and the weekday of its 1st: at most
+        91 kinds of month, however many years a search crosses."""
         length = _month_length(year, month)
         if self.days is _EVERY_DAY:
             return _DAYS_UP_TO[length]
-        key = (month, length, date(year, month, 1).weekday())
-        found = self._month_days.get(key)
+        kind = (month, length, date(year, month, 1).weekday())
+        found = self._kind_days.get(kind)
         if found is None:
-            found = self._month_days[key] = _match_days(self.days, length, (key[2] + 1) % 7)
+            found = self._kind_days[kind] = _match_days(self.days, length, (kind[2] + 1) % 7)
         return found
 
 

@@ -23,6 +23,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import MAXYEAR, UTC, datetime, timedelta, tzinfo
+from functools import lru_cache
 
 from cronlink.cron.explain import explain
 from cronlink.cron.expr import CronExpr
@@ -48,18 +49,13 @@ def next_fire(expr: CronExpr, after: datetime, tz: tzinfo = UTC) -> datetime | N
     `after` must be timezone-aware; the result is in `tz` (with the right `fold`), or None
     when the expression can never fire again (or not before the year 10000).
     """
-    return search(expr, after, tz).at
+    return _Walk(expr).run(after, tz)
 
 
 def search(expr: CronExpr, after: datetime, tz: tzinfo = UTC) -> Search:
     """`next_fire`, with the number of steps the search took."""
-    if after.tzinfo is None:
-        raise ValueError("after must be timezone-aware")
     walk = _Walk(expr)
-    try:
-        at = walk.next_fire(after.astimezone(UTC), tz)
-    except OverflowError:  # the answer, or the start, lies beyond what datetime holds
-        at = None
+    at = walk.run(after, tz)
     return Search(at=at, steps=walk.steps)
 
 
@@ -90,22 +86,33 @@ def iter_fires(expr: CronExpr, after: datetime, tz: tzinfo = UTC) -> Iterator[da
 class _Walk:
     """One search: the expression, the zone, and a count of the steps taken."""
 
+    __slots__ = ("expr", "limit", "steps")
+
     def __init__(self, expr: CronExpr) -> None:
         self.expr = expr
         self.steps = 0
         self.limit = MAXYEAR + 1
 
-    def next_fire(self, start: datetime, tz: tzinfo) -> datetime | None:
+    def run(self, after: datetime, tz: tzinfo) -> datetime | None:
+        if after.tzinfo is None:
+            raise ValueError("after must be timezone-aware")
+        try:
+            return self._next_fire(after.astimezone(UTC), tz)
+        except OverflowError:  # the answer, or the start, lies beyond what datetime holds
+            return None
+
+    def _next_fire(self, start: datetime, tz: tzinfo) -> datetime | None:
         local = start.astimezone(tz)
-        wall = local.replace(tzinfo=None, microsecond=0, fold=0)
-        self.limit = horizon(settled_year(tz, local.year), local.year)
+        self.limit = _limit(tz, local.year)
+        after = local + _ONE_SECOND  # its wall time, less any fraction, is the first candidate
         if tz is UTC:
-            found = self.next_wall(_as_wall(wall + _ONE_SECOND))
+            found = self.next_wall(_as_wall(after))
             return None if found is None else datetime(*found, tzinfo=UTC)
-        first, second = offsets(wall, tz)
-        if first > second:
+        first, second = offsets(local)
+        if first != second:  # the start lies in a repeated hour
+            wall = local.replace(tzinfo=None, microsecond=0, fold=0)
             return self._from_repeated_hour(wall, local.fold, first, second, tz)
-        return self._first_existing(wall + _ONE_SECOND, tz)
+        return self._first_existing(_as_wall(after), tz)
 
     def _from_repeated_hour(
         self, wall: datetime, fold: int, first: timedelta, second: timedelta, tz: tzinfo
@@ -117,7 +124,7 @@ class _Walk:
         after = wall + _ONE_SECOND
         if self.expr.fixed_time:
             # A repeated time runs in the first pass only: in the second, it has run.
-            return self._first_existing(max(after, ends) if fold else after, tz)
+            return self._first_existing(_as_wall(max(after, ends) if fold else after), tz)
         found = self.next_wall(_as_wall(after))
         if found is not None and datetime(*found) < ends:
             return datetime(*found, tzinfo=tz, fold=fold)  # in the pass the start is in
@@ -127,23 +134,23 @@ class _Walk:
             found = self.next_wall(_as_wall(wall_of(jump, tz)))
             if found is not None and datetime(*found) <= wall:
                 return datetime(*found, tzinfo=tz, fold=1)
-        return self._first_existing(max(after, ends), tz)
+        return self._first_existing(_as_wall(max(after, ends)), tz)
 
-    def _first_existing(self, cursor: datetime, tz: tzinfo) -> datetime | None:
+    def _first_existing(self, cursor: Wall, tz: tzinfo) -> datetime | None:
         """The instant of the first match at or after wall time `cursor` that fires.
 
         From here on instants grow with wall times, so the first match that exists (or,
         for a fixed-time job, the first match at all) is the answer."""
-        while (found := self.next_wall(_as_wall(cursor))) is not None:
+        while (found := self.next_wall(cursor)) is not None:
             self.steps += 1
-            wall = datetime(*found)
-            first, second = offsets(wall, tz)
+            at = datetime(*found, tzinfo=tz)
+            first, second = offsets(at)
             if first >= second:  # exists once, or repeated: its first occurrence
-                return wall.replace(tzinfo=tz)
-            jump = transition(wall, tz, first, second)
+                return at
+            jump = transition(datetime(*found), tz, first, second)
             if self.expr.fixed_time:
                 return jump.astimezone(tz)
-            cursor = wall_of(jump, tz)  # every wall time before it is skipped too
+            cursor = _as_wall(jump.astimezone(tz))  # every wall time before it is skipped too
         return None
 
     def next_wall(self, at: Wall) -> Wall | None:
@@ -186,6 +193,12 @@ class _Walk:
                 continue
             return (year, month, day, hour, minute, seconds[i])
         return None
+
+
+@lru_cache(maxsize=1024)
+def _limit(tz: tzinfo, year: int) -> int:
+    """The year a search from `year` in `tz` stops at (it runs on every search)."""
+    return horizon(settled_year(tz, year), year)
 
 
 def _as_wall(value: datetime) -> Wall:

@@ -54,17 +54,18 @@ def horizon(settled: int, year: int) -> int:
     return min(first + _CYCLE, MAXYEAR + 1)
 
 
-def offsets(wall: datetime, tz: tzinfo) -> tuple[timedelta, timedelta]:
-    """The UTC offsets of naive wall time `wall` at its first and second occurrence.
+def offsets(at: datetime) -> tuple[timedelta, timedelta]:
+    """The UTC offsets of wall time `at` (aware, in its zone) at its first and second
+    occurrence.
 
     Equal: the wall time exists once. First larger: it is repeated (clocks fall back).
     First smaller: it is skipped (clocks spring forward); PEP 495 gives the offsets
     before and after the jump."""
-    first = wall.replace(tzinfo=tz).utcoffset()
-    second = wall.replace(tzinfo=tz, fold=1).utcoffset()
-    assert first is not None
-    assert second is not None
-    return first, second
+    here = at.utcoffset()
+    there = at.replace(fold=1 - at.fold).utcoffset()
+    assert here is not None
+    assert there is not None
+    return (there, here) if at.fold else (here, there)
 
 
 def transition(wall: datetime, tz: tzinfo, before: timedelta, after: timedelta) -> datetime:
