@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cronlink.worker")
 TRACEBACK_CHARS = 8000
+ERROR_CHARS = 300
 
 
 class Worker:
@@ -201,6 +202,7 @@ class Worker:
             outcome = await self._timed_attempt(run)
             self._completing.add(run.id)
             claimed = await self.committer.finish(run, outcome)
+            _tell(run, outcome)
             if self.metered:
                 metrics.attempt_finished(run, outcome.state, outcome.duration_ms)
         except Exception:
@@ -313,6 +315,29 @@ class Worker:
         if self.on_enqueue is not None:
             self.on_enqueue(target.tier)
         return run_id
+
+
+def _tell(run: Run, outcome: Outcome) -> None:
+    """A WARNING for an attempt that failed and will be retried, an ERROR for a run that
+    failed for good: the process log says what the runs table says, in every role."""
+    error = outcome.error
+    if error is None or error.reason in ("shutdown", "cancelled"):
+        return
+    excerpt = f"{error.type}: {error.message.splitlines()[0] if error.message else ''}"
+    excerpt = excerpt if len(excerpt) <= ERROR_CHARS else excerpt[: ERROR_CHARS - 1] + "…"
+    with logs.attempt(run.id, run.job):
+        if outcome.state is RunState.QUEUED:
+            at = outcome.retry_at.isoformat(timespec="seconds") if outcome.retry_at else "now"
+            log.warning(
+                "run %d of %s: attempt %d of %d failed (%s); retrying at %s",
+                run.id, run.job, run.attempt, run.max_attempts, excerpt, at,
+            )  # fmt: skip
+        else:
+            attempts = "attempt" if run.attempt == 1 else "attempts"
+            log.error(
+                "run %d of %s is %s after %d %s (%s)",
+                run.id, run.job, outcome.state, run.attempt, attempts, excerpt,
+            )  # fmt: skip
 
 
 def _retryable(error: BaseException) -> bool:
