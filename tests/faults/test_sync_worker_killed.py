@@ -19,7 +19,7 @@ from tests.faults.processes import Roles
 from tests.faults.sandboxed import sandboxed
 
 RECORDS = 10_000
-WORKER = '[worker]\nlease = "2s"\nheartbeat = "500ms"\npoll = "100ms"\n'
+WORKER = '[worker]\nlease = "5s"\nheartbeat = "1s"\npoll = "100ms"\n'
 SYNC = [{
     "name": "copy",
     "sync": {"source": {"path": "/api/records", "page_size": 500},
