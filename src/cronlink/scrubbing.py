@@ -28,9 +28,6 @@ from urllib.parse import urlsplit, urlunsplit
 from cronlink.envtext import LISTED, listed
 
 MASK = "***"
-CONFIGURED = (*LISTED, "DATABASE_URL")
-"""The variables whose values cronlink is given as secrets (each of a list; the database
-URL's password)."""
 
 _URLSAFE = str.maketrans("-_", "+/")
 _JSON_SHORT = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f", "\n": "\\n",
@@ -65,13 +62,9 @@ class Scrubber:
         # Compiled when first needed: most scrubbers (a refresh's) are never used.
         if self._compiled is None and self._secrets:
             # The longest first: a secret that contains another is masked whole.
-            chosen = sorted(self._secrets, key=len, reverse=True)
+            chosen = sorted(self._secrets, key=lambda s: (-len(s), s))
             self._compiled = re.compile("|".join(map(_pattern, chosen)))
         return self._compiled
-
-    def extended(self, more: Iterable[str]) -> Scrubber:
-        """A scrubber for these secrets as well."""
-        return Scrubber(self._secrets.union(more))
 
     def value(self, value: Any) -> Any:
         """`value` with every string inside it (keys too) scrubbed: a step's output."""

@@ -50,7 +50,7 @@ def test_a_secret_inside_another_is_masked_whole_and_short_ones_too() -> None:
 
 
 def test_values_are_scrubbed_throughout() -> None:
-    scrub = Scrubber([SECRET]).extended(["t0ken-value"])
+    scrub = Scrubber([SECRET, "t0ken-value"])
     value = {"said": [SECRET, {"t0ken-value": 1}], "n": 3, "ok": True, "nothing": None}
     assert scrub.value(value) == {"said": [MASK, {MASK: 1}], "n": 3, "ok": True, "nothing": None}
 
