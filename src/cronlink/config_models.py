@@ -33,7 +33,7 @@ class TargetModel(_Strict):
     headers: dict[str, str] = {}
     body: str | None = None
     sign: bool = False
-    """Send `X-Cronlink-Signature` made with CRON_SECRET (a target that is a cronlink)."""
+    """Send `X-Cronlink-Signature` made with CRON_SIGNING_KEY (a target that is a cronlink)."""
 
 
 class JobModel(_Strict):

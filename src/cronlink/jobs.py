@@ -58,7 +58,7 @@ class HttpTarget:
     headers: dict[str, str] = field(default_factory=dict)
     body: str | None = None
     sign: bool = False
-    """Sign each call with the first secret of CRON_SECRET (`cronlink.signatures`)."""
+    """Sign each call with the current key of CRON_SIGNING_KEY (`cronlink.signatures`)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -27,6 +27,7 @@ from cronlink.jobs import new_run
 from cronlink.observe import logs, metrics, spend
 from cronlink.records import Reason, RunError, RunState, Tier
 from cronlink.retry import Failure, GiveUp, Retry
+from cronlink.scrubbing import Scrubber, configured
 from cronlink.store import ClaimRequest, Outcome
 from cronlink.tiers import ChildFailed, HeavyTier, LightTier, MemoryLimitExceeded
 
@@ -88,6 +89,8 @@ class Worker:
         self.metered = metered
         """Count attempts in the process's metrics and what each spends (off only to measure
         what that costs: bench/metrics_cost_bench.py)."""
+        self._scrub = Scrubber(configured(os.environ))
+        """What a run records (result, error, log lines) loses the secrets cronlink is given."""
         self._active: dict[int, tuple[asyncio.Task[None], Run]] = {}
         self._stopping: dict[int, RunState] = {}
         self._completing: set[int] = set()
@@ -227,11 +230,14 @@ class Worker:
         counting = spend.spending() if self.metered else contextlib.nullcontext(spend.Spend())
         with counting as spent, logs.attempt(run.id, run.job):
             outcome = await self._attempt(run, logbook)
-        return dataclasses.replace(
-            outcome,
-            duration_ms=int((time.monotonic() - started) * 1000),
-            logs=tuple(logbook.lines),
-            spend=spent,
+        return _scrubbed(
+            dataclasses.replace(
+                outcome,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                logs=tuple(logbook.lines),
+                spend=spent,
+            ),
+            self._scrub,
         )
 
     async def _attempt(self, run: Run, logbook: RunLog) -> Outcome:
@@ -338,6 +344,24 @@ def _tell(run: Run, outcome: Outcome) -> None:
                 "run %d of %s is %s after %d %s (%s)",
                 run.id, run.job, outcome.state, run.attempt, attempts, excerpt,
             )  # fmt: skip
+
+
+def _scrubbed(outcome: Outcome, scrub: Scrubber) -> Outcome:
+    if not scrub:
+        return outcome
+    error = outcome.error
+    if error is not None:
+        error = dataclasses.replace(
+            error,
+            message=scrub(error.message),
+            traceback=scrub(error.traceback),
+        )
+    return dataclasses.replace(
+        outcome,
+        error=error,
+        result=None if outcome.result is None else scrub(outcome.result),
+        logs=tuple((at, level, scrub(line)) for at, level, line in outcome.logs),
+    )
 
 
 def _retryable(error: BaseException) -> bool:

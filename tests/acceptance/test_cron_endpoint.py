@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -14,11 +14,14 @@ import aiohttp
 import pytest
 
 from cronlink.app import App
+from cronlink.config import Settings
 from cronlink.config_models import ServeModel
+from cronlink.errors import ConfigError
 from cronlink.jobs import HttpTarget, Job, new_run
-from cronlink.records import Reason, RunState, Tier
+from cronlink.records import Reason, Run, RunState, Tier
+from cronlink.runtime import run_roles, serve_http
 from cronlink.scheduler import Scheduler
-from cronlink.signatures import sign
+from cronlink.signatures import Request, sign
 from cronlink.store import Store
 from cronlink.web.limits import Limiter
 from cronlink.web.server import serving
@@ -26,6 +29,7 @@ from tests.acceptance.handlers import app
 from tests.acceptance.worker_kit import finished, running_worker, wait_until
 
 ONE, TWO = "s3cret-one-5b1f0e2c9a", "s3cret-two-9d27c4aa51"
+KEY, OLD_KEY = "signing-key-new-0123456789abcdef0", "signing-key-old-0123456789abcdef0"
 
 
 @dataclass
@@ -290,33 +294,145 @@ async def test_a_huge_body_is_refused_and_a_slow_request_cut_off(
             assert answer.status == 200
 
 
-async def test_required_signatures_and_a_signing_http_target(
-    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _signed(path: str, body: bytes = b"", key: str = KEY, method: str = "POST") -> dict[str, str]:
+    """The bearer and a signature for a call to `path` (with its query, if any)."""
+    route, _, query = path.partition("?")
+    call = Request(method=method, path=route, query=query, body=body)
+    return {"Authorization": f"Bearer {ONE}", "X-Cronlink-Signature": sign(key, call)}
+
+
+async def _called_by_a_target(store: Store, url: str, sign: bool) -> Run:
+    """The run of an HTTP-target job of another cronlink that calls `url` with
+    `Bearer ${CRON_SECRET}` (and signed, if `sign`)."""
+    caller = App()
+    caller.add(
+        Job(name="call-ok", target=HttpTarget(
+            url=url, sign=sign, headers={"Authorization": "Bearer ${CRON_SECRET}"}
+        ))
+    )  # fmt: skip
+    run_id = await store.enqueue(new_run(caller.get("call-ok"), Reason.MANUAL), datetime.now(UTC))
+    async with running_worker(store, Tier.LIGHT, caller.jobs):
+        return await finished(store, run_id)
+
+
+@pytest.fixture
+def _signing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRON_SECRET", ONE)
+    monkeypatch.setenv("CRON_SIGNING_KEY", f"{KEY},{OLD_KEY}")
+
+
+@pytest.mark.usefixtures("_signing")
+async def test_required_signatures_and_a_signing_http_target(sqlite_store: Store) -> None:
     auth = {"Authorization": f"Bearer {ONE}"}
     async for url, http in _limited_server(sqlite_store, ServeModel(require_signature=True)):
         async with http.post(url + "/cron/ok", headers=auth) as answer:
             assert answer.status == 401  # the bearer alone is not enough
-        signed = auth | {"X-Cronlink-Signature": sign(ONE, "POST", "/cron/ok", b"")}
-        async with http.post(url + "/cron/ok", headers=signed) as answer:
+            assert (await answer.json())["detail"] == "X-Cronlink-Signature is required"
+        signed = _signed("/cron/ok?wait=false")
+        async with http.post(url + "/cron/ok?wait=false", headers=signed) as answer:
             assert answer.status == 202
-        async with http.post(url + "/cron/ok", headers=signed) as answer:
+        async with http.post(url + "/cron/ok?wait=false", headers=signed) as answer:
             assert answer.status == 401  # the same signature again: a replay
-        # A cronlink's HTTP-target job calling this one signs each call.
-        caller = App()
-        caller.add(
-            Job(name="call-ok", target=HttpTarget(
-                url=url + "/cron/ok", headers={"Authorization": "Bearer ${CRON_SECRET}"},
-                sign=True,
-            ))
-        )  # fmt: skip
-        run_id = await sqlite_store.enqueue(
-            new_run(caller.get("call-ok"), Reason.MANUAL), datetime.now(UTC)
+            assert (await answer.json())["detail"] == "X-Cronlink-Signature was already used"
+        # A cronlink's HTTP-target job calling this one signs each call, query included,
+        # with the current signing key; its URL's odd characters are signed as sent.
+        run = await _called_by_a_target(
+            sqlite_store, url + "/cron/ok?wait=false&note=a b|c", sign=True
         )
-        async with running_worker(sqlite_store, Tier.LIGHT, caller.jobs):
-            run = await finished(sqlite_store, run_id)
         assert run.state is RunState.SUCCEEDED, run.error
+
+
+@pytest.mark.usefixtures("_signing")
+async def test_a_captured_call_can_be_neither_replayed_changed_nor_re_signed(
+    sqlite_store: Store,
+) -> None:
+    """Whoever captured a signed call holds its bearer, not the signing key."""
+    async for url, http in _limited_server(sqlite_store, ServeModel(require_signature=True)):
+        captured = _signed("/cron/ok", b"{}")
+        async with http.post(url + "/cron/ok", headers=captured, data=b"{}") as answer:
+            assert answer.status == 202
+        attempts = [
+            ("/cron/ok", captured, b"{}"),  # verbatim
+            ("/cron/ok?wait=true", _signed("/cron/ok", b"{}"), b"{}"),  # a query added
+            ("/cron/ok", _signed("/cron/ok", b"{}"), b"{ }"),  # another body
+            ("/cron/ok", _signed("/cron/ok", b"{}", key=ONE), b"{}"),  # re-signed with the bearer
+        ]
+        for path, headers, body in attempts:
+            async with http.post(url + path, headers=headers, data=body) as answer:
+                assert answer.status == 401, path
+                assert (await answer.json())["error"] == "invalid_signature"
+        async with http.post(url + "/cron/ok", headers=_signed("/cron/ok", key=OLD_KEY)) as answer:
+            assert answer.status == 202  # a key still accepted during a rotation
+    assert {e.outcome for e in await sqlite_store.audit.find()} >= {"bad_signature"}
+
+
+@pytest.mark.usefixtures("_signing")
+@pytest.mark.parametrize(
+    "header",
+    ["t=abc,n=0123456789abcdef,v2=" + "0" * 64, "t=" + "9" * 5000 + ",n=x,v1=00",
+     "t=\u00b2,v1=00", "t=" + "9" * 4000 + ",v1=00", "v1", "t=1,t=2", ""],
+)  # fmt: skip
+async def test_a_malformed_signature_is_a_401_that_says_why_and_is_audited(
+    sqlite_store: Store, header: str
+) -> None:
+    headers = {"Authorization": f"Bearer {ONE}", "X-Cronlink-Signature": header}
+    async for url, http in _limited_server(sqlite_store, ServeModel()):
+        async with http.post(url + "/cron/ok", headers=headers) as answer:
+            assert answer.status == 401
+            problem = await answer.json()
+    assert problem["error"] == "invalid_signature"
+    assert problem["detail"].startswith("X-Cronlink-Signature is malformed: ")
+    [entry] = await sqlite_store.audit.find()
+    assert (entry.action, entry.outcome) == ("cron.run", "bad_signature")
+
+
+async def test_a_cronlink_calling_a_cronlink_sends_the_current_secret_alone(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CRON_SECRET="NEW,OLD" mid-rotation: `${CRON_SECRET}` is NEW, not the list."""
+    monkeypatch.setenv("CRON_SECRET", f"{ONE},{TWO}")
+    async for url, _ in _limited_server(sqlite_store, ServeModel()):
+        run = await _called_by_a_target(sqlite_store, url + "/cron/ok", sign=False)
+        assert run.state is RunState.SUCCEEDED, run.error
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"CRON_SECRET": f"{ONE},short-secret"}, "CRON_SECRET: value #2 is shorter than 16"),
+        ({"CRON_SECRET": ONE, "CRON_SIGNING_KEY": "too-short"}, "CRON_SIGNING_KEY: value #1"),
+        ({"CRON_SECRET": KEY, "CRON_SIGNING_KEY": KEY}, "must differ from every CRON_SECRET"),
+    ],
+)
+async def test_a_weak_secret_stops_every_role_at_start(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], said: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(database_url=sqlite_store.url)
+    stopped = asyncio.Event()
+    stopped.set()
+    starts: list[Callable[[], Awaitable[None]]] = [
+        lambda: run_roles(settings, app, scheduler=True, tiers=(Tier.LIGHT,), stop=stopped),
+        lambda: run_roles(settings, app, scheduler=False, tiers=(), serve=("127.0.0.1", 0),
+                          stop=stopped),
+        lambda: serve_http(settings, app, "127.0.0.1", 0, stop=stopped),
+    ]  # fmt: skip
+    for start in starts:
+        with pytest.raises(ConfigError, match=said):
+            await start()
+
+
+async def test_required_signatures_without_a_key_stop_serve_at_start(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRON_SECRET", ONE)
+    monkeypatch.delenv("CRON_SIGNING_KEY", raising=False)
+    settings = Settings(database_url=sqlite_store.url, serve=ServeModel(require_signature=True))
+    stopped = asyncio.Event()
+    stopped.set()
+    with pytest.raises(ConfigError, match="require_signature needs CRON_SIGNING_KEY"):
+        await serve_http(settings, app, "127.0.0.1", 0, stop=stopped)
 
 
 async def test_a_signed_call_replayed_to_another_server_is_refused(
@@ -325,8 +441,8 @@ async def test_a_signed_call_replayed_to_another_server_is_refused(
     """Two `cronlink serve` behind one balancer share the database: a signature spent on
     one is spent on both."""
     monkeypatch.setenv("CRON_SECRET", ONE)
-    signed = {"Authorization": f"Bearer {ONE}",
-              "X-Cronlink-Signature": sign(ONE, "POST", "/cron/ok", b"")}  # fmt: skip
+    monkeypatch.setenv("CRON_SIGNING_KEY", KEY)
+    signed = _signed("/cron/ok")
     async with (
         serving(any_store, app, "127.0.0.1", 0) as first,
         serving(any_store, app, "127.0.0.1", 0) as second,
@@ -336,8 +452,7 @@ async def test_a_signed_call_replayed_to_another_server_is_refused(
             assert answer.status == 202
         async with http.post(second + "/cron/ok", headers=signed) as answer:
             assert answer.status == 401
-        fresh = signed | {"X-Cronlink-Signature": sign(ONE, "POST", "/cron/ok", b"")}
-        async with http.post(second + "/cron/ok", headers=fresh) as answer:
+        async with http.post(second + "/cron/ok", headers=_signed("/cron/ok")) as answer:
             assert answer.status == 202
     spent = await any_store.transact(
         lambda c: c.exec_driver_sql("SELECT count(*) FROM spent_signatures").scalar_one(),

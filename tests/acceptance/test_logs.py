@@ -14,6 +14,7 @@ import pytest
 from cronlink.observe import logs
 from cronlink.records import Tier
 from cronlink.scheduler import Scheduler
+from cronlink.scrubbing import MASK
 from cronlink.store import Store
 from tests.acceptance.handlers import app
 from tests.acceptance.worker_kit import enqueue, finished, running_worker
@@ -56,11 +57,11 @@ async def test_json_lines_carry_the_run_and_mask_secrets(
     [said] = [line for line in lines if line["message"].startswith("payload is")]
     assert said["run_id"] == run_id
     assert said["job"] == "ok"
-    assert said["message"] == f"payload is holding {logs.MASK}"
+    assert said["message"] == f"payload is holding {MASK}"
     assert said["level"] == "info"
     [outside] = [line for line in lines if line["message"] == "outside any run"]
     assert "run_id" not in outside
-    assert f"failed with {logs.MASK}" in outside["error"]
+    assert f"failed with {MASK}" in outside["error"]
 
 
 @pytest.mark.usefixtures("restored")

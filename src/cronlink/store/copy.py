@@ -33,6 +33,7 @@ from cronlink.errors import (
     StoreError,
     first_line,
 )
+from cronlink.scrubbing import without_password
 from cronlink.store import migrate, store_for
 from cronlink.store.schema import metadata
 from cronlink.store.sqlite import SQLiteStore
@@ -153,10 +154,8 @@ def _database(url: str) -> _Database:
     store = store_for(url)
     if isinstance(store, SQLiteStore):
         return _Database(name=url, engine_url=f"sqlite:///{store.path}", path=store.path)
-    from cronlink.store.postgres import redacted  # here: it loads the PostgreSQL driver
-
     return _Database(
-        name=redacted(url), engine_url=f"postgresql+psycopg://{url.split('://', 1)[1]}"
+        name=without_password(url), engine_url=f"postgresql+psycopg://{url.split('://', 1)[1]}"
     )
 
 

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -18,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cronlink.errors import StoreError, first_line
+from cronlink.scrubbing import without_password
 from cronlink.store import migrate, postgres_enqueue, postgres_hot, postgres_refresh, queries
 from cronlink.store.audit_store import DETAIL_CHARS
 from cronlink.store.base import ClaimRequest, Completion, Store
@@ -47,7 +47,7 @@ log = logging.getLogger("cronlink.store")
 
 class PostgresStore(Store):
     def __init__(self, url: str, pool_size: int = 5) -> None:
-        self.url = redacted(url)
+        self.url = without_password(url)
         _, rest = url.split("://", 1)
         self._engine_url = f"postgresql+psycopg://{rest}"
         self._pool_size = pool_size
@@ -259,12 +259,3 @@ def _prepare(c: Connection, run_migrations: bool) -> None:
         migrate.upgrade(c)
     else:
         migrate.check_not_newer(c)
-
-
-def redacted(url: str) -> str:
-    """`url` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -87,18 +88,22 @@ async def _deny(
 ) -> JSONResponse | None:
     """429 when the client address, then the credential, is over its rate; 401 for a
     missing, malformed or wrong secret, and when none is configured: one shape for all,
-    so a caller learns nothing about which it was. None: go on."""
+    so a caller learns nothing about which it was; then 401 `invalid_signature` saying
+    what is wrong with the signature. None: go on."""
     wait = service.per_address.wait(service.clients.address(request))
     if wait > 0:
         await service.refused(request, action, target, "limited")
         return _too_many(wait)
-    if not service.secrets.accepts(request.headers.get("Authorization")) or not (
-        await _signed(service, request)
-    ):
+    if not service.secrets.accepts(request.headers.get("Authorization")):
         await service.refused(request, action, target)
         return JSONResponse(
             {"error": "unauthorized"}, 401, headers={"WWW-Authenticate": 'Bearer realm="cronlink"'}
         )
+    problem = await _signature_problem(service, request)
+    if problem is not None:
+        # The caller holds the bearer: what is wrong with its signature is worth saying.
+        await service.refused(request, action, target, "bad_signature")
+        return JSONResponse({"error": "invalid_signature", "detail": problem}, 401)
     wait = service.per_credential.wait("cron-secret")
     if wait > 0:
         await service.audited(request, "cron-secret", action, target, "limited")
@@ -106,18 +111,34 @@ async def _deny(
     return None
 
 
-async def _signed(service: WebService, request: Request) -> bool:
+async def _signature_problem(service: WebService, request: Request) -> str | None:
     """A signature, when sent (or required by `[serve] require_signature`), must be good,
-    fresh and not seen before."""
+    fresh and not seen before, by this process or any other on the database."""
     header = request.headers.get(signatures.HEADER)
     if header is None:
-        return not service.require_signature
-    body = await request.body()
-    if not service.secrets.verifier.accepts(header, request.method, request.url.path, body):
-        return False
+        return f"{signatures.HEADER} is required" if service.require_signature else None
+    signed = signatures.Request(
+        method=request.method, path=_raw_path(request),
+        query=request.scope.get("query_string", b"").decode("latin-1"),
+        body=await request.body(),
+    )  # fmt: skip
+    problem = service.secrets.verifier.problem(header, signed)
+    if problem is not None:
+        return problem
     now = datetime.now(UTC)
     window = timedelta(seconds=signatures.WINDOW)
-    return await service.store.signatures.spend(signatures.fingerprint(header), now, now + window)
+    spent = signatures.parse(header).digest
+    if not await service.store.signatures.spend(spent, now, now + window):
+        return f"{signatures.HEADER} was already used"
+    return None
+
+
+def _raw_path(request: Request) -> str:
+    """The path as the caller sent it, percent-encoding and all (what it signed)."""
+    raw = request.scope.get("raw_path")
+    if raw:
+        return bytes(raw).decode("latin-1").partition("?")[0]
+    return quote(request.scope["path"])
 
 
 def _too_many(wait: float) -> JSONResponse:
