@@ -13,6 +13,7 @@ from cronlink import signatures
 from cronlink.envtext import expand, referenced_values
 from cronlink.envtext import retry_after as parse_retry_after
 from cronlink.errors import AddressRefusedError, ConfigError, CronlinkError
+from cronlink.http_client import as_refusal
 from cronlink.scrubbing import Scrubber, configured
 
 if TYPE_CHECKING:
@@ -78,6 +79,9 @@ async def call(
         # Its host may come from a ${VARIABLE} like the rest of the URL: scrubbed the same.
         raise AddressRefusedError(scrub(error.host), error.address, error.reason) from None
     except aiohttp.ClientError as error:
+        refusal = as_refusal(error)
+        if refusal is not None:
+            raise refusal from None
         # A client error may quote the URL, which may carry a ${SECRET}: keep its class,
         # scrub its text.
         scrubbed = scrub(str(error))

@@ -41,11 +41,17 @@ class ScheduleSpec:
 
 def schedule(cron: str, timezone: str = "UTC", jitter: timedelta = timedelta(0)) -> ScheduleSpec:
     """A `ScheduleSpec` from text; raises `CronSyntaxError` or `ValueError` (unknown zone)."""
-    try:
-        zone = UTC if timezone in ("UTC", "Etc/UTC") else ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {timezone!r}") from None
+    zone = UTC if timezone in ("UTC", "Etc/UTC") else time_zone(timezone)
     return ScheduleSpec(cron=parse(cron), timezone=timezone, jitter=jitter, zone=zone)
+
+
+def time_zone(name: str) -> ZoneInfo:
+    """The IANA zone `name`; `ValueError` for anything else, a folder of zones such as
+    "America" included (zoneinfo itself raises whatever reading that path raised)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown time zone {name!r}") from None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

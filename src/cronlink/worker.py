@@ -28,6 +28,7 @@ from cronlink.observe import logs, metrics, spend
 from cronlink.records import Reason, RunError, RunState, Tier
 from cronlink.retry import Failure, GiveUp, Retry
 from cronlink.scrubbing import Scrubber, configured
+from cronlink.storable import escaped
 from cronlink.store import ClaimRequest, Outcome
 from cronlink.tiers import ChildFailed, HeavyTier, LightTier, MemoryLimitExceeded
 
@@ -230,7 +231,7 @@ class Worker:
         counting = spend.spending() if self.metered else contextlib.nullcontext(spend.Spend())
         with counting as spent, logs.attempt(run.id, run.job):
             outcome = await self._attempt(run, logbook)
-        return _scrubbed(
+        return _recorded(
             dataclasses.replace(
                 outcome,
                 duration_ms=int((time.monotonic() - started) * 1000),
@@ -346,21 +347,24 @@ def _tell(run: Run, outcome: Outcome) -> None:
             )  # fmt: skip
 
 
-def _scrubbed(outcome: Outcome, scrub: Scrubber) -> Outcome:
-    if not scrub:
-        return outcome
+def _recorded(outcome: Outcome, scrub: Scrubber) -> Outcome:
+    """The outcome as the store keeps it. The text a handler, a target's answer or an
+    exception brought is scrubbed of secrets, and any NUL or lone surrogate in it escaped:
+    the store refuses those, and a run whose ending cannot be written would run again."""
+
+    def clean(text: str) -> str:
+        return escaped(scrub(text) if scrub else text)
+
     error = outcome.error
     if error is not None:
         error = dataclasses.replace(
-            error,
-            message=scrub(error.message),
-            traceback=scrub(error.traceback),
+            error, message=clean(error.message), traceback=clean(error.traceback)
         )
     return dataclasses.replace(
         outcome,
         error=error,
-        result=None if outcome.result is None else scrub(outcome.result),
-        logs=tuple((at, level, scrub(line)) for at, level, line in outcome.logs),
+        result=None if outcome.result is None else clean(outcome.result),
+        logs=tuple((at, level, clean(line)) for at, level, line in outcome.logs),
     )
 
 

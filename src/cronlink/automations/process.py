@@ -25,6 +25,7 @@ from cronlink.automations.steps import StepModel, parse_steps
 from cronlink.child import resolve
 from cronlink.connections.account import Account, Answer
 from cronlink.errors import AccountPausedError, CronlinkError, StepError, TokenUnavailableError
+from cronlink.http_client import as_refusal
 from cronlink.scrubbing import Scrubber, configured
 
 if TYPE_CHECKING:
@@ -103,7 +104,12 @@ class StepContext:
             raise StepError(f"{method}: {error}", wait=_seconds_until(error.until)) from None
         except CronlinkError as error:
             raise StepError(f"{method}: {error}", retryable=False) from None
-        except (aiohttp.ClientError, TimeoutError) as error:
+        except aiohttp.ClientError as error:
+            refusal = as_refusal(error)
+            if refusal is not None:
+                raise StepError(f"{method}: {refusal}", retryable=False) from None
+            raise StepError(f"{method} failed: {type(error).__name__}") from None
+        except TimeoutError as error:
             raise StepError(f"{method} failed: {type(error).__name__}") from None
         if answer.status >= 400:
             text = self.scrubbed(answer.body.decode(errors="replace"))

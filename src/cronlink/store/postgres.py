@@ -13,15 +13,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from cronlink.errors import StoreError, first_line
+from cronlink.errors import StoreError, UnstorableError, first_line
 from cronlink.scrubbing import without_password
 from cronlink.store import migrate, postgres_enqueue, postgres_hot, postgres_refresh, queries
 from cronlink.store.audit_store import DETAIL_CHARS
 from cronlink.store.base import ClaimRequest, Completion, Store
 from cronlink.store.postgres_enqueue import channel
+from cronlink.store.schema import refuse_unstorable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -60,6 +62,7 @@ class PostgresStore(Store):
         self._engine = create_async_engine(
             self._engine_url, pool_size=self._pool_size, max_overflow=5, pool_pre_ping=True
         )
+        event.listen(self._engine.sync_engine, "before_cursor_execute", refuse_unstorable)
         await self._run(lambda c: _prepare(c, migrate), write=True)
         # No check on checkout (a round trip per transaction): a connection the server
         # dropped fails its transaction once, the caller retries, the pool replaces it.
@@ -218,6 +221,10 @@ class PostgresStore(Store):
         try:
             async with self._pool.connection() as db:
                 return await fn(db)
+        except (psycopg.DataError, UnicodeEncodeError) as error:
+            # Refused by the driver before it sent anything, or by the server inside the
+            # verb's own transaction: the connection goes back to the pool clean either way.
+            raise UnstorableError(f"cannot store a value: {first_line(error)}") from None
         except psycopg.Error as error:
             raise StoreError(f"database error on {self.url}: {first_line(error)}") from None
         except OSError as error:

@@ -30,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from cronlink.storable import check
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -64,6 +66,18 @@ DEDUPE_KEYED = "dedupe_key IS NOT NULL"
 ON_DEDUPE_KEY = f"ON CONFLICT (dedupe_key) WHERE {DEDUPE_KEYED} DO NOTHING"
 """The conflict target of an insert that yields to the run its dedupe key already started:
 it names the partial index's predicate, or neither engine would infer the index."""
+
+
+def refuse_unstorable(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+) -> None:
+    """`before_cursor_execute` on both engines: text a parameter cannot hold is refused
+    with `UnstorableError` before the driver sees it (PostgreSQL's driver would fail on a
+    NUL, both on a lone surrogate, each its own way; SQLite would keep a NUL)."""
+    for row in parameters if many else (parameters,):
+        for value in row.values() if isinstance(row, dict) else row or ():
+            if isinstance(value, str):
+                check(value, "a value to store")
 
 
 def _where(condition: str) -> dict[str, Any]:

@@ -24,10 +24,11 @@ from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
-from cronlink.errors import CorruptDatabaseError, StoreError
+from cronlink.errors import CorruptDatabaseError, StoreError, UnstorableError
 from cronlink.store import migrate, queries, sqlite_hot, sqlite_refresh
 from cronlink.store.audit_store import DETAIL_CHARS
 from cronlink.store.base import Completion, Store
+from cronlink.store.schema import refuse_unstorable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -71,6 +72,7 @@ class SQLiteStore(Store):
             connect_args={"isolation_level": None, "check_same_thread": False},
         )
         event.listen(engine, "connect", _pragmas)
+        event.listen(engine, "before_cursor_execute", refuse_unstorable)
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         migrate.refuse_foreign(conn, str(self.path))
         if run_migrations:
@@ -318,6 +320,8 @@ def _translated(fn: Callable[[], T], path: Path) -> T:
         raise _translate(error.orig, path) from error
     except sqlite3.Error as error:
         raise _translate(error, path) from error
+    except UnicodeEncodeError as error:  # the raw hot verbs' own parameters
+        raise UnstorableError(f"cannot store a value: {error.reason}") from None
 
 
 def _translate(error: BaseException | None, path: Path) -> StoreError:

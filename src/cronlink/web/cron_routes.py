@@ -11,9 +11,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from cronlink import control, signatures
+from cronlink.clock import utc_instant
 from cronlink.errors import UnknownJobError
 from cronlink.web import problems
-from cronlink.web.api_models import CronRun, Tick
+from cronlink.web.api_models import CronRun, Name, Tick
 from cronlink.web.limits import retry_after
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def router(service: WebService) -> APIRouter:
         responses={200: {"model": CronRun, "description": "The light run finished (?wait=true)"},
                    **problems.answers(400, 404)},
     )  # fmt: skip
-    async def run(job: str, request: Request, wait: bool = False) -> JSONResponse:
+    async def run(job: Name, request: Request, wait: bool = False) -> JSONResponse:
         """Queue a run of `job` and answer 202 with its id at once (`?wait=true`: wait for a
         light run to finish, up to 25 s). The same schedule-time header or
         `Idempotency-Key` twice gives the same run."""
@@ -151,12 +152,9 @@ def _idempotency(request: Request) -> tuple[str | None, datetime | None]:
         value = request.headers.get(header)
         if value is not None:
             try:
-                at = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-            except ValueError:
-                raise ValueError(f"{header}: {value[:80]!r} is not an ISO 8601 instant") from None
-            if at.tzinfo is None:
-                raise ValueError(f"{header}: {value[:80]!r} has no time zone offset")
-            at = at.astimezone(UTC)
+                at = utc_instant(value)
+            except ValueError as error:
+                raise ValueError(f"{header}: {value[:80]!r} {error}") from None
             return f"scheduled:{at.isoformat()}", at
     key = request.headers.get("Idempotency-Key")
     if key is not None:
