@@ -198,7 +198,8 @@ async def test_since_far_off_in_either_direction_is_an_answer(served: Served) ->
     "path",
     ["/dashboard/runs/9223372036854775808", "/dashboard/runs/0",
      "/api/v1/runs/9223372036854775808", "/api/v1/runs?before_id=9223372036854775808",
-     "/dashboard/jobs/ok?before_id=99999999999999999999", "/api/v1/jobs/" + "j" * 201,
+     "/dashboard/jobs/ok?before_id=99999999999999999999", "/api/v1/connections/2147483648",
+     "/api/v1/automations?after_id=2147483648", "/api/v1/jobs/" + "j" * 201,
      "/cron/" + "j" * 201],
 )  # fmt: skip
 async def test_every_number_and_name_in_a_path_or_query_is_bounded(

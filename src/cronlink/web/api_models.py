@@ -30,8 +30,9 @@ def _iso(value: object) -> datetime:
 
 
 Instant = Annotated[datetime, BeforeValidator(_iso)]
-MAX_ID = 2**63 - 1
-"""The largest id either database holds (a larger one would overflow, not be "not found")."""
+MAX_ID = 2**31 - 1
+"""The largest id both engines hold (PostgreSQL's id columns are 32-bit integers): a larger
+one is a 422, not a database error nor a "not found" that took a query to learn."""
 Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 Name = Annotated[str, PathParam(min_length=1, max_length=200)]
 """A job's or an automation's name in a path."""

@@ -21,7 +21,7 @@ from cronlink import control
 from cronlink.errors import RunNotFoundError, UnknownJobError
 from cronlink.web import dashboard_format
 from cronlink.web import dashboard_views as views
-from cronlink.web.api_models import Id, Name
+from cronlink.web.api_models import MAX_ID, Id, Name
 from cronlink.web.dashboard_auth import (
     COOKIE,
     LIFETIME,
@@ -48,7 +48,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 LOGIN_NONCE_AGE = 3600
-Page = Annotated[int | None, Query(ge=1, le=2**62)]
+Page = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 def install(api: FastAPI, service: "WebService") -> None:
