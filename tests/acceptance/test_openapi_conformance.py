@@ -147,7 +147,7 @@ def test_chained_calls_never_get_a_5xx(server: Server) -> None:
         def validate_response(self, response: Any, case: Any, *_: Any, **__: Any) -> None:
             _checked(case, response)
 
-    bounded = settings(max_examples=30, stateful_step_count=6, deadline=None,
+    bounded = settings(max_examples=100, stateful_step_count=8, deadline=None,
                        suppress_health_check=list(HealthCheck))  # fmt: skip
     Scenario.run(settings=bounded)
 
