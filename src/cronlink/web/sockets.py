@@ -168,9 +168,13 @@ class GuardedHttp(HttpToolsProtocol):
 
     def _expire(self) -> None:
         self._deadline = None
-        if not self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        # A head stalled behind a request still being answered (pipelined) gets no 408 of
+        # its own: it would land in the middle of that answer.
+        if self.idle:
             self.transport.write(_TIMED_OUT)
-            self.transport.close()
+        self.transport.close()
 
 
 def guarded(sockets: Sockets) -> type[GuardedHttp]:
