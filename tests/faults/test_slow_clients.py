@@ -49,10 +49,9 @@ async def serving(folder: Path, header_timeout: str) -> AsyncIterator[str]:
         # What is under test is sockets, not request rates.
         "address_rate = 1e9\naddress_burst = 1000000000\n"
     )
-    role = Role(
-        ("serve", "--port", "0", "--config", str(config),
-         "--database-url", f"sqlite:///{folder / 'cronlink.db'}"),
-        cwd=folder, env={"CRON_SECRET": SECRET},
+    role = Role(  # reads ./cronlink.toml
+        ("serve", "--port", "0"), cwd=folder,
+        env={"CRON_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{folder / 'cronlink.db'}"},
     )  # fmt: skip
     role.start()
     try:
