@@ -4,11 +4,11 @@ is authenticated, queues a run and is audited. Reports requests/s and latency
 percentiles; with `--flood`, as many callers with a wrong secret hammer the service at
 the same time and the figures are the valid callers'. With `--slow-clients`, 127.0.0.1
 holds 2,000 sockets that sent half a request head and 2,000 idle keep-alive ones, each
-reopened a second after the service closes it, while the valid callers come from
-127.0.0.2 and a few more ask `GET /healthz` (its figures are `healthz_*`).
+reopened about a second (`--reopen-after`) after the service closes it, while the valid
+callers come from 127.0.0.2 and a few more ask `GET /healthz` (figures `healthz_*`).
 
 Run: .venv/bin/python bench/serve_bench.py [--seconds S] [--concurrency C] [--flood]
-     [--slow-clients] [--postgres URL]
+     [--slow-clients [--reopen-after S]] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -66,9 +67,10 @@ async def load(
     return latencies, others
 
 
-async def hold(port: int) -> None:
+async def hold(port: int, reopen_after: float) -> None:
     """`HELD` slow-head and `HELD` idle sockets from 127.0.0.1, each sending its head and
-    then nothing, reopened a second after the service closes it; until killed."""
+    then nothing, reopened about `reopen_after` seconds after the service closes it (give
+    or take half: a slowloris tool does not reconnect all at once); until killed."""
 
     async def one(head: bytes) -> None:
         while True:
@@ -81,7 +83,7 @@ async def hold(port: int) -> None:
             with contextlib.suppress(OSError):
                 await reader.read()
             writer.transport.abort()
-            await asyncio.sleep(1)
+            await asyncio.sleep(reopen_after * random.uniform(0.5, 1.5))
 
     await asyncio.gather(*(one(head) for head in (SLOW_HEAD, WHOLE_HEAD) for _ in range(HELD)))
 
@@ -138,13 +140,15 @@ def main() -> None:
     parser.add_argument("--flood", action="store_true", help="wrong-secret callers at once")
     held = f"{HELD:,} slow-head and {HELD:,} idle sockets held from 127.0.0.1"
     parser.add_argument("--slow-clients", action="store_true", help=held)
+    parser.add_argument("--reopen-after", type=float, default=1.0,
+                        help="seconds before a held socket closed is reopened")  # fmt: skip
     parser.add_argument("--postgres", help="a PostgreSQL URL; the run uses a fresh schema")
     parser.add_argument("--hold", type=int, help=argparse.SUPPRESS)  # the holder process
     args = parser.parse_args()
     if args.hold:  # 4,000 sockets need more open files than the usual soft limit
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        asyncio.run(hold(args.hold))
+        asyncio.run(hold(args.hold, args.reopen_after))
         return
     with fresh_database(args.postgres) as database:
         (Path(os.environ.get("TMPDIR", "/tmp")) / "cronlink-serve-bench.toml").write_text(
@@ -163,7 +167,8 @@ def main() -> None:
         )  # fmt: skip
         # The held sockets come from their own process: their churn costs this one nothing.
         holder = subprocess.Popen(
-            [sys.executable, __file__, "--hold", str(args.port)]
+            [sys.executable, __file__, "--hold", str(args.port),
+             "--reopen-after", str(args.reopen_after)]
         ) if args.slow_clients else None  # fmt: skip
         try:
             result = asyncio.run(measure(f"http://127.0.0.1:{args.port}", args))
@@ -175,7 +180,8 @@ def main() -> None:
     print(json.dumps({
         "benchmark": "serve", "engine": "postgresql" if args.postgres else "sqlite",
         "concurrency": args.concurrency, "flood_of_wrong_secrets": args.flood,
-        "slow_clients": 2 * HELD if args.slow_clients else 0, **result,
+        "slow_clients": 2 * HELD if args.slow_clients else 0,
+        **({"reopen_after_s": args.reopen_after} if args.slow_clients else {}), **result,
         "goal_requests_per_s": 2000, "goal_p99_ms": 50,
     }, indent=2))  # fmt: skip
 
