@@ -15,6 +15,7 @@ others (the ASGI app only sees a request once its headers are whole: too late fo
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -65,6 +66,8 @@ class Sockets:
         self.limits = limits
         self._all: dict[Held, str | None] = {}
         self._by_address: dict[str, dict[Held, None]] = {}
+        # Parsing an address costs more than the rest of `admit`; clients come back.
+        self._key = functools.lru_cache(maxsize=4096)(self._key_of)
 
     def __len__(self) -> int:
         return len(self._all)
@@ -103,7 +106,7 @@ class Sockets:
                 return True
         return False
 
-    def _key(self, peer: str | None) -> str | None:
+    def _key_of(self, peer: str | None) -> str | None:
         """The address a bound applies to: None for a trusted proxy's (bounded by the
         total only). An IPv6 client usually owns a whole /64."""
         try:
