@@ -151,6 +151,14 @@ class ServeModel(_Strict):
     """The most header bytes a request may carry, all headers together (431 beyond)."""
     max_json_depth: Annotated[int, Field(ge=1, le=512)] = 32
     """How deep a JSON body may nest (400 beyond), checked before any parser recurses."""
+    header_timeout: Duration = "10s"
+    """A request's line and headers not whole by then (from the socket opening, or from the
+    first byte of a later request on it) close the socket with 408."""
+    max_sockets: Annotated[int, Field(ge=1)] = 4096
+    """The most client sockets open at once; idle ones make room for newcomers."""
+    max_sockets_per_address: Annotated[int, Field(ge=1)] = 128
+    """The most one client address (an IPv6 /64) may hold; `trusted_proxies` are bounded
+    by `max_sockets` only."""
     public_url: str | None = None
     """The address browsers reach this service at (`https://cron.example.com`), when a
     proxy terminates TLS in front of it: OAuth redirect URIs and cookies are built on it.
@@ -172,10 +180,11 @@ class ServeModel(_Strict):
         parse_size(value)
         return value
 
-    @field_validator("request_timeout")
+    @field_validator("request_timeout", "header_timeout")
     @classmethod
     def _timeout(cls, value: str | float) -> str | float:
-        parse_duration(value)
+        if not parse_duration(value):
+            raise ValueError(f"{value!r} leaves no time at all; give a duration like 10s")
         return value
 
     @field_validator("trusted_proxies")
