@@ -72,6 +72,17 @@ def _where(condition: str) -> dict[str, Any]:
 
 metadata = MetaData()
 
+NEVER_REUSED: dict[str, Any] = {"sqlite_autoincrement": True}
+"""The id of a row with history is never given to another row, on either engine: its id
+is in other tables, in dedupe keys (`refresh:<connection>:<version>`) and in queued
+runs' payloads, and a new row under an old id would inherit all of them. SQLite otherwise
+gives max(id) + 1, an id again once the newest row is deleted; PostgreSQL's sequences
+never go back (`copy` carries them over with the rows: `ids.py`).
+
+With ids never reused, a dedupe key needs no generation of its own: each names the row
+it belongs to and a counter of that row that only goes up (a connection's `version`, an
+event's id and instant), so two rows' keys cannot meet."""
+
 jobs = Table(
     "jobs",
     metadata,
@@ -141,6 +152,7 @@ runs = Table(
     # Most runs have none: a plain unique constraint indexed a NULL for each of them, at
     # every claim and completion again.
     Index("ux_runs_dedupe_key", "dedupe_key", unique=True, **_where(DEDUPE_KEYED)),
+    **NEVER_REUSED,
 )
 
 fires = Table(
@@ -164,6 +176,7 @@ run_logs = Table(
     Column("level", String(10), nullable=False),
     Column("message", Text, nullable=False),
     Index("ix_run_logs_run", "run_id"),
+    **NEVER_REUSED,
 )
 
 connections = Table(
@@ -204,6 +217,7 @@ connections = Table(
         "id",
         **_where("state = 'needs_reauth' OR health IN ('down', 'auth_failed')"),
     ),
+    **NEVER_REUSED,
 )
 
 connection_events = Table(
@@ -215,6 +229,7 @@ connection_events = Table(
     Column("kind", String(40), nullable=False),
     Column("detail", Text, nullable=False),
     Index("ix_connection_events_connection", "connection_id", "id"),
+    **NEVER_REUSED,
 )
 
 automations = Table(
@@ -246,6 +261,7 @@ automations = Table(
     Column("updated_at", Instant, nullable=False),
     Index("ix_automations_due", "next_poll_at", **_where("state = 'active'")),
     Index("ix_automations_connection", "connection_id"),
+    **NEVER_REUSED,
 )
 
 automation_events = Table(
@@ -273,6 +289,7 @@ automation_events = Table(
         **_where("state IN ('pending', 'running')"),
     ),
     Index("ix_automation_events_seen", "seen_at"),
+    **NEVER_REUSED,
 )
 
 audit_log = Table(
@@ -287,6 +304,7 @@ audit_log = Table(
     Column("outcome", String(40), nullable=False),
     Column("detail", Text, nullable=False),
     Index("ix_audit_log_at", "at"),
+    **NEVER_REUSED,
 )
 
 api_tokens = Table(
@@ -301,6 +319,7 @@ api_tokens = Table(
     Column("expires_at", Instant, nullable=True),
     Column("revoked_at", Instant, nullable=True),
     Column("last_used_at", Instant, nullable=True),
+    **NEVER_REUSED,
 )
 
 spent_signatures = Table(
