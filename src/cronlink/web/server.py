@@ -93,6 +93,7 @@ async def serving(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         listener.close()
+        await service.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:
