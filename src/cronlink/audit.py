@@ -39,6 +39,7 @@ LIMITED = "limited"
 
 @dataclass(kw_only=True, slots=True)
 class _Group:
+    actor: str
     client: str
     action: str
     ends: float
@@ -60,7 +61,7 @@ class _Group:
         distinct = f"{DISTINCT_CAP}+" if len(self.seen) >= DISTINCT_CAP else f"{len(self.seen)}"
         [outcome] = self.outcomes if len(self.outcomes) == 1 else ["refused"]
         return AuditEntry(
-            at=at, actor="anonymous", action=self.action, target=self.sample[0],
+            at=at, actor=self.actor, action=self.action, target=self.sample[0],
             client=self.client, outcome=outcome,
             detail=f"{total:,} refused calls in {seconds:.0f} s ({kinds}) to {distinct} "
             f"distinct targets, first: {', '.join(self.sample)}",
@@ -68,7 +69,7 @@ class _Group:
 
 
 class RefusalTally:
-    """Refused calls folded per client and action, so that a flood costs a few lines, not
+    """Refused calls folded per actor, client and action, so that a flood costs a few lines, not
     a line each, whatever targets it names: the first refusal of a quiet client and action
     is a line at once (a rate-limited one never is); the rest are counted, exactly, and
     summed up in one line per `every` seconds, naming the first few distinct targets. Time
@@ -76,23 +77,24 @@ class RefusalTally:
 
     def __init__(self, every: float = SUMMARY_EVERY) -> None:
         self.every = every
-        self._groups: dict[tuple[str, str], _Group] = {}
+        self._groups: dict[tuple[str, str, str], _Group] = {}
         """In the order their windows end."""
 
     def add(
-        self, client: str, action: str, target: str, outcome: str, now: float, at: datetime
-    ) -> AuditEntry | None:
+        self, client: str, action: str, target: str, outcome: str, now: float, at: datetime,
+        actor: str = "anonymous",
+    ) -> AuditEntry | None:  # fmt: skip
         """Count one refusal; the line to write at once, if it is one."""
-        key = (client, action)
+        key = (actor, client, action)
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group(client=client, action=action, ends=now + self.every)
+            group = _Group(actor=actor, client=client, action=action, ends=now + self.every)
+            self._groups[key] = group
         if not group.announced and outcome != LIMITED:
             group.announced = True
             return AuditEntry(
-                at=at, actor="anonymous", action=action, target=target, client=client,
-                outcome=outcome,
-            )  # fmt: skip
+                at=at, actor=actor, action=action, target=target, client=client, outcome=outcome
+            )
         group.count(target, outcome)
         return None
 
@@ -110,8 +112,8 @@ class RefusalTally:
                 lines.append(group.summary(at, self._seconds(group, now)))
                 if not crowded:  # still busy: the next window counts from the start
                     self._groups[key] = _Group(
-                        client=group.client, action=group.action, ends=now + self.every,
-                        announced=True,
+                        actor=group.actor, client=group.client, action=group.action,
+                        ends=now + self.every, announced=True,
                     )  # fmt: skip
         return lines
 

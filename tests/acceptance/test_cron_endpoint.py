@@ -248,6 +248,29 @@ async def test_refusals_naming_many_targets_are_a_few_lines_with_exact_counts(
     assert distinct == "100+"
 
 
+async def test_a_secret_over_its_rate_is_counted_not_written_each_time(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRON_SECRET", ONE)
+    monkeypatch.setattr(service, "SLOW_DOWN", 0.0)
+    model = ServeModel(credential_rate=0.01, credential_burst=1)
+    async with (
+        serving(sqlite_store, app, "127.0.0.1", 0, model) as url,
+        aiohttp.ClientSession() as http,
+    ):
+        statuses = []
+        for n in range(30):
+            async with http.post(
+                f"{url}/cron/ok?n={n}", headers={"Authorization": f"Bearer {ONE}"}
+            ) as r:
+                statuses.append(r.status)
+        assert [e.outcome for e in await sqlite_store.audit.find()] == ["accepted"]
+    assert statuses == [202] + [429] * 29
+    summary, _ = await sqlite_store.audit.find()
+    assert (summary.actor, summary.outcome) == ("cron-secret", "limited")
+    assert summed(summary.detail) == (29, {"limited": 29}, "1")
+
+
 async def _limited_server(
     store: Store, model: ServeModel
 ) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:

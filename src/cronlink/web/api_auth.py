@@ -55,7 +55,7 @@ def caller(service: WebService, scope: Scope) -> Callable[[Request], Awaitable[A
             raise Refused(403, "forbidden")
         wait = service.per_credential.wait(token.actor)
         if wait > 0:
-            await service.audited(request, token.actor, "api", action, "limited")
+            await service.refused(request, "api", action, "limited", token.actor)
             raise Refused(429, "rate_limited", {"Retry-After": retry_after(wait)})
         now = time.monotonic()
         if now - touched.get(token.id, -TOUCH_EVERY) >= TOUCH_EVERY:

@@ -101,7 +101,7 @@ async def _deny(
         )
     wait = service.per_credential.wait("cron-secret")
     if wait > 0:
-        await service.audited(request, "cron-secret", action, target, "limited")
+        await service.refused(request, action, target, "limited", "cron-secret")
         return _too_many(wait)
     return None
 

@@ -69,14 +69,16 @@ class WebService:
         return report
 
     async def refused(
-        self, request: Request, action: str, target: str, outcome: str = "denied"
-    ) -> None:
+        self, request: Request, action: str, target: str, outcome: str = "denied",
+        actor: str = "anonymous",
+    ) -> None:  # fmt: skip
         """Audit a refused call. A flood of them costs a line at once and then one line
         per minute per client and action, counting them (`RefusalTally`), whatever targets
         they name; and a client that keeps failing waits before it hears back."""
         client = self.clients.address(request)
         now = time.monotonic()
-        line = self.refusals.add(client, action, target[:400], outcome, now, datetime.now(UTC))
+        at = datetime.now(UTC)
+        line = self.refusals.add(client, action, target[:400], outcome, now, at, actor)
         if line is not None:
             await self.store.audit.append(line)
         if self._summing is None or self._summing.done():
