@@ -20,7 +20,7 @@ from cronlink.jobs import HttpTarget, Job, new_run
 from cronlink.records import Reason, RunState, Tier
 from cronlink.scheduler import Scheduler
 from cronlink.signatures import sign
-from cronlink.store import Store
+from cronlink.store import Store, store_for
 from cronlink.web import service
 from cronlink.web.limits import Limiter
 from cronlink.web.server import serving
@@ -318,11 +318,43 @@ async def test_forwarded_for_counts_only_from_trusted_proxies(
     assert await statuses(exposed, ["203.0.113.9", "203.0.113.10"]) == [202, 429]
 
 
-def test_a_bucket_refills_at_its_rate() -> None:
+async def test_servers_on_one_database_share_their_rate_limits_across_restarts(
+    any_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `cronlink serve` on one database, then one started again: the address's burst
+    of 3 is spent once between them, not 3 times each."""
+    monkeypatch.setenv("CRON_SECRET", ONE)
+    model = ServeModel(address_rate=0.01, address_burst=3)
+    auth = {"Authorization": f"Bearer {ONE}"}
+    stores = [store_for(any_url), store_for(any_url)]
+    for store in stores:
+        await store.open()
+    try:
+
+        async def calls(count: int, store: Store) -> list[int]:
+            async with (
+                serving(store, app, "127.0.0.1", 0, model) as url,
+                aiohttp.ClientSession() as http,
+            ):
+                statuses = []
+                for _ in range(count):
+                    async with http.post(url + "/cron/ok", headers=auth) as answer:
+                        statuses.append(answer.status)
+                return statuses
+
+        first, second = await asyncio.gather(calls(2, stores[0]), calls(2, stores[1]))
+        assert sorted(first + second) == [202, 202, 202, 429]
+        assert await calls(1, stores[0]) == [429]  # started again: the bucket is kept
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_bucket_refills_at_its_rate() -> None:
     bucket = Limiter(rate=2.0, burst=2)
-    assert [bucket.wait("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.5]
-    assert bucket.wait("a", now=0.5) == 0.0
-    assert bucket.wait("b", now=0.5) == 0.0  # keys do not share
+    assert [await bucket.wait("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.5]
+    assert await bucket.wait("a", now=0.5) == 0.0
+    assert await bucket.wait("b", now=0.5) == 0.0  # keys do not share
 
 
 async def test_a_huge_body_is_refused_and_a_slow_request_cut_off(

@@ -330,6 +330,18 @@ spent_signatures = Table(
     Index("ix_spent_signatures_expires_at", "expires_at"),
 )
 
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    # A rate limit's bucket (`limit:key`, e.g. `address:203.0.113.9`), shared by every
+    # process: `tat` is when it would be full again (seconds since the epoch; GCRA's
+    # theoretical arrival time), `taken` whether the last call got a token.
+    Column("key", String(200), primary_key=True),
+    Column("tat", Float, nullable=False),
+    Column("taken", Boolean, nullable=False),
+    Index("ix_rate_buckets_tat", "tat"),
+)
+
 schedule_overrides = Table(
     "schedule_overrides",
     metadata,

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from cronlink.errors import CorruptDatabaseError, StoreError
-from cronlink.store import migrate, queries, sqlite_hot, sqlite_refresh
+from cronlink.store import migrate, queries, rate_buckets, sqlite_hot, sqlite_refresh
 from cronlink.store.audit_store import DETAIL_CHARS
 from cronlink.store.base import Completion, Store
 
@@ -213,6 +213,13 @@ class SQLiteStore(Store):
     ) -> tuple[int, bool]:
         return await self._call(
             self._hot(lambda db: sqlite_hot.enqueue_audited(db, run, now, audit, DETAIL_CHARS))
+        )
+
+    async def take_token(
+        self, key: str, interval: float, limit: float, now: float
+    ) -> tuple[bool, float]:
+        return await self._call(
+            self._hot(lambda db: rate_buckets.take_sqlite(db, key, interval, limit, now))
         )
 
     async def enqueue(self, run: NewRun, now: datetime) -> int:

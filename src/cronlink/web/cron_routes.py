@@ -88,7 +88,7 @@ async def _deny(
     """429 when the client address, then the credential, is over its rate; 401 for a
     missing, malformed or wrong secret, and when none is configured: one shape for all,
     so a caller learns nothing about which it was. None: go on."""
-    wait = service.per_address.wait(service.clients.address(request))
+    wait = await service.per_address.wait(service.clients.address(request))
     if wait > 0:
         await service.refused(request, action, target, "limited")
         return _too_many(wait)
@@ -99,7 +99,7 @@ async def _deny(
         return JSONResponse(
             {"error": "unauthorized"}, 401, headers={"WWW-Authenticate": 'Bearer realm="cronlink"'}
         )
-    wait = service.per_credential.wait("cron-secret")
+    wait = await service.per_credential.wait("cron-secret")
     if wait > 0:
         await service.refused(request, action, target, "limited", "cron-secret")
         return _too_many(wait)

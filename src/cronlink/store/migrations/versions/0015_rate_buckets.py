@@ -1,0 +1,28 @@
+"""Rate limits in the database: one bucket per limit and key, shared by every process
+and kept across restarts.
+
+Revision ID: 0015
+Revises: 0014
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0015"
+down_revision = "0014"
+
+
+def upgrade() -> None:
+    op.create_table(
+        "rate_buckets",
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("tat", sa.Float, nullable=False),
+        sa.Column("taken", sa.Boolean, nullable=False),
+    )
+    op.create_index("ix_rate_buckets_tat", "rate_buckets", ["tat"])
+
+
+def downgrade() -> None:
+    op.drop_table("rate_buckets")
