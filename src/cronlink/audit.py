@@ -83,8 +83,10 @@ class RefusalTally:
     def add(
         self, client: str, action: str, target: str, outcome: str, now: float, at: datetime,
         actor: str = "anonymous",
-    ) -> AuditEntry | None:  # fmt: skip
-        """Count one refusal; the line to write at once, if it is one."""
+    ) -> list[AuditEntry]:  # fmt: skip
+        """Count one refusal: the lines to write now (its own, if it is one, and the
+        summaries that are due)."""
+        lines = self.due(now, at)
         key = (actor, client, action)
         group = self._groups.get(key)
         if group is None:
@@ -92,11 +94,12 @@ class RefusalTally:
             self._groups[key] = group
         if not group.announced and outcome != LIMITED:
             group.announced = True
-            return AuditEntry(
+            lines.append(AuditEntry(
                 at=at, actor=actor, action=action, target=target, client=client, outcome=outcome
-            )
-        group.count(target, outcome)
-        return None
+            ))  # fmt: skip
+        else:
+            group.count(target, outcome)
+        return lines
 
     def due(self, now: float, at: datetime) -> list[AuditEntry]:
         """Summaries of the windows that ended by `now`, and of the oldest ones when more

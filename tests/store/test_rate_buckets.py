@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import text
+
 from cronlink.store import Store, store_for
 from cronlink.web.limits import Limiter
+from tests.postgres import fresh_schema
 
 T = 1_800_000_000.0  # seconds since the epoch
 
@@ -43,3 +46,20 @@ async def test_full_buckets_are_forgotten(store: Store) -> None:
         await limit.wait(f"198.51.100.{n}", now=T + n)
     assert await store.forget_buckets(T + 1.5) == 1
     assert await store.forget_buckets(T + 100) == 2
+
+
+async def test_buckets_skip_the_write_ahead_log_on_postgres() -> None:
+    """Every checked call updates a bucket: on PostgreSQL, not worth a WAL flush each."""
+    with fresh_schema() as url:
+        store = store_for(url)
+        await store.open()
+        try:
+            persistence = await store.transact(
+                lambda c: c.execute(text(_PERSISTENCE)).scalar(), write=False
+            )
+        finally:
+            await store.close()
+    assert persistence == "u"
+
+
+_PERSISTENCE = "SELECT relpersistence FROM pg_class WHERE oid = 'rate_buckets'::regclass"

@@ -78,9 +78,8 @@ class WebService:
         client = self.clients.address(request)
         now = time.monotonic()
         at = datetime.now(UTC)
-        line = self.refusals.add(client, action, target[:400], outcome, now, at, actor)
-        if line is not None:
-            await self.store.audit.append(line)
+        lines = self.refusals.add(client, action, target[:400], outcome, now, at, actor)
+        await self.store.audit.append(*lines)
         if self._summing is None or self._summing.done():
             self._summing = asyncio.create_task(self._sum_up())
         if now >= self._window_ends:
@@ -93,14 +92,11 @@ class WebService:
         """Write the refusals' summaries as their windows end, while any is open."""
         while (ends := self.refusals.next_due()) is not None:
             await asyncio.sleep(max(0.0, ends - time.monotonic()))
+            lines = self.refusals.due(time.monotonic(), datetime.now(UTC))
             try:
-                await self.write_refusals(time.monotonic())
+                await self.store.audit.append(*lines)
             except StoreError as error:
-                log.warning("refused calls' summary not written: %s", error)
-
-    async def write_refusals(self, now: float) -> None:
-        """Write the summaries of the refusal windows that ended by `now`."""
-        await self.store.audit.append(*self.refusals.due(now, datetime.now(UTC)))
+                log.warning("%d summaries of refused calls not written: %s", len(lines), error)
 
     async def close(self) -> None:
         """Write every refusal still counted (the service is stopping)."""
@@ -108,7 +104,11 @@ class WebService:
             self._summing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._summing
-        await self.store.audit.append(*self.refusals.drain(time.monotonic(), datetime.now(UTC)))
+        lines = self.refusals.drain(time.monotonic(), datetime.now(UTC))
+        try:
+            await self.store.audit.append(*lines)
+        except StoreError as error:
+            log.warning("%d summaries of refused calls not written: %s", len(lines), error)
 
     async def audited(
         self,
