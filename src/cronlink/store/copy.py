@@ -311,14 +311,14 @@ def _copy_into(c: Connection, table: Table, rows: Sequence[Row[Any]]) -> None:
 def _spent_ids(c: Connection) -> dict[str, int]:
     """The highest id each table with ids has ever given: more than its newest row's when
     the newest rows were deleted."""
-    return {table.name: _spent(c, table) for table in _tables() if _id(table) is not None}
+    return {t.name: _spent(c, t) for t in _tables() if t.autoincrement_column is not None}
 
 
 def _spend_ids(c: Connection, spent: dict[str, int]) -> None:
     """Move each table's next id past those the source gave and those the target gave:
     a copy never hands out an id again (`schema.NEVER_REUSED`)."""
     for table in _tables():
-        column = _id(table)
+        column = table.autoincrement_column
         if column is None:
             continue
         highest = max(spent[table.name], _spent(c, table))
@@ -335,7 +335,7 @@ def _spend_ids(c: Connection, spent: dict[str, int]) -> None:
 
 
 def _spent(c: Connection, table: Table) -> int:
-    column = _id(table)
+    column = table.autoincrement_column
     assert column is not None
     given: ColumnElement[Any]
     if c.dialect.name == "postgresql":
@@ -348,10 +348,6 @@ def _spent(c: Connection, table: Table) -> int:
     newest = select(func.max(column)).scalar_subquery()
     given_id, newest_id = c.execute(select(func.coalesce(given, 0), func.coalesce(newest, 0))).one()
     return max(int(given_id), int(newest_id))
-
-
-def _id(table: Table) -> Column[Any] | None:
-    return table.autoincrement_column
 
 
 def _sequence(c: Connection, table: Table, column: Column[Any]) -> Function[Any]:

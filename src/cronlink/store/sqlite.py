@@ -154,6 +154,11 @@ class SQLiteStore(Store):
 
         return transaction
 
+    def _raw_db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("the store is not open")
+        return self._db
+
     def _read(self, fn: Callable[[Connection], T]) -> Callable[[], T]:
         return lambda: fn(self._connection())
 
@@ -218,8 +223,9 @@ class SQLiteStore(Store):
     async def take_token(
         self, key: str, interval: float, limit: float, now: float
     ) -> tuple[bool, float]:
+        # One statement: its own transaction, without BEGIN and COMMIT around it.
         return await self._call(
-            self._hot(lambda db: rate_buckets.take_sqlite(db, key, interval, limit, now))
+            lambda: rate_buckets.take_sqlite(self._raw_db(), key, interval, limit, now)
         )
 
     async def enqueue(self, run: NewRun, now: datetime) -> int:

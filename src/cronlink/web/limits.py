@@ -3,8 +3,8 @@ address a request comes from when proxies stand in front.
 
 A bucket holds up to `burst` tokens and refills at `rate` per second; a call takes one,
 or is told how long until one is there (the 429's Retry-After). With a store, buckets live
-in the database (`store.rate_buckets`), so every `cronlink serve` on it, and one started
-again, draws on the same bucket; this process keeps a copy of each, which can only be
+in the database (`store/rate_buckets.py`), so every `cronlink serve` on it, and one
+started again, draws on the same bucket; this process keeps a copy of each, which can only be
 fuller than the shared one, and refuses on its own what that copy refuses: a flood over
 its rate costs no database call.
 """
@@ -37,8 +37,6 @@ class Limiter:
     `name:key` in `store`, or in this process alone without one."""
 
     def __init__(self, rate: float, burst: int, store: Store | None = None, name: str = "") -> None:
-        self.rate = rate
-        self.burst = burst
         self.interval = 1.0 / rate
         self.span = burst * self.interval
         """How far from full a bucket may get: `burst` calls' worth."""
