@@ -199,7 +199,7 @@ async def test_sqlite_to_postgres_keeps_every_row(tmp_path: Path, postgres_url: 
         "connection_events": 1, "connections": 1, "jobs": 2, "runs": 36, "schedules": 2,
         "automations": 1, "automation_events": 1, "audit_log": 1, "api_tokens": 1,
         "spent_signatures": 1, "schedule_overrides": 1, "heartbeats": 1, "fires": 3,
-        "run_logs": 4, "alerts": 1, "alert_windows": 1,
+        "run_logs": 4, "alerts": 1, "alert_windows": 1, "rate_buckets": 0,
     }  # fmt: skip
     assert report["replaced"] == 0
     assert "stop every cronlink role" in report["warning"]
@@ -262,15 +262,16 @@ async def test_force_replaces_the_target_rows(tmp_path: Path, postgres_url: str)
     assert code == 0, out
     lines = out.splitlines()
     assert lines[0].startswith("note: stop every cronlink role that uses the source")
-    assert [line.split() for line in lines[1:17]] == [
+    assert [line.split() for line in lines[1:18]] == [
         ["alert_windows", "1"], ["alerts", "1"], ["api_tokens", "1"], ["audit_log", "1"],
         ["automation_events", "1"], ["automations", "1"], ["connection_events", "1"],
         ["connections", "1"],
-        ["heartbeats", "1"], ["jobs", "2"], ["runs", "9"], ["schedule_overrides", "1"],
-        ["schedules", "2"], ["spent_signatures", "1"], ["fires", "3"], ["run_logs", "4"],
+        ["heartbeats", "1"], ["jobs", "2"], ["rate_buckets", "0"], ["runs", "9"],
+        ["schedule_overrides", "1"], ["schedules", "2"], ["spent_signatures", "1"],
+        ["fires", "3"], ["run_logs", "4"],
     ]  # fmt: skip
-    assert lines[17] == "replaced the 68 rows the target held"
-    assert lines[18].startswith(f"copied 31 rows from {source} to postgresql://")
+    assert lines[18] == "replaced the 68 rows the target held"
+    assert lines[19].startswith(f"copied 31 rows from {source} to postgresql://")
     assert table_rows(postgres_url) == table_rows(source)
     assert await enqueue_one(postgres_url) == 47  # the replaced rows' ids stay spent
 
