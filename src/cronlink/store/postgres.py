@@ -19,7 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cronlink.errors import StoreError, UnstorableError, first_line
 from cronlink.scrubbing import without_password
-from cronlink.store import migrate, postgres_enqueue, postgres_hot, postgres_refresh, queries
+from cronlink.store import (
+    migrate,
+    postgres_enqueue,
+    postgres_hot,
+    postgres_refresh,
+    queries,
+    rate_buckets,
+)
 from cronlink.store.audit_store import DETAIL_CHARS
 from cronlink.store.base import ClaimRequest, Completion, Store
 from cronlink.store.postgres_enqueue import channel
@@ -211,6 +218,11 @@ class PostgresStore(Store):
         return await self._hot(
             lambda db: postgres_enqueue.enqueue_audited(db, run, now, audit, DETAIL_CHARS)
         )
+
+    async def take_token(
+        self, key: str, interval: float, limit: float, now: float
+    ) -> tuple[bool, float]:
+        return await self._hot(lambda db: rate_buckets.take_postgres(db, key, interval, limit, now))
 
     async def _hot(self, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
         """A pooled psycopg connection, autocommit: the verbs run for every run and are one

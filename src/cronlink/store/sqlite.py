@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from cronlink.errors import CorruptDatabaseError, StoreError, UnstorableError
-from cronlink.store import migrate, queries, sqlite_hot, sqlite_refresh
+from cronlink.store import migrate, queries, rate_buckets, sqlite_hot, sqlite_refresh
 from cronlink.store.audit_store import DETAIL_CHARS
 from cronlink.store.base import Completion, Store
 from cronlink.store.schema import refuse_unstorable
@@ -156,6 +156,11 @@ class SQLiteStore(Store):
 
         return transaction
 
+    def _raw_db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("the store is not open")
+        return self._db
+
     def _read(self, fn: Callable[[Connection], T]) -> Callable[[], T]:
         return lambda: fn(self._connection())
 
@@ -215,6 +220,14 @@ class SQLiteStore(Store):
     ) -> tuple[int, bool]:
         return await self._call(
             self._hot(lambda db: sqlite_hot.enqueue_audited(db, run, now, audit, DETAIL_CHARS))
+        )
+
+    async def take_token(
+        self, key: str, interval: float, limit: float, now: float
+    ) -> tuple[bool, float]:
+        # One statement: its own transaction, without BEGIN and COMMIT around it.
+        return await self._call(
+            lambda: rate_buckets.take_sqlite(self._raw_db(), key, interval, limit, now)
         )
 
     async def enqueue(self, run: NewRun, now: datetime) -> int:

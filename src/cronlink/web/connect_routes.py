@@ -115,7 +115,7 @@ async def _ready(
     if authorizer is None:
         await service.refused(request, action, target, "unavailable")
         return JSONResponse({"error": "not_configured", "detail": NOT_CONFIGURED}, 503)
-    wait = service.per_address.wait(service.clients.address(request))
+    wait = await service.per_address.wait(service.clients.address(request))
     if wait > 0:
         await service.refused(request, action, target, "limited")
         return JSONResponse(

@@ -91,7 +91,7 @@ async def _deny(
     missing, malformed or wrong secret, and when none is configured: one shape for all,
     so a caller learns nothing about which it was; then 401 `invalid_signature` saying
     what is wrong with the signature. None: go on."""
-    wait = service.per_address.wait(service.clients.address(request))
+    wait = await service.per_address.wait(service.clients.address(request))
     if wait > 0:
         await service.refused(request, action, target, "limited")
         return _too_many(wait)
@@ -105,9 +105,9 @@ async def _deny(
         # The caller holds the bearer: what is wrong with its signature is worth saying.
         await service.refused(request, action, target, "bad_signature")
         return JSONResponse({"error": "invalid_signature", "detail": problem}, 401)
-    wait = service.per_credential.wait("cron-secret")
+    wait = await service.per_credential.wait("cron-secret")
     if wait > 0:
-        await service.audited(request, "cron-secret", action, target, "limited")
+        await service.refused(request, action, target, "limited", "cron-secret")
         return _too_many(wait)
     return None
 

@@ -61,8 +61,9 @@ async def serving(
     model = limits or ServeModel()
     service = WebService(
         store=store, app=app, secrets=secrets, clients=Clients(model.trusted_proxies),
-        per_address=Limiter(model.address_rate, model.address_burst),
-        per_credential=Limiter(model.credential_rate, model.credential_burst),
+        per_address=Limiter(model.address_rate, model.address_burst, store, "address"),
+        per_credential=Limiter(model.credential_rate, model.credential_burst, store,
+                               "credential"),
         require_signature=model.require_signature, connections=connections,
         automations=automations,
         public_url=model.public_url, quotas=usage or UsageModel(),
@@ -105,6 +106,7 @@ async def serving(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         listener.close()
+        await service.close()
 
 
 def _open_files_for(sockets: int) -> int:
