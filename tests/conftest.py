@@ -8,6 +8,7 @@ import pytest
 
 from cronlink.egress import ALLOW_PRIVATE_ENV, PRIVATE_NETWORKS_ENV
 from cronlink.store import Store, store_for
+from tests import leftovers
 from tests.postgres import fresh_schema
 
 # The tests' peers (the sandbox, their own servers) listen on 127.0.0.1: settings read from
@@ -46,3 +47,15 @@ async def any_store(any_url: str) -> AsyncIterator[Store]:
     await opened.open()
     yield opened
     await opened.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_process_outlives_the_session() -> Iterator[None]:
+    with leftovers.owned("the test session"):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    with leftovers.owned(request.node.nodeid):
+        yield

@@ -147,6 +147,9 @@ def build_job(
     tier_value = _choice(Tier, tier, "tier")
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+    twice = sorted({s for s in schedules if schedules.count(s) > 1})
+    if twice:
+        raise ValueError(f"schedule {twice[0]!r} is listed twice")
     now = datetime.now(UTC)
     return Job(
         name=name,

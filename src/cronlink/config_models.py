@@ -15,13 +15,18 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from cronlink.durations import parse_duration
 from cronlink.egress import parse_networks
-from cronlink.jobs import DEFAULT_MEMORY_LIMIT, schedule, zone
+from cronlink.jobs import DEFAULT_MEMORY_LIMIT, schedule, time_zone
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3,
 }  # fmt: skip
 Duration = Annotated[str | float, Field(union_mode="left_to_right")]
+MAX_COUNT = 10**9
+"""The most any count or rate may be: far past any real need, and inside every integer
+type cronlink hands it to (TOML allows 64-bit integers, and inf and nan for floats)."""
+MAX_AMOUNT = 1e12
+Text = Annotated[str, Field(max_length=2000)]
 
 
 def _fires(text: str, timezone: str = "UTC") -> str:
@@ -39,22 +44,22 @@ class _Strict(BaseModel):
 
 
 class TargetModel(_Strict):
-    url: str
+    url: Annotated[str, Field(min_length=1, max_length=2000)]
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "POST"
-    headers: dict[str, str] = {}
-    body: str | None = None
+    headers: Annotated[dict[str, Text], Field(max_length=100)] = {}
+    body: Annotated[str | None, Field(max_length=1_000_000)] = None
     sign: bool = False
-    """Send `X-Cronlink-Signature` made with CRON_SECRET (a target that is a cronlink)."""
+    """Send `X-Cronlink-Signature` made with CRON_SIGNING_KEY (a target that is a cronlink)."""
 
 
 class JobModel(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")]
-    handler: str | None = None
+    handler: Text | None = None
     target: TargetModel | None = None
-    timezone: str = "UTC"
+    timezone: Annotated[str, Field(min_length=1, max_length=100)] = "UTC"
     """Before the schedules: they are checked in it."""
-    schedule: str | None = None
-    schedules: list[str] = []
+    schedule: Text | None = None
+    schedules: Annotated[list[Text], Field(max_length=100)] = []
     tier: Literal["light", "heavy"] = "light"
     timeout: Duration | None = None
     memory_limit: str | int = DEFAULT_MEMORY_LIMIT
@@ -66,7 +71,7 @@ class JobModel(_Strict):
     misfire: Literal["latest", "all", "skip"] = "latest"
     misfire_grace: Duration = "1h"
     jitter: Duration = 0
-    description: str = ""
+    description: Text = ""
 
     @field_validator("timeout", "min_backoff", "max_backoff", "misfire_grace", "jitter")
     @classmethod
@@ -78,7 +83,7 @@ class JobModel(_Strict):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        zone(value)
+        time_zone(value)
         return value
 
     @field_validator("schedule", "schedules")
@@ -100,8 +105,8 @@ class JobModel(_Strict):
 
 
 class WorkerModel(_Strict):
-    light_concurrency: Annotated[int, Field(ge=1)] = 100
-    heavy_concurrency: Annotated[int, Field(ge=1)] | None = None
+    light_concurrency: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 100
+    heavy_concurrency: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None
     lease: Duration = "30s"
     heartbeat: Duration = "10s"
     poll: Duration = "500ms"
@@ -115,9 +120,9 @@ class ConnectionsModel(_Strict):
     """A folder of provider files (TOML) added to, or overriding, the shipped ones."""
     refresh_schedule: Cron = "0 * * * *"
     health_schedule: Cron = "*/5 * * * *"
-    down_after: Annotated[int, Field(ge=1)] = 3
+    down_after: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 3
     """Failed probes in a row before a connection is `down`."""
-    up_after: Annotated[int, Field(ge=1)] = 2
+    up_after: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 2
     """Successful probes in a row before a `down` connection is `healthy` again."""
     passive_window: Duration = "5m"
     """A successful real call this recent stands in for a probe."""
@@ -165,12 +170,12 @@ class ServeModel(_Strict):
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     trusted_proxies: list[str] = []
     """Networks whose `X-Forwarded-For` is believed (your load balancer's), e.g. 10.0.0.0/8."""
-    address_rate: Annotated[float, Field(gt=0)] = 20.0
+    address_rate: Annotated[float, Field(gt=0, le=MAX_AMOUNT)] = 20.0
     """Requests per second one client address may make (after a burst of `address_burst`)."""
-    address_burst: Annotated[int, Field(ge=1)] = 40
-    credential_rate: Annotated[float, Field(gt=0)] = 200.0
+    address_burst: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 40
+    credential_rate: Annotated[float, Field(gt=0, le=MAX_AMOUNT)] = 200.0
     """Requests per second one credential (a token, the cron secret) may make."""
-    credential_burst: Annotated[int, Field(ge=1)] = 400
+    credential_burst: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 400
     require_signature: bool = False
     """Refuse /cron/* calls without a good `X-Cronlink-Signature` (not the bearer alone)."""
     max_body: str | int = "1MiB"
@@ -181,6 +186,14 @@ class ServeModel(_Strict):
     """The most header bytes a request may carry, all headers together (431 beyond)."""
     max_json_depth: Annotated[int, Field(ge=1, le=512)] = 32
     """How deep a JSON body may nest (400 beyond), checked before any parser recurses."""
+    header_timeout: Duration = "10s"
+    """A request's line and headers not whole by then (from the socket opening, or from the
+    first byte of a later request on it) close the socket with 408."""
+    max_sockets: Annotated[int, Field(ge=1)] = 4096
+    """The most client sockets open at once; idle ones make room for newcomers."""
+    max_sockets_per_address: Annotated[int, Field(ge=1)] = 128
+    """The most one client address (an IPv6 /64) may hold; `trusted_proxies` are bounded
+    by `max_sockets` only."""
     public_url: str | None = None
     """The address browsers reach this service at (`https://cron.example.com`), when a
     proxy terminates TLS in front of it: OAuth redirect URIs and cookies are built on it.
@@ -202,10 +215,11 @@ class ServeModel(_Strict):
         parse_size(value)
         return value
 
-    @field_validator("request_timeout")
+    @field_validator("request_timeout", "header_timeout")
     @classmethod
     def _timeout(cls, value: str | float) -> str | float:
-        parse_duration(value)
+        if not parse_duration(value):
+            raise ValueError(f"{value!r} leaves no time at all; give a duration like 10s")
         return value
 
     @field_validator("trusted_proxies")
@@ -273,13 +287,13 @@ class UsageModel(_Strict):
     """`[usage]`: the free allowances of the hosted services cronlink stands in for, which
     `cronlink usage`, `cronlink advise` and the `usage-quota` alert compare against."""
 
-    light_per_day: Annotated[int, Field(ge=1)] = 100_000
+    light_per_day: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 100_000
     """Invocations a day of a hosted light cron runner's free plan."""
-    heavy_per_month: Annotated[int, Field(ge=1)] = 2_000_000
+    heavy_per_month: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 2_000_000
     """Requests a month of a heavy HTTP service's free tier."""
-    scheduler_jobs: Annotated[int, Field(ge=0)] = 3
+    scheduler_jobs: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 3
     """Jobs a cloud scheduler keeps free."""
-    light_triggers: Annotated[int, Field(ge=1)] = 5
+    light_triggers: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 5
     """Cron triggers a hosted light runner's free plan allows (one per distinct schedule,
     or one for all with `cronlink export wrangler --pack`)."""
 
@@ -288,19 +302,19 @@ class PricingModel(_Strict):
     """`[pricing]`: what `cronlink advise` prices the load at, in your currency. The
     defaults are the list prices the seed assumed, in US dollars: put your plan's in."""
 
-    light_plan: Annotated[float, Field(ge=0)] = 5.0
+    light_plan: Annotated[float, Field(ge=0, le=MAX_AMOUNT)] = 5.0
     """A hosted light runner's paid plan a month, once past the free daily quota."""
-    light_included: Annotated[int, Field(ge=0)] = 10_000_000
+    light_included: Annotated[int, Field(ge=0, le=MAX_COUNT)] = 10_000_000
     """Invocations a month the paid plan includes."""
-    light_per_million: Annotated[float, Field(ge=0)] = 0.30
-    scheduler_job: Annotated[float, Field(ge=0)] = 0.10
+    light_per_million: Annotated[float, Field(ge=0, le=MAX_AMOUNT)] = 0.30
+    scheduler_job: Annotated[float, Field(ge=0, le=MAX_AMOUNT)] = 0.10
     """Per scheduled job a month, past the free ones."""
-    heavy_vcpu_second: Annotated[float, Field(ge=0)] = 0.000024
-    heavy_gib_second: Annotated[float, Field(ge=0)] = 0.0000025
-    heavy_per_million: Annotated[float, Field(ge=0)] = 0.40
-    heavy_free_vcpu_seconds: Annotated[float, Field(ge=0)] = 180_000
-    heavy_free_gib_seconds: Annotated[float, Field(ge=0)] = 360_000
-    heavy_memory_gib: Annotated[float, Field(gt=0)] = 0.5
+    heavy_vcpu_second: Annotated[float, Field(ge=0, le=MAX_AMOUNT)] = 0.000024
+    heavy_gib_second: Annotated[float, Field(ge=0, le=MAX_AMOUNT)] = 0.0000025
+    heavy_per_million: Annotated[float, Field(ge=0, le=MAX_AMOUNT)] = 0.40
+    heavy_free_vcpu_seconds: Annotated[float, Field(ge=0, le=MAX_AMOUNT)] = 180_000
+    heavy_free_gib_seconds: Annotated[float, Field(ge=0, le=MAX_AMOUNT)] = 360_000
+    heavy_memory_gib: Annotated[float, Field(gt=0, le=MAX_AMOUNT)] = 0.5
     """Memory a heavy service instance is given: it is billed for that while it runs."""
 
 

@@ -173,10 +173,14 @@ async def set_schedules(
     names the bad one (also one that never fires), and nothing is changed."""
     job = app.get(name)
     overrides = {} if pairs is None else {name: pairs}
+    seen: set[str] = set()
     for index, (cron, zone) in enumerate(pairs or []):
         try:
-            schedule(cron, zone, fires_after=now)
+            key = schedule(cron, zone, fires_after=now).key
         except ValueError as error:
             raise ConfigError(f"schedules[{index}]: {error}") from None
+        if key in seen:
+            raise ConfigError(f"schedules[{index}]: {cron!r} in {zone} is listed twice")
+        seen.add(key)
     changed = with_overrides({name: job}, overrides)[name]
     await store.overrides.replace(name, pairs, schedule_rows(changed, now), now)

@@ -14,6 +14,7 @@ is; `is_global` only catches what the list leaves out.
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -83,6 +84,9 @@ _RANGES: tuple[tuple[Network, Kind], ...] = tuple(
     )
 )
 _NAT64 = ip_network("64:ff9b::/96")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+"""A host name's label (letters, digits, hyphens inside; `_` too, as some internal names
+have; an internationalised name arrives here already in its `xn--` form)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -155,6 +159,16 @@ def ip_literal(host: str) -> IPAddress | None:
         return IPv4Address(socket.inet_aton(bare))
     except OSError:
         return None
+
+
+def host_refusal(host: str) -> str | None:
+    """Why `host`, not an IP address, is no host name to resolve (a percent-encoded
+    `%31%32%37.0.0.1`, a space, an empty label); None for a valid one. Such a host is
+    refused before any resolver sees it: resolvers differ in what they make of it."""
+    name = host[:-1] if host.endswith(".") else host
+    if 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split(".")):
+        return None
+    return "it is neither an IP address nor a valid host name"
 
 
 def parse_networks(texts: Iterable[str]) -> tuple[Network, ...]:

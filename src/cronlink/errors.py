@@ -17,7 +17,8 @@
     ├── StepError              an automation step failed (`retryable`, `wait`)
     └── StoreError             the database cannot be used as asked
         ├── SchemaTooNewError  the database was written by a newer cronlink
-        └── CorruptDatabaseError  the file is not a usable database
+        ├── CorruptDatabaseError  the file is not a usable database
+        └── UnstorableError    a value no engine can hold (a NUL, a lone surrogate, NaN)
 
 Each class's docstring is its default message. Driver errors (sqlite3, psycopg) are
 translated into these inside `cronlink.store`: nothing above it imports a driver.
@@ -166,6 +167,15 @@ class StepError(CronlinkError):
 
 class StoreError(CronlinkError):
     """The database cannot be used."""
+
+
+class UnstorableError(StoreError, ValueError):
+    """The value cannot be stored: it holds a NUL character, a lone surrogate, a number
+    that is not finite or one out of range.
+
+    Refused before the statement runs, on both engines alike, so the transaction it was
+    part of ends cleanly and the next write on the connection is not affected.
+    """
 
 
 class SchemaTooNewError(StoreError):

@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from cronlink.egress import EgressPolicy, ip_literal
+from cronlink.egress import EgressPolicy, host_refusal, ip_literal
 from cronlink.errors import AddressRefusedError
 from cronlink.observe import spend
 
@@ -100,8 +100,24 @@ class GuardedConnector(aiohttp.TCPConnector):
     ) -> Connection:
         host = req.url.raw_host or ""
         literal = ip_literal(host)
-        if literal is not None:
+        if literal is None:
+            reason = host_refusal(host)
+            if reason is not None:
+                raise AddressRefusedError(host, host, reason)
+        else:
             reason = self.egress.refusal(literal)
             if reason is not None:
                 raise AddressRefusedError(host, str(literal), reason)
         return await super().connect(req, traces, timeout)
+
+
+def as_refusal(error: aiohttp.ClientError) -> AddressRefusedError | None:
+    """The policy refusal a client error stands for, if it is one: a URL (or a redirect's
+    Location) that is not valid, or whose scheme is not http or https. Like a refused
+    address it fails for good; None for the errors a retry may cure."""
+    if isinstance(error, aiohttp.NonHttpUrlClientError):  # a redirect's too
+        scheme = str(error.args[0]).partition(":")[0][:20] if error.args else ""
+        return AddressRefusedError("the URL", "the URL", f"{scheme!r} is not http or https")
+    if isinstance(error, aiohttp.InvalidURL):
+        return AddressRefusedError("the URL", "the URL", "it is not a valid URL")
+    return None

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from cronlink import signatures
 from cronlink.envtext import expand, referenced_values
 from cronlink.envtext import retry_after as parse_retry_after
 from cronlink.errors import AddressRefusedError, ConfigError, CronlinkError
+from cronlink.http_client import as_refusal
+from cronlink.scrubbing import Scrubber, configured
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from cronlink.records import Run
 
 EXCERPT_BYTES = 2048
+QUOTE_MARGIN = 2048
+"""Read past the excerpt, so that a secret quoted across its end is masked, not cut."""
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
 
@@ -49,14 +53,15 @@ async def call(
     The caller bounds the whole attempt with its deadline.
     """
     env = os.environ if env is None else env
-    secrets = _referenced_values(target, env)
+    scrub = Scrubber([*configured(env), *_referenced_values(target, env)])
     scheduled = run.scheduled_for or run.enqueued_at
     headers = {name: expand(value, env, "an HTTP target") for name, value in target.headers.items()}
     headers["X-Cronlink-Scheduled-Time"] = scheduled.astimezone(UTC).isoformat()
     headers["Idempotency-Key"] = run.idempotency_key
     headers["X-Cronlink-Attempt"] = str(run.attempt)
     body = expand(target.body, env, "an HTTP target").encode() if target.body is not None else None
-    url = expand(target.url, env, "an HTTP target")
+    # Encoded once, here: what is signed is what is sent.
+    url = URL(expand(target.url, env, "an HTTP target"))
     if target.sign:
         headers[signatures.HEADER] = _signature(target, url, body or b"", env)
     try:
@@ -64,19 +69,22 @@ async def call(
             target.method, url, headers=headers, data=body,
             allow_redirects=False,
         ) as response:  # fmt: skip
-            raw = await response.content.read(EXCERPT_BYTES)
-            excerpt = scrub(raw.decode("utf-8", "replace"), secrets)
+            raw = await response.content.read(EXCERPT_BYTES + QUOTE_MARGIN)
+            excerpt = scrub(raw.decode("utf-8", "replace"))[:EXCERPT_BYTES]
             if 200 <= response.status < 300:
                 return f"{response.status} {excerpt}".rstrip()
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise HttpStatusError(response.status, excerpt, retry_after)
     except AddressRefusedError as error:
         # Its host may come from a ${VARIABLE} like the rest of the URL: scrubbed the same.
-        raise AddressRefusedError(scrub(error.host, secrets), error.address, error.reason) from None
+        raise AddressRefusedError(scrub(error.host), error.address, error.reason) from None
     except aiohttp.ClientError as error:
+        refusal = as_refusal(error)
+        if refusal is not None:
+            raise refusal from None
         # A client error may quote the URL, which may carry a ${SECRET}: keep its class,
         # scrub its text.
-        scrubbed = scrub(str(error), secrets)
+        scrubbed = scrub(str(error))
         if scrubbed == str(error):
             raise
         raise ScrubbedClientError(error, scrubbed) from None
@@ -90,20 +98,16 @@ class ScrubbedClientError(CronlinkError):
         super().__init__(message)
 
 
-def scrub(text: str, secrets: list[str]) -> str:
-    """`text` with every secret value replaced by `***`."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
 def _referenced_values(target: HttpTarget, env: Mapping[str, str]) -> list[str]:
     """The values of the environment variables a target uses (they may be secrets)."""
     return referenced_values([target.url, target.body or "", *target.headers.values()], env)
 
 
-def _signature(target: HttpTarget, url: str, body: bytes, env: Mapping[str, str]) -> str:
-    secret = next((s.strip() for s in env.get("CRON_SECRET", "").split(",") if s.strip()), "")
-    if not secret:
-        raise ConfigError("an HTTP target with sign = true needs CRON_SECRET")
-    return signatures.sign(secret, target.method, urlsplit(url).path or "/", body)
+def _signature(target: HttpTarget, url: URL, body: bytes, env: Mapping[str, str]) -> str:
+    keys = signatures.signing_keys(env)
+    if not keys:
+        raise ConfigError(f"an HTTP target with sign = true needs {signatures.ENV}")
+    request = signatures.Request(
+        method=target.method, path=url.raw_path, query=url.raw_query_string, body=body
+    )
+    return signatures.sign(keys[0], request)

@@ -50,17 +50,19 @@ def schedule(
 
     Where a schedule is defined, `fires_after` (now) also refuses one that never fires
     after it (`CronSyntaxError` saying why); one already stored is taken as it is."""
-    spec = ScheduleSpec(cron=parse(cron), timezone=timezone, jitter=jitter, zone=zone(timezone))
+    zone = UTC if timezone in ("UTC", "Etc/UTC") else time_zone(timezone)
+    spec = ScheduleSpec(cron=parse(cron), timezone=timezone, jitter=jitter, zone=zone)
     if fires_after is not None:
         check_fires(spec.cron, spec.zone, fires_after)
     return spec
 
 
-def zone(name: str) -> tzinfo:
-    """The IANA zone `name` (plain `UTC` for UTC); raises `ValueError` when unknown."""
+def time_zone(name: str) -> ZoneInfo:
+    """The IANA zone `name`; `ValueError` for anything else, a folder of zones such as
+    "America" included (zoneinfo itself raises whatever reading that path raised)."""
     try:
-        return UTC if name in ("UTC", "Etc/UTC") else ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(f"unknown time zone {name!r}") from None
 
 
@@ -74,7 +76,7 @@ class HttpTarget:
     headers: dict[str, str] = field(default_factory=dict)
     body: str | None = None
     sign: bool = False
-    """Sign each call with the first secret of CRON_SECRET (`cronlink.signatures`)."""
+    """Sign each call with the current key of CRON_SIGNING_KEY (`cronlink.signatures`)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

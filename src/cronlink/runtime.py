@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from cronlink.records import Tier
 from cronlink.scheduler import Scheduler
 from cronlink.store import Store, store_for
 from cronlink.tiers import HeavyTier, LightTier
+from cronlink.web import secrets
 from cronlink.web.server import serving
 from cronlink.worker import Worker
 
@@ -45,6 +47,11 @@ async def run_roles(
 ) -> None:
     """Run the chosen roles in this process (`serve`: the HTTP service on this host and
     port too); SIGINT/SIGTERM stop them gracefully."""
+    # Every role reads CRON_SECRET (a target's ${CRON_SECRET}) or the signing key: a bad
+    # one stops them all at start, not a call at a time.
+    secrets.check(
+        os.environ, require_signature=serve is not None and settings.serve.require_signature
+    )
     stop = stop or _stop_on_signals()
     async with AsyncExitStack() as stack:
         store = await open_store(settings)
@@ -119,6 +126,7 @@ async def serve_http(
     settings: Settings, app: App, host: str, port: int, stop: asyncio.Event | None = None
 ) -> None:
     """`cronlink serve`: the HTTP service alone, until SIGINT/SIGTERM (or `stop`)."""
+    secrets.check(os.environ, require_signature=settings.serve.require_signature)
     stop = stop or _stop_on_signals()
     async with AsyncExitStack() as stack:
         store = await open_store(settings)

@@ -19,8 +19,8 @@ from cronlink.clock import Clock, SystemClock
 from cronlink.cron import next_fire
 from cronlink.jobs import new_run, with_overrides
 from cronlink.misfire import plan
-from cronlink.observe import metrics
-from cronlink.records import Reason, Schedule
+from cronlink.observe import logs, metrics
+from cronlink.records import Reason, RunState, Schedule
 from cronlink.store import ScheduleAdvance, Tick
 
 if TYPE_CHECKING:
@@ -146,7 +146,10 @@ class Scheduler:
                 if report.started or report.missed:
                     log.info("fired %d runs, %d missed instants", report.started, report.missed)
                 for run in await self.store.reap_expired(now):
-                    log.warning("run %d of %s lost its worker: now %s", run.id, run.job, run.state)
+                    level = logging.ERROR if run.state is RunState.DEAD else logging.WARNING
+                    with logs.attempt(run.id, run.job):
+                        message = "run %d of %s lost its worker: now %s"
+                        log.log(level, message, run.id, run.job, run.state)
                     metrics.EXPIRED_LEASES.labels(run.tier.value).inc()
             except Exception:
                 log.exception("scheduler pass failed; retrying")

@@ -27,6 +27,8 @@ from cronlink.jobs import new_run
 from cronlink.observe import logs, metrics, spend
 from cronlink.records import Reason, RunError, RunState, Tier
 from cronlink.retry import Failure, GiveUp, Retry
+from cronlink.scrubbing import Scrubber, configured
+from cronlink.storable import escaped
 from cronlink.store import ClaimRequest, Outcome
 from cronlink.tiers import ChildFailed, HeavyTier, LightTier, MemoryLimitExceeded
 
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cronlink.worker")
 TRACEBACK_CHARS = 8000
+ERROR_CHARS = 300
 
 
 class Worker:
@@ -87,6 +90,8 @@ class Worker:
         self.metered = metered
         """Count attempts in the process's metrics and what each spends (off only to measure
         what that costs: bench/metrics_cost_bench.py)."""
+        self._scrub = Scrubber(configured(os.environ))
+        """What a run records (result, error, log lines) loses the secrets cronlink is given."""
         self._active: dict[int, tuple[asyncio.Task[None], Run]] = {}
         self._stopping: dict[int, RunState] = {}
         self._completing: set[int] = set()
@@ -201,6 +206,7 @@ class Worker:
             outcome = await self._timed_attempt(run)
             self._completing.add(run.id)
             claimed = await self.committer.finish(run, outcome)
+            _tell(run, outcome)
             if self.metered:
                 metrics.attempt_finished(run, outcome.state, outcome.duration_ms)
         except Exception:
@@ -225,11 +231,14 @@ class Worker:
         counting = spend.spending() if self.metered else contextlib.nullcontext(spend.Spend())
         with counting as spent, logs.attempt(run.id, run.job):
             outcome = await self._attempt(run, logbook)
-        return dataclasses.replace(
-            outcome,
-            duration_ms=int((time.monotonic() - started) * 1000),
-            logs=tuple(logbook.lines),
-            spend=spent,
+        return _recorded(
+            dataclasses.replace(
+                outcome,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                logs=tuple(logbook.lines),
+                spend=spent,
+            ),
+            self._scrub,
         )
 
     async def _attempt(self, run: Run, logbook: RunLog) -> Outcome:
@@ -313,6 +322,50 @@ class Worker:
         if self.on_enqueue is not None:
             self.on_enqueue(target.tier)
         return run_id
+
+
+def _tell(run: Run, outcome: Outcome) -> None:
+    """A WARNING for an attempt that failed and will be retried, an ERROR for a run that
+    failed for good: the process log says what the runs table says, in every role."""
+    error = outcome.error
+    if error is None or error.reason in ("shutdown", "cancelled"):
+        return
+    excerpt = f"{error.type}: {error.message.splitlines()[0] if error.message else ''}"
+    excerpt = excerpt if len(excerpt) <= ERROR_CHARS else excerpt[: ERROR_CHARS - 1] + "…"
+    with logs.attempt(run.id, run.job):
+        if outcome.state is RunState.QUEUED:
+            at = outcome.retry_at.isoformat(timespec="seconds") if outcome.retry_at else "now"
+            log.warning(
+                "run %d of %s: attempt %d of %d failed (%s); retrying at %s",
+                run.id, run.job, run.attempt, run.max_attempts, excerpt, at,
+            )  # fmt: skip
+        else:
+            attempts = "attempt" if run.attempt == 1 else "attempts"
+            log.error(
+                "run %d of %s is %s after %d %s (%s)",
+                run.id, run.job, outcome.state, run.attempt, attempts, excerpt,
+            )  # fmt: skip
+
+
+def _recorded(outcome: Outcome, scrub: Scrubber) -> Outcome:
+    """The outcome as the store keeps it. The text a handler, a target's answer or an
+    exception brought is scrubbed of secrets, and any NUL or lone surrogate in it escaped:
+    the store refuses those, and a run whose ending cannot be written would run again."""
+
+    def clean(text: str) -> str:
+        return escaped(scrub(text) if scrub else text)
+
+    error = outcome.error
+    if error is not None:
+        error = dataclasses.replace(
+            error, message=clean(error.message), traceback=clean(error.traceback)
+        )
+    return dataclasses.replace(
+        outcome,
+        error=error,
+        result=None if outcome.result is None else clean(outcome.result),
+        logs=tuple((at, level, clean(line)) for at, level, line in outcome.logs),
+    )
 
 
 def _retryable(error: BaseException) -> bool:

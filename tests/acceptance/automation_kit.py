@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from cronlink.automations.model import AutomationEvent, EventState
 from cronlink.automations.service import Automations
 from cronlink.config import connection_jobs
 from cronlink.config_models import ConnectionsModel
@@ -22,7 +23,7 @@ from cronlink.records import Tier
 from cronlink.store.schema import automation_events, runs
 from cronlink.worker import Worker
 from tests.acceptance.sandbox_kit import Kit
-from tests.acceptance.worker_kit import running_worker
+from tests.acceptance.worker_kit import running_worker, wait_until
 
 PAGE, PAGES = 10, 3
 STEPS = [{"name": "noop", "call": "tests.acceptance.automation_steps:remember"}]
@@ -135,3 +136,19 @@ async def heavy_worker(auto: AutoKit, **options: Any) -> AsyncIterator[Worker]:
         automations=auto.automations, **options,
     ) as worker:  # fmt: skip
         yield worker
+
+
+async def dead_letter(auto: AutoKit, automation_id: int) -> AutomationEvent:
+    """One new event of the automation, polled and run on a heavy worker until it is
+    dead-lettered (its last step fails for good)."""
+    await auto.feed(count=1)
+    await auto.poll(timedelta(0))
+    async with heavy_worker(auto):
+
+        async def settled() -> bool:
+            events = await auto.automations.events(automation_id)
+            return bool(events) and events[0].state is EventState.DEAD_LETTER
+
+        await wait_until(settled, within=60)
+    [event] = await auto.automations.events(automation_id)
+    return event

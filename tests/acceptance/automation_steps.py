@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 
 def _trace(ctx: Any, name: str, entry: Any) -> None:
     with (Path(ctx.params["trace"]) / name).open("a") as out:
@@ -51,3 +53,19 @@ def double(record: dict[str, Any]) -> dict[str, Any]:
 def traced(folder: Path, name: str) -> list[Any]:
     path = folder / name
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+async def _echo_token(ctx: Any) -> str:
+    """What the echo server (`params.echo`) quotes back of the connection's token."""
+    token = (await ctx.credentials()).access_token
+    url = f"{ctx.params['echo']}/echo/200"
+    async with aiohttp.ClientSession() as http, http.get(url, params={"key": token}) as answer:
+        return await answer.text()
+
+
+async def echo_token(event: dict[str, Any], ctx: Any) -> dict[str, str]:
+    return {"said": await _echo_token(ctx)}
+
+
+async def echo_token_fails(event: dict[str, Any], ctx: Any) -> None:
+    raise ValueError(await _echo_token(ctx))

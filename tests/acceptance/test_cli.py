@@ -54,6 +54,13 @@ def test_explain() -> None:
     assert invoke("explain", "30 2 * * 1-5") == (0, "At 02:30, Monday through Friday\n")
 
 
+@pytest.mark.parametrize("zone", ["America", "Europe"])
+def test_a_zone_that_is_no_zone_exits_2_naming_it(zone: str) -> None:
+    code, out = invoke("next", "* * * * *", "--tz", zone)
+    assert code == 2
+    assert f"unknown time zone {zone!r}" in out
+
+
 def test_bad_expression_exits_2_naming_field_and_reason() -> None:
     code, out = invoke("next", "61 * * * *")
     assert code == 2
@@ -118,6 +125,15 @@ BAD_CONFIGS = [
     ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\ntimezone = "Mars/X"\n'
      'schedule = "* * * * *"\n',
      "jobs[0] (a).timezone: unknown time zone 'Mars/X'"),
+    # A folder of zones is no zone (zoneinfo raises IsADirectoryError for it).
+    ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\ntimezone = "America"\n'
+     'schedule = "* * * * *"\n',
+     "jobs[0] (a).timezone: unknown time zone 'America'"),
+    ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\n'
+     'schedules = ["*/5 * * * *", "*/5 * * * *"]\n',
+     "jobs[0] (a): schedule '*/5 * * * *' is listed twice"),
+    ('[serve]\naddress_burst = 9223372036854775807\n', "serve.address_burst: Input should be less"),
+    ('[serve]\naddress_rate = inf\n', "serve.address_rate: Input should be less"),
     ('[[jobs]]\nname = "a"\n', "jobs[0] (a): give exactly one of 'handler'"),
     ("jobs = [", "not valid TOML"),
 ]  # fmt: skip

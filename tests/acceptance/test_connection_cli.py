@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 
 from cronlink.cli import cli
 from cronlink.connections.crypto import generate_key
+from tests.postgres import fresh_schema
 
 CANARY_ACCESS = "at-canary-5b1f0e"
 CANARY_REFRESH = "rt-canary-9d27c4"
@@ -139,3 +141,30 @@ def test_no_key_or_no_section_is_a_clear_error(home: Path, monkeypatch: pytest.M
     code, out = run("connections", "list")
     assert code == 2
     assert "add a [connections] section" in out
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_a_deleted_connections_id_is_never_given_again(engine: str, home: Path) -> None:
+    """Alice's connection is deleted, Bob's added: Bob's gets a new id, none of Alice's
+    events, and his own refresh run (its dedupe key holds the id)."""
+    with contextlib.ExitStack() as stack:
+        if engine == "postgres":
+            url = stack.enter_context(fresh_schema())
+            (home / "cronlink.toml").write_text(f'database_url = "{url}"\n[connections]\n')
+        add_delete_add()
+
+
+def add_delete_add() -> None:
+    add = ("connections", "add", "--provider", "sandbox", "--tokens", "-")
+    assert run(*add, "--owner", "alice", stdin=_tokens()) == (
+        0, "connection 1 added (sandbox, owner alice)\n",
+    )  # fmt: skip
+    assert run("connections", "delete", "1") == (0, "connection 1 deleted\n")
+    code, out = run(*add, "--owner", "bob", stdin=_tokens())
+    assert (code, out) == (0, "connection 2 added (sandbox, owner bob)\n")
+    bobs = json.loads(run("connections", "events", "2", "--json")[1])
+    assert [e["kind"] for e in bobs] == ["created"]
+    code, out = run("runs", "--job", "refresh-connection", "--json")
+    assert code == 0, out
+    queued = [e["run"]["payload"]["connection_id"] for e in json.loads(out)]
+    assert sorted(queued) == [1, 2]

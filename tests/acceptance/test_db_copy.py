@@ -199,7 +199,7 @@ async def test_sqlite_to_postgres_keeps_every_row(tmp_path: Path, postgres_url: 
         "connection_events": 1, "connections": 1, "jobs": 2, "runs": 36, "schedules": 2,
         "automations": 1, "automation_events": 1, "audit_log": 1, "api_tokens": 1,
         "spent_signatures": 1, "schedule_overrides": 1, "heartbeats": 1, "fires": 3,
-        "run_logs": 4, "alerts": 1, "alert_windows": 1,
+        "run_logs": 4, "alerts": 1, "alert_windows": 1, "rate_buckets": 0,
     }  # fmt: skip
     assert report["replaced"] == 0
     assert "stop every cronlink role" in report["warning"]
@@ -262,17 +262,18 @@ async def test_force_replaces_the_target_rows(tmp_path: Path, postgres_url: str)
     assert code == 0, out
     lines = out.splitlines()
     assert lines[0].startswith("note: stop every cronlink role that uses the source")
-    assert [line.split() for line in lines[1:17]] == [
+    assert [line.split() for line in lines[1:18]] == [
         ["alert_windows", "1"], ["alerts", "1"], ["api_tokens", "1"], ["audit_log", "1"],
         ["automation_events", "1"], ["automations", "1"], ["connection_events", "1"],
         ["connections", "1"],
-        ["heartbeats", "1"], ["jobs", "2"], ["runs", "9"], ["schedule_overrides", "1"],
-        ["schedules", "2"], ["spent_signatures", "1"], ["fires", "3"], ["run_logs", "4"],
+        ["heartbeats", "1"], ["jobs", "2"], ["rate_buckets", "0"], ["runs", "9"],
+        ["schedule_overrides", "1"], ["schedules", "2"], ["spent_signatures", "1"],
+        ["fires", "3"], ["run_logs", "4"],
     ]  # fmt: skip
-    assert lines[17] == "replaced the 68 rows the target held"
-    assert lines[18].startswith(f"copied 31 rows from {source} to postgresql://")
+    assert lines[18] == "replaced the 68 rows the target held"
+    assert lines[19].startswith(f"copied 31 rows from {source} to postgresql://")
     assert table_rows(postgres_url) == table_rows(source)
-    assert await enqueue_one(postgres_url) == 10
+    assert await enqueue_one(postgres_url) == 47  # the replaced rows' ids stay spent
 
 
 @pytest.mark.parametrize("target_kind", ["postgres", "sqlite", "new sqlite file"])
@@ -396,3 +397,33 @@ async def test_a_target_of_another_application_is_refused(tmp_path: Path) -> Non
     with sqlite3.connect(foreign) as db:
         tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
     assert tables == [("invoices",)]
+
+
+async def add_connection(url: str, *, delete_it: bool = False) -> int:
+    store = store_for(url)
+    await store.open()
+    try:
+        added = await store.connections.add(
+            provider="sandbox", owner="bob", scopes="", now=T0,
+            seal=lambda cid: (f"sealed-secrets-of-{cid}", "key-id"),
+            expires_at=None, refresh_due_at=None,
+        )  # fmt: skip
+        if delete_it:
+            await store.connections.delete(added.id, T0)
+        return added.id
+    finally:
+        await store.close()
+
+
+async def test_ids_of_deleted_rows_stay_spent_in_the_copy(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The newest connection was deleted before the copy: its id is not given again after
+    it, in either direction."""
+    source, back = sqlite_url(tmp_path, "cronlink.db"), sqlite_url(tmp_path, "back.db")
+    await populate(source)
+    deleted = await add_connection(source, delete_it=True)
+    assert invoke("--from", source, "--to", postgres_url)[0] == 0
+    assert invoke("--from", postgres_url, "--to", back)[0] == 0
+    assert await add_connection(postgres_url) == deleted + 1
+    assert await add_connection(back) == deleted + 1

@@ -44,3 +44,29 @@ async def test_the_demo_shows_refreshes_health_reauth_automations_and_a_sync(
     assert lines[0].startswith("demo: sandbox provider at http://127.0.0.1:")
     assert any("connection 5: needs_reauth: sandbox refused the refresh" in x for x in lines)
     assert (tmp_path / "cronlink-demo.db").exists()
+
+
+async def test_the_demo_run_again_on_its_database_refreshes_its_new_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second demo replaces the first one's connections: the new ones get new ids, so
+    their refresh runs are queued (their dedupe keys are new) and their tokens renewed."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.delenv("CRONLINK_SANDBOX_URL", raising=False)
+    demo_key()
+    for first_id in (1, 6):
+        lines: list[str] = []
+        stop = asyncio.Event()
+        wanted = [f"connection {first_id}: refreshed", f"connection {first_id + 4}: needs_reauth"]
+        watcher = asyncio.create_task(seen(wanted, lines, stop))
+        async with asyncio.timeout(90):
+            await demo(demo_settings(), port=0, lifetime=4, say=lines.append, stop=stop)
+        await watcher
+
+
+async def seen(wanted: list[str], lines: list[str], stop: asyncio.Event) -> None:
+    """Stop the demo once each of `wanted` is in a line it said."""
+    while not all(any(w in line for line in lines) for w in wanted):  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    stop.set()

@@ -80,6 +80,50 @@ async def test_an_http_step_fails_for_good_with_the_refusal(tripwire: Tripwire) 
     assert tripwire.connects == []
 
 
+REFUSED_BY_POLICY = [
+    # A host that is neither an IP address nor a host name: no resolver may see it.
+    ("http://%31%32%37.0.0.1:1/x?t=s3cret",
+     "refused to connect to %31%32%37.0.0.1: it is neither an IP address nor a valid host name"),
+    ("http://exa%20mple.test/", "refused to connect to exa%20mple.test: it is neither an IP "
+     "address nor a valid host name"),
+    # Not HTTP: aiohttp's own refusal, which is policy too, not a network failure.
+    ("ftp://127.0.0.1:1/x?t=s3cret", "refused to connect to the URL: 'ftp' is not http or https"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("url", "message"), REFUSED_BY_POLICY)
+async def test_a_target_refused_by_policy_fails_at_once_and_nothing_is_looked_up(
+    sqlite_store: Store, tripwire: Tripwire, url: str, message: str
+) -> None:
+    resolver = TableResolver({})
+    job = build_job(name="call", schedules=[], max_attempts=3, min_backoff=0.01,
+                    target=HttpTarget(url=url))  # fmt: skip
+    run_id = await sqlite_store.enqueue(new_run(job, Reason.API), datetime.now(UTC))
+    async with running_worker(sqlite_store, Tier.LIGHT, {job.name: job}, LOOPBACK, resolver):
+        run = await finished(sqlite_store, run_id)
+    assert (run.state, run.attempt) == (RunState.FAILED, 1)  # not retried
+    assert run.error is not None
+    assert (run.error.type, run.error.message) == ("AddressRefusedError", message)
+    assert "s3cret" not in run.error.message + run.error.traceback
+    assert resolver.lookups == []
+    assert tripwire.connects == []
+
+
+@pytest.mark.parametrize(("url", "message"), REFUSED_BY_POLICY)
+async def test_a_step_refused_by_policy_fails_for_good(
+    tripwire: Tripwire, url: str, message: str
+) -> None:
+    resolver = TableResolver({})
+    step = HttpStep(url=url, connection=False)
+    async with new_session(LOOPBACK, resolver=resolver) as session:
+        with pytest.raises(StepError) as failed:
+            await http_step.call(step, {}, _step_context(session))
+    assert not failed.value.retryable
+    assert str(failed.value) == f"POST: {message}"
+    assert resolver.lookups == []
+    assert tripwire.connects == []
+
+
 async def test_an_http_step_in_a_heavy_run_is_refused_and_dead_lettered(auto: AutoKit) -> None:
     """The heavy run's process gets the worker's policy (loopback only here); its first
     step arms a tripwire in that process, so the refused step could not have dialled."""

@@ -229,7 +229,7 @@ async def test_the_exported_cronjob_command_names_its_instant(
     assert code == 0, err
     [cronjob] = [d for d in yaml.safe_load_all(out) if d["metadata"]["name"] == "refresh-tokens"]
     [container] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    secret = "s3cret-one-for-k8s-5a1c, s3cret-old-77b2"
+    secret = "s3cret-one-for-k8s-5a1c, s3cret-old-77b2e0f"
     monkeypatch.setenv("CRON_SECRET", secret)
     instant = datetime(2026, 11, 28, 13, tzinfo=UTC)
     minutes = int(instant.timestamp()) // 60

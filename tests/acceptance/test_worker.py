@@ -6,6 +6,8 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
+from cronlink import App, RunContext
+from cronlink.jobs import new_run
 from cronlink.records import Reason, RunState, Tier
 from cronlink.store import RunFilter, Store, store_for
 from tests.acceptance.worker_kit import enqueue, finished, running_worker, wait_until
@@ -243,3 +245,34 @@ async def test_postgres_notify_wakes_an_idle_worker_at_once() -> None:
         finally:
             await worker_store.close()
             await other_process.close()
+
+
+odd = App()
+
+
+@odd.job(name="odd-result", max_attempts=1)
+async def odd_result(ctx: RunContext) -> str:
+    ctx.log.info("a line with \x00 and \ud800")
+    return "a\x00b\udfffc"
+
+
+@odd.job(name="odd-error", max_attempts=1)
+async def odd_error(ctx: RunContext) -> None:
+    raise ValueError("bad \x00 \ud83d")
+
+
+async def test_text_no_engine_can_hold_is_kept_escaped_and_the_run_ends(any_store: Store) -> None:
+    """A handler's result, error and log lines (or a target's answer) may hold a NUL or a
+    lone surrogate: the run still ends, with them written as escapes."""
+    now = datetime.now(UTC)
+    ids = [await any_store.enqueue(new_run(odd.get(name), Reason.API), now)
+           for name in ("odd-result", "odd-error")]  # fmt: skip
+    async with running_worker(any_store, Tier.LIGHT, odd.jobs):
+        ran, failed = [await finished(any_store, run_id) for run_id in ids]
+    assert (ran.state, ran.result) == (RunState.SUCCEEDED, "a\\u0000b\\udfffc")
+    [(_, _, _, line)] = await any_store.run_logs(ran.id)
+    assert line == "a line with \\u0000 and \\ud800"
+    assert failed.state is RunState.FAILED
+    assert failed.error is not None
+    assert failed.error.message == "bad \\u0000 \\ud83d"
+    assert "bad \\u0000 \\ud83d" in failed.error.traceback

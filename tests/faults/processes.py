@@ -71,6 +71,25 @@ class Role:
         return "\n".join(log.read_text(errors="replace") for log in logs)
 
 
+class Roles:
+    """Every role a test starts, made here so that each is stopped when the test ends,
+    however it ends (the `roles` fixture)."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.made: list[Role] = []
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Role:
+        role = Role(args, self.cwd, env or {})
+        self.made.append(role)
+        return role
+
+    def stop_all(self) -> None:
+        for role in self.made:
+            if role.alive():
+                role.kill()
+
+
 @asynccontextmanager
 async def opened(url: str) -> AsyncIterator[Store]:
     """A store closed even when the test fails (an open pool would hang the loop's exit)."""

@@ -14,7 +14,7 @@ import pytest
 from cronlink.records import Fate, RunState
 from cronlink.store import RunFilter, Store
 from tests.acceptance.worker_kit import wait_until
-from tests.faults.processes import Role, opened
+from tests.faults.processes import Role, Roles, opened
 from tests.postgres import fresh_schema
 
 CHAOS_SECONDS = 60
@@ -62,13 +62,13 @@ async def chaos(roles: list[Role], store: Store, until: float, rng: random.Rando
 
 
 @pytest.mark.slow
-async def test_every_second_runs_once_while_roles_are_killed(tmp_path: Path) -> None:
+async def test_every_second_runs_once_while_roles_are_killed(tmp_path: Path, roles: Roles) -> None:
     with fresh_schema() as url:
         (tmp_path / "cronlink.toml").write_text(CONFIG.format(url=url))
-        roles = [Role(("scheduler",), tmp_path) for _ in range(3)]
-        roles += [Role(("worker", "--tier", "light"), tmp_path) for _ in range(4)]
+        started = [roles("scheduler") for _ in range(3)]
+        started += [roles("worker", "--tier", "light") for _ in range(4)]
         async with opened(url) as store:
-            for role in roles:
+            for role in started:
                 role.start()
             try:
 
@@ -79,7 +79,7 @@ async def test_every_second_runs_once_while_roles_are_killed(tmp_path: Path) -> 
                 # One second more than the window asked for: schedulers fire up to half a
                 # second ahead, so the first instant may lie after this moment.
                 until = asyncio.get_running_loop().time() + CHAOS_SECONDS + 1
-                killed = await chaos(roles, store, until, random.Random())
+                killed = await chaos(started, store, until, random.Random())
                 window_end = datetime.now(UTC) - timedelta(seconds=1)
 
                 async def window_done() -> bool:
@@ -91,10 +91,10 @@ async def test_every_second_runs_once_while_roles_are_killed(tmp_path: Path) -> 
                 # handler yet and the exit code would say nothing about a graceful stop.
                 await asyncio.sleep(5)
             finally:
-                codes = [role.stop() for role in roles]
+                codes = [role.stop() for role in started]
             fires = await store.ledger("tick", None, 1000)
             runs = await store.list_runs(RunFilter(job="tick", limit=1000))
-    assert codes == [0] * len(roles), "\n".join(r.output()[-2000:] for r in roles)
+    assert codes == [0] * len(started), "\n".join(r.output()[-2000:] for r in started)
     fires = [f for f in fires if f.scheduled_for <= window_end]
     runs = [r for r in runs if r.scheduled_for is not None and r.scheduled_for <= window_end]
     first = min(f.scheduled_for for f in fires)

@@ -27,7 +27,7 @@ from cronlink.connections.model import ConnectionState
 from cronlink.records import RunState
 from cronlink.store import RunFilter, Store
 from tests.acceptance.automation_kit import BUILTIN
-from tests.faults.processes import Role
+from tests.faults.processes import Role, Roles
 from tests.faults.sandboxed import Setup, sandboxed
 
 pytestmark = pytest.mark.slow
@@ -142,7 +142,7 @@ async def _refresh_runs(store: Store) -> list[dict[str, Any]]:
 
 @pytest.mark.timeout(420)
 async def test_every_event_arrives_once_and_in_time_from_a_hostile_provider(
-    tmp_path: Path, any_url: str
+    tmp_path: Path, any_url: str, roles: Roles
 ) -> None:
     rng = random.Random()
     async with sandboxed(
@@ -170,17 +170,17 @@ async def test_every_event_arrives_once_and_in_time_from_a_hostile_provider(
                     steps=[{"name": "deliver", "call": "tests.faults.handlers:deliver"}],
                 )  # fmt: skip
                 automation_ids.append(made.id)
-        roles = [
-            Role(("scheduler",), tmp_path, setup.env),
-            Role(("worker", "--tier", "light"), tmp_path, setup.env),
-            Role(("worker", "--tier", "heavy"), tmp_path, setup.env),
+        started = [
+            roles("scheduler", env=setup.env),
+            roles("worker", "--tier", "light", env=setup.env),
+            roles("worker", "--tier", "heavy", env=setup.env),
         ]
-        for role in roles:
+        for role in started:
             role.start()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         try:
-            chaos = asyncio.create_task(_chaos(roles, rng, stop))
+            chaos = asyncio.create_task(_chaos(started, rng, stop))
             emitting = asyncio.create_task(_emit(setup, rng, EMITTING))
             await _lose_one_answer(setup)
             items = await emitting
@@ -195,17 +195,17 @@ async def test_every_event_arrives_once_and_in_time_from_a_hostile_provider(
             stop.set()
             killed = await chaos
         finally:
-            codes = [role.stop() for role in roles]
+            codes = [role.stop() for role in started]
         stats = setup.sandbox.grants.stats
         store = connections.store
         ledgers = [await automations.events(a, limit=10_000) for a in automation_ids]
         states = [(await connections.get(i)).state for i in ids]
         refresh_runs = await _refresh_runs(store)
         chains = [await store.list_runs(RunFilter(job="refresh-connection", state=RunState.QUEUED))]
-    output = "\n".join(r.output() for r in roles)
+    output = "\n".join(r.output() for r in started)
     assert left == 0, f"{left} undelivered {DELIVERY:g}s after the last item\n{behind}"
     assert killed, "nothing was killed"
-    assert codes == [0] * len(roles), "\n".join(r.output()[-3000:] for r in roles)
+    assert codes == [0] * len(started), "\n".join(r.output()[-3000:] for r in started)
     # Exactly once by the ledger: each item once per automation, each processed. (A step
     # may run twice when its worker is killed mid-step: steps are at-least-once.)
     for ledger in ledgers:

@@ -17,7 +17,7 @@ from cronlink.records import Reason, RunState
 from cronlink.store import RunFilter, Store
 from tests.acceptance.worker_kit import wait_until
 from tests.faults.handlers import EFFECTS_TABLE, app
-from tests.faults.processes import Role, opened
+from tests.faults.processes import Roles, opened
 from tests.postgres import base_url, fresh_schema
 
 RUNS = 5000
@@ -59,12 +59,12 @@ async def succeeded(store: Store) -> int:
 
 
 @pytest.mark.slow
-async def test_runs_survive_a_postgres_restart(tmp_path: Path) -> None:
+async def test_runs_survive_a_postgres_restart(tmp_path: Path, roles: Roles) -> None:
     with fresh_schema() as url:
         (tmp_path / "cronlink.toml").write_text(CONFIG.format(url=url))
         env = {"CRONLINK_TEST_EFFECTS_URL": url}
-        roles = [Role(("scheduler",), tmp_path, env)]
-        roles += [Role(("worker", "--tier", "light"), tmp_path, env) for _ in range(2)]
+        started = [roles("scheduler", env=env)]
+        started += [roles("worker", "--tier", "light", env=env) for _ in range(2)]
         async with opened(url) as store:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(EFFECTS_TABLE)
@@ -72,7 +72,7 @@ async def test_runs_survive_a_postgres_restart(tmp_path: Path) -> None:
             job = app.get("effect")
             for _ in range(RUNS):
                 await store.enqueue(new_run(job, Reason.API), now)
-            for role in roles:
+            for role in started:
                 role.start()
             try:
 
@@ -83,7 +83,7 @@ async def test_runs_survive_a_postgres_restart(tmp_path: Path) -> None:
                 before = await succeeded(store)
                 how = await asyncio.to_thread(restart_postgres)
                 await asyncio.sleep(0.5)
-                dead = [r.output()[-3000:] for r in roles if not r.alive()]
+                dead = [r.output()[-3000:] for r in started if not r.alive()]
                 assert not dead, f"a role exited when PostgreSQL restarted: {dead}"
 
                 async def all_done() -> bool:
@@ -91,7 +91,7 @@ async def test_runs_survive_a_postgres_restart(tmp_path: Path) -> None:
 
                 await wait_until(all_done, 120)
             finally:
-                codes = [role.stop() for role in roles]
+                codes = [role.stop() for role in started]
             runs = await store.list_runs(RunFilter(limit=RUNS + 1))
         with psycopg.connect(url) as conn:
             effects: dict[str, int] = dict(
@@ -99,7 +99,7 @@ async def test_runs_survive_a_postgres_restart(tmp_path: Path) -> None:
             )
             redelivered = conn.execute("SELECT count(*) FROM effects WHERE deliveries > 1")
             redeliveries = redelivered.fetchone()
-    assert codes == [0] * len(roles), "\n".join(r.output()[-2000:] for r in roles)
+    assert codes == [0] * len(started), "\n".join(r.output()[-2000:] for r in started)
     assert before < RUNS, f"the load was over before PostgreSQL {how}"
     assert len(runs) == RUNS
     assert {r.state for r in runs} == {RunState.SUCCEEDED}

@@ -15,11 +15,11 @@ from cronlink.automations.service import Automations
 from cronlink.records import RunState
 from tests.acceptance.automation_kit import BUILTIN
 from tests.acceptance.worker_kit import wait_until
-from tests.faults.processes import Role
+from tests.faults.processes import Roles
 from tests.faults.sandboxed import sandboxed
 
 RECORDS = 10_000
-WORKER = '[worker]\nlease = "2s"\nheartbeat = "500ms"\npoll = "100ms"\n'
+WORKER = '[worker]\nlease = "5s"\nheartbeat = "1s"\npoll = "100ms"\n'
 SYNC = [{
     "name": "copy",
     "sync": {"source": {"path": "/api/records", "page_size": 500},
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.timeout(150)
 async def test_a_sync_whose_worker_is_killed_twice_writes_each_record_once(
-    tmp_path: Path, any_url: str
+    tmp_path: Path, any_url: str, roles: Roles
 ) -> None:
     async with sandboxed(any_url, tmp_path, WORKER) as setup:
         sandbox = setup.sandbox
@@ -51,8 +51,8 @@ async def test_a_sync_whose_worker_is_killed_twice_writes_each_record_once(
             name="nightly", connection_id=connection.id, schedule="0 2 * * *", steps=SYNC
         )
         event = await automations.run_now(nightly.id)
-        scheduler = Role(("scheduler",), tmp_path, setup.env)  # it reaps lapsed leases
-        workers = [Role(("worker", "--tier", "heavy"), tmp_path, setup.env) for _ in range(3)]
+        scheduler = roles("scheduler", env=setup.env)  # it reaps lapsed leases
+        workers = [roles("worker", "--tier", "heavy", env=setup.env) for _ in range(3)]
         scheduler.start()
         try:
             for worker, written in zip(workers, (2500, 6000, None), strict=True):

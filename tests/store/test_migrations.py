@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, delete, func, insert, select, text
 
 from cronlink.errors import CorruptDatabaseError
 from cronlink.records import NewRun, Reason, Tier
-from cronlink.store import RunFilter, migrate, store_for
+from cronlink.store import RunFilter, migrate, schema, store_for
 from cronlink.store.schema import metadata
 from tests.postgres import fresh_schema
 
@@ -112,3 +112,87 @@ async def test_upgrade_refuses_broken_references_and_leaves_sqlite_as_it_was(
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0010",)]
         assert db.execute("SELECT count(*) FROM runs").fetchone() == (3,)
+
+
+# -- ids never given twice -------------------------------------------------------------
+
+_NOW = datetime(2026, 1, 1, tzinfo=UTC)
+_CONNECTION = {
+    "provider": "sandbox", "owner": "alice", "state": "active", "health": "unknown",
+    "scopes": "[]", "secrets": "x", "key_id": "k", "version": 1, "refresh_failures": 0,
+    "health_failures": 0, "health_successes": 0, "created_at": _NOW, "updated_at": _NOW,
+}  # fmt: skip
+_AUTOMATION = {
+    "connection_id": 1, "params": "{}", "steps": "[]", "interval_s": 60, "offset_s": 0,
+    "concurrency": 1, "state": "active", "cursor": "{}", "poll_failures": 0, "stalled": False,
+    "created_at": _NOW, "updated_at": _NOW,
+}  # fmt: skip
+_QUEUED = {
+    "job": "j", "tier": "light", "reason": "enqueue", "state": "queued", "enqueued_at": _NOW,
+    "not_before": _NOW, "overlap": "allow",
+}  # fmt: skip
+_EVENT = {
+    "automation_id": 1, "state": "done", "data": "{}", "seen_at": _NOW, "step": 0,
+    "outputs": "[]",
+}  # fmt: skip
+
+
+def at_0013_with_deleted_rows(url: str) -> dict[str, list[str]]:
+    """A database at 0013 whose newest rows of each kind were deleted, though other rows
+    still name them: connection 3 (its events, a queued refresh), automation 4 and event 2
+    (a queued run); and the SQLite indexes it has."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        migrate.upgrade(conn, "0013")
+        for _ in range(3):
+            conn.execute(insert(schema.connections).values(_CONNECTION))
+        conn.execute(delete(schema.connections).where(schema.connections.c.id == 3))
+        conn.execute(insert(schema.connection_events).values(
+            connection_id=3, at=_NOW, kind="deleted", detail="gone"))  # fmt: skip
+        for n in range(4):
+            conn.execute(insert(schema.automations).values({**_AUTOMATION, "name": f"a{n}"}))
+        for key in "ab":
+            conn.execute(insert(schema.automation_events).values({**_EVENT, "key": key}))
+        conn.execute(delete(schema.automations).where(schema.automations.c.id > 2))
+        conn.execute(delete(schema.automation_events).where(schema.automation_events.c.id == 2))
+        for payload in ('{"connection_id": 3}', '{"automation_id": 4, "event_id": 2}', "oops"):
+            conn.execute(insert(schema.runs).values({**_QUEUED, "payload": payload}))
+        indexes = _indexes(conn)
+    engine.dispose()
+    return indexes
+
+
+def _indexes(conn: Connection) -> dict[str, list[str]]:
+    if conn.dialect.name != "sqlite":
+        return {}
+    rows = conn.exec_driver_sql(
+        "SELECT tbl_name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
+    )
+    found: dict[str, list[str]] = {}
+    for table, sql in rows:
+        found.setdefault(table, []).append(sql)
+    return found
+
+
+async def test_upgrade_gives_no_id_again_that_rows_still_name(any_url: str) -> None:
+    url = any_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    indexes = at_0013_with_deleted_rows(url)
+    store = store_for(any_url)
+    await store.open()
+    await store.close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        assert {table: _indexes(conn)[table] for table in indexes} == indexes
+        assert conn.execute(select(func.count()).select_from(schema.runs)).scalar() == 3
+        made = {
+            table.name: conn.execute(
+                insert(table).values(values).returning(table.c.id)
+            ).scalar_one()
+            for table, values in [
+                (schema.connections, _CONNECTION),
+                (schema.automations, {**_AUTOMATION, "name": "a9"}),
+                (schema.automation_events, {**_EVENT, "key": "c"}),
+            ]
+        }
+    engine.dispose()
+    assert made == {"connections": 4, "automations": 5, "automation_events": 3}

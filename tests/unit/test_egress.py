@@ -14,6 +14,7 @@ from cronlink.egress import (
     ALLOW_PRIVATE_ENV,
     PRIVATE_NETWORKS_ENV,
     EgressPolicy,
+    host_refusal,
     ip_literal,
     parse_networks,
     policy_from,
@@ -117,6 +118,22 @@ def test_an_address_is_read_in_every_form_the_resolver_reads(
 ) -> None:
     found = ip_literal(host)
     assert (None if found is None else str(found)) == address
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["%31%32%37.0.0.1", "exa mple.test", "a..b", "-lead.test", "trail-.test", "x" * 64 + ".test",
+     "", "a/b", "a@b", "a\x00b", "ex%00ample.test"],
+)  # fmt: skip
+def test_a_host_that_is_no_host_name_is_refused_before_any_lookup(host: str) -> None:
+    assert host_refusal(host) == "it is neither an IP address nor a valid host name"
+
+
+@pytest.mark.parametrize(
+    "host", ["example.com", "example.com.", "localhost", "xn--bcher-kva.example", "my_svc.internal"]
+)
+def test_a_host_name_passes_on_to_the_resolver(host: str) -> None:
+    assert host_refusal(host) is None
 
 
 def test_a_bad_network_is_named() -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from cronlink.connections.providers import Providers, read
-from cronlink.connections.tokens import expiry, scrub
+from cronlink.connections.tokens import expiry
 from cronlink.errors import ConfigError
+from cronlink.scrubbing import Scrubber
 
 REAL = ["github", "google", "hubspot", "microsoft", "notion", "salesforce", "slack", "xero"]
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -96,4 +97,4 @@ def test_no_expiry_uses_the_providers_default() -> None:
 
 def test_error_texts_lose_secrets_even_url_encoded() -> None:
     said = "bad token 1//0gRefresh+x and 1%2F%2F0gRefresh%2Bx and 1%2F%2F0gRefresh%2Bx"
-    assert scrub(said, ["1//0gRefresh+x"]) == "bad token *** and *** and ***"
+    assert Scrubber(["1//0gRefresh+x"])(said) == "bad token *** and *** and ***"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,8 +24,9 @@ from cronlink.automations.model import EventState
 from cronlink.automations.steps import StepModel, parse_steps
 from cronlink.child import resolve
 from cronlink.connections.account import Account, Answer
-from cronlink.connections.tokens import scrub
 from cronlink.errors import AccountPausedError, CronlinkError, StepError, TokenUnavailableError
+from cronlink.http_client import as_refusal
+from cronlink.scrubbing import Scrubber, configured
 
 if TYPE_CHECKING:
     from cronlink.automations.model import Work
@@ -60,7 +62,13 @@ class StepContext:
     """The step's position in the automation."""
     run: RunContext = field(repr=False)
     tokens_seen: list[str] = field(default_factory=list, repr=False)
-    """Taken out of any error the step raises before it is stored or logged."""
+    """Taken out of the step's output and of any error it raises before either is stored
+    or logged (`scrubbed`)."""
+
+    def scrubbed(self, value: Any) -> Any:
+        """`value` (a text, or an output) without the tokens this step used nor the
+        secrets cronlink is given, in any form a provider may have quoted them in."""
+        return Scrubber([*configured(os.environ), *self.tokens_seen]).value(value)
 
     async def credentials(self) -> Credentials:
         got = await self.run.connections.credentials(self.connection_id)
@@ -96,10 +104,15 @@ class StepContext:
             raise StepError(f"{method}: {error}", wait=_seconds_until(error.until)) from None
         except CronlinkError as error:
             raise StepError(f"{method}: {error}", retryable=False) from None
-        except (aiohttp.ClientError, TimeoutError) as error:
+        except aiohttp.ClientError as error:
+            refusal = as_refusal(error)
+            if refusal is not None:
+                raise StepError(f"{method}: {refusal}", retryable=False) from None
+            raise StepError(f"{method} failed: {type(error).__name__}") from None
+        except TimeoutError as error:
             raise StepError(f"{method} failed: {type(error).__name__}") from None
         if answer.status >= 400:
-            text = scrub(answer.body.decode(errors="replace"), self.tokens_seen)
+            text = self.scrubbed(answer.body.decode(errors="replace"))
             raise StepError(
                 f"{method} answered HTTP {answer.status}: {text[:ANSWER_CHARS]}",
                 retryable=answer.status in RETRYABLE or answer.status >= 500,
@@ -161,14 +174,14 @@ async def _attempts(
             session=session, run=ctx, index=index,
         )  # fmt: skip
         try:
-            return await _execute(step, work.event.data, context)
+            return context.scrubbed(await _execute(step, work.event.data, context))
         except StepError as error:
             if not error.retryable or attempt == step.max_attempts:
-                raise StepError(scrub(str(error), context.tokens_seen), retryable=False) from None
+                raise StepError(context.scrubbed(str(error)), retryable=False) from None
             wait = error.wait
         except Exception as error:
             if attempt == step.max_attempts:
-                text = scrub(f"{type(error).__name__}: {error}", context.tokens_seen)
+                text = context.scrubbed(f"{type(error).__name__}: {error}")
                 raise StepError(text) from None
             wait = 0.0
         backoff = min(MAX_BACKOFF, step.first_backoff * 2 ** (attempt - 1)).total_seconds()

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import click
 
 from cronlink.cli.options import parse_instant, print_json
 from cronlink.cron import check_fires, next_fire, parse
 from cronlink.cron import explain as explain_text
+from cronlink.jobs import time_zone
 
 
 def _zone(name: str) -> ZoneInfo:
     try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+        return time_zone(name)
+    except ValueError:
         raise click.BadParameter(f"unknown time zone {name!r}", param_hint="--tz") from None
 
 

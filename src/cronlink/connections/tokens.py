@@ -8,11 +8,11 @@ happens to the connection (see its docstring); no message carries a token or a s
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, quote_plus
 
 import aiohttp
 from authlib.oauth2.auth import ClientAuth
@@ -20,6 +20,7 @@ from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from cronlink.envtext import retry_after
 from cronlink.errors import AddressRefusedError, ConfigError, RefreshError
+from cronlink.scrubbing import Scrubber, configured
 
 if TYPE_CHECKING:
     from cronlink.connections.model import Connection
@@ -90,7 +91,7 @@ async def _token_request(
         url = provider.url("token_url")
     except ConfigError as error:
         raise RefreshError(str(error), kind="config") from None
-    secrets = [*sent, client_secret]
+    scrub = Scrubber([*sent, client_secret, *configured(os.environ)])
     headers = {
         "Content-Type": "application/x-www-form-urlencoded",
         "Accept": "application/json",
@@ -99,6 +100,7 @@ async def _token_request(
     url, headers, body = ClientAuth(client_id, client_secret, provider.client_auth).prepare(
         "POST", url, headers, body
     )
+    shown = scrub(url)
     try:
         async with session.post(
             url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=within),
@@ -110,24 +112,25 @@ async def _token_request(
     except AddressRefusedError as error:
         # The operator's to fix (the provider's URL or the egress policy); users' connections
         # are left as they are.
-        raise RefreshError(f"{provider.name} token endpoint: {error}", kind="config") from None
+        said = scrub(f"{provider.name} token endpoint: {error}")
+        raise RefreshError(said, kind="config") from None
     except TimeoutError:
         raise RefreshError(
-            f"{provider.name} token endpoint {url} did not answer within {within:g}s",
+            f"{provider.name} token endpoint {shown} did not answer within {within:g}s",
             kind="transient",
         ) from None
     except aiohttp.ClientConnectorError as error:
         raise RefreshError(
-            f"{provider.name} token endpoint {url} unreachable ({type(error).__name__})",
+            f"{provider.name} token endpoint {shown} unreachable ({type(error).__name__})",
             kind="transient",
         ) from None
     except aiohttp.ClientError as error:
         # Sent, perhaps processed, and no answer: the provider may have rotated already.
         raise RefreshError(
-            f"{provider.name} token endpoint {url} gave no answer ({type(error).__name__})",
+            f"{provider.name} token endpoint {shown} gave no answer ({type(error).__name__})",
             kind="transient",
         ) from None
-    return _interpret(provider, status, text, wait, now, secrets)
+    return _interpret(provider, status, text, wait, now, scrub)
 
 
 def _interpret(
@@ -136,7 +139,7 @@ def _interpret(
     text: str,
     wait: timedelta | None,
     now: datetime,
-    secrets: list[str],
+    scrub: Scrubber,
 ) -> TokenSet:
     where = f"{provider.name} token endpoint"
     if status in TRANSIENT_STATUSES or status >= 500:
@@ -155,15 +158,15 @@ def _interpret(
         raise RefreshError(message, kind="transient")
     error = data.get("error")
     if data.get("ok") is False or error or status >= 400:
-        raise _refused(provider, status, str(error or "unknown_error"), data, secrets)
+        raise _refused(provider, status, str(error or "unknown_error"), data, scrub)
     return _token_set(provider, data, now, where)
 
 
 def _refused(
-    provider: Provider, status: int, error: str, data: dict[str, Any], secrets: list[str]
+    provider: Provider, status: int, error: str, data: dict[str, Any], scrub: Scrubber
 ) -> RefreshError:
-    description = scrub(str(data.get("error_description") or ""), secrets)[:EXCERPT]
-    detail = f"{provider.name} refused the refresh: {scrub(error, secrets)[:EXCERPT]}"
+    description = scrub(str(data.get("error_description") or ""))[:EXCERPT]
+    detail = f"{provider.name} refused the refresh: {scrub(error)[:EXCERPT]}"
     if description:
         detail += f" ({description})"
     if error in provider.invalid_grant_errors or error == "invalid_scope":
@@ -216,15 +219,6 @@ def _number(value: Any) -> float | None:
         except ValueError:
             return None
     return None
-
-
-def scrub(text: str, secrets: list[str]) -> str:
-    """`text` without the secrets, as they are or as a provider may quote them (URL-encoded)."""
-    forms = {form for secret in secrets if secret for form in (secret, quote(secret, safe=""),
-                                                               quote_plus(secret))}  # fmt: skip
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, "***")
-    return text
 
 
 def retry_in(error: RefreshError, failures: int) -> timedelta:

@@ -15,11 +15,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from cronlink.cron import CronExpr, parse
 from cronlink.cron.expr import DAY_NAMES
 from cronlink.errors import CronlinkError, CronSyntaxError
+from cronlink.jobs import time_zone
 
 _NAMES = {number: name for name, number in DAY_NAMES.items()}
 _BARE_STAR = re.compile(r"[*?](/0*1)?")
@@ -243,7 +243,7 @@ def _five(expr: CronExpr, scheduler: str) -> tuple[str, str, str, str, str]:
 
 def utc_all_year(timezone: str, now: datetime) -> bool:
     """True when `timezone`'s clock reads UTC's at every instant of the year from `now`."""
-    zone = UTC if timezone.upper() == "UTC" else ZoneInfo(timezone)
+    zone = UTC if timezone.upper() == "UTC" else time_zone(timezone)
     return all(
         (now + timedelta(days=d)).astimezone(zone).utcoffset() == timedelta(0)
         for d in range(0, 366, 15)

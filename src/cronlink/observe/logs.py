@@ -1,9 +1,9 @@
 """Process logs: one JSON object a line for a log collector, or plain text in a terminal.
 
 Every line logged while an attempt runs carries its run id and job: the worker marks the
-attempt in a context variable, which tasks the handler starts inherit. The values of the
-secrets cronlink is given (`CRON_SECRET`, `CRONLINK_SECRET_KEY`, the database password) are
-masked in every line, tracebacks included, whatever code logged them.
+attempt in a context variable, which tasks the handler starts inherit. The secrets cronlink
+is given (`cronlink.scrubbing.configured`) are masked in every line, tracebacks included,
+in any form they were quoted in, whatever code logged them.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Literal
-from urllib.parse import urlsplit
+
+from cronlink.scrubbing import Scrubber, configured
 
 Style = Literal["auto", "json", "text"]
 STYLE_ENV = "CRONLINK_LOG_FORMAT"
-MASK = "[redacted]"
-SECRET_ENVS = ("CRON_SECRET", "CRONLINK_SECRET_KEY")
 
 _attempt: ContextVar[tuple[int, str] | None] = ContextVar("cronlink_attempt", default=None)
 
@@ -52,8 +51,8 @@ def configure(verbose: bool, style: Style = "auto") -> None:
     if chosen == "auto":
         chosen = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler()
-    secrets = _secrets(os.environ)
-    formatter: logging.Formatter = _Json(secrets) if chosen == "json" else _Text(secrets)
+    scrub = Scrubber(configured(os.environ))
+    formatter: logging.Formatter = _Json(scrub) if chosen == "json" else _Text(scrub)
     handler.setFormatter(formatter)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -61,52 +60,34 @@ def configure(verbose: bool, style: Style = "auto") -> None:
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def _secrets(env: os._Environ[str] | dict[str, str]) -> list[str]:
-    found = [
-        part.strip() for name in SECRET_ENVS for part in env.get(name, "").split(",")
-        if len(part.strip()) >= 8
-    ]  # fmt: skip
-    password = urlsplit(env.get("DATABASE_URL", "")).password
-    if password:
-        found.append(password)
-    # The longest first: a secret that contains another is masked whole.
-    return sorted(set(found), key=len, reverse=True)
-
-
-def _masked(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return text
-
-
 class _Text(logging.Formatter):
-    def __init__(self, secrets: list[str]) -> None:
+    def __init__(self, scrub: Scrubber) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self.secrets = secrets
+        self.scrub = scrub
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         running = _attempt.get()
         if running is not None:
             line = line.replace(": ", f": [run {running[0]}] ", 1)
-        return _masked(line, self.secrets)
+        return self.scrub(line)
 
 
 class _Json(logging.Formatter):
-    def __init__(self, secrets: list[str]) -> None:
+    def __init__(self, scrub: Scrubber) -> None:
         super().__init__()
-        self.secrets = secrets
+        self.scrub = scrub
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
             "at": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": _masked(record.getMessage(), self.secrets),
+            "message": self.scrub(record.getMessage()),
         }
         running = _attempt.get()
         if running is not None:
             line["run_id"], line["job"] = running
         if record.exc_info:
-            line["error"] = _masked(self.formatException(record.exc_info), self.secrets)
+            line["error"] = self.scrub(self.formatException(record.exc_info))
         return json.dumps(line, ensure_ascii=False)

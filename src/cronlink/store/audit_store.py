@@ -24,11 +24,12 @@ class AuditStore:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def append(self, entry: AuditEntry) -> None:
-        values = _values(entry)
-        await self._store.transact(
-            lambda c: c.execute(insert(audit_log).values(values)), write=True
-        )
+    async def append(self, *entries: AuditEntry) -> None:
+        """Write `entries` in one transaction."""
+        if not entries:
+            return
+        values = [_values(entry) for entry in entries]
+        await self._store.transact(lambda c: c.execute(insert(audit_log), values), write=True)
 
     async def enqueue(
         self, run: NewRun, now: datetime, audit: Callable[[int, bool], AuditEntry]

@@ -23,6 +23,7 @@ from cronlink.automations.model import (
 )
 from cronlink.errors import AutomationNotFoundError, ConfigError
 from cronlink.records import Tier
+from cronlink.storable import to_json
 from cronlink.store import queries
 from cronlink.store.schema import automation_events as events
 from cronlink.store.schema import automations as table
@@ -65,7 +66,7 @@ def insert_automation(c: Db, values: dict[str, Any], now: datetime) -> Automatio
     if c.execute(select(table.c.id).where(table.c.name == values["name"])).first():
         raise ConfigError(f"an automation named {values['name']!r} exists already")
     encoded = {
-        **values, "params": json.dumps(values["params"]), "steps": json.dumps(values["steps"]),
+        **values, "params": to_json(values["params"]), "steps": to_json(values["steps"]),
         "cursor": cursor_json(values["cursor"]),
     }  # fmt: skip
     new_id = c.execute(

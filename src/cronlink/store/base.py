@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from cronlink.observe.spend import Spend
-from cronlink.store import metric_queries, queries, usage_queries
+from cronlink.store import metric_queries, queries, rate_buckets, usage_queries
 
 T = TypeVar("T")
 
@@ -329,6 +329,20 @@ class Store(abc.ABC):
         self, run: NewRun, now: datetime, audit: Callable[[int, bool], AuditEntry]
     ) -> tuple[int, bool]:
         """See `AuditStore.enqueue`: the API's hot path, in each engine's plain SQL."""
+
+    # -- rate limits -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def take_token(
+        self, key: str, interval: float, limit: float, now: float
+    ) -> tuple[bool, float]:
+        """Take a token from the shared bucket `key` (one statement: `rate_buckets`):
+        whether there was one, and the bucket's theoretical arrival time after the call.
+        Instants are seconds since the epoch."""
+
+    async def forget_buckets(self, now: float) -> int:
+        """Delete the buckets that are full again by `now`; how many went."""
+        return await self.transact(lambda c: rate_buckets.forget(c, now), write=True)
 
     async def snapshot(self, now: datetime) -> Snapshot:
         """Queues per tier and connections by health, as `/metrics` reports them."""

@@ -2,12 +2,13 @@
 
 Every table of `schema.metadata` is copied row for row, parents before children, so a
 table added later comes along without a change here. Primary keys are kept (run ids are
-what users, logs and the ledger refer to), which leaves PostgreSQL's id sequences behind
-the copied ids: they are moved past them before the end.
+what users, logs and the ledger refer to), and so is the highest id each table ever gave,
+even to rows deleted since: the target's next ids come after it, never again one that
+dedupe keys or payloads may still name.
 
 The source is read in one read-only snapshot, in batches, so a million runs never sit in
 memory at once. The target is written in one transaction (migration, the rows it held when
-`force` replaces them, the copy, the sequences): a failure at any point leaves it as it was.
+`force` replaces them, the copy, the ids spent): a failure at any point leaves it as it was.
 
 Synchronous on purpose: the command line waits for the copy and nothing else runs, and a
 Ctrl-C then stops the copy at once and rolls the target back.
@@ -23,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import column as column_
 from sqlalchemy import create_engine, delete, event, func, insert, inspect, select, text
+from sqlalchemy import table as table_
+from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.exc import DBAPIError
 
 from cronlink.errors import (
@@ -33,6 +37,7 @@ from cronlink.errors import (
     StoreError,
     first_line,
 )
+from cronlink.scrubbing import without_password
 from cronlink.store import migrate, store_for
 from cronlink.store.schema import metadata
 from cronlink.store.sqlite import SQLiteStore
@@ -40,7 +45,8 @@ from cronlink.store.sqlite import SQLiteStore
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from sqlalchemy import Connection, Engine, Row, Table
+    from sqlalchemy import Column, ColumnElement, Connection, Engine, Row, Table
+    from sqlalchemy.sql.functions import Function
 
 BATCH = 5_000
 """Rows per read and per insert: large enough to amortize round trips, small in memory."""
@@ -116,7 +122,8 @@ def _copy(
                 _prepare_target(writer, target.name)
                 replaced = _clear_target(writer, target.name, force)
                 rows = {t.name: _copy_table(reader, writer, t, batch) for t in _tables()}
-                _reset_sequences(writer)
+                spent = _spent_ids(reader)
+                _spend_ids(writer, spent)
         _analyze(target_engine)
     except (DBAPIError, CorruptDatabaseError) as error:
         cause = first_line(error.orig) if isinstance(error, DBAPIError) else str(error)
@@ -153,10 +160,8 @@ def _database(url: str) -> _Database:
     store = store_for(url)
     if isinstance(store, SQLiteStore):
         return _Database(name=url, engine_url=f"sqlite:///{store.path}", path=store.path)
-    from cronlink.store.postgres import redacted  # here: it loads the PostgreSQL driver
-
     return _Database(
-        name=redacted(url), engine_url=f"postgresql+psycopg://{url.split('://', 1)[1]}"
+        name=without_password(url), engine_url=f"postgresql+psycopg://{url.split('://', 1)[1]}"
     )
 
 
@@ -302,18 +307,49 @@ def _copy_into(c: Connection, table: Table, rows: Sequence[Row[Any]]) -> None:
         raise DBAPIError(statement, None, error) from error
 
 
-def _reset_sequences(c: Connection) -> None:
-    """Move each id sequence past the copied ids, so the next insert does not collide.
+def _spent_ids(c: Connection) -> dict[str, int]:
+    """The highest id each table with ids has ever given: more than its newest row's when
+    the newest rows were deleted."""
+    return {t.name: _spent(c, t) for t in _tables() if t.autoincrement_column is not None}
 
-    PostgreSQL only: SQLite gives a new row max(id) + 1 by itself.
-    """
-    if c.dialect.name != "postgresql":
-        return
+
+def _spend_ids(c: Connection, spent: dict[str, int]) -> None:
+    """Move each table's next id past those the source gave and those the target gave:
+    a copy never hands out an id again (`schema.NEVER_REUSED`)."""
     for table in _tables():
         column = table.autoincrement_column
         if column is None:
             continue
-        sequence = func.pg_get_serial_sequence(
-            c.dialect.identifier_preparer.format_table(table), column.name
-        )
-        c.execute(select(func.setval(sequence, func.coalesce(func.max(column), 0) + 1, False)))
+        highest = max(spent[table.name], _spent(c, table))
+        if c.dialect.name == "postgresql":
+            # Called: a sequence that has given `highest` (its last value is on record),
+            # or one that has given nothing yet and starts at 1.
+            given = max(highest, 1), highest > 0
+            c.execute(select(func.setval(_sequence(c, table, column), *given)))
+        else:
+            c.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = ?", (table.name,))
+            c.exec_driver_sql(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table.name, highest)
+            )
+
+
+def _spent(c: Connection, table: Table) -> int:
+    column = table.autoincrement_column
+    assert column is not None
+    given: ColumnElement[Any]
+    if c.dialect.name == "postgresql":
+        given = func.pg_sequence_last_value(_sequence(c, table, column).cast(REGCLASS))
+    else:
+        given = (
+            select(column_("seq")).select_from(table_("sqlite_sequence"))
+            .where(column_("name") == table.name).scalar_subquery()
+        )  # fmt: skip
+    newest = select(func.max(column)).scalar_subquery()
+    given_id, newest_id = c.execute(select(func.coalesce(given, 0), func.coalesce(newest, 0))).one()
+    return max(int(given_id), int(newest_id))
+
+
+def _sequence(c: Connection, table: Table, column: Column[Any]) -> Function[Any]:
+    return func.pg_get_serial_sequence(
+        c.dialect.identifier_preparer.format_table(table), column.name
+    )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, insert, select
 
+from cronlink.storable import to_json
 from cronlink.store.schema import schedule_overrides, schedules
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class OverrideStore:
             if pairs is not None:
                 c.execute(
                     insert(schedule_overrides).values(
-                        job=job, schedules=json.dumps(pairs), updated_at=now
+                        job=job, schedules=to_json(pairs), updated_at=now
                     )
                 )
             keep = {r.key for r in rows}

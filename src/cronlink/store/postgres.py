@@ -10,18 +10,27 @@ import asyncio
 import logging
 import secrets
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from cronlink.errors import StoreError, first_line
-from cronlink.store import migrate, postgres_enqueue, postgres_hot, postgres_refresh, queries
+from cronlink.errors import StoreError, UnstorableError, first_line
+from cronlink.scrubbing import without_password
+from cronlink.store import (
+    migrate,
+    postgres_enqueue,
+    postgres_hot,
+    postgres_refresh,
+    queries,
+    rate_buckets,
+)
 from cronlink.store.audit_store import DETAIL_CHARS
 from cronlink.store.base import ClaimRequest, Completion, Store
 from cronlink.store.postgres_enqueue import channel
+from cronlink.store.schema import refuse_unstorable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -47,7 +56,7 @@ log = logging.getLogger("cronlink.store")
 
 class PostgresStore(Store):
     def __init__(self, url: str, pool_size: int = 5) -> None:
-        self.url = redacted(url)
+        self.url = without_password(url)
         _, rest = url.split("://", 1)
         self._engine_url = f"postgresql+psycopg://{rest}"
         self._pool_size = pool_size
@@ -60,6 +69,7 @@ class PostgresStore(Store):
         self._engine = create_async_engine(
             self._engine_url, pool_size=self._pool_size, max_overflow=5, pool_pre_ping=True
         )
+        event.listen(self._engine.sync_engine, "before_cursor_execute", refuse_unstorable)
         await self._run(lambda c: _prepare(c, migrate), write=True)
         # No check on checkout (a round trip per transaction): a connection the server
         # dropped fails its transaction once, the caller retries, the pool replaces it.
@@ -209,6 +219,11 @@ class PostgresStore(Store):
             lambda db: postgres_enqueue.enqueue_audited(db, run, now, audit, DETAIL_CHARS)
         )
 
+    async def take_token(
+        self, key: str, interval: float, limit: float, now: float
+    ) -> tuple[bool, float]:
+        return await self._hot(lambda db: rate_buckets.take_postgres(db, key, interval, limit, now))
+
     async def _hot(self, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
         """A pooled psycopg connection, autocommit: the verbs run for every run and are one
         statement each, and SQLAlchemy's asyncio layer cost more than the statements
@@ -218,6 +233,10 @@ class PostgresStore(Store):
         try:
             async with self._pool.connection() as db:
                 return await fn(db)
+        except (psycopg.DataError, UnicodeEncodeError) as error:
+            # Refused by the driver before it sent anything, or by the server inside the
+            # verb's own transaction: the connection goes back to the pool clean either way.
+            raise UnstorableError(f"cannot store a value: {first_line(error)}") from None
         except psycopg.Error as error:
             raise StoreError(f"database error on {self.url}: {first_line(error)}") from None
         except OSError as error:
@@ -259,12 +278,3 @@ def _prepare(c: Connection, run_migrations: bool) -> None:
         migrate.upgrade(c)
     else:
         migrate.check_not_newer(c)
-
-
-def redacted(url: str) -> str:
-    """`url` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))

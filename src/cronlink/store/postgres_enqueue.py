@@ -3,11 +3,11 @@ line, and the LISTEN/NOTIFY wake-ups of a tier's idle workers."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
+from cronlink.storable import to_json
 from cronlink.store.schema import ON_DEDUPE_KEY, to_micros
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ async def enqueue_audited(
 def _new_run(run: NewRun, stamp: int) -> dict[str, Any]:
     return {
         "job": run.job, "tier": run.tier.value, "reason": run.reason.value,
-        "payload": None if run.payload is None else json.dumps(run.payload),
+        "payload": None if run.payload is None else to_json(run.payload),
         "scheduled_for": None if run.scheduled_for is None else to_micros(run.scheduled_for),
         "now": stamp, "not_before": stamp if run.not_before is None else to_micros(run.not_before),
         "max_attempts": run.max_attempts, "overlap": run.overlap.value,

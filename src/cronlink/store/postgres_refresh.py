@@ -7,9 +7,9 @@ SQLAlchemy's asyncio layer cost more than these statements (bench/refresh_bench.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
+from cronlink.storable import to_json
 from cronlink.store.connection_queries import SEALED_COLUMNS, sealed_from_raw
 from cronlink.store.schema import ON_DEDUPE_KEY, micros_or_none, to_micros
 
@@ -77,7 +77,7 @@ def _run_params(run: NewRun | None, stamp: int) -> dict[str, Any]:
         return dict.fromkeys(keys)
     return {
         "job": run.job, "tier": run.tier.value, "reason": run.reason.value,
-        "payload": None if run.payload is None else json.dumps(run.payload),
+        "payload": None if run.payload is None else to_json(run.payload),
         "not_before": micros_or_none(run.not_before) or stamp, "attempts": run.max_attempts,
         "overlap": run.overlap.value, "dedupe": run.dedupe_key,
     }  # fmt: skip

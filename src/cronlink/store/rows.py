@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from cronlink.records import Fate, Fire, Overlap, Reason, Run, RunError, RunState, Schedule, Tier
+from cronlink.storable import to_json
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -69,7 +70,7 @@ def run_values(run: NewRun, now: Any) -> dict[str, Any]:
         "tier": run.tier.value,
         "reason": run.reason.value,
         "state": RunState.QUEUED.value,
-        "payload": None if run.payload is None else json.dumps(run.payload),
+        "payload": None if run.payload is None else to_json(run.payload),
         "scheduled_for": run.scheduled_for,
         "enqueued_at": now,
         "not_before": run.not_before or now,

@@ -30,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from cronlink.storable import check
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -66,11 +68,34 @@ ON_DEDUPE_KEY = f"ON CONFLICT (dedupe_key) WHERE {DEDUPE_KEYED} DO NOTHING"
 it names the partial index's predicate, or neither engine would infer the index."""
 
 
+def refuse_unstorable(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+) -> None:
+    """`before_cursor_execute` on both engines: text a parameter cannot hold is refused
+    with `UnstorableError` before the driver sees it (PostgreSQL's driver would fail on a
+    NUL, both on a lone surrogate, each its own way; SQLite would keep a NUL)."""
+    for row in parameters if many else (parameters,):
+        for value in row.values() if isinstance(row, dict) else row or ():
+            if isinstance(value, str):
+                check(value, "a value to store")
+
+
 def _where(condition: str) -> dict[str, Any]:
     return {"sqlite_where": text(condition), "postgresql_where": text(condition)}
 
 
 metadata = MetaData()
+
+NEVER_REUSED: dict[str, Any] = {"sqlite_autoincrement": True}
+"""The id of a row with history is never given to another row, on either engine: its id
+is in other tables, in dedupe keys (`refresh:<connection>:<version>`) and in queued
+runs' payloads, and a new row under an old id would inherit all of them. SQLite otherwise
+gives max(id) + 1, an id again once the newest row is deleted; PostgreSQL's sequences
+never go back (`copy` carries them over with the rows: `ids.py`).
+
+With ids never reused, a dedupe key needs no generation of its own: each names the row
+it belongs to and a counter of that row that only goes up (a connection's `version`, an
+event's id and instant), so two rows' keys cannot meet."""
 
 jobs = Table(
     "jobs",
@@ -141,6 +166,7 @@ runs = Table(
     # Most runs have none: a plain unique constraint indexed a NULL for each of them, at
     # every claim and completion again.
     Index("ux_runs_dedupe_key", "dedupe_key", unique=True, **_where(DEDUPE_KEYED)),
+    **NEVER_REUSED,
 )
 
 fires = Table(
@@ -164,6 +190,7 @@ run_logs = Table(
     Column("level", String(10), nullable=False),
     Column("message", Text, nullable=False),
     Index("ix_run_logs_run", "run_id"),
+    **NEVER_REUSED,
 )
 
 connections = Table(
@@ -204,6 +231,7 @@ connections = Table(
         "id",
         **_where("state = 'needs_reauth' OR health IN ('down', 'auth_failed')"),
     ),
+    **NEVER_REUSED,
 )
 
 connection_events = Table(
@@ -215,6 +243,7 @@ connection_events = Table(
     Column("kind", String(40), nullable=False),
     Column("detail", Text, nullable=False),
     Index("ix_connection_events_connection", "connection_id", "id"),
+    **NEVER_REUSED,
 )
 
 automations = Table(
@@ -246,6 +275,7 @@ automations = Table(
     Column("updated_at", Instant, nullable=False),
     Index("ix_automations_due", "next_poll_at", **_where("state = 'active'")),
     Index("ix_automations_connection", "connection_id"),
+    **NEVER_REUSED,
 )
 
 automation_events = Table(
@@ -273,6 +303,7 @@ automation_events = Table(
         **_where("state IN ('pending', 'running')"),
     ),
     Index("ix_automation_events_seen", "seen_at"),
+    **NEVER_REUSED,
 )
 
 audit_log = Table(
@@ -287,6 +318,7 @@ audit_log = Table(
     Column("outcome", String(40), nullable=False),
     Column("detail", Text, nullable=False),
     Index("ix_audit_log_at", "at"),
+    **NEVER_REUSED,
 )
 
 api_tokens = Table(
@@ -301,6 +333,7 @@ api_tokens = Table(
     Column("expires_at", Instant, nullable=True),
     Column("revoked_at", Instant, nullable=True),
     Column("last_used_at", Instant, nullable=True),
+    **NEVER_REUSED,
 )
 
 spent_signatures = Table(
@@ -309,6 +342,18 @@ spent_signatures = Table(
     Column("signature", String(64), primary_key=True),
     Column("expires_at", Instant, nullable=False),
     Index("ix_spent_signatures_expires_at", "expires_at"),
+)
+
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    # A rate limit's bucket (`limit:key`, e.g. `address:203.0.113.9`), shared by every
+    # process: `tat` is when it would be full again (seconds since the epoch; GCRA's
+    # theoretical arrival time), `taken` whether the last call got a token.
+    Column("key", String(200), primary_key=True),
+    Column("tat", Float, nullable=False),
+    Column("taken", Boolean, nullable=False),
+    Index("ix_rate_buckets_tat", "tat"),
 )
 
 schedule_overrides = Table(

@@ -24,10 +24,11 @@ from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
-from cronlink.errors import CorruptDatabaseError, StoreError
-from cronlink.store import migrate, queries, sqlite_hot, sqlite_refresh
+from cronlink.errors import CorruptDatabaseError, StoreError, UnstorableError
+from cronlink.store import migrate, queries, rate_buckets, sqlite_hot, sqlite_refresh
 from cronlink.store.audit_store import DETAIL_CHARS
 from cronlink.store.base import Completion, Store
+from cronlink.store.schema import refuse_unstorable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -71,6 +72,7 @@ class SQLiteStore(Store):
             connect_args={"isolation_level": None, "check_same_thread": False},
         )
         event.listen(engine, "connect", _pragmas)
+        event.listen(engine, "before_cursor_execute", refuse_unstorable)
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         migrate.refuse_foreign(conn, str(self.path))
         if run_migrations:
@@ -154,6 +156,11 @@ class SQLiteStore(Store):
 
         return transaction
 
+    def _raw_db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("the store is not open")
+        return self._db
+
     def _read(self, fn: Callable[[Connection], T]) -> Callable[[], T]:
         return lambda: fn(self._connection())
 
@@ -213,6 +220,14 @@ class SQLiteStore(Store):
     ) -> tuple[int, bool]:
         return await self._call(
             self._hot(lambda db: sqlite_hot.enqueue_audited(db, run, now, audit, DETAIL_CHARS))
+        )
+
+    async def take_token(
+        self, key: str, interval: float, limit: float, now: float
+    ) -> tuple[bool, float]:
+        # One statement: its own transaction, without BEGIN and COMMIT around it.
+        return await self._call(
+            lambda: rate_buckets.take_sqlite(self._raw_db(), key, interval, limit, now)
         )
 
     async def enqueue(self, run: NewRun, now: datetime) -> int:
@@ -318,6 +333,8 @@ def _translated(fn: Callable[[], T], path: Path) -> T:
         raise _translate(error.orig, path) from error
     except sqlite3.Error as error:
         raise _translate(error, path) from error
+    except UnicodeEncodeError as error:  # the raw hot verbs' own parameters
+        raise UnstorableError(f"cannot store a value: {error.reason}") from None
 
 
 def _translate(error: BaseException | None, path: Path) -> StoreError:

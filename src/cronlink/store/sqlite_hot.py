@@ -8,11 +8,11 @@ prepared statements. They read and write the same schema (`store/schema.py`) as 
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from cronlink.records import Fate, RunState
+from cronlink.storable import to_json
 from cronlink.store.fates import Due, fire_fate, overlap_matters, skip_message, when_due
 from cronlink.store.rows import run_from_mapping
 from cronlink.store.schema import ON_DEDUPE_KEY, Instant, from_micros, runs, to_micros
@@ -241,7 +241,7 @@ def _run_params(run: NewRun, stamp: int) -> tuple[Any, ...]:
         run.job,
         run.tier.value,
         run.reason.value,
-        None if run.payload is None else json.dumps(run.payload),
+        None if run.payload is None else to_json(run.payload),
         None if run.scheduled_for is None else to_micros(run.scheduled_for),
         stamp,
         to_micros(run.not_before) if run.not_before is not None else stamp,

@@ -7,9 +7,9 @@ SQLAlchemy statements cost more than SQLite did (bench/refresh_bench.py).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
+from cronlink.storable import to_json
 from cronlink.store.connection_queries import SEALED_COLUMNS, sealed_from_raw
 from cronlink.store.schema import ON_DEDUPE_KEY, micros_or_none, to_micros
 
@@ -72,7 +72,7 @@ def save(db: sqlite3.Connection, connection_id: int, saving: SavedRefresh) -> bo
 def _run_params(run: NewRun, stamp: int) -> tuple[Any, ...]:
     return (
         run.job, run.tier.value, run.reason.value,
-        None if run.payload is None else json.dumps(run.payload), stamp,
+        None if run.payload is None else to_json(run.payload), stamp,
         micros_or_none(run.not_before) or stamp, run.max_attempts, run.overlap.value,
         run.dedupe_key,
     )  # fmt: skip

@@ -41,7 +41,7 @@ def caller(service: WebService, scope: Scope) -> Callable[[Request], Awaitable[A
 
     async def check(request: Request) -> ApiToken:
         action = f"{request.method} {request.url.path}"
-        wait = service.per_address.wait(service.clients.address(request))
+        wait = await service.per_address.wait(service.clients.address(request))
         if wait > 0:
             await service.refused(request, "api", action, "limited")
             raise Refused(429, "rate_limited", {"Retry-After": retry_after(wait)})
@@ -53,9 +53,9 @@ def caller(service: WebService, scope: Scope) -> Callable[[Request], Awaitable[A
             needs = f"needs scope {scope.label}, has {token.scope.label}"
             await service.audited(request, token.actor, "api", action, "forbidden", needs)
             raise Refused(403, "forbidden")
-        wait = service.per_credential.wait(token.actor)
+        wait = await service.per_credential.wait(token.actor)
         if wait > 0:
-            await service.audited(request, token.actor, "api", action, "limited")
+            await service.refused(request, "api", action, "limited", token.actor)
             raise Refused(429, "rate_limited", {"Retry-After": retry_after(wait)})
         now = time.monotonic()
         if now - touched.get(token.id, -TOUCH_EVERY) >= TOUCH_EVERY:

@@ -11,21 +11,31 @@ from fastapi import Query
 from pydantic import BaseModel, BeforeValidator, Field
 
 from cronlink.automations.model import Automation, AutomationEvent
+from cronlink.clock import utc_instant
 from cronlink.connections.model import Connection
 from cronlink.records import Run
 
 
-def _iso(value: object) -> object:
-    # pydantic would also take a number of seconds; the schema (and people) say ISO 8601.
-    if isinstance(value, str) and not (value[:4].isdigit() and value[4:5] == "-"):
-        raise ValueError("must be an ISO 8601 instant, like 2026-11-29T12:00:00Z")
-    return value
+def _iso(value: object) -> datetime:
+    # pydantic would also take a number of seconds, or a wall time with no offset; the
+    # schema (and people) say an ISO 8601 instant, and only one with an offset names one.
+    try:
+        if not isinstance(value, str):
+            raise ValueError("is not text")
+        return utc_instant(value)
+    except ValueError as error:
+        raise ValueError(
+            f"{error}: must be an ISO 8601 instant, like 2026-11-29T12:00:00Z"
+        ) from None
 
 
 Instant = Annotated[datetime, BeforeValidator(_iso)]
-MAX_ID = 2**63 - 1
-"""The largest id either database holds (a larger one would overflow, not be "not found")."""
+MAX_ID = 2**31 - 1
+"""The largest id both engines hold (PostgreSQL's id columns are 32-bit integers): a larger
+one is a 422, not a database error nor a "not found" that took a query to learn."""
 Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+Name = Annotated[str, PathParam(min_length=1, max_length=200)]
+"""A job's or an automation's name in a path."""
 After = Annotated[int, Query(ge=0, le=MAX_ID)]
 Before = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 """An instant in a query: ISO 8601 only."""

@@ -18,6 +18,7 @@ from cronlink.web import (
     metrics_routes,
     problems,
 )
+from cronlink.web.edge import Edge
 
 if TYPE_CHECKING:
     from cronlink.web.service import WebService
@@ -36,4 +37,5 @@ def build(service: WebService) -> FastAPI:
     dashboard_routes.install(api, service)
     problems.install(api)
     problems.publish(api)
+    api.add_middleware(Edge, service=service)
     return api

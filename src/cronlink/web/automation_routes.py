@@ -12,7 +12,7 @@ from cronlink.api_tokens import ApiToken, Scope
 from cronlink.automations.model import Automation, AutomationEvent, EventState
 from cronlink.automations.service import Automations
 from cronlink.web.api_auth import Refused, caller
-from cronlink.web.api_models import MAX_ID, After, AutomationPage, EventPage, Id
+from cronlink.web.api_models import MAX_ID, After, AutomationPage, EventPage, Id, Name
 
 if TYPE_CHECKING:
     from cronlink.web.service import WebService
@@ -44,13 +44,13 @@ def router(service: "WebService") -> APIRouter:
         )
 
     @routes.get("/{automation}")
-    async def get_automation(automation: str, token: Reader) -> Automation:
+    async def get_automation(automation: Name, token: Reader) -> Automation:
         """One automation, by id or name."""
         return await automations().get(_id(automation))
 
     @routes.get("/{automation}/events")
     async def automation_events(
-        automation: str,
+        automation: Name,
         token: Reader,
         state: EventState | None = None,
         after_id: After = 0,
@@ -61,19 +61,21 @@ def router(service: "WebService") -> APIRouter:
         return EventPage(events=page, next_after_id=page[-1].id if len(found) > limit else None)
 
     @routes.post("/{automation}/pause")
-    async def pause_automation(automation: str, token: Operator, request: Request) -> Automation:
+    async def pause_automation(automation: Name, token: Operator, request: Request) -> Automation:
         paused = await automations().pause(_id(automation))
         await audited(request, token, "automations.pause", paused.name)
         return paused
 
     @routes.post("/{automation}/resume")
-    async def resume_automation(automation: str, token: Operator, request: Request) -> Automation:
+    async def resume_automation(automation: Name, token: Operator, request: Request) -> Automation:
         resumed = await automations().resume(_id(automation))
         await audited(request, token, "automations.resume", resumed.name)
         return resumed
 
     @routes.post("/{automation}/run", status_code=202)
-    async def run_automation(automation: str, token: Operator, request: Request) -> AutomationEvent:
+    async def run_automation(
+        automation: Name, token: Operator, request: Request
+    ) -> AutomationEvent:
         """Process the automation once now, with an event of its own."""
         event = await automations().run_now(_id(automation))
         await audited(request, token, "automations.run", automation)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import logging
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from cronlink.connections.authorize import Authorizer, back_to
@@ -31,6 +31,8 @@ NOT_CONFIGURED = (
     "cronlink.toml and set CRONLINK_SECRET_KEY"
 )
 
+Param = Annotated[str | None, Query(max_length=4096)]
+
 
 def router(service: WebService) -> APIRouter:
     routes = APIRouter()
@@ -42,8 +44,8 @@ def router(service: WebService) -> APIRouter:
                    **problems.answers(400, 404, 429, 503)},
     )  # fmt: skip
     async def connect(
-        provider: str, request: Request, owner: str | None = None, scopes: str | None = None,
-        return_to: str | None = None,
+        provider: Annotated[str, Path(max_length=100)], request: Request,
+        owner: Param = None, scopes: Param = None, return_to: Param = None,
     ) -> Response:  # fmt: skip
         """Send the browser to `provider`, where `owner` grants access to an account;
         `scopes` (default: the provider's) and `return_to`, a path here to come back to."""
@@ -76,8 +78,8 @@ def router(service: WebService) -> APIRouter:
                    **problems.answers(400, 429, 502, 503)},
     )  # fmt: skip
     async def callback(
-        request: Request, state: str | None = None, code: str | None = None,
-        error: str | None = None, error_description: str | None = None,
+        request: Request, state: Param = None, code: Param = None, error: Param = None,
+        error_description: Param = None,
     ) -> Response:  # fmt: skip
         """Where the provider sends the browser back: the connection it granted is stored."""
         ready = await _ready(service, request, authorizer, "connect.callback", "state")
@@ -113,7 +115,7 @@ async def _ready(
     if authorizer is None:
         await service.refused(request, action, target, "unavailable")
         return JSONResponse({"error": "not_configured", "detail": NOT_CONFIGURED}, 503)
-    wait = service.per_address.wait(service.clients.address(request))
+    wait = await service.per_address.wait(service.clients.address(request))
     if wait > 0:
         await service.refused(request, action, target, "limited")
         return JSONResponse(

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from cronlink import control, signatures
+from cronlink.clock import utc_instant
 from cronlink.errors import UnknownJobError
 from cronlink.web import problems
-from cronlink.web.api_models import CronRun, Tick
+from cronlink.web.api_models import CronRun, Name, Tick
 from cronlink.web.limits import retry_after
 
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ def router(service: WebService) -> APIRouter:
         responses={200: {"model": CronRun, "description": "The light run finished (?wait=true)"},
                    **problems.answers(400, 404)},
     )  # fmt: skip
-    async def run(job: str, request: Request, wait: bool = False) -> JSONResponse:
+    async def run(job: Name, request: Request, wait: bool = False) -> JSONResponse:
         """Queue a run of `job` and answer 202 with its id at once (`?wait=true`: wait for a
         light run to finish, up to 25 s). The same schedule-time header or
         `Idempotency-Key` twice gives the same run."""
@@ -87,37 +89,57 @@ async def _deny(
 ) -> JSONResponse | None:
     """429 when the client address, then the credential, is over its rate; 401 for a
     missing, malformed or wrong secret, and when none is configured: one shape for all,
-    so a caller learns nothing about which it was. None: go on."""
-    wait = service.per_address.wait(service.clients.address(request))
+    so a caller learns nothing about which it was; then 401 `invalid_signature` saying
+    what is wrong with the signature. None: go on."""
+    wait = await service.per_address.wait(service.clients.address(request))
     if wait > 0:
         await service.refused(request, action, target, "limited")
         return _too_many(wait)
-    if not service.secrets.accepts(request.headers.get("Authorization")) or not (
-        await _signed(service, request)
-    ):
+    if not service.secrets.accepts(request.headers.get("Authorization")):
         await service.refused(request, action, target)
         return JSONResponse(
             {"error": "unauthorized"}, 401, headers={"WWW-Authenticate": 'Bearer realm="cronlink"'}
         )
-    wait = service.per_credential.wait("cron-secret")
+    problem = await _signature_problem(service, request)
+    if problem is not None:
+        # The caller holds the bearer: what is wrong with its signature is worth saying.
+        await service.refused(request, action, target, "bad_signature")
+        return JSONResponse({"error": "invalid_signature", "detail": problem}, 401)
+    wait = await service.per_credential.wait("cron-secret")
     if wait > 0:
-        await service.audited(request, "cron-secret", action, target, "limited")
+        await service.refused(request, action, target, "limited", "cron-secret")
         return _too_many(wait)
     return None
 
 
-async def _signed(service: WebService, request: Request) -> bool:
+async def _signature_problem(service: WebService, request: Request) -> str | None:
     """A signature, when sent (or required by `[serve] require_signature`), must be good,
-    fresh and not seen before."""
+    fresh and not seen before, by this process or any other on the database."""
     header = request.headers.get(signatures.HEADER)
     if header is None:
-        return not service.require_signature
-    body = await request.body()
-    if not service.secrets.verifier.accepts(header, request.method, request.url.path, body):
-        return False
+        return f"{signatures.HEADER} is required" if service.require_signature else None
+    signed = signatures.Request(
+        method=request.method, path=_raw_path(request),
+        query=request.scope.get("query_string", b"").decode("latin-1"),
+        body=await request.body(),
+    )  # fmt: skip
+    problem = service.secrets.verifier.problem(header, signed)
+    if problem is not None:
+        return problem
     now = datetime.now(UTC)
     window = timedelta(seconds=signatures.WINDOW)
-    return await service.store.signatures.spend(signatures.fingerprint(header), now, now + window)
+    spent = signatures.parse(header).digest
+    if not await service.store.signatures.spend(spent, now, now + window):
+        return f"{signatures.HEADER} was already used"
+    return None
+
+
+def _raw_path(request: Request) -> str:
+    """The path as the caller sent it, percent-encoding and all (what it signed)."""
+    raw = request.scope.get("raw_path")
+    if raw:
+        return bytes(raw).decode("latin-1").partition("?")[0]
+    return quote(request.scope["path"])
 
 
 def _too_many(wait: float) -> JSONResponse:
@@ -130,12 +152,9 @@ def _idempotency(request: Request) -> tuple[str | None, datetime | None]:
         value = request.headers.get(header)
         if value is not None:
             try:
-                at = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-            except ValueError:
-                raise ValueError(f"{header}: {value[:80]!r} is not an ISO 8601 instant") from None
-            if at.tzinfo is None:
-                raise ValueError(f"{header}: {value[:80]!r} has no time zone offset")
-            at = at.astimezone(UTC)
+                at = utc_instant(value)
+            except ValueError as error:
+                raise ValueError(f"{header}: {value[:80]!r} {error}") from None
             return f"scheduled:{at.isoformat()}", at
     key = request.headers.get("Idempotency-Key")
     if key is not None:

@@ -129,7 +129,7 @@ class Gate:
     def __init__(self, service: WebService, sessions: Sessions) -> None:
         self.service = service
         self.sessions = sessions
-        self.logins = Limiter(LOGIN_RATE, LOGIN_BURST)
+        self.logins = Limiter(LOGIN_RATE, LOGIN_BURST, service.store, "login")
 
     async def viewer(self, request: Request) -> Viewer:
         """The viewer of a valid session, or `LoginFirst` (a FastAPI dependency: `Request`
@@ -140,7 +140,7 @@ class Gate:
         token = await self.service.store.tokens.by_digest(opened[0])
         if token is None or not token.valid_at(datetime.now(UTC)):
             raise LoginFirst
-        wait = self.service.per_credential.wait(token.actor)
+        wait = await self.service.per_credential.wait(token.actor)
         if wait > 0:
             raise Refusal(429, "Too many requests: wait a moment.", f"{max(1, round(wait))}")
         return Viewer(token=token, csrf=opened[1])
@@ -169,7 +169,7 @@ class Gate:
         """The token a login form names and its secret; `Refusal` for a bad nonce, a
         wrong token (one message whatever was wrong) or too many attempts."""
         address = self.service.clients.address(request)
-        wait = self.logins.wait(address)
+        wait = await self.logins.wait(address)
         if wait > 0:
             await self.service.refused(request, "dashboard.login", "dashboard", "limited")
             raise Refusal(429, "Too many attempts: wait a moment.", f"{max(1, round(wait))}")

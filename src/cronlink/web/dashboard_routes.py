@@ -21,6 +21,7 @@ from cronlink import control
 from cronlink.errors import RunNotFoundError, UnknownJobError
 from cronlink.web import dashboard_format
 from cronlink.web import dashboard_views as views
+from cronlink.web.api_models import MAX_ID, Id, Name
 from cronlink.web.dashboard_auth import (
     COOKIE,
     LIFETIME,
@@ -47,7 +48,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 LOGIN_NONCE_AGE = 3600
-Page = Annotated[int | None, Query(ge=1, le=2**62)]
+Page = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 def install(api: FastAPI, service: "WebService") -> None:
@@ -118,14 +119,14 @@ def _router(service: "WebService", gate: Gate, render: Callable[..., HTMLRespons
         return render("overview.html", viewer=viewer, **values)
 
     @routes.get("/jobs/{name}")
-    async def job(name: str, viewer: Looking, before_id: Page = None) -> Response:
+    async def job(name: Name, viewer: Looking, before_id: Page = None) -> Response:
         try:
             values = await views.job_page(service, name, before_id, datetime.now(UTC))
         except UnknownJobError as error:
             return render("error.html", 404, message=str(error), viewer=viewer)
         return render("job.html", viewer=viewer, **values)
 
-    async def set_paused(request: Request, name: str, paused: bool) -> Response:
+    async def set_paused(request: Request, name: Name, paused: bool) -> Response:
         action = "jobs.pause" if paused else "jobs.resume"
         viewer = await gate.operator(request, action, name)
         service.app.get(name)
@@ -135,15 +136,15 @@ def _router(service: "WebService", gate: Gate, render: Callable[..., HTMLRespons
         return back(f"/jobs/{name}")
 
     @routes.post("/jobs/{name}/pause")
-    async def pause(request: Request, name: str) -> Response:
+    async def pause(request: Request, name: Name) -> Response:
         return await set_paused(request, name, True)
 
     @routes.post("/jobs/{name}/resume")
-    async def resume(request: Request, name: str) -> Response:
+    async def resume(request: Request, name: Name) -> Response:
         return await set_paused(request, name, False)
 
     @routes.post("/jobs/{name}/run")
-    async def run_now(request: Request, name: str) -> Response:
+    async def run_now(request: Request, name: Name) -> Response:
         viewer = await gate.operator(request, "jobs.trigger", name)
 
         def audit(run_id: int, deduplicated: bool) -> "AuditEntry":
@@ -155,7 +156,7 @@ def _router(service: "WebService", gate: Gate, render: Callable[..., HTMLRespons
         return back(f"/runs/{queued.run_id}")
 
     @routes.get("/runs/{run_id}")
-    async def run(run_id: int, viewer: Looking) -> Response:
+    async def run(run_id: Id, viewer: Looking) -> Response:
         try:
             values = await views.run_page(service, run_id)
         except RunNotFoundError as error:

@@ -76,11 +76,11 @@ class Guards:
             async with asyncio.timeout(self.timeout):
                 inner: Receive = counted
                 if b"json" in named.get(b"content-type", b""):
-                    body = await _whole(counted)
+                    body = await whole_body(counted)
                     if _too_deep(body, self.max_depth):
                         await _answer(send, 400, "json_too_deep")
                         return
-                    inner = _replay(body, receive)
+                    inner = replayed(body, receive)
                 await self.app(scope, inner, tracked)
         except _TooLarge:
             if not started:
@@ -90,7 +90,7 @@ class Guards:
                 await _answer(send, 408, "request_timeout")
 
 
-async def _whole(receive: Receive) -> bytes:
+async def whole_body(receive: Receive) -> bytes:
     parts = []
     while True:
         message = await receive()
@@ -102,7 +102,7 @@ async def _whole(receive: Receive) -> bytes:
     return b"".join(parts)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replayed(body: bytes, receive: Receive) -> Receive:
     """The body once more, then whatever the client sends next (its disconnect)."""
     sent = False
 

@@ -20,6 +20,7 @@ from cronlink.web.api_models import (
     Instant,
     Job,
     LogLine,
+    Name,
     NewSchedules,
     Queued,
     RunDetail,
@@ -39,7 +40,7 @@ def router(service: "WebService") -> APIRouter:
     Operator = Annotated[ApiToken, Depends(caller(service, Scope.OPERATE))]
     Admin = Annotated[ApiToken, Depends(caller(service, Scope.ADMIN))]
 
-    async def job(name: str) -> Job:
+    async def job(name: Name) -> Job:
         service.app.get(name)  # UnknownJobError: 404 with close names
         statuses = await control.job_statuses(service.store, service.app, datetime.now(UTC))
         return next(Job.model_validate(s, from_attributes=True) for s in statuses
@@ -51,10 +52,10 @@ def router(service: "WebService") -> APIRouter:
         return [Job.model_validate(s, from_attributes=True) for s in statuses]
 
     @routes.get("/jobs/{name}")
-    async def get_job(name: str, token: Reader) -> Job:
+    async def get_job(name: Name, token: Reader) -> Job:
         return await job(name)
 
-    async def set_paused(name: str, paused: bool, token: ApiToken, request: Request) -> Job:
+    async def set_paused(name: Name, paused: bool, token: ApiToken, request: Request) -> Job:
         service.app.get(name)
         await service.store.set_paused(name, paused, datetime.now(UTC))
         action = "jobs.pause" if paused else "jobs.resume"
@@ -62,17 +63,17 @@ def router(service: "WebService") -> APIRouter:
         return await job(name)
 
     @routes.post("/jobs/{name}/pause")
-    async def pause_job(name: str, token: Operator, request: Request) -> Job:
+    async def pause_job(name: Name, token: Operator, request: Request) -> Job:
         """Pause the job's schedules (their instants are recorded as skipped)."""
         return await set_paused(name, True, token, request)
 
     @routes.post("/jobs/{name}/resume")
-    async def resume_job(name: str, token: Operator, request: Request) -> Job:
+    async def resume_job(name: Name, token: Operator, request: Request) -> Job:
         return await set_paused(name, False, token, request)
 
     @routes.put("/jobs/{name}/schedules")
     async def change_schedules(
-        name: str, body: NewSchedules, token: Admin, request: Request
+        name: Name, body: NewSchedules, token: Admin, request: Request
     ) -> Job:
         """Replace the job's schedules in every scheduler, until cleared (DELETE). Those it
         keeps keep their place; new ones start now."""
@@ -83,7 +84,7 @@ def router(service: "WebService") -> APIRouter:
         return await job(name)
 
     @routes.delete("/jobs/{name}/schedules")
-    async def clear_schedules(name: str, token: Admin, request: Request) -> Job:
+    async def clear_schedules(name: Name, token: Admin, request: Request) -> Job:
         """Back to the job's configured schedules."""
         await control.set_schedules(service.store, service.app, name, None, datetime.now(UTC))
         await service.audited(request, token.actor, "jobs.schedules", name, "accepted",
@@ -92,7 +93,7 @@ def router(service: "WebService") -> APIRouter:
 
     @routes.post("/jobs/{name}/trigger", status_code=202)
     async def trigger_job(
-        name: str,
+        name: Name,
         token: Operator,
         request: Request,
         body: TriggerBody | None = None,
@@ -115,7 +116,7 @@ def router(service: "WebService") -> APIRouter:
     @routes.get("/runs")
     async def list_runs(
         token: Reader,
-        job: str | None = None,
+        job: Annotated[str | None, Query(max_length=200)] = None,
         state: RunState | None = None,
         since: Instant | None = None,
         before_id: Before = None,

@@ -2,8 +2,11 @@
 address a request comes from when proxies stand in front.
 
 A bucket holds up to `burst` tokens and refills at `rate` per second; a call takes one,
-or is told how long until one is there (the 429's Retry-After). Buckets live in this
-process: each `cronlink serve` limits what reaches it.
+or is told how long until one is there (the 429's Retry-After). With a store, buckets live
+in the database (`store/rate_buckets.py`), so every `cronlink serve` on it, and one
+started again, draws on the same bucket; this process keeps a copy of each, which can only be
+fuller than the shared one, and refuses on its own what that copy refuses: a flood over
+its rate costs no database call.
 """
 
 from __future__ import annotations
@@ -19,30 +22,53 @@ if TYPE_CHECKING:
 
     from fastapi import Request
 
+    from cronlink.store import Store
+
 MAX_KEYS = 100_000
-"""Buckets kept; the least recently used go first (a flood of addresses cannot grow it)."""
+"""Buckets kept here; the least recently used go first (a flood of addresses cannot grow it)."""
+FORGET_EVERY = 60.0
+"""Seconds between two sweeps of the shared buckets that are full again."""
+_SLACK = 1e-9
+"""Rounding: a call that fits exactly fits."""
 
 
 class Limiter:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+    """A rate limit named `name` (`address`, `credential`, `login`): its keys' buckets are
+    `name:key` in `store`, or in this process alone without one."""
 
-    def wait(self, key: str, now: float | None = None) -> float:
+    def __init__(self, rate: float, burst: int, store: Store | None = None, name: str = "") -> None:
+        self.interval = 1.0 / rate
+        self.span = burst * self.interval
+        """How far from full a bucket may get: `burst` calls' worth."""
+        self._store = store
+        self._name = name
+        self._tats: OrderedDict[str, float] = OrderedDict()
+        """Per key: when its bucket would be full again, as far as this process knows."""
+        self._forgotten_at = 0.0
+
+    async def wait(self, key: str, now: float | None = None) -> float:
         """Take a token for `key`: 0 if there was one, else the seconds until there is."""
-        now = time.monotonic() if now is None else now
-        tokens, then = self._buckets.pop(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - then) * self.rate)
-        if tokens >= 1:
-            self._buckets[key] = (tokens - 1, now)
-            waited = 0.0
+        now = time.time() if now is None else now
+        limit = self.span + _SLACK
+        tat = self._tats.pop(key, now)
+        start = max(min(tat, now + limit), now)  # a clock set back costs one interval
+        taken = start + self.interval - now <= limit
+        if taken and self._store is not None:
+            taken, tat = await self._store.take_token(
+                f"{self._name}:{key}", self.interval, limit, now
+            )
+            await self._forget(now)
         else:
-            self._buckets[key] = (tokens, now)
-            waited = (1 - tokens) / self.rate
-        if len(self._buckets) > MAX_KEYS:
-            self._buckets.popitem(last=False)
-        return waited
+            tat = start + self.interval if taken else start
+        self._tats[key] = tat
+        if len(self._tats) > MAX_KEYS:
+            self._tats.popitem(last=False)
+        return 0.0 if taken else max(tat, now) + self.interval - now - self.span
+
+    async def _forget(self, now: float) -> None:
+        if self._store is not None and now - self._forgotten_at >= FORGET_EVERY:
+            self._forgotten_at = now
+            await self._store.forget_buckets(now)
 
 
 def retry_after(seconds: float) -> str:

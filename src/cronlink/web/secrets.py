@@ -1,31 +1,44 @@
-"""CRON_SECRET: the bearer secrets `/cron/*` accepts, compared in constant time on bytes.
+"""CRON_SECRET: the bearer secrets `/cron/*` accepts, compared in constant time on bytes;
+and CRON_SIGNING_KEY, the keys `X-Cronlink-Signature` is checked with.
 
-Several may be given at once (comma-separated) so a secret can be rotated without
-downtime: add the new one, move the callers, drop the old one. Unset or empty refuses
-every call: an unconfigured service never accepts everything.
+Each may list several (comma-separated, the current one first) so it can be rotated
+without downtime: add the new one after the current everywhere, then put it first, then
+drop the old one (docs/api.md). Unset or empty CRON_SECRET refuses every call: an
+unconfigured service never accepts everything. A secret shorter than `MIN_LENGTH`, a
+signing key shorter than `signatures.MIN_KEY_LENGTH` or equal to a secret stops start-up.
 """
 
 from __future__ import annotations
 
 import hmac
 import os
+from typing import TYPE_CHECKING
 
-from cronlink.signatures import Verifier
+from cronlink.envtext import listed
+from cronlink.errors import ConfigError
+from cronlink.signatures import ENV as SIGNING_ENV
+from cronlink.signatures import Verifier, signing_keys
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 ENV = "CRON_SECRET"
 MIN_LENGTH = 16
+"""A shorter secret could be guessed, and masking it everywhere would shred ordinary text."""
 
 
 class CronSecrets:
-    def __init__(self, secrets: list[str]) -> None:
+    def __init__(self, secrets: list[str], signing: list[str] | None = None) -> None:
         self._secrets = [s.encode() for s in secrets]
-        self.verifier = Verifier(secrets)
-        """Checks `X-Cronlink-Signature` with the same secrets."""
+        self.verifier = Verifier(signing or [])
+        """Checks `X-Cronlink-Signature` with the signing keys."""
 
     @classmethod
-    def from_env(cls) -> CronSecrets:
-        text = os.environ.get(ENV, "")
-        return cls([part.strip() for part in text.split(",") if part.strip()])
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CronSecrets:
+        """The secrets and keys of the environment, checked (`ConfigError` naming the
+        variable: the roles call `check` at start, so a bad one stops them there)."""
+        env = os.environ if env is None else env
+        return cls(listed(env, ENV, MIN_LENGTH), signing_keys(env))
 
     @property
     def configured(self) -> bool:
@@ -45,3 +58,11 @@ class CronSecrets:
         for secret in self._secrets:
             matched |= hmac.compare_digest(token, secret)
         return matched and scheme.lower() == b"bearer"
+
+
+def check(env: Mapping[str, str], require_signature: bool = False) -> None:
+    """Stop start-up (`ConfigError` naming the variable) on a secret or key that is too
+    short, a signing key equal to a secret, or required signatures without a key."""
+    secrets = CronSecrets.from_env(env)
+    if require_signature and not secrets.verifier.configured:
+        raise ConfigError(f"[serve] require_signature needs {SIGNING_ENV} (it signs calls)")

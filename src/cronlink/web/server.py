@@ -7,6 +7,7 @@ import contextlib
 import errno
 import logging
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -15,12 +16,14 @@ import uvicorn
 
 from cronlink.config_models import PricingModel, ServeModel, UsageModel, parse_size
 from cronlink.durations import parse_duration
+from cronlink.egress import parse_networks
 from cronlink.errors import CronlinkError
 from cronlink.web.app import build
 from cronlink.web.guards import Guards
 from cronlink.web.limits import Clients, Limiter
 from cronlink.web.secrets import ENV, CronSecrets
 from cronlink.web.service import WebService
+from cronlink.web.sockets import SocketLimits, Sockets, guarded
 
 if TYPE_CHECKING:
     from cronlink.app import App
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from cronlink.store import Store
 
 log = logging.getLogger("cronlink.web")
+_SPARE_FILES = 256
 
 
 class _Server(uvicorn.Server):
@@ -57,8 +61,9 @@ async def serving(
     model = limits or ServeModel()
     service = WebService(
         store=store, app=app, secrets=secrets, clients=Clients(model.trusted_proxies),
-        per_address=Limiter(model.address_rate, model.address_burst),
-        per_credential=Limiter(model.credential_rate, model.credential_burst),
+        per_address=Limiter(model.address_rate, model.address_burst, store, "address"),
+        per_credential=Limiter(model.credential_rate, model.credential_burst, store,
+                               "credential"),
         require_signature=model.require_signature, connections=connections,
         automations=automations,
         public_url=model.public_url, quotas=usage or UsageModel(),
@@ -69,9 +74,17 @@ async def serving(
         timeout=parse_duration(model.request_timeout).total_seconds(),
         max_headers=parse_size(model.max_headers), max_depth=model.max_json_depth,
     )  # fmt: skip
+    sockets = Sockets(SocketLimits(
+        header_timeout=parse_duration(model.header_timeout).total_seconds(),
+        total=_open_files_for(model.max_sockets), per_address=model.max_sockets_per_address,
+        trusted=parse_networks(model.trusted_proxies),
+    ))  # fmt: skip
     config = uvicorn.Config(
         api, host=host, port=port, log_config=None, access_log=False, lifespan="off",
-        limit_concurrency=1000, timeout_keep_alive=5,
+        # `sockets` bounds what is open, by address and in all, and pushes idle sockets out
+        # for newcomers; uvicorn's own `limit_concurrency` would answer 503 to everyone as
+        # soon as enough sockets sat idle.
+        http=guarded(sockets), ws="none", limit_concurrency=None, timeout_keep_alive=5,
         # Forwarded addresses are judged by cronlink's own `trusted_proxies`, not by
         # uvicorn's default trust of 127.0.0.1.
         proxy_headers=False, server_header=False,
@@ -93,6 +106,30 @@ async def serving(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         listener.close()
+        await service.close()
+
+
+def _open_files_for(sockets: int) -> int:
+    """How many client sockets this process can hold, at most `sockets`: the soft limit on
+    open files is raised as far as needed (up to the hard one), keeping `_SPARE_FILES` for
+    the database, logs and outbound calls. Out of files, accepting would stall for all."""
+    if sys.platform == "win32":
+        return sockets
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = sockets + _SPARE_FILES
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return sockets
+    fitting = max(soft - _SPARE_FILES, 1)
+    log.warning(
+        "[serve] max_sockets %d needs %d open files, the hard limit is %d: holding %d sockets"
+        " (raise it with `ulimit -Hn` or LimitNOFILE=)", sockets, wanted, hard, fitting,
+    )  # fmt: skip
+    return fitting
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from cronlink.audit import AuditEntry
+from cronlink.audit import AuditEntry, RefusalTally
 from cronlink.config_models import PricingModel, UsageModel
+from cronlink.errors import StoreError
 from cronlink.scheduler import HEARTBEAT, Scheduler, TickReport
+
+log = logging.getLogger("cronlink.web")
 
 REFUSAL_WINDOW = 1.0
 SLOW_DOWN_AFTER = 10
-"""Refusals of one client in a window before each further one waits `SLOW_DOWN`."""
+"""Refusals of one client in a window, whatever it asked for, before each further one
+waits `SLOW_DOWN`."""
 SLOW_DOWN = 0.5
 
 if TYPE_CHECKING:
@@ -46,9 +52,11 @@ class WebService:
     """`[usage]`: the free quotas the dashboard's usage page compares against."""
     pricing: PricingModel = field(default_factory=PricingModel)
     _scheduler: Scheduler | None = field(default=None, repr=False)
-    _refused: dict[tuple[str, str, str], int] = field(default_factory=dict, repr=False)
-    """Refusals in the current window by (client, action, target), beyond the first."""
+    refusals: RefusalTally = field(default_factory=RefusalTally, repr=False)
+    _strikes: dict[str, int] = field(default_factory=dict, repr=False)
+    """Refusals in the current window by client."""
     _window_ends: float = 0.0
+    _summing: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def tick(self) -> TickReport:
         """Fire the due schedules once, as a scheduler pass would."""
@@ -61,35 +69,46 @@ class WebService:
         return report
 
     async def refused(
-        self, request: Request, action: str, target: str, outcome: str = "denied"
-    ) -> None:
-        """Audit a refused call. A flood of them costs one line per client, action and
-        target per second (then one line counting the rest), not a write each; and a
-        client that keeps failing waits before it hears back."""
-        await self._roll_window()
-        key = (self.clients.address(request), action, target[:400])
-        if key not in self._refused:
-            self._refused[key] = 0
-            await self.audited(request, "anonymous", action, target, outcome)
-            return
-        self._refused[key] += 1
-        if self._refused[key] >= SLOW_DOWN_AFTER:
+        self, request: Request, action: str, target: str, outcome: str = "denied",
+        actor: str = "anonymous",
+    ) -> None:  # fmt: skip
+        """Audit a refused call. A flood of them costs a line at once and then one line
+        per minute per client and action, counting them (`RefusalTally`), whatever targets
+        they name; and a client that keeps failing waits before it hears back."""
+        client = self.clients.address(request)
+        now = time.monotonic()
+        at = datetime.now(UTC)
+        lines = self.refusals.add(client, action, target[:400], outcome, now, at, actor)
+        await self.store.audit.append(*lines)
+        if self._summing is None or self._summing.done():
+            self._summing = asyncio.create_task(self._sum_up())
+        if now >= self._window_ends:
+            self._window_ends, self._strikes = now + REFUSAL_WINDOW, {}
+        self._strikes[client] = self._strikes.get(client, 0) + 1
+        if self._strikes[client] > SLOW_DOWN_AFTER:
             await asyncio.sleep(SLOW_DOWN)
 
-    async def _roll_window(self) -> None:
-        now = time.monotonic()
-        if now < self._window_ends:
-            return
-        self._window_ends = now + REFUSAL_WINDOW
-        counted, self._refused = self._refused, {}
-        for (client, action, target), more in counted.items():
-            if more:
-                await self.store.audit.append(
-                    AuditEntry(
-                        at=datetime.now(UTC), actor="anonymous", action=action, target=target,
-                        client=client, outcome="denied", detail=f"{more} more refused calls",
-                    )
-                )  # fmt: skip
+    async def _sum_up(self) -> None:
+        """Write the refusals' summaries as their windows end, while any is open."""
+        while (ends := self.refusals.next_due()) is not None:
+            await asyncio.sleep(max(0.0, ends - time.monotonic()))
+            lines = self.refusals.due(time.monotonic(), datetime.now(UTC))
+            try:
+                await self.store.audit.append(*lines)
+            except StoreError as error:
+                log.warning("%d summaries of refused calls not written: %s", len(lines), error)
+
+    async def close(self) -> None:
+        """Write every refusal still counted (the service is stopping)."""
+        if self._summing is not None:
+            self._summing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._summing
+        lines = self.refusals.drain(time.monotonic(), datetime.now(UTC))
+        try:
+            await self.store.audit.append(*lines)
+        except StoreError as error:
+            log.warning("%d summaries of refused calls not written: %s", len(lines), error)
 
     async def audited(
         self,
