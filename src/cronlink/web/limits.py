@@ -7,8 +7,8 @@ in the database (`store/rate_buckets.py`), so every `cronlink serve` on it, and 
 started again, draws on the same bucket. This process takes up to `batch` tokens at a
 time from the shared bucket and spends them without a database call; what it holds
 lapses once the bucket would be full again, and a restarted process holds nothing, so
-the shared bucket gives at most `batch - 1` calls per process beyond the burst, and
-exactly the burst when `batch` is 1 (bursts under 16). It keeps a copy of each bucket,
+a fleet admits at most `batch - 1` calls per process beyond the limit, and is exact when
+`batch` is 1 (bursts under 16). It keeps a copy of each bucket,
 which can only be fuller than the shared one, and refuses on its own what that copy
 refuses: a flood over its rate costs no database call.
 """
@@ -34,8 +34,8 @@ MAX_KEYS = 100_000
 FORGET_EVERY = 60.0
 """Seconds between two sweeps of the shared buckets that are full again."""
 BATCH_SHARE = 8
-"""A process takes at most burst / `BATCH_SHARE` tokens at a time from a shared bucket:
-each holds less than an eighth of the burst that other processes cannot have."""
+"""A process takes at most burst / `BATCH_SHARE` tokens at a time from a shared bucket: what
+one holds, and the others cannot have, is less than an eighth of the burst."""
 _SLACK = 1e-9
 """Rounding: a call that fits exactly fits."""
 
