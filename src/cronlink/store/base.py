@@ -333,12 +333,12 @@ class Store(abc.ABC):
     # -- rate limits -------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def take_token(
-        self, key: str, interval: float, limit: float, now: float
-    ) -> tuple[bool, float]:
-        """Take a token from the shared bucket `key` (one statement: `rate_buckets`):
-        whether there was one, and the bucket's theoretical arrival time after the call.
-        Instants are seconds since the epoch."""
+    async def take_tokens(
+        self, key: str, want: int, interval: float, limit: float, now: float
+    ) -> tuple[int, float]:
+        """Take up to `want` tokens from the shared bucket `key` (one statement:
+        `rate_buckets`): how many there were, and the bucket's theoretical arrival time
+        after the call. Instants are seconds since the epoch."""
 
     async def forget_buckets(self, now: float) -> int:
         """Delete the buckets that are full again by `now`; how many went."""

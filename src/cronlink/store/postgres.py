@@ -219,10 +219,12 @@ class PostgresStore(Store):
             lambda db: postgres_enqueue.enqueue_audited(db, run, now, audit, DETAIL_CHARS)
         )
 
-    async def take_token(
-        self, key: str, interval: float, limit: float, now: float
-    ) -> tuple[bool, float]:
-        return await self._hot(lambda db: rate_buckets.take_postgres(db, key, interval, limit, now))
+    async def take_tokens(
+        self, key: str, want: int, interval: float, limit: float, now: float
+    ) -> tuple[int, float]:
+        return await self._hot(
+            lambda db: rate_buckets.take_postgres(db, key, want, interval, limit, now)
+        )
 
     async def _hot(self, fn: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
         """A pooled psycopg connection, autocommit: the verbs run for every run and are one

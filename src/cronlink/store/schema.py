@@ -349,10 +349,10 @@ rate_buckets = Table(
     metadata,
     # A rate limit's bucket (`limit:key`, e.g. `address:203.0.113.9`), shared by every
     # process: `tat` is when it would be full again (seconds since the epoch; GCRA's
-    # theoretical arrival time), `taken` whether the last call got a token.
+    # theoretical arrival time), `granted` how many tokens the last call got.
     Column("key", String(200), primary_key=True),
     Column("tat", Float, nullable=False),
-    Column("taken", Boolean, nullable=False),
+    Column("granted", Integer, nullable=False),
     Index("ix_rate_buckets_tat", "tat"),
 )
 

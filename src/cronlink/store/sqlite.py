@@ -222,12 +222,12 @@ class SQLiteStore(Store):
             self._hot(lambda db: sqlite_hot.enqueue_audited(db, run, now, audit, DETAIL_CHARS))
         )
 
-    async def take_token(
-        self, key: str, interval: float, limit: float, now: float
-    ) -> tuple[bool, float]:
+    async def take_tokens(
+        self, key: str, want: int, interval: float, limit: float, now: float
+    ) -> tuple[int, float]:
         # One statement: its own transaction, without BEGIN and COMMIT around it.
         return await self._call(
-            lambda: rate_buckets.take_sqlite(self._raw_db(), key, interval, limit, now)
+            lambda: rate_buckets.take_sqlite(self._raw_db(), key, want, interval, limit, now)
         )
 
     async def enqueue(self, run: NewRun, now: datetime) -> int:
