@@ -5,6 +5,7 @@ A bad file stops start-up with one `ConfigError` naming the file, the key and th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -15,7 +16,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from cronlink.app import App, build_job
-from cronlink.automations import jobs as automation_jobs
 from cronlink.child import resolve
 from cronlink.config_models import (
     AlertsModel,
@@ -28,7 +28,6 @@ from cronlink.config_models import (
     UsageModel,
     parse_size,
 )
-from cronlink.connections import jobs
 from cronlink.durations import parse_duration
 from cronlink.egress import EgressPolicy, policy_from
 from cronlink.errors import ConfigError, CronSyntaxError
@@ -124,11 +123,22 @@ def build_app(settings: Settings) -> App:
     return app
 
 
+def compose(settings: Settings) -> tuple[Settings, App]:
+    """The App of `settings`, and the settings without the jobs' file models, which the
+    App holds as jobs: a role that keeps only these does not pay ~1 KB a job for them."""
+    return dataclasses.replace(settings, jobs=()), build_app(settings)
+
+
 def connection_jobs(
     model: ConnectionsModel, automations: AutomationsModel | None = None
 ) -> list[Job]:
     """The built-in jobs that keep connections usable (`cronlink.connections.jobs`) and
     run automations (`cronlink.automations.jobs`)."""
+    # Imported here: defers the connection and automation domains (authlib, cryptography),
+    # which only a deployment with [connections] loads.
+    from cronlink.automations import jobs as automation_jobs
+    from cronlink.connections import jobs
+
     polling = automations or AutomationsModel()
     return [
         build_job(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 
@@ -9,8 +10,11 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+@functools.lru_cache(maxsize=1024, typed=True)
 def parse_duration(value: str | float | timedelta) -> timedelta:
-    """A duration from `30s`-style text, a number of seconds, or a timedelta."""
+    """A duration from `30s`-style text, a number of seconds, or a timedelta.
+
+    Cached: thousands of jobs written with the same few durations share their values."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):

@@ -9,19 +9,21 @@ import signal
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
-from cronlink.connections.setup import open_automations, open_connections
 from cronlink.http_client import new_session
 from cronlink.records import Tier
 from cronlink.scheduler import Scheduler
 from cronlink.store import Store, store_for
 from cronlink.tiers import HeavyTier, LightTier
 from cronlink.web import secrets
-from cronlink.web.server import serving
 from cronlink.worker import Worker
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from cronlink.app import App
+    from cronlink.automations.service import Automations
     from cronlink.config import Settings
+    from cronlink.connections.service import Connections
 
 log = logging.getLogger("cronlink")
 
@@ -58,10 +60,7 @@ async def run_roles(
         stack.push_async_callback(store.close)
         session = new_session(settings.egress)
         stack.push_async_callback(session.close)
-        connections = automations = None
-        if settings.connections is not None:
-            connections = await open_connections(settings, store, session, app)
-            automations = open_automations(settings, connections, app)
+        connections, automations = await _domains(settings, store, session, app)
         wakeups = {tier: asyncio.Event() for tier in Tier}
         heavy = tuple(sorted({
             job.handler_path.partition(":")[0] for job in app.jobs.values()
@@ -99,6 +98,10 @@ async def run_roles(
             roles.append(asyncio.create_task(chief.run(stop), name="scheduler"))
         url = "no"
         if serve is not None:
+            # Imported here: defers the web stack (FastAPI, uvicorn, Jinja2), which only a
+            # role that serves loads.
+            from cronlink.web.server import serving
+
             url = await stack.enter_async_context(
                 serving(
                     store,
@@ -135,8 +138,11 @@ async def serve_http(
         if settings.connections is not None:
             session = new_session(settings.egress)
             stack.push_async_callback(session.close)
-            connections = await open_connections(settings, store, session, app)
-            automations = open_automations(settings, connections, app)
+            connections, automations = await _domains(settings, store, session, app)
+        # Imported here: defers the web stack (FastAPI, uvicorn, Jinja2) to where serving
+        # starts, as in `run_roles`.
+        from cronlink.web.server import serving
+
         url = await stack.enter_async_context(
             serving(
                 store,
@@ -152,6 +158,20 @@ async def serve_http(
         )
         log.info("cronlink serving on %s, database %s", url, store.url)
         await stop.wait()
+
+
+async def _domains(
+    settings: Settings, store: Store, session: aiohttp.ClientSession, app: App
+) -> tuple[Connections | None, Automations | None]:
+    """Connections and automations when `[connections]` is configured, else neither."""
+    if settings.connections is None:
+        return None, None
+    # Imported here: defers the connection domain (authlib, cryptography, providers),
+    # which only a deployment with [connections] loads.
+    from cronlink.connections.setup import open_automations, open_connections
+
+    connections = await open_connections(settings, store, session, app)
+    return connections, open_automations(settings, connections, app)
 
 
 async def _until_done(roles: list[asyncio.Task[None]], stop: asyncio.Event) -> None:

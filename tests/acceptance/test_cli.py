@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from cronlink.app import build_job
-from cronlink.cli import cli
+from cronlink.cli import COMMANDS, cli
 from cronlink.scheduler import Scheduler
 from cronlink.store import store_for
 
@@ -39,6 +39,15 @@ def _keep_cwd() -> object:
     before = os.getcwd()
     yield
     os.chdir(before)
+
+
+def test_help_lists_every_command_and_each_has_its_own() -> None:
+    code, out = invoke("--help")
+    assert code == 0
+    listed = out.partition("Commands:")[2]
+    for name in COMMANDS:
+        assert f"\n  {name} " in listed
+        assert invoke(name, "--help")[0] == 0
 
 
 def test_next_json_carries_the_zone_offset() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, delete, func, insert, select, text
 
 from cronlink.errors import CorruptDatabaseError
@@ -26,6 +27,12 @@ def check(engine: Engine) -> None:
         assert migrate.current_revision(conn) == migrate.head_revision()
         migrate.upgrade(conn)  # a second upgrade is a no-op
     engine.dispose()
+
+
+def test_the_revisions_read_as_text_are_alembics() -> None:
+    scripts = ScriptDirectory(str(Path(migrate.__file__).with_name("migrations")))
+    assert migrate.revisions() == {s.revision: s.down_revision for s in scripts.walk_revisions()}
+    assert migrate.head_revision() == scripts.get_current_head()
 
 
 def test_migrations_match_the_declared_schema_on_sqlite(tmp_path: Path) -> None:

@@ -114,6 +114,3 @@ def _configured(settings: Settings) -> AlertsModel:
 
 def _settings(options: dict[str, Any]) -> Settings:
     return settings_from(options["config_path"], options["database_url"], options["app_path"])
-
-
-COMMANDS = [alerts]

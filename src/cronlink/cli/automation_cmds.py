@@ -280,6 +280,3 @@ def retry(event_ids: tuple[int, ...], every: bool, **options: Any) -> None:
 
     retried = _call(_settings(options), go)
     click.echo(f"{len(retried)} events queued again")
-
-
-COMMANDS = [automations]

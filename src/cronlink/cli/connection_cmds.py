@@ -250,6 +250,3 @@ def sandbox(host: str, port: int) -> None:
 
     with contextlib.suppress(KeyboardInterrupt):
         run_async(serve())
-
-
-COMMANDS = [connections, keys, sandbox]

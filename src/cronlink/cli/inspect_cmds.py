@@ -52,6 +52,3 @@ def explain(expression: str, tz: str) -> None:
     sentence = explain_text(expression)
     check_fires(parse(expression), zone, datetime.now(UTC))
     click.echo(sentence if zone.key == "UTC" else f"{sentence} ({zone.key})")
-
-
-COMMANDS = [next_, explain]

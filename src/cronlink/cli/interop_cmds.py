@@ -219,6 +219,3 @@ def _report(left_out: list[str]) -> None:
         click.echo("not carried over:", err=True)
         for line in left_out:
             click.echo(f"  - {line}", err=True)
-
-
-COMMANDS = [import_command, export_command]

@@ -154,6 +154,10 @@ def _pause_command(name: str, paused: bool) -> click.Command:
     return command
 
 
+pause = _pause_command("pause", True)
+resume = _pause_command("resume", False)
+
+
 @click.command()
 @click.option("--job")
 @click.option("--state", type=click.Choice([s.value for s in RunState]))
@@ -263,13 +267,3 @@ def _payload(text: str | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise click.BadParameter(f"not valid JSON ({error})", param_hint="--payload") from None
-
-
-COMMANDS = [
-    jobs,
-    trigger,
-    _pause_command("pause", True),
-    _pause_command("resume", False),
-    runs,
-    test_scheduled,
-]

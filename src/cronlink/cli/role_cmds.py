@@ -8,16 +8,19 @@ import dataclasses
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cronlink.cli.options import print_json, run_async, settings_from, settings_options
-from cronlink.cli.show import show_run
-from cronlink.config import Settings, build_app
+from cronlink.config import Settings, compose
 from cronlink.errors import CronlinkError
 from cronlink.observe import metrics
 from cronlink.records import Tier
 from cronlink.runtime import open_store, run_roles
+
+if TYPE_CHECKING:
+    from cronlink.app import App
 
 
 @click.command()
@@ -58,11 +61,11 @@ def run(
     """
     if ctx.invoked_subcommand is not None:
         return
-    settings = settings_from(config_path, database_url, app_path)
+    settings, app = compose(settings_from(config_path, database_url, app_path))
     listen = None
     if not no_serve:
         listen = (host or settings.serve.host, settings.serve.port if port is None else port)
-    _serve(settings, scheduler=True, tiers=(Tier.LIGHT, Tier.HEAVY), listen=listen)
+    _serve(settings, app, scheduler=True, tiers=(Tier.LIGHT, Tier.HEAVY), listen=listen)
 
 
 @run.command("show")
@@ -77,6 +80,9 @@ def show(
     app_path: str | None,
 ) -> None:
     """One run: state, attempts, timings, error and log lines."""
+    # Imported here: defers rich, which the roles in this module do not use.
+    from cronlink.cli.show import show_run
+
     show_run(settings_from(config_path, database_url, app_path), run_id, as_json)
 
 
@@ -133,9 +139,9 @@ def scheduler(
     app_path: str | None,
 ) -> None:
     """Run the scheduler alone: turn due instants into runs, reap expired leases."""
-    settings = settings_from(config_path, database_url, app_path)
+    settings, app = compose(settings_from(config_path, database_url, app_path))
     _export_metrics(metrics_host, metrics_port)
-    _serve(settings, scheduler=True, tiers=())
+    _serve(settings, app, scheduler=True, tiers=())
 
 
 @click.command()
@@ -157,13 +163,13 @@ def worker(
     app_path: str | None,
 ) -> None:
     """Run a worker of one tier alone."""
-    settings = settings_from(config_path, database_url, app_path)
+    settings, app = compose(settings_from(config_path, database_url, app_path))
     if concurrency is not None and tier == "light":
         settings = dataclasses.replace(settings, light_concurrency=concurrency)
     elif concurrency is not None:
         settings = dataclasses.replace(settings, heavy_concurrency=concurrency)
     _export_metrics(metrics_host, metrics_port)
-    _serve(settings, scheduler=False, tiers=(Tier(tier),))
+    _serve(settings, app, scheduler=False, tiers=(Tier(tier),))
 
 
 @click.group()
@@ -226,17 +232,14 @@ def copy_command(source: str, target: str, force: bool, as_json: bool) -> None:
 
 def _serve(
     settings: Settings,
+    app: App,
     *,
     scheduler: bool,
     tiers: tuple[Tier, ...],
     listen: tuple[str, int] | None = None,
 ) -> None:
-    app = build_app(settings)
     # uvloop made a PostgreSQL worker 19% faster but the HTTP service's p99 6 ms slower
     # (bench/queue_bench.py, bench/serve_bench.py): only processes that do not serve use it.
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         roles = run_roles(settings, app, scheduler=scheduler, tiers=tiers, serve=listen)
         run_async(roles, libuv=listen is None)
-
-
-COMMANDS = [init, run, demo, scheduler, worker, db]

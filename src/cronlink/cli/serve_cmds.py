@@ -17,7 +17,7 @@ from cronlink.cli.options import (
     with_store,
 )
 from cronlink.cli.show import console, when
-from cronlink.config import build_app
+from cronlink.config import compose
 from cronlink.runtime import serve_http
 
 
@@ -30,10 +30,12 @@ from cronlink.runtime import serve_http
 def serve(host: str | None, port: int | None, **options: Any) -> None:
     """The HTTP service: POST /cron/{job} and /cron/tick behind CRON_SECRET, /healthz,
     /readyz."""
-    settings = settings_from(options["config_path"], options["database_url"], options["app_path"])
+    settings, app = compose(
+        settings_from(options["config_path"], options["database_url"], options["app_path"])
+    )
     chosen_host = host or settings.serve.host
     chosen_port = settings.serve.port if port is None else port
-    run_async(serve_http(settings, build_app(settings), chosen_host, chosen_port))
+    run_async(serve_http(settings, app, chosen_host, chosen_port))
 
 
 @click.command()
@@ -61,6 +63,3 @@ def audit(
         table.add_row(str(e.id), when(e.at), e.actor, e.action, e.target, e.client, e.outcome,
                       e.detail[:60])  # fmt: skip
     console.print(table)
-
-
-COMMANDS = [serve, audit]

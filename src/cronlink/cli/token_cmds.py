@@ -96,6 +96,3 @@ def _token_dict(token: ApiToken) -> dict[str, Any]:
 
 def _settings(options: dict[str, Any]) -> Settings:
     return settings_from(options["config_path"], options["database_url"], options["app_path"])
-
-
-COMMANDS = [tokens]

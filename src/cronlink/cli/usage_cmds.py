@@ -120,6 +120,3 @@ def _report_dict(made: UsageReport) -> dict[str, Any]:
         "scheduled_jobs": made.scheduled_jobs, "quotas": made.quotas.model_dump(),
         "near_quota": [dataclasses.asdict(w) for w in made.warnings],
     }  # fmt: skip
-
-
-COMMANDS = [usage, advise]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -60,7 +61,7 @@ class DayRule(NamedTuple):
     """Vixie rule: both day fields restricted, so a day matches when either matches."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class CronExpr:
     """A parsed cron expression: the allowed values of each field, sorted."""
 
@@ -103,9 +104,21 @@ class CronExpr:
         return found
 
 
+_PARSED: weakref.WeakValueDictionary[str, CronExpr] = weakref.WeakValueDictionary()
+"""Every expression in use, parsed once: schedules that read the same share one `CronExpr`
+and its caches (thousands of schedules often use a few hundred expressions)."""
+
+
 def parse(text: str) -> CronExpr:
     """Parse a 5-field (or 6-field, seconds first) cron expression or a nickname."""
     source = text.strip()
+    parsed = _PARSED.get(source)
+    if parsed is None:
+        parsed = _PARSED[source] = _parse(source)
+    return parsed
+
+
+def _parse(source: str) -> CronExpr:
     expanded = source
     if source.startswith("@"):
         expanded = NICKNAMES.get(source.lower(), "")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from cronlink.errors import CorruptDatabaseError, SchemaTooNewError
@@ -19,29 +17,40 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 _SCRIPTS = Path(__file__).with_name("migrations")
+_REVISION = re.compile(r'^revision = "(\w+)"$', re.MULTILINE)
+_FOLLOWS = re.compile(r'^down_revision = "(\w+)"$', re.MULTILINE)
 
 
-def _config() -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(_SCRIPTS))
-    return config
-
-
-def current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+@functools.cache
+def revisions() -> dict[str, str | None]:
+    """Each migration's revision and the one it follows (None for the first), read from
+    the migration files as text: opening a database at head needs no Alembic (11 MiB)."""
+    found: dict[str, str | None] = {}
+    for script in (_SCRIPTS / "versions").glob("*.py"):
+        text = script.read_text()
+        revision, follows = _REVISION.search(text), _FOLLOWS.search(text)
+        assert revision is not None, f"{script.name} states no revision"
+        found[revision[1]] = follows[1] if follows else None
+    return found
 
 
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(_config()).get_current_head()
-    assert head is not None
+    """The revision no other follows: the newest."""
+    (head,) = set(revisions()) - set(revisions().values())
     return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    revision = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    return None if revision is None else str(revision)
 
 
 def check_not_newer(connection: Connection) -> None:
     """Refuse a schema this cronlink does not know: it was written by a newer one."""
     revision = current_revision(connection)
-    known = {s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions()}
-    if revision is not None and revision not in known:
+    if revision is not None and revision not in revisions():
         raise SchemaTooNewError(
             f"the database is at schema revision {revision!r}, which this cronlink does not "
             f"know (newest known: {head_revision()!r}); upgrade cronlink, the database was "
@@ -54,7 +63,14 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
     already). On SQLite, open the transaction inside `rebuildable`."""
     check_not_newer(connection)
     before = current_revision(connection)
-    config = _config()
+    if before == (head_revision() if revision == "head" else revision):
+        return
+    # Imported here: defers Alembic to the one call that changes the schema.
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_SCRIPTS))
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
     if current_revision(connection) != before:
