@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from multiprocessing.synchronize import Event
 
-from cronlink.app import build_job
+from cronlink.jobs import build_job
 from cronlink.scheduler import Scheduler
 from cronlink.store import RunFilter, store_for
 from queue_bench import fresh_database

@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from cronlink.automations.model import EventState
 from cronlink.automations.service import Automations
-from cronlink.config import connection_jobs
+from cronlink.builtin_jobs import connection_jobs
 from cronlink.config_models import ConnectionsModel
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import importlib
 import inspect
 import json
 import os
@@ -25,6 +24,7 @@ from cronlink.connections import SECRET_KEY_ENV
 from cronlink.connections.model import Credentials
 from cronlink.context import RunContext, RunLog
 from cronlink.egress import EgressPolicy
+from cronlink.loading import resolve
 from cronlink.observe import spend
 
 if TYPE_CHECKING:
@@ -59,15 +59,6 @@ class _PipeLog(RunLog):
     def _add(self, level: str, message: str, *args: object) -> None:
         text = message % args if args else message
         self._pipe.send(("log", datetime.now(UTC), level, text))
-
-
-def resolve(path: str) -> Any:
-    """`package.module:function` (or `Class.method`) to the object it names."""
-    module_name, _, attribute = path.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        target = getattr(target, part)
-    return target
 
 
 def main(run: ChildRun, pipe: Connection) -> None:

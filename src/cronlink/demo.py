@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from cronlink.app import App
 from cronlink.automations.jobs import POLL_TRIGGERS
 from cronlink.automations.model import EventState
-from cronlink.config import Settings, connection_jobs
+from cronlink.builtin_jobs import connection_jobs
+from cronlink.config import Settings
 from cronlink.config_models import AutomationsModel, ConnectionsModel
 from cronlink.connections.crypto import ENV, generate_key
 from cronlink.connections.jobs import CHECK_HEALTH
-from cronlink.connections.setup import open_automations, open_connections
 from cronlink.egress import LOOPBACK
 from cronlink.errors import AutomationNotFoundError
 from cronlink.http_client import new_session
@@ -33,6 +33,7 @@ from cronlink.jobs import new_run
 from cronlink.records import Reason, Tier
 from cronlink.runtime import open_store, run_roles
 from cronlink.sandbox import Sandbox
+from cronlink.services import open_automations, open_connections
 
 if TYPE_CHECKING:
     from collections.abc import Callable

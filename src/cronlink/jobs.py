@@ -5,16 +5,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronlink.cron import CronExpr, check_fires, parse
+from cronlink.durations import parse_duration
 from cronlink.misfire import Misfire
 from cronlink.records import NewRun, Overlap, Reason, Tier
 from cronlink.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
 
     from cronlink.context import RunContext
 
@@ -135,3 +136,60 @@ def with_overrides(
         specs = tuple(schedule(cron, zone, jitter) for cron, zone in pairs)
         changed[name] = dataclasses.replace(job, schedules=specs)
     return changed
+
+
+def build_job(
+    *,
+    name: str,
+    schedules: list[str],
+    tier: str = "light",
+    timezone: str = "UTC",
+    timeout: str | float | timedelta | None = None,
+    max_attempts: int = 3,
+    min_backoff: str | float | timedelta = "1s",
+    max_backoff: str | float | timedelta = "5m",
+    retry_on: Iterable[type[BaseException] | str | int] = (),
+    overlap: str = "skip",
+    misfire: str = "latest",
+    misfire_grace: str | float | timedelta = "1h",
+    jitter: str | float | timedelta = 0,
+    **rest: Any,
+) -> Job:
+    """A `Job` from plain values, checked; raises `ValueError` naming what is wrong (a
+    `CronSyntaxError` for a schedule that does not parse or never fires)."""
+    tier_value = _choice(Tier, tier, "tier")
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+    twice = sorted({s for s in schedules if schedules.count(s) > 1})
+    if twice:
+        raise ValueError(f"schedule {twice[0]!r} is listed twice")
+    now = datetime.now(UTC)
+    return Job(
+        name=name,
+        tier=tier_value,
+        schedules=tuple(
+            schedule(s, timezone, parse_duration(jitter), fires_after=now) for s in schedules
+        ),
+        timeout=parse_duration(timeout) if timeout is not None else DEFAULT_TIMEOUT[tier_value],
+        retry=RetryPolicy(
+            max_attempts=max_attempts,
+            min_backoff=parse_duration(min_backoff),
+            max_backoff=parse_duration(max_backoff),
+            retry_on=tuple(r if isinstance(r, str | int) else r.__name__ for r in retry_on),
+        ),
+        overlap=_choice(Overlap, overlap, "overlap"),
+        misfire=_choice(Misfire, misfire, "misfire"),
+        misfire_grace=parse_duration(misfire_grace),
+        **rest,
+    )
+
+
+E = TypeVar("E", Tier, Overlap, Misfire)
+
+
+def _choice(kind: type[E], value: str, what: str) -> E:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in kind)
+        raise ValueError(f"{what} must be one of {allowed}, not {value!r}") from None

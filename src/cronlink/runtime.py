@@ -168,7 +168,7 @@ async def _domains(
         return None, None
     # Imported here: defers the connection domain (authlib, cryptography, providers),
     # which only a deployment with [connections] loads.
-    from cronlink.connections.setup import open_automations, open_connections
+    from cronlink.services import open_automations, open_connections
 
     connections = await open_connections(settings, store, session, app)
     return connections, open_automations(settings, connections, app)

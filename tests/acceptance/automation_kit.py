@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from cronlink.automations.model import AutomationEvent, EventState
 from cronlink.automations.service import Automations
-from cronlink.config import connection_jobs
+from cronlink.builtin_jobs import connection_jobs
 from cronlink.config_models import ConnectionsModel
 from cronlink.connections.providers import SHIPPED, Providers
 from cronlink.records import Tier

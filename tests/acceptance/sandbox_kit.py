@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cronlink.config import connection_jobs
+from cronlink.builtin_jobs import connection_jobs
 from cronlink.config_models import ConnectionsModel
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers

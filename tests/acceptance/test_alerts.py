@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cronlink.app import App, build_job
+from cronlink.app import App
 from cronlink.cli import cli
-from cronlink.config import Settings, build_app
+from cronlink.compose import build_app
+from cronlink.config import Settings
 from cronlink.config_models import AlertsModel, UsageModel
-from cronlink.jobs import new_run
+from cronlink.jobs import build_job, new_run
 from cronlink.observe.alert_job import WATCH_ALERTS, policy_from
 from cronlink.observe.alerts import evaluate
 from cronlink.observe.notify import Notifier

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cronlink.app import build_job
 from cronlink.cli import COMMANDS, cli
+from cronlink.jobs import build_job
 from cronlink.scheduler import Scheduler
 from cronlink.store import store_for
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cronlink import compose
 from cronlink.app import App
-from cronlink.config import connection_jobs
+from cronlink.builtin_jobs import connection_jobs
 from cronlink.config_models import ConnectionsModel
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.model import ConnectionState, Health, Secrets
@@ -273,7 +274,7 @@ async def test_app_connections_from_python(tmp_path: Path, monkeypatch: pytest.M
     async with Sandbox() as sandbox:
         monkeypatch.setenv("CRONLINK_SANDBOX_URL", sandbox.url)
         tokens = sandbox.grants.mint("py")
-        async with App().connections() as connections:
+        async with compose.connections(App()) as connections:
             added = await connections.add(
                 provider="sandbox", owner="py", access_token=tokens["access_token"],
                 refresh_token=tokens["refresh_token"], expires_in=3600,

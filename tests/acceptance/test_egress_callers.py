@@ -12,7 +12,6 @@ from ipaddress import IPv4Network
 import pytest
 from yarl import URL
 
-from cronlink.app import build_job
 from cronlink.automations import http_step
 from cronlink.automations.model import EventState
 from cronlink.automations.process import StepContext
@@ -22,7 +21,7 @@ from cronlink.context import RunContext, RunLog
 from cronlink.egress import LOOPBACK, EgressPolicy
 from cronlink.errors import RefreshError, StepError
 from cronlink.http_client import new_session
-from cronlink.jobs import HttpTarget, new_run
+from cronlink.jobs import HttpTarget, build_job, new_run
 from cronlink.records import Reason, RunState, Tier
 from cronlink.store import Store
 from tests.acceptance.automation_kit import STEPS, AutoKit, auto, heavy_worker

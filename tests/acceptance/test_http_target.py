@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from cronlink.app import build_job
-from cronlink.jobs import HttpTarget, Job, new_run
+from cronlink.jobs import HttpTarget, Job, build_job, new_run
 from cronlink.records import Reason, RunState, Tier
 from cronlink.store import Store
 from tests.acceptance.worker_kit import finished, running_worker

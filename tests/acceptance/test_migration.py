@@ -20,7 +20,8 @@ import yaml
 from click.testing import CliRunner
 
 from cronlink.cli import cli
-from cronlink.config import build_app, load_settings
+from cronlink.compose import build_app
+from cronlink.config import load_settings
 from cronlink.records import Reason
 from cronlink.store import RunFilter, Store
 from cronlink.web.server import serving

@@ -22,7 +22,7 @@ from schemathesis import checks
 from cronlink import control
 from cronlink.api_tokens import Scope
 from cronlink.automations.service import Automations
-from cronlink.config import connection_jobs
+from cronlink.builtin_jobs import connection_jobs
 from cronlink.config_models import ConnectionsModel, ServeModel
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers

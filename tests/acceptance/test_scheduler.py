@@ -8,8 +8,8 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from cronlink.app import build_job
 from cronlink.errors import StoreError
+from cronlink.jobs import build_job
 from cronlink.records import Fate, RunState, Tier
 from cronlink.scheduler import Scheduler
 from cronlink.store import RunFilter, Store, store_for
@@ -130,7 +130,7 @@ RACER = textwrap.dedent(
     """
     import asyncio, sys
     from datetime import datetime, timedelta, UTC
-    from cronlink.app import build_job
+    from cronlink.jobs import build_job
     from cronlink.scheduler import Scheduler
     from cronlink.store import store_for
 

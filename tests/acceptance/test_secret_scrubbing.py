@@ -13,12 +13,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from cronlink.app import App, build_job
+from cronlink.app import App
 from cronlink.connections.providers import Providers
 from cronlink.connections.tokens import refresh
 from cronlink.context import RunContext
 from cronlink.errors import RefreshError
-from cronlink.jobs import HttpTarget, new_run
+from cronlink.jobs import HttpTarget, build_job, new_run
 from cronlink.observe import logs
 from cronlink.records import Reason, RunState, Tier
 from cronlink.store import Store

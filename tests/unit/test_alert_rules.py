@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from cronlink.app import build_job
+from cronlink.jobs import build_job
 from cronlink.observe.alert_model import (
     ConnectionFacts,
     Facts,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cronlink.config import Settings, build_app, load_settings
+from cronlink.compose import build_app
+from cronlink.config import Settings, load_settings
 from cronlink.errors import ConfigError
 from cronlink.observe.alert_job import WATCH_ALERTS, policy_from
 from cronlink.observe.notify import redact

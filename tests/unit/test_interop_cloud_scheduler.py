@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cronlink.config import Settings, build_app
+from cronlink.compose import build_app
+from cronlink.config import Settings
 from cronlink.config_models import JobModel
 from cronlink.cron import next_fire, parse
 from cronlink.durations import parse_duration

@@ -11,12 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from cronlink.app import build_job
 from cronlink.cron import next_fire, parse
 from cronlink.errors import ConfigError
 from cronlink.interop.carry import SECRET_HEADER, Binding, Imported
 from cronlink.interop.kubernetes import export_cronjobs, import_cronjobs
-from cronlink.jobs import HttpTarget, Job
+from cronlink.jobs import HttpTarget, Job, build_job
 from cronlink.misfire import Misfire
 from cronlink.records import Overlap, Tier
 

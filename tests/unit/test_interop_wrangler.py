@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from cronlink.app import build_job
-from cronlink.config import build_app, load_settings
+from cronlink.compose import build_app
+from cronlink.config import load_settings
 from cronlink.cron import iter_fires, parse
 from cronlink.interop import wrangler
 from cronlink.interop.carry import Binding, Imported
 from cronlink.interop.dialects import Untranslatable, from_cloudflare, to_cloudflare
-from cronlink.jobs import HttpTarget, Job
+from cronlink.jobs import HttpTarget, Job, build_job
 from tests.unit import cloudflare_reference
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "migration" / "wrangler.toml"

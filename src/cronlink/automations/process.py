@@ -22,10 +22,10 @@ from multidict import CIMultiDict
 from cronlink.automations import http_step, sync
 from cronlink.automations.model import EventState
 from cronlink.automations.steps import StepModel, parse_steps
-from cronlink.child import resolve
 from cronlink.connections.account import Account, Answer
 from cronlink.errors import AccountPausedError, CronlinkError, StepError, TokenUnavailableError
 from cronlink.http_client import as_refusal
+from cronlink.loading import resolve
 from cronlink.scrubbing import Scrubber, configured
 
 if TYPE_CHECKING:

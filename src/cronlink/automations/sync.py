@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from yarl import URL
 
 from cronlink.automations.template import dig
-from cronlink.child import resolve
 from cronlink.errors import ConfigError, StepError
+from cronlink.loading import resolve
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cronlink.cli.options import print_json, run_async, settings_from, settings_options, with_store
 from cronlink.cli.show import console, when
-from cronlink.config import build_app
+from cronlink.compose import build_app
 from cronlink.errors import ConfigError
 from cronlink.observe.alert_job import policy_from
 from cronlink.observe.alert_model import Alert, AlertState, Message

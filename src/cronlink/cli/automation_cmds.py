@@ -15,9 +15,9 @@ from rich.table import Table
 from cronlink.automations.model import EventState
 from cronlink.cli.options import print_json, run_async, settings_from, settings_options
 from cronlink.cli.show import console, when
-from cronlink.config import build_app
-from cronlink.connections.setup import automations_for
+from cronlink.compose import build_app
 from cronlink.durations import parse_duration
+from cronlink.services import automations_for
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -21,12 +21,12 @@ from rich.table import Table
 
 from cronlink.cli.options import print_json, run_async, settings_from, settings_options
 from cronlink.cli.show import console, when
-from cronlink.config import build_app
+from cronlink.compose import build_app
 from cronlink.connections.crypto import generate_key
 from cronlink.connections.model import ConnectionState
-from cronlink.connections.setup import connections_for, providers_for
 from cronlink.sandbox import Sandbox
 from cronlink.sandbox.grants import CLIENT_ID
+from cronlink.services import connections_for, providers_for
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

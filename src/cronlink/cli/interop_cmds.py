@@ -10,7 +10,7 @@ import click
 import tomli_w
 
 from cronlink.cli.options import print_json, settings_from, settings_options
-from cronlink.config import build_app
+from cronlink.compose import build_app
 from cronlink.errors import ConfigError
 from cronlink.interop import cloud_scheduler, kubernetes, wrangler
 from cronlink.interop.carry import APP_URL, Binding, Exported, Imported, append_jobs

@@ -21,7 +21,7 @@ from cronlink.cli.options import (
     settings_options,
 )
 from cronlink.cli.show import console, run_dict, when
-from cronlink.config import build_app
+from cronlink.compose import build_app
 from cronlink.cron import parse
 from cronlink.records import RunState, Tier
 from cronlink.runtime import open_store, run_roles

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import click
 
 from cronlink.cli.options import print_json, run_async, settings_from, settings_options
-from cronlink.config import Settings, compose
+from cronlink.compose import compose
+from cronlink.config import Settings
 from cronlink.errors import CronlinkError
 from cronlink.observe import metrics
 from cronlink.records import Tier

@@ -17,7 +17,7 @@ from cronlink.cli.options import (
     with_store,
 )
 from cronlink.cli.show import console, when
-from cronlink.config import compose
+from cronlink.compose import compose
 from cronlink.runtime import serve_http
 
 

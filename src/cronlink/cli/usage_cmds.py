@@ -12,7 +12,7 @@ from rich.table import Table
 
 from cronlink.cli.options import print_json, settings_from, settings_options, with_store
 from cronlink.cli.show import console
-from cronlink.config import build_app
+from cronlink.compose import build_app
 from cronlink.observe import advice
 from cronlink.observe.usage import UsageReport, measured
 from cronlink.records import Tier

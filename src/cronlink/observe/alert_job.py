@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from cronlink.app import build_job
 from cronlink.durations import parse_duration
+from cronlink.jobs import build_job
 from cronlink.observe.alert_model import Policy
 from cronlink.observe.alerts import evaluate
 from cronlink.observe.usage import UsageReport, measured

@@ -1,5 +1,6 @@
-"""Build `Connections` from the settings: the key from CRONLINK_SECRET_KEY, the providers,
-the store and the shared HTTP session; refuse a key that does not open the database."""
+"""The services over connections, built from the settings: `Connections` (the key from
+CRONLINK_SECRET_KEY, the providers, the store and the shared HTTP session; a key that does
+not open the database is refused) and the `Automations` over them."""
 
 from __future__ import annotations
 
