@@ -13,6 +13,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 from cronlink.observe.spend import Spend
 from cronlink.store import metric_queries, queries, rate_buckets, usage_queries
+from cronlink.store.alert_store import AlertStore
+from cronlink.store.audit_store import AuditStore
+from cronlink.store.automation_store import AutomationStore
+from cronlink.store.connection_store import ConnectionStore
+from cronlink.store.heartbeat_store import HeartbeatStore
+from cronlink.store.override_store import OverrideStore
+from cronlink.store.signature_store import SignatureStore
+from cronlink.store.token_store import TokenStore
 
 T = TypeVar("T")
 
@@ -37,14 +45,6 @@ if TYPE_CHECKING:
         Tier,
         Usage,
     )
-    from cronlink.store.alert_store import AlertStore
-    from cronlink.store.audit_store import AuditStore
-    from cronlink.store.automation_store import AutomationStore
-    from cronlink.store.connection_store import ConnectionStore
-    from cronlink.store.heartbeat_store import HeartbeatStore
-    from cronlink.store.override_store import OverrideStore
-    from cronlink.store.signature_store import SignatureStore
-    from cronlink.store.token_store import TokenStore
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -140,58 +140,34 @@ class Store(abc.ABC):
 
     @property
     def connections(self) -> ConnectionStore:
-        # Imported here: it builds on this module.
-        from cronlink.store.connection_store import ConnectionStore
-
         return ConnectionStore(self)
 
     @property
     def alerts(self) -> AlertStore:
-        # Imported here: it builds on this module.
-        from cronlink.store.alert_store import AlertStore
-
         return AlertStore(self)
 
     @property
     def audit(self) -> AuditStore:
-        # Imported here: it builds on this module.
-        from cronlink.store.audit_store import AuditStore
-
         return AuditStore(self)
 
     @property
     def signatures(self) -> SignatureStore:
-        # Imported here: it builds on this module.
-        from cronlink.store.signature_store import SignatureStore
-
         return SignatureStore(self)
 
     @property
     def heartbeats(self) -> HeartbeatStore:
-        # Imported here: it builds on this module.
-        from cronlink.store.heartbeat_store import HeartbeatStore
-
         return HeartbeatStore(self)
 
     @property
     def overrides(self) -> OverrideStore:
-        # Imported here: it builds on this module.
-        from cronlink.store.override_store import OverrideStore
-
         return OverrideStore(self)
 
     @property
     def tokens(self) -> TokenStore:
-        # Imported here: it builds on this module.
-        from cronlink.store.token_store import TokenStore
-
         return TokenStore(self)
 
     @property
     def automations(self) -> AutomationStore:
-        # Imported here: it builds on this module.
-        from cronlink.store.automation_store import AutomationStore
-
         return AutomationStore(self)
 
     @abc.abstractmethod
