@@ -58,7 +58,8 @@ def test(**options: Any) -> None:
 def check(**options: Any) -> None:
     """Evaluate the rules once now and send what is owed, as `watch-alerts` does: from a
     system timer, it also covers a cronlink whose schedulers are all down."""
-    from cronlink.observe.notify import Notifier  # here: apprise loads ~100 plugins
+    # Imported here: apprise loads its ~100 plugins, which only this command needs.
+    from cronlink.observe.notify import Notifier
 
     settings = _settings(options)
     model = _configured(settings)

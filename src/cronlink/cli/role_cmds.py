@@ -99,6 +99,7 @@ def show(
 def demo(port: int, lifetime: float, database_url: str | None) -> None:
     """Try cronlink out: a local OAuth2 provider, connections with short-lived tokens, and
     every role; refreshes and health checks print as they happen."""
+    # Imported here: defers the sandbox provider (authlib's server), which only the demo runs.
     from cronlink import demo as showcase
 
     showcase.demo_key()

@@ -33,10 +33,12 @@ def store_for(url: str) -> Store:
     Engines are imported on demand: a SQLite deployment never loads a PostgreSQL driver.
     """
     if url.startswith("sqlite:"):
+        # Imported here: defers the engine, so that a deployment loads only its own driver.
         from cronlink.store.sqlite import SQLiteStore
 
         return SQLiteStore(url)
     if url.startswith(("postgresql://", "postgres://")):
+        # Imported here: defers psycopg, which a SQLite deployment never loads.
         from cronlink.store.postgres import PostgresStore
 
         return PostgresStore(url)

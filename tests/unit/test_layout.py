@@ -1,0 +1,134 @@
+"""The shape of the package: imports run one way, and a deferred import says what it defers.
+
+An import loop is read from the source: module-level imports (not those under
+`TYPE_CHECKING`, which never run) and imports inside functions, which would close a loop
+just as well, only later.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cronlink
+
+PACKAGE = Path(cronlink.__file__).parent
+DEFERS = "# Imported here: "
+MAX_LINES = 500
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    line: int
+    deferred: bool
+
+
+def _name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def _targets(node: ast.Import | ast.ImportFrom) -> set[str]:
+    if isinstance(node, ast.Import):
+        return {_owner(alias.name) for alias in node.names} - {""}
+    base = node.module or ""
+    named = {f"{base}.{alias.name}" for alias in node.names}
+    return {name if name in MODULES else _owner(base) for name in named} - {""}
+
+
+def _owner(name: str) -> str:
+    """The module `name` is in ("" if none of ours)."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def _edges(module: str, path: Path) -> Iterator[Edge]:
+    def walk(body: list[ast.stmt], deferred: bool) -> Iterator[Edge]:
+        for node in body:
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                for target in _targets(node):
+                    if target != module:
+                        yield Edge(module, target, node.lineno, deferred)
+            elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                yield from walk(node.body, True)
+            elif isinstance(node, ast.ClassDef | ast.If | ast.Try | ast.With):
+                for field in ("body", "orelse", "finalbody", "handlers"):
+                    for part in getattr(node, field, []):
+                        yield from walk(part.body if isinstance(part, ast.ExceptHandler)
+                                        else [part], deferred)  # fmt: skip
+
+    yield from walk(ast.parse(path.read_text()).body, False)
+
+
+EDGES = [edge for module, path in MODULES.items() for edge in _edges(module, path)]
+
+
+def _loops() -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iteratively)."""
+    graph: dict[str, set[str]] = {module: set() for module in MODULES}
+    for edge in EDGES:
+        graph[edge.source].add(edge.target)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+            elif child not in index:
+                index[child] = low[child] = len(index)
+                stack.append(child)
+                work.append((child, iter(sorted(graph[child]))))
+            elif child in stack:
+                low[node] = min(low[node], index[child])
+    return found
+
+
+def test_no_import_loops() -> None:
+    assert _loops() == []
+
+
+def test_a_deferred_import_says_what_it_defers() -> None:
+    unexplained = []
+    for edge in EDGES:
+        if not edge.deferred:
+            continue
+        lines = MODULES[edge.source].read_text().splitlines()
+        above = "\n".join(lines[max(0, edge.line - 5) : edge.line - 1])
+        if DEFERS not in above:
+            unexplained.append(f"{edge.source}:{edge.line} imports {edge.target}")
+    assert unexplained == []
+
+
+def test_no_module_is_over_the_size_where_a_seam_is_due() -> None:
+    sizes = {module: len(path.read_text().splitlines()) for module, path in MODULES.items()}
+    assert {module: size for module, size in sizes.items() if size > MAX_LINES} == {}
