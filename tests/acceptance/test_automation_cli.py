@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cronlink.automations.model import EventState
+from cronlink.automations.model import EventState, PollRecord
 from cronlink.cli import cli
 from cronlink.connections.crypto import generate_key
 from cronlink.store import store_for
-from cronlink.store.automation_store import PollRecord
 from tests.store.test_automation_store import _run
 
 STEPS = """

@@ -7,10 +7,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cronlink.automations.model import Automation, AutomationState, Cursor, EventState
+from cronlink.automations.model import Automation, AutomationState, Cursor, EventState, PollRecord
 from cronlink.records import NewRun, Reason, RunState, Tier
 from cronlink.store import RunFilter, Store
-from cronlink.store.automation_store import PollRecord
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 LEASE = NOW + timedelta(seconds=60)

@@ -109,3 +109,19 @@ class Work:
     provider: str
     base_url: str = ""
     """The provider's base URL, which `http` steps' paths are relative to."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PollRecord:
+    """What one poll stores (see `AutomationStore.record_polls`)."""
+
+    automation: Automation
+    token: str
+    items: list[tuple[str, Any]]
+    cursor: Cursor
+    next_poll_at: datetime
+    fire: bool
+    """False for the first poll of an automation that starts from "now": items are
+    recorded so they never fire."""
+    baseline: frozenset[str] = frozenset()
+    """Keys recorded without firing (items older than the automation's start)."""

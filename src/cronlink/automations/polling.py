@@ -19,11 +19,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from cronlink.automations import slots
+from cronlink.automations.model import PollRecord
 from cronlink.automations.poller import Polled, Target, poll
 from cronlink.errors import AccountPausedError, CronlinkError, PollError, TokenUnavailableError
 from cronlink.observe import metrics
 from cronlink.records import Tier
-from cronlink.store.automation_store import PollRecord
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -20,6 +20,7 @@ from cronlink.automations.model import (
     AutomationState,
     Cursor,
     EventState,
+    PollRecord,
 )
 from cronlink.errors import AutomationNotFoundError, ConfigError
 from cronlink.records import Tier
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection as Db
 
     from cronlink.records import NewRun
-    from cronlink.store.automation_store import PollRecord
 
 KEYS_PER_QUERY = 500
 

@@ -3,7 +3,6 @@ shared (`automation_queries`), written once over `Store.transact`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +16,8 @@ if TYPE_CHECKING:
         Automation,
         AutomationEvent,
         AutomationState,
-        Cursor,
         EventState,
+        PollRecord,
         Work,
     )
     from cronlink.records import NewRun
@@ -188,19 +187,3 @@ class AutomationStore:
             return q.insert_events(c, automation.id, [(key, data)], run_for, now)
 
         return await self._store.transact(work, write=True)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class PollRecord:
-    """What one poll stores (see `AutomationStore.record_polls`)."""
-
-    automation: Automation
-    token: str
-    items: list[tuple[str, Any]]
-    cursor: Cursor
-    next_poll_at: datetime
-    fire: bool
-    """False for the first poll of an automation that starts from "now": items are
-    recorded so they never fire."""
-    baseline: frozenset[str] = frozenset()
-    """Keys recorded without firing (items older than the automation's start)."""
