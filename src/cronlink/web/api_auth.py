@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from fastapi import Request
@@ -60,7 +59,7 @@ def caller(service: WebService, scope: Scope) -> Callable[[Request], Awaitable[A
         now = time.monotonic()
         if now - touched.get(token.id, -TOUCH_EVERY) >= TOUCH_EVERY:
             touched[token.id] = now
-            await service.store.tokens.touch(token.id, datetime.now(UTC))
+            await service.store.tokens.touch(token.id, service.clock.now())
         return token
 
     return check
@@ -82,6 +81,6 @@ async def token_of(service: WebService, secret: str) -> ApiToken | None:
     # Looked up by digest: equal digests come only from the token itself, and the index
     # lookup's timing says nothing about a SHA-256 preimage.
     token = await service.store.tokens.by_digest(digest(secret))
-    if token is None or not token.valid_at(datetime.now(UTC)):
+    if token is None or not token.valid_at(service.clock.now()):
         return None
     return token

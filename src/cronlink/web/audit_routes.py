@@ -4,7 +4,7 @@
 # the scope dependencies are local to `router`.
 
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -44,7 +44,7 @@ def router(service: "WebService") -> APIRouter:
         token: Reader, hours: Annotated[int, Query(ge=1, le=24 * 366)] = 24
     ) -> UsageReport:
         """Runs per job and tier over the last `hours`: how they ended, and their time."""
-        since = datetime.now(UTC) - timedelta(hours=hours)
+        since = service.clock.now() - timedelta(hours=hours)
         found = await service.store.usage(since)
         jobs = [JobUsage(job=u.job, tier=u.tier.value, runs=u.runs, by_state=u.by_state,
                          run_seconds=round(u.run_seconds, 3)) for u in found]  # fmt: skip

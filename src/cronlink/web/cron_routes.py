@@ -3,7 +3,7 @@ only call a URL, drives cronlink. Every call is audited, refused ones too."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -65,7 +65,7 @@ def router(service: WebService) -> APIRouter:
 
         try:
             queued = await control.request_run(
-                service.store, service.app, job, key, scheduled_for, datetime.now(UTC), audit
+                service.store, service.app, job, key, scheduled_for, service.clock.now(), audit
             )
         except UnknownJobError as error:
             await service.audited(request, "cron-secret", "cron.run", job, "not_found")
@@ -126,7 +126,7 @@ async def _signature_problem(service: WebService, request: Request) -> str | Non
     problem = service.secrets.verifier.problem(header, signed)
     if problem is not None:
         return problem
-    now = datetime.now(UTC)
+    now = service.clock.now()
     window = timedelta(seconds=signatures.WINDOW)
     spent = signatures.parse(header).digest
     if not await service.store.signatures.spend(spent, now, now + window):

@@ -22,7 +22,7 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
@@ -138,7 +138,7 @@ class Gate:
         if opened is None:
             raise LoginFirst
         token = await self.service.store.tokens.by_digest(opened[0])
-        if token is None or not token.valid_at(datetime.now(UTC)):
+        if token is None or not token.valid_at(self.service.clock.now()):
             raise LoginFirst
         wait = await self.service.per_credential.wait(token.actor)
         if wait > 0:

@@ -19,11 +19,11 @@ def zoned(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M %Z")
 
 
-def age(value: datetime | None, now: datetime | None = None) -> str:
+def age(value: datetime | None, now: datetime) -> str:
     """How long ago (or, for a future instant, how soon), coarsely."""
     if value is None:
         return "never"
-    seconds = ((now or datetime.now(UTC)) - value).total_seconds()
+    seconds = (now - value).total_seconds()
     text = span(abs(seconds))
     return f"{text} ago" if seconds >= 0 else f"in {text}"
 

@@ -9,7 +9,6 @@ OpenAPI document: these are pages, not API operations.
 
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -59,6 +58,7 @@ def install(api: FastAPI, service: "WebService") -> None:
     pages = _templates()
 
     def render(template: str, code: int = 200, **values: Any) -> HTMLResponse:
+        values.setdefault("now", service.clock.now())
         body = pages.get_template(template).render(**values)
         return HTMLResponse(body, code, headers=HEADERS)
 
@@ -115,13 +115,13 @@ def _router(service: "WebService", gate: Gate, render: Callable[..., HTMLRespons
 
     @routes.get("")
     async def overview(viewer: Looking) -> Response:
-        values = await views.overview(service, datetime.now(UTC))
+        values = await views.overview(service, service.clock.now())
         return render("overview.html", viewer=viewer, **values)
 
     @routes.get("/jobs/{name}")
     async def job(name: Name, viewer: Looking, before_id: Page = None) -> Response:
         try:
-            values = await views.job_page(service, name, before_id, datetime.now(UTC))
+            values = await views.job_page(service, name, before_id, service.clock.now())
         except UnknownJobError as error:
             return render("error.html", 404, message=str(error), viewer=viewer)
         return render("job.html", viewer=viewer, **values)
@@ -130,7 +130,7 @@ def _router(service: "WebService", gate: Gate, render: Callable[..., HTMLRespons
         action = "jobs.pause" if paused else "jobs.resume"
         viewer = await gate.operator(request, action, name)
         service.app.get(name)
-        await service.store.set_paused(name, paused, datetime.now(UTC))
+        await service.store.set_paused(name, paused, service.clock.now())
         await service.audited(request, viewer.token.actor, action, name, "accepted",
                               "dashboard")  # fmt: skip
         return back(f"/jobs/{name}")
@@ -152,7 +152,7 @@ def _router(service: "WebService", gate: Gate, render: Callable[..., HTMLRespons
                                  f"run {run_id} (dashboard)")  # fmt: skip
 
         queued = await control.request_run(service.store, service.app, name, None, None,
-                                           datetime.now(UTC), audit)  # fmt: skip
+                                           service.clock.now(), audit)  # fmt: skip
         return back(f"/runs/{queued.run_id}")
 
     @routes.get("/runs/{run_id}")
@@ -170,12 +170,12 @@ def _router(service: "WebService", gate: Gate, render: Callable[..., HTMLRespons
 
     @routes.get("/automations")
     async def automations(viewer: Looking, after_id: Page = None) -> Response:
-        values = await views.automations_page(service, after_id or 0, datetime.now(UTC))
-        return render("automations.html", viewer=viewer, now=datetime.now(UTC), **values)
+        values = await views.automations_page(service, after_id or 0, service.clock.now())
+        return render("automations.html", viewer=viewer, **values)
 
     @routes.get("/usage")
     async def usage(viewer: Looking) -> Response:
-        values = await views.usage_page(service, datetime.now(UTC))
+        values = await views.usage_page(service, service.clock.now())
         return render("usage.html", viewer=viewer, **values)
 
     return routes

@@ -3,7 +3,7 @@ fire)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
@@ -37,7 +37,7 @@ def router(service: WebService) -> APIRouter:
         except StoreError:
             body = {"status": "unavailable", "database": "unreachable", "scheduler": "unknown"}
             return JSONResponse(body, 503)
-        if last is None or datetime.now(UTC) - last > FRESH:
+        if last is None or service.clock.now() - last > FRESH:
             scheduler = "never seen" if last is None else f"last seen {last.isoformat()}"
             body = {"status": "unavailable", "database": "ok", "scheduler": scheduler}
             return JSONResponse(body, 503)

@@ -4,7 +4,6 @@ and cancel (operate)."""
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations, and
 # the scope dependencies (`Reader`, `Operator`) are local to `router`.
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -42,13 +41,13 @@ def router(service: "WebService") -> APIRouter:
 
     async def job(name: Name) -> Job:
         service.app.get(name)  # UnknownJobError: 404 with close names
-        statuses = await control.job_statuses(service.store, service.app, datetime.now(UTC))
+        statuses = await control.job_statuses(service.store, service.app, service.clock.now())
         return next(Job.model_validate(s, from_attributes=True) for s in statuses
                     if s.name == name)  # fmt: skip
 
     @routes.get("/jobs")
     async def list_jobs(token: Reader) -> list[Job]:
-        statuses = await control.job_statuses(service.store, service.app, datetime.now(UTC))
+        statuses = await control.job_statuses(service.store, service.app, service.clock.now())
         return [Job.model_validate(s, from_attributes=True) for s in statuses]
 
     @routes.get("/jobs/{name}")
@@ -57,7 +56,7 @@ def router(service: "WebService") -> APIRouter:
 
     async def set_paused(name: Name, paused: bool, token: ApiToken, request: Request) -> Job:
         service.app.get(name)
-        await service.store.set_paused(name, paused, datetime.now(UTC))
+        await service.store.set_paused(name, paused, service.clock.now())
         action = "jobs.pause" if paused else "jobs.resume"
         await service.audited(request, token.actor, action, name, "accepted")
         return await job(name)
@@ -78,7 +77,7 @@ def router(service: "WebService") -> APIRouter:
         """Replace the job's schedules in every scheduler, until cleared (DELETE). Those it
         keeps keep their place; new ones start now."""
         pairs = [(s.cron, s.timezone) for s in body.schedules]
-        await control.set_schedules(service.store, service.app, name, pairs, datetime.now(UTC))
+        await control.set_schedules(service.store, service.app, name, pairs, service.clock.now())
         shown = "; ".join(f"{cron} ({zone})" for cron, zone in pairs)
         await service.audited(request, token.actor, "jobs.schedules", name, "accepted", shown)
         return await job(name)
@@ -86,7 +85,7 @@ def router(service: "WebService") -> APIRouter:
     @routes.delete("/jobs/{name}/schedules")
     async def clear_schedules(name: Name, token: Admin, request: Request) -> Job:
         """Back to the job's configured schedules."""
-        await control.set_schedules(service.store, service.app, name, None, datetime.now(UTC))
+        await control.set_schedules(service.store, service.app, name, None, service.clock.now())
         await service.audited(request, token.actor, "jobs.schedules", name, "accepted",
                               "back to the configured schedules")  # fmt: skip
         return await job(name)
@@ -108,7 +107,7 @@ def router(service: "WebService") -> APIRouter:
 
         key = None if idempotency_key is None else f"key:{idempotency_key}"
         queued = await control.request_run(
-            service.store, service.app, name, key, None, datetime.now(UTC), audit,
+            service.store, service.app, name, key, None, service.clock.now(), audit,
             payload=None if body is None else body.payload,
         )  # fmt: skip
         return Queued(run_id=queued.run_id, deduplicated=queued.deduplicated)
@@ -141,7 +140,7 @@ def router(service: "WebService") -> APIRouter:
     @routes.post("/runs/{run_id}/cancel")
     async def cancel_run(run_id: Id, token: Operator, request: Request) -> RunOut:
         """Cancel a queued run at once, or ask a running one's worker to stop it."""
-        run = await service.store.request_cancel(run_id, datetime.now(UTC))
+        run = await service.store.request_cancel(run_id, service.clock.now())
         await service.audited(request, token.actor, "runs.cancel", str(run_id), "accepted",
                               f"now {run.state.value}")  # fmt: skip
         return RunOut.of(run)

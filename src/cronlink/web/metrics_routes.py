@@ -6,7 +6,6 @@ cloud schedulers reach from the internet."""
 # No `from __future__ import annotations`: FastAPI reads the handler's annotations, and the
 # scope dependency is local to `router`.
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends
@@ -27,7 +26,7 @@ def router(service: "WebService") -> APIRouter:
 
     @routes.get("/metrics", include_in_schema=False)
     async def scrape(token: Reader) -> Response:
-        snapshot = await service.store.snapshot(datetime.now(UTC))
+        snapshot = await service.store.snapshot(service.clock.now())
         return Response(metrics.exposition(snapshot), media_type=CONTENT_TYPE_LATEST)
 
     return routes

@@ -7,10 +7,10 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from cronlink.audit import AuditEntry, RefusalTally
+from cronlink.clock import Clock, SystemClock
 from cronlink.config_models import PricingModel, UsageModel
 from cronlink.errors import StoreError
 from cronlink.scheduler import HEARTBEAT, Scheduler, TickReport
@@ -51,6 +51,8 @@ class WebService:
     quotas: UsageModel = field(default_factory=UsageModel)
     """`[usage]`: the free quotas the dashboard's usage page compares against."""
     pricing: PricingModel = field(default_factory=PricingModel)
+    clock: Clock = field(default_factory=SystemClock)
+    """What every route takes `now` from (tests hand in their own)."""
     _scheduler: Scheduler | None = field(default=None, repr=False)
     refusals: RefusalTally = field(default_factory=RefusalTally, repr=False)
     _strikes: dict[str, int] = field(default_factory=dict, repr=False)
@@ -60,9 +62,9 @@ class WebService:
 
     async def tick(self) -> TickReport:
         """Fire the due schedules once, as a scheduler pass would."""
-        now = datetime.now(UTC)
+        now = self.clock.now()
         if self._scheduler is None:
-            self._scheduler = Scheduler(self.store, self.app.jobs)
+            self._scheduler = Scheduler(self.store, self.app.jobs, self.clock)
             await self._scheduler.sync(now)
         report = await self._scheduler.tick(now)
         await self.store.heartbeats.beat(HEARTBEAT, now)
@@ -77,7 +79,7 @@ class WebService:
         they name; and a client that keeps failing waits before it hears back."""
         client = self.clients.address(request)
         now = time.monotonic()
-        at = datetime.now(UTC)
+        at = self.clock.now()
         lines = self.refusals.add(client, action, target[:400], outcome, now, at, actor)
         await self.store.audit.append(*lines)
         if self._summing is None or self._summing.done():
@@ -92,7 +94,7 @@ class WebService:
         """Write the refusals' summaries as their windows end, while any is open."""
         while (ends := self.refusals.next_due()) is not None:
             await asyncio.sleep(max(0.0, ends - time.monotonic()))
-            lines = self.refusals.due(time.monotonic(), datetime.now(UTC))
+            lines = self.refusals.due(time.monotonic(), self.clock.now())
             try:
                 await self.store.audit.append(*lines)
             except StoreError as error:
@@ -104,7 +106,7 @@ class WebService:
             self._summing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._summing
-        lines = self.refusals.drain(time.monotonic(), datetime.now(UTC))
+        lines = self.refusals.drain(time.monotonic(), self.clock.now())
         try:
             await self.store.audit.append(*lines)
         except StoreError as error:
@@ -132,6 +134,6 @@ class WebService:
     ) -> AuditEntry:
         client = self.clients.address(request)
         return AuditEntry(
-            at=datetime.now(UTC), actor=actor, action=action, target=target[:400],
+            at=self.clock.now(), actor=actor, action=action, target=target[:400],
             client=client, outcome=outcome, detail=detail,
         )  # fmt: skip
