@@ -13,10 +13,9 @@ from cronlink.cli.options import print_json, run_async, settings_from, settings_
 from cronlink.cli.show import console, when
 from cronlink.compose import build_app
 from cronlink.errors import ConfigError
-from cronlink.observe.alert_job import policy_from
+from cronlink.observe.alert_job import Watch
 from cronlink.observe.alert_model import Alert, AlertState, Message
-from cronlink.observe.alerts import Evaluation, evaluate
-from cronlink.observe.usage import measured
+from cronlink.observe.alerts import Evaluation
 
 if TYPE_CHECKING:
     from cronlink.config import Settings
@@ -58,17 +57,11 @@ def test(**options: Any) -> None:
 def check(**options: Any) -> None:
     """Evaluate the rules once now and send what is owed, as `watch-alerts` does: from a
     system timer, it also covers a cronlink whose schedulers are all down."""
-    # Imported here: apprise loads its ~100 plugins, which only this command needs.
-    from cronlink.observe.notify import Notifier
-
     settings = _settings(options)
-    model = _configured(settings)
-    jobs, policy, notifier = build_app(settings).jobs, policy_from(model), Notifier(model.urls)
+    watch = Watch(_configured(settings), settings.usage, build_app(settings).jobs)
 
     async def once(store: Store) -> Evaluation:
-        now = datetime.now(UTC)
-        usage = await measured(store, jobs, settings.usage, now)
-        return await evaluate(store, jobs, policy, notifier, now, usage)
+        return await watch.once(store, datetime.now(UTC))
 
     done = with_store(settings, once)
     click.echo(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from cronlink.durations import parse_duration
 from cronlink.jobs import build_job
 from cronlink.observe.alert_model import Policy
-from cronlink.observe.alerts import evaluate
+from cronlink.observe.alerts import Evaluation, evaluate
 from cronlink.observe.usage import UsageReport, measured
 from cronlink.store import store_for
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from cronlink.config_models import AlertsModel, UsageModel
     from cronlink.context import RunContext
     from cronlink.jobs import Job
+    from cronlink.store import Store
 
 WATCH_ALERTS = "watch-alerts"
 USAGE_EVERY = timedelta(minutes=10)
@@ -38,32 +39,45 @@ def policy_from(model: AlertsModel) -> Policy:
     )
 
 
+class Watch:
+    """One evaluation of the alert rules over `jobs` and what it sends: what the
+    `watch-alerts` job does every minute, and `cronlink alerts check` once."""
+
+    def __init__(self, model: AlertsModel, quotas: UsageModel, jobs: Mapping[str, Job]) -> None:
+        # Imported here: defers apprise and its ~100 plugins, which only [alerts] needs
+        # (every command line reads the settings).
+        from cronlink.observe.notify import Notifier
+
+        self.jobs = jobs
+        self.quotas = quotas
+        self.policy = policy_from(model)
+        self.notifier = Notifier(model.urls)
+        # The month's usage is a scan of the month's runs: read every USAGE_EVERY, not every
+        # minute. The alert's finding is kept in between, so it does not flap.
+        self._usage: tuple[datetime, UsageReport] | None = None
+
+    async def once(self, store: Store, now: datetime) -> Evaluation:
+        if "usage-quota" in self.policy.rules and (
+            self._usage is None or now - self._usage[0] > USAGE_EVERY
+        ):
+            self._usage = (now, await measured(store, self.jobs, self.quotas, now))
+        usage = self._usage[1] if self._usage else None
+        return await evaluate(store, self.jobs, self.policy, self.notifier, now, usage)
+
+
 def watch_alerts_job(
     model: AlertsModel, quotas: UsageModel, database_url: str, jobs: Mapping[str, Job]
 ) -> Job:
     """The job, watching `jobs` (the app's, read at each run: jobs added later count)."""
-    # Imported here: apprise loads its ~100 plugins, which only a deployment with alerts
-    # needs (every command line reads the settings).
-    from cronlink.observe.notify import Notifier
-
-    policy = policy_from(model)
-    notifier = Notifier(model.urls)
-    # The month's usage is a scan of the month's runs: read every USAGE_EVERY, not every
-    # minute. The alert's finding is kept in between, so it does not flap.
-    usage: list[tuple[datetime, UsageReport]] = []
+    watch = Watch(model, quotas, jobs)
 
     async def watch_alerts(ctx: RunContext) -> dict[str, int]:
         # A store of its own: handlers are not handed the worker's, and one short-lived
         # connection a minute costs little.
         store = store_for(database_url)
         await store.open(migrate=False)
-        now = datetime.now(UTC)
         try:
-            if "usage-quota" in policy.rules and (not usage or now - usage[0][0] > USAGE_EVERY):
-                usage[:] = [(now, await measured(store, jobs, quotas, now))]
-            done = await evaluate(
-                store, jobs, policy, notifier, now, usage[0][1] if usage else None
-            )
+            done = await watch.once(store, datetime.now(UTC))
         finally:
             await store.close()
         ctx.log.info(
