@@ -5,15 +5,18 @@ on the same connection (an audit line, a run) goes through."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from cronlink.audit import AuditEntry
+from cronlink.connections.model import ConnectionState
 from cronlink.errors import UnstorableError
 from cronlink.records import NewRun, Reason, RunState, Tier
+from cronlink.storable import escaped
 from cronlink.store import RunFilter, Store
+from tests.store.test_automation_store import NOW, _automation
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 BAD_TEXT = ["x\x00y", "x\ud800y", "\udfff"]
@@ -60,3 +63,23 @@ async def test_a_payload_that_would_not_come_back_as_it_went_in_is_refused(
     )
     [run] = await store.list_runs(RunFilter(limit=10))
     assert (run.id, run.state, run.payload) == (run_id, RunState.QUEUED, fine)
+
+
+async def test_a_provider_s_words_in_a_failure_are_kept_escaped(store: Store) -> None:
+    # What a provider answers ends up in the failure a poll or a refresh records; such a
+    # record that could not be written would fail again on every retry, and the
+    # automation or connection would never move on.
+    said = "upstream said: x\x00y \ud800"
+    automation = await _automation(store)
+    [(taken, _)] = await store.automations.take_due(NOW, 10, "t", NOW + timedelta(minutes=1))
+    await store.automations.record_poll_failure(
+        taken, token="t", message=said, next_poll_at=NOW, counted=True, now=NOW
+    )
+    assert (await store.automations.get(automation.id)).last_error == escaped(said)
+    cid = automation.connection_id
+    await store.connections.take_refresh_lock(cid, "r", NOW + timedelta(minutes=1), NOW)
+    await store.connections.record_refresh_failure(
+        cid, token="r", message=said, state=ConnectionState.ACTIVE, kind="refresh_failed",
+        retry_at=NOW, now=NOW, follow_up=None,
+    )  # fmt: skip
+    assert (await store.connections.get(cid)).last_error == escaped(said)

@@ -7,10 +7,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cronlink.automations import slots
-from cronlink.automations.cursors import begin_pass, end_pass, iso, parse_instant, reread_from
+from cronlink.automations.cursors import (
+    begin_pass,
+    end_pass,
+    event_key,
+    iso,
+    parse_instant,
+    reread_from,
+)
 from cronlink.automations.model import Cursor
 from cronlink.automations.triggers import TriggerModel
 from cronlink.errors import PollError
+from cronlink.storable import escaped, flaw
 
 
 @pytest.mark.parametrize(
@@ -82,3 +90,17 @@ def test_a_pass_keeps_its_first_start_until_it_reaches_the_end() -> None:
     done = end_pass(again)
     assert (done.pass_started, done.lookback_from) == (None, iso(NOON))
     assert begin_pass(TRIGGER, done, None) == done  # no Date from the provider: no change
+
+
+@pytest.mark.parametrize("odd", ["a\x00b", "a\ud800b", "\x00"])
+def test_an_event_key_is_storable_whatever_the_provider_sent(odd: str) -> None:
+    # A key the database refuses would fail the commit of the whole batch of polls, on
+    # every retry: the feed, and every automation polled with it, would stop for good.
+    key = event_key(TRIGGER, {"id": odd})
+    assert flaw(key) is None
+    assert key == escaped(odd)
+    assert event_key(TRIGGER, {"id": odd}) == key  # the same item, the same event
+
+
+def test_a_plain_event_key_is_unchanged() -> None:
+    assert event_key(TRIGGER, {"id": "msg-1\\u0041 é"}) == "msg-1\\u0041 é"

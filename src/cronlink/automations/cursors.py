@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from cronlink.automations.template import dig
 from cronlink.errors import PollError
+from cronlink.storable import escaped
 
 if TYPE_CHECKING:
     from cronlink.automations.model import Cursor
@@ -113,8 +114,11 @@ def before_start(
 
 
 def event_key(trigger: TriggerModel, item: Any) -> str:
+    """The item's key in the event ledger. Characters no database holds (a NUL, a lone
+    surrogate) are written as their escapes: one such item must not fail the commit of
+    its whole batch of polls, again on every retry."""
     parts = [dig(item, name, f"item field {name!r} (part of the key)") for name in trigger.key]
-    return ":".join(str(p) for p in parts)[:400]
+    return escaped(":".join(str(p) for p in parts))[:400]
 
 
 def iso(moment: datetime) -> str:

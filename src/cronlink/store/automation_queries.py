@@ -24,7 +24,7 @@ from cronlink.automations.model import (
 )
 from cronlink.errors import AutomationNotFoundError, ConfigError
 from cronlink.records import Tier
-from cronlink.storable import to_json
+from cronlink.storable import escaped, to_json
 from cronlink.store import queries
 from cronlink.store.schema import automation_events as events
 from cronlink.store.schema import automations as table
@@ -279,7 +279,7 @@ def record_poll_failure(
     now: datetime,
 ) -> None:
     values: dict[str, Any] = {
-        "last_error": message, "last_poll_at": now, "next_poll_at": next_poll_at,
+        "last_error": escaped(message), "last_poll_at": now, "next_poll_at": next_poll_at,
         "poll_lease": None, "poll_lease_until": None, "updated_at": now,
     }  # fmt: skip
     if counted:

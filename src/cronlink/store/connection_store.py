@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cronlink.storable import escaped
 from cronlink.store import connection_queries as q
 from cronlink.store import queries
 
@@ -132,10 +133,10 @@ class ConnectionStore:
 
         def work(c: Db) -> None:
             q.record_refresh_failure(
-                c, connection_id, token=token, message=message, state=state,
+                c, connection_id, token=token, message=escaped(message), state=state,
                 retry_at=retry_at, now=now, counted=counted,
             )  # fmt: skip
-            q.add_event(c, connection_id, kind, message, now)
+            q.add_event(c, connection_id, kind, escaped(message), now)
             if follow_up is not None:
                 queries.enqueue(c, follow_up, now)
 

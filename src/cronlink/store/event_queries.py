@@ -15,6 +15,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from cronlink.automations.model import AutomationEvent, EventState, Work
 from cronlink.errors import AutomationNotFoundError, ConfigError
 from cronlink.records import RunState, Tier
+from cronlink.storable import escaped
 from cronlink.store import automation_queries as q
 from cronlink.store import queries
 from cronlink.store.schema import automation_events as events
@@ -128,7 +129,8 @@ def save_progress(
 ) -> bool:
     """Checkpoint (state `running`) or finish an event the run holds; False if it does not."""
     values: dict[str, Any] = {
-        "state": state.value, "step": step, "outputs": json.dumps(outputs), "error": error,
+        "state": state.value, "step": step, "outputs": json.dumps(outputs),
+        "error": None if error is None else escaped(error),
     }  # fmt: skip
     if state is not EventState.RUNNING:
         values["finished_at"] = now
@@ -213,7 +215,7 @@ def settle_orphan(
     c.execute(
         update(events)
         .where(events.c.id == event.id, events.c.state == EventState.RUNNING.value)
-        .values(state=EventState.DEAD_LETTER.value, error=why[:2000], finished_at=now)
+        .values(state=EventState.DEAD_LETTER.value, error=escaped(why)[:2000], finished_at=now)
     )
     return "dead_letter"
 
