@@ -6,9 +6,11 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
+from cronlink.errors import StoreError
 from cronlink.http_client import new_session
 from cronlink.records import Tier
 from cronlink.scheduler import Scheduler
@@ -38,6 +40,30 @@ async def open_store(settings: Settings, *, migrate: bool = True) -> Store:
     return store
 
 
+async def _migrate_elsewhere(settings: Settings) -> None:
+    """Bring the schema up to date in a process of its own (`cronlink db upgrade`):
+    Alembic and the migrations would stay in this long-lived role's memory for good (~13
+    MiB). The database URL goes through the environment, never a command line."""
+    store = await open_store(settings, migrate=False)
+    try:
+        behind = await store.schema_behind()
+    finally:
+        await store.close()
+    if not behind:
+        return
+    command = [sys.executable, "-m", "cronlink", "db", "upgrade"]
+    if settings.config_path is not None:
+        command += ["--config", str(settings.config_path)]
+    child = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "DATABASE_URL": settings.database_url},
+    )  # fmt: skip
+    _, said = await child.communicate()
+    if child.returncode != 0:
+        lines = [line for line in said.decode(errors="replace").splitlines() if line.strip()]
+        raise StoreError(f"the schema upgrade failed: {lines[-1] if lines else child.returncode}")
+
+
 async def run_roles(
     settings: Settings,
     app: App,
@@ -55,6 +81,7 @@ async def run_roles(
         os.environ, require_signature=serve is not None and settings.serve.require_signature
     )
     stop = stop or _stop_on_signals()
+    await _migrate_elsewhere(settings)
     async with AsyncExitStack() as stack:
         store = await open_store(settings)
         stack.push_async_callback(store.close)
@@ -131,6 +158,7 @@ async def serve_http(
     """`cronlink serve`: the HTTP service alone, until SIGINT/SIGTERM (or `stop`)."""
     secrets.check(os.environ, require_signature=settings.serve.require_signature)
     stop = stop or _stop_on_signals()
+    await _migrate_elsewhere(settings)
     async with AsyncExitStack() as stack:
         store = await open_store(settings)
         stack.push_async_callback(store.close)

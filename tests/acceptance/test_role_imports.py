@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from cronlink.store import migrate
 
 WEB_STACK = {"fastapi", "starlette", "uvicorn", "jinja2", "cronlink.web.app"}
 """What only a role that serves uses: the HTTP service, its dashboard and API."""
@@ -90,3 +93,16 @@ def test_run_loads_the_web_stack_and_nothing_it_does_not_use(migrated: Path) -> 
     modules = loaded("run", cwd=migrated)
     assert modules >= WEB_STACK
     assert within(modules, UNUSED) == set()
+
+
+def test_a_role_on_a_new_database_migrates_it_without_keeping_alembic(tmp_path: Path) -> None:
+    # Alembic and the migrations cost a role ~13 MiB it would keep for good; they run in
+    # a process of their own that ends when the schema is there.
+    database = tmp_path / "cronlink.db"
+    (tmp_path / "cronlink.toml").write_text(TOML.format(db=database))
+    modules = loaded("worker", "--tier", "light", cwd=tmp_path)
+    assert "cronlink.worker" in modules
+    assert within(modules, {"alembic"}) == set()
+    with sqlite3.connect(database) as db:
+        [(revision,)] = db.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert revision == migrate.head_revision()

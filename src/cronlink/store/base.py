@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from cronlink.observe.spend import Spend
-from cronlink.store import metric_queries, queries, rate_buckets, usage_queries
+from cronlink.store import metric_queries, migrate, queries, rate_buckets, usage_queries
 from cronlink.store.alert_store import AlertStore
 from cronlink.store.audit_store import AuditStore
 from cronlink.store.automation_store import AutomationStore
@@ -169,6 +169,13 @@ class Store(abc.ABC):
     @property
     def automations(self) -> AutomationStore:
         return AutomationStore(self)
+
+    async def schema_behind(self) -> bool:
+        """Whether the schema is older than this cronlink's (a store opened without
+        migrating: a new database is behind too)."""
+        return await self.transact(
+            lambda c: migrate.current_revision(c) != migrate.head_revision(), write=False
+        )
 
     @abc.abstractmethod
     async def transact(self, fn: Callable[[Connection], T], *, write: bool) -> T:
