@@ -66,9 +66,9 @@ def usage(days: int, as_json: bool, **options: Any) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @settings_options
 def advise(days: int, as_json: bool, **options: Any) -> None:
-    """Recommendations from what was measured (the seed's decision matrix), with the
-    figures behind each; the month's load priced on the hosted services beside the
-    resources it used here."""
+    """Recommendations from what was measured (cronlink's rules for light versus heavy
+    work), with the figures behind each; the month's load priced on the hosted services
+    beside the resources it used here."""
     settings = settings_from(options["config_path"], options["database_url"], options["app_path"])
     made, profiles = _measure(settings, days, timedelta(days=days))
     found = advice.advise(profiles, made)

@@ -1,5 +1,5 @@
-"""`cronlink advise`: the seed's decision matrix applied to what was measured, and what the
-same load would cost on the hosted services it replaces.
+"""`cronlink advise`: cronlink's rules for light versus heavy work applied to what was
+measured, and what the same load would cost on the hosted services it replaces.
 
 Each recommendation carries the figures behind it. Prices are `[pricing]` in
 cronlink.toml (`config_models.PricingModel`).
