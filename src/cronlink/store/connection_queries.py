@@ -20,7 +20,6 @@ from cronlink.connections.model import (
     Sealed,
 )
 from cronlink.errors import ConnectionNotFoundError
-from cronlink.storable import escaped
 from cronlink.store.schema import Instant, from_micros
 from cronlink.store.schema import connection_events as events
 from cronlink.store.schema import connections as table
@@ -208,7 +207,7 @@ def record_refresh_failure(
     `auth_failed`: it is no longer probed, and must not keep showing the last probe's
     `healthy`."""
     values: dict[str, Any] = {
-        "last_error": escaped(message), "state": state.value, "refresh_due_at": retry_at,
+        "last_error": message, "state": state.value, "refresh_due_at": retry_at,
         "refresh_lock": None, "refresh_lock_until": None, "updated_at": now,
     }  # fmt: skip
     if counted:

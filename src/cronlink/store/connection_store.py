@@ -131,12 +131,14 @@ class ConnectionStore:
         """Record a refresh that did not happen, with its event and the run retrying it;
         one that only waits out a pause (not `counted`) leaves the backoff as it was."""
 
+        said = escaped(message)
+
         def work(c: Db) -> None:
             q.record_refresh_failure(
-                c, connection_id, token=token, message=escaped(message), state=state,
+                c, connection_id, token=token, message=said, state=state,
                 retry_at=retry_at, now=now, counted=counted,
             )  # fmt: skip
-            q.add_event(c, connection_id, kind, escaped(message), now)
+            q.add_event(c, connection_id, kind, said, now)
             if follow_up is not None:
                 queries.enqueue(c, follow_up, now)
 
