@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import func, select
 
@@ -18,7 +19,9 @@ from cronlink.automations.model import AutomationEvent, EventState
 from cronlink.automations.service import Automations
 from cronlink.builtin_jobs import connection_jobs
 from cronlink.config_models import ConnectionsModel
+from cronlink.connections.crypto import Vault
 from cronlink.connections.providers import SHIPPED, Providers
+from cronlink.connections.service import Connections
 from cronlink.records import Tier
 from cronlink.store.schema import automation_events, runs
 from cronlink.worker import Worker
@@ -72,6 +75,12 @@ class AutoKit:
         """The kit's time, which the connections (their accounts' pauses) follow too."""
         return self.at
 
+    def use(self, session: aiohttp.ClientSession) -> None:
+        """Rebuild the kit's connections and automations over `session` (one with a
+        resolver of the test's own, say)."""
+        self.kit.connections = _connections(self.kit, self.kit.connections.providers, session)
+        self.automations = _automations(self.kit.connections, session)
+
     async def feed(self, **asked: Any) -> list[dict[str, Any]]:
         async with self.kit.session.post(f"{self.kit.sandbox.url}/sandbox/feed", json=asked) as r:
             return list((await r.json())["added"])
@@ -117,15 +126,24 @@ BUILTIN = {job.name: job for job in connection_jobs(ConnectionsModel())}
 async def auto(kit: Kit, tmp_path: Path) -> AutoKit:
     trace = tmp_path / "trace"
     trace.mkdir()
-    providers = Providers.load(short_pages(tmp_path))
-    kit.connections.providers = providers
-    automations = Automations(
-        kit.connections.store, providers, kit.session, kit.connections,
+    kit.connections = _connections(kit, Providers.load(short_pages(tmp_path)), kit.session)
+    made = AutoKit(kit, _automations(kit.connections, kit.session), trace=trace)
+    kit.clock.source = made
+    return made
+
+
+def _connections(kit: Kit, providers: Providers, session: aiohttp.ClientSession) -> Connections:
+    return Connections(
+        kit.connections.store, Vault.from_text(kit.key), providers, session,
+        refresh_job=BUILTIN["refresh-connection"], clock=kit.clock,
+    )  # fmt: skip
+
+
+def _automations(connections: Connections, session: aiohttp.ClientSession) -> Automations:
+    return Automations(
+        connections.store, connections.providers, session, connections,
         process_job=BUILTIN["process-automation"],
     )  # fmt: skip
-    made = AutoKit(kit, automations, trace=trace)
-    kit.connections.clock = made
-    return made
 
 
 @asynccontextmanager

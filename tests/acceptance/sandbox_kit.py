@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 
 from cronlink.builtin_jobs import connection_jobs
+from cronlink.clock import Clock, SystemClock
 from cronlink.config_models import ConnectionsModel
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers
@@ -21,11 +23,24 @@ from cronlink.store import Store
 
 
 @dataclass
+class KitClock:
+    """The kit's time, which its services are built with: `source`'s (the system's unless
+    a test hands in its own), moved on by `ahead`."""
+
+    source: Clock = field(default_factory=SystemClock)
+    ahead: timedelta = timedelta(0)
+
+    def now(self) -> datetime:
+        return self.source.now() + self.ahead
+
+
+@dataclass
 class Kit:
     sandbox: Sandbox
     connections: Connections
     session: aiohttp.ClientSession
     key: str
+    clock: KitClock
 
     async def mint(self, user: str = "alice") -> dict[str, Any]:
         return self.sandbox.grants.mint(user)
@@ -52,8 +67,10 @@ async def kit(sqlite_store: Store, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
         refresh_job = next(
             j for j in connection_jobs(ConnectionsModel()) if j.name == "refresh-connection"
         )
+        clock = KitClock()
         connections = Connections(
-            sqlite_store, Vault.from_text(key), Providers.load(), session, refresh_job=refresh_job
-        )
-        yield Kit(sandbox, connections, session, key)
+            sqlite_store, Vault.from_text(key), Providers.load(), session,
+            refresh_job=refresh_job, clock=clock,
+        )  # fmt: skip
+        yield Kit(sandbox, connections, session, key, clock)
         await session.close()

@@ -79,17 +79,8 @@ async def test_concurrent_refreshes_in_one_process_make_one_request(kit: Kit) ->
     assert stats["invalid_grants"] == 0
 
 
-class LaterClock:
-    def __init__(self) -> None:
-        self.ahead = timedelta(0)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.ahead
-
-
 async def test_credentials_refresh_first_inside_the_margin(kit: Kit) -> None:
-    clock = LaterClock()
-    kit.connections.clock = clock
+    clock = kit.clock
     tokens = await kit.mint()
     added = await kit.connections.add(
         provider="sandbox", owner="alice", access_token=tokens["access_token"],
@@ -286,8 +277,7 @@ async def test_app_connections_from_python(tmp_path: Path, monkeypatch: pytest.M
 
 
 async def test_the_sweep_finds_due_and_idle_connections(kit: Kit) -> None:
-    clock = LaterClock()
-    kit.connections.clock = clock
+    clock = kit.clock
     due = await kit.connect("due")  # 60-minute token: due after 50 minutes
     tokens = await kit.mint("lasting")
     lasting = await kit.connections.add(
@@ -327,8 +317,7 @@ async def test_a_heavy_run_gets_credentials_through_its_worker(kit: Kit) -> None
 
 
 async def test_credentials_keep_a_valid_token_through_an_outage(kit: Kit) -> None:
-    clock = LaterClock()
-    kit.connections.clock = clock
+    clock = kit.clock
     cid = await kit.connect()
     original = (await kit.connections.credentials(cid)).access_token
     clock.ahead = timedelta(minutes=55)  # inside the margin, still valid for 5 minutes

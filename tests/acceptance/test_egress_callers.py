@@ -166,7 +166,7 @@ async def test_a_provider_on_a_private_address_is_refused_everywhere(
     )
     private = TableResolver({"sandbox.internal": "10.0.0.7"})
     async with new_session(LOOPBACK, resolver=private) as session:
-        auto.kit.connections.session = auto.automations.session = session
+        auto.use(session)
         with pytest.raises(RefreshError) as refused:
             await auto.kit.connections.refresh(cid)
         assert refused.value.kind == "config"
@@ -183,7 +183,7 @@ async def test_a_provider_on_a_private_address_is_refused_everywhere(
     monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
     loopback = TableResolver({"sandbox.internal": "127.0.0.1"})
     async with new_session(LOOPBACK, resolver=loopback) as session:
-        auto.kit.connections.session = auto.automations.session = session
+        auto.use(session)
         assert (await auto.kit.connections.refresh(cid)).last_error is None
         assert (await auto.kit.connections.check(cid)).health is Health.HEALTHY
         tally = await auto.poll(timedelta(hours=1))

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers
+from cronlink.connections.refreshing import REFRESH_LEASE
 from cronlink.connections.service import Connections
 from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
@@ -27,7 +29,11 @@ class Setup:
 
 @asynccontextmanager
 async def sandboxed(
-    url: str, cwd: Path, toml: str = "", refresh_job: Job | None = None
+    url: str,
+    cwd: Path,
+    toml: str = "",
+    refresh_job: Job | None = None,
+    refresh_lease: timedelta = REFRESH_LEASE,
 ) -> AsyncIterator[Setup]:
     """The sandbox, the environment a `cronlink` process needs to use it, `cronlink.toml`
     with connections on (`toml` goes on from its `[connections]` section), and
@@ -41,8 +47,9 @@ async def sandboxed(
         providers = Providers.load()
         try:
             connections = Connections(
-                store, Vault.from_text(key), providers, session, refresh_job=refresh_job
-            )
+                store, Vault.from_text(key), providers, session, refresh_job=refresh_job,
+                refresh_lease=refresh_lease,
+            )  # fmt: skip
             yield Setup(sandbox, connections, env)
         finally:
             await session.close()

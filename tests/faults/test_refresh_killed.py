@@ -37,14 +37,13 @@ async def _killed_mid_refresh(setup: Setup, url: str, connection_id: int) -> Non
     victim.send_signal(signal.SIGKILL)
     await victim.wait()
     setup.sandbox.configure(hold_ms=0)
-    setup.connections.refresh_lease = timedelta(seconds=LEASE)
 
 
 @pytest.mark.timeout(60)
 async def test_with_a_grace_period_the_next_refresh_recovers(
     tmp_path: Path, any_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with sandboxed(any_url, tmp_path) as setup:
+    async with sandboxed(any_url, tmp_path, refresh_lease=timedelta(seconds=LEASE)) as setup:
         monkeypatch.setenv("CRONLINK_SANDBOX_URL", setup.sandbox.url)
         tokens = setup.sandbox.grants.mint("victim")
         added = await setup.connections.add(
@@ -67,7 +66,7 @@ async def test_with_a_grace_period_the_next_refresh_recovers(
 async def test_without_one_the_connection_needs_reauth_saying_why(
     tmp_path: Path, any_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with sandboxed(any_url, tmp_path) as setup:
+    async with sandboxed(any_url, tmp_path, refresh_lease=timedelta(seconds=LEASE)) as setup:
         monkeypatch.setenv("CRONLINK_SANDBOX_URL", setup.sandbox.url)
         setup.sandbox.configure(grace_seconds=0)
         tokens = setup.sandbox.grants.mint("victim")

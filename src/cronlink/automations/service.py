@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from cronlink.automations import polling, slots
 from cronlink.automations.cursors import iso, parse_instant
 from cronlink.automations.model import Automation, AutomationState, Cursor, EventState
+from cronlink.automations.polling import Poller
 from cronlink.automations.steps import parse_steps
 from cronlink.clock import Clock, SystemClock
 from cronlink.cron import CronExpr
@@ -58,7 +59,6 @@ class Automations:
     ) -> None:
         self.store = store
         self.providers = providers
-        self.session = session
         self.connections = connections
         self.process_job = process_job
         """The heavy job each new event starts a run of (None: events wait for a sweep)."""
@@ -66,9 +66,10 @@ class Automations:
         self.wake: Callable[[Tier], None] = lambda tier: None
         """Called after runs were started for new events: wakes this process's workers
         (on PostgreSQL the commit also notifies every worker that listens)."""
-        self.batch = batch
-        self.poll_concurrency = poll_concurrency
-        self.poll_lease = poll_lease
+        self.poller = Poller(
+            store.automations, providers, session, connections.accounts, self.clock,
+            run_for=self.run_for, batch=batch, concurrency=poll_concurrency, lease=poll_lease,
+        )  # fmt: skip
         self.retention = retention
         self.stalled_after = stalled_after
         """How long an active trigger's watermark may stand still before it is stalled."""
@@ -247,9 +248,9 @@ class Automations:
         """Poll every automation due at `now`, a batch at a time, until none is due."""
         tally = polling.Tally()
         while True:
-            batch = await polling.poll_batch(self, now or self.clock.now())
+            batch = await self._poll_batch(now or self.clock.now())
             tally.add(batch)
-            if batch.polls + batch.failed < self.batch:
+            if batch.polls + batch.failed < self.poller.batch:
                 return tally
 
     async def poll_for(self, budget: timedelta, stop: asyncio.Event) -> polling.Tally:
@@ -260,14 +261,21 @@ class Automations:
         tally = polling.Tally()
         while self.clock.now() < ends and not stop.is_set():
             left = (ends - self.clock.now()).total_seconds() + FINISH_GRACE
-            batch = await polling.poll_batch(
-                self, self.clock.now(), min(polling.POLL_DEADLINE, left)
-            )
+            batch = await self._poll_batch(self.clock.now(), min(polling.POLL_DEADLINE, left))
             tally.add(batch)
-            if batch.polls + batch.failed < self.batch:
+            if batch.polls + batch.failed < self.poller.batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), IDLE_WAIT)
         return tally
+
+    async def _poll_batch(
+        self, now: datetime, time_left: float = polling.POLL_DEADLINE
+    ) -> polling.Tally:
+        """One batch; wakes this process's heavy workers when it started runs."""
+        batch = await self.poller.poll_batch(now, time_left)
+        if batch.events:
+            self.wake(Tier.HEAVY)
+        return batch
 
     async def check_polls(self, now: datetime) -> list[Automation]:
         """Flag (and record an event on the connection for) each active trigger whose

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from multidict import CIMultiDict
@@ -24,11 +25,11 @@ from cronlink.envtext import retry_after
 from cronlink.errors import AccountPausedError
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     import aiohttp
 
-    from cronlink.connections.model import Credentials
+    from cronlink.clock import Clock
+    from cronlink.connections.model import Connection, Credentials
+    from cronlink.store.connection_store import ConnectionStore
 
 DEFAULT_PAUSE = 60.0
 """Seconds an account is paused by a 429 that gives no Retry-After."""
@@ -54,6 +55,38 @@ class Gate(Protocol):
     async def paused_until(self, connection_id: int) -> datetime | None:
         """The end of the account's pause, None when requests may go."""
         ...
+
+
+class Pauses:
+    """The accounts paused by a 429, as this process knows them: its own 429s at once,
+    and every pause a row it read records (another process's)."""
+
+    def __init__(self, store: ConnectionStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self._until: dict[int, datetime] = {}
+
+    async def pause(self, connection_id: int, seconds: float) -> datetime:
+        """Pause every request to the account, here at once and elsewhere through the
+        store; returns the pause's end."""
+        until = self.clock.now() + timedelta(seconds=seconds)
+        self._until[connection_id] = max(until, self._until.get(connection_id, until))
+        await self.store.pause(connection_id, until)
+        return until
+
+    def until(self, connection_id: int) -> datetime | None:
+        """The end of the account's pause, None when requests may go."""
+        until = self._until.get(connection_id)
+        if until is not None and until <= self.clock.now():
+            del self._until[connection_id]
+            return None
+        return until
+
+    def seen(self, connection: Connection) -> None:
+        """Take note of the pause a freshly read row of the connection records."""
+        until, known = connection.paused_until, self._until.get(connection.id)
+        if until is not None and (known is None or until > known):
+            self._until[connection.id] = until
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

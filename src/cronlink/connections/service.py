@@ -1,5 +1,6 @@
 """`Connections`: add, read, refresh and retire connections; the API handlers, the CLI
-and the jobs share. Refreshing itself is `refreshing.py`."""
+and the jobs share. It holds the parts that do the work: the accounts' pauses, the
+`Refresher` and the `HealthChecker`."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from cronlink.clock import Clock, SystemClock
-from cronlink.connections import checks, keys, refreshing, tokens
-from cronlink.connections.account import Account
-from cronlink.connections.health import Policy
+from cronlink.connections import keys, refreshing, tokens
+from cronlink.connections.account import Account, Pauses
+from cronlink.connections.checks import HealthChecker
 from cronlink.connections.model import (
     Connection,
     ConnectionState,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from cronlink.connections.crypto import Vault
+    from cronlink.connections.health import Policy
     from cronlink.connections.providers import Providers
     from cronlink.jobs import Job
     from cronlink.store import Store
@@ -62,15 +64,15 @@ class Connections:
         self.providers = providers
         self.session = session
         self.clock = clock or SystemClock()
-        self.refresh_job = refresh_job
-        """The job that runs one connection's refresh ahead of expiry (None: no such runs)."""
-        self.health_policy = health_policy or Policy()
-        self.passive_window = passive_window
-        self.probe_concurrency = probe_concurrency
-        self.refresh_lease = refresh_lease
-        """How long a refresh holds its connection; its token request gets half of it."""
-        self._pauses: dict[int, datetime] = {}
-        """Accounts paused by a 429, as this process knows: its own and the rows it read."""
+        self.pauses = Pauses(store.connections, self.clock)
+        self.refresher = refreshing.Refresher(
+            store.connections, vault, providers, session, self.pauses, self.clock,
+            refresh_job=refresh_job, lease=refresh_lease,
+        )  # fmt: skip
+        self.checker = HealthChecker(
+            store.connections, providers, session, self, self.clock,
+            policy=health_policy, passive_window=passive_window, concurrency=probe_concurrency,
+        )  # fmt: skip
 
     async def check_keys(self) -> None:
         """Refuse to go on when the database holds secrets sealed with a key we lack."""
@@ -116,7 +118,7 @@ class Connections:
             expires_at=expires_at,
             refresh_due_at=due if refresh_token else None,
             now=now,
-            follow_up=lambda cid: refreshing.run_at(self, cid, 1, due) if refresh_token else None,
+            follow_up=lambda cid: self.refresher.run_at(cid, 1, due) if refresh_token else None,
         )
         log.info("connection %d added (%s, owner %s)", added.id, added.provider, added.owner)
         return added
@@ -166,14 +168,14 @@ class Connections:
         then nothing is sent, and its health stays as it was)."""
         sealed = await self.store.connections.sealed(connection_id)
         refreshing.usable(sealed.connection)
-        outcome = await checks.check_one(self, sealed)
+        outcome = await self.checker.check_one(sealed)
         if outcome is not None:
             await self.store.connections.record_health([outcome], self.clock.now())
         return await self.get(connection_id)
 
     async def check_all(self) -> dict[str, int]:
         """Probe every active connection not recently used successfully."""
-        return await checks.check_all(self)
+        return await self.checker.check_all()
 
     async def used(self, connection_id: int) -> None:
         """Note a successful real call through the connection: it stands in for a probe."""
@@ -220,7 +222,7 @@ class Connections:
         connection as just read, to spare reading it again.)"""
         if sealed is None:
             sealed = await self.store.connections.sealed(connection_id)
-        self.seen(sealed.connection)
+        self.pauses.seen(sealed.connection)
         refreshing.usable(sealed.connection)
         now = self.clock.now()
         if tokens.due(sealed.connection, now):
@@ -233,12 +235,12 @@ class Connections:
                 # and retried on its own schedule.
                 log.warning("connection %d: not refreshed: %s", connection_id, error)
             sealed = await self.store.connections.sealed(connection_id)
-            self.seen(sealed.connection)
+            self.pauses.seen(sealed.connection)
             refreshing.usable(sealed.connection)
         current = sealed.connection
         if tokens.expired(current, self.clock.now()):
             until = max(
-                (t for t in (current.refresh_due_at, await self.paused_until(connection_id)) if t),
+                (t for t in (current.refresh_due_at, self.pauses.until(connection_id)) if t),
                 default=None,
             )
             when = f"until {until.isoformat(timespec='seconds')}" if until else "for now"
@@ -267,36 +269,21 @@ class Connections:
             log.warning("connection %d: a refused token was not renewed: %s", connection_id, error)
         return await self.credentials(connection_id)
 
-    # -- the account's pause ----------------------------------------------------------
+    # -- the account's pause (`Gate`) ----------------------------------------------------
 
     async def pause(self, connection_id: int, seconds: float) -> datetime:
         """Pause every request to the connection's account (the provider answered 429),
         in this process at once and in the others through the store."""
-        until = self.clock.now() + timedelta(seconds=seconds)
-        self._pauses[connection_id] = max(until, self._pauses.get(connection_id, until))
-        await self.store.connections.pause(connection_id, until)
-        return until
+        return await self.pauses.pause(connection_id, seconds)
 
     async def paused_until(self, connection_id: int) -> datetime | None:
-        """The end of the account's pause as this process knows it (its own 429s and
-        every row it read), None when requests may go."""
-        until = self._pauses.get(connection_id)
-        if until is not None and until <= self.clock.now():
-            del self._pauses[connection_id]
-            return None
-        return until
-
-    def seen(self, connection: Connection) -> None:
-        """Take note of the pause a freshly read row of the connection records."""
-        until, known = connection.paused_until, self._pauses.get(connection.id)
-        if until is not None and (known is None or until > known):
-            self._pauses[connection.id] = until
+        return self.pauses.until(connection_id)
 
     async def refresh(
         self, connection_id: int, *, force: bool = True, expected_version: int | None = None
     ) -> Connection:
         """Refresh the tokens now (`force`), only if they are due, or only if they are
-        still those of `expected_version`; see `refreshing.refresh`."""
-        return await refreshing.refresh(
-            self, connection_id, force=force, expected_version=expected_version
+        still those of `expected_version`; see `Refresher.refresh`."""
+        return await self.refresher.refresh(
+            connection_id, force=force, expected_version=expected_version
         )
