@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from cronlink.context import RunContext
 
 if TYPE_CHECKING:
-    from cronlink.automations.process import StepContext
+    from cronlink.automations.steps import StepContext
 
 
 async def heartbeat(ctx: RunContext) -> dict[str, str]:

@@ -14,8 +14,7 @@ from yarl import URL
 
 from cronlink.automations import http_step
 from cronlink.automations.model import EventState
-from cronlink.automations.process import StepContext
-from cronlink.automations.steps import HttpStep
+from cronlink.automations.steps import HttpStep, StepContext
 from cronlink.connections.model import ConnectionState, Health
 from cronlink.context import RunContext, RunLog
 from cronlink.egress import LOOPBACK, EgressPolicy

@@ -16,8 +16,7 @@ from cronlink.automations.template import render
 from cronlink.errors import ConfigError, StepError
 
 if TYPE_CHECKING:
-    from cronlink.automations.process import StepContext
-    from cronlink.automations.steps import HttpStep
+    from cronlink.automations.steps import HttpStep, StepContext
 
 ANSWER_CHARS = 200
 

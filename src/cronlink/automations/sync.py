@@ -24,8 +24,7 @@ from cronlink.loading import resolve
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from cronlink.automations.process import StepContext
-    from cronlink.automations.steps import SyncStep
+    from cronlink.automations.steps import StepContext, SyncStep
 
 TIMEOUT = 60.0
 REJECTS_KEPT = 1000
