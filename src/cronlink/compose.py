@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from cronlink.app import App
 from cronlink.builtin_jobs import alert_job, connection_jobs
 from cronlink.config import Settings, load_settings
-from cronlink.config_models import ConnectionsModel, JobModel, parse_size
+from cronlink.config_models import ConnectionsModel, JobModel
 from cronlink.errors import ConfigError, CronSyntaxError
 from cronlink.jobs import HttpTarget, build_job
 from cronlink.loading import resolve
@@ -93,7 +93,7 @@ def _job(model: JobModel, key: str, where: Path) -> Any:
         handler=handler,
         handler_path=model.handler,
         target=target,
-        memory_limit=parse_size(model.memory_limit),
+        memory_limit=model.memory_limit,
         description=model.description,
     )
 

@@ -24,7 +24,6 @@ from cronlink.config_models import (
     ServeModel,
     UsageModel,
 )
-from cronlink.durations import parse_duration
 from cronlink.egress import EgressPolicy, policy_from
 from cronlink.errors import ConfigError
 
@@ -71,10 +70,10 @@ def load_settings(
         app_path=app_path or os.environ.get("CRONLINK_APP") or parsed.app,
         light_concurrency=parsed.worker.light_concurrency,
         heavy_concurrency=parsed.worker.heavy_concurrency,
-        lease=parse_duration(parsed.worker.lease),
-        heartbeat=parse_duration(parsed.worker.heartbeat),
-        poll=parse_duration(parsed.worker.poll).total_seconds(),
-        shutdown_grace=parse_duration(parsed.worker.shutdown_grace),
+        lease=parsed.worker.lease,
+        heartbeat=parsed.worker.heartbeat,
+        poll=parsed.worker.poll.total_seconds(),
+        shutdown_grace=parsed.worker.shutdown_grace,
         jobs=tuple(parsed.jobs),
         connections=parsed.connections,
         automations=parsed.automations,

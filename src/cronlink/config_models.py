@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
-from cronlink.durations import parse_duration
+from cronlink.durations import format_duration, parse_duration
 from cronlink.egress import parse_networks
 from cronlink.jobs import DEFAULT_MEMORY_LIMIT, schedule, time_zone
 
@@ -39,6 +47,38 @@ Cron = Annotated[str, AfterValidator(_fires)]
 """A cron expression (in UTC) that parses and fires."""
 
 
+def _span(value: object) -> timedelta:
+    if not isinstance(value, str | int | float | timedelta):
+        raise ValueError("is not a duration; write it like 30s, 15m, 1h30m or 2d")
+    return parse_duration(value)
+
+
+Span = Annotated[timedelta, BeforeValidator(_span)]
+"""A setting's duration, written `30s`, `5m`, `1h30m` or in seconds; parsed once, here."""
+
+
+def _size(value: object) -> int:
+    """A size in bytes from `512MiB`-style text or a number of bytes."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(f"{value!r} is not a size; write it like 512MiB or 2GiB")
+    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+
+
+Size = Annotated[int, BeforeValidator(_size)]
+"""A setting's size in bytes, written `16KiB`, `1MiB` or in bytes; parsed once, here."""
+
+
+def _at_least(value: timedelta, least: timedelta) -> timedelta:
+    if value < least:
+        raise ValueError(
+            f"{format_duration(value)} is too short; give at least {format_duration(least)}"
+        )
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -62,7 +102,7 @@ class JobModel(_Strict):
     schedules: Annotated[list[Text], Field(max_length=100)] = []
     tier: Literal["light", "heavy"] = "light"
     timeout: Duration | None = None
-    memory_limit: str | int = DEFAULT_MEMORY_LIMIT
+    memory_limit: Size = DEFAULT_MEMORY_LIMIT
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
     min_backoff: Duration = "1s"
     max_backoff: Duration = "5m"
@@ -107,10 +147,10 @@ class JobModel(_Strict):
 class WorkerModel(_Strict):
     light_concurrency: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 100
     heavy_concurrency: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None
-    lease: Duration = "30s"
-    heartbeat: Duration = "10s"
-    poll: Duration = "500ms"
-    shutdown_grace: Duration = "30s"
+    lease: Span = timedelta(seconds=30)
+    heartbeat: Span = timedelta(seconds=10)
+    poll: Span = timedelta(milliseconds=500)
+    shutdown_grace: Span = timedelta(seconds=30)
 
 
 class ConnectionsModel(_Strict):
@@ -124,18 +164,16 @@ class ConnectionsModel(_Strict):
     """Failed probes in a row before a connection is `down`."""
     up_after: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 2
     """Successful probes in a row before a `down` connection is `healthy` again."""
-    passive_window: Duration = "5m"
+    passive_window: Span = timedelta(minutes=5)
     """A successful real call this recent stands in for a probe."""
     probe_concurrency: Annotated[int, Field(ge=1, le=1000)] = 100
-    refresh_lease: Duration = "60s"
+    refresh_lease: Span = timedelta(seconds=60)
     """How long a refresh holds its connection (its token request may take half)."""
 
     @field_validator("passive_window", "refresh_lease")
     @classmethod
-    def _duration(cls, value: str | float) -> str | float:
-        if parse_duration(value).total_seconds() < 2:
-            raise ValueError(f"{value!r} is too short; give at least 2s")
-        return value
+    def _duration(cls, value: timedelta) -> timedelta:
+        return _at_least(value, timedelta(seconds=2))
 
 
 class AutomationsModel(_Strict):
@@ -146,21 +184,19 @@ class AutomationsModel(_Strict):
     process_schedule: Cron = "*/15 * * * *"
     poll_concurrency: Annotated[int, Field(ge=1, le=1000)] = 100
     poll_batch: Annotated[int, Field(ge=1, le=10_000)] = 500
-    poll_lease: Duration = "60s"
+    poll_lease: Span = timedelta(seconds=60)
     """How long a poll holds its automation (a poller that died lets go after this)."""
-    retention: Duration = "30d"
+    retention: Span = timedelta(days=30)
     """How long event keys are kept to recognise repeats (a time window, not a count)."""
-    stalled_after: Duration = "24h"
+    stalled_after: Span = timedelta(hours=24)
     """An active trigger whose watermark stands still this long is reported stalled."""
-    failing_after: Duration = "15m"
+    failing_after: Span = timedelta(minutes=15)
     """... and one whose polls keep failing this long."""
 
     @field_validator("poll_lease", "retention", "stalled_after", "failing_after")
     @classmethod
-    def _duration(cls, value: str | float) -> str | float:
-        if parse_duration(value).total_seconds() < 2:
-            raise ValueError(f"{value!r} is too short; give at least 2s")
-        return value
+    def _duration(cls, value: timedelta) -> timedelta:
+        return _at_least(value, timedelta(seconds=2))
 
 
 class ServeModel(_Strict):
@@ -178,15 +214,15 @@ class ServeModel(_Strict):
     credential_burst: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 400
     require_signature: bool = False
     """Refuse /cron/* calls without a good `X-Cronlink-Signature` (not the bearer alone)."""
-    max_body: str | int = "1MiB"
+    max_body: Size = 1024**2
     """The largest request body accepted (413 beyond)."""
-    request_timeout: Duration = "30s"
+    request_timeout: Span = timedelta(seconds=30)
     """A request not answered by then is cut off (408): a slow client cannot pin it."""
-    max_headers: str | int = "16KiB"
+    max_headers: Size = 16 * 1024
     """The most header bytes a request may carry, all headers together (431 beyond)."""
     max_json_depth: Annotated[int, Field(ge=1, le=512)] = 32
     """How deep a JSON body may nest (400 beyond), checked before any parser recurses."""
-    header_timeout: Duration = "10s"
+    header_timeout: Span = timedelta(seconds=10)
     """A request's line and headers not whole by then (from the socket opening, or from the
     first byte of a later request on it) close the socket with 408."""
     max_sockets: Annotated[int, Field(ge=1)] = 4096
@@ -209,17 +245,11 @@ class ServeModel(_Strict):
             raise ValueError(f"{value!r} is not a base URL like https://cron.example.com")
         return value.rstrip("/")
 
-    @field_validator("max_body", "max_headers")
-    @classmethod
-    def _size(cls, value: str | int) -> str | int:
-        parse_size(value)
-        return value
-
     @field_validator("request_timeout", "header_timeout")
     @classmethod
-    def _timeout(cls, value: str | float) -> str | float:
-        if not parse_duration(value):
-            raise ValueError(f"{value!r} leaves no time at all; give a duration like 10s")
+    def _timeout(cls, value: timedelta) -> timedelta:
+        if not value:
+            raise ValueError("leaves no time at all; give a duration like 10s")
         return value
 
     @field_validator("trusted_proxies")
@@ -261,7 +291,7 @@ class AlertsModel(_Strict):
     rules: list[RuleName] = list(get_args(RuleName))
     failing_after: Annotated[int, Field(ge=1, le=1000)] = 3
     """Runs of a job failing in a row before `job-failing` fires."""
-    grace: Duration = "5m"
+    grace: Span = timedelta(minutes=5)
     """How late a scheduled job's success may be before `job-silent` fires."""
     p95_ratio: Annotated[float, Field(gt=0, le=1)] = 0.8
     """`job-slow` fires when a light job's p95 duration reaches this share of its timeout."""
@@ -269,18 +299,16 @@ class AlertsModel(_Strict):
     """The newest finished runs the p95 is taken over."""
     max_messages: Annotated[int, Field(ge=2, le=10_000)] = 20
     """Messages sent per `window` at most; the last one summarises the rest."""
-    window: Duration = "1h"
-    repeat: Duration | None = None
+    window: Span = timedelta(hours=1)
+    repeat: Span | None = None
     """Send a still-firing alert again this long after its last message (unset: never)."""
     label: Annotated[str, Field(min_length=1, max_length=100)] = "cronlink"
     """Starts each subject: which deployment speaks."""
 
     @field_validator("grace", "window", "repeat")
     @classmethod
-    def _duration(cls, value: str | float | None) -> str | float | None:
-        if value is not None and parse_duration(value).total_seconds() < 1:
-            raise ValueError(f"{value!r} is too short; give at least 1s")
-        return value
+    def _duration(cls, value: timedelta | None) -> timedelta | None:
+        return None if value is None else _at_least(value, timedelta(seconds=1))
 
 
 class UsageModel(_Strict):
@@ -340,12 +368,3 @@ class FileModel(_Strict):
     def _networks(cls, value: list[str]) -> list[str]:
         parse_networks(value)
         return value
-
-
-def parse_size(value: str | int) -> int:
-    if isinstance(value, int):
-        return value
-    match = _SIZE.match(value)
-    if not match:
-        raise ValueError(f"memory_limit {value!r} is not a size; write it like 512MiB or 2GiB")
-    return int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])

@@ -16,7 +16,6 @@ from cronlink.connections.health import Policy
 from cronlink.connections.jobs import REFRESH_CONNECTION
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
-from cronlink.durations import parse_duration
 from cronlink.errors import ConfigError
 from cronlink.http_client import new_session
 from cronlink.store import store_for
@@ -56,9 +55,9 @@ async def open_connections(
         session,
         refresh_job=app.jobs.get(REFRESH_CONNECTION) if app else None,
         health_policy=Policy(down_after=model.down_after, up_after=model.up_after),
-        passive_window=parse_duration(model.passive_window),
+        passive_window=model.passive_window,
         probe_concurrency=model.probe_concurrency,
-        refresh_lease=parse_duration(model.refresh_lease),
+        refresh_lease=model.refresh_lease,
     )
     await connections.check_keys()
     return connections
@@ -79,10 +78,10 @@ def open_automations(
         process_job=app.jobs.get(PROCESS_AUTOMATION) if app else None,
         batch=model.poll_batch,
         poll_concurrency=model.poll_concurrency,
-        poll_lease=parse_duration(model.poll_lease),
-        retention=parse_duration(model.retention),
-        stalled_after=parse_duration(model.stalled_after),
-        failing_after=parse_duration(model.failing_after),
+        poll_lease=model.poll_lease,
+        retention=model.retention,
+        stalled_after=model.stalled_after,
+        failing_after=model.failing_after,
     )
 
 

@@ -97,7 +97,9 @@ async def test_the_rate_limit_summarises_the_excess_and_holds_what_comes_after(
     for i in range(5):
         jobs.add(build_job(name=f"j{i}", schedules=[], max_attempts=1))
         await end_run(sqlite_store, f"j{i}", RunState.FAILED, T0)
-    model = AlertsModel(urls=[channels.hook_url], failing_after=1, max_messages=3, window="1h")
+    model = AlertsModel(
+        urls=[channels.hook_url], failing_after=1, max_messages=3, window=timedelta(hours=1)
+    )
     policy, notifier = policy_from(model), Notifier(model.urls)
 
     await evaluate(sqlite_store, jobs.jobs, policy, notifier, T0)
@@ -269,7 +271,7 @@ async def test_repeat_reminds_of_an_alert_still_firing(
 ) -> None:
     for _ in range(3):
         await end_run(sqlite_store, "sync", RunState.FAILED, T0)
-    model = AlertsModel(urls=[channels.hook_url], repeat="1h")
+    model = AlertsModel(urls=[channels.hook_url], repeat=timedelta(hours=1))
     policy, notifier = policy_from(model), Notifier(model.urls)
     for n in (0, 30, 60, 61, 62, 90):
         await evaluate(sqlite_store, JOBS.jobs, policy, notifier, minutes(n))
@@ -287,7 +289,7 @@ async def test_the_dead_mans_switch_fires_when_a_schedule_goes_silent(
     top = T0.replace(second=0)
     # Recorded missed (the scheduler was behind): the switch is armed from that instant.
     await sqlite_store.record_ticks([tick("nightly", top, missed=True)], [], top)
-    model = AlertsModel(urls=[channels.mail_url], grace="5m")
+    model = AlertsModel(urls=[channels.mail_url], grace=timedelta(minutes=5))
     policy, notifier = policy_from(model), Notifier(model.urls)
     await evaluate(sqlite_store, hourly.jobs, policy, notifier, top + timedelta(minutes=5))
     assert channels.mails == []

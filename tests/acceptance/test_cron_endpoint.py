@@ -366,7 +366,7 @@ async def test_a_huge_body_is_refused_and_a_slow_request_cut_off(
 ) -> None:
     monkeypatch.setenv("CRON_SECRET", ONE)
     auth = {"Authorization": f"Bearer {ONE}"}
-    model = ServeModel(max_body="64KiB", request_timeout="500ms")
+    model = ServeModel.model_validate({"max_body": "64KiB", "request_timeout": "500ms"})
     async for url, http in _limited_server(sqlite_store, model):
         async with http.post(url + "/cron/ok", headers=auth, data=b"x" * 70_000) as answer:
             assert (answer.status, await answer.json()) == (413, {"error": "request_too_large"})
@@ -550,7 +550,7 @@ async def test_header_and_depth_limits_come_from_serve_settings(
     sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CRON_SECRET", ONE)
-    model = ServeModel(max_headers="2KiB", max_json_depth=3)
+    model = ServeModel.model_validate({"max_headers": "2KiB", "max_json_depth": 3})
     auth = {"Authorization": f"Bearer {ONE}", "Content-Type": "application/json"}
     async for url, http in _limited_server(sqlite_store, model):
         async with http.post(url + "/cron/ok", headers=auth | {"X-Pad": "p" * 3000}) as answer:

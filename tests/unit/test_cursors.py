@@ -16,7 +16,7 @@ from cronlink.automations.cursors import (
     reread_from,
 )
 from cronlink.automations.model import Cursor
-from cronlink.automations.triggers import TriggerModel
+from cronlink.connections.triggers import TriggerModel
 from cronlink.errors import PollError
 from cronlink.storable import escaped, flaw
 

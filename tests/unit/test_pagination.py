@@ -16,10 +16,10 @@ from pydantic import ValidationError
 from cronlink.automations.model import Cursor
 from cronlink.automations.poller import Target, _first_request, _next_page, poll
 from cronlink.automations.template import dig, find
-from cronlink.automations.triggers import TriggerModel
 from cronlink.connections.account import Account
 from cronlink.connections.model import Credentials
 from cronlink.connections.providers import Providers, read
+from cronlink.connections.triggers import TriggerModel
 from cronlink.errors import ConfigError, PollError
 
 BASE = "https://api.example.com"

@@ -85,4 +85,4 @@ def test_an_ipv6_client_is_its_64_and_an_ipv4_mapped_one_its_ipv4_address() -> N
 @pytest.mark.parametrize("value", ["0s", 0, "later"])
 def test_a_header_timeout_must_leave_some_time(value: str | int) -> None:
     with pytest.raises(ValidationError, match="header_timeout"):
-        ServeModel(header_timeout=value)
+        ServeModel.model_validate({"header_timeout": value})

@@ -17,7 +17,7 @@ from cronlink.storable import escaped
 
 if TYPE_CHECKING:
     from cronlink.automations.model import Cursor
-    from cronlink.automations.triggers import TriggerModel
+    from cronlink.connections.triggers import TriggerModel
 
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 EPOCH_MS_ABOVE = 10**11

@@ -36,8 +36,8 @@ from cronlink.errors import (
 
 if TYPE_CHECKING:
     from cronlink.automations.model import Cursor
-    from cronlink.automations.triggers import TriggerModel
     from cronlink.connections.account import Account
+    from cronlink.connections.triggers import TriggerModel
 
 REQUEST_TIMEOUT = 20.0
 Headers = CIMultiDict[str]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cronlink.automations.triggers import TriggerModel
+from cronlink.connections.triggers import TriggerModel
 from cronlink.durations import parse_duration
 from cronlink.envtext import VARIABLE, expand
 from cronlink.errors import ConfigError

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from cronlink.durations import parse_duration
 from cronlink.jobs import build_job
 from cronlink.observe.alert_model import Policy
 from cronlink.observe.alerts import Evaluation, evaluate
@@ -29,12 +28,12 @@ def policy_from(model: AlertsModel) -> Policy:
     return Policy(
         rules=frozenset(model.rules),
         failing_after=model.failing_after,
-        grace=parse_duration(model.grace),
+        grace=model.grace,
         p95_ratio=model.p95_ratio,
         p95_runs=model.p95_runs,
         max_messages=model.max_messages,
-        window=parse_duration(model.window),
-        repeat=None if model.repeat is None else parse_duration(model.repeat),
+        window=model.window,
+        repeat=model.repeat,
         label=model.label,
     )
 

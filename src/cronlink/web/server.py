@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from cronlink.config_models import PricingModel, ServeModel, UsageModel, parse_size
-from cronlink.durations import parse_duration
+from cronlink.config_models import PricingModel, ServeModel, UsageModel
 from cronlink.egress import parse_networks
 from cronlink.errors import CronlinkError
 from cronlink.web.app import build
@@ -70,12 +69,12 @@ async def serving(
         pricing=pricing or PricingModel(),
     )  # fmt: skip
     api = Guards(
-        build(service), max_body=parse_size(model.max_body),
-        timeout=parse_duration(model.request_timeout).total_seconds(),
-        max_headers=parse_size(model.max_headers), max_depth=model.max_json_depth,
+        build(service), max_body=model.max_body,
+        timeout=model.request_timeout.total_seconds(),
+        max_headers=model.max_headers, max_depth=model.max_json_depth,
     )  # fmt: skip
     sockets = Sockets(SocketLimits(
-        header_timeout=parse_duration(model.header_timeout).total_seconds(),
+        header_timeout=model.header_timeout.total_seconds(),
         total=_open_files_for(model.max_sockets), per_address=model.max_sockets_per_address,
         trusted=parse_networks(model.trusted_proxies),
     ))  # fmt: skip
