@@ -1,5 +1,6 @@
 """The jobs cronlink brings: those that keep connections usable and run automations
-(on with `[connections]`), and `watch-alerts` (on with `[alerts]`)."""
+(on with `[connections]`), and `watch-alerts` (on with `[alerts]`) with the `Watch` it
+runs, which the roles build over their store."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from cronlink.config import Settings
     from cronlink.config_models import ConnectionsModel
     from cronlink.jobs import Job
+    from cronlink.observe.alert_job import Watch
+    from cronlink.store import Store
 
 
 def connection_jobs(
@@ -73,10 +76,28 @@ def connection_jobs(
     ]  # fmt: skip
 
 
-def alert_job(settings: Settings, jobs: Mapping[str, Job]) -> Job:
-    """`watch-alerts`, watching `jobs` (read at each run: jobs added later count)."""
-    # Imported here: defers the alert rules and apprise, which only [alerts] loads.
-    from cronlink.observe.alert_job import watch_alerts_job
+def alert_job(settings: Settings) -> Job:
+    """`watch-alerts`: every run evaluates through the `Watch` of `alert_watch`."""
+    # Imported here: defers the alert rules, which only [alerts] loads.
+    from cronlink.observe.alert_job import WATCH_ALERTS, watch_alerts
 
     assert settings.alerts is not None
-    return watch_alerts_job(settings.alerts, settings.usage, settings.database_url, jobs)
+    return build_job(
+        name=WATCH_ALERTS, handler=watch_alerts,
+        handler_path="cronlink.observe.alert_job:watch_alerts",
+        schedules=[settings.alerts.schedule], tier="light",
+        timeout="4m", max_attempts=1,  # within the lease of the messages it sends
+        description="evaluate the alert rules; send what started firing and what recovered",
+    )  # fmt: skip
+
+
+def alert_watch(settings: Settings, store: Store, jobs: Mapping[str, Job]) -> Watch | None:
+    """What `watch-alerts` runs (`ctx.alerts`): the rules over `jobs` (the app's, read at
+    each run: jobs added later count), on the store the role already holds; None without
+    `[alerts]`."""
+    if settings.alerts is None:
+        return None
+    # Imported here: defers the alert rules and apprise, which only [alerts] loads.
+    from cronlink.observe.alert_job import Watch
+
+    return Watch(settings.alerts, settings.usage, jobs, store)

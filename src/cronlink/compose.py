@@ -48,7 +48,7 @@ def build_app(settings: Settings) -> App:
             raise ConfigError(f"{where}: {key}: {error}") from None
     if settings.alerts is not None:
         try:
-            app.add(alert_job(settings, app.jobs))
+            app.add(alert_job(settings))
         except (CronSyntaxError, ValueError) as error:
             raise ConfigError(f"{where}: alerts.schedule: {error}") from None
     return app

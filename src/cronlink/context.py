@@ -1,4 +1,5 @@
-"""What a handler receives: `ctx` with the run's identity, payload, a log and `enqueue`."""
+"""What a handler receives: `ctx` with the run's identity, payload, a log, the worker's
+clock and `enqueue`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cronlink.clock import Clock, SystemClock
 from cronlink.connections.account import Gate
 from cronlink.egress import EgressPolicy
 from cronlink.errors import ConfigError
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from cronlink.automations.model import Work
+    from cronlink.observe.alert_job import Watch
 
     Enqueue = Callable[[str, Any, datetime | None], Awaitable[int]]
 
@@ -108,6 +111,10 @@ class RunContext:
     """Set when the worker shuts down: a handler that loops for long should return."""
     _connections: ConnectionAccess | None = field(default=None, repr=False)
     _automations: AutomationAccess | None = field(default=None, repr=False)
+    _alerts: Watch | None = field(default=None, repr=False)
+    clock: Clock = field(default_factory=SystemClock, repr=False)
+    """The worker's clock: `ctx.clock.now()` is the time the worker claims and records by
+    (a test hands the worker a clock of its own; a heavy run's process has the system's)."""
     egress: EgressPolicy = field(default_factory=EgressPolicy, repr=False)
     """What the worker's outbound requests may reach: give it to `new_session` for a
     session of the handler's own."""
@@ -131,6 +138,17 @@ class RunContext:
                 "a [connections] section in cronlink.toml"
             )
         return self._automations
+
+    @property
+    def alerts(self) -> Watch:
+        """The alert rules over the worker's store, which the built-in `watch-alerts` job
+        evaluates."""
+        if self._alerts is None:
+            raise ConfigError(
+                f"job {self.job!r} has no alerts here: they need an [alerts] section in "
+                "cronlink.toml"
+            )
+        return self._alerts
 
     async def enqueue(
         self, job: str, payload: Any = None, not_before: datetime | None = None

@@ -10,6 +10,7 @@ import sys
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
+from cronlink.builtin_jobs import alert_watch
 from cronlink.errors import StoreError
 from cronlink.http_client import new_session
 from cronlink.records import Tier
@@ -88,6 +89,7 @@ async def run_roles(
         session = new_session(settings.egress)
         stack.push_async_callback(session.close)
         connections, automations = await _domains(settings, store, session, app)
+        alerts = alert_watch(settings, store, app.jobs)
         wakeups = {tier: asyncio.Event() for tier in Tier}
         heavy = tuple(sorted({
             job.handler_path.partition(":")[0] for job in app.jobs.values()
@@ -113,6 +115,7 @@ async def run_roles(
                 on_enqueue=lambda t: wakeups[t].set(),
                 connections=connections,
                 automations=automations,
+                alerts=alerts,
             )
             roles.append(asyncio.create_task(worker.run(stop), name=f"worker-{tier.value}"))
         if scheduler:

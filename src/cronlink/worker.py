@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from cronlink.context import AutomationAccess, ConnectionAccess
     from cronlink.jobs import Job
+    from cronlink.observe.alert_job import Watch
     from cronlink.records import Run
     from cronlink.store import Store
 
@@ -66,6 +67,7 @@ class Worker:
         shutdown_grace: timedelta = timedelta(seconds=30),
         connections: ConnectionAccess | None = None,
         automations: AutomationAccess | None = None,
+        alerts: Watch | None = None,
         metered: bool = True,
     ) -> None:
         self.store = store
@@ -87,6 +89,7 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         self.connections = connections
         self.automations = automations
+        self.alerts = alerts
         self.metered = metered
         """Count attempts in the process's metrics and what each spends (off only to measure
         what that costs: bench/metrics_cost_bench.py)."""
@@ -258,6 +261,8 @@ class Worker:
             _enqueue=self._enqueue,
             _connections=self.connections,
             _automations=self.automations,
+            _alerts=self.alerts,
+            clock=self.clock,
             stopping=self._shutting_down,
             egress=self.executor.egress,
         )

@@ -9,6 +9,7 @@ import base64
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from cronlink.app import App
+from cronlink.builtin_jobs import alert_watch
 from cronlink.cli import cli
 from cronlink.compose import build_app
 from cronlink.config import Settings
@@ -26,7 +28,9 @@ from cronlink.observe.alerts import evaluate
 from cronlink.observe.notify import Notifier
 from cronlink.observe.usage import measured
 from cronlink.records import Reason, RunState, Tier
+from cronlink.runtime import run_roles
 from cronlink.store import Store, store_for
+from cronlink.store.sqlite import SQLiteStore
 from tests.acceptance.alert_kit import HOOK_PASSWORD, Receivers, end_run, free_port, receivers
 from tests.acceptance.worker_kit import finished, running_worker
 from tests.store.test_contract import tick
@@ -36,6 +40,16 @@ RUN_CANARY = "run-error-canary-77ab"
 JOBS = App()
 JOBS.add(build_job(name="sync", schedules=[], timeout="10s", max_attempts=1))
 JOBS.add(build_job(name="report", schedules=[], timeout="10s", max_attempts=3))
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """A clock that stands still at `at`."""
+
+    at: datetime
+
+    def now(self) -> datetime:
+        return self.at
 
 
 @pytest.fixture
@@ -172,22 +186,75 @@ async def test_two_evaluators_at_once_send_each_message_once(
     assert sorted(channels.mail_titles()) == titles
 
 
-async def test_watch_alerts_is_a_light_job_of_an_app_with_alerts(
-    db_url: str, sqlite_store: Store, channels: Receivers
+async def test_watch_alerts_runs_on_the_workers_store_at_the_workers_time(
+    tmp_path: Path, sqlite_store: Store, channels: Receivers
 ) -> None:
-    assert WATCH_ALERTS not in build_app(Settings(database_url=db_url)).jobs
-    settings = Settings(database_url=db_url, alerts=AlertsModel(urls=[channels.hook_url]))
+    assert WATCH_ALERTS not in build_app(Settings(database_url=sqlite_store.url)).jobs
+    # No store opens at this URL: a job that opened its own would fail.
+    nowhere = f"sqlite:///{tmp_path / 'absent' / 'cronlink.db'}"
+    settings = Settings(database_url=nowhere, alerts=AlertsModel(urls=[channels.hook_url]))
     app = build_app(settings)
     app.add(build_job(name="sync", schedules=[], max_attempts=1))  # added later: watched too
     watch = app.get(WATCH_ALERTS)
     assert (watch.tier, [s.cron.source for s in watch.schedules]) == (Tier.LIGHT, ["* * * * *"])
-    now = datetime.now(UTC)
     for _ in range(3):
-        await end_run(sqlite_store, "sync", RunState.FAILED, now, why=RUN_CANARY)
-    async with running_worker(sqlite_store, Tier.LIGHT, app.jobs):
-        run_id = await sqlite_store.enqueue(new_run(watch, Reason.MANUAL), now)
+        await end_run(sqlite_store, "sync", RunState.FAILED, T0, why=RUN_CANARY)
+    alerts = alert_watch(settings, sqlite_store, app.jobs)
+    clock = Stopped(minutes(7))
+    async with running_worker(sqlite_store, Tier.LIGHT, app.jobs, clock=clock, alerts=alerts):
+        run_id = await sqlite_store.enqueue(new_run(watch, Reason.MANUAL), clock.now())
         run = await finished(sqlite_store, run_id)
     assert run.state is RunState.SUCCEEDED, run.error
+    assert channels.hook_titles() == ["[cronlink] FIRING: job sync is failing"]
+    [alert] = await sqlite_store.alerts.list()
+    assert alert.since == minutes(7)  # the worker's time, not the wall clock's
+
+
+async def test_watch_alerts_without_its_watch_says_what_is_missing(sqlite_store: Store) -> None:
+    settings = Settings(database_url=sqlite_store.url, alerts=AlertsModel(urls=["json://x/y"]))
+    app = build_app(settings)
+    async with running_worker(sqlite_store, Tier.LIGHT, app.jobs):
+        now = datetime.now(UTC)
+        run_id = await sqlite_store.enqueue(new_run(app.get(WATCH_ALERTS), Reason.MANUAL), now)
+        run = await finished(sqlite_store, run_id)
+    assert run.state is RunState.FAILED
+    assert run.error is not None
+    assert "has no alerts here: they need an [alerts] section" in run.error.message
+
+
+async def test_the_roles_hand_watch_alerts_the_store_they_hold(
+    sqlite_store: Store, channels: Receivers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(database_url=sqlite_store.url, alerts=AlertsModel(urls=[channels.hook_url]))
+    app = build_app(settings)
+    app.add(build_job(name="sync", schedules=[], max_attempts=1))
+    now = datetime.now(UTC)
+    for _ in range(3):
+        await end_run(sqlite_store, "sync", RunState.FAILED, now)
+    opened: list[str] = []
+    open_store = SQLiteStore.open
+
+    async def counted(self: SQLiteStore, *, migrate: bool = True) -> None:
+        opened.append(self.url)
+        await open_store(self, migrate=migrate)
+
+    monkeypatch.setattr(SQLiteStore, "open", counted)
+    stop = asyncio.Event()
+    roles = asyncio.create_task(
+        run_roles(settings, app, scheduler=False, tiers=(Tier.LIGHT,), stop=stop)
+    )
+    runs = []
+    try:
+        for n in range(2):
+            if n == 1:
+                before = len(opened)  # the roles are running: their store is open
+            run_id = await sqlite_store.enqueue(new_run(app.get(WATCH_ALERTS), Reason.MANUAL), now)
+            runs.append(await finished(sqlite_store, run_id))
+    finally:
+        stop.set()
+        await roles
+    assert [r.state for r in runs] == [RunState.SUCCEEDED] * 2, runs[-1].error
+    assert len(opened) == before
     assert channels.hook_titles() == ["[cronlink] FIRING: job sync is failing"]
 
 

@@ -13,7 +13,7 @@ from cronlink.cli.options import print_json, run_async, settings_from, settings_
 from cronlink.cli.show import console, when
 from cronlink.compose import build_app
 from cronlink.errors import ConfigError
-from cronlink.observe.alert_job import Watch
+from cronlink.observe.alert_job import Watch, summary_line
 from cronlink.observe.alert_model import Alert, AlertState, Message
 from cronlink.observe.alerts import Evaluation
 
@@ -58,16 +58,12 @@ def check(**options: Any) -> None:
     """Evaluate the rules once now and send what is owed, as `watch-alerts` does: from a
     system timer, it also covers a cronlink whose schedulers are all down."""
     settings = _settings(options)
-    watch = Watch(_configured(settings), settings.usage, build_app(settings).jobs)
+    model, jobs = _configured(settings), build_app(settings).jobs
 
     async def once(store: Store) -> Evaluation:
-        return await watch.once(store, datetime.now(UTC))
+        return await Watch(model, settings.usage, jobs, store).once(datetime.now(UTC))
 
-    done = with_store(settings, once)
-    click.echo(
-        f"{done.findings} findings; {len(done.started)} started, {len(done.resolved)} "
-        f"recovered; {done.delivery.sent} messages sent, {done.delivery.held} held"
-    )
+    click.echo(summary_line(with_store(settings, once)))
 
 
 @alerts.command("list")
