@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from multiprocessing.synchronize import Event
 
 from cronlink.egress import LOOPBACK
+from cronlink.engine.tiers import LightTier
+from cronlink.engine.worker import Worker
 from cronlink.http_client import new_session
 from cronlink.jobs import new_run
 from cronlink.records import Reason, RunState, Tier
 from cronlink.store import RunFilter, store_for
-from cronlink.tiers import LightTier
-from cronlink.worker import Worker
 from queue_bench import app, fresh_database
 
 POLL_S = 10.0

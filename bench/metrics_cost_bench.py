@@ -22,12 +22,12 @@ import time
 from datetime import UTC, datetime
 
 from cronlink.egress import LOOPBACK
+from cronlink.engine.tiers import LightTier
+from cronlink.engine.worker import Worker
 from cronlink.http_client import new_session
 from cronlink.jobs import new_run
 from cronlink.records import Reason, Tier
 from cronlink.store import store_for
-from cronlink.tiers import LightTier
-from cronlink.worker import Worker
 from queue_bench import MODES, app, cronlink_rate, drained, fresh_database
 
 

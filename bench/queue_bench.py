@@ -37,13 +37,13 @@ from cronlink.app import App
 from cronlink.cli.options import run_async
 from cronlink.context import RunContext
 from cronlink.egress import LOOPBACK
+from cronlink.engine.tiers import LightTier
+from cronlink.engine.worker import Worker
 from cronlink.http_client import new_session
 from cronlink.jobs import new_run
 from cronlink.records import Reason, RunState, Tier
 from cronlink.store import RunFilter, Store, store_for
 from cronlink.store.schema import runs
-from cronlink.tiers import LightTier
-from cronlink.worker import Worker
 from settle import settle
 
 app = App()

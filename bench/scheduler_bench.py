@@ -20,8 +20,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from multiprocessing.synchronize import Event
 
+from cronlink.engine.scheduler import Scheduler
 from cronlink.jobs import build_job
-from cronlink.scheduler import Scheduler
 from cronlink.store import RunFilter, store_for
 from queue_bench import fresh_database
 

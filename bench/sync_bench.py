@@ -26,11 +26,11 @@ from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
 from cronlink.egress import LOOPBACK
+from cronlink.engine.tiers import HeavyTier
+from cronlink.engine.worker import Worker
 from cronlink.http_client import new_session
 from cronlink.records import Tier
 from cronlink.store import store_for
-from cronlink.tiers import HeavyTier
-from cronlink.worker import Worker
 from queue_bench import fresh_database
 from refresh_bench import sandbox_process
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from cronlink.api_tokens import ApiToken, Scope, digest, new_secret
 from cronlink.cron import explain, next_fire
+from cronlink.engine.scheduler import schedule_rows
 from cronlink.errors import ConfigError
 from cronlink.jobs import new_run, schedule, with_overrides
 from cronlink.records import Fate, Reason, Run, RunState, Tier
-from cronlink.scheduler import schedule_rows
 from cronlink.store import RunFilter
 
 if TYPE_CHECKING:

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronlink.cron import CronExpr, check_fires, parse
 from cronlink.durations import parse_duration
-from cronlink.misfire import Misfire
+from cronlink.policies.misfire import Misfire
+from cronlink.policies.retry import RetryPolicy
 from cronlink.records import NewRun, Overlap, Reason, Tier
-from cronlink.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping

@@ -11,14 +11,14 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
 from cronlink.builtin_jobs import alert_watch
+from cronlink.engine.scheduler import Scheduler
+from cronlink.engine.tiers import HeavyTier, LightTier
+from cronlink.engine.worker import Worker
 from cronlink.errors import StoreError
 from cronlink.http_client import new_session
 from cronlink.records import Tier
-from cronlink.scheduler import Scheduler
 from cronlink.store import Store, store_for
-from cronlink.tiers import HeavyTier, LightTier
 from cronlink.web import secrets
-from cronlink.worker import Worker
 
 if TYPE_CHECKING:
     import aiohttp

@@ -22,9 +22,9 @@ from cronlink.config_models import ConnectionsModel
 from cronlink.connections.crypto import Vault
 from cronlink.connections.providers import SHIPPED, Providers
 from cronlink.connections.service import Connections
+from cronlink.engine.worker import Worker
 from cronlink.records import Tier
 from cronlink.store.schema import automation_events, runs
-from cronlink.worker import Worker
 from tests.acceptance.sandbox_kit import Kit
 from tests.acceptance.worker_kit import running_worker, wait_until
 

@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from cronlink.cli import COMMANDS, cli
+from cronlink.engine.scheduler import Scheduler
 from cronlink.jobs import build_job
-from cronlink.scheduler import Scheduler
 from cronlink.store import store_for
 
 TOML_HEAD = 'database_url = "sqlite:///{db}"\n'

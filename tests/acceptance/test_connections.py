@@ -14,6 +14,8 @@ from cronlink.builtin_jobs import connection_jobs
 from cronlink.config_models import ConnectionsModel
 from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.model import ConnectionState, Health, Secrets
+from cronlink.engine.tiers import LightTier
+from cronlink.engine.worker import Worker
 from cronlink.errors import (
     ConnectionUnusableError,
     RefreshError,
@@ -23,8 +25,6 @@ from cronlink.errors import (
 from cronlink.records import RunState, Tier
 from cronlink.sandbox import Sandbox
 from cronlink.store import RunFilter
-from cronlink.tiers import LightTier
-from cronlink.worker import Worker
 from tests.acceptance.sandbox_kit import Kit, kit
 from tests.acceptance.worker_kit import enqueue, finished, running_worker
 

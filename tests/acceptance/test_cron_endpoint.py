@@ -17,11 +17,11 @@ import pytest
 from cronlink.app import App
 from cronlink.config import Settings
 from cronlink.config_models import ServeModel
+from cronlink.engine.scheduler import Scheduler
 from cronlink.errors import ConfigError
 from cronlink.jobs import HttpTarget, Job, new_run
 from cronlink.records import Reason, Run, RunState, Tier
 from cronlink.runtime import run_roles, serve_http
-from cronlink.scheduler import Scheduler
 from cronlink.signatures import Request, sign
 from cronlink.store import Store, store_for
 from cronlink.web import service

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cronlink.engine.scheduler import Scheduler
 from cronlink.observe import logs
 from cronlink.records import Tier
-from cronlink.scheduler import Scheduler
 from cronlink.scrubbing import MASK
 from cronlink.store import Store
 from tests.acceptance.handlers import app

@@ -28,9 +28,9 @@ from cronlink.connections.crypto import Vault, generate_key
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
 from cronlink.egress import LOOPBACK
+from cronlink.engine.scheduler import HEARTBEAT, Scheduler
 from cronlink.http_client import new_session
 from cronlink.sandbox import Sandbox
-from cronlink.scheduler import HEARTBEAT, Scheduler
 from cronlink.store import store_for
 from cronlink.web.app import build
 from cronlink.web.limits import Clients, Limiter

@@ -85,7 +85,7 @@ def test_a_role_that_serves_nothing_loads_no_web_stack(
     migrated: Path, role: tuple[str, ...]
 ) -> None:
     modules = loaded(*role, cwd=migrated)
-    assert "cronlink.worker" in modules or "cronlink.scheduler" in modules
+    assert "cronlink.engine.worker" in modules or "cronlink.engine.scheduler" in modules
     assert within(modules, WEB_STACK | UNUSED | OAUTH) == set()
 
 
@@ -101,7 +101,7 @@ def test_a_role_on_a_new_database_migrates_it_without_keeping_alembic(tmp_path: 
     database = tmp_path / "cronlink.db"
     (tmp_path / "cronlink.toml").write_text(TOML.format(db=database))
     modules = loaded("worker", "--tier", "light", cwd=tmp_path)
-    assert "cronlink.worker" in modules
+    assert "cronlink.engine.worker" in modules
     assert within(modules, {"alembic"}) == set()
     with sqlite3.connect(database) as db:
         [(revision,)] = db.execute("SELECT version_num FROM alembic_version").fetchall()

@@ -8,10 +8,10 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from cronlink.engine.scheduler import Scheduler
 from cronlink.errors import StoreError
 from cronlink.jobs import build_job
 from cronlink.records import Fate, RunState, Tier
-from cronlink.scheduler import Scheduler
 from cronlink.store import RunFilter, Store, store_for
 
 T0 = datetime(2025, 1, 6, 12, 0, 0, tzinfo=UTC)
@@ -131,7 +131,7 @@ RACER = textwrap.dedent(
     import asyncio, sys
     from datetime import datetime, timedelta, UTC
     from cronlink.jobs import build_job
-    from cronlink.scheduler import Scheduler
+    from cronlink.engine.scheduler import Scheduler
     from cronlink.store import store_for
 
     async def main() -> None:

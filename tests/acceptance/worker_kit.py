@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 from aiohttp.abc import AbstractResolver
 
 from cronlink.egress import LOOPBACK, EgressPolicy
+from cronlink.engine.tiers import HeavyTier, LightTier
+from cronlink.engine.worker import Worker
 from cronlink.http_client import new_session
 from cronlink.jobs import Job, new_run
 from cronlink.records import Reason, Run, Tier
 from cronlink.store import Store
-from cronlink.tiers import HeavyTier, LightTier
-from cronlink.worker import Worker
 from tests.acceptance.handlers import app
 
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cronlink import App, RunContext
+from cronlink.engine.scheduler import Scheduler
 from cronlink.records import Fate
-from cronlink.scheduler import Scheduler
 from cronlink.store import RunFilter, store_for
 
 

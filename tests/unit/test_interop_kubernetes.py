@@ -16,7 +16,7 @@ from cronlink.errors import ConfigError
 from cronlink.interop.carry import SECRET_HEADER, Binding, Imported
 from cronlink.interop.kubernetes import export_cronjobs, import_cronjobs
 from cronlink.jobs import HttpTarget, Job, build_job
-from cronlink.misfire import Misfire
+from cronlink.policies.misfire import Misfire
 from cronlink.records import Overlap, Tier
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "migration" / "k8s-cronjobs.yaml"

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cronlink.durations import format_duration, parse_duration
-from cronlink.misfire import Misfire, plan
-from cronlink.retry import Failure, GiveUp, Retry, RetryPolicy
+from cronlink.policies.misfire import Misfire, plan
+from cronlink.policies.retry import Failure, GiveUp, Retry, RetryPolicy
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 BOOM = Failure(type_names=("ValueError", "Exception"))

@@ -30,7 +30,7 @@ from cronlink.interop.carry import (
 )
 from cronlink.interop.dialects import KUBERNETES, Untranslatable, from_vixie, to_vixie
 from cronlink.jobs import Job, schedule
-from cronlink.misfire import ON_TIME, Misfire
+from cronlink.policies.misfire import ON_TIME, Misfire
 from cronlink.records import Overlap
 
 _OVERLAP = {"Allow": "allow", "Forbid": "skip", "Replace": "replace"}

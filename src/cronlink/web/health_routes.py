@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from cronlink.engine.scheduler import HEARTBEAT
 from cronlink.errors import StoreError
-from cronlink.scheduler import HEARTBEAT
 from cronlink.web.api_models import Health
 
 if TYPE_CHECKING:

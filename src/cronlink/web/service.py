@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from cronlink.audit import AuditEntry, RefusalTally
 from cronlink.clock import Clock, SystemClock
 from cronlink.config_models import PricingModel, UsageModel
+from cronlink.engine.scheduler import HEARTBEAT, Scheduler, TickReport
 from cronlink.errors import StoreError
-from cronlink.scheduler import HEARTBEAT, Scheduler, TickReport
 
 log = logging.getLogger("cronlink.web")
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from cronlink.clock import Clock, SystemClock
 from cronlink.cron import next_fire
 from cronlink.jobs import new_run, with_overrides
-from cronlink.misfire import plan
 from cronlink.observe import logs, metrics
+from cronlink.policies.misfire import plan
 from cronlink.records import Reason, RunState, Schedule
 from cronlink.store import ScheduleAdvance, Tick
 

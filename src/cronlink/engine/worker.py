@@ -19,18 +19,18 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cronlink.clock import Clock, SystemClock
-from cronlink.committer import Committer
 from cronlink.context import RunContext, RunLog
+from cronlink.engine.committer import Committer
+from cronlink.engine.http_target import HttpStatusError, ScrubbedClientError
+from cronlink.engine.tiers import ChildFailed, HeavyTier, LightTier, MemoryLimitExceeded
 from cronlink.errors import AddressRefusedError, UnknownJobError
-from cronlink.http_target import HttpStatusError, ScrubbedClientError
 from cronlink.jobs import new_run
 from cronlink.observe import logs, metrics, spend
+from cronlink.policies.retry import Failure, GiveUp, Retry
 from cronlink.records import Reason, RunError, RunState, Tier
-from cronlink.retry import Failure, GiveUp, Retry
 from cronlink.scrubbing import Scrubber, configured
 from cronlink.storable import escaped
 from cronlink.store import ClaimRequest, Outcome
-from cronlink.tiers import ChildFailed, HeavyTier, LightTier, MemoryLimitExceeded
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from cronlink import child, http_target
+from cronlink.engine import child, http_target
 from cronlink.errors import CronlinkError, carried
 from cronlink.http_client import egress_of
 from cronlink.observe import spend
@@ -89,7 +89,7 @@ class LightTier:
         return Attempt(result=encode_result(value))
 
 
-PRELOAD = ("cronlink.cli", "cronlink.child", "cronlink.automations.jobs")
+PRELOAD = ("cronlink.cli", "cronlink.engine.child", "cronlink.automations.jobs")
 """Every run's process executes the main module again (multiprocessing's rule); what that
 imports must already be loaded for it to start fast: `cronlink.cli` is what the `cronlink`
 command imports. (Python 3.11's fork server does not honour "__main__" here.)"""
