@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
@@ -187,7 +187,7 @@ class StepContext:
         try:
             if connection:
                 account = Account(self.run.connections, await self.credentials())
-                await _wait_out_pause(account)
+                await self._wait_out_pause(account)
                 answer = await account.request(
                     self.session, method, url, headers=headers, json=json, within=within
                 )
@@ -195,7 +195,7 @@ class StepContext:
             else:
                 answer = await _plain(self.session, method, url, headers, json, within)
         except (AccountPausedError, TokenUnavailableError) as error:
-            raise StepError(f"{method}: {error}", wait=_seconds_until(error.until)) from None
+            raise StepError(f"{method}: {error}", wait=self._seconds_until(error.until)) from None
         except CronlinkError as error:
             raise StepError(f"{method}: {error}", retryable=False) from None
         except aiohttp.ClientError as error:
@@ -214,6 +214,23 @@ class StepContext:
             )
         return answer
 
+    async def _wait_out_pause(self, account: Account) -> None:
+        """Wait out a short pause of the account (another job got a 429); a long one fails
+        this attempt, to be retried after it."""
+        try:
+            await account.check()
+        except AccountPausedError as error:
+            left = self._seconds_until(error.until)
+            if left > MAX_WAIT:
+                raise
+            await asyncio.sleep(left)
+            await account.check()
+
+    def _seconds_until(self, until: datetime | None) -> float:
+        if until is None:
+            return 0.0
+        return max(0.0, (until - self.run.clock.now()).total_seconds())
+
     async def checkpoint(self, progress: Any) -> None:
         """Save a long step's progress: a killed run resumes from it (`sync` does this)."""
         self.outputs[self.step] = {"checkpoint": progress}
@@ -223,19 +240,6 @@ class StepContext:
         )  # fmt: skip
         if not saved:
             raise StepError("the event was taken over by another run", retryable=False)
-
-
-async def _wait_out_pause(account: Account) -> None:
-    """Wait out a short pause of the account (another job got a 429); a long one fails
-    this attempt, to be retried after it."""
-    try:
-        await account.check()
-    except AccountPausedError as error:
-        left = _seconds_until(error.until)
-        if left > MAX_WAIT:
-            raise
-        await asyncio.sleep(left)
-        await account.check()
 
 
 async def _plain(
@@ -250,7 +254,3 @@ async def _plain(
         async with session.request(method, url, headers=headers, json=json) as response:
             body = await response.read()
             return Answer(status=response.status, headers=CIMultiDict(response.headers), body=body)
-
-
-def _seconds_until(until: datetime | None) -> float:
-    return 0.0 if until is None else max(0.0, (until - datetime.now(UTC)).total_seconds())
