@@ -42,6 +42,7 @@ from aiohttp import web
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 
 from cronlink.errors import CronlinkError
+from cronlink.sandbox.chat import Chat
 from cronlink.sandbox.faults import Faults, Switches
 from cronlink.sandbox.feed import Feed
 from cronlink.sandbox.grants import Grants
@@ -71,6 +72,7 @@ class Sandbox:
         self.server = Server(self.grants)
         self.faults = Faults(self.grants.stats, clock)
         self.feed = Feed()
+        self.chat = Chat(self.faults, self.grants.stats.model, clock)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -91,6 +93,7 @@ class Sandbox:
         app.router.add_get("/api/records", self._authorized(self.feed.list_records))
         app.router.add_post("/api/records", self._write_records)
         app.router.add_post("/api/hooks/{name}", self._hook)
+        self.chat.add_routes(app.router)
         app.router.add_post("/sandbox/switches", self._set_switches)
         app.router.add_get("/sandbox/stats", self._stats)
         app.router.add_post("/sandbox/grants", self._mint)

@@ -62,6 +62,21 @@ class Switches:
     """Fraction of token and feed answers that are a 200 whose body is not JSON."""
     seed: int | None = None
     """Seeds the draws of every rate; setting it again restarts their sequence."""
+    model_api_key: str = "sandbox-model-key"
+    """The bearer `/v1/` accepts."""
+    model_latency_ms: float = 0
+    """Added to each chat completion answered (ok, invalid or malformed)."""
+    model_status: int | None = None
+    """Answer every chat completion with this status (429 carries `retry_after`)."""
+    model_throttle_rate: float = 0
+    """Fraction of chat completions answered 429 with Retry-After `retry_after`."""
+    model_malformed_rate: float = 0
+    """Fraction of chat completions answered 200 with a body that is not JSON."""
+    model_invalid_rate: float = 0
+    """Fraction of chat completions whose content breaks the format or schema asked for."""
+    model_rpm: int | None = None
+    """Chat completions accepted within any 60 s; more are answered 429 until the oldest
+    leaves the window. Refused requests count too, as OpenAI's do."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -105,7 +120,7 @@ class Faults:
         if user in self.switches.throttled_users and path.startswith("/api/"):
             self.stats.throttled += 1
             return self.switches.retry_after
-        if self._draw(self.switches.throttle_rate):
+        if self.draw(self.switches.throttle_rate):
             self.pauses[user] = Pause(started=now, ends=now + self.switches.retry_after)
             self.stats.throttled += 1
             self.stats.pauses += 1
@@ -118,12 +133,18 @@ class Faults:
         be dropped, not answered)."""
         if token and not self.switches.hang_token:
             return True
-        if not self._draw(self.switches.hang_rate):
+        if not self.draw(self.switches.hang_rate):
             return True
         self.stats.hangs += 1
-        released = self._released
+        return await self.hold(self.switches.hang_seconds)
+
+    async def hold(self, seconds: float) -> bool:
+        """Wait `seconds` (no thread: hundreds may wait at once); False if the sandbox
+        closed meanwhile."""
+        if seconds <= 0:
+            return True
         try:
-            await asyncio.wait_for(released.wait(), self.switches.hang_seconds)
+            await asyncio.wait_for(self._released.wait(), seconds)
         except TimeoutError:
             return True
         return False
@@ -134,15 +155,15 @@ class Faults:
         released.set()
 
     def malformed(self) -> bool:
-        struck = self._draw(self.switches.malformed_rate)
+        struck = self.draw(self.switches.malformed_rate)
         self.stats.malformed += struck
         return struck
 
     def lose(self) -> bool:
-        struck = self._draw(self.switches.lose_token_rate)
+        struck = self.draw(self.switches.lose_token_rate)
         self.stats.lost_answers += struck
         return struck
 
-    def _draw(self, rate: float) -> bool:
+    def draw(self, rate: float) -> bool:
         # A rate of 0 draws nothing: a scenario's sequence depends on the faults it turns on.
         return rate > 0 and self._random.random() < rate
