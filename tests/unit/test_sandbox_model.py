@@ -8,6 +8,8 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from cronlink.sandbox import model_schema, model_text
@@ -229,3 +231,44 @@ def test_requests_the_protocol_refuses_name_their_parameter(
     with pytest.raises(BadRequest) as refused:
         parse(body)
     assert refused.value.param == param
+
+
+NAMES = st.sampled_from(["from", "email", "due_date", "amount", "is_urgent", "title", "n", "x"])
+LEAVES = st.one_of(
+    st.sampled_from(["string", "number", "integer", "boolean"]).map(lambda t: {"type": t}),
+    st.sampled_from(["email", "date", "date-time", "uri"]).map(
+        lambda f: {"type": "string", "format": f}
+    ),
+    st.lists(st.sampled_from(LABELS), min_size=1, unique=True).map(lambda e: {"enum": e}),
+    st.just({"type": ["number", "null"]}),
+)
+
+
+def objects(props: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    required = st.lists(st.sampled_from(sorted(props)), unique=True) if props else st.just([])
+    return st.builds(
+        lambda keys, closed: {
+            "type": "object", "properties": props, "required": keys,
+            "additionalProperties": not closed,
+        },
+        required, st.booleans(),
+    )  # fmt: skip
+
+
+SCHEMAS = st.recursive(
+    LEAVES,
+    lambda inner: st.one_of(
+        st.builds(lambda items: {"type": "array", "items": items}, inner),
+        st.dictionaries(NAMES, inner, max_size=4).flatmap(objects),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(schema=SCHEMAS, text=st.one_of(st.text(max_size=200), st.just(EMAIL)))
+def test_any_schema_of_the_subset_is_filled_validly_and_broken_invalidly(
+    schema: dict[str, Any], text: str
+) -> None:
+    assert Draft202012Validator(schema).is_valid(model_schema.fill(schema, text))
+    assert not is_valid(schema, model_schema.broken(schema, text))

@@ -4,7 +4,9 @@ Endpoints: `/oauth/authorize` (approves at once, as user `login_hint`), `/oauth/
 `/api/me` (the health probe, bearer token), the event feeds and record endpoints of
 `feed.py`, and under `/sandbox/` the controls tests and the demo use: `switches`, `grants`
 (mint tokens without a browser), `revoke`, `feed` (add items: bursts, equal timestamps,
-late items; ETags on or off; expire cursors), `records`, `sink` and `stats`.
+late items; ETags on or off; expire cursors), `records`, `sink` and `stats`. Under `/v1/`,
+an OpenAI-compatible `chat/completions` and `models` answered by a deterministic rule model
+(`chat.py`, `model.py`), with its own `model_*` switches; its faults are in `chat.py`.
 
 The switches (`Switches` in `faults.py`, set by `Sandbox.configure` or `POST
 /sandbox/switches`): `latency_ms` on every request; on the token endpoint `token_status`,
