@@ -350,5 +350,5 @@ async def test_one_broken_connection_does_not_stop_the_health_sweep(kit: Kit) ->
     details = [e.detail for e in await kit.connections.events(broken.id) if e.kind == "health"]
     assert details == [
         "unknown -> degraded: unknown provider 'retired-provider'; known: github, "
-        "google, hubspot, microsoft, notion, salesforce, sandbox, slack, xero"
+        "google, hubspot, microsoft, notion, salesforce, sandbox, sandbox-crm, slack, xero"
     ]

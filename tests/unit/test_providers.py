@@ -16,7 +16,7 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 def test_every_shipped_provider_loads_with_https_endpoints() -> None:
     providers = Providers.load()
-    assert set(REAL) | {"sandbox"} <= set(providers.names())
+    assert set(REAL) | {"sandbox", "sandbox-crm"} <= set(providers.names())
     for name in REAL:
         provider = providers.get(name)
         assert provider.token_url.startswith("https://"), name
@@ -33,6 +33,9 @@ def test_sandbox_urls_follow_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert sandbox.url("token_url") == "http://127.0.0.1:8765/oauth/token"
     monkeypatch.setenv("CRONLINK_SANDBOX_URL", "http://127.0.0.1:9999")
     assert sandbox.url("token_url") == "http://127.0.0.1:9999/oauth/token"
+    crm = Providers.load().get("sandbox-crm")
+    assert crm.url("token_url") == "http://127.0.0.1:9999/crm/oauth/token"
+    assert (crm.client_auth, crm.rotates_refresh_tokens) == ("client_secret_post", True)
 
 
 def test_a_missing_client_secret_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,20 +45,17 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 
 from cronlink.errors import CronlinkError
 from cronlink.sandbox.chat import Chat
-from cronlink.sandbox.faults import Faults, Switches
+from cronlink.sandbox.crm import Crm
+from cronlink.sandbox.faults import Faults, Switches, crm_switches
 from cronlink.sandbox.feed import Feed
 from cronlink.sandbox.grants import Grants
-from cronlink.sandbox.oauth import Request, Server
+from cronlink.sandbox.oauth import Request
+from cronlink.sandbox.provider import Provider, bearer
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from cronlink.sandbox.grants import Grant
-
     Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-TOKEN_PATH = "/oauth/token"
 
 
 class Sandbox:
@@ -70,9 +67,9 @@ class Sandbox:
     ) -> None:  # fmt: skip
         """`clock` times the accounts' pauses (tests pass their own to end one)."""
         self.host, self.port = host, port
-        self.grants = Grants()
-        self.server = Server(self.grants)
-        self.faults = Faults(self.grants.stats, clock)
+        self.mail = Provider.serving(Grants(), "", ("/api/feed/",), clock=clock)
+        self.grants, self.faults = self.mail.grants, self.mail.faults
+        self.crm = Crm(clock)
         self.feed = Feed()
         self.chat = Chat(self.faults, self.grants.stats.model, clock)
         self._runner: web.AppRunner | None = None
@@ -83,9 +80,12 @@ class Sandbox:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._faults])
-        app.router.add_get("/oauth/authorize", self._authorize)
-        app.router.add_post(TOKEN_PATH, self._token)
-        app.router.add_route("*", "/api/me", self._me)
+        for prefix in ("", self.crm.provider.prefix):
+            app.router.add_get(f"{prefix}/oauth/authorize", self._authorize)
+            app.router.add_post(f"{prefix}/oauth/token", self._token)
+            app.router.add_route("*", f"{prefix}/api/me", self._me)
+            app.router.add_post(f"/sandbox{prefix}/grants", self._mint)
+            app.router.add_post(f"/sandbox{prefix}/revoke", self._revoke)
         app.router.add_get("/api/feed/timestamp", self._authorized(self.feed.by_timestamp))
         app.router.add_get("/api/feed/id", self._authorized(self.feed.by_id))
         app.router.add_get("/api/feed/delta", self._authorized(self.feed.delta))
@@ -96,10 +96,9 @@ class Sandbox:
         app.router.add_post("/api/records", self._write_records)
         app.router.add_post("/api/hooks/{name}", self._hook)
         self.chat.add_routes(app.router)
+        self.crm.add_routes(app.router)
         app.router.add_post("/sandbox/switches", self._set_switches)
         app.router.add_get("/sandbox/stats", self._stats)
-        app.router.add_post("/sandbox/grants", self._mint)
-        app.router.add_post("/sandbox/revoke", self._revoke)
         app.router.add_post("/sandbox/feed", self._add_items)
         app.router.add_post("/sandbox/feed/expire", self._expire)
         app.router.add_post("/sandbox/records", self._add_records)
@@ -132,13 +131,18 @@ class Sandbox:
         return self.faults.switches
 
     def configure(self, **changes: Any) -> Switches:
-        self.faults.switches = dataclasses.replace(self.switches, **changes)
+        switches = dataclasses.replace(self.switches, **changes)
+        self.mail.apply(switches)
+        self.crm.provider.apply(crm_switches(switches))
         if "seed" in changes:
-            self.faults.reseed(self.switches.seed)
-        self.grants.rotation = self.switches.rotation
-        self.grants.grace = self.switches.grace_seconds
-        self.grants.lifetime = self.switches.token_lifetime
-        return self.switches
+            self.faults.reseed(switches.seed)
+            self.crm.provider.faults.reseed(switches.seed)
+        return switches
+
+    def _provider(self, path: str) -> Provider:
+        """The provider a path is of: the CRM's under `/crm/` and `/sandbox/crm/`."""
+        crm = self.crm.provider
+        return crm if path.startswith((f"{crm.prefix}/", f"/sandbox{crm.prefix}/")) else self.mail
 
     @web.middleware
     async def _faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -148,56 +152,38 @@ class Sandbox:
             return await handler(request)
         if self.switches.latency_ms:
             await asyncio.sleep(self.switches.latency_ms / 1000)
-        if path != TOKEN_PATH and not path.startswith("/api/"):
+        provider = self._provider(path)
+        token, faults = path == provider.token_path, provider.faults
+        if not token and not path.startswith(provider.api):
             return await handler(request)
-        form = await _form(request) if path == TOKEN_PATH else {}
-        grant = self._account(request, form)
-        wait = self.faults.throttle(grant.user if grant else None, path)
+        form = await _form(request) if token else {}
+        grant = provider.account(path, bearer(request), form)
+        wait = faults.throttle(grant.user if grant else None, path, api=not token)
         if wait is not None:
             return _json({"error": "rate_limited"}, 429, {"Retry-After": str(wait)})
-        if not await self.faults.hang(path == TOKEN_PATH):
+        if not await faults.hang(token):
             return _drop(request)
-        fixed = self._fixed(path, form)
+        fixed = _fixed(faults, token, form)
         if fixed is not None:
             return fixed
-        if (path == TOKEN_PATH or path.startswith("/api/feed/")) and self.faults.malformed():
-            return _garbage(path)
-        if form.get("grant_type") == "refresh_token" and self.faults.lose():
+        if (token or path.startswith(provider.malformable)) and faults.malformed():
+            return _garbage(token)
+        lost = form.get("grant_type") == "refresh_token" or path in provider.losable
+        if lost and faults.lose():
             await handler(request)
             return _drop(request)
         return await handler(request)
-
-    def _account(self, request: web.Request, form: dict[str, str]) -> Grant | None:
-        if request.path == TOKEN_PATH:
-            return self.grants.family(form.get("refresh_token", ""))
-        return self.grants.holder(_bearer(request))
-
-    def _fixed(self, path: str, form: dict[str, str]) -> web.Response | None:
-        """The answer of the fixed switches (status, malformed, leaky), if any is on."""
-        status = self.switches.token_status if path == TOKEN_PATH else self.switches.api_status
-        if status is not None:
-            headers = {"Retry-After": str(self.switches.retry_after)} if status == 429 else {}
-            return _json({"error": "sandbox_fault"}, status, headers)
-        if path != TOKEN_PATH:
-            return None
-        if self.switches.malformed:
-            self.grants.stats.malformed += 1
-            return _garbage(path)
-        if self.switches.leaky_errors:
-            token = form.get("refresh_token")
-            body = {"error": "invalid_request", "error_description": f"bad token {token}"}
-            return _json(body, 400)
-        return None
 
     async def _authorize(self, request: web.Request) -> web.StreamResponse:
         query = dict(request.query)
         oauth = Request("GET", str(request.url), request.headers, query, {})
         user = query.get("login_hint") or "sandbox-user"
+        server = self._provider(request.path).server
         try:
-            grant = self.server.get_consent_grant(request=oauth, end_user=user)
+            grant = server.get_consent_grant(request=oauth, end_user=user)
         except OAuth2Error as error:
             return _json({"error": error.error, "error_description": error.description}, 400)
-        status, _, headers = self.server.create_authorization_response(
+        status, _, headers = server.create_authorization_response(
             oauth, grant_user=user, grant=grant
         )
         location = dict(headers).get("Location")
@@ -208,28 +194,29 @@ class Sandbox:
     async def _token(self, request: web.Request) -> web.StreamResponse:
         form = await _form(request)
         oauth = Request("POST", str(request.url), request.headers, dict(request.query), form)
-        status, body, headers = self.server.create_token_response(oauth)
+        status, body, headers = self._provider(request.path).server.create_token_response(oauth)
         if self.switches.hold_ms:
             await asyncio.sleep(self.switches.hold_ms / 1000)
         return _json(body, status, dict(headers))
 
     async def _me(self, request: web.Request) -> web.StreamResponse:
-        grant = self.grants.holder(_bearer(request))
-        self.grants.stats.probes += 1
+        grants = self._provider(request.path).grants
+        grant = grants.holder(bearer(request))
+        grants.stats.probes += 1
         if grant is None:
             return _json({"error": "invalid_token"}, 401, {"WWW-Authenticate": "Bearer"})
         return _json({"ok": True, "user": grant.user, "scope": grant.scope})
 
     def _authorized(self, read: Callable[[web.Request], web.Response]) -> Handler:
         async def answer(request: web.Request) -> web.StreamResponse:
-            if self.grants.holder(_bearer(request)) is None:
+            if self.grants.holder(bearer(request)) is None:
                 return _json({"error": "invalid_token"}, 401)
             return read(request)
 
         return answer
 
     async def _write_records(self, request: web.Request) -> web.StreamResponse:
-        if self.grants.holder(_bearer(request)) is None:
+        if self.grants.holder(bearer(request)) is None:
             return _json({"error": "invalid_token"}, 401)
         return self.feed.write_records(request, await request.json())
 
@@ -242,25 +229,28 @@ class Sandbox:
         unknown = sorted(set(changes) - known)
         if unknown:
             return _json({"error": f"unknown switches: {', '.join(unknown)}"}, 400)
-        if "throttled_users" in changes:
-            changes["throttled_users"] = tuple(changes["throttled_users"])
+        for users in ("throttled_users", "crm_throttled_users"):
+            if users in changes:
+                changes[users] = tuple(changes[users])
         return _json(dataclasses.asdict(self.configure(**changes)))
 
     async def _stats(self, _: web.Request) -> web.StreamResponse:
-        revoked = sum(1 for g in self.grants.grants.values() if g.revoked)
         stats = dataclasses.asdict(self.grants.stats)
-        return _json({**stats, "grants": len(self.grants.grants), "revoked_grants": revoked})
+        return _json({**stats, "grants": len(self.grants.grants),
+                      "revoked_grants": self.mail.revoked()})  # fmt: skip
 
     async def _mint(self, request: web.Request) -> web.StreamResponse:
         """Tokens for `user`, or a list of them for each of `users`."""
         asked = await request.json() if request.can_read_body else {}
+        grants = self._provider(request.path).grants
         if isinstance(asked.get("users"), list):
-            return _json([self.grants.mint(str(user)) for user in asked["users"]])
-        return _json(self.grants.mint(str(asked.get("user", "sandbox-user"))))
+            return _json([grants.mint(str(user)) for user in asked["users"]])
+        return _json(grants.mint(str(asked.get("user", "sandbox-user"))))
 
     async def _revoke(self, request: web.Request) -> web.StreamResponse:
-        self.grants.revoke_all()
-        return _json({"revoked": len(self.grants.grants)})
+        grants = self._provider(request.path).grants
+        grants.revoke_all()
+        return _json({"revoked": len(grants.grants)})
 
     async def _add_items(self, request: web.Request) -> web.StreamResponse:
         """Add items (`count`, `items`, `same_time`, `late_by`, `created_at`, `kind`);
@@ -277,15 +267,8 @@ class Sandbox:
         return _json({"generation": self.feed.generation})
 
     async def _add_records(self, request: web.Request) -> web.StreamResponse:
-        """`count` records to copy; every `bad_every`-th one is refused by the writer."""
         asked = await request.json()
-        bad_every = int(asked.get("bad_every", 0))
-        start = len(self.feed.records)
-        for n in range(start + 1, start + int(asked.get("count", 0)) + 1):
-            record: dict[str, Any] = {"id": n, "name": f"record {n}", "amount": n % 997}
-            if bad_every and n % bad_every == 0:
-                record["bad"] = True
-            self.feed.records.append(record)
+        self.feed.add_records(int(asked.get("count", 0)), int(asked.get("bad_every", 0)))
         return _json({"count": len(self.feed.records)})
 
     async def _sink(self, request: web.Request) -> web.StreamResponse:
@@ -304,16 +287,30 @@ def _drop(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
-def _garbage(path: str) -> web.Response:
-    """A 200 that is not JSON: a proxy's page, or a feed answer cut short."""
-    if path == TOKEN_PATH:
+def _fixed(faults: Faults, token: bool, form: dict[str, str]) -> web.Response | None:
+    """The answer of the fixed switches (status, malformed, leaky), if any is on."""
+    switches = faults.switches
+    status = switches.token_status if token else switches.api_status
+    if status is not None:
+        headers = {"Retry-After": str(switches.retry_after)} if status == 429 else {}
+        return _json({"error": "sandbox_fault"}, status, headers)
+    if not token:
+        return None
+    if switches.malformed:
+        faults.stats.malformed += 1
+        return _garbage(token)
+    if switches.leaky_errors:
+        refresh_token = form.get("refresh_token")
+        body = {"error": "invalid_request", "error_description": f"bad token {refresh_token}"}
+        return _json(body, 400)
+    return None
+
+
+def _garbage(token: bool) -> web.Response:
+    """A 200 that is not JSON: a proxy's page, or an API answer cut short."""
+    if token:
         return web.Response(text="<html>upstream error</html>", content_type="text/html")
     return web.Response(text='{"items": [', content_type="application/json")
-
-
-def _bearer(request: web.Request) -> str:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

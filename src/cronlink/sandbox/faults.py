@@ -1,7 +1,8 @@
 """The sandbox's fault switches, the random draws of their rates and the accounts' pauses.
 
-Every rate is drawn from one `random.Random(seed)`, so a scenario replays the same faults
-for the same sequence of requests. A drawn throttle pauses its account the way real
+Each provider the sandbox plays has its own `Faults`, whose rates are drawn from its own
+`random.Random(seed)`, so a scenario replays the same faults for the same sequence of
+requests. A drawn throttle pauses its account the way real
 providers do: until the 429's instant plus its Retry-After, every request of that account is
 answered 429 with what remains; one arriving later than `pause_tolerance` after that 429
 (time for requests already on their way) is impolite, and counted.
@@ -10,6 +11,7 @@ answered 429 with what remains; one arriving later than `pause_tolerance` after 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 import time
@@ -77,6 +79,38 @@ class Switches:
     model_rpm: int | None = None
     """Chat completions accepted within any 60 s; more are answered 429 until the oldest
     leaves the window. Refused requests count too, as OpenAI's do."""
+    crm_token_status: int | None = None
+    """The CRM's own switches: its `token_status`, `api_status`, `throttled_users`,
+    `throttle_rate`, `hang_rate`, `malformed_rate`, `rotation`, `grace_seconds` and
+    `token_lifetime`; the other switches strike both providers (`crm_switches`)."""
+    crm_api_status: int | None = None
+    crm_throttled_users: tuple[str, ...] = ()
+    crm_throttle_rate: float = 0
+    crm_hang_rate: float = 0
+    crm_malformed_rate: float = 0
+    crm_lose_rate: float = 0
+    """Fraction of the CRM's refreshes and batch writes processed whose answer is never sent."""
+    crm_rotation: bool = True
+    crm_grace_seconds: float = 120
+    crm_token_lifetime: float = 3600
+    crm_batch_limit: int = 100
+    """Records one CRM batch may hold; a larger batch is refused whole (400)."""
+
+
+CRM_SWITCHES = {
+    "crm_token_status": "token_status", "crm_api_status": "api_status",
+    "crm_throttled_users": "throttled_users", "crm_throttle_rate": "throttle_rate",
+    "crm_hang_rate": "hang_rate", "crm_malformed_rate": "malformed_rate",
+    "crm_lose_rate": "lose_token_rate", "crm_rotation": "rotation",
+    "crm_grace_seconds": "grace_seconds", "crm_token_lifetime": "token_lifetime",
+}  # fmt: skip
+
+
+def crm_switches(switches: Switches) -> Switches:
+    """The switches as the CRM's faults read them: its own in place of the mail provider's."""
+    return dataclasses.replace(
+        switches, **{own: getattr(switches, crm) for crm, own in CRM_SWITCHES.items()}
+    )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -99,9 +133,10 @@ class Faults:
     def reseed(self, seed: int | None) -> None:
         self._random.seed(seed)
 
-    def throttle(self, user: str | None, path: str) -> int | None:
+    def throttle(self, user: str | None, path: str, *, api: bool) -> int | None:
         """The Retry-After to answer 429 with, or None to go on; a request of no account
-        (no token, or one unknown or expired) is never throttled."""
+        (no token, or one unknown or expired) is never throttled, and `throttled_users`
+        only on `api` requests (not at the token endpoint)."""
         if user is None:
             return None
         now = self._clock()
@@ -117,7 +152,7 @@ class Faults:
             return math.ceil(pause.ends - now)
         self.pauses.pop(user, None)
         # Named users stay over their limit as long as they are named: no pause to outlast.
-        if user in self.switches.throttled_users and path.startswith("/api/"):
+        if api and user in self.switches.throttled_users:
             self.stats.throttled += 1
             return self.switches.retry_after
         if self.draw(self.switches.throttle_rate):

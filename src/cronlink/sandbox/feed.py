@@ -18,7 +18,8 @@ cursor kind, and one per pagination shape), and the endpoints automations write 
 - `GET /api/feed/sync?syncToken=&maxResults=&pageToken=`: the delta feed in Google's shape
   (`items`, `nextPageToken`, `nextSyncToken`); a page token sent with the `syncToken`
   answers 400, stale tokens 410.
-- `GET /api/records?page_token=&limit=`: the records a `sync` copies; `POST
+- `GET /api/records?page_token=&limit=`: the records a `sync` copies (name, email, company,
+  amount; added by `POST /sandbox/records {"count": N}`); `POST
   /api/records` writes a batch (per-record rejections, `Idempotency-Key` replays the first
   answer); `POST /api/hooks/{name}`: a webhook sink. `GET /sandbox/sink/{name}` reads a
   sink back.
@@ -192,6 +193,21 @@ class Feed:
         last = chosen[-1]["id"] if chosen else upto
         following = f"{generation}.{last}.{upto}" if last < upto else None
         return chosen, following, f"{generation}.{upto}"
+
+    def add_records(self, count: int, bad_every: int = 0) -> None:
+        """`count` more records to copy, the same ones every time (10,000 take a few ms);
+        every `bad_every`-th is marked `bad` and has no email, so the record writer and the
+        CRM both refuse it."""
+        start = len(self.records)
+        for n in range(start + 1, start + count + 1):
+            record: dict[str, Any] = {
+                "id": n, "name": f"record {n}", "email": f"record{n}@example.com",
+                "company": f"company {n % 50}", "amount": n % 997,
+            }  # fmt: skip
+            if bad_every and n % bad_every == 0:
+                record["bad"] = True
+                del record["email"]
+            self.records.append(record)
 
     def list_records(self, request: web.Request) -> web.Response:
         start, limit = _int(request, "page_token", 0), _int(request, "limit", 500)

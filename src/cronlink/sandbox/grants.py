@@ -20,15 +20,18 @@ from cronlink.sandbox.stats import Stats
 
 CLIENT_ID = "cronlink-sandbox"
 CLIENT_SECRET = "sandbox-secret"
+AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 
 
 @dataclass
 class Client:
-    """authlib's ClientMixin for the one sandbox client."""
+    """authlib's ClientMixin for a provider's one client."""
 
     client_id: str
     client_secret: str = field(repr=False)
     redirect_uris: list[str] = field(default_factory=list)
+    auth_methods: tuple[str, ...] = AUTH_METHODS
+    """How the client may authenticate at the token endpoint."""
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -47,7 +50,7 @@ class Client:
         return hmac.compare_digest(client_secret.encode(), self.client_secret.encode())
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method in ("client_secret_basic", "client_secret_post")
+        return method in self.auth_methods
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code"
@@ -106,8 +109,13 @@ class RefreshCredential:
 
 
 class Grants:
-    def __init__(self) -> None:
-        self.client = Client(CLIENT_ID, CLIENT_SECRET)
+    """One provider's client, codes, grants and tokens; each provider the sandbox plays has
+    its own, so one's tokens mean nothing to another."""
+
+    def __init__(self, client: Client | None = None, scope: str = "profile events") -> None:
+        self.client = client or Client(CLIENT_ID, CLIENT_SECRET)
+        self.scope = scope
+        """What `mint` grants unless told."""
         self.codes: dict[str, Code] = {}
         self.grants: dict[int, Grant] = {}
         self.by_refresh: dict[str, Grant] = {}
@@ -130,9 +138,9 @@ class Grants:
         self.by_refresh[grant.refresh_token] = grant
         return grant
 
-    def mint(self, user: str, scope: str = "profile events") -> dict[str, Any]:
+    def mint(self, user: str, scope: str | None = None) -> dict[str, Any]:
         """A grant and its first tokens, without the browser flow (tests, the demo)."""
-        grant = self.new_grant(user, scope)
+        grant = self.new_grant(user, self.scope if scope is None else scope)
         return {**self.access_token(grant), "refresh_token": grant.refresh_token}
 
     def access_token(self, grant: Grant) -> dict[str, Any]:

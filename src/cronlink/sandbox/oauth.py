@@ -1,5 +1,6 @@
 """authlib's authorization server over the sandbox's grants: authorization code with PKCE
-and refresh_token grants, client authentication by HTTP Basic or form fields."""
+and refresh_token grants, client authentication by HTTP Basic or form fields (as the client
+allows)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,12 @@ from authlib.oauth2.rfc6749 import grants as rfc6749_grants
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc7636 import CodeChallenge
 
-from cronlink.sandbox.grants import Code, RefreshCredential
+from cronlink.sandbox.grants import AUTH_METHODS, Code, RefreshCredential
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from cronlink.sandbox.grants import Client, Grants
-
-AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 class Request(OAuth2Request):  # type: ignore[misc]
