@@ -1,35 +1,49 @@
-"""`cronlink sandbox`: the sandbox provider's HTTP server (aiohttp), with fault switches.
+"""`cronlink sandbox`: the sandbox's HTTP server (aiohttp), with fault switches. It plays
+two providers (`provider.py`), each with its own OAuth client, grants, faults and paused
+accounts, so neither accepts the other's tokens:
 
-Endpoints: `/oauth/authorize` (approves at once, as user `login_hint`), `/oauth/token`,
-`/api/me` (the health probe, bearer token), the event feeds and record endpoints of
-`feed.py`, and under `/sandbox/` the controls tests and the demo use: `switches`, `grants`
-(mint tokens without a browser), `revoke`, `feed` (add items: bursts, equal timestamps,
-late items; ETags on or off; expire cursors), `records`, `sink` and `stats`. Under `/v1/`,
-an OpenAI-compatible `chat/completions` and `models` answered by a deterministic rule model
+- the mail-like one at the root: `/oauth/authorize` (approves at once, as user
+  `login_hint`), `/oauth/token` (client `cronlink-sandbox`, Basic or form), `/api/me` (the
+  health probe, bearer token), the event feeds and record endpoints of `feed.py`;
+- a CRM under `/crm/` (`crm.py`): the same three OAuth and probe paths (client
+  `cronlink-crm`, form only) and a contacts API with batch upserts.
+
+Under `/sandbox/`, the controls tests and the demo use: `switches`, `grants` (mint tokens
+without a browser), `revoke`, `feed` (add items: bursts, equal timestamps, late items; ETags
+on or off; expire cursors), `records` (add records to copy), `sink` and `stats`; the CRM's
+`crm/grants`, `crm/revoke`, `crm/contacts`, `crm/reset` and `crm/stats`. Under `/v1/`, an
+OpenAI-compatible `chat/completions` and `models` answered by a deterministic rule model
 (`chat.py`, `model.py`), with its own `model_*` switches; its faults are in `chat.py`.
 
 The switches (`Switches` in `faults.py`, set by `Sandbox.configure` or `POST
 /sandbox/switches`): `latency_ms` on every request; on the token endpoint `token_status`,
 `malformed`, `leaky_errors`, `hold_ms`; on `/api/` `api_status` and `throttled_users`;
 `rotation`, `grace_seconds` and `token_lifetime` for the grants; and the rates, drawn
-per request from one generator seeded by `seed`: `throttle_rate` (429 with Retry-After
+per request from the provider's generator seeded by `seed`: `throttle_rate` (429 with Retry-After
 `retry_after`, pausing the account; `pause_tolerance`), `hang_rate` (`hang_seconds`),
-`malformed_rate`, `lose_token_rate`.
+`malformed_rate`, `lose_token_rate`. The CRM has its own `crm_token_status`,
+`crm_api_status`, `crm_throttled_users`, `crm_throttle_rate`, `crm_hang_rate`,
+`crm_malformed_rate`, `crm_lose_rate` (refreshes and batch writes), `crm_rotation`,
+`crm_grace_seconds`, `crm_token_lifetime` and `crm_batch_limit`; the others (latency,
+`retry_after`, `pause_tolerance`, `hang_seconds`, `hang_token`, `hold_ms`, `malformed`,
+`leaky_errors`, `seed`) apply to both.
 
 The controls under `/sandbox/` are never faulted; neither is `/oauth/authorize` beyond
-latency. On the token endpoint and `/api/`, the faults strike in this order, the first
-that answers ending the request:
+latency. On a provider's token endpoint and API, the faults strike in this order, the
+first that answers ending the request:
 
 1. throttling, by account (the grant of the form's refresh token, retired ones included,
    or of the bearer token): a paused account is answered 429 before anything else, then
    `throttled_users`, then a drawn throttle;
 2. a drawn hang holds the request, then lets it go on (or drops it if the sandbox closes);
 3. the fixed answers: `token_status`, `malformed`, `leaky_errors`, `api_status`;
-4. a drawn malformed answer (token endpoint and feeds): a proxy's page, given before the
-   provider saw the request, so the grant does not rotate;
-5. a drawn lost answer (refreshes only): the provider rotates the grant, then the
-   connection closes without an answer. A retry with the old refresh token within
-   `grace_seconds` gets new tokens; after it, reuse revokes the grant.
+4. a drawn malformed answer (token endpoints, the feeds and the CRM's API): a proxy's
+   page, given before the provider saw the request, so the grant does not rotate and no
+   contact is written;
+5. a drawn lost answer (refreshes, and the CRM's batch writes): the provider rotates the
+   grant or writes the batch, then the connection closes without an answer. A retry with
+   the old refresh token within `grace_seconds` gets new tokens; after it, reuse revokes
+   the grant. A batch retried with its `Idempotency-Key` gets the first answer.
 """
 
 from __future__ import annotations
