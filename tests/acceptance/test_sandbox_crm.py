@@ -18,9 +18,10 @@ from cronlink.connections.model import Health
 from cronlink.connections.tokens import exchange_code
 from cronlink.errors import RefreshError
 from cronlink.sandbox.crm import CLIENT_ID, CLIENT_SECRET
+from tests.acceptance.automation_kit import STEPS, AutoKit, auto
 from tests.acceptance.sandbox_kit import Kit, kit
 
-__all__ = ["kit"]
+__all__ = ["auto", "kit"]
 CALLBACK = "http://127.0.0.1:9/oauth/callback"
 BATCH = "/crm/api/contacts/batch"
 
@@ -255,3 +256,25 @@ async def test_cronlink_connects_refreshes_and_probes_a_crm_connection(kit: Kit)
     stats = await crm_stats(kit)
     assert (stats["refreshes"], stats["invalid_grants"], stats["probes"]) == (2, 0, 1)
     assert (await kit.stats())["refreshes"] == 0
+
+
+async def test_the_new_contact_trigger_fires_once_per_contact_not_per_update(
+    auto: AutoKit,
+) -> None:
+    kit = auto.kit
+    tokens = await crm_tokens(kit)
+    added = await kit.connections.add(
+        provider="sandbox-crm", owner="alice", access_token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"], expires_in=tokens["expires_in"],
+    )  # fmt: skip
+    automation = await auto.automations.add(
+        name="contacts", connection_id=added.id, trigger="new_contact", steps=STEPS,
+        start="beginning",
+    )  # fmt: skip
+    for first in (1, 101):
+        await upsert(kit, tokens["access_token"], people(first, first + 99))
+    await auto.poll()
+    renamed = [{**p, "name": "renamed"} for p in people(190, 205)]
+    assert (await upsert(kit, tokens["access_token"], renamed))[1]["updated"] == 11
+    await auto.poll()
+    assert await auto.ledger(automation.id) == [str(n) for n in range(1, 206)]
