@@ -181,7 +181,8 @@ class Store(abc.ABC):
     async def transact(self, fn: Callable[[Connection], T], *, write: bool) -> T:
         """Run `fn` on a SQLAlchemy connection in one transaction, committed if `write`.
 
-        The verbs whose SQL both engines share (`ConnectionStore`) are built on this.
+        Every verb whose SQL both engines share is built on this, here and in the
+        sub-stores; an engine implements only the verbs it runs its own way.
         """
 
     @abc.abstractmethod
@@ -213,9 +214,9 @@ class Store(abc.ABC):
     async def sync_schedules(self, wanted: list[Schedule]) -> None:
         """Make the stored schedules exactly `wanted`, keeping the cursor of those that stay."""
 
-    @abc.abstractmethod
     async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
         """Schedules whose next instant is at or before `now`, earliest first."""
+        return await self.transact(lambda c: queries.due_schedules(c, now, limit), write=False)
 
     @abc.abstractmethod
     async def record_ticks(
@@ -228,19 +229,19 @@ class Store(abc.ABC):
         the runs started, by (job, instant).
         """
 
-    @abc.abstractmethod
     async def next_wakeup(self) -> datetime | None:
         """The earliest `next_at` of any schedule."""
+        return await self.transact(queries.next_wakeup, write=False)
 
     # -- jobs --------------------------------------------------------------------------
 
-    @abc.abstractmethod
     async def set_paused(self, job: str, paused: bool, now: datetime) -> None:
         """Pause or resume a job's schedules."""
+        await self.transact(lambda c: queries.set_paused(c, job, paused, now), write=True)
 
-    @abc.abstractmethod
     async def paused_jobs(self) -> set[str]:
         """Names of paused jobs."""
+        return await self.transact(queries.paused_jobs, write=False)
 
     # -- runs --------------------------------------------------------------------------
 
@@ -253,9 +254,9 @@ class Store(abc.ABC):
         """Set `wake` whenever another process queues work for `tier` (best effort: workers
         poll as well)."""
 
-    @abc.abstractmethod
     async def next_due(self, tier: Tier) -> datetime | None:
         """The earliest `not_before` of the queued runs of `tier`."""
+        return await self.transact(lambda c: queries.next_due(c, tier), write=False)
 
     @abc.abstractmethod
     async def claim(
@@ -283,29 +284,29 @@ class Store(abc.ABC):
         `held[i]` is False when `done[i]`'s lease was lost (another attempt owns the run).
         """
 
-    @abc.abstractmethod
     async def reap_expired(self, now: datetime) -> list[Run]:
         """Queue again (or declare dead) running runs whose lease has expired."""
+        return await self.transact(lambda c: queries.reap_expired(c, now), write=True)
 
-    @abc.abstractmethod
     async def request_cancel(self, run_id: int, now: datetime) -> Run:
         """Cancel a queued run at once, or ask a running one's worker to stop it."""
+        return await self.transact(lambda c: queries.request_cancel(c, run_id, now), write=True)
 
-    @abc.abstractmethod
     async def get_run(self, run_id: int) -> Run:
         """One run; `RunNotFoundError` if there is none."""
+        return await self.transact(lambda c: queries.get_run(c, run_id), write=False)
 
-    @abc.abstractmethod
     async def list_runs(self, query: RunFilter) -> list[Run]:
         """Runs, newest first."""
+        return await self.transact(lambda c: queries.list_runs(c, query), write=False)
 
-    @abc.abstractmethod
     async def ledger(self, job: str | None, since: datetime | None, limit: int) -> list[Fire]:
         """The fate of scheduled instants, newest first."""
+        return await self.transact(lambda c: queries.ledger(c, job, since, limit), write=False)
 
-    @abc.abstractmethod
     async def last_runs(self, jobs: list[str]) -> dict[str, Run]:
         """The newest run of each job that has one."""
+        return await self.transact(lambda c: queries.last_runs(c, jobs), write=False)
 
     @abc.abstractmethod
     async def enqueue_audited(
@@ -343,6 +344,6 @@ class Store(abc.ABC):
         """Runs enqueued since `since`, per job and tier (see `records.Usage`)."""
         return await self.transact(lambda c: queries.usage(c, since), write=False)
 
-    @abc.abstractmethod
     async def run_logs(self, run_id: int) -> list[tuple[datetime, int, str, str]]:
         """(at, attempt, level, message) lines of a run, oldest first."""
+        return await self.transact(lambda c: queries.run_logs(c, run_id), write=False)
