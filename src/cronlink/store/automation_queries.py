@@ -80,16 +80,17 @@ def insert_automation(c: Db, values: dict[str, Any], now: datetime) -> Automatio
     return get_automation(c, new_id)
 
 
-def get_automation(c: Db, automation_id: int | str) -> Automation:
-    column = table.c.name if isinstance(automation_id, str) else table.c.id
-    row = c.execute(select(table).where(column == automation_id)).first()
+def get_automation(c: Db, automation: int | str) -> Automation:
+    """By id, or by name when given a string."""
+    column = table.c.name if isinstance(automation, str) else table.c.id
+    row = c.execute(select(table).where(column == automation)).first()
     if row is None:
-        raise AutomationNotFoundError(f"no automation {automation_id!r}")
+        raise AutomationNotFoundError(f"no automation {automation!r}")
     return automation_from(row._mapping)
 
 
 def list_automations(
-    c: Db, connection_id: int | None, after_id: int, limit: int
+    c: Db, *, connection_id: int | None = None, after_id: int = 0, limit: int = 100
 ) -> list[Automation]:
     query = select(table).where(table.c.id > after_id)
     if connection_id is not None:
@@ -116,8 +117,8 @@ def delete_automation(c: Db, automation_id: int) -> None:
 def take_due(
     c: Db, now: datetime, limit: int, token: str, until: datetime
 ) -> list[tuple[Automation, str]]:
-    """Lease up to `limit` active triggered automations whose poll is due, on connections
-    that are active and not throttled; with the provider of each."""
+    """Lease up to `limit` active triggered automations whose poll is due (for one poll
+    each), on connections that are active and not throttled; with the provider of each."""
     due = (
         select(table.c.id)
         .join(connections, connections.c.id == table.c.connection_id)
@@ -171,9 +172,10 @@ _SAVE_POLL = {advanced: _save_poll(advanced) for advanced in (False, True)}
 def record_polls(
     c: Db, polls: list[PollRecord], now: datetime, run_for: Callable[[int, int], NewRun]
 ) -> list[list[int] | None]:
-    """Store each poll's new events (keys already in the ledger are skipped), its cursor,
-    and a run for each new event; None for a poll whose lease was lost, which writes
-    nothing. The held rows are locked first, so no lease can change hands meanwhile."""
+    """Commit several polls in one transaction: each poll's new events (keys already in
+    the ledger are skipped), its cursor, and a run for each new event. Returns per poll the
+    ids of its new events, or None where the lease was lost (that poll writes nothing).
+    The held rows are locked first, so no lease can change hands meanwhile."""
     held = _held(c, polls)
     saves: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for poll in polls:
@@ -270,7 +272,7 @@ def _unseen(c: Db, automation_id: int, items: list[tuple[str, Any]]) -> list[tup
 
 def record_poll_failure(
     c: Db,
-    automation_id: int,
+    automation: Automation,
     *,
     token: str,
     message: str,
@@ -278,6 +280,8 @@ def record_poll_failure(
     counted: bool,
     now: datetime,
 ) -> None:
+    """Keep the cursor, release the lease, poll again at `next_poll_at`; a poll that
+    only waited out a pause (not `counted`) leaves the failure count as it was."""
     values: dict[str, Any] = {
         "last_error": escaped(message), "last_poll_at": now, "next_poll_at": next_poll_at,
         "poll_lease": None, "poll_lease_until": None, "updated_at": now,
@@ -286,7 +290,7 @@ def record_poll_failure(
         values["poll_failures"] = table.c.poll_failures + 1
     c.execute(
         update(table)
-        .where(table.c.id == automation_id, table.c.poll_lease == token)
+        .where(table.c.id == automation.id, table.c.poll_lease == token)
         .values(**values)
     )
 
@@ -346,5 +350,16 @@ def due_scheduled(c: Db, now: datetime, limit: int) -> list[Automation]:
     return [automation_from(r._mapping) for r in rows]
 
 
-def set_next_poll(c: Db, automation_id: int, next_at: datetime | None) -> None:
-    c.execute(update(table).where(table.c.id == automation_id).values(next_poll_at=next_at))
+def add_event(
+    c: Db,
+    automation: Automation,
+    key: str,
+    data: Any,
+    next_at: datetime | None,
+    run_for: Callable[[int, int], NewRun],
+    now: datetime,
+) -> list[int]:
+    """A scheduled automation's event for one instant (once per key), its run, and the
+    next instant, in one transaction."""
+    c.execute(update(table).where(table.c.id == automation.id).values(next_poll_at=next_at))
+    return insert_events(c, automation.id, [(key, data)], run_for, now)

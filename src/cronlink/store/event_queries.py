@@ -52,7 +52,11 @@ def get_event(c: Db, event_id: int) -> AutomationEvent:
 
 
 def list_events(
-    c: Db, automation_id: int | None, state: EventState | None, after_id: int, limit: int
+    c: Db,
+    automation_id: int | None = None,
+    state: EventState | None = None,
+    after_id: int = 0,
+    limit: int = 100,
 ) -> list[AutomationEvent]:
     query = select(events).where(events.c.id > after_id)
     if automation_id is not None:
@@ -170,7 +174,7 @@ def replay(
     return get_event(c, event_id)
 
 
-def pending_automations(c: Db, limit: int, run_id: int) -> list[int]:
+def pending_automations(c: Db, limit: int, run_id: int = 0) -> list[int]:
     """Automations with pending events, or with events `run_id` holds (its earlier
     attempt died with them), the longest waiting first."""
     rows = c.execute(
