@@ -13,12 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from cronlink.errors import RunNotFoundError
 from cronlink.records import RunState, Tier, Usage
-from cronlink.store.rows import (
-    fire_from_row,
-    run_from_row,
-    run_values,
-    schedule_from_row,
-)
+from cronlink.store import run_insert
+from cronlink.store.rows import fire_from_row, run_from_row, schedule_from_row
 from cronlink.store.schema import DEDUPE_KEYED, fires, jobs, runs, schedules
 from cronlink.store.schema import run_logs as logs
 
@@ -128,7 +124,7 @@ def enqueue(c: Connection, run: NewRun, now: datetime) -> int:
         existing = c.execute(select(runs.c.id).where(runs.c.dedupe_key == run.dedupe_key)).scalar()
         if existing is not None:
             return int(existing)
-    return int(c.execute(_INSERT_RUN, run_values(run, now)).scalar_one())
+    return int(c.execute(_INSERT_RUN, run_insert.values(run, now)).scalar_one())
 
 
 def enqueue_once(c: Connection, run: NewRun, now: datetime) -> tuple[int, bool]:
@@ -143,7 +139,7 @@ def enqueue_once(c: Connection, run: NewRun, now: datetime) -> tuple[int, bool]:
         .on_conflict_do_nothing(index_elements=["dedupe_key"], index_where=_KEYED)
         .returning(runs.c.id)
     )  # fmt: skip
-    inserted = c.execute(statement, run_values(run, now)).scalar()
+    inserted = c.execute(statement, run_insert.values(run, now)).scalar()
     if inserted is not None:
         return int(inserted), True
     found = c.execute(select(runs.c.id).where(runs.c.dedupe_key == run.dedupe_key)).scalar_one()
