@@ -121,7 +121,7 @@ async def poll_batch(
                 fire=automation.cursor.primed, baseline=outcome.baseline,
             )
         )  # fmt: skip
-    committed = await service.store.automations.record_polls(records, now, service.run_for)
+    committed = await service.store.automations.record_polls(records, now, service.event_run())
     for created, record, provider in zip(committed, records, providers, strict=True):
         if created is None:
             tally.lost += 1

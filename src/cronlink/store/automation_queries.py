@@ -31,7 +31,7 @@ from cronlink.store.schema import automations as table
 from cronlink.store.schema import connection_events, connections
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
     from datetime import datetime
 
     from sqlalchemy import Connection as Db
@@ -39,6 +39,20 @@ if TYPE_CHECKING:
     from cronlink.records import NewRun
 
 KEYS_PER_QUERY = 500
+NO_PROCESS_JOB = "automations need the process-automation job ([connections])"
+
+
+def event_run(run: NewRun | None, automation_id: int, event_id: int, now: datetime) -> NewRun:
+    """`run` (the process-automation job's) for one event: the event in its payload, and a
+    dedupe key of the event and the instant, so that each replay starts a run of its own.
+    `run` None: there is no such job, and an event that needs a run is refused."""
+    if run is None:
+        raise ConfigError(NO_PROCESS_JOB)
+    return dataclasses.replace(
+        run,
+        payload={"automation_id": automation_id, "event_id": event_id},
+        dedupe_key=f"automation-event:{event_id}:{now.timestamp()}",
+    )
 
 
 def automation_from(values: Mapping[Any, Any]) -> Automation:
@@ -170,11 +184,12 @@ _SAVE_POLL = {advanced: _save_poll(advanced) for advanced in (False, True)}
 
 
 def record_polls(
-    c: Db, polls: list[PollRecord], now: datetime, run_for: Callable[[int, int], NewRun]
+    c: Db, polls: list[PollRecord], now: datetime, run: NewRun | None
 ) -> list[list[int] | None]:
     """Commit several polls in one transaction: each poll's new events (keys already in
     the ledger are skipped), its cursor, and a run for each new event. Returns per poll the
     ids of its new events, or None where the lease was lost (that poll writes nothing).
+    Each event's run is `run` for that event (`event_run`).
     The held rows are locked first, so no lease can change hands meanwhile."""
     held = _held(c, polls)
     saves: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
@@ -192,7 +207,7 @@ def record_polls(
             c.execute(_SAVE_POLL[advanced], rows)
     return [
         insert_events(
-            c, p.automation.id, p.items, run_for, now,
+            c, p.automation.id, p.items, run, now,
             baseline=p.baseline if p.fire else {k for k, _ in p.items},
         )
         if p.automation.id in held
@@ -222,7 +237,7 @@ def insert_events(
     c: Db,
     automation_id: int,
     items: list[tuple[str, Any]],
-    run_for: Callable[[int, int], NewRun],
+    run: NewRun | None,
     now: datetime,
     *,
     baseline: set[str] | frozenset[str] = frozenset(),
@@ -244,7 +259,7 @@ def insert_events(
         ).scalar_one()  # fmt: skip
         if state is EventState.PENDING:
             fired.append(event_id)
-            start_run(c, event_id, run_for(automation_id, event_id), now)
+            start_run(c, automation_id, event_id, run, now)
     if fired:
         queries.notify(c, Tier.HEAVY)
     return fired
@@ -330,8 +345,9 @@ def mark_stalled(
     return flagged
 
 
-def start_run(c: Db, event_id: int, run: NewRun, now: datetime) -> int:
-    run_id = queries.enqueue(c, run, now)
+def start_run(c: Db, automation_id: int, event_id: int, run: NewRun | None, now: datetime) -> int:
+    """Queue the event's run (`event_run`) and record it on the event."""
+    run_id = queries.enqueue(c, event_run(run, automation_id, event_id, now), now)
     c.execute(update(events).where(events.c.id == event_id).values(run_id=run_id))
     return run_id
 
@@ -356,10 +372,10 @@ def add_event(
     key: str,
     data: Any,
     next_at: datetime | None,
-    run_for: Callable[[int, int], NewRun],
+    run: NewRun | None,
     now: datetime,
 ) -> list[int]:
-    """A scheduled automation's event for one instant (once per key), its run, and the
-    next instant, in one transaction."""
+    """A scheduled automation's event for one instant (once per key), its run (`run` for
+    the event: `event_run`), and the next instant, in one transaction."""
     c.execute(update(table).where(table.c.id == automation.id).values(next_poll_at=next_at))
-    return insert_events(c, automation.id, [(key, data)], run_for, now)
+    return insert_events(c, automation.id, [(key, data)], run, now)
