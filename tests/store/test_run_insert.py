@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from cronlink.audit import AuditEntry
 from cronlink.records import NewRun, Overlap, Reason, Run, Tier
 from cronlink.store import Store, Tick
-from cronlink.store.run_insert import NAMES, values
+from cronlink.store.run_insert import BOUND, FIXED, NAMES, raw_values, values
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 RUN = NewRun(
@@ -43,4 +43,5 @@ async def test_every_path_writes_the_same_run(store: Store) -> None:
 
 
 def test_a_new_runs_values_are_its_columns() -> None:
-    assert tuple(values(RUN, NOW)) == NAMES
+    assert sorted(values(RUN, NOW)) == sorted(NAMES)
+    assert sorted(raw_values(RUN, 0)) == sorted(BOUND) == sorted(set(NAMES) - set(FIXED))

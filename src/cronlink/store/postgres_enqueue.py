@@ -42,7 +42,8 @@ async def enqueue_audited(
     existing key is its own statement: in the insert's snapshot, a run that a concurrent
     caller committed while this one waited on the key would not be visible yet."""
     async with db.transaction():
-        row = await (await db.execute(_INSERT_ONCE, raw_values(run, now))).fetchone()
+        params = raw_values(run, to_micros(now))
+        row = await (await db.execute(_INSERT_ONCE, params)).fetchone()
         deduplicated = row is None
         if row is None:
             found = await db.execute(_RUN_OF_KEY, {"dedupe_key": run.dedupe_key})

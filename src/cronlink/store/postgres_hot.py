@@ -16,7 +16,7 @@ from cronlink.store.fates import overlap_matters
 from cronlink.store.postgres_overlap import judged
 from cronlink.store.postgres_sql import sql
 from cronlink.store.rows import run_from_mapping
-from cronlink.store.run_insert import COLUMNS, NAMES, insert_sql, pg_type, raw_values
+from cronlink.store.run_insert import BOUND, COLUMNS, insert_sql, pg_type, raw_values
 from cronlink.store.schema import Instant, from_micros, runs, to_micros
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ _INSTANTS = {c.name for c in runs.columns if isinstance(c.type, Instant)}
 # Run ids are drawn before the ledger insert so that each fresh `run` entry carries its run
 # at once (the foreign key is checked at the end of the statement, when the run exists).
 # The fate is `fates.fire_fate`'s rule, decided here against the paused jobs as they are.
-_ARRAYS = ", ".join(f"CAST(:{c.name} AS {pg_type(c)}[])" for c in COLUMNS)
+_ARRAYS = ", ".join(f"CAST(:{c.name} AS {pg_type(c)}[])" for c in COLUMNS if c.name in BOUND)
 _STARTING = insert_sql(
     lambda c: f"t.{c.name}",
     first=("id", "t.run_id"),
@@ -48,7 +48,7 @@ ticks AS (
     SELECT u.*, CASE WHEN u.missed THEN 'missed' WHEN j.name IS NOT NULL THEN 'skipped_paused'
         ELSE 'run' END AS fate
     FROM unnest(CAST(:missed AS bool[]), {_ARRAYS})
-        WITH ORDINALITY AS u(missed, {", ".join(NAMES)}, n)
+        WITH ORDINALITY AS u(missed, {", ".join(BOUND)}, n)
     LEFT JOIN jobs AS j ON j.name = u.job AND j.paused),
 numbered AS (
     SELECT t.*, CASE WHEN fate = 'run'
@@ -167,7 +167,8 @@ async def record_ticks(
     # One lock order for every scheduler, so that concurrent batches never deadlock.
     ticks = sorted(ticks, key=lambda t: (t.run.job, t.run.scheduled_for))
     advances = sorted(advances, key=lambda a: a.key)
-    params: dict[str, Any] = {"now": to_micros(now)} | _tick_columns(ticks, now) | {
+    stamp = to_micros(now)
+    params: dict[str, Any] = {"now": stamp} | _tick_columns(ticks, stamp) | {
         "keys": [a.key for a in advances],
         "cursors": [to_micros(a.cursor) for a in advances],
         "nexts": [None if a.next_at is None else to_micros(a.next_at) for a in advances],
@@ -180,10 +181,10 @@ async def record_ticks(
     return {(job, instants[job, at]): run_id for run_id, job, at, _ in rows}
 
 
-def _tick_columns(ticks: list[Tick], now: datetime) -> dict[str, list[Any]]:
+def _tick_columns(ticks: list[Tick], stamp: int) -> dict[str, list[Any]]:
     """The ticks' runs as one array per column (and whether each tick was missed)."""
-    rows = [raw_values(tick.run, now) for tick in ticks]
-    columns = {name: [row[name] for row in rows] for name in NAMES}
+    rows = [raw_values(tick.run, stamp) for tick in ticks]
+    columns = {name: [row[name] for row in rows] for name in BOUND}
     return columns | {"missed": [tick.missed for tick in ticks]}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cronlink.store.connection_queries import SEALED_COLUMNS, sealed_from_raw
-from cronlink.store.run_insert import NAMES, insert_sql, psycopg_param, raw_values
+from cronlink.store.run_insert import BOUND, insert_sql, psycopg_param, raw_values
 from cronlink.store.schema import ON_DEDUPE_KEY, micros_or_none, to_micros
 
 if TYPE_CHECKING:
@@ -65,9 +65,9 @@ async def save(db: AsyncConnection[Any], connection_id: int, saving: SavedRefres
         "due": micros_or_none(saving.refresh_due_at), "now": stamp, "cid": connection_id,
         "token": saving.token, "seen": saving.version, "event": saving.event,
         **(
-            dict.fromkeys(NAMES)
+            dict.fromkeys(BOUND)
             if saving.follow_up is None
-            else raw_values(saving.follow_up, saving.now)
+            else raw_values(saving.follow_up, stamp)
         ),
     }  # fmt: skip
     row = await (await db.execute(SAVE, params)).fetchone()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from cronlink.records import Fate, RunState
 from cronlink.store.fates import Due, fire_fate, overlap_matters, skip_message, when_due
 from cronlink.store.rows import run_from_mapping
-from cronlink.store.run_insert import insert_sql, raw_values, sqlite_param
+from cronlink.store.run_insert import insert_sql, raw_row, raw_values, sqlite_param
 from cronlink.store.schema import ON_DEDUPE_KEY, Instant, from_micros, runs, to_micros
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ def record_ticks(
         cursor = db.execute(INSERT_FIRE, (tick.run.job, to_micros(at), fate.value, stamp))
         if not cursor.rowcount or fate is not Fate.RUN:
             continue  # recorded before (by this or another scheduler), or not a run
-        run_id = db.execute(INSERT_RUN, raw_values(tick.run, now)).lastrowid
+        run_id = db.execute(INSERT_RUN, raw_row(raw_values(tick.run, stamp))).lastrowid
         assert run_id is not None
         db.execute(LINK_FIRE, (run_id, cursor.lastrowid))
         started[(tick.run.job, at)] = run_id
@@ -249,7 +249,7 @@ def enqueue_audited(
 ) -> tuple[int, bool]:
     """`AuditStore.enqueue` in plain SQL: an API call's run (or the one its dedupe key
     started) and its audit line, inside the caller's write transaction."""
-    row = db.execute(INSERT_ONCE, raw_values(run, now)).fetchone()
+    row = db.execute(INSERT_ONCE, raw_row(raw_values(run, to_micros(now)))).fetchone()
     deduplicated = row is None
     if row is None:
         row = db.execute(RUN_OF_KEY, (run.dedupe_key,)).fetchone()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cronlink.store.connection_queries import SEALED_COLUMNS, sealed_from_raw
-from cronlink.store.run_insert import insert_sql, raw_values, sqlite_param
+from cronlink.store.run_insert import insert_sql, raw_row, raw_values, sqlite_param
 from cronlink.store.schema import ON_DEDUPE_KEY, micros_or_none, to_micros
 
 if TYPE_CHECKING:
@@ -57,5 +57,5 @@ def save(db: sqlite3.Connection, connection_id: int, saving: SavedRefresh) -> bo
         return False
     db.execute(EVENT, (connection_id, stamp, "refreshed", saving.event))
     if saving.follow_up is not None:
-        db.execute(FOLLOW_UP, raw_values(saving.follow_up, saving.now))
+        db.execute(FOLLOW_UP, raw_row(raw_values(saving.follow_up, stamp)))
     return True
