@@ -15,7 +15,7 @@ from cronlink.automations.model import EventState, PollRecord
 from cronlink.cli import cli
 from cronlink.connections.crypto import generate_key
 from cronlink.store import store_for
-from tests.store.test_automation_store import _run
+from tests.store.test_automation_store import RUN
 
 STEPS = """
 [[steps]]
@@ -59,7 +59,7 @@ def _seen(home: Path, keys: list[str], dead: str | None = None) -> None:
                 automation=automation, token="t", items=[(k, {"id": k}) for k in keys],
                 cursor=automation.cursor, next_poll_at=now, fire=True,
             )  # fmt: skip
-            await store.automations.record_polls([record], now, _run)
+            await store.automations.record_polls([record], now, RUN)
             if dead is not None:
                 work = await store.automations.take_event(automation.id, 999, now)
                 assert work is not None

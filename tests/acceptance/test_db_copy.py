@@ -80,7 +80,7 @@ async def populate(url: str, extra_runs: int = 30) -> None:
         )  # fmt: skip
         await store.automations.add_event(
             automation, "k1", {"id": 1}, None,
-            lambda a, e: NewRun(job="process-automation", tier=Tier.HEAVY, reason=Reason.ENQUEUE),
+            NewRun(job="process-automation", tier=Tier.HEAVY, reason=Reason.ENQUEUE),
             T0,
         )  # fmt: skip
         await store.audit.append(

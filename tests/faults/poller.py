@@ -34,7 +34,7 @@ def _pause_before_commit(seconds: float, marker: Path) -> None:
         await asyncio.sleep(seconds)
         return await commit(self, *args, **kwargs)
 
-    AutomationStore.record_polls = paused  # type: ignore[method-assign]
+    AutomationStore.record_polls = paused  # type: ignore[assignment]
 
 
 async def main(url: str, lease: float) -> None:

@@ -4,10 +4,14 @@ started in the poll's transaction, slots per automation, checkpoints and settlin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from cronlink.automations.model import Automation, AutomationState, Cursor, EventState, PollRecord
+from cronlink.errors import ConfigError
 from cronlink.records import NewRun, Reason, RunState, Tier
 from cronlink.store import RunFilter, Store
 
@@ -15,11 +19,8 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 LEASE = NOW + timedelta(seconds=60)
 
 
-def _run(automation_id: int, event_id: int) -> NewRun:
-    return NewRun(
-        job="process-automation", tier=Tier.HEAVY, reason=Reason.ENQUEUE,
-        payload={"automation_id": automation_id, "event_id": event_id},
-    )  # fmt: skip
+RUN = NewRun(job="process-automation", tier=Tier.HEAVY, reason=Reason.ENQUEUE)
+"""The run each event starts; the store puts the event in its payload."""
 
 
 async def _automation(store: Store, name: str = "inbox", concurrency: int = 1) -> Automation:
@@ -62,19 +63,19 @@ async def test_a_poll_commits_events_cursor_and_runs_together_once(store: Store)
     automation = await _automation(store)
     [(held, _)] = await store.automations.take_due(NOW, 10, "mine", LEASE)
     [created] = await store.automations.record_polls(
-        [_record(held, "mine", ["1", "2", "2", "3"], 3)], NOW, _run
+        [_record(held, "mine", ["1", "2", "2", "3"], 3)], NOW, RUN
     )
     assert created is not None
     assert len(created) == 3
     # A poller whose lease was taken over writes nothing.
-    assert await store.automations.record_polls([_record(held, "mine", ["4"], 4)], NOW, _run) == [
+    assert await store.automations.record_polls([_record(held, "mine", ["4"], 4)], NOW, RUN) == [
         None
     ]
     later = NOW + timedelta(minutes=2)
     [(again, _)] = await store.automations.take_due(later, 10, "next", later + timedelta(1))
     assert again.cursor.watermark == 3
     [repeat] = await store.automations.record_polls(
-        [_record(again, "next", ["2", "3", "4"], 4)], later, _run
+        [_record(again, "next", ["2", "3", "4"], 4)], later, RUN
     )
     assert repeat is not None
     assert len(repeat) == 1  # the ledger absorbs what was seen
@@ -88,7 +89,7 @@ async def test_a_poll_commits_events_cursor_and_runs_together_once(store: Store)
 async def test_slots_order_checkpoints_and_replay(store: Store) -> None:
     automation = await _automation(store)
     [(held, _)] = await store.automations.take_due(NOW, 10, "t", LEASE)
-    await store.automations.record_polls([_record(held, "t", ["a", "b"], 2)], NOW, _run)
+    await store.automations.record_polls([_record(held, "t", ["a", "b"], 2)], NOW, RUN)
     first = await store.automations.take_event(automation.id, 101, NOW)
     assert first is not None
     assert first.event.key == "a"
@@ -110,22 +111,25 @@ async def test_slots_order_checkpoints_and_replay(store: Store) -> None:
     second = await store.automations.take_event(automation.id, 102, NOW)
     assert second is not None
     assert second.event.key == "b"
-    replayed = await store.automations.replay(first.event.id, _run, NOW)
+    replayed = await store.automations.replay(first.event.id, RUN, NOW + timedelta(minutes=1))
     assert replayed.state is EventState.PENDING
+    runs = await store.list_runs(RunFilter(job="process-automation"))
+    assert (len(runs), runs[0].id) == (3, replayed.run_id)  # a new run, a key of its own
     assert replayed.outputs == saved  # a dead letter goes on from its checkpoint
 
 
 async def test_orphans_are_settled_and_old_keys_forgotten(store: Store) -> None:
     automation = await _automation(store, concurrency=2)
     [(held, _)] = await store.automations.take_due(NOW, 10, "t", LEASE)
-    await store.automations.record_polls([_record(held, "t", ["a", "b"], 2)], NOW, _run)
+    await store.automations.record_polls([_record(held, "t", ["a", "b"], 2)], NOW, RUN)
     runs = await store.list_runs(RunFilter(job="process-automation"))
     for run in runs:
         await store.request_cancel(run.id, NOW)
     work = await store.automations.take_event(automation.id, runs[0].id, NOW)
     assert work is not None
     orphans = await store.automations.orphaned(10)
-    settled = [await store.automations.settle_orphan(e, _run, NOW) for e in orphans]
+    sweep = NOW + timedelta(minutes=1)
+    settled = [await store.automations.settle_orphan(e, RUN, sweep) for e in orphans]
     assert sorted(settled) == ["dead_letter", "restarted"]
     states = {e.key: e.state for e in await store.automations.events(automation.id)}
     assert states == {"a": EventState.DEAD_LETTER, "b": EventState.PENDING}
@@ -153,7 +157,7 @@ async def test_one_slot_is_handed_to_one_run_however_many_ask_at_once(store: Sto
     for trial in range(5):
         automation = await _automation(store, name=f"a{trial}")
         [(held, _)] = await store.automations.take_due(NOW, 10, f"t{trial}", LEASE)
-        await store.automations.record_polls([_record(held, f"t{trial}", ["x", "y"], 2)], NOW, _run)
+        await store.automations.record_polls([_record(held, f"t{trial}", ["x", "y"], 2)], NOW, RUN)
         works = await asyncio.gather(
             *(store.automations.take_event(automation.id, 100 * trial + r, NOW) for r in range(8))
         )
@@ -167,13 +171,13 @@ async def test_one_slot_is_handed_to_one_run_however_many_ask_at_once(store: Sto
 async def test_an_orphan_taken_meanwhile_is_left_to_its_taker(store: Store) -> None:
     automation = await _automation(store)
     [(held, _)] = await store.automations.take_due(NOW, 10, "t", LEASE)
-    await store.automations.record_polls([_record(held, "t", ["x"], 1)], NOW, _run)
+    await store.automations.record_polls([_record(held, "t", ["x"], 1)], NOW, RUN)
     [run] = await store.list_runs(RunFilter(job="process-automation"))
     await store.request_cancel(run.id, NOW)
     [stale] = await store.automations.orphaned(10)
     taken = await store.automations.take_event(automation.id, 555, NOW)
     assert taken is not None
-    assert await store.automations.settle_orphan(stale, _run, NOW) == ""
+    assert await store.automations.settle_orphan(stale, RUN, NOW) == ""
     [event] = await store.automations.events(automation.id)
     assert (event.state, event.run_id) == (EventState.RUNNING, 555)
 
@@ -181,10 +185,10 @@ async def test_an_orphan_taken_meanwhile_is_left_to_its_taker(store: Store) -> N
 async def test_event_keys_are_kept_for_the_window_not_a_count(store: Store) -> None:
     automation = await _automation(store)
     [(held, _)] = await store.automations.take_due(NOW, 10, "t", LEASE)
-    await store.automations.record_polls([_record(held, "t", ["old"], 1)], NOW, _run)
+    await store.automations.record_polls([_record(held, "t", ["old"], 1)], NOW, RUN)
     later = NOW + timedelta(days=20)
     [(again, _)] = await store.automations.take_due(later, 10, "u", later + timedelta(1))
-    await store.automations.record_polls([_record(again, "u", ["new"], 2)], later, _run)
+    await store.automations.record_polls([_record(again, "u", ["new"], 2)], later, RUN)
     for run_id, key in ((1, "old"), (2, "new")):
         work = await store.automations.take_event(automation.id, 900 + run_id, later)
         assert work is not None
@@ -196,3 +200,15 @@ async def test_event_keys_are_kept_for_the_window_not_a_count(store: Store) -> N
     window_starts = NOW + timedelta(days=30, seconds=1) - timedelta(days=30)  # now - retention
     assert await store.automations.purge(window_starts) == 1
     assert [e.key for e in await store.automations.events(automation.id)] == ["new"]
+
+
+async def test_without_a_run_events_that_need_one_are_refused(store: Store) -> None:
+    automation = await _automation(store)
+    [(held, _)] = await store.automations.take_due(NOW, 10, "t", LEASE)
+    baseline = dataclasses.replace(_record(held, "t", ["a"], 1), fire=False)
+    assert await store.automations.record_polls([baseline], NOW, None) == [[]]
+    later = NOW + timedelta(minutes=2)
+    [(again, _)] = await store.automations.take_due(later, 10, "u", later + timedelta(1))
+    with pytest.raises(ConfigError, match="process-automation job"):
+        await store.automations.record_polls([_record(again, "u", ["a", "b"], 2)], later, None)
+    assert [e.key for e in await store.automations.events(automation.id)] == ["a"]

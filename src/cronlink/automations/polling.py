@@ -78,7 +78,7 @@ class Poller:
         accounts: Accounts,
         clock: Clock,
         *,
-        run_for: Callable[[int, int], NewRun],
+        event_run: Callable[[], NewRun | None],
         batch: int = 500,
         concurrency: int = 100,
         lease: timedelta = timedelta(seconds=60),
@@ -89,7 +89,8 @@ class Poller:
         self.accounts = accounts
         """The accounts of several connections, read at once (`Connections.accounts`)."""
         self.clock = clock
-        self.run_for = run_for
+        self.event_run = event_run
+        """The run each new event starts (`Automations.event_run`)."""
         self.batch = batch
         self.concurrency = concurrency
         self.lease = lease
@@ -154,7 +155,7 @@ class Poller:
                     fire=automation.cursor.primed, baseline=outcome.baseline,
                 )
             )  # fmt: skip
-        committed = await self.store.record_polls(records, now, self.run_for)
+        committed = await self.store.record_polls(records, now, self.event_run())
         for created, record, provider in zip(committed, records, providers, strict=True):
             if created is None:
                 tally.lost += 1

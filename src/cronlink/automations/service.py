@@ -68,7 +68,7 @@ class Automations:
         (on PostgreSQL the commit also notifies every worker that listens)."""
         self.poller = Poller(
             store.automations, providers, session, connections.accounts, self.clock,
-            run_for=self.run_for, batch=batch, concurrency=poll_concurrency, lease=poll_lease,
+            event_run=self.event_run, batch=batch, concurrency=poll_concurrency, lease=poll_lease,
         )  # fmt: skip
         self.retention = retention
         self.stalled_after = stalled_after
@@ -163,7 +163,7 @@ class Automations:
     async def replay(self, event_id: int) -> AutomationEvent:
         """Process an event again: a dead letter from the step that failed, a done one
         from the start."""
-        event = await self.store.automations.replay(event_id, self.run_for, self.clock.now())
+        event = await self.store.automations.replay(event_id, self.event_run(), self.clock.now())
         self.wake(Tier.HEAVY)
         return event
 
@@ -199,7 +199,7 @@ class Automations:
         for automation in await self.store.automations.due_scheduled(now, SWEEP_BATCH):
             counts["scheduled"] += await self._fire_scheduled(automation, now)
         for event in await self.store.automations.orphaned(SWEEP_BATCH):
-            done = await self.store.automations.settle_orphan(event, self.run_for, now)
+            done = await self.store.automations.settle_orphan(event, self.event_run(), now)
             if done:
                 counts[done] += 1
         if counts["scheduled"] or counts["restarted"]:
@@ -217,7 +217,7 @@ class Automations:
         following = next_fire(_schedule(automation.schedule), max(instant, now), UTC)
         data = {"scheduled_for": instant.isoformat()}
         created = await self.store.automations.add_event(
-            automation, f"schedule:{instant.isoformat()}", data, following, self.run_for, now
+            automation, f"schedule:{instant.isoformat()}", data, following, self.event_run(), now
         )
         return len(created)
 
@@ -228,19 +228,18 @@ class Automations:
         key = f"manual:{now.isoformat()}"
         data = {"requested_at": now.isoformat()}
         [event_id] = await self.store.automations.add_event(
-            found, key, data, found.next_poll_at, self.run_for, now
+            found, key, data, found.next_poll_at, self.event_run(), now
         )
         self.wake(Tier.HEAVY)
         return await self.store.automations.event(event_id)
 
-    def run_for(self, automation_id: int, event_id: int) -> NewRun:
+    def event_run(self) -> NewRun | None:
+        """The run each new event starts, which the store completes with the event; None
+        without the process-automation job: the store then refuses, with `ConfigError`, an
+        event that needs a run, and records the others (baselines, keys already seen)."""
         if self.process_job is None:
-            raise ConfigError("automations need the process-automation job ([connections])")
-        return new_run(
-            self.process_job, Reason.ENQUEUE,
-            payload={"automation_id": automation_id, "event_id": event_id},
-            dedupe_key=f"automation-event:{event_id}:{self.clock.now().timestamp()}",
-        )  # fmt: skip
+            return None
+        return new_run(self.process_job, Reason.ENQUEUE)
 
     # -- polling ----------------------------------------------------------------------
 

@@ -1,4 +1,21 @@
-"""The only place with SQL: `Store` and its engines, chosen by URL scheme."""
+"""The only place with SQL: `Store` and its engines, chosen by URL scheme.
+
+How the verbs are built, one rule for all of them:
+
+- SQL is written as plain functions of a SQLAlchemy connection that run inside the
+  caller's transaction: `queries.py` for runs and schedules, `<domain>_queries.py` for a
+  domain whose SQL outgrows its sub-store's module (or that the hot paths share), the
+  sub-store's own module otherwise.
+- A verb is one transaction (`Store.transact`). A verb that is exactly one such function
+  is declared, not written, in `Store` and in every sub-store alike:
+  `get = reads(automation_queries.get_automation)` (`verbs.py`); its signature and
+  docstring are the function's. A method is written out only when it adds something to
+  its SQL: skipping an empty transaction, or naming an engine's own verb in its domain
+  (`store.connections.save_refresh`, `store.audit.enqueue`).
+- `Store` (base.py) holds the verbs both engines run alike; an engine (`sqlite.py`,
+  `postgres.py`) holds only what differs: connections, locking and its hot paths, as plain
+  driver SQL (`sqlite_*.py`, `postgres_*.py`).
+"""
 
 from __future__ import annotations
 

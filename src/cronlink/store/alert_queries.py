@@ -26,6 +26,7 @@ LIMIT = 1000
 
 
 def facts(c: Connection, names: list[str], recent: int) -> Facts:
+    """What the rules look at: `recent` finished runs of each job of `names`, and more."""
     return Facts(
         jobs={name: job_facts(c, name, recent) for name in names},
         paused=frozenset(c.execute(select(jobs.c.name).where(jobs.c.paused.is_(True))).scalars()),

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from cronlink.observe.alert_model import Alert, AlertState, Owed
 from cronlink.store import alert_queries
 from cronlink.store.schema import alert_windows, alerts
+from cronlink.store.verbs import SubStore, reads, writes
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -23,107 +24,79 @@ if TYPE_CHECKING:
 
     from sqlalchemy import ColumnElement, Connection, Row
 
-    from cronlink.observe.alert_model import Facts, Finding
-    from cronlink.store.base import Store
+    from cronlink.observe.alert_model import Finding
 
 CAS_TRIES = 20
 
 
-class AlertStore:
-    def __init__(self, store: Store) -> None:
-        self._store = store
+def _claim(c: Connection, token: str, until: datetime, now: datetime, limit: int) -> list[Alert]:
+    """Take up to `limit` alerts owing a message under a lease no one else holds."""
+    unleased = or_(alerts.c.lease_until.is_(None), alerts.c.lease_until < now)
+    free = and_(alerts.c.owed.is_not(None), unleased)
+    chosen = select(alerts.c.key).where(free).order_by(alerts.c.since).limit(limit)
+    c.execute(
+        update(alerts)
+        .where(free, alerts.c.key.in_(chosen.scalar_subquery()))
+        .values(lease_token=token, lease_until=until)
+    )
+    rows = c.execute(select(alerts).where(alerts.c.lease_token == token).order_by(alerts.c.since))
+    return [_alert(r) for r in rows]
 
-    async def facts(self, jobs: list[str], recent: int) -> Facts:
-        """What the rules look at: `recent` finished runs of each of `jobs` and more."""
-        return await self._store.transact(
-            lambda c: alert_queries.facts(c, jobs, recent), write=False
+
+def _settle(c: Connection, key: str, token: str, sent: Owed | None, now: datetime) -> None:
+    """Release the lease; `sent`: the message that went out, no longer owed (unless the
+    alert flipped meanwhile: then it owes the other one)."""
+    held = and_(alerts.c.key == key, alerts.c.lease_token == token)
+    if sent is not None:
+        c.execute(
+            update(alerts)
+            .where(held, alerts.c.owed == sent.value)
+            .values(owed=None, notified_at=now)
         )
+    c.execute(update(alerts).where(held).values(lease_token=None, lease_until=None))
 
-    async def reconcile(
-        self, found: Sequence[Finding], now: datetime, repeat: timedelta | None = None
-    ) -> tuple[list[str], list[str]]:
-        """Make the firing alerts exactly `found`; returns the keys that started firing and
-        those that recovered, by this call. Each owes its message; a message not sent yet
-        when its alert flips back is dropped instead (its channels never heard of it)."""
-        return await self._store.transact(lambda c: _reconcile(c, found, now, repeat), write=True)
 
-    async def claim(self, token: str, until: datetime, now: datetime, limit: int) -> list[Alert]:
-        """Take up to `limit` alerts owing a message under a lease no one else holds."""
-
-        def work(c: Connection) -> list[Alert]:
-            unleased = or_(alerts.c.lease_until.is_(None), alerts.c.lease_until < now)
-            free = and_(alerts.c.owed.is_not(None), unleased)
-            chosen = select(alerts.c.key).where(free).order_by(alerts.c.since).limit(limit)
-            c.execute(
-                update(alerts)
-                .where(free, alerts.c.key.in_(chosen.scalar_subquery()))
-                .values(lease_token=token, lease_until=until)
-            )
-            rows = c.execute(
-                select(alerts).where(alerts.c.lease_token == token).order_by(alerts.c.since)
-            )
-            return [_alert(r) for r in rows]
-
-        return await self._store.transact(work, write=True)
-
-    async def settle(self, key: str, token: str, sent: Owed | None, now: datetime) -> None:
-        """Release the lease; `sent`: the message that went out, no longer owed (unless
-        the alert flipped meanwhile: then it owes the other one)."""
-
-        def work(c: Connection) -> None:
-            held = and_(alerts.c.key == key, alerts.c.lease_token == token)
-            if sent is not None:
-                c.execute(
-                    update(alerts)
-                    .where(held, alerts.c.owed == sent.value)
-                    .values(owed=None, notified_at=now)
-                )
-            c.execute(update(alerts).where(held).values(lease_token=None, lease_until=None))
-
-        await self._store.transact(work, write=True)
-
-    async def take_slots(self, window: datetime, wanted: int, cap: int) -> int:
-        """Take up to `wanted` of the `cap` messages of the window starting at `window`;
-        returns how many were taken (0 when it is full). Older windows are forgotten."""
-
-        def work(c: Connection) -> int:
-            c.execute(delete(alert_windows).where(alert_windows.c.start < window))
-            dialect = postgresql if c.dialect.name == "postgresql" else sqlite
-            c.execute(
-                dialect.insert(alert_windows)
-                .values(start=window, sent=0)
-                .on_conflict_do_nothing(index_elements=["start"])
-            )
-            for _ in range(CAS_TRIES):
-                sent: int = c.execute(
-                    select(alert_windows.c.sent).where(alert_windows.c.start == window)
-                ).scalar_one()
-                taking = min(wanted, cap - sent)
-                if taking <= 0:
-                    return 0
-                swapped = c.execute(
-                    update(alert_windows)
-                    .where(alert_windows.c.start == window, alert_windows.c.sent == sent)
-                    .values(sent=sent + taking)
-                ).rowcount
-                if swapped:
-                    return taking
+def _take_slots(c: Connection, window: datetime, wanted: int, cap: int) -> int:
+    """Take up to `wanted` of the `cap` messages of the window starting at `window`;
+    returns how many were taken (0 when it is full). Older windows are forgotten."""
+    c.execute(delete(alert_windows).where(alert_windows.c.start < window))
+    dialect = postgresql if c.dialect.name == "postgresql" else sqlite
+    c.execute(
+        dialect.insert(alert_windows)
+        .values(start=window, sent=0)
+        .on_conflict_do_nothing(index_elements=["start"])
+    )
+    for _ in range(CAS_TRIES):
+        sent: int = c.execute(
+            select(alert_windows.c.sent).where(alert_windows.c.start == window)
+        ).scalar_one()
+        taking = min(wanted, cap - sent)
+        if taking <= 0:
             return 0
+        swapped = c.execute(
+            update(alert_windows)
+            .where(alert_windows.c.start == window, alert_windows.c.sent == sent)
+            .values(sent=sent + taking)
+        ).rowcount
+        if swapped:
+            return taking
+    return 0
 
-        return await self._store.transact(work, write=True)
 
-    async def list(self, state: AlertState | None = AlertState.FIRING) -> list[Alert]:
-        """Alerts in `state` (None: all), the oldest first."""
-        query = select(alerts).order_by(alerts.c.since, alerts.c.key)
-        if state is not None:
-            query = query.where(alerts.c.state == state.value)
-        rows = await self._store.transact(lambda c: c.execute(query).all(), write=False)
-        return [_alert(r) for r in rows]
+def _list(c: Connection, state: AlertState | None = AlertState.FIRING) -> list[Alert]:
+    """Alerts in `state` (None: all), the oldest first."""
+    query = select(alerts).order_by(alerts.c.since, alerts.c.key)
+    if state is not None:
+        query = query.where(alerts.c.state == state.value)
+    return [_alert(r) for r in c.execute(query)]
 
 
 def _reconcile(
-    c: Connection, found: Sequence[Finding], now: datetime, repeat: timedelta | None
+    c: Connection, found: Sequence[Finding], now: datetime, repeat: timedelta | None = None
 ) -> tuple[list[str], list[str]]:
+    """Make the firing alerts exactly `found`; returns the keys that started firing and
+    those that recovered, by this call. Each owes its message; a message not sent yet
+    when its alert flips back is dropped instead (its channels never heard of it)."""
     # One order of keys for every evaluator: concurrent ones lock rows in the same order.
     read = select(alerts.c.key, alerts.c.state, alerts.c.subject, alerts.c.body)
     known = {r.key: r for r in c.execute(read.order_by(alerts.c.key))}
@@ -195,3 +168,12 @@ def _alert(row: Row[Any]) -> Alert:
         state=AlertState(m["state"]), since=m["since"], resolved_at=m["resolved_at"],
         notified_at=m["notified_at"], owed=Owed(m["owed"]) if m["owed"] else None,
     )  # fmt: skip
+
+
+class AlertStore(SubStore):
+    facts = reads(alert_queries.facts)
+    reconcile = writes(_reconcile)
+    claim = writes(_claim)
+    settle = writes(_settle)
+    take_slots = writes(_take_slots)
+    list = reads(_list)

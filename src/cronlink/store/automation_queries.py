@@ -31,7 +31,7 @@ from cronlink.store.schema import automations as table
 from cronlink.store.schema import connection_events, connections
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
     from datetime import datetime
 
     from sqlalchemy import Connection as Db
@@ -39,6 +39,20 @@ if TYPE_CHECKING:
     from cronlink.records import NewRun
 
 KEYS_PER_QUERY = 500
+NO_PROCESS_JOB = "automations need the process-automation job ([connections])"
+
+
+def event_run(run: NewRun | None, automation_id: int, event_id: int, now: datetime) -> NewRun:
+    """`run` (the process-automation job's) for one event: the event in its payload, and a
+    dedupe key of the event and the instant, so that each replay starts a run of its own.
+    `run` None: there is no such job, and an event that needs a run is refused."""
+    if run is None:
+        raise ConfigError(NO_PROCESS_JOB)
+    return dataclasses.replace(
+        run,
+        payload={"automation_id": automation_id, "event_id": event_id},
+        dedupe_key=f"automation-event:{event_id}:{now.timestamp()}",
+    )
 
 
 def automation_from(values: Mapping[Any, Any]) -> Automation:
@@ -80,16 +94,17 @@ def insert_automation(c: Db, values: dict[str, Any], now: datetime) -> Automatio
     return get_automation(c, new_id)
 
 
-def get_automation(c: Db, automation_id: int | str) -> Automation:
-    column = table.c.name if isinstance(automation_id, str) else table.c.id
-    row = c.execute(select(table).where(column == automation_id)).first()
+def get_automation(c: Db, automation: int | str) -> Automation:
+    """By id, or by name when given a string."""
+    column = table.c.name if isinstance(automation, str) else table.c.id
+    row = c.execute(select(table).where(column == automation)).first()
     if row is None:
-        raise AutomationNotFoundError(f"no automation {automation_id!r}")
+        raise AutomationNotFoundError(f"no automation {automation!r}")
     return automation_from(row._mapping)
 
 
 def list_automations(
-    c: Db, connection_id: int | None, after_id: int, limit: int
+    c: Db, *, connection_id: int | None = None, after_id: int = 0, limit: int = 100
 ) -> list[Automation]:
     query = select(table).where(table.c.id > after_id)
     if connection_id is not None:
@@ -116,8 +131,8 @@ def delete_automation(c: Db, automation_id: int) -> None:
 def take_due(
     c: Db, now: datetime, limit: int, token: str, until: datetime
 ) -> list[tuple[Automation, str]]:
-    """Lease up to `limit` active triggered automations whose poll is due, on connections
-    that are active and not throttled; with the provider of each."""
+    """Lease up to `limit` active triggered automations whose poll is due (for one poll
+    each), on connections that are active and not throttled; with the provider of each."""
     due = (
         select(table.c.id)
         .join(connections, connections.c.id == table.c.connection_id)
@@ -169,11 +184,13 @@ _SAVE_POLL = {advanced: _save_poll(advanced) for advanced in (False, True)}
 
 
 def record_polls(
-    c: Db, polls: list[PollRecord], now: datetime, run_for: Callable[[int, int], NewRun]
+    c: Db, polls: list[PollRecord], now: datetime, run: NewRun | None
 ) -> list[list[int] | None]:
-    """Store each poll's new events (keys already in the ledger are skipped), its cursor,
-    and a run for each new event; None for a poll whose lease was lost, which writes
-    nothing. The held rows are locked first, so no lease can change hands meanwhile."""
+    """Commit several polls in one transaction: each poll's new events (keys already in
+    the ledger are skipped), its cursor, and a run for each new event. Returns per poll the
+    ids of its new events, or None where the lease was lost (that poll writes nothing).
+    Each event's run is `run` for that event (`event_run`).
+    The held rows are locked first, so no lease can change hands meanwhile."""
     held = _held(c, polls)
     saves: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
     for poll in polls:
@@ -190,7 +207,7 @@ def record_polls(
             c.execute(_SAVE_POLL[advanced], rows)
     return [
         insert_events(
-            c, p.automation.id, p.items, run_for, now,
+            c, p.automation.id, p.items, run, now,
             baseline=p.baseline if p.fire else {k for k, _ in p.items},
         )
         if p.automation.id in held
@@ -220,7 +237,7 @@ def insert_events(
     c: Db,
     automation_id: int,
     items: list[tuple[str, Any]],
-    run_for: Callable[[int, int], NewRun],
+    run: NewRun | None,
     now: datetime,
     *,
     baseline: set[str] | frozenset[str] = frozenset(),
@@ -242,7 +259,7 @@ def insert_events(
         ).scalar_one()  # fmt: skip
         if state is EventState.PENDING:
             fired.append(event_id)
-            start_run(c, event_id, run_for(automation_id, event_id), now)
+            start_run(c, automation_id, event_id, run, now)
     if fired:
         queries.notify(c, Tier.HEAVY)
     return fired
@@ -270,7 +287,7 @@ def _unseen(c: Db, automation_id: int, items: list[tuple[str, Any]]) -> list[tup
 
 def record_poll_failure(
     c: Db,
-    automation_id: int,
+    automation: Automation,
     *,
     token: str,
     message: str,
@@ -278,6 +295,8 @@ def record_poll_failure(
     counted: bool,
     now: datetime,
 ) -> None:
+    """Keep the cursor, release the lease, poll again at `next_poll_at`; a poll that
+    only waited out a pause (not `counted`) leaves the failure count as it was."""
     values: dict[str, Any] = {
         "last_error": escaped(message), "last_poll_at": now, "next_poll_at": next_poll_at,
         "poll_lease": None, "poll_lease_until": None, "updated_at": now,
@@ -286,7 +305,7 @@ def record_poll_failure(
         values["poll_failures"] = table.c.poll_failures + 1
     c.execute(
         update(table)
-        .where(table.c.id == automation_id, table.c.poll_lease == token)
+        .where(table.c.id == automation.id, table.c.poll_lease == token)
         .values(**values)
     )
 
@@ -326,8 +345,9 @@ def mark_stalled(
     return flagged
 
 
-def start_run(c: Db, event_id: int, run: NewRun, now: datetime) -> int:
-    run_id = queries.enqueue(c, run, now)
+def start_run(c: Db, automation_id: int, event_id: int, run: NewRun | None, now: datetime) -> int:
+    """Queue the event's run (`event_run`) and record it on the event."""
+    run_id = queries.enqueue(c, event_run(run, automation_id, event_id, now), now)
     c.execute(update(events).where(events.c.id == event_id).values(run_id=run_id))
     return run_id
 
@@ -346,5 +366,16 @@ def due_scheduled(c: Db, now: datetime, limit: int) -> list[Automation]:
     return [automation_from(r._mapping) for r in rows]
 
 
-def set_next_poll(c: Db, automation_id: int, next_at: datetime | None) -> None:
-    c.execute(update(table).where(table.c.id == automation_id).values(next_poll_at=next_at))
+def add_event(
+    c: Db,
+    automation: Automation,
+    key: str,
+    data: Any,
+    next_at: datetime | None,
+    run: NewRun | None,
+    now: datetime,
+) -> list[int]:
+    """A scheduled automation's event for one instant (once per key), its run (`run` for
+    the event: `event_run`), and the next instant, in one transaction."""
+    c.execute(update(table).where(table.c.id == automation.id).values(next_poll_at=next_at))
+    return insert_events(c, automation.id, [(key, data)], run, now)

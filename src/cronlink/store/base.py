@@ -21,6 +21,7 @@ from cronlink.store.heartbeat_store import HeartbeatStore
 from cronlink.store.override_store import OverrideStore
 from cronlink.store.signature_store import SignatureStore
 from cronlink.store.token_store import TokenStore
+from cronlink.store.verbs import reads, writes
 
 T = TypeVar("T")
 
@@ -33,17 +34,12 @@ if TYPE_CHECKING:
     from cronlink.audit import AuditEntry
     from cronlink.connections.model import Sealed
     from cronlink.records import (
-        DayUsage,
-        Fire,
-        JobProfile,
         NewRun,
         Run,
         RunError,
         RunState,
         Schedule,
-        Snapshot,
         Tier,
-        Usage,
     )
 
 
@@ -134,7 +130,9 @@ class RunFilter:
 class Store(abc.ABC):
     """Durable state of jobs, schedules, runs and the ledger of scheduled instants; the
     connection and automation domains' verbs are on `store.connections` and
-    `store.automations`."""
+    `store.automations`. The verbs both engines run alike are declared over `transact`
+    (their contract is their SQL's docstring, in `queries.py`); the rest are each
+    engine's own."""
 
     url: str
 
@@ -170,18 +168,14 @@ class Store(abc.ABC):
     def automations(self) -> AutomationStore:
         return AutomationStore(self)
 
-    async def schema_behind(self) -> bool:
-        """Whether the schema is older than this cronlink's (a store opened without
-        migrating: a new database is behind too)."""
-        return await self.transact(
-            lambda c: migrate.current_revision(c) != migrate.head_revision(), write=False
-        )
+    schema_behind = reads(migrate.behind)
 
     @abc.abstractmethod
     async def transact(self, fn: Callable[[Connection], T], *, write: bool) -> T:
         """Run `fn` on a SQLAlchemy connection in one transaction, committed if `write`.
 
-        The verbs whose SQL both engines share (`ConnectionStore`) are built on this.
+        Every verb whose SQL both engines share is built on this, here and in the
+        sub-stores; an engine implements only the verbs it runs its own way.
         """
 
     @abc.abstractmethod
@@ -213,9 +207,7 @@ class Store(abc.ABC):
     async def sync_schedules(self, wanted: list[Schedule]) -> None:
         """Make the stored schedules exactly `wanted`, keeping the cursor of those that stay."""
 
-    @abc.abstractmethod
-    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
-        """Schedules whose next instant is at or before `now`, earliest first."""
+    due_schedules = reads(queries.due_schedules)
 
     @abc.abstractmethod
     async def record_ticks(
@@ -228,19 +220,13 @@ class Store(abc.ABC):
         the runs started, by (job, instant).
         """
 
-    @abc.abstractmethod
-    async def next_wakeup(self) -> datetime | None:
-        """The earliest `next_at` of any schedule."""
+    next_wakeup = reads(queries.next_wakeup)
 
     # -- jobs --------------------------------------------------------------------------
 
-    @abc.abstractmethod
-    async def set_paused(self, job: str, paused: bool, now: datetime) -> None:
-        """Pause or resume a job's schedules."""
+    set_paused = writes(queries.set_paused)
 
-    @abc.abstractmethod
-    async def paused_jobs(self) -> set[str]:
-        """Names of paused jobs."""
+    paused_jobs = reads(queries.paused_jobs)
 
     # -- runs --------------------------------------------------------------------------
 
@@ -253,9 +239,7 @@ class Store(abc.ABC):
         """Set `wake` whenever another process queues work for `tier` (best effort: workers
         poll as well)."""
 
-    @abc.abstractmethod
-    async def next_due(self, tier: Tier) -> datetime | None:
-        """The earliest `not_before` of the queued runs of `tier`."""
+    next_due = reads(queries.next_due)
 
     @abc.abstractmethod
     async def claim(
@@ -283,29 +267,17 @@ class Store(abc.ABC):
         `held[i]` is False when `done[i]`'s lease was lost (another attempt owns the run).
         """
 
-    @abc.abstractmethod
-    async def reap_expired(self, now: datetime) -> list[Run]:
-        """Queue again (or declare dead) running runs whose lease has expired."""
+    reap_expired = writes(queries.reap_expired)
 
-    @abc.abstractmethod
-    async def request_cancel(self, run_id: int, now: datetime) -> Run:
-        """Cancel a queued run at once, or ask a running one's worker to stop it."""
+    request_cancel = writes(queries.request_cancel)
 
-    @abc.abstractmethod
-    async def get_run(self, run_id: int) -> Run:
-        """One run; `RunNotFoundError` if there is none."""
+    get_run = reads(queries.get_run)
 
-    @abc.abstractmethod
-    async def list_runs(self, query: RunFilter) -> list[Run]:
-        """Runs, newest first."""
+    list_runs = reads(queries.list_runs)
 
-    @abc.abstractmethod
-    async def ledger(self, job: str | None, since: datetime | None, limit: int) -> list[Fire]:
-        """The fate of scheduled instants, newest first."""
+    ledger = reads(queries.ledger)
 
-    @abc.abstractmethod
-    async def last_runs(self, jobs: list[str]) -> dict[str, Run]:
-        """The newest run of each job that has one."""
+    last_runs = reads(queries.last_runs)
 
     @abc.abstractmethod
     async def enqueue_audited(
@@ -323,26 +295,14 @@ class Store(abc.ABC):
         `rate_buckets`): how many there were, and the bucket's theoretical arrival time
         after the call. Instants are seconds since the epoch."""
 
-    async def forget_buckets(self, now: float) -> int:
-        """Delete the buckets that are full again by `now`; how many went."""
-        return await self.transact(lambda c: rate_buckets.forget(c, now), write=True)
+    forget_buckets = writes(rate_buckets.forget)
 
-    async def snapshot(self, now: datetime) -> Snapshot:
-        """Queues per tier and connections by health, as `/metrics` reports them."""
-        return await self.transact(lambda c: metric_queries.snapshot(c, now), write=False)
+    snapshot = reads(metric_queries.snapshot)
 
-    async def usage_days(self, since: datetime) -> list[DayUsage]:
-        """Per UTC day and tier since `since`: runs, invocations, requests, CPU, memory."""
-        return await self.transact(lambda c: usage_queries.usage_days(c, since), write=False)
+    usage_days = reads(usage_queries.usage_days)
 
-    async def job_profiles(self, since: datetime) -> list[JobProfile]:
-        """Per job since `since`: runs, invocations, failures, p95 duration, peak memory."""
-        return await self.transact(lambda c: usage_queries.job_profiles(c, since), write=False)
+    job_profiles = reads(usage_queries.job_profiles)
 
-    async def usage(self, since: datetime) -> list[Usage]:
-        """Runs enqueued since `since`, per job and tier (see `records.Usage`)."""
-        return await self.transact(lambda c: queries.usage(c, since), write=False)
+    usage = reads(queries.usage)
 
-    @abc.abstractmethod
-    async def run_logs(self, run_id: int) -> list[tuple[datetime, int, str, str]]:
-        """(at, attempt, level, message) lines of a run, oldest first."""
+    run_logs = reads(queries.run_logs)

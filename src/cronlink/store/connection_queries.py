@@ -20,6 +20,8 @@ from cronlink.connections.model import (
     Sealed,
 )
 from cronlink.errors import ConnectionNotFoundError
+from cronlink.storable import escaped
+from cronlink.store import queries
 from cronlink.store.schema import Instant, from_micros
 from cronlink.store.schema import connection_events as events
 from cronlink.store.schema import connections as table
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy import Connection as Db
+
+    from cronlink.records import NewRun
 
 PUBLIC_COLUMNS = [c for c in table.c if c.name not in ("secrets", "key_id", "refresh_lock",
                                                   "refresh_lock_until")]  # fmt: skip
@@ -76,9 +80,10 @@ def insert_connection(
     expires_at: datetime | None,
     refresh_due_at: datetime | None,
     now: datetime,
+    follow_up: Callable[[int], NewRun | None] = lambda _: None,
 ) -> Connection:
-    """Insert, then seal the secrets bound to the new id (`seal` returns ciphertext and
-    key id), all in the caller's transaction."""
+    """Store a new connection with its sealed secrets, and its first refresh run: insert,
+    then seal the secrets bound to the new id (`seal` returns ciphertext and key id)."""
     new_id = c.execute(
         insert(table)
         .values(
@@ -92,6 +97,9 @@ def insert_connection(
     ciphertext, key_id = seal(new_id)
     c.execute(update(table).where(table.c.id == new_id).values(secrets=ciphertext, key_id=key_id))
     add_event(c, new_id, "created", f"{provider} connection for {owner}", now)
+    run = follow_up(new_id)
+    if run is not None:
+        queries.enqueue(c, run, now)
     return get_connection(c, new_id)
 
 
@@ -198,16 +206,20 @@ def record_refresh_failure(
     token: str,
     message: str,
     state: ConnectionState,
+    kind: str,
     retry_at: datetime | None,
     now: datetime,
+    follow_up: NewRun | None,
     counted: bool = True,
 ) -> None:
-    """Count a failed refresh (unless it only waits out a pause: not `counted`), move the
-    connection to `state`, release the lease. A grant that is gone also makes its health
-    `auth_failed`: it is no longer probed, and must not keep showing the last probe's
-    `healthy`."""
+    """Record a refresh that did not happen, with its event (of `kind`) and the run
+    retrying it: count the failure (unless it only waits out a pause: not `counted`), move
+    the connection to `state`, release the lease. A grant that is gone also makes its
+    health `auth_failed`: it is no longer probed, and must not keep showing the last
+    probe's `healthy`."""
+    said = escaped(message)
     values: dict[str, Any] = {
-        "last_error": message, "state": state.value, "refresh_due_at": retry_at,
+        "last_error": said, "state": state.value, "refresh_due_at": retry_at,
         "refresh_lock": None, "refresh_lock_until": None, "updated_at": now,
     }  # fmt: skip
     if counted:
@@ -219,6 +231,9 @@ def record_refresh_failure(
         .where(table.c.id == connection_id, table.c.refresh_lock == token)
         .values(**values)
     )
+    add_event(c, connection_id, kind, said, now)
+    if follow_up is not None:
+        queries.enqueue(c, follow_up, now)
 
 
 def due_for_refresh(c: Db, now: datetime, limit: int) -> list[int]:

@@ -23,7 +23,7 @@ from cronlink.store.schema import automations as table
 from cronlink.store.schema import connections, runs
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
     from datetime import datetime
 
     from sqlalchemy import Connection as Db
@@ -52,7 +52,11 @@ def get_event(c: Db, event_id: int) -> AutomationEvent:
 
 
 def list_events(
-    c: Db, automation_id: int | None, state: EventState | None, after_id: int, limit: int
+    c: Db,
+    automation_id: int | None = None,
+    state: EventState | None = None,
+    after_id: int = 0,
+    limit: int = 100,
 ) -> list[AutomationEvent]:
     query = select(events).where(events.c.id > after_id)
     if automation_id is not None:
@@ -147,11 +151,10 @@ def save_progress(
     )
 
 
-def replay(
-    c: Db, event_id: int, run_for: Callable[[int, int], NewRun], now: datetime
-) -> AutomationEvent:
-    """Process an event again: a dead letter from its failed step, a done one from the
-    start. A pending or running event is left alone."""
+def replay(c: Db, event_id: int, run: NewRun | None, now: datetime) -> AutomationEvent:
+    """Process an event again, with `run` for it (`automation_queries.event_run`): a dead
+    letter from its failed step, a done one from the start. A pending or running event is
+    left alone."""
     event = get_event(c, event_id)
     if event.state in (EventState.PENDING, EventState.RUNNING):
         raise ConfigError(f"event {event_id} is {event.state.value}; it is being processed")
@@ -165,12 +168,12 @@ def replay(
             replays=event.replays if resumed else event.replays + 1,
         )
     )  # fmt: skip
-    q.start_run(c, event_id, run_for(event.automation_id, event_id), now)
+    q.start_run(c, event.automation_id, event_id, run, now)
     queries.notify(c, Tier.HEAVY)
     return get_event(c, event_id)
 
 
-def pending_automations(c: Db, limit: int, run_id: int) -> list[int]:
+def pending_automations(c: Db, limit: int, run_id: int = 0) -> list[int]:
     """Automations with pending events, or with events `run_id` holds (its earlier
     attempt died with them), the longest waiting first."""
     rows = c.execute(
@@ -188,10 +191,9 @@ def pending_automations(c: Db, limit: int, run_id: int) -> list[int]:
     return [row[0] for row in rows]
 
 
-def settle_orphan(
-    c: Db, event: AutomationEvent, run_for: Callable[[int, int], NewRun], now: datetime
-) -> str:
-    """A pending event without a live run gets a new one; a running event whose run ended
+def settle_orphan(c: Db, event: AutomationEvent, run: NewRun | None, now: datetime) -> str:
+    """A pending event without a live run gets a new one (`run` for it: see
+    `automation_queries.event_run`); a running event whose run ended
     (dead after its attempts) goes to the dead-letter list. Checked again under the
     automation's lock, as `orphaned` read it in an earlier transaction: a run may have
     taken the event since. Returns what was done ("" when nothing was)."""
@@ -208,7 +210,7 @@ def settle_orphan(
     if live is not None and live[0] in (RunState.QUEUED.value, RunState.RUNNING.value):
         return ""
     if event.state is EventState.PENDING:
-        q.start_run(c, event.id, run_for(event.automation_id, event.id), now)
+        q.start_run(c, event.automation_id, event.id, run, now)
         queries.notify(c, Tier.HEAVY)
         return "restarted"
     why = f"its run {event.run_id} ended {live[0]}: {live[1]}" if live else "its run is gone"

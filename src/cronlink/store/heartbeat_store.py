@@ -8,27 +8,26 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cronlink.store.schema import heartbeats
+from cronlink.store.verbs import SubStore, reads, writes
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from sqlalchemy import Connection
 
-    from cronlink.store.base import Store
+
+def _beat(c: Connection, role: str, now: datetime) -> None:
+    """Record that `role` is alive at `now`."""
+    dialect = postgresql if c.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(heartbeats).values(role=role, at=now)
+    c.execute(statement.on_conflict_do_update(index_elements=["role"], set_={"at": now}))
 
 
-class HeartbeatStore:
-    def __init__(self, store: Store) -> None:
-        self._store = store
+def _last(c: Connection, role: str) -> datetime | None:
+    """When `role` last beat; None if it never did."""
+    return c.execute(select(heartbeats.c.at).where(heartbeats.c.role == role)).scalar()
 
-    async def beat(self, role: str, now: datetime) -> None:
-        def work(c: Connection) -> None:
-            dialect = postgresql if c.dialect.name == "postgresql" else sqlite
-            statement = dialect.insert(heartbeats).values(role=role, at=now)
-            c.execute(statement.on_conflict_do_update(index_elements=["role"], set_={"at": now}))
 
-        await self._store.transact(work, write=True)
-
-    async def last(self, role: str) -> datetime | None:
-        query = select(heartbeats.c.at).where(heartbeats.c.role == role)
-        return await self._store.transact(lambda c: c.execute(query).scalar(), write=False)
+class HeartbeatStore(SubStore):
+    beat = writes(_beat)
+    last = reads(_last)

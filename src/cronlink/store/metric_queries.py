@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 
 def snapshot(c: Connection, now: datetime) -> Snapshot:
+    """Queues per tier and connections by health, as `/metrics` reports them."""
     due = {
         Tier(tier): (count, oldest)
         for tier, count, oldest in c.execute(

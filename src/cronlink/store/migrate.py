@@ -47,6 +47,12 @@ def current_revision(connection: Connection) -> str | None:
     return None if revision is None else str(revision)
 
 
+def behind(connection: Connection) -> bool:
+    """Whether the schema is older than this cronlink's (a store opened without
+    migrating: a new database is behind too)."""
+    return current_revision(connection) != head_revision()
+
+
 def check_not_newer(connection: Connection) -> None:
     """Refuse a schema this cronlink does not know: it was written by a newer one."""
     revision = current_revision(connection)

@@ -1,7 +1,8 @@
 """The PostgreSQL store: psycopg 3 through SQLAlchemy's asyncio engine, any number of processes.
 
-The verbs shared with SQLite run as the same Core statements (`queries.py`); firing, claiming
-and completing use set-based SQL with `FOR UPDATE SKIP LOCKED` (`postgres_hot.py`).
+The verbs shared with SQLite are `Store`'s, over `transact`; this engine adds its connections,
+LISTEN/NOTIFY and its hot paths: firing, claiming and completing use set-based SQL with
+`FOR UPDATE SKIP LOCKED` (`postgres_hot.py`).
 """
 
 from __future__ import annotations
@@ -41,10 +42,9 @@ if TYPE_CHECKING:
 
     from cronlink.audit import AuditEntry
     from cronlink.connections.model import Sealed
-    from cronlink.records import Fire, NewRun, Run, Schedule, Tier
+    from cronlink.records import NewRun, Run, Schedule, Tier
     from cronlink.store.base import (
         Done,
-        RunFilter,
         SavedRefresh,
         ScheduleAdvance,
         Tick,
@@ -156,9 +156,6 @@ class PostgresStore(Store):
     async def sync_schedules(self, wanted: list[Schedule]) -> None:
         await self._run(lambda c: postgres_hot.sync_schedules(c, wanted), write=True)
 
-    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
-        return await self._run(lambda c: queries.due_schedules(c, now, limit))
-
     async def record_ticks(
         self, ticks: list[Tick], advances: list[ScheduleAdvance], now: datetime
     ) -> dict[tuple[str, datetime], int]:
@@ -167,15 +164,6 @@ class PostgresStore(Store):
 
         return await self._hot(work)
 
-    async def next_wakeup(self) -> datetime | None:
-        return await self._run(queries.next_wakeup)
-
-    async def set_paused(self, job: str, paused: bool, now: datetime) -> None:
-        await self._run(lambda c: queries.set_paused(c, job, paused, now), write=True)
-
-    async def paused_jobs(self) -> set[str]:
-        return await self._run(queries.paused_jobs)
-
     async def enqueue(self, run: NewRun, now: datetime) -> int:
         def work(c: Connection) -> int:
             run_id, _ = queries.enqueue_once(c, run, now)
@@ -183,9 +171,6 @@ class PostgresStore(Store):
             return run_id
 
         return await self._run(work, write=True)
-
-    async def next_due(self, tier: Tier) -> datetime | None:
-        return await self._run(lambda c: queries.next_due(c, tier))
 
     async def claim(
         self, worker: str, tier: Tier, limit: int, lease: timedelta, now: datetime
@@ -243,27 +228,6 @@ class PostgresStore(Store):
             raise StoreError(f"database error on {self.url}: {first_line(error)}") from None
         except OSError as error:
             raise StoreError(f"cannot reach {self.url}: {error}") from None
-
-    async def reap_expired(self, now: datetime) -> list[Run]:
-        return await self._run(lambda c: queries.reap_expired(c, now), write=True)
-
-    async def request_cancel(self, run_id: int, now: datetime) -> Run:
-        return await self._run(lambda c: queries.request_cancel(c, run_id, now), write=True)
-
-    async def get_run(self, run_id: int) -> Run:
-        return await self._run(lambda c: queries.get_run(c, run_id))
-
-    async def list_runs(self, query: RunFilter) -> list[Run]:
-        return await self._run(lambda c: queries.list_runs(c, query))
-
-    async def ledger(self, job: str | None, since: datetime | None, limit: int) -> list[Fire]:
-        return await self._run(lambda c: queries.ledger(c, job, since, limit))
-
-    async def last_runs(self, jobs: list[str]) -> dict[str, Run]:
-        return await self._run(lambda c: queries.last_runs(c, jobs))
-
-    async def run_logs(self, run_id: int) -> list[tuple[datetime, int, str, str]]:
-        return await self._run(lambda c: queries.run_logs(c, run_id))
 
 
 async def _generic_plans(db: AsyncConnection[Any]) -> None:

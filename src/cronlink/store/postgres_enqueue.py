@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
-from cronlink.storable import to_json
+from cronlink.store.run_insert import insert_sql, psycopg_param, raw_values
 from cronlink.store.schema import ON_DEDUPE_KEY, to_micros
 
 if TYPE_CHECKING:
@@ -20,14 +20,7 @@ if TYPE_CHECKING:
     from cronlink.audit import AuditEntry
     from cronlink.records import NewRun, Tier
 
-_INSERT_ONCE = f"""
-INSERT INTO runs (job, tier, reason, state, payload, scheduled_for, enqueued_at, not_before,
-    attempt, max_attempts, overlap, dedupe_key, cancel_requested)
-VALUES (%(job)s, %(tier)s, %(reason)s, 'queued', %(payload)s, %(scheduled_for)s, %(now)s,
-    %(not_before)s, 0, %(max_attempts)s, %(overlap)s, %(dedupe_key)s, false)
-{ON_DEDUPE_KEY}
-RETURNING id
-"""
+_INSERT_ONCE = insert_sql(psycopg_param, suffix=f"{ON_DEDUPE_KEY} RETURNING id")
 _RUN_OF_KEY = "SELECT id FROM runs WHERE dedupe_key = %(dedupe_key)s"
 _AUDIT_AND_NOTIFY = """
 WITH line AS (
@@ -48,9 +41,9 @@ async def enqueue_audited(
     started), its audit line and the tier's wake-up in one transaction. The lookup of an
     existing key is its own statement: in the insert's snapshot, a run that a concurrent
     caller committed while this one waited on the key would not be visible yet."""
-    stamp = to_micros(now)
     async with db.transaction():
-        row = await (await db.execute(_INSERT_ONCE, _new_run(run, stamp))).fetchone()
+        params = raw_values(run, to_micros(now))
+        row = await (await db.execute(_INSERT_ONCE, params)).fetchone()
         deduplicated = row is None
         if row is None:
             found = await db.execute(_RUN_OF_KEY, {"dedupe_key": run.dedupe_key})
@@ -65,17 +58,6 @@ async def enqueue_audited(
         }  # fmt: skip
         await db.execute(_AUDIT_AND_NOTIFY, line)
     return run_id, deduplicated
-
-
-def _new_run(run: NewRun, stamp: int) -> dict[str, Any]:
-    return {
-        "job": run.job, "tier": run.tier.value, "reason": run.reason.value,
-        "payload": None if run.payload is None else to_json(run.payload),
-        "scheduled_for": None if run.scheduled_for is None else to_micros(run.scheduled_for),
-        "now": stamp, "not_before": stamp if run.not_before is None else to_micros(run.not_before),
-        "max_attempts": run.max_attempts, "overlap": run.overlap.value,
-        "dedupe_key": run.dedupe_key,
-    }  # fmt: skip
 
 
 def channel(tier: Tier) -> str:

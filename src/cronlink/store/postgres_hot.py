@@ -15,7 +15,8 @@ from cronlink.store.base import Completion
 from cronlink.store.fates import overlap_matters
 from cronlink.store.postgres_overlap import judged
 from cronlink.store.postgres_sql import sql
-from cronlink.store.rows import run_from_mapping, run_values
+from cronlink.store.rows import run_from_mapping
+from cronlink.store.run_insert import BOUND, COLUMNS, insert_sql, pg_type, raw_values
 from cronlink.store.schema import Instant, from_micros, runs, to_micros
 
 if TYPE_CHECKING:
@@ -35,14 +36,19 @@ _INSTANTS = {c.name for c in runs.columns if isinstance(c.type, Instant)}
 # Run ids are drawn before the ledger insert so that each fresh `run` entry carries its run
 # at once (the foreign key is checked at the end of the statement, when the run exists).
 # The fate is `fates.fire_fate`'s rule, decided here against the paused jobs as they are.
-_TICKS = """
+_ARRAYS = ", ".join(f"CAST(:{c.name} AS {pg_type(c)}[])" for c in COLUMNS if c.name in BOUND)
+_STARTING = insert_sql(
+    lambda c: f"t.{c.name}",
+    first=("id", "t.run_id"),
+    select_from="fresh JOIN numbered AS t ON t.run_id = fresh.run_id",
+    suffix="RETURNING id, job, scheduled_for, tier",
+)
+_TICKS = f"""
 ticks AS (
     SELECT u.*, CASE WHEN u.missed THEN 'missed' WHEN j.name IS NOT NULL THEN 'skipped_paused'
         ELSE 'run' END AS fate
-    FROM unnest(CAST(:jobs AS text[]), CAST(:ats AS bigint[]), CAST(:missed AS bool[]),
-        CAST(:tiers AS text[]), CAST(:reasons AS text[]), CAST(:payloads AS text[]),
-        CAST(:nbs AS bigint[]), CAST(:mas AS int[]), CAST(:ovs AS text[]))
-        WITH ORDINALITY AS u(job, at, missed, tier, reason, payload, nb, ma, ov, n)
+    FROM unnest(CAST(:missed AS bool[]), {_ARRAYS})
+        WITH ORDINALITY AS u(missed, {", ".join(BOUND)}, n)
     LEFT JOIN jobs AS j ON j.name = u.job AND j.paused),
 numbered AS (
     SELECT t.*, CASE WHEN fate = 'run'
@@ -50,16 +56,10 @@ numbered AS (
     FROM (SELECT * FROM ticks ORDER BY n) AS t),
 fresh AS (
     INSERT INTO fires (job, scheduled_for, fate, run_id, recorded_at)
-    SELECT job, at, fate, run_id, :now FROM numbered ORDER BY n
+    SELECT job, scheduled_for, fate, run_id, :now FROM numbered ORDER BY n
     ON CONFLICT (job, scheduled_for) DO NOTHING
     RETURNING run_id),
-started AS (
-    INSERT INTO runs (id, job, tier, reason, state, payload, scheduled_for, enqueued_at,
-        not_before, attempt, max_attempts, overlap, dedupe_key, cancel_requested)
-    SELECT t.run_id, t.job, t.tier, t.reason, 'queued', t.payload, t.at, :now, t.nb, 0, t.ma,
-        t.ov, NULL, false
-    FROM fresh JOIN numbered AS t ON t.run_id = fresh.run_id
-    RETURNING id, job, scheduled_for, tier)"""
+started AS ({_STARTING})"""
 _STARTED = """
 SELECT id, job, scheduled_for, (SELECT count(pg_notify('cronlink_' || tier, ''))
     FROM (SELECT DISTINCT tier FROM started) AS tiers)
@@ -167,7 +167,8 @@ async def record_ticks(
     # One lock order for every scheduler, so that concurrent batches never deadlock.
     ticks = sorted(ticks, key=lambda t: (t.run.job, t.run.scheduled_for))
     advances = sorted(advances, key=lambda a: a.key)
-    params: dict[str, Any] = {"now": to_micros(now)} | _tick_columns(ticks) | {
+    stamp = to_micros(now)
+    params: dict[str, Any] = {"now": stamp} | _tick_columns(ticks, stamp) | {
         "keys": [a.key for a in advances],
         "cursors": [to_micros(a.cursor) for a in advances],
         "nexts": [None if a.next_at is None else to_micros(a.next_at) for a in advances],
@@ -180,21 +181,11 @@ async def record_ticks(
     return {(job, instants[job, at]): run_id for run_id, job, at, _ in rows}
 
 
-def _tick_columns(ticks: list[Tick]) -> dict[str, list[Any]]:
-    columns: dict[str, list[Any]] = {k: [] for k in (
-        "jobs", "ats", "missed", "tiers", "reasons", "payloads", "nbs", "mas", "ovs")}  # fmt: skip
-    for tick in ticks:
-        values = run_values(tick.run, None)
-        columns["jobs"].append(values["job"])
-        columns["ats"].append(to_micros(values["scheduled_for"]))
-        columns["missed"].append(tick.missed)
-        columns["tiers"].append(values["tier"])
-        columns["reasons"].append(values["reason"])
-        columns["payloads"].append(values["payload"])
-        columns["nbs"].append(to_micros(values["not_before"] or values["scheduled_for"]))
-        columns["mas"].append(values["max_attempts"])
-        columns["ovs"].append(values["overlap"])
-    return columns
+def _tick_columns(ticks: list[Tick], stamp: int) -> dict[str, list[Any]]:
+    """The ticks' runs as one array per column (and whether each tick was missed)."""
+    rows = [raw_values(tick.run, stamp) for tick in ticks]
+    columns = {name: [row[name] for row in rows] for name in BOUND}
+    return columns | {"missed": [tick.missed for tick in ticks]}
 
 
 @cache

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cronlink.storable import to_json
 from cronlink.store.connection_queries import SEALED_COLUMNS, sealed_from_raw
+from cronlink.store.run_insert import BOUND, insert_sql, psycopg_param, raw_values
 from cronlink.store.schema import ON_DEDUPE_KEY, micros_or_none, to_micros
 
 if TYPE_CHECKING:
@@ -19,9 +19,14 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
     from cronlink.connections.model import Sealed
-    from cronlink.records import NewRun
     from cronlink.store.base import SavedRefresh
 
+FOLLOW_UP = insert_sql(
+    psycopg_param,
+    select_from="saved WHERE CAST(%(job)s AS text) IS NOT NULL",
+    suffix=ON_DEDUPE_KEY,
+)
+"""The next refresh run, queued only if the secrets were saved (no job: no run)."""
 TAKE = f"""
 UPDATE connections SET refresh_lock = %(token)s, refresh_lock_until = %(until)s
 WHERE id = %(cid)s AND (refresh_lock IS NULL OR refresh_lock_until < %(now)s)
@@ -38,13 +43,7 @@ WITH saved AS (
 event AS (
     INSERT INTO connection_events (connection_id, at, kind, detail)
     SELECT id, %(now)s, 'refreshed', %(event)s FROM saved),
-follow_up AS (
-    INSERT INTO runs (job, tier, reason, state, payload, enqueued_at, not_before, attempt,
-        max_attempts, overlap, dedupe_key, cancel_requested)
-    SELECT CAST(%(job)s AS text), %(tier)s, %(reason)s, 'queued', %(payload)s, %(now)s,
-        %(not_before)s, 0, %(attempts)s, %(overlap)s, %(dedupe)s, false
-    FROM saved WHERE CAST(%(job)s AS text) IS NOT NULL
-    {ON_DEDUPE_KEY})
+follow_up AS ({FOLLOW_UP})
 SELECT count(*) FROM saved
 """
 
@@ -65,19 +64,11 @@ async def save(db: AsyncConnection[Any], connection_id: int, saving: SavedRefres
         "expires": micros_or_none(saving.expires_at),
         "due": micros_or_none(saving.refresh_due_at), "now": stamp, "cid": connection_id,
         "token": saving.token, "seen": saving.version, "event": saving.event,
-        **_run_params(saving.follow_up, stamp),
+        **(
+            dict.fromkeys(BOUND)
+            if saving.follow_up is None
+            else raw_values(saving.follow_up, stamp)
+        ),
     }  # fmt: skip
     row = await (await db.execute(SAVE, params)).fetchone()
     return bool(row and row[0])
-
-
-def _run_params(run: NewRun | None, stamp: int) -> dict[str, Any]:
-    if run is None:
-        keys = ("job", "tier", "reason", "payload", "not_before", "attempts", "overlap", "dedupe")
-        return dict.fromkeys(keys)
-    return {
-        "job": run.job, "tier": run.tier.value, "reason": run.reason.value,
-        "payload": None if run.payload is None else to_json(run.payload),
-        "not_before": micros_or_none(run.not_before) or stamp, "attempts": run.max_attempts,
-        "overlap": run.overlap.value, "dedupe": run.dedupe_key,
-    }  # fmt: skip

@@ -13,12 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from cronlink.errors import RunNotFoundError
 from cronlink.records import RunState, Tier, Usage
-from cronlink.store.rows import (
-    fire_from_row,
-    run_from_row,
-    run_values,
-    schedule_from_row,
-)
+from cronlink.store import run_insert
+from cronlink.store.rows import fire_from_row, run_from_row, schedule_from_row
 from cronlink.store.schema import DEDUPE_KEYED, fires, jobs, runs, schedules
 from cronlink.store.schema import run_logs as logs
 
@@ -68,6 +64,7 @@ def sync_schedules(c: Connection, wanted: list[Schedule]) -> None:
 
 
 def due_schedules(c: Connection, now: datetime, limit: int) -> list[Schedule]:
+    """Schedules whose next instant is at or before `now`, earliest first."""
     rows = c.execute(
         select(schedules)
         .where(schedules.c.next_at <= now)
@@ -78,6 +75,7 @@ def due_schedules(c: Connection, now: datetime, limit: int) -> list[Schedule]:
 
 
 def next_due(c: Connection, tier: Tier) -> datetime | None:
+    """The earliest `not_before` of the queued runs of `tier`."""
     return c.execute(
         select(func.min(runs.c.not_before)).where(
             runs.c.tier == tier.value, runs.c.state == RunState.QUEUED.value
@@ -86,10 +84,12 @@ def next_due(c: Connection, tier: Tier) -> datetime | None:
 
 
 def next_wakeup(c: Connection) -> datetime | None:
+    """The earliest `next_at` of any schedule."""
     return c.execute(select(func.min(schedules.c.next_at))).scalar()
 
 
 def ledger(c: Connection, job: str | None, since: datetime | None, limit: int) -> list[Fire]:
+    """The fate of scheduled instants, newest first."""
     query = select(fires).order_by(fires.c.scheduled_for.desc()).limit(limit)
     if job is not None:
         query = query.where(fires.c.job == job)
@@ -102,6 +102,7 @@ def ledger(c: Connection, job: str | None, since: datetime | None, limit: int) -
 
 
 def set_paused(c: Connection, job: str, paused: bool, now: datetime) -> None:
+    """Pause or resume a job's schedules."""
     changed = c.execute(
         update(jobs).where(jobs.c.name == job).values(paused=paused, updated_at=now)
     ).rowcount
@@ -110,6 +111,7 @@ def set_paused(c: Connection, job: str, paused: bool, now: datetime) -> None:
 
 
 def paused_jobs(c: Connection) -> set[str]:
+    """Names of paused jobs."""
     return set(c.execute(select(jobs.c.name).where(jobs.c.paused.is_(True))).scalars())
 
 
@@ -122,7 +124,7 @@ def enqueue(c: Connection, run: NewRun, now: datetime) -> int:
         existing = c.execute(select(runs.c.id).where(runs.c.dedupe_key == run.dedupe_key)).scalar()
         if existing is not None:
             return int(existing)
-    return int(c.execute(_INSERT_RUN, run_values(run, now)).scalar_one())
+    return int(c.execute(_INSERT_RUN, run_insert.values(run, now)).scalar_one())
 
 
 def enqueue_once(c: Connection, run: NewRun, now: datetime) -> tuple[int, bool]:
@@ -137,7 +139,7 @@ def enqueue_once(c: Connection, run: NewRun, now: datetime) -> tuple[int, bool]:
         .on_conflict_do_nothing(index_elements=["dedupe_key"], index_where=_KEYED)
         .returning(runs.c.id)
     )  # fmt: skip
-    inserted = c.execute(statement, run_values(run, now)).scalar()
+    inserted = c.execute(statement, run_insert.values(run, now)).scalar()
     if inserted is not None:
         return int(inserted), True
     found = c.execute(select(runs.c.id).where(runs.c.dedupe_key == run.dedupe_key)).scalar_one()
@@ -145,6 +147,7 @@ def enqueue_once(c: Connection, run: NewRun, now: datetime) -> tuple[int, bool]:
 
 
 def reap_expired(c: Connection, now: datetime) -> list[Run]:
+    """Queue again (or declare dead) running runs whose lease has expired."""
     rows = c.execute(
         select(runs).where(runs.c.state == RunState.RUNNING.value, runs.c.lease_expires_at < now)
     ).all()
@@ -174,6 +177,7 @@ def reap_expired(c: Connection, now: datetime) -> list[Run]:
 
 
 def request_cancel(c: Connection, run_id: int, now: datetime) -> Run:
+    """Cancel a queued run at once, or ask a running one's worker to stop it."""
     run = get_run(c, run_id)
     if run.state is RunState.QUEUED:
         c.execute(
@@ -187,6 +191,7 @@ def request_cancel(c: Connection, run_id: int, now: datetime) -> Run:
 
 
 def get_run(c: Connection, run_id: int) -> Run:
+    """One run; `RunNotFoundError` if there is none."""
     row = c.execute(select(runs).where(runs.c.id == run_id)).first()
     if row is None:
         raise RunNotFoundError(f"no run has id {run_id}")
@@ -194,6 +199,7 @@ def get_run(c: Connection, run_id: int) -> Run:
 
 
 def list_runs(c: Connection, query: RunFilter) -> list[Run]:
+    """Runs, newest first."""
     statement = select(runs).order_by(runs.c.id.desc()).limit(query.limit)
     if query.job is not None:
         statement = statement.where(runs.c.job == query.job)
@@ -212,6 +218,7 @@ def list_runs(c: Connection, query: RunFilter) -> list[Run]:
 
 
 def last_runs(c: Connection, names: list[str]) -> dict[str, Run]:
+    """The newest run of each job that has one."""
     # One index probe per job: a GROUP BY over `ix_runs_job` would read every run's entry.
     newest = [c.execute(select(func.max(runs.c.id)).where(runs.c.job == name)).scalar()
               for name in names]  # fmt: skip
@@ -224,6 +231,7 @@ def last_runs(c: Connection, names: list[str]) -> dict[str, Run]:
 
 
 def run_logs(c: Connection, run_id: int) -> list[tuple[datetime, int, str, str]]:
+    """(at, attempt, level, message) lines of a run, oldest first."""
     rows = c.execute(
         select(logs.c.at, logs.c.attempt, logs.c.level, logs.c.message)
         .where(logs.c.run_id == run_id)

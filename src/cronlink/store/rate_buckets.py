@@ -71,5 +71,5 @@ async def take_postgres(
 
 
 def forget(c: Connection, now: float) -> int:
-    """Delete the buckets that are full again by `now` (as good as absent)."""
+    """Delete the buckets that are full again by `now` (as good as absent); how many went."""
     return int(c.execute(delete(rate_buckets).where(rate_buckets.c.tat <= now)).rowcount)

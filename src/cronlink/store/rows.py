@@ -6,14 +6,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from cronlink.records import Fate, Fire, Overlap, Reason, Run, RunError, RunState, Schedule, Tier
-from cronlink.storable import to_json
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from sqlalchemy import Row
-
-    from cronlink.records import NewRun
 
 
 def run_from_row(row: Row[Any]) -> Run:
@@ -61,25 +58,6 @@ def run_from_mapping(m: Mapping[Any, Any]) -> Run:
         cpu_ms=m["cpu_ms"],
         memory_mib_s=m["memory_mib_s"],
     )
-
-
-def run_values(run: NewRun, now: Any) -> dict[str, Any]:
-    """Column values of a new queued run."""
-    return {
-        "job": run.job,
-        "tier": run.tier.value,
-        "reason": run.reason.value,
-        "state": RunState.QUEUED.value,
-        "payload": None if run.payload is None else to_json(run.payload),
-        "scheduled_for": run.scheduled_for,
-        "enqueued_at": now,
-        "not_before": run.not_before or now,
-        "attempt": 0,
-        "max_attempts": run.max_attempts,
-        "overlap": run.overlap.value,
-        "dedupe_key": run.dedupe_key,
-        "cancel_requested": False,
-    }
 
 
 def error_values(error: RunError | None) -> dict[str, Any]:

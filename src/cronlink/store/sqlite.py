@@ -36,11 +36,10 @@ if TYPE_CHECKING:
 
     from cronlink.audit import AuditEntry
     from cronlink.connections.model import Sealed
-    from cronlink.records import Fire, NewRun, Run, Schedule, Tier
+    from cronlink.records import NewRun, Run, Schedule, Tier
     from cronlink.store.base import (
         ClaimRequest,
         Done,
-        RunFilter,
         SavedRefresh,
         ScheduleAdvance,
         Tick,
@@ -189,9 +188,6 @@ class SQLiteStore(Store):
     async def sync_schedules(self, wanted: list[Schedule]) -> None:
         await self._call(self._write(lambda c: queries.sync_schedules(c, wanted)))
 
-    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
-        return await self._call(self._read(lambda c: queries.due_schedules(c, now, limit)))
-
     async def record_ticks(
         self, ticks: list[Tick], advances: list[ScheduleAdvance], now: datetime
     ) -> dict[tuple[str, datetime], int]:
@@ -202,18 +198,6 @@ class SQLiteStore(Store):
     async def subscribe(self, tier: Tier, wake: asyncio.Event) -> None:
         """SQLite has no notifications: workers in this process are woken directly by the
         scheduler and by `ctx.enqueue`; those of other processes poll."""
-
-    async def next_due(self, tier: Tier) -> datetime | None:
-        return await self._call(self._read(lambda c: queries.next_due(c, tier)), inline=True)
-
-    async def next_wakeup(self) -> datetime | None:
-        return await self._call(self._read(queries.next_wakeup))
-
-    async def set_paused(self, job: str, paused: bool, now: datetime) -> None:
-        await self._call(self._write(lambda c: queries.set_paused(c, job, paused, now)))
-
-    async def paused_jobs(self) -> set[str]:
-        return await self._call(self._read(queries.paused_jobs))
 
     async def enqueue_audited(
         self, run: NewRun, now: datetime, audit: Callable[[int, bool], AuditEntry]
@@ -272,27 +256,6 @@ class SQLiteStore(Store):
             return Completion(held=held, claimed=claimed)
 
         return await self._call(self._hot(work), inline=True)
-
-    async def reap_expired(self, now: datetime) -> list[Run]:
-        return await self._call(self._write(lambda c: queries.reap_expired(c, now)))
-
-    async def request_cancel(self, run_id: int, now: datetime) -> Run:
-        return await self._call(self._write(lambda c: queries.request_cancel(c, run_id, now)))
-
-    async def get_run(self, run_id: int) -> Run:
-        return await self._call(self._read(lambda c: queries.get_run(c, run_id)))
-
-    async def list_runs(self, query: RunFilter) -> list[Run]:
-        return await self._call(self._read(lambda c: queries.list_runs(c, query)))
-
-    async def ledger(self, job: str | None, since: datetime | None, limit: int) -> list[Fire]:
-        return await self._call(self._read(lambda c: queries.ledger(c, job, since, limit)))
-
-    async def last_runs(self, jobs: list[str]) -> dict[str, Run]:
-        return await self._call(self._read(lambda c: queries.last_runs(c, jobs)))
-
-    async def run_logs(self, run_id: int) -> list[tuple[datetime, int, str, str]]:
-        return await self._call(self._read(lambda c: queries.run_logs(c, run_id)))
 
 
 def _raw(c: Connection) -> sqlite3.Connection:

@@ -12,9 +12,9 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from cronlink.records import Fate, RunState
-from cronlink.storable import to_json
 from cronlink.store.fates import Due, fire_fate, overlap_matters, skip_message, when_due
 from cronlink.store.rows import run_from_mapping
+from cronlink.store.run_insert import insert_sql, raw_row, raw_values, sqlite_param
 from cronlink.store.schema import ON_DEDUPE_KEY, Instant, from_micros, runs, to_micros
 
 if TYPE_CHECKING:
@@ -185,11 +185,7 @@ INSERT_FIRE = """
 INSERT OR IGNORE INTO fires (job, scheduled_for, fate, run_id, recorded_at)
 VALUES (?, ?, ?, NULL, ?)
 """
-INSERT_RUN = """
-INSERT INTO runs (job, tier, reason, state, payload, scheduled_for, enqueued_at, not_before,
-    attempt, max_attempts, overlap, dedupe_key, cancel_requested)
-VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, 0, ?, ?, ?, 0)
-"""
+INSERT_RUN = insert_sql(sqlite_param)
 LINK_FIRE = "UPDATE fires SET run_id = ? WHERE rowid = ?"
 PAUSED = "SELECT name FROM jobs WHERE paused = 1 AND name IN ({})"
 ADVANCE = "UPDATE schedules SET cursor = ?, next_at = ? WHERE key = ? AND cursor < ?"
@@ -213,7 +209,7 @@ def record_ticks(
         cursor = db.execute(INSERT_FIRE, (tick.run.job, to_micros(at), fate.value, stamp))
         if not cursor.rowcount or fate is not Fate.RUN:
             continue  # recorded before (by this or another scheduler), or not a run
-        run_id = db.execute(INSERT_RUN, _run_params(tick.run, stamp)).lastrowid
+        run_id = db.execute(INSERT_RUN, raw_row(raw_values(tick.run, stamp))).lastrowid
         assert run_id is not None
         db.execute(LINK_FIRE, (run_id, cursor.lastrowid))
         started[(tick.run.job, at)] = run_id
@@ -236,22 +232,7 @@ def _among(db: sqlite3.Connection, query: str, names: list[str]) -> set[str]:
     return found
 
 
-def _run_params(run: NewRun, stamp: int) -> tuple[Any, ...]:
-    return (
-        run.job,
-        run.tier.value,
-        run.reason.value,
-        None if run.payload is None else to_json(run.payload),
-        None if run.scheduled_for is None else to_micros(run.scheduled_for),
-        stamp,
-        to_micros(run.not_before) if run.not_before is not None else stamp,
-        run.max_attempts,
-        run.overlap.value,
-        run.dedupe_key,
-    )
-
-
-INSERT_ONCE = f"{INSERT_RUN.rstrip()} {ON_DEDUPE_KEY} RETURNING id"
+INSERT_ONCE = insert_sql(sqlite_param, suffix=f"{ON_DEDUPE_KEY} RETURNING id")
 RUN_OF_KEY = "SELECT id FROM runs WHERE dedupe_key = ?"
 INSERT_AUDIT = """
 INSERT INTO audit_log (at, actor, action, target, client, outcome, detail)
@@ -268,8 +249,7 @@ def enqueue_audited(
 ) -> tuple[int, bool]:
     """`AuditStore.enqueue` in plain SQL: an API call's run (or the one its dedupe key
     started) and its audit line, inside the caller's write transaction."""
-    stamp = to_micros(now)
-    row = db.execute(INSERT_ONCE, _run_params(run, stamp)).fetchone()
+    row = db.execute(INSERT_ONCE, raw_row(raw_values(run, to_micros(now)))).fetchone()
     deduplicated = row is None
     if row is None:
         row = db.execute(RUN_OF_KEY, (run.dedupe_key,)).fetchone()

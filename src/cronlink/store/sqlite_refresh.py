@@ -7,10 +7,10 @@ SQLAlchemy statements cost more than SQLite did (bench/refresh_bench.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from cronlink.storable import to_json
 from cronlink.store.connection_queries import SEALED_COLUMNS, sealed_from_raw
+from cronlink.store.run_insert import insert_sql, raw_row, raw_values, sqlite_param
 from cronlink.store.schema import ON_DEDUPE_KEY, micros_or_none, to_micros
 
 if TYPE_CHECKING:
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from cronlink.connections.model import Sealed
-    from cronlink.records import NewRun
     from cronlink.store.base import SavedRefresh
 
 TAKE = f"""
@@ -33,14 +32,7 @@ UPDATE connections SET secrets = ?, key_id = ?, version = version + 1, expires_a
 WHERE id = ? AND refresh_lock = ? AND version = ?
 """
 EVENT = "INSERT INTO connection_events (connection_id, at, kind, detail) VALUES (?, ?, ?, ?)"
-FOLLOW_UP = (
-    """
-INSERT INTO runs (job, tier, reason, state, payload, enqueued_at, not_before, attempt,
-    max_attempts, overlap, dedupe_key, cancel_requested)
-VALUES (?, ?, ?, 'queued', ?, ?, ?, 0, ?, ?, ?, 0)
-"""
-    + ON_DEDUPE_KEY
-)
+FOLLOW_UP = insert_sql(sqlite_param, suffix=ON_DEDUPE_KEY)
 
 
 def take(
@@ -65,14 +57,5 @@ def save(db: sqlite3.Connection, connection_id: int, saving: SavedRefresh) -> bo
         return False
     db.execute(EVENT, (connection_id, stamp, "refreshed", saving.event))
     if saving.follow_up is not None:
-        db.execute(FOLLOW_UP, _run_params(saving.follow_up, stamp))
+        db.execute(FOLLOW_UP, raw_row(raw_values(saving.follow_up, stamp)))
     return True
-
-
-def _run_params(run: NewRun, stamp: int) -> tuple[Any, ...]:
-    return (
-        run.job, run.tier.value, run.reason.value,
-        None if run.payload is None else to_json(run.payload), stamp,
-        micros_or_none(run.not_before) or stamp, run.max_attempts, run.overlap.value,
-        run.dedupe_key,
-    )  # fmt: skip

@@ -19,7 +19,8 @@ FAILED = (RunState.FAILED.value, RunState.TIMED_OUT.value, RunState.DEAD.value)
 
 
 def usage_days(c: Connection, since: datetime) -> list[DayUsage]:
-    """Per UTC day (of enqueueing) and tier, oldest first."""
+    """Per UTC day (of enqueueing) and tier since `since`, oldest first: runs, invocations,
+    requests, CPU, memory."""
     recent = enqueued_since(
         since, runs.c.enqueued_at, runs.c.tier, runs.c.attempt, runs.c.requests,
         runs.c.duration_ms, runs.c.cpu_ms, runs.c.memory_mib_s,
@@ -49,6 +50,7 @@ def usage_days(c: Connection, since: datetime) -> list[DayUsage]:
 
 
 def job_profiles(c: Connection, since: datetime) -> list[JobProfile]:
+    """Per job since `since`: runs, invocations, failures, p95 duration, peak memory."""
     recent = enqueued_since(
         since, runs.c.job, runs.c.tier, runs.c.attempt, runs.c.state, runs.c.peak_memory
     )
