@@ -60,15 +60,6 @@ def run_from_mapping(m: Mapping[Any, Any]) -> Run:
     )
 
 
-def error_values(error: RunError | None) -> dict[str, Any]:
-    return {
-        "error_type": error.type if error else None,
-        "error_message": error.message if error else None,
-        "error_traceback": error.traceback if error else None,
-        "error_reason": error.reason if error else None,
-    }
-
-
 def fire_from_row(row: Row[Any]) -> Fire:
     m = row._mapping
     return Fire(
