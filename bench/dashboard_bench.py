@@ -26,7 +26,7 @@ import psycopg
 from sqlalchemy import Connection, text
 
 from cronlink import App, RunContext, control
-from cronlink.api_tokens import Scope
+from cronlink.records.api_tokens import Scope
 from cronlink.store import Store, store_for
 from cronlink.store.schema import to_micros
 from cronlink.web.server import serving

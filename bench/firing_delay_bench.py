@@ -19,7 +19,7 @@ from pathlib import Path
 from cronlink.app import App
 from cronlink.config import Settings
 from cronlink.context import RunContext
-from cronlink.records import Tier
+from cronlink.records.runs import Tier
 from cronlink.runtime import run_roles
 
 delays: list[float] = []

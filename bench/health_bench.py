@@ -18,11 +18,11 @@ import statistics
 import time
 
 from cronlink.connections.crypto import Vault, generate_key
-from cronlink.connections.model import Health
 from cronlink.connections.providers import Providers
 from cronlink.connections.service import Connections
 from cronlink.egress import LOOPBACK
 from cronlink.http_client import new_session
+from cronlink.records.connections import Health
 from cronlink.store import store_for
 from queue_bench import fresh_database
 from refresh_bench import sandbox_process

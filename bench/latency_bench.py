@@ -23,7 +23,7 @@ from cronlink.engine.tiers import LightTier
 from cronlink.engine.worker import Worker
 from cronlink.http_client import new_session
 from cronlink.jobs import new_run
-from cronlink.records import Reason, RunState, Tier
+from cronlink.records.runs import Reason, RunState, Tier
 from cronlink.store import RunFilter, store_for
 from queue_bench import app, fresh_database
 

@@ -26,7 +26,7 @@ from cronlink.engine.tiers import LightTier
 from cronlink.engine.worker import Worker
 from cronlink.http_client import new_session
 from cronlink.jobs import new_run
-from cronlink.records import Reason, Tier
+from cronlink.records.runs import Reason, Tier
 from cronlink.store import store_for
 from queue_bench import MODES, app, cronlink_rate, drained, fresh_database
 

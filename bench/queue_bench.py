@@ -41,7 +41,7 @@ from cronlink.engine.tiers import LightTier
 from cronlink.engine.worker import Worker
 from cronlink.http_client import new_session
 from cronlink.jobs import new_run
-from cronlink.records import Reason, RunState, Tier
+from cronlink.records.runs import Reason, RunState, Tier
 from cronlink.store import RunFilter, Store, store_for
 from cronlink.store.schema import runs
 from settle import settle

@@ -18,7 +18,6 @@ import statistics
 from collections import Counter
 from datetime import timedelta
 
-from cronlink.automations.model import EventState
 from cronlink.automations.service import Automations
 from cronlink.builtin_jobs import connection_jobs
 from cronlink.config_models import ConnectionsModel
@@ -29,7 +28,8 @@ from cronlink.egress import LOOPBACK
 from cronlink.engine.tiers import HeavyTier
 from cronlink.engine.worker import Worker
 from cronlink.http_client import new_session
-from cronlink.records import Tier
+from cronlink.records.automations import EventState
+from cronlink.records.runs import Tier
 from cronlink.store import store_for
 from queue_bench import fresh_database
 from refresh_bench import sandbox_process

@@ -10,7 +10,7 @@ from cronlink.errors import (
     StoreError,
     UnknownJobError,
 )
-from cronlink.records import Reason, Run, RunState, Tier
+from cronlink.records.runs import Reason, Run, RunState, Tier
 
 __all__ = [
     "App",

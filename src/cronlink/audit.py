@@ -1,5 +1,5 @@
-"""The audit log's record (who did what to what, from where, and how it ended), and the
-tally that folds a flood of refusals into a few records."""
+"""The tally that folds a flood of refusals into a few audit records (`AuditEntry`, in
+`records/audit.py`)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class AuditEntry:
-    """One line of the append-only audit log. Never holds a secret: the actor is a token
-    id or "cron-secret", never the credential itself."""
-
-    at: datetime
-    actor: str
-    action: str
-    """`cron.run`, `cron.tick`, … (admin actions: `jobs.pause`, `connections.delete`, …)."""
-    target: str
-    client: str
-    """The caller's address (the proxy's client when it is a trusted proxy)."""
-    outcome: str
-    """`accepted`, `deduplicated`, `denied`, `not_found`, `invalid` …"""
-    detail: str = ""
-    id: int = 0
-
+from cronlink.records.audit import AuditEntry
 
 SUMMARY_EVERY = 60.0
 """Seconds of refusals one summary line of a client and action counts."""

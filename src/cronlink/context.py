@@ -17,8 +17,8 @@ from cronlink.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from cronlink.automations.model import Work
     from cronlink.observe.alert_job import Watch
+    from cronlink.records.automations import Work
 
     Enqueue = Callable[[str, Any, datetime | None], Awaitable[int]]
 

@@ -7,20 +7,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cronlink.api_tokens import ApiToken, Scope, digest, new_secret
 from cronlink.cron import explain, next_fire
 from cronlink.engine.scheduler import schedule_rows
 from cronlink.errors import ConfigError
 from cronlink.jobs import new_run, schedule, with_overrides
-from cronlink.records import Fate, Reason, Run, RunState, Tier
+from cronlink.records.api_tokens import ApiToken, Scope, digest, new_secret
+from cronlink.records.runs import Fate, Reason, Run, RunState, Tier
 from cronlink.store import RunFilter
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from cronlink.app import App
-    from cronlink.audit import AuditEntry
-    from cronlink.records import Fire
+    from cronlink.records.audit import AuditEntry
+    from cronlink.records.runs import Fire
     from cronlink.store import Store
 
 

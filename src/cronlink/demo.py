@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from cronlink.app import App
 from cronlink.automations.jobs import POLL_TRIGGERS
-from cronlink.automations.model import EventState
 from cronlink.builtin_jobs import connection_jobs
 from cronlink.config import Settings
 from cronlink.config_models import AutomationsModel, ConnectionsModel
@@ -30,7 +29,8 @@ from cronlink.egress import LOOPBACK
 from cronlink.errors import AutomationNotFoundError
 from cronlink.http_client import new_session
 from cronlink.jobs import new_run
-from cronlink.records import Reason, Tier
+from cronlink.records.automations import EventState
+from cronlink.records.runs import Reason, Tier
 from cronlink.runtime import open_store, run_roles
 from cronlink.sandbox import Sandbox
 from cronlink.services import open_automations, open_connections

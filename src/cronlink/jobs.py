@@ -12,7 +12,7 @@ from cronlink.cron import CronExpr, check_fires, parse
 from cronlink.durations import parse_duration
 from cronlink.policies.misfire import Misfire
 from cronlink.policies.retry import RetryPolicy
-from cronlink.records import NewRun, Overlap, Reason, Tier
+from cronlink.records.runs import NewRun, Overlap, Reason, Tier
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Mapping

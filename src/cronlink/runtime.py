@@ -16,7 +16,7 @@ from cronlink.engine.tiers import HeavyTier, LightTier
 from cronlink.engine.worker import Worker
 from cronlink.errors import StoreError
 from cronlink.http_client import new_session
-from cronlink.records import Tier
+from cronlink.records.runs import Tier
 from cronlink.store import Store, store_for
 from cronlink.web import secrets
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from cronlink.records import NewRun, Reason, RunError, RunState, Tier
+from cronlink.records.runs import NewRun, Reason, RunError, RunState, Tier
 from cronlink.store import Done, Outcome, Store
 
 HOOK_PASSWORD = "hook-password-canary-5e1f"

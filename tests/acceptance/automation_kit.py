@@ -15,7 +15,6 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from cronlink.automations.model import AutomationEvent, EventState
 from cronlink.automations.service import Automations
 from cronlink.builtin_jobs import connection_jobs
 from cronlink.config_models import ConnectionsModel
@@ -23,7 +22,8 @@ from cronlink.connections.crypto import Vault
 from cronlink.connections.providers import SHIPPED, Providers
 from cronlink.connections.service import Connections
 from cronlink.engine.worker import Worker
-from cronlink.records import Tier
+from cronlink.records.automations import AutomationEvent, EventState
+from cronlink.records.runs import Tier
 from cronlink.store.schema import automation_events, runs
 from tests.acceptance.sandbox_kit import Kit
 from tests.acceptance.worker_kit import running_worker, wait_until

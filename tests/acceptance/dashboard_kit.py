@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 
 from cronlink import App, RunContext, control
-from cronlink.api_tokens import Scope
 from cronlink.jobs import HttpTarget, Job, new_run
-from cronlink.records import Reason, RunState
+from cronlink.records.api_tokens import Scope
+from cronlink.records.runs import Reason, RunState
 from cronlink.store import Done, Outcome, Store
 
 CANARY = "canary-7f3a9c-never-on-a-page"

@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from cronlink.automations.model import EventState
-from cronlink.connections.model import Health
-from cronlink.records import RunState, Tier
+from cronlink.records.automations import EventState
+from cronlink.records.connections import Health
+from cronlink.records.runs import RunState, Tier
 from cronlink.store import RunFilter
 from tests.acceptance.automation_kit import BUILTIN, AutoKit, auto, heavy_worker
 from tests.acceptance.sandbox_kit import Kit, kit

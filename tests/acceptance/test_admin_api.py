@@ -16,10 +16,10 @@ import aiohttp
 import pytest
 
 from cronlink import control
-from cronlink.api_tokens import Scope
 from cronlink.engine.scheduler import Scheduler, schedule_rows
 from cronlink.jobs import with_overrides
-from cronlink.records import RunState
+from cronlink.records.api_tokens import Scope
+from cronlink.records.runs import RunState
 from cronlink.store import RunFilter, Store
 from cronlink.web.server import serving
 from tests.acceptance.handlers import app

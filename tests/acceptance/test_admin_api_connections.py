@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from cronlink import control
-from cronlink.api_tokens import Scope
-from cronlink.automations.model import EventState
+from cronlink.records.api_tokens import Scope
+from cronlink.records.automations import EventState
 from cronlink.web.server import serving
 from tests.acceptance.automation_kit import AutoKit, auto
 from tests.acceptance.handlers import app

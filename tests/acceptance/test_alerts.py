@@ -27,7 +27,7 @@ from cronlink.observe.alert_job import WATCH_ALERTS, policy_from
 from cronlink.observe.alerts import evaluate
 from cronlink.observe.notify import Notifier
 from cronlink.observe.usage import measured
-from cronlink.records import Reason, RunState, Tier
+from cronlink.records.runs import Reason, RunState, Tier
 from cronlink.runtime import run_roles
 from cronlink.store import Store, store_for
 from cronlink.store.sqlite import SQLiteStore

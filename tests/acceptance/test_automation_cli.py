@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cronlink.automations.model import EventState, PollRecord
 from cronlink.cli import cli
 from cronlink.connections.crypto import generate_key
+from cronlink.records.automations import EventState, PollRecord
 from cronlink.store import store_for
 from tests.store.test_automation_store import RUN
 

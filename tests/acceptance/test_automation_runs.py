@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from cronlink.automations.model import EventState
-from cronlink.records import RunState
+from cronlink.records.automations import EventState
+from cronlink.records.runs import RunState
 from tests.acceptance.automation_kit import AutoKit, auto, heavy_worker
 from tests.acceptance.automation_steps import traced
 from tests.acceptance.sandbox_kit import kit

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cronlink.connections.model import ConnectionState, Health
 from cronlink.errors import RefreshError
+from cronlink.records.connections import ConnectionState, Health
 from tests.acceptance.sandbox_kit import Kit, kit
 
 __all__ = ["kit"]

@@ -13,7 +13,6 @@ from cronlink.app import App
 from cronlink.builtin_jobs import connection_jobs
 from cronlink.config_models import ConnectionsModel
 from cronlink.connections.crypto import Vault, generate_key
-from cronlink.connections.model import ConnectionState, Health, Secrets
 from cronlink.engine.tiers import LightTier
 from cronlink.engine.worker import Worker
 from cronlink.errors import (
@@ -22,7 +21,8 @@ from cronlink.errors import (
     SecretKeyError,
     TokenUnavailableError,
 )
-from cronlink.records import RunState, Tier
+from cronlink.records.connections import ConnectionState, Health, Secrets
+from cronlink.records.runs import RunState, Tier
 from cronlink.sandbox import Sandbox
 from cronlink.store import RunFilter
 from tests.acceptance.sandbox_kit import Kit, kit

@@ -20,7 +20,7 @@ from cronlink.config_models import ServeModel
 from cronlink.engine.scheduler import Scheduler
 from cronlink.errors import ConfigError
 from cronlink.jobs import HttpTarget, Job, new_run
-from cronlink.records import Reason, Run, RunState, Tier
+from cronlink.records.runs import Reason, Run, RunState, Tier
 from cronlink.runtime import run_roles, serve_http
 from cronlink.signatures import Request, sign
 from cronlink.store import Store, store_for

@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 from sqlalchemy import update
 
-from cronlink.api_tokens import digest
 from cronlink.config_models import ServeModel
 from cronlink.connections.crypto import Vault, generate_key
-from cronlink.connections.model import ConnectionState
+from cronlink.records.api_tokens import digest
+from cronlink.records.connections import ConnectionState
 from cronlink.store import Store
 from cronlink.store.schema import api_tokens, automations
 from cronlink.web.dashboard_auth import LOGIN_BURST, PURPOSE

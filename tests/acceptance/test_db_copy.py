@@ -14,12 +14,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, select
 
-from cronlink.api_tokens import Scope
-from cronlink.audit import AuditEntry
-from cronlink.automations.model import Cursor
 from cronlink.cli import cli
-from cronlink.observe.alert_model import Finding
-from cronlink.records import NewRun, Overlap, Reason, RunError, RunState, Schedule, Tier
+from cronlink.records.alerts import Finding
+from cronlink.records.api_tokens import Scope
+from cronlink.records.audit import AuditEntry
+from cronlink.records.automations import Cursor
+from cronlink.records.runs import NewRun, Overlap, Reason, RunError, RunState, Schedule, Tier
 from cronlink.store import Done, Outcome, RunFilter, ScheduleAdvance, Tick, store_for
 from cronlink.store.copy import copy_database
 from cronlink.store.migrate import head_revision

@@ -13,15 +13,15 @@ import pytest
 from yarl import URL
 
 from cronlink.automations import http_step
-from cronlink.automations.model import EventState
 from cronlink.automations.steps import HttpStep, StepContext
-from cronlink.connections.model import ConnectionState, Health
 from cronlink.context import RunContext, RunLog
 from cronlink.egress import LOOPBACK, EgressPolicy
 from cronlink.errors import RefreshError, StepError
 from cronlink.http_client import new_session
 from cronlink.jobs import HttpTarget, build_job, new_run
-from cronlink.records import Reason, RunState, Tier
+from cronlink.records.automations import EventState
+from cronlink.records.connections import ConnectionState, Health
+from cronlink.records.runs import Reason, RunState, Tier
 from cronlink.store import Store
 from tests.acceptance.automation_kit import STEPS, AutoKit, auto, heavy_worker
 from tests.acceptance.egress_kit import TableResolver, Tripwire, egress_seen, tripwire

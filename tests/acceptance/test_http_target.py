@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from cronlink.jobs import HttpTarget, Job, build_job, new_run
-from cronlink.records import Reason, RunState, Tier
+from cronlink.records.runs import Reason, RunState, Tier
 from cronlink.store import Store
 from tests.acceptance.worker_kit import finished, running_worker
 

@@ -13,7 +13,7 @@ import pytest
 
 from cronlink.engine.scheduler import Scheduler
 from cronlink.observe import logs
-from cronlink.records import Tier
+from cronlink.records.runs import Tier
 from cronlink.scrubbing import MASK
 from cronlink.store import Store
 from tests.acceptance.handlers import app

@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert
 
 from cronlink import control
-from cronlink.api_tokens import Scope
 from cronlink.jobs import new_run
-from cronlink.records import Reason, RunState, Tier
+from cronlink.records.api_tokens import Scope
+from cronlink.records.runs import Reason, RunState, Tier
 from cronlink.store import Store, store_for
 from cronlink.store.schema import connections
 from cronlink.web.server import serving

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from cronlink.cli import cli
 from cronlink.compose import build_app
 from cronlink.config import load_settings
-from cronlink.records import Reason
+from cronlink.records.runs import Reason
 from cronlink.store import RunFilter, Store
 from cronlink.web.server import serving
 from tests.unit import cloudflare_reference

@@ -15,7 +15,7 @@ import pytest
 from yarl import URL
 
 from cronlink import control
-from cronlink.api_tokens import Scope
+from cronlink.records.api_tokens import Scope
 from cronlink.store import Store
 from cronlink.web.server import serving
 from tests.acceptance.dashboard_kit import Visitor

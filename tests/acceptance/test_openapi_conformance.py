@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
 from cronlink import control
-from cronlink.api_tokens import Scope
 from cronlink.automations.service import Automations
 from cronlink.builtin_jobs import connection_jobs
 from cronlink.config_models import ConnectionsModel, ServeModel
@@ -30,6 +29,7 @@ from cronlink.connections.service import Connections
 from cronlink.egress import LOOPBACK
 from cronlink.engine.scheduler import HEARTBEAT, Scheduler
 from cronlink.http_client import new_session
+from cronlink.records.api_tokens import Scope
 from cronlink.sandbox import Sandbox
 from cronlink.store import store_for
 from cronlink.web.app import build

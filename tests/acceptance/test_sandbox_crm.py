@@ -14,9 +14,9 @@ import pytest
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from cronlink.connections.model import Health
 from cronlink.connections.tokens import exchange_code
 from cronlink.errors import RefreshError
+from cronlink.records.connections import Health
 from cronlink.sandbox.crm import CLIENT_ID, CLIENT_SECRET
 from tests.acceptance.automation_kit import STEPS, AutoKit, auto
 from tests.acceptance.sandbox_kit import Kit, kit

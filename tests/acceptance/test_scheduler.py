@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from cronlink.engine.scheduler import Scheduler
 from cronlink.errors import StoreError
 from cronlink.jobs import build_job
-from cronlink.records import Fate, RunState, Tier
+from cronlink.records.runs import Fate, RunState, Tier
 from cronlink.store import RunFilter, Store, store_for
 
 T0 = datetime(2025, 1, 6, 12, 0, 0, tzinfo=UTC)

@@ -20,7 +20,7 @@ from cronlink.context import RunContext
 from cronlink.errors import RefreshError
 from cronlink.jobs import HttpTarget, build_job, new_run
 from cronlink.observe import logs
-from cronlink.records import Reason, RunState, Tier
+from cronlink.records.runs import Reason, RunState, Tier
 from cronlink.store import Store
 from tests.acceptance.automation_kit import AutoKit, auto, dead_letter
 from tests.acceptance.echo_kit import echo_server, leaks

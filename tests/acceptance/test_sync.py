@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import psutil
 
-from cronlink.automations.model import EventState
-from cronlink.records import RunState
+from cronlink.records.automations import EventState
+from cronlink.records.runs import RunState
 from tests.acceptance.automation_kit import AutoKit, auto, heavy_worker
 from tests.acceptance.sandbox_kit import kit
 from tests.acceptance.worker_kit import finished, wait_until

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cronlink.automations.model import EventState
 from cronlink.errors import ConfigError
+from cronlink.records.automations import EventState
 from tests.acceptance.automation_kit import PAGE, PAGES, STEPS, AutoKit, auto
 from tests.acceptance.sandbox_kit import kit
 

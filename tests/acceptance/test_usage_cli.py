@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cronlink.records import Tier
+from cronlink.records.runs import Tier
 from cronlink.store import Store
 from tests.acceptance.worker_kit import enqueue, finished, running_worker
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from cronlink import App, RunContext
 from cronlink.jobs import new_run
-from cronlink.records import Reason, RunState, Tier
+from cronlink.records.runs import Reason, RunState, Tier
 from cronlink.store import RunFilter, Store, store_for
 from tests.acceptance.worker_kit import enqueue, finished, running_worker, wait_until
 from tests.postgres import fresh_schema

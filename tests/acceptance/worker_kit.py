@@ -15,7 +15,7 @@ from cronlink.engine.tiers import HeavyTier, LightTier
 from cronlink.engine.worker import Worker
 from cronlink.http_client import new_session
 from cronlink.jobs import Job, new_run
-from cronlink.records import Reason, Run, Tier
+from cronlink.records.runs import Reason, Run, Tier
 from cronlink.store import Store
 from tests.acceptance.handlers import app
 

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from cronlink.records import Tier
+from cronlink.records.runs import Tier
 from cronlink.store import Store, store_for
 from cronlink.web.server import serving
 from tests.acceptance.dashboard_kit import app, history, tokens

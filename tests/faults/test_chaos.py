@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cronlink.records import Fate, RunState
+from cronlink.records.runs import Fate, RunState
 from cronlink.store import RunFilter, Store
 from tests.acceptance.worker_kit import wait_until
 from tests.faults.processes import Role, Roles, opened

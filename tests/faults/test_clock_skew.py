@@ -10,7 +10,7 @@ import pytest
 
 from cronlink import App, RunContext
 from cronlink.engine.scheduler import Scheduler
-from cronlink.records import Fate
+from cronlink.records.runs import Fate
 from cronlink.store import RunFilter, store_for
 
 

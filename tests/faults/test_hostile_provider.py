@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from cronlink.automations.model import EventState
 from cronlink.automations.service import Automations
-from cronlink.connections.model import ConnectionState
-from cronlink.records import RunState
+from cronlink.records.automations import EventState
+from cronlink.records.connections import ConnectionState
+from cronlink.records.runs import RunState
 from cronlink.store import RunFilter, Store
 from tests.acceptance.automation_kit import BUILTIN
 from tests.faults.processes import Role, Roles

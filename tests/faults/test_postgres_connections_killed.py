@@ -9,7 +9,7 @@ from datetime import timedelta
 import psycopg
 
 from cronlink.config import Settings
-from cronlink.records import RunState, Tier
+from cronlink.records.runs import RunState, Tier
 from cronlink.runtime import run_roles
 from cronlink.store import RunFilter, store_for
 from tests.acceptance.handlers import app

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from cronlink.jobs import new_run
-from cronlink.records import Reason, RunState
+from cronlink.records.runs import Reason, RunState
 from cronlink.store import RunFilter, Store
 from tests.acceptance.worker_kit import wait_until
 from tests.faults.handlers import EFFECTS_TABLE, app

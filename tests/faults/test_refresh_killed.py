@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cronlink.connections.model import ConnectionState
 from cronlink.errors import RefreshError
+from cronlink.records.connections import ConnectionState
 from tests.faults.processes import ROOT
 from tests.faults.sandboxed import Setup, sandboxed
 

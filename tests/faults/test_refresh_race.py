@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cronlink.connections.model import ConnectionState
+from cronlink.records.connections import ConnectionState
 from tests.faults.processes import ROOT
 from tests.faults.sandboxed import sandboxed
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cronlink.automations.model import EventState
 from cronlink.automations.service import Automations
-from cronlink.records import RunState
+from cronlink.records.automations import EventState
+from cronlink.records.runs import RunState
 from tests.acceptance.automation_kit import BUILTIN
 from tests.acceptance.worker_kit import wait_until
 from tests.faults.processes import Roles

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from cronlink.automations.model import Cursor
-from cronlink.connections.model import ConnectionState, Health, HealthCheck
-from cronlink.observe.alert_model import AlertState, Finding, Owed
-from cronlink.records import NewRun, Reason, RunError, RunState, Tier
+from cronlink.records.alerts import AlertState, Finding, Owed
+from cronlink.records.automations import Cursor
+from cronlink.records.connections import ConnectionState, Health, HealthCheck
+from cronlink.records.runs import NewRun, Reason, RunError, RunState, Tier
 from cronlink.store import Done, Outcome, Store, store_for
 from tests.store.test_contract import tick
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from cronlink.automations.model import Automation, AutomationState, Cursor, EventState, PollRecord
 from cronlink.errors import ConfigError
-from cronlink.records import NewRun, Reason, RunState, Tier
+from cronlink.records.automations import Automation, AutomationState, Cursor, EventState, PollRecord
+from cronlink.records.runs import NewRun, Reason, RunState, Tier
 from cronlink.store import RunFilter, Store
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from cronlink.records import Overlap, RunState, Tier
+from cronlink.records.runs import Overlap, RunState, Tier
 from cronlink.store import Done, Outcome, RunFilter, Tick, store_for
 from tests.store.test_contract import LEASE, T0, tick
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cronlink.connections.model import ConnectionState
 from cronlink.errors import ConnectionNotFoundError
-from cronlink.records import NewRun, Reason, RunState, Tier
+from cronlink.records.connections import ConnectionState
+from cronlink.records.runs import NewRun, Reason, RunState, Tier
 from cronlink.store import RunFilter, Store
 from cronlink.store.base import SavedRefresh
 

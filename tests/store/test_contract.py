@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cronlink.audit import AuditEntry
 from cronlink.errors import CorruptDatabaseError, RunNotFoundError, SchemaTooNewError
-from cronlink.observe.spend import Spend
-from cronlink.records import (
+from cronlink.records.audit import AuditEntry
+from cronlink.records.runs import (
     Fate,
     NewRun,
     Overlap,
@@ -19,6 +18,7 @@ from cronlink.records import (
     RunError,
     RunState,
     Schedule,
+    Spend,
     Tier,
 )
 from cronlink.store import (

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, delete, func, insert, select, text
 
 from cronlink.errors import CorruptDatabaseError
-from cronlink.records import NewRun, Reason, Tier
+from cronlink.records.runs import NewRun, Reason, Tier
 from cronlink.store import RunFilter, migrate, schema, store_for
 from cronlink.store.schema import metadata
 from tests.postgres import fresh_schema

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
-from cronlink.audit import AuditEntry
-from cronlink.records import NewRun, Overlap, Reason, Run, Tier
+from cronlink.records.audit import AuditEntry
+from cronlink.records.runs import NewRun, Overlap, Reason, Run, Tier
 from cronlink.store import Store, Tick
 from cronlink.store.run_insert import BOUND, FIXED, NAMES, raw_values, values
 

@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cronlink.records import NewRun, Reason, RunState, Tier
+from cronlink.records.runs import NewRun, Reason, RunState, Tier
 from cronlink.store import Store
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from cronlink.audit import AuditEntry
-from cronlink.connections.model import ConnectionState
 from cronlink.errors import UnstorableError
-from cronlink.records import NewRun, Reason, RunState, Tier
+from cronlink.records.audit import AuditEntry
+from cronlink.records.connections import ConnectionState
+from cronlink.records.runs import NewRun, Reason, RunState, Tier
 from cronlink.storable import escaped
 from cronlink.store import RunFilter, Store
 from tests.store.test_automation_store import NOW, _automation

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from cronlink.observe.alert_model import Alert, AlertState, Owed, Policy
 from cronlink.observe.alerts import SUMMARY_LINES, message, summary, window_start
+from cronlink.records.alerts import Alert, AlertState, Owed, Policy
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 POLICY = Policy(rules=frozenset(), label="prod", max_messages=5)

@@ -6,7 +6,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from cronlink.jobs import build_job
-from cronlink.observe.alert_model import (
+from cronlink.observe.alert_rules import findings
+from cronlink.records.alerts import (
     ConnectionFacts,
     Facts,
     JobFacts,
@@ -14,8 +15,7 @@ from cronlink.observe.alert_model import (
     RecentRun,
     TriggerFacts,
 )
-from cronlink.observe.alert_rules import findings
-from cronlink.records import Tier
+from cronlink.records.runs import Tier
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 ALL = Policy(rules=frozenset({"run-dead", "job-failing", "job-silent", "connection-reauth",

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from cronlink.connections.crypto import Vault, generate_key, key_id
-from cronlink.connections.model import Secrets
 from cronlink.errors import SecretKeyError
+from cronlink.records.connections import Secrets
 
 SECRETS = Secrets(access_token="at-canary-1", refresh_token="rt-canary-1")
 

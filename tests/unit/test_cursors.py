@@ -15,9 +15,9 @@ from cronlink.automations.cursors import (
     parse_instant,
     reread_from,
 )
-from cronlink.automations.model import Cursor
 from cronlink.connections.triggers import TriggerModel
 from cronlink.errors import PollError
+from cronlink.records.automations import Cursor
 from cronlink.storable import escaped, flaw
 
 

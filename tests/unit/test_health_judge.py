@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from cronlink.connections.health import Judged, Policy, Probe, judge
-from cronlink.connections.model import Health
+from cronlink.records.connections import Health
 
 OK = Probe(ok=True, status=200, latency_ms=5, detail="HTTP 200")
 THROTTLED = Probe(ok=True, status=429, latency_ms=5, detail="throttled")

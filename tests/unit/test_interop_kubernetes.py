@@ -17,7 +17,7 @@ from cronlink.interop.carry import SECRET_HEADER, Binding, Imported
 from cronlink.interop.kubernetes import export_cronjobs, import_cronjobs
 from cronlink.jobs import HttpTarget, Job, build_job
 from cronlink.policies.misfire import Misfire
-from cronlink.records import Overlap, Tier
+from cronlink.records.runs import Overlap, Tier
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "migration" / "k8s-cronjobs.yaml"
 START = datetime(2026, 2, 20, 13, 7, tzinfo=UTC)

@@ -57,15 +57,15 @@ def _edges(module: str, path: Path) -> Iterator[Edge]:
                 for target in _targets(node):
                     if target != module:
                         yield Edge(module, target, node.lineno, deferred)
-            elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
                 continue
-            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                yield from walk(node.body, True)
-            elif isinstance(node, ast.ClassDef | ast.If | ast.Try | ast.With):
-                for field in ("body", "orelse", "finalbody", "handlers"):
-                    for part in getattr(node, field, []):
-                        yield from walk(part.body if isinstance(part, ast.ExceptHandler)
-                                        else [part], deferred)  # fmt: skip
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            inside = deferred or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.stmt):
+                    yield from walk([child], inside)
+                elif isinstance(child, ast.ExceptHandler | ast.match_case):
+                    yield from walk(child.body, inside)
 
     yield from walk(ast.parse(path.read_text()).body, False)
 
@@ -132,3 +132,60 @@ def test_a_deferred_import_says_what_it_defers() -> None:
 def test_no_module_is_over_the_size_where_a_seam_is_due() -> None:
     sizes = {module: len(path.read_text().splitlines()) for module, path in MODULES.items()}
     assert {module: size for module, size in sizes.items() if size > MAX_LINES} == {}
+
+
+LAYERS = [
+    ("records and rules", {"cronlink.records", "cronlink.errors", "cronlink.clock",
+                           "cronlink.durations", "cronlink.storable", "cronlink.envtext",
+                           "cronlink.scrubbing", "cronlink.loading", "cronlink.cron",
+                           "cronlink.policies", "cronlink.egress", "cronlink.http_client",
+                           "cronlink.signatures"}),
+    ("store", {"cronlink.store"}),
+    ("domain", {"cronlink.jobs", "cronlink.app", "cronlink.context", "cronlink.audit",
+                "cronlink.config", "cronlink.config_models", "cronlink.connections",
+                "cronlink.automations", "cronlink.observe", "cronlink.ai"}),
+    ("engine", {"cronlink.engine"}),
+    ("composition", {"cronlink.compose", "cronlink.services", "cronlink.builtin_jobs",
+                     "cronlink.runtime", "cronlink.control"}),
+    ("interfaces", {"cronlink", "cronlink.web", "cronlink.cli", "cronlink.interop",
+                    "cronlink.sandbox", "cronlink.demo", "cronlink.examples",
+                    "cronlink.__main__"}),
+]  # fmt: skip
+"""The layers, lowest first: a module imports from its own layer and those below."""
+
+UPWARD = {
+    ("cronlink.http_client", "cronlink.observe.spend"):
+        "every request is counted against the attempt that makes it",
+    ("cronlink.runtime", "cronlink.web.server"): "the serve role starts the HTTP service",
+    ("cronlink.runtime", "cronlink.web.secrets"): "the serve role reads the cron secrets",
+}  # fmt: skip
+"""The imports that run upward, each with its reason (at most five)."""
+
+
+def _layer(module: str) -> int:
+    name = module
+    while True:
+        for rank, (_, members) in enumerate(LAYERS):
+            if name in members:
+                return rank
+        if "." not in name:
+            raise AssertionError(f"{module} is in no layer")
+        name = name.rpartition(".")[0]
+
+
+def test_every_module_has_a_layer() -> None:
+    for module in MODULES:
+        _layer(module)
+
+
+def test_imports_run_downward_but_for_a_few_named_ones() -> None:
+    upward = {(e.source, e.target) for e in EDGES if _layer(e.target) > _layer(e.source)}
+    assert upward == set(UPWARD)
+    assert len(UPWARD) <= 5
+
+
+def test_the_store_imports_nothing_above_it() -> None:
+    store = _layer("cronlink.store")
+    assert [
+        e for e in EDGES if e.source.startswith("cronlink.store") and _layer(e.target) > store
+    ] == []

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from prometheus_client import REGISTRY
 
 from cronlink.observe import metrics
-from cronlink.records import Overlap, Reason, Run, RunState, Tier
+from cronlink.records.runs import Overlap, Reason, Run, RunState, Tier
 
 
 def run(job: str) -> Run:

@@ -13,14 +13,14 @@ import pytest
 from multidict import CIMultiDict
 from pydantic import ValidationError
 
-from cronlink.automations.model import Cursor
 from cronlink.automations.poller import Target, _first_request, _next_page, poll
 from cronlink.automations.template import dig, find
 from cronlink.connections.account import Account
-from cronlink.connections.model import Credentials
 from cronlink.connections.providers import Providers, read
 from cronlink.connections.triggers import TriggerModel
 from cronlink.errors import ConfigError, PollError
+from cronlink.records.automations import Cursor
+from cronlink.records.connections import Credentials
 
 BASE = "https://api.example.com"
 PLACEHOLDER = re.compile(r"\{params\.([A-Za-z0-9_]+)\}")

@@ -1,4 +1,4 @@
-"""Pure policies: retry decisions, misfire plans, durations."""
+"""Pure policies: retry decisions, misfire plans, overlap judgements, durations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 
 from cronlink.durations import format_duration, parse_duration
 from cronlink.policies.misfire import Misfire, plan
+from cronlink.policies.overlap import Due, when_due
 from cronlink.policies.retry import Failure, GiveUp, Retry, RetryPolicy
+from cronlink.records.runs import Overlap, Reason, Run, RunState, Tier
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 BOOM = Failure(type_names=("ValueError", "Exception"))
@@ -100,3 +102,32 @@ def test_bad_durations(text: str) -> None:
 def test_format_duration() -> None:
     assert format_duration(timedelta(minutes=60)) == "1h"
     assert format_duration(timedelta(seconds=90)) == "90s"
+
+
+def _due_run(overlap: Overlap, reason: Reason, scheduled: bool = True) -> Run:
+    return Run(
+        id=2, job="j", tier=Tier.LIGHT, reason=reason, state=RunState.QUEUED, payload=None,
+        scheduled_for=NOW if scheduled else None, enqueued_at=NOW, not_before=NOW, attempt=1,
+        max_attempts=1, overlap=overlap, idempotency_key="k",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("overlap", "reason", "scheduled", "due"),
+    [
+        (Overlap.ALLOW, Reason.SCHEDULE, True, Due.START),
+        (Overlap.QUEUE, Reason.MANUAL, False, Due.WAIT),
+        (Overlap.SKIP, Reason.SCHEDULE, True, Due.SKIP),
+        (Overlap.SKIP, Reason.API, True, Due.SKIP),  # an external scheduler naming its instant
+        (Overlap.SKIP, Reason.API, False, Due.START),
+        (Overlap.SKIP, Reason.MANUAL, False, Due.START),
+        (Overlap.REPLACE, Reason.SCHEDULE, True, Due.REPLACE),
+        (Overlap.REPLACE, Reason.ENQUEUE, False, Due.START),
+    ],
+)
+def test_overlap_judges_a_due_run_against_its_jobs_running_ones(
+    overlap: Overlap, reason: Reason, scheduled: bool, due: Due
+) -> None:
+    run = _due_run(overlap, reason, scheduled)
+    assert when_due(run, [1]) is due
+    assert when_due(run, []) is Due.START  # nothing running: every policy starts it

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cronlink.connections.model import Connection, ConnectionState, Health
 from cronlink.connections.tokens import due, expired, retry_in
 from cronlink.errors import RefreshError
+from cronlink.records.connections import Connection, ConnectionState, Health
 
 NOON = datetime(2030, 5, 1, 12, tzinfo=UTC)
 CONNECTION = Connection(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from cronlink.audit import MAX_GROUPS, AuditEntry, RefusalTally
+from cronlink.audit import MAX_GROUPS, RefusalTally
+from cronlink.records.audit import AuditEntry
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ from cronlink.config_models import PricingModel, UsageModel
 from cronlink.errors import ConfigError
 from cronlink.observe.advice import advise, hosted_costs
 from cronlink.observe.usage import report
-from cronlink.records import DayUsage, JobProfile, Tier
+from cronlink.records.runs import DayUsage, JobProfile, Tier
 
 # Ten days into a 30-day month, at midnight: a third of the month has passed.
 NOW = datetime(2026, 11, 11, tzinfo=UTC)

@@ -16,8 +16,8 @@ from cronlink.errors import PollError
 from cronlink.storable import escaped
 
 if TYPE_CHECKING:
-    from cronlink.automations.model import Cursor
     from cronlink.connections.triggers import TriggerModel
+    from cronlink.records.automations import Cursor
 
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 EPOCH_MS_ABOVE = 10**11

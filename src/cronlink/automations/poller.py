@@ -35,9 +35,9 @@ from cronlink.errors import (
 )
 
 if TYPE_CHECKING:
-    from cronlink.automations.model import Cursor
     from cronlink.connections.account import Account
     from cronlink.connections.triggers import TriggerModel
+    from cronlink.records.automations import Cursor
 
 REQUEST_TIMEOUT = 20.0
 Headers = CIMultiDict[str]

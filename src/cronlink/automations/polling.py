@@ -19,10 +19,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from cronlink.automations import slots
-from cronlink.automations.model import PollRecord
 from cronlink.automations.poller import Polled, Target, poll
 from cronlink.errors import AccountPausedError, CronlinkError, PollError, TokenUnavailableError
 from cronlink.observe import metrics
+from cronlink.records.automations import PollRecord
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -30,11 +30,11 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from cronlink.automations.model import Automation
     from cronlink.clock import Clock
     from cronlink.connections.account import Account
     from cronlink.connections.providers import Providers
-    from cronlink.records import NewRun
+    from cronlink.records.automations import Automation
+    from cronlink.records.runs import NewRun
     from cronlink.store.automation_store import AutomationStore
 
     Accounts = Callable[[list[int]], Awaitable[dict[int, Account | CronlinkError]]]

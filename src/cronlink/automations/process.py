@@ -15,16 +15,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from cronlink.automations import http_step, sync
-from cronlink.automations.model import EventState
 from cronlink.automations.steps import StepContext, StepModel, parse_steps
 from cronlink.errors import StepError
 from cronlink.loading import resolve
+from cronlink.records.automations import EventState
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from cronlink.automations.model import Work
     from cronlink.context import RunContext
+    from cronlink.records.automations import Work
 
 MAX_BACKOFF = timedelta(minutes=1)
 

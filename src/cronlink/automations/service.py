@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from cronlink.automations import polling, slots
 from cronlink.automations.cursors import iso, parse_instant
-from cronlink.automations.model import Automation, AutomationState, Cursor, EventState
 from cronlink.automations.polling import Poller
 from cronlink.automations.steps import parse_steps
 from cronlink.clock import Clock, SystemClock
@@ -20,17 +19,18 @@ from cronlink.cron import parse as parse_cron
 from cronlink.cron.fires import next_fire
 from cronlink.errors import ConfigError, CronSyntaxError, PollError
 from cronlink.jobs import new_run
-from cronlink.records import NewRun, Reason, Tier
+from cronlink.records.automations import Automation, AutomationState, Cursor, EventState
+from cronlink.records.runs import NewRun, Reason, Tier
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     import aiohttp
 
-    from cronlink.automations.model import AutomationEvent, Work
     from cronlink.connections.providers import Providers
     from cronlink.connections.service import Connections
     from cronlink.jobs import Job
+    from cronlink.records.automations import AutomationEvent, Work
     from cronlink.store import Store
 
 MIN_INTERVAL = timedelta(seconds=10)

@@ -14,7 +14,6 @@ import aiohttp
 from multidict import CIMultiDict
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cronlink.automations.model import EventState
 from cronlink.connections.account import Account, Answer
 from cronlink.durations import parse_duration
 from cronlink.errors import (
@@ -25,11 +24,12 @@ from cronlink.errors import (
     TokenUnavailableError,
 )
 from cronlink.http_client import as_refusal
+from cronlink.records.automations import EventState
 from cronlink.scrubbing import Scrubber, configured
 
 if TYPE_CHECKING:
-    from cronlink.connections.model import Credentials
     from cronlink.context import RunContext, RunLog
+    from cronlink.records.connections import Credentials
 
 
 class _Strict(BaseModel):

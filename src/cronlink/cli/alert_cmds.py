@@ -14,8 +14,8 @@ from cronlink.cli.show import console, when
 from cronlink.compose import build_app
 from cronlink.errors import ConfigError
 from cronlink.observe.alert_job import Watch, summary_line
-from cronlink.observe.alert_model import Alert, AlertState, Message
 from cronlink.observe.alerts import Evaluation
+from cronlink.records.alerts import Alert, AlertState, Message
 
 if TYPE_CHECKING:
     from cronlink.config import Settings

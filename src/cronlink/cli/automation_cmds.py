@@ -12,19 +12,19 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
-from cronlink.automations.model import EventState
 from cronlink.cli.options import print_json, run_async, settings_from, settings_options
 from cronlink.cli.show import console, when
 from cronlink.compose import build_app
 from cronlink.durations import parse_duration
+from cronlink.records.automations import EventState
 from cronlink.services import automations_for
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from cronlink.automations.model import Automation, AutomationEvent
     from cronlink.automations.service import Automations
     from cronlink.config import Settings
+    from cronlink.records.automations import Automation, AutomationEvent
 
 
 def _call(settings: Settings, fn: Callable[[Automations], Awaitable[Any]]) -> Any:

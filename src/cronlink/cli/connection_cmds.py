@@ -23,7 +23,7 @@ from cronlink.cli.options import print_json, run_async, settings_from, settings_
 from cronlink.cli.show import console, when
 from cronlink.compose import build_app
 from cronlink.connections.crypto import generate_key
-from cronlink.connections.model import ConnectionState
+from cronlink.records.connections import ConnectionState
 from cronlink.sandbox import Sandbox
 from cronlink.sandbox.grants import CLIENT_ID
 from cronlink.services import connections_for, providers_for
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from cronlink.config import Settings
-    from cronlink.connections.model import Connection
     from cronlink.connections.service import Connections
+    from cronlink.records.connections import Connection
 
 
 def _call(settings: Settings, fn: Callable[[Connections], Awaitable[Any]]) -> Any:

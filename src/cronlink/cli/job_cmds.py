@@ -23,13 +23,13 @@ from cronlink.cli.options import (
 from cronlink.cli.show import console, run_dict, when
 from cronlink.compose import build_app
 from cronlink.cron import parse
-from cronlink.records import RunState, Tier
+from cronlink.records.runs import RunState, Tier
 from cronlink.runtime import open_store, run_roles
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from cronlink.records import Run
+    from cronlink.records.runs import Run
 
 
 @click.command()

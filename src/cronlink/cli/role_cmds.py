@@ -17,7 +17,7 @@ from cronlink.compose import compose
 from cronlink.config import Settings
 from cronlink.errors import CronlinkError
 from cronlink.observe import metrics
-from cronlink.records import Tier
+from cronlink.records.runs import Tier
 from cronlink.runtime import open_store, run_roles
 
 if TYPE_CHECKING:

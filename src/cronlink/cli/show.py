@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from cronlink.config import Settings
-    from cronlink.records import Run
+    from cronlink.records.runs import Run
 
 console = Console(width=None if Console().is_terminal else 160)
 

@@ -9,10 +9,10 @@ import click
 from rich.table import Table
 
 from cronlink import control
-from cronlink.api_tokens import ApiToken, Scope
 from cronlink.cli.options import print_json, settings_from, settings_options, with_store
 from cronlink.cli.show import console, when
 from cronlink.durations import parse_duration
+from cronlink.records.api_tokens import ApiToken, Scope
 
 if TYPE_CHECKING:
     from datetime import timedelta

@@ -15,11 +15,11 @@ from cronlink.cli.show import console
 from cronlink.compose import build_app
 from cronlink.observe import advice
 from cronlink.observe.usage import UsageReport, measured
-from cronlink.records import Tier
+from cronlink.records.runs import Tier
 
 if TYPE_CHECKING:
     from cronlink.config import Settings
-    from cronlink.records import JobProfile
+    from cronlink.records.runs import JobProfile
     from cronlink.store import Store
 
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from cronlink.clock import Clock
-    from cronlink.connections.model import Connection, Credentials
+    from cronlink.records.connections import Connection, Credentials
     from cronlink.store.connection_store import ConnectionStore
 
 DEFAULT_PAUSE = 60.0

@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import timedelta
 
-    from cronlink.connections.model import Connection
     from cronlink.connections.providers import Provider
     from cronlink.connections.service import Connections
+    from cronlink.records.connections import Connection
 
 SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,200}")
 """One scope token (RFC 6749 §3.3)."""

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from cronlink.connections import health
 from cronlink.connections.account import Account, Gate
-from cronlink.connections.model import Health, HealthCheck
 from cronlink.errors import (
     AccountPausedError,
     ConnectionUnusableError,
@@ -23,6 +22,7 @@ from cronlink.errors import (
     SecretKeyError,
     TokenUnavailableError,
 )
+from cronlink.records.connections import Health, HealthCheck
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     import aiohttp
 
     from cronlink.clock import Clock
-    from cronlink.connections.model import Connection, Credentials, Sealed
     from cronlink.connections.providers import Providers
+    from cronlink.records.connections import Connection, Credentials, Sealed
     from cronlink.store.connection_store import ConnectionStore
 
 PAGE = 500

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from cronlink.connections import SECRET_KEY_ENV
-from cronlink.connections.model import Secrets
 from cronlink.errors import SecretKeyError
+from cronlink.records.connections import Secrets
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

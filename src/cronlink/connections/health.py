@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from cronlink.connections.model import Health
 from cronlink.errors import AddressRefusedError
+from cronlink.records.connections import Health
 
 if TYPE_CHECKING:
     from cronlink.connections.account import Account

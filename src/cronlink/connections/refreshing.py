@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 from cronlink.connections import tokens
 from cronlink.connections.account import DEFAULT_PAUSE
-from cronlink.connections.model import Connection, ConnectionState, Sealed, Secrets
 from cronlink.errors import ConnectionUnusableError, RefreshError, StoreError
 from cronlink.jobs import new_run
 from cronlink.observe import metrics
-from cronlink.records import Reason
+from cronlink.records.connections import Connection, ConnectionState, Sealed, Secrets
+from cronlink.records.runs import Reason
 from cronlink.store.base import SavedRefresh
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from cronlink.connections.crypto import Vault
     from cronlink.connections.providers import Providers
     from cronlink.jobs import Job
-    from cronlink.records import NewRun
+    from cronlink.records.runs import NewRun
     from cronlink.store.connection_store import ConnectionStore
 
 log = logging.getLogger("cronlink.connections")

@@ -13,14 +13,6 @@ from cronlink.clock import Clock, SystemClock
 from cronlink.connections import keys, refreshing, tokens
 from cronlink.connections.account import Account, Pauses
 from cronlink.connections.checks import HealthChecker
-from cronlink.connections.model import (
-    Connection,
-    ConnectionState,
-    Credentials,
-    Event,
-    Sealed,
-    Secrets,
-)
 from cronlink.errors import (
     ConfigError,
     ConnectionNotFoundError,
@@ -28,6 +20,14 @@ from cronlink.errors import (
     CronlinkError,
     RefreshError,
     TokenUnavailableError,
+)
+from cronlink.records.connections import (
+    Connection,
+    ConnectionState,
+    Credentials,
+    Event,
+    Sealed,
+    Secrets,
 )
 
 if TYPE_CHECKING:

@@ -23,8 +23,8 @@ from cronlink.errors import AddressRefusedError, ConfigError, RefreshError
 from cronlink.scrubbing import Scrubber, configured
 
 if TYPE_CHECKING:
-    from cronlink.connections.model import Connection
     from cronlink.connections.providers import Provider
+    from cronlink.records.connections import Connection
 
 TIMEOUT = 30.0
 """Seconds a token request may take by default; the refresh lease is twice as long."""

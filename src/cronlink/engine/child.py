@@ -21,16 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from cronlink import errors
 from cronlink.connections import SECRET_KEY_ENV
-from cronlink.connections.model import Credentials
 from cronlink.context import RunContext, RunLog
 from cronlink.egress import EgressPolicy
 from cronlink.loading import resolve
 from cronlink.observe import spend
+from cronlink.records.connections import Credentials
+from cronlink.records.runs import Spend
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-    from cronlink.automations.model import Work
+    from cronlink.records.automations import Work
 
 
 PR_SET_PDEATHSIG = 1
@@ -114,7 +115,7 @@ def _encode(result: Any) -> str | None:
     return None if result is None else json.dumps(result, default=str)
 
 
-def _spent(spent: spend.Spend) -> tuple[int, int]:
+def _spent(spent: Spend) -> tuple[int, int]:
     """Requests made and CPU milliseconds used by this process and its children."""
     used = sum(
         usage.ru_utime + usage.ru_stime

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from cronlink.clock import Clock
-    from cronlink.records import Run
+    from cronlink.records.runs import Run
     from cronlink.store import Outcome, Store
 
 log = logging.getLogger("cronlink.worker")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from cronlink.jobs import HttpTarget
-    from cronlink.records import Run
+    from cronlink.records.runs import Run
 
 EXCERPT_BYTES = 2048
 QUOTE_MARGIN = 2048

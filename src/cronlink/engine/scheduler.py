@@ -20,7 +20,7 @@ from cronlink.cron import next_fire
 from cronlink.jobs import new_run, with_overrides
 from cronlink.observe import logs, metrics
 from cronlink.policies.misfire import plan
-from cronlink.records import Reason, RunState, Schedule
+from cronlink.records.runs import Reason, RunState, Schedule
 from cronlink.store import ScheduleAdvance, Tick
 
 if TYPE_CHECKING:

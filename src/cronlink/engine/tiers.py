@@ -22,6 +22,7 @@ from cronlink.engine import child, http_target
 from cronlink.errors import CronlinkError, carried
 from cronlink.http_client import egress_of
 from cronlink.observe import spend
+from cronlink.records.runs import Spend
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from cronlink.context import RunContext
     from cronlink.egress import EgressPolicy
     from cronlink.jobs import Job
-    from cronlink.records import Run
+    from cronlink.records.runs import Run
 
 RESULT_CHARS = 4000
 TERMINATE_GRACE = 3.0
@@ -238,7 +239,7 @@ class _Meter:
     CPU time and memory integrated over time, kept current so that an attempt that is
     killed or times out still has what it spent."""
 
-    def __init__(self, process: psutil.Process, spent: spend.Spend | None) -> None:
+    def __init__(self, process: psutil.Process, spent: Spend | None) -> None:
         self.process = process
         self.spent = spent
         self._last = time.monotonic()

@@ -27,7 +27,7 @@ from cronlink.errors import AddressRefusedError, UnknownJobError
 from cronlink.jobs import new_run
 from cronlink.observe import logs, metrics, spend
 from cronlink.policies.retry import Failure, GiveUp, Retry
-from cronlink.records import Reason, RunError, RunState, Tier
+from cronlink.records.runs import Reason, RunError, RunState, Spend, Tier
 from cronlink.scrubbing import Scrubber, configured
 from cronlink.storable import escaped
 from cronlink.store import ClaimRequest, Outcome
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from cronlink.context import AutomationAccess, ConnectionAccess
     from cronlink.jobs import Job
     from cronlink.observe.alert_job import Watch
-    from cronlink.records import Run
+    from cronlink.records.runs import Run
     from cronlink.store import Store
 
 log = logging.getLogger("cronlink.worker")
@@ -231,7 +231,7 @@ class Worker:
     async def _timed_attempt(self, run: Run) -> Outcome:
         started = time.monotonic()
         logbook = RunLog(run.job, run.id)
-        counting = spend.spending() if self.metered else contextlib.nullcontext(spend.Spend())
+        counting = spend.spending() if self.metered else contextlib.nullcontext(Spend())
         with counting as spent, logs.attempt(run.id, run.job):
             outcome = await self._attempt(run, logbook)
         return _recorded(

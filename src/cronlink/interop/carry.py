@@ -22,7 +22,7 @@ from cronlink.config_models import JobModel
 from cronlink.durations import format_duration
 from cronlink.errors import ConfigError
 from cronlink.jobs import DEFAULT_TIMEOUT
-from cronlink.records import Tier
+from cronlink.records.runs import Tier
 
 APP_URL = "${APP_URL}"
 """Where imported HTTP targets call by default: the environment's APP_URL."""

@@ -31,7 +31,7 @@ from cronlink.interop.carry import (
 from cronlink.interop.dialects import KUBERNETES, Untranslatable, from_vixie, to_vixie
 from cronlink.jobs import Job, schedule
 from cronlink.policies.misfire import ON_TIME, Misfire
-from cronlink.records import Overlap
+from cronlink.records.runs import Overlap
 
 _OVERLAP = {"Allow": "allow", "Forbid": "skip", "Replace": "replace"}
 _POLICY = {Overlap(ours): theirs for theirs, ours in _OVERLAP.items()} | {Overlap.QUEUE: "Forbid"}

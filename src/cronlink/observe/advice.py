@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cronlink.records import Tier
+from cronlink.records.runs import Tier
 
 if TYPE_CHECKING:
     from cronlink.config_models import PricingModel
     from cronlink.observe.usage import UsageReport
-    from cronlink.records import JobProfile
+    from cronlink.records.runs import JobProfile
 
 LIGHT_TIMEOUT_S = 30.0
 """A hosted light runner's wall-time limit per invocation."""

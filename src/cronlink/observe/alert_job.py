@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from cronlink.observe.alert_model import Policy
 from cronlink.observe.alerts import Evaluation, evaluate
 from cronlink.observe.usage import UsageReport, measured
+from cronlink.records.alerts import Policy
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -12,22 +12,22 @@ from typing import TYPE_CHECKING
 
 from cronlink.cron import next_fire
 from cronlink.durations import format_duration
-from cronlink.observe.alert_model import Finding
-from cronlink.records import RunState, Tier
+from cronlink.records.alerts import Finding
+from cronlink.records.runs import RunState, Tier
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
     from datetime import datetime
 
     from cronlink.jobs import Job
-    from cronlink.observe.alert_model import (
+    from cronlink.observe.usage import UsageReport
+    from cronlink.records.alerts import (
         ConnectionFacts,
         Facts,
         JobFacts,
         Policy,
         TriggerFacts,
     )
-    from cronlink.observe.usage import UsageReport
 
 FAILED = {RunState.FAILED.value, RunState.TIMED_OUT.value, RunState.DEAD.value}
 P95_MIN_RUNS = 5

@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING
 
 from cronlink.durations import format_duration
 from cronlink.jobs import with_overrides
-from cronlink.observe.alert_model import Message, Owed
 from cronlink.observe.alert_rules import findings, runs_needed, usage_quota
+from cronlink.records.alerts import Message, Owed
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from cronlink.jobs import Job
-    from cronlink.observe.alert_model import Alert, Policy
     from cronlink.observe.notify import Notifier
     from cronlink.observe.usage import UsageReport
+    from cronlink.records.alerts import Alert, Policy
     from cronlink.store import Store
 
 LEASE = timedelta(minutes=5)

@@ -30,13 +30,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import REGISTRY
 
-from cronlink.records import RunState, Tier
+from cronlink.records.runs import RunState, Tier
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from datetime import datetime
 
-    from cronlink.records import Run, Snapshot
+    from cronlink.records.runs import Run, Snapshot
 
 # Light runs take milliseconds to seconds; heavy ones up to an hour.
 _DURATION_BUCKETS = (

@@ -30,7 +30,7 @@ from cronlink.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from cronlink.observe.alert_model import Message
+    from cronlink.records.alerts import Message
 
 log = logging.getLogger("cronlink.alerts")
 # Apprise quotes whole URLs, tokens and passwords included, even in its error lines: it is

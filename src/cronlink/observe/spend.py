@@ -9,20 +9,11 @@ context variable, so light runs sharing one session are still told apart.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import aiohttp
 
-
-@dataclass(slots=True)
-class Spend:
-    requests: int = 0
-    cpu_ms: int | None = None
-    """Heavy runs: CPU time of the run's process and its children."""
-    memory_mib_s: float | None = None
-    """Heavy runs: resident memory integrated over the attempt (MiB x seconds)."""
-
+from cronlink.records.runs import Spend
 
 _current: ContextVar[Spend | None] = ContextVar("cronlink_spend", default=None)
 

@@ -10,14 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cronlink.jobs import with_overrides
-from cronlink.records import Tier
+from cronlink.records.runs import Tier
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from cronlink.config_models import UsageModel
     from cronlink.jobs import Job
-    from cronlink.records import DayUsage
+    from cronlink.records.runs import DayUsage
     from cronlink.store import Store
 
 

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, or_, select
 
-from cronlink.observe.alert_model import (
+from cronlink.records.alerts import (
     ConnectionFacts,
     Facts,
     JobFacts,
     RecentRun,
     TriggerFacts,
 )
-from cronlink.records import RunState
+from cronlink.records.runs import RunState
 from cronlink.store.schema import automations, connections, fires, jobs, runs
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cronlink.observe.alert_model import Alert, AlertState, Owed
+from cronlink.records.alerts import Alert, AlertState, Owed
 from cronlink.store import alert_queries
 from cronlink.store.schema import alert_windows, alerts
 from cronlink.store.verbs import SubStore, reads, writes
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import ColumnElement, Connection, Row
 
-    from cronlink.observe.alert_model import Finding
+    from cronlink.records.alerts import Finding
 
 CAS_TRIES = 20
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
 
-from cronlink.audit import AuditEntry
+from cronlink.records.audit import AuditEntry
 from cronlink.store.schema import audit_log
 from cronlink.store.verbs import SubStore, reads
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
 
-    from cronlink.records import NewRun
+    from cronlink.records.runs import NewRun
 
 DETAIL_CHARS = 2000
 

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 
-from cronlink.automations.model import (
+from cronlink.errors import AutomationNotFoundError, ConfigError
+from cronlink.records.automations import (
     Automation,
     AutomationState,
     Cursor,
     EventState,
     PollRecord,
 )
-from cronlink.errors import AutomationNotFoundError, ConfigError
-from cronlink.records import Tier
+from cronlink.records.runs import Tier
 from cronlink.storable import escaped, to_json
 from cronlink.store import queries
 from cronlink.store.schema import automation_events as events
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection as Db
 
-    from cronlink.records import NewRun
+    from cronlink.records.runs import NewRun
 
 KEYS_PER_QUERY = 500
 NO_PROCESS_JOB = "automations need the process-automation job ([connections])"

@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from cronlink.observe.spend import Spend
+from cronlink.records.runs import Spend
 from cronlink.store import metric_queries, migrate, queries, rate_buckets, usage_queries
 from cronlink.store.alert_store import AlertStore
 from cronlink.store.audit_store import AuditStore
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
 
-    from cronlink.audit import AuditEntry
-    from cronlink.connections.model import Sealed
-    from cronlink.records import (
+    from cronlink.records.audit import AuditEntry
+    from cronlink.records.connections import Sealed
+    from cronlink.records.runs import (
         NewRun,
         Run,
         RunError,

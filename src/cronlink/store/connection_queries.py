@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, insert, or_, select, update
 
-from cronlink.connections.model import (
+from cronlink.errors import ConnectionNotFoundError
+from cronlink.records.connections import (
     Connection,
     ConnectionState,
     Event,
@@ -19,7 +20,6 @@ from cronlink.connections.model import (
     HealthCheck,
     Sealed,
 )
-from cronlink.errors import ConnectionNotFoundError
 from cronlink.storable import escaped
 from cronlink.store import queries
 from cronlink.store.schema import Instant, from_micros
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection as Db
 
-    from cronlink.records import NewRun
+    from cronlink.records.runs import NewRun
 
 PUBLIC_COLUMNS = [c for c in table.c if c.name not in ("secrets", "key_id", "refresh_lock",
                                                   "refresh_lock_until")]  # fmt: skip

@@ -12,7 +12,7 @@ from cronlink.store.verbs import SubStore, reads, writes
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from cronlink.connections.model import HealthCheck, Sealed
+    from cronlink.records.connections import HealthCheck, Sealed
     from cronlink.store.base import SavedRefresh
 
 

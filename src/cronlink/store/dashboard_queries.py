@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import BigInteger, func, select, text, type_coerce
 
-from cronlink.records import RunState
+from cronlink.records.runs import RunState
 from cronlink.store.automation_queries import automation_from
 
 # The connection domain's own row mapping, so the dashboard can never select the secrets.
@@ -34,9 +34,9 @@ from cronlink.store.schema import (
 if TYPE_CHECKING:
     from sqlalchemy import Connection as Db
 
-    from cronlink.automations.model import Automation
-    from cronlink.connections.model import Connection
-    from cronlink.records import Run
+    from cronlink.records.automations import Automation
+    from cronlink.records.connections import Connection
+    from cronlink.records.runs import Run
     from cronlink.store.base import Store
 
 HOUR_MICROS = 3_600_000_000

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
 
-from cronlink.automations.model import AutomationEvent, EventState, Work
 from cronlink.errors import AutomationNotFoundError, ConfigError
-from cronlink.records import RunState, Tier
+from cronlink.records.automations import AutomationEvent, EventState, Work
+from cronlink.records.runs import RunState, Tier
 from cronlink.storable import escaped
 from cronlink.store import automation_queries as q
 from cronlink.store import queries
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection as Db
 
-    from cronlink.records import NewRun
+    from cronlink.records.runs import NewRun
 
 _OPEN = (EventState.PENDING.value, EventState.RUNNING.value)
 

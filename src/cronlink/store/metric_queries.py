@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
-from cronlink.records import QueueState, RunState, Snapshot, Tier
+from cronlink.records.runs import QueueState, RunState, Snapshot, Tier
 from cronlink.store.schema import connections, runs
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
 
-    from cronlink.records import Schedule
+    from cronlink.records.runs import Schedule
 
 Pairs = list[tuple[str, str]]
 """(cron, time zone) of each schedule."""

@@ -40,9 +40,9 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from sqlalchemy import Connection
 
-    from cronlink.audit import AuditEntry
-    from cronlink.connections.model import Sealed
-    from cronlink.records import NewRun, Run, Schedule, Tier
+    from cronlink.records.audit import AuditEntry
+    from cronlink.records.connections import Sealed
+    from cronlink.records.runs import NewRun, Run, Schedule, Tier
     from cronlink.store.base import (
         Done,
         SavedRefresh,

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from sqlalchemy import Connection
 
-    from cronlink.audit import AuditEntry
-    from cronlink.records import NewRun, Tier
+    from cronlink.records.audit import AuditEntry
+    from cronlink.records.runs import NewRun, Tier
 
 _INSERT_ONCE = insert_sql(psycopg_param, suffix=f"{ON_DEDUPE_KEY} RETURNING id")
 _RUN_OF_KEY = "SELECT id FROM runs WHERE dedupe_key = %(dedupe_key)s"

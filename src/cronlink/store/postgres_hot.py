@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
+from cronlink.policies.overlap import overlap_matters
 from cronlink.store.base import Completion
-from cronlink.store.fates import overlap_matters
 from cronlink.store.postgres_overlap import judged
 from cronlink.store.postgres_sql import sql
 from cronlink.store.rows import run_from_mapping
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
     from sqlalchemy import Connection
 
-    from cronlink.records import Run, Schedule
+    from cronlink.records.runs import Run, Schedule
     from cronlink.store.base import ClaimRequest, Done, ScheduleAdvance, Tick
 
 _NAMES = [c.name for c in runs.columns]

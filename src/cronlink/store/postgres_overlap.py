@@ -1,5 +1,5 @@
 """Overlap on PostgreSQL: a claim is committed first, then judged against its job's other
-running runs in a transaction holding the job's advisory lock (`fates.when_due` decides).
+running runs in a transaction holding the job's advisory lock (`policies.overlap.when_due` decides).
 
 Claims commit before they are judged so that a worker's turn stays one statement; the
 judgement of one job is serialized across workers by the lock.
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from sqlalchemy import text
 
-from cronlink.records import Overlap
-from cronlink.store.fates import Due, for_an_instant, overlap_matters, skip_message, when_due
+from cronlink.policies.overlap import Due, for_an_instant, overlap_matters, skip_message, when_due
+from cronlink.records.runs import Overlap
 from cronlink.store.postgres_sql import sql
 from cronlink.store.schema import to_micros
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from psycopg import AsyncConnection
 
-    from cronlink.records import Run
+    from cronlink.records.runs import Run
 
 log = logging.getLogger("cronlink.store")
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from psycopg import AsyncConnection
 
-    from cronlink.connections.model import Sealed
+    from cronlink.records.connections import Sealed
     from cronlink.store.base import SavedRefresh
 
 FOLLOW_UP = insert_sql(

@@ -12,7 +12,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cronlink.errors import RunNotFoundError
-from cronlink.records import RunState, Tier, Usage
+from cronlink.records.runs import RunState, Tier, Usage
 from cronlink.store import run_insert
 from cronlink.store.rows import fire_from_row, run_from_row, schedule_from_row
 from cronlink.store.schema import DEDUPE_KEYED, fires, jobs, runs, schedules
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
 
-    from cronlink.records import Fire, NewRun, Run, Schedule, Tier
+    from cronlink.records.runs import Fire, NewRun, Run, Schedule, Tier
     from cronlink.store.base import RunFilter
 
 CHUNK = 400

@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from cronlink.records import Fate, Fire, Overlap, Reason, Run, RunError, RunState, Schedule, Tier
+from cronlink.records.runs import (
+    Fate,
+    Fire,
+    Overlap,
+    Reason,
+    Run,
+    RunError,
+    RunState,
+    Schedule,
+    Tier,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import String
 from sqlalchemy.dialects import postgresql
 
-from cronlink.records import NewRun, RunState
+from cronlink.records.runs import NewRun, RunState
 from cronlink.storable import to_json
 from cronlink.store.schema import micros_or_none, runs, to_micros
 

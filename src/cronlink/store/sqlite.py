@@ -34,9 +34,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime, timedelta
 
-    from cronlink.audit import AuditEntry
-    from cronlink.connections.model import Sealed
-    from cronlink.records import NewRun, Run, Schedule, Tier
+    from cronlink.records.audit import AuditEntry
+    from cronlink.records.connections import Sealed
+    from cronlink.records.runs import NewRun, Run, Schedule, Tier
     from cronlink.store.base import (
         ClaimRequest,
         Done,

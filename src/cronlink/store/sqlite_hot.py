@@ -11,8 +11,9 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from cronlink.records import Fate, RunState
-from cronlink.store.fates import Due, fire_fate, overlap_matters, skip_message, when_due
+from cronlink.policies.overlap import Due, overlap_matters, skip_message, when_due
+from cronlink.records.runs import Fate, RunState
+from cronlink.store.fates import fire_fate
 from cronlink.store.rows import run_from_mapping
 from cronlink.store.run_insert import insert_sql, raw_row, raw_values, sqlite_param
 from cronlink.store.schema import ON_DEDUPE_KEY, Instant, from_micros, runs, to_micros
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from datetime import datetime
 
-    from cronlink.audit import AuditEntry
-    from cronlink.records import NewRun, Run, Tier
+    from cronlink.records.audit import AuditEntry
+    from cronlink.records.runs import NewRun, Run, Tier
     from cronlink.store.base import Outcome, ScheduleAdvance, Tick
 
 CHUNK = 400

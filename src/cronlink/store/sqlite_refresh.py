@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import sqlite3
     from datetime import datetime
 
-    from cronlink.connections.model import Sealed
+    from cronlink.records.connections import Sealed
     from cronlink.store.base import SavedRefresh
 
 TAKE = f"""

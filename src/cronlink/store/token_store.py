@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
 
-from cronlink.api_tokens import ApiToken, Scope
 from cronlink.errors import TokenNotFoundError
+from cronlink.records.api_tokens import ApiToken, Scope
 from cronlink.store.schema import api_tokens
 from cronlink.store.verbs import SubStore, reads, writes
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import BigInteger, func, select, type_coerce
 
-from cronlink.records import DayUsage, JobProfile, RunState, Tier
+from cronlink.records.runs import DayUsage, JobProfile, RunState, Tier
 from cronlink.store.percentiles import percentiles
 from cronlink.store.schema import enqueued_since, runs
 

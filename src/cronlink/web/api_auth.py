@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
-from cronlink.api_tokens import PREFIX, ApiToken, Scope, digest
+from cronlink.records.api_tokens import PREFIX, ApiToken, Scope, digest
 from cronlink.web.limits import retry_after
 
 if TYPE_CHECKING:

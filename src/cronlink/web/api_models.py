@@ -10,10 +10,10 @@ from fastapi import Path as PathParam
 from fastapi import Query
 from pydantic import BaseModel, BeforeValidator, Field
 
-from cronlink.automations.model import Automation, AutomationEvent
 from cronlink.clock import utc_instant
-from cronlink.connections.model import Connection
-from cronlink.records import Run
+from cronlink.records.automations import Automation, AutomationEvent
+from cronlink.records.connections import Connection
+from cronlink.records.runs import Run
 
 
 def _iso(value: object) -> datetime:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from cronlink.api_tokens import ApiToken, Scope
+from cronlink.records.api_tokens import ApiToken, Scope
 from cronlink.web.api_auth import caller
 from cronlink.web.api_models import AuditLine, AuditPage, Before, Instant, JobUsage, UsageReport
 

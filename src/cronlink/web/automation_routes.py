@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from cronlink.api_tokens import ApiToken, Scope
-from cronlink.automations.model import Automation, AutomationEvent, EventState
 from cronlink.automations.service import Automations
+from cronlink.records.api_tokens import ApiToken, Scope
+from cronlink.records.automations import Automation, AutomationEvent, EventState
 from cronlink.web.api_auth import Refused, caller
 from cronlink.web.api_models import MAX_ID, After, AutomationPage, EventPage, Id, Name
 

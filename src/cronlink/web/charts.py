@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 from markupsafe import Markup, escape
 
-from cronlink.records import RunState, Tier
+from cronlink.records.runs import RunState, Tier
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import date
 
-    from cronlink.records import DayUsage
+    from cronlink.records.runs import DayUsage
     from cronlink.store.dashboard_queries import HourCount, RunPoint
 
 WIDTH = 600

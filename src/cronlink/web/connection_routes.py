@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from cronlink.api_tokens import ApiToken, Scope
-from cronlink.connections.model import Connection, ConnectionState, Event
 from cronlink.connections.service import Connections
+from cronlink.records.api_tokens import ApiToken, Scope
+from cronlink.records.connections import Connection, ConnectionState, Event
 from cronlink.web.api_auth import Refused, caller
 from cronlink.web.api_models import After, ConnectionPage, Id, NewConnection
 

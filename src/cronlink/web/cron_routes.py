@@ -18,7 +18,7 @@ from cronlink.web.api_models import CronRun, Name, Tick
 from cronlink.web.limits import retry_after
 
 if TYPE_CHECKING:
-    from cronlink.audit import AuditEntry
+    from cronlink.records.audit import AuditEntry
     from cronlink.web.service import WebService
 
 SCHEDULE_HEADERS = ("X-CloudScheduler-ScheduleTime", "X-Cronlink-Scheduled-Time")

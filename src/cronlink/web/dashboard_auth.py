@@ -29,9 +29,9 @@ from urllib.parse import parse_qs
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from fastapi import Request
 
-from cronlink.api_tokens import ApiToken, Scope, digest
 from cronlink.connections import SECRET_KEY_ENV
 from cronlink.connections.crypto import Vault
+from cronlink.records.api_tokens import ApiToken, Scope, digest
 from cronlink.web.api_auth import token_of
 from cronlink.web.limits import Limiter
 

@@ -34,7 +34,7 @@ from cronlink.web.dashboard_auth import (
 )
 
 if TYPE_CHECKING:
-    from cronlink.audit import AuditEntry
+    from cronlink.records.audit import AuditEntry
     from cronlink.web.service import WebService
 
 STYLESHEET = (Path(__file__).parent / "templates" / "dashboard.css").read_bytes()

@@ -14,7 +14,7 @@ from cronlink.cron import explain, iter_fires
 from cronlink.jobs import with_overrides
 from cronlink.observe import advice
 from cronlink.observe.usage import measured
-from cronlink.records import Tier
+from cronlink.records.runs import Tier
 from cronlink.store import RunFilter
 from cronlink.store.dashboard_queries import DashboardQueries
 from cronlink.web import charts

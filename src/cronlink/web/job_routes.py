@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request
 
 from cronlink import control
-from cronlink.api_tokens import ApiToken, Scope
-from cronlink.records import RunState
+from cronlink.records.api_tokens import ApiToken, Scope
+from cronlink.records.runs import RunState
 from cronlink.store import RunFilter
 from cronlink.web.api_auth import caller
 from cronlink.web.api_models import (
@@ -29,7 +29,7 @@ from cronlink.web.api_models import (
 )
 
 if TYPE_CHECKING:
-    from cronlink.audit import AuditEntry
+    from cronlink.records.audit import AuditEntry
     from cronlink.web.service import WebService
 
 

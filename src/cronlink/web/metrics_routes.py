@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from cronlink.api_tokens import ApiToken, Scope
 from cronlink.observe import metrics
+from cronlink.records.api_tokens import ApiToken, Scope
 from cronlink.web.api_auth import caller
 
 if TYPE_CHECKING:

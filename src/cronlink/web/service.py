@@ -9,11 +9,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cronlink.audit import AuditEntry, RefusalTally
+from cronlink.audit import RefusalTally
 from cronlink.clock import Clock, SystemClock
 from cronlink.config_models import PricingModel, UsageModel
 from cronlink.engine.scheduler import HEARTBEAT, Scheduler, TickReport
 from cronlink.errors import StoreError
+from cronlink.records.audit import AuditEntry
 
 log = logging.getLogger("cronlink.web")
 

@@ -193,3 +193,12 @@ class JobProfile:
     p95_ms: int | None
     peak_memory: int | None
     """The most any of its heavy runs held (light runs share their worker's memory)."""
+
+
+@dataclass(slots=True)
+class Spend:
+    requests: int = 0
+    cpu_ms: int | None = None
+    """Heavy runs: CPU time of the run's process and its children."""
+    memory_mib_s: float | None = None
+    """Heavy runs: resident memory integrated over the attempt (MiB x seconds)."""
