@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cronlink.config_models import (
+    AiModel,
     AlertsModel,
     AutomationsModel,
     ConnectionsModel,
@@ -51,6 +52,8 @@ class Settings:
     pricing: PricingModel = field(default_factory=PricingModel)
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     """What outbound requests may reach: public addresses only unless opened."""
+    ai: AiModel = field(default_factory=AiModel)
+    """`[ai.models.NAME]`: the chat models automations may call."""
 
 
 def load_settings(
@@ -81,6 +84,7 @@ def load_settings(
         alerts=parsed.alerts,
         usage=parsed.usage,
         pricing=parsed.pricing,
+        ai=parsed.ai,
         egress=policy_from(parsed.allow_private_networks, parsed.private_networks, os.environ),
     )
 
@@ -97,8 +101,8 @@ def read_file(path: Path) -> FileModel:
         return FileModel.model_validate(data)
     except ValidationError as error:
         first: dict[str, Any] = dict(error.errors()[0])
-        if first["loc"][:2] == ("alerts", "urls"):
-            first.pop("input", None)  # an alert URL holds its channel's secret
+        if first["loc"][:2] == ("alerts", "urls") or "api_key" in first["loc"]:
+            first.pop("input", None)  # an alert URL holds its channel's secret; a key is one
         raise ConfigError(f"{path}: {_key(first['loc'], data)}: {_problem(first)}") from None
 
 

@@ -346,6 +346,70 @@ class PricingModel(_Strict):
     """Memory a heavy service instance is given: it is billed for that while it runs."""
 
 
+def _api_key(value: str) -> str:
+    if not _KEY_REFERENCE.fullmatch(value):
+        raise ValueError(
+            "must name an environment variable, written like ${OPENAI_API_KEY}: a key "
+            "written in the file is refused (files get copied, committed and shown)"
+        )
+    return value
+
+
+_KEY_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+ModelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+class ChatModelModel(_Strict):
+    """`[ai.models.NAME]`: a chat model the `ai` step and `ctx.ai` may call."""
+
+    base_url: Annotated[str, Field(max_length=2000)]
+    """Where the protocol's paths start, like https://api.openai.com/v1."""
+    model: Annotated[str, Field(min_length=1, max_length=200)]
+    """The provider's id of the model, like gpt-4o-mini."""
+    api_key: Annotated[str, AfterValidator(_api_key), Field(repr=False)]
+    """`${NAME}`, read from the environment when a call is made."""
+    protocol: Literal["openai"] = "openai"
+    """The wire format: OpenAI's chat completions, which most hosted and local servers
+    speak (the only one so far)."""
+    timeout: Span = timedelta(seconds=60)
+    """Each request's deadline, the answer read whole."""
+    max_output_tokens: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1024
+    """The answer's length unless a step asks for less or more."""
+    input_price: Annotated[float, Field(ge=0, le=MAX_AMOUNT)] = 0.0
+    """US dollars per million input (prompt) tokens."""
+    output_price: Annotated[float, Field(ge=0, le=MAX_AMOUNT)] = 0.0
+    """US dollars per million output (completion) tokens."""
+    rpm: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None
+    """Requests a minute the provider allows this key."""
+    tpm: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None
+    """Tokens a minute the provider allows this key."""
+    budget_usd: Annotated[float, Field(gt=0, le=MAX_AMOUNT)] | None = None
+    """What this model may cost."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+            raise ValueError(f"{value!r} is not a base URL like https://api.openai.com/v1")
+        if parts.username or parts.password or parts.fragment:
+            raise ValueError("give the base URL alone: no credentials nor fragment in it")
+        return value.rstrip("/")
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: timedelta) -> timedelta:
+        if value > timedelta(hours=1):
+            raise ValueError(f"{format_duration(value)} is too long; give at most 1h")
+        return _at_least(value, timedelta(seconds=1))
+
+
+class AiModel(_Strict):
+    """`[ai]`: the chat models automations may call, by name."""
+
+    models: Annotated[dict[ModelName, ChatModelModel], Field(max_length=1000)] = {}
+
+
 class FileModel(_Strict):
     database_url: str | None = None
     app: str | None = None
@@ -361,6 +425,7 @@ class FileModel(_Strict):
     alerts: AlertsModel | None = None
     usage: UsageModel = UsageModel()
     pricing: PricingModel = PricingModel()
+    ai: AiModel = AiModel()
     jobs: list[JobModel] = []
 
     @field_validator("private_networks")

@@ -17,6 +17,7 @@ from cronlink.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from cronlink.ai.models import Models
     from cronlink.observe.alert_job import Watch
     from cronlink.records.automations import Work
 
@@ -112,6 +113,7 @@ class RunContext:
     _connections: ConnectionAccess | None = field(default=None, repr=False)
     _automations: AutomationAccess | None = field(default=None, repr=False)
     _alerts: Watch | None = field(default=None, repr=False)
+    _ai: Models | None = field(default=None, repr=False)
     clock: Clock = field(default_factory=SystemClock, repr=False)
     """The worker's clock: `ctx.clock.now()` is the time the worker claims and records by
     (a test hands the worker a clock of its own; a heavy run's process has the system's)."""
@@ -149,6 +151,17 @@ class RunContext:
                 "cronlink.toml"
             )
         return self._alerts
+
+    @property
+    def ai(self) -> Models:
+        """The chat models declared in cronlink.toml: `await ctx.ai.complete(session,
+        name, messages)`."""
+        if self._ai is None:
+            raise ConfigError(
+                f"job {self.job!r} has no chat models here: declare them as [ai.models.NAME] "
+                "in cronlink.toml"
+            )
+        return self._ai
 
     async def enqueue(
         self, job: str, payload: Any = None, not_before: datetime | None = None

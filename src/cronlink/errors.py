@@ -15,6 +15,7 @@
     ├── PollError              a trigger's poll failed (`throttled_for` set on a 429)
     ├── AutomationNotFoundError  an automation or event that does not exist
     ├── StepError              an automation step failed (`retryable`, `wait`)
+    ├── ModelError             a chat model gave no valid answer (`retryable`, `wait`)
     └── StoreError             the database cannot be used as asked
         ├── SchemaTooNewError  the database was written by a newer cronlink
         ├── CorruptDatabaseError  the file is not a usable database
@@ -158,6 +159,16 @@ class AutomationNotFoundError(CronlinkError, LookupError):
 class StepError(CronlinkError):
     """An automation step failed; `retryable` says whether another attempt may succeed,
     `wait` how long the provider asked for (seconds)."""
+
+    def __init__(self, message: str, *, retryable: bool = True, wait: float = 0.0) -> None:
+        self.retryable = retryable
+        self.wait = wait
+        super().__init__(message)
+
+
+class ModelError(CronlinkError):
+    """A chat model gave no valid answer; `retryable` says whether a later call may get
+    one (it was unreachable, throttled or failing), `wait` how long it asked for (seconds)."""
 
     def __init__(self, message: str, *, retryable: bool = True, wait: float = 0.0) -> None:
         self.retryable = retryable

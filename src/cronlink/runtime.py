@@ -10,6 +10,7 @@ import sys
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
+from cronlink.ai.models import Models
 from cronlink.builtin_jobs import alert_watch
 from cronlink.engine.scheduler import Scheduler
 from cronlink.engine.tiers import HeavyTier, LightTier
@@ -90,6 +91,7 @@ async def run_roles(
         stack.push_async_callback(session.close)
         connections, automations = await _domains(settings, store, session, app)
         alerts = alert_watch(settings, store, app.jobs)
+        ai = Models.from_section(settings.ai)
         wakeups = {tier: asyncio.Event() for tier in Tier}
         heavy = tuple(sorted({
             job.handler_path.partition(":")[0] for job in app.jobs.values()
@@ -116,6 +118,7 @@ async def run_roles(
                 connections=connections,
                 automations=automations,
                 alerts=alerts,
+                ai=ai,
             )
             roles.append(asyncio.create_task(worker.run(stop), name=f"worker-{tier.value}"))
         if scheduler:

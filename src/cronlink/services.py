@@ -82,6 +82,7 @@ def open_automations(
         retention=model.retention,
         stalled_after=model.stalled_after,
         failing_after=model.failing_after,
+        models=settings.ai.models.keys(),
     )
 
 

@@ -23,7 +23,7 @@ from cronlink.records.automations import Automation, AutomationState, Cursor, Ev
 from cronlink.records.runs import NewRun, Reason, Tier
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
 
     import aiohttp
 
@@ -56,6 +56,7 @@ class Automations:
         retention: timedelta = timedelta(days=30),
         stalled_after: timedelta = timedelta(hours=24),
         failing_after: timedelta = timedelta(minutes=15),
+        models: Collection[str] | None = None,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -75,6 +76,8 @@ class Automations:
         """How long an active trigger's watermark may stand still before it is stalled."""
         self.failing_after = failing_after
         """How long its polls may keep failing before it is stalled."""
+        self.models = models
+        """The chat models declared, which an `ai` step must name (None: checked when it runs)."""
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -102,7 +105,7 @@ class Automations:
             raise ConfigError(f"every: {every} is too short; give at least 10s")
         if not 1 <= concurrency <= 100:
             raise ConfigError(f"concurrency must be 1-100, not {concurrency}")
-        parse_steps(steps)
+        parse_steps(steps, self.models)
         connection = await self.connections.get(connection_id)
         now = self.clock.now()
         cursor = Cursor(primed=True)

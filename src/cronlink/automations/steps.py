@@ -1,11 +1,12 @@
 """An automation's steps as data: a Python callable (`call`), an HTTP request through the
-connection (`http`) or a bulk copy (`sync`), each retried on its own; and `StepContext`,
-what a step is given when it runs."""
+connection (`http`), a bulk copy (`sync`) or a chat model's answer (`ai`), each retried on
+its own; and `StepContext`, what a step is given when it runs."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -14,6 +15,7 @@ import aiohttp
 from multidict import CIMultiDict
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cronlink.ai.validate import check_schema
 from cronlink.connections.account import Account, Answer
 from cronlink.durations import parse_duration
 from cronlink.errors import (
@@ -70,12 +72,32 @@ class SyncStep(_Strict):
     """`module:function` applied to each record; a record it raises on is set aside."""
 
 
+class AiStep(_Strict):
+    model: str
+    """A model declared in cronlink.toml (`[ai.models.NAME]`)."""
+    system: str | None = None
+    prompt: str
+    """Templates like an `http` step's strings: `{event.subject}`, `{steps.NAME.field}`."""
+    answer_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    """A JSON Schema: the answer is JSON checked against it, and is the step's output
+    (without one, the answer's text is)."""
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+
+    @field_validator("answer_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            check_schema(value)
+        return value
+
+
 class StepModel(_Strict):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
     call: str | None = None
     """`module:function`, called as `function(event, ctx)`; may be async."""
     http: HttpStep | None = None
     sync: SyncStep | None = None
+    ai: AiStep | None = None
     max_attempts: int = Field(default=3, ge=1, le=20)
     backoff: str = "1s"
     """The first retry's delay; it doubles each attempt, up to a minute."""
@@ -95,9 +117,9 @@ class StepModel(_Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> StepModel:
-        kinds = [k for k in ("call", "http", "sync") if getattr(self, k) is not None]
+        kinds = [k for k in ("call", "http", "sync", "ai") if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError("give exactly one of 'call', 'http' or 'sync'")
+            raise ValueError("give exactly one of 'call', 'http', 'sync' or 'ai'")
         return self
 
     @property
@@ -105,8 +127,11 @@ class StepModel(_Strict):
         return parse_duration(self.backoff)
 
 
-def parse_steps(steps: list[dict[str, Any]]) -> list[StepModel]:
-    """Checked steps; errors name the step and the key (`steps[1] (notify).http.url`)."""
+def parse_steps(
+    steps: list[dict[str, Any]], models: Collection[str] | None = None
+) -> list[StepModel]:
+    """Checked steps; errors name the step and the key (`steps[1] (notify).http.url`).
+    `models`: the chat models declared, which `ai` steps must name (unchecked if None)."""
     if not steps:
         raise ConfigError("an automation needs at least one step")
     parsed: list[StepModel] = []
@@ -123,6 +148,12 @@ def parse_steps(steps: list[dict[str, Any]]) -> list[StepModel]:
             raise ConfigError(f"{label}{'.' + key if key else ''}: {message}") from None
         if model.name in names:
             raise ConfigError(f"{label}: another step is named {model.name!r}")
+        if model.ai is not None and models is not None and model.ai.model not in models:
+            declared = ", ".join(sorted(models)) or "none"
+            raise ConfigError(
+                f"{label}.ai.model: {model.ai.model!r} is not declared: add "
+                f"[ai.models.{model.ai.model}] to cronlink.toml (declared: {declared})"
+            )
         names.add(model.name)
         parsed.append(model)
     return parsed

@@ -31,6 +31,7 @@ from cronlink.records.runs import Spend
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
+    from cronlink.ai.models import Models
     from cronlink.records.automations import Work
 
 
@@ -50,6 +51,8 @@ class ChildRun:
     payload: Any
     egress: EgressPolicy
     """The worker's: the run's own sessions reach no more than the worker's do."""
+    ai: Models | None = None
+    """The worker's chat models, with the values of the variables their keys name."""
 
 
 class _PipeLog(RunLog):
@@ -75,6 +78,7 @@ def main(run: ChildRun, pipe: Connection) -> None:
     ctx = RunContext(
         _connections=_PipeConnections(pipe),
         _automations=_PipeAutomations(pipe),
+        _ai=run.ai,
         run_id=run.run_id,
         job=run.job,
         scheduled_for=run.scheduled_for,

@@ -121,7 +121,7 @@ class HeavyTier:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
             target=child.main,
-            args=(_child_run(job, run, self.egress), theirs),
+            args=(_child_run(job, run, self.egress, ctx), theirs),
             name=f"cronlink-heavy-{run.id}",
             daemon=True,
         )
@@ -220,8 +220,9 @@ async def _call(
         return ("error", *carried(error))
 
 
-def _child_run(job: Job, run: Run, egress: EgressPolicy) -> child.ChildRun:
+def _child_run(job: Job, run: Run, egress: EgressPolicy, ctx: RunContext) -> child.ChildRun:
     assert job.handler_path is not None
+    models = ctx._ai
     return child.ChildRun(
         handler_path=job.handler_path,
         run_id=run.id,
@@ -231,6 +232,7 @@ def _child_run(job: Job, run: Run, egress: EgressPolicy) -> child.ChildRun:
         idempotency_key=run.idempotency_key,
         payload=run.payload,
         egress=egress,
+        ai=None if models is None else models.carried(),
     )
 
 

@@ -35,6 +35,7 @@ from cronlink.store import ClaimRequest, Outcome
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from cronlink.ai.models import Models
     from cronlink.context import AutomationAccess, ConnectionAccess
     from cronlink.jobs import Job
     from cronlink.observe.alert_job import Watch
@@ -68,6 +69,7 @@ class Worker:
         connections: ConnectionAccess | None = None,
         automations: AutomationAccess | None = None,
         alerts: Watch | None = None,
+        ai: Models | None = None,
         metered: bool = True,
     ) -> None:
         self.store = store
@@ -90,6 +92,7 @@ class Worker:
         self.connections = connections
         self.automations = automations
         self.alerts = alerts
+        self.ai = ai
         self.metered = metered
         """Count attempts in the process's metrics and what each spends (off only to measure
         what that costs: bench/metrics_cost_bench.py)."""
@@ -262,6 +265,7 @@ class Worker:
             _connections=self.connections,
             _automations=self.automations,
             _alerts=self.alerts,
+            _ai=self.ai,
             clock=self.clock,
             stopping=self._shutting_down,
             egress=self.executor.egress,

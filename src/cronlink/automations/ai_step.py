@@ -1,0 +1,61 @@
+"""The built-in `ai` step: a chat model's answer to a prompt templated from the event and
+the earlier steps' outputs, sent with the step's idempotency key.
+
+The model is one declared in cronlink.toml, reached through `ctx.run.ai`. Its client
+retries transport trouble and repairs invalid answers itself (`cronlink.ai.client`); what
+it still cannot get becomes a `StepError`, retryable when the model was unreachable,
+throttled or failing, not when it refused the request or kept answering wrongly.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from cronlink.automations.template import render
+from cronlink.errors import ConfigError, ModelError, StepError
+
+if TYPE_CHECKING:
+    from cronlink.automations.steps import AiStep, StepContext
+
+
+async def call(step: AiStep, event: Any, ctx: StepContext) -> Any:
+    where = f"step {ctx.step}"
+    try:
+        values = {"event": event, "steps": ctx.outputs, "params": ctx.params}
+        messages = _messages(step, values, where)
+        models = ctx.run.ai
+        models.get(step.model)
+    except ConfigError as error:
+        raise StepError(f"{where}: {error}", retryable=False) from None
+    try:
+        answer = await models.complete(
+            ctx.session, step.model, messages, schema=step.answer_schema,
+            schema_name=ctx.step, max_tokens=step.max_tokens,
+            idempotency_key=ctx.idempotency_key,
+        )  # fmt: skip
+    except ModelError as error:
+        raise StepError(f"{where}: {error}", retryable=error.retryable, wait=error.wait) from None
+    except ConfigError as error:
+        raise StepError(f"{where}: {error}", retryable=False) from None
+    ctx.log.info(
+        "%s: model %s answered after %d requests: %d input and %d output tokens, $%.6f",
+        where, step.model, answer.attempts, answer.usage.input_tokens,
+        answer.usage.output_tokens, answer.cost_usd,
+    )  # fmt: skip
+    return answer.data if step.answer_schema is not None else answer.text
+
+
+def _messages(step: AiStep, values: dict[str, Any], where: str) -> list[dict[str, str]]:
+    parts = [("system", step.system), ("user", step.prompt)]
+    return [
+        {"role": role, "content": _text(render(template, values, f"{where}: {role}"))}
+        for role, template in parts
+        if template is not None
+    ]
+
+
+def _text(value: Any) -> str:
+    """A rendered template as message text (a whole-placeholder template keeps its value's
+    type: a dict or list is sent as JSON)."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)

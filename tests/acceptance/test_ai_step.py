@@ -1,0 +1,170 @@
+"""The `ai` step on a real heavy worker: each new sandbox email classified by the sandbox's
+chat model, the answer stored with the event and used by the next step; a model not
+declared refused when the automation is added; an answer that stays invalid dead-letters
+the event without the step being retried."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from cronlink.ai import ChatModel, Models
+from cronlink.automations.service import Automations
+from cronlink.errors import ConfigError
+from cronlink.records.automations import EventState
+from tests.acceptance.automation_kit import BUILTIN, AutoKit, auto, heavy_worker
+from tests.acceptance.sandbox_kit import kit
+from tests.acceptance.worker_kit import wait_until
+
+__all__ = ["auto", "kit"]
+LABELS = ["urgent", "invoice", "newsletter"]
+CLASSIFY: dict[str, Any] = {"name": "classify", "max_attempts": 3, "backoff": "10ms", "ai": {
+    "model": "fast",
+    "system": f"Classify the email. Labels: {', '.join(LABELS)}",
+    "prompt": "{event.subject}",
+    "schema": {
+        "type": "object", "properties": {"label": {"type": "string", "enum": LABELS}},
+        "required": ["label"], "additionalProperties": False,
+    },
+    "max_tokens": 50,
+}}  # fmt: skip
+
+
+@pytest.fixture
+def models(auto: AutoKit, monkeypatch: pytest.MonkeyPatch) -> Models:
+    # In the worker's environment only: a heavy run's process gets it from the worker.
+    monkeypatch.setenv("SANDBOX_MODEL_KEY", "sandbox-model-key")
+    fast = ChatModel(
+        name="fast", base_url=f"{auto.kit.sandbox.url}/v1", model="sandbox-model",
+        api_key="${SANDBOX_MODEL_KEY}", input_price=0.15, output_price=0.6,
+    )  # fmt: skip
+    return Models({"fast": fast})
+
+
+def declaring(auto: AutoKit, models: Models) -> Automations:
+    """The kit's automations, told which models are declared (as settings tell them)."""
+    kit = auto.kit
+    auto.automations = Automations(
+        kit.connections.store, kit.connections.providers, kit.session, kit.connections,
+        process_job=BUILTIN["process-automation"], models=models.names,
+    )  # fmt: skip
+    return auto.automations
+
+
+async def add(auto: AutoKit, steps: list[dict[str, Any]]) -> int:
+    cid = await auto.kit.connect()
+    added = await auto.automations.add(
+        name="inbox", connection_id=cid, trigger="new_email", steps=steps, start="beginning"
+    )
+    return added.id
+
+
+async def settled(auto: AutoKit, aid: int, count: int) -> None:
+    async def all_settled() -> bool:
+        events = await auto.automations.events(aid)
+        ended = [e for e in events if e.state in (EventState.DONE, EventState.DEAD_LETTER)]
+        return len(ended) == count
+
+    await wait_until(all_settled, within=60)
+
+
+async def dead_letter(auto: AutoKit, models: Models, step: dict[str, Any]) -> str:
+    """The error of the one event an automation of `step` dead-letters."""
+    aid = await add(auto, [step])
+    await auto.feed(count=1)
+    await auto.poll(timedelta(0))
+    async with heavy_worker(auto, ai=models):
+        await settled(auto, aid, 1)
+    [event] = await auto.automations.events(aid)
+    assert event.state is EventState.DEAD_LETTER
+    assert event.error is not None
+    return event.error
+
+
+async def model_stats(auto: AutoKit) -> dict[str, int]:
+    stats: dict[str, Any] = await auto.kit.stats()
+    return dict(stats["model"])
+
+
+async def test_each_new_email_is_classified_and_the_answer_kept_with_the_event(
+    auto: AutoKit, models: Models
+) -> None:
+    declaring(auto, models)
+    hook = f"{auto.kit.sandbox.url}/api/hooks/labels"
+    aid = await add(auto, [CLASSIFY, {"name": "notify", "http": {
+        "url": hook, "connection": False,
+        "json": {"subject": "{event.subject}", "label": "{steps.classify.label}"},
+    }}])  # fmt: skip
+    subjects = ["URGENT: the server is down", "Your invoice of $120.00 is attached",
+                "This week's newsletter: ten links"]  # fmt: skip
+    await auto.feed(items=[{"subject": s} for s in subjects])
+    await auto.poll(timedelta(0))
+    async with heavy_worker(auto, ai=models):
+        await settled(auto, aid, 3)
+    events = await auto.automations.events(aid)
+    assert [e.state for e in events] == [EventState.DONE] * 3
+    assert [e.outputs["classify"] for e in events] == [{"label": label} for label in LABELS]
+    assert auto.kit.sandbox.feed.sinks["labels"] == [
+        {"subject": s, "label": label} for s, label in zip(subjects, LABELS, strict=True)
+    ]
+    stats = await model_stats(auto)
+    assert (stats["requests"], stats["ok"], stats["repeats"]) == (3, 3, 0)
+
+
+async def test_a_model_not_declared_is_refused_when_the_automation_is_added(
+    auto: AutoKit, models: Models
+) -> None:
+    declaring(auto, models)
+    step = {**CLASSIFY, "ai": {**CLASSIFY["ai"], "model": "gpt-9"}}
+    with pytest.raises(ConfigError) as raised:
+        await add(auto, [step])
+    assert str(raised.value) == (
+        "steps[0] (classify).ai.model: 'gpt-9' is not declared: add [ai.models.gpt-9] to "
+        "cronlink.toml (declared: fast)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"schema": {"type": "nothing"}}, "steps[0] (classify).ai.schema: not a JSON Schema"),
+        ({"temperature": 1}, "steps[0] (classify).ai.temperature: Extra inputs"),
+    ],
+)
+async def test_a_bad_ai_step_is_refused_naming_its_key(
+    auto: AutoKit, models: Models, change: dict[str, Any], problem: str
+) -> None:
+    declaring(auto, models)
+    step = {**CLASSIFY, "ai": {**CLASSIFY["ai"], **change}}
+    with pytest.raises(ConfigError) as raised:
+        await add(auto, [step])
+    assert str(raised.value).startswith(problem)
+
+
+async def test_a_model_undeclared_at_run_time_dead_letters_the_event_naming_it(
+    auto: AutoKit, models: Models
+) -> None:
+    error = await dead_letter(auto, models, {**CLASSIFY, "ai": {**CLASSIFY["ai"], "model": "gone"}})
+    assert "step 0 (classify): step classify: model 'gone' is not declared" in error
+    assert (await model_stats(auto))["requests"] == 0
+
+
+async def test_an_answer_that_stays_invalid_dead_letters_without_retrying_the_step(
+    auto: AutoKit, models: Models
+) -> None:
+    declaring(auto, models)
+    auto.kit.sandbox.configure(model_invalid_rate=1)
+    error = await dead_letter(auto, models, CLASSIFY)
+    assert "no valid answer after 2 repairs: at $.label:" in error
+    assert "sandbox-model-key" not in error
+    assert (await model_stats(auto))["invalid"] == 3  # one step attempt: the first + 2 repairs
+
+
+async def test_a_throttled_model_is_retried_by_the_step(auto: AutoKit, models: Models) -> None:
+    declaring(auto, models)
+    auto.kit.sandbox.configure(model_status=429, retry_after=0)
+    error = await dead_letter(auto, models, {**CLASSIFY, "max_attempts": 2})
+    assert "HTTP 429: Rate limit reached" in error
+    assert (await model_stats(auto))["throttled"] == 8  # 2 step attempts of 4 requests each
