@@ -328,7 +328,7 @@ class UsageModel(_Strict):
 
 class PricingModel(_Strict):
     """`[pricing]`: what `cronlink advise` prices the load at, in your currency. The
-    defaults are the list prices the seed assumed, in US dollars: put your plan's in."""
+    defaults are published list prices, in US dollars: put your plan's in."""
 
     light_plan: Annotated[float, Field(ge=0, le=MAX_AMOUNT)] = 5.0
     """A hosted light runner's paid plan a month, once past the free daily quota."""
