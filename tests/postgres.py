@@ -3,7 +3,8 @@
 Where no server answers but the PostgreSQL binaries are installed, a throwaway server is
 started in a temporary directory for the session. Where there is no PostgreSQL at all,
 those tests skip with one loud line, except in CI (`CI=true`), where they fail: the
-PostgreSQL tests must run there.
+PostgreSQL tests must run there. A test that restarts its server starts one of its own
+(`private_server`): the tests running beside it share the other.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -66,7 +68,49 @@ def _answers(url: str) -> bool:
 
 
 def _throwaway_server() -> str | None:
-    """initdb + pg_ctl in a temporary directory on a free port, stopped at exit."""
+    """A server of the session's own, stopped at exit."""
+    started = _start_server()
+    if started is None:
+        return None
+    url, stop = started
+    atexit.register(stop)
+    print(f"\nno PostgreSQL answered at {LOCAL_URL}: started a throwaway server at {url}")
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateServer:
+    """A server only one test uses, which it may restart."""
+
+    url: str
+    restart: Callable[[], None]
+
+
+@contextmanager
+def private_server() -> Iterator[PrivateServer]:
+    """A PostgreSQL server of the test's own (its `test` database), stopped afterwards: for
+    a test that restarts the server, which would break the tests running beside it on the
+    shared one."""
+    started = _start_server()
+    if started is None:
+        message = "no PostgreSQL binaries (initdb, pg_ctl) to start a private server with"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    url, stop = started
+    try:
+        yield PrivateServer(url=url, restart=lambda: _pg_ctl(url, "restart"))
+    finally:
+        stop()
+
+
+_CONTROL: dict[str, list[str]] = {}
+"""The `pg_ctl -D … -o …` command of each server started here, by its URL."""
+
+
+def _start_server() -> tuple[str, Callable[[], None]] | None:
+    """initdb + pg_ctl in a temporary directory on a free port: its `test` database's URL,
+    and how to stop it and remove the directory."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
     pg_ctl = str(found[-1]) if found else shutil.which("pg_ctl")
     if pg_ctl is None:
@@ -84,19 +128,21 @@ def _throwaway_server() -> str | None:
         capture_output=True,
     )
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200"
-    start = [*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w"]
-    subprocess.run([*start, "start"], check=True, capture_output=True)
-    atexit.register(_stop, [*as_user, pg_ctl, "-D", str(data), "-m", "immediate"], folder)
-    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    with psycopg.connect(url, autocommit=True) as admin:
+    url = f"postgresql://postgres@127.0.0.1:{port}/test"
+    _CONTROL[url] = [*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log")]
+    _pg_ctl(url, "start")
+    with psycopg.connect(url.removesuffix("/test") + "/postgres", autocommit=True) as admin:
         admin.execute("CREATE DATABASE test")
-    print(f"\nno PostgreSQL answered at {LOCAL_URL}: started a throwaway server on port {port}")
-    return f"postgresql://postgres@127.0.0.1:{port}/test"
+
+    def stop() -> None:
+        _pg_ctl(url, "stop", "-m", "immediate", check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    return url, stop
 
 
-def _stop(stop: list[str], folder: Path) -> None:
-    subprocess.run([*stop, "stop"], check=False, capture_output=True)
-    shutil.rmtree(folder, ignore_errors=True)
+def _pg_ctl(url: str, action: str, *more: str, check: bool = True) -> None:
+    subprocess.run([*_CONTROL[url], "-w", *more, action], check=check, capture_output=True)
 
 
 def _free_port() -> int:

@@ -4,8 +4,6 @@ effect is applied once (a ledger keyed by the idempotency key), and no role proc
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from cronlink.store import RunFilter, Store
 from tests.acceptance.worker_kit import wait_until
 from tests.faults.handlers import EFFECTS_TABLE, app
 from tests.faults.processes import Roles, opened
-from tests.postgres import base_url, fresh_schema
+from tests.postgres import private_server
 
 RUNS = 5000
 CONFIG = """\
@@ -31,25 +29,6 @@ poll = "100ms"
 """
 
 
-def restart_postgres() -> str:
-    """Restart the local cluster; where it is not ours to restart, end every backend."""
-    clusters = Path("/etc/postgresql")
-    if shutil.which("pg_ctlcluster") and clusters.is_dir() and "127.0.0.1:5432" in base_url():
-        version = sorted(p.name for p in clusters.iterdir())[-1]
-        subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-            check=True,
-            capture_output=True,
-        )
-        return "restarted"
-    with psycopg.connect(base_url(), autocommit=True) as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE pid != pg_backend_pid() AND datname = current_database()"
-        )
-    return "terminated backends"
-
-
 async def succeeded(store: Store) -> int:
     try:
         done = await store.list_runs(RunFilter(state=RunState.SUCCEEDED, limit=RUNS + 1))
@@ -60,7 +39,8 @@ async def succeeded(store: Store) -> int:
 
 @pytest.mark.slow
 async def test_runs_survive_a_postgres_restart(tmp_path: Path, roles: Roles) -> None:
-    with fresh_schema() as url:
+    with private_server() as server:
+        url = server.url
         (tmp_path / "cronlink.toml").write_text(CONFIG.format(url=url))
         env = {"CRONLINK_TEST_EFFECTS_URL": url}
         started = [roles("scheduler", env=env)]
@@ -81,7 +61,7 @@ async def test_runs_survive_a_postgres_restart(tmp_path: Path, roles: Roles) -> 
 
                 await wait_until(under_way, 60)
                 before = await succeeded(store)
-                how = await asyncio.to_thread(restart_postgres)
+                await asyncio.to_thread(server.restart)
                 await asyncio.sleep(0.5)
                 dead = [r.output()[-3000:] for r in started if not r.alive()]
                 assert not dead, f"a role exited when PostgreSQL restarted: {dead}"
@@ -100,9 +80,9 @@ async def test_runs_survive_a_postgres_restart(tmp_path: Path, roles: Roles) -> 
             redelivered = conn.execute("SELECT count(*) FROM effects WHERE deliveries > 1")
             redeliveries = redelivered.fetchone()
     assert codes == [0] * len(started), "\n".join(r.output()[-2000:] for r in started)
-    assert before < RUNS, f"the load was over before PostgreSQL {how}"
+    assert before < RUNS, "the load was over before PostgreSQL restarted"
     assert len(runs) == RUNS
     assert {r.state for r in runs} == {RunState.SUCCEEDED}
     assert effects == {r.idempotency_key: r.id for r in runs}, "an effect is missing or extra"
     assert redeliveries is not None
-    print(f"PostgreSQL {how}; {redeliveries[0]} runs delivered again, effects applied once")
+    print(f"PostgreSQL restarted; {redeliveries[0]} runs delivered again, effects applied once")
