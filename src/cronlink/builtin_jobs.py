@@ -100,4 +100,4 @@ def alert_watch(settings: Settings, store: Store, jobs: Mapping[str, Job]) -> Wa
     # Imported here: defers the alert rules and apprise, which only [alerts] loads.
     from cronlink.observe.alert_job import Watch
 
-    return Watch(settings.alerts, settings.usage, jobs, store)
+    return Watch(settings.alerts, settings.usage, jobs, store, settings.ai.budgets)

@@ -409,6 +409,11 @@ class AiModel(_Strict):
 
     models: Annotated[dict[ModelName, ChatModelModel], Field(max_length=1000)] = {}
 
+    @property
+    def budgets(self) -> dict[str, float | None]:
+        """Each model's monthly budget (US dollars), by name."""
+        return {name: model.budget_usd for name, model in self.models.items()}
+
 
 class FileModel(_Strict):
     database_url: str | None = None

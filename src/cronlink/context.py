@@ -17,7 +17,7 @@ from cronlink.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from cronlink.ai.models import Models
+    from cronlink.ai.models import Models, RunModels
     from cronlink.observe.alert_job import Watch
     from cronlink.records.automations import Work
 
@@ -113,7 +113,9 @@ class RunContext:
     _connections: ConnectionAccess | None = field(default=None, repr=False)
     _automations: AutomationAccess | None = field(default=None, repr=False)
     _alerts: Watch | None = field(default=None, repr=False)
-    _ai: Models | None = field(default=None, repr=False)
+    models: Models | None = field(default=None, repr=False)
+    """The chat models declared in cronlink.toml (None without any): handlers call them
+    through `ctx.ai`, which records each call against this attempt."""
     clock: Clock = field(default_factory=SystemClock, repr=False)
     """The worker's clock: `ctx.clock.now()` is the time the worker claims and records by
     (a test hands the worker a clock of its own; a heavy run's process has the system's)."""
@@ -153,15 +155,20 @@ class RunContext:
         return self._alerts
 
     @property
-    def ai(self) -> Models:
-        """The chat models declared in cronlink.toml: `await ctx.ai.complete(session,
-        name, messages)`."""
-        if self._ai is None:
+    def ai(self) -> RunModels:
+        """The chat models declared in cronlink.toml: `await ctx.ai.complete(model=NAME,
+        messages=[...], schema={...})`."""
+        if self.models is None:
             raise ConfigError(
                 f"job {self.job!r} has no chat models here: declare them as [ai.models.NAME] "
                 "in cronlink.toml"
             )
-        return self._ai
+        # Imported here: the models' modules load only in a process whose runs call one.
+        from cronlink.ai.ledger import Caller
+        from cronlink.ai.models import RunModels
+
+        caller = Caller(job=self.job, run_id=self.run_id, attempt=self.attempt)
+        return RunModels(self.models, caller, self.egress)
 
     async def enqueue(
         self, job: str, payload: Any = None, not_before: datetime | None = None

@@ -170,10 +170,30 @@ class ModelError(CronlinkError):
     """A chat model gave no valid answer; `retryable` says whether a later call may get
     one (it was unreachable, throttled or failing), `wait` how long it asked for (seconds)."""
 
-    def __init__(self, message: str, *, retryable: bool = True, wait: float = 0.0) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        wait: float = 0.0,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        requests: int = 0,
+    ) -> None:
         self.retryable = retryable
         self.wait = wait
+        # What the failed call was billed for all the same (answers that never validated).
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.requests = requests
         super().__init__(message)
+
+
+class BudgetSpentError(ModelError):
+    """A model's monthly budget is spent: no new call is made to it this month."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
 
 
 class StoreError(CronlinkError):

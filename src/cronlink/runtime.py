@@ -145,6 +145,7 @@ async def run_roles(
                     automations,
                     settings.usage,
                     settings.pricing,
+                    settings.ai.budgets,
                 )
             )
         log.info(
@@ -188,6 +189,7 @@ async def serve_http(
                 automations,
                 settings.usage,
                 settings.pricing,
+                settings.ai.budgets,
             )
         )
         log.info("cronlink serving on %s, database %s", url, store.url)

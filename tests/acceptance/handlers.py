@@ -124,3 +124,19 @@ async def heavy_credentials(ctx: RunContext) -> str:
         user = (await response.json())["user"]
     await ctx.connections.used(connection_id)
     return str(user)
+
+
+SENTIMENT = {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"]}
+
+
+@app.job(name="ask-model", max_attempts=1)
+async def ask_model(ctx: RunContext) -> Any:
+    answer = await ctx.ai.complete(
+        model="fast", messages=[{"role": "user", "content": str(ctx.payload)}], schema=SENTIMENT
+    )
+    return {"label": answer.data["label"], "tokens": answer.usage.input_tokens}
+
+
+@app.job(name="heavy-ask-model", tier="heavy", max_attempts=1)
+async def heavy_ask_model(ctx: RunContext) -> Any:
+    return await ask_model(ctx)

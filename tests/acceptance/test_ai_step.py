@@ -5,7 +5,7 @@ the event without the step being retried."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 from cronlink.ai import ChatModel, Models
 from cronlink.automations.service import Automations
 from cronlink.errors import ConfigError
+from cronlink.records.ai_calls import month_of
 from cronlink.records.automations import EventState
 from tests.acceptance.automation_kit import BUILTIN, AutoKit, auto, heavy_worker
 from tests.acceptance.sandbox_kit import kit
@@ -168,3 +169,54 @@ async def test_a_throttled_model_is_retried_by_the_step(auto: AutoKit, models: M
     error = await dead_letter(auto, models, {**CLASSIFY, "max_attempts": 2})
     assert "HTTP 429: Rate limit reached" in error
     assert (await model_stats(auto))["throttled"] == 8  # 2 step attempts of 4 requests each
+
+
+async def test_the_tokens_and_cost_kept_are_those_the_model_billed(
+    auto: AutoKit, models: Models
+) -> None:
+    declaring(auto, models)
+    # Some answers break the schema: repaired calls, and failed ones, are billed too.
+    auto.kit.sandbox.configure(model_invalid_rate=0.4)
+    aid = await add(auto, [CLASSIFY])
+    await auto.feed(count=6)
+    await auto.poll(timedelta(0))
+    async with heavy_worker(auto, ai=models):
+        await settled(auto, aid, 6)
+    stats = await model_stats(auto)
+    store = auto.automations.store
+    [month] = await store.ai.month(month_of(datetime.now(UTC)))
+    assert (month.input_tokens, month.output_tokens) == (
+        stats["prompt_tokens"], stats["completion_tokens"],
+    )  # fmt: skip
+    fast = models.get("fast")
+    assert month.cost_usd == pytest.approx(fast.cost(month.input_tokens, month.output_tokens))
+    events = await auto.automations.events(aid)
+    dead = sum(e.state is EventState.DEAD_LETTER for e in events)
+    assert (month.calls, month.failed) == (6, dead)  # a repaired call is one call
+    runs = {e.run_id for e in events}
+    kept = [c for run in runs if run is not None for c in await store.ai.of_run(run)]
+    assert sum(c.requests for c in kept) == stats["requests"]
+    assert {(c.job, c.model) for c in kept} == {("process-automation", "fast")}
+
+
+async def test_a_spent_budget_stops_new_calls_and_says_until_when(
+    auto: AutoKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SANDBOX_MODEL_KEY", "sandbox-model-key")
+    dear = ChatModel(
+        name="fast", base_url=f"{auto.kit.sandbox.url}/v1", model="sandbox-model",
+        api_key="${SANDBOX_MODEL_KEY}", input_price=1000.0, budget_usd=0.01,
+    )  # fmt: skip
+    models = Models({"fast": dear})
+    declaring(auto, models)
+    aid = await add(auto, [CLASSIFY])
+    await auto.feed(count=2)
+    await auto.poll(timedelta(0))
+    async with heavy_worker(auto, ai=models):  # an automation's events run one at a time
+        await settled(auto, aid, 2)
+    first, second = await auto.automations.events(aid)
+    assert first.state is EventState.DONE
+    assert second.state is EventState.DEAD_LETTER
+    assert second.error is not None
+    assert "model fast: this month's budget of $0.01 is spent ($0.0" in second.error
+    assert (await model_stats(auto))["requests"] == 1  # the second event never called

@@ -15,6 +15,7 @@ from sqlalchemy import update
 
 from cronlink.config_models import ServeModel
 from cronlink.connections.crypto import Vault, generate_key
+from cronlink.records.ai_calls import AiCall
 from cronlink.records.api_tokens import digest
 from cronlink.records.connections import ConnectionState
 from cronlink.store import Store
@@ -299,3 +300,26 @@ async def test_the_usage_page_draws_the_days_quotas_advice_and_costs(site: Site)
     assert "light cron runner</td><td>$0.00</td>" in page
     assert "Near a quota" not in page
     assert 'href="/dashboard/usage"' in await me.get("/dashboard")
+
+
+async def test_the_usage_page_lists_each_models_month_against_its_budget(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRON_SECRET", CANARY)
+    now = datetime.now(UTC)
+    await sqlite_store.ai.record(AiCall(
+        model="big", at=now, job="weekly-report", run_id=None, attempt=1, input_tokens=1_200_000,
+        output_tokens=3_000, cost_usd=9.0, requests=2, answered=True,
+    ))  # fmt: skip
+    budgets = {"big": 10.0, "idle": None}
+    async with serving(sqlite_store, app, "127.0.0.1", 0, budgets=budgets) as url:
+        me = Visitor(url)
+        await me.login((await tokens(sqlite_store))["read"])
+        page = await me.get("/dashboard/usage")
+        await me.close()
+    assert "<td>big</td><td>1</td><td>0</td>" in page
+    assert "<td>1,200,000</td><td>3,000</td>" in page
+    assert "<td>$9.0000</td>" in page
+    assert "<td>$10.00</td>" in page
+    assert "<td>idle</td>" not in page  # neither called nor budgeted
+    assert "Model big nears or passed its budget: model big cost $9.00 this month, 90%" in page

@@ -13,6 +13,7 @@ from cronlink.config_models import PricingModel, UsageModel
 from cronlink.errors import ConfigError
 from cronlink.observe.advice import advise, hosted_costs
 from cronlink.observe.usage import report
+from cronlink.records.ai_calls import ModelSpend
 from cronlink.records.runs import DayUsage, JobProfile, Tier
 
 # Ten days into a 30-day month, at midnight: a third of the month has passed.
@@ -128,3 +129,22 @@ def test_quotas_and_prices_come_from_the_file_and_bad_ones_are_named(tmp_path: P
     bad.write_text("[pricing]\nlight_plan = 5\nfree_lunch = 1\n")
     with pytest.raises(ConfigError, match=r"pricing\.free_lunch"):
         load_settings(bad)
+
+
+def test_a_models_budget_nearly_spent_then_spent_is_said_and_one_not_called_is_listed() -> None:
+    spent = [
+        ModelSpend(model="big", calls=10, input_tokens=1000, cost_usd=8.5),
+        ModelSpend(model="small", calls=90, cost_usd=12.0),
+    ]
+    budgets = {"big": 10.0, "small": 12.0, "idle": 5.0, "free": None}
+    made = report([], scheduled_jobs=0, quotas=UsageModel(), now=NOW, spent=spent,
+                  budgets=budgets)  # fmt: skip
+    assert [(m.spent.model, m.budget_usd, m.projected_usd) for m in made.models] == [
+        ("big", 10.0, pytest.approx(25.5)), ("idle", 5.0, 0.0),
+        ("small", 12.0, pytest.approx(36.0)),
+    ]  # fmt: skip
+    assert [(w.quota, w.text) for w in made.warnings] == [
+        ("ai:big", "model big cost $8.50 this month, 85% of its $10.00 budget (nearly spent)"),
+        ("ai:small", "model small cost $12.00 this month, 100% of its $12.00 budget (spent: "
+         "no new calls this month)"),
+    ]  # fmt: skip

@@ -97,7 +97,10 @@ class _Call:
 
     def failed(self, message: str, *, retryable: bool, wait: float = 0.0) -> ModelError:
         text = self.scrub(f"model {self.model.name}: {message}")
-        return ModelError(text, retryable=retryable, wait=wait)
+        return ModelError(
+            text, retryable=retryable, wait=wait, input_tokens=self.usage.input_tokens,
+            output_tokens=self.usage.output_tokens, requests=self.attempts,
+        )  # fmt: skip
 
 
 async def complete(
@@ -212,11 +215,11 @@ async def _send(
 
 
 def _completion(call: _Call, reply: Reply, data: Any) -> Completion:
-    usage, model = call.usage, call.model
-    cost = (usage.input_tokens * model.input_price + usage.output_tokens * model.output_price) / 1e6
+    usage = call.usage
     return Completion(
-        text=reply.text, data=data, usage=usage, answer_usage=reply.usage, cost_usd=cost,
-        model=reply.model or model.model, attempts=call.attempts,
+        text=reply.text, data=data, usage=usage, answer_usage=reply.usage,
+        cost_usd=call.model.cost(usage.input_tokens, usage.output_tokens),
+        model=reply.model or call.model.model, attempts=call.attempts,
     )  # fmt: skip
 
 

@@ -1,32 +1,44 @@
-"""The chat models a deployment declared, as a run reaches them: `ctx.ai`."""
+"""The chat models a deployment declared, as a run reaches them: `Models` (every model, the
+ledger their calls are admitted and recorded by) and `RunModels` (`ctx.ai`: the same, each
+call recorded against the run's attempt)."""
 
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING, Any
 
+from cronlink.ai.ledger import Caller, Spent
 from cronlink.ai.records import ChatModel
 from cronlink.envtext import VARIABLE
-from cronlink.errors import ConfigError
+from cronlink.errors import ConfigError, ModelError
+from cronlink.http_client import new_session
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     import aiohttp
 
+    from cronlink.ai.ledger import Ledger
     from cronlink.ai.records import Completion
     from cronlink.config_models import AiModel
+    from cronlink.egress import EgressPolicy
 
 
 class Models:
     """The models of `[ai.models.NAME]` by name, and calls to them. Keys are read from
-    `env` when a call is made (the process's environment unless given one)."""
+    `env` when a call is made (the process's environment unless given one). With a
+    `ledger`, each call is admitted by it first (a spent budget) and recorded by it after."""
 
     def __init__(
-        self, declared: Mapping[str, ChatModel], env: Mapping[str, str] | None = None
+        self,
+        declared: Mapping[str, ChatModel],
+        env: Mapping[str, str] | None = None,
+        *,
+        ledger: Ledger | None = None,
     ) -> None:
         self._declared = dict(declared)
         self._env = None if env is None else dict(env)
+        self.ledger = ledger
 
     @classmethod
     def from_section(cls, section: AiModel) -> Models:
@@ -53,24 +65,86 @@ class Models:
             )
         return found
 
+    def keeping(self, ledger: Ledger) -> Models:
+        """These models, their calls admitted and recorded by `ledger`."""
+        return Models(self._declared, self._env, ledger=ledger)
+
     async def complete(
         self,
         session: aiohttp.ClientSession,
         name: str,
         messages: list[dict[str, str]],
+        *,
+        caller: Caller | None = None,
         **options: Any,
     ) -> Completion:
-        """`client.complete` with the model declared as `name` (its options are these)."""
+        """`client.complete` with the model declared as `name` (its options are these),
+        through the ledger when there is one: recorded for `caller`."""
         # Imported here: the client loads jsonschema, which only a run that calls needs.
         from cronlink.ai.client import complete
 
         model = self.get(name)
-        return await complete(session, model, messages, env=self._env, **options)
+        if self.ledger is not None:
+            await self.ledger.admit(model)
+        try:
+            answer = await complete(session, model, messages, env=self._env, **options)
+        except ModelError as error:
+            if self.ledger is not None and caller is not None and error.requests:
+                await self.ledger.record(name, caller, Spent(
+                    input_tokens=error.input_tokens, output_tokens=error.output_tokens,
+                    cost_usd=model.cost(error.input_tokens, error.output_tokens),
+                    requests=error.requests, answered=False,
+                ))  # fmt: skip
+            raise
+        if self.ledger is not None and caller is not None:
+            await self.ledger.record(name, caller, Spent(
+                input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens,
+                cost_usd=answer.cost_usd, requests=answer.attempts, answered=True,
+            ))  # fmt: skip
+        return answer
 
     def carried(self) -> Models:
         """These models with the values of the variables their keys name, for a heavy
-        run's process: it is forked from a server whose environment may predate them."""
+        run's process (without the ledger: it gets one that asks the worker). The process
+        is forked from a server whose environment may predate them."""
         names = {m.group(1) for model in self._declared.values()
                  for m in VARIABLE.finditer(model.api_key)}  # fmt: skip
         source = os.environ if self._env is None else self._env
         return Models(self._declared, {n: source[n] for n in names if n in source})
+
+
+class RunModels:
+    """`ctx.ai`: the declared models as a run calls them, each call recorded against the
+    run's attempt (usage, cost, budgets)."""
+
+    def __init__(self, models: Models, caller: Caller, egress: EgressPolicy) -> None:
+        self._models = models
+        self._caller = caller
+        self._egress = egress
+
+    @property
+    def names(self) -> frozenset[str]:
+        return self._models.names
+
+    def get(self, name: str) -> ChatModel:
+        return self._models.get(name)
+
+    async def complete(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        *,
+        session: aiohttp.ClientSession | None = None,
+        **options: Any,
+    ) -> Completion:
+        """The answer of the model declared as `model` to `messages` (`{"role",
+        "content"}` dicts); `ModelError` when there is no valid one. Options: `schema` (a
+        JSON Schema the answer must satisfy), `json_object`, `max_tokens`,
+        `idempotency_key`, `repairs`. Without a `session`, one reaching what the worker's
+        egress policy allows is opened for the call."""
+        if session is not None:
+            return await self._models.complete(
+                session, model, messages, caller=self._caller, **options
+            )
+        async with new_session(self._egress) as own:
+            return await self._models.complete(own, model, messages, caller=self._caller, **options)

@@ -28,6 +28,11 @@ class ChatModel:
     rpm: int | None = None
     tpm: int | None = None
     budget_usd: float | None = None
+    """US dollars a calendar month (UTC): past it, no new call is made."""
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """US dollars for so many tokens at this model's prices."""
+        return (input_tokens * self.input_price + output_tokens * self.output_price) / 1e6
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

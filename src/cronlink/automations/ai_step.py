@@ -1,10 +1,12 @@
 """The built-in `ai` step: a chat model's answer to a prompt templated from the event and
 the earlier steps' outputs, sent with the step's idempotency key.
 
-The model is one declared in cronlink.toml, reached through `ctx.run.ai`. Its client
-retries transport trouble and repairs invalid answers itself (`cronlink.ai.client`); what
-it still cannot get becomes a `StepError`, retryable when the model was unreachable,
-throttled or failing, not when it refused the request or kept answering wrongly.
+The model is one declared in cronlink.toml, reached through `ctx.run.ai` (which records
+the call's tokens and cost against the run's attempt, and refuses it once the model's
+monthly budget is spent). Its client retries transport trouble and repairs invalid
+answers itself (`cronlink.ai.client`); what it still cannot get becomes a `StepError`,
+retryable when the model was unreachable, throttled or failing, not when it refused the
+request, kept answering wrongly or its budget is spent.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ async def call(step: AiStep, event: Any, ctx: StepContext) -> Any:
         raise StepError(f"{where}: {error}", retryable=False) from None
     try:
         answer = await models.complete(
-            ctx.session, step.model, messages, schema=step.answer_schema,
+            step.model, messages, session=ctx.session, schema=step.answer_schema,
             schema_name=ctx.step, max_tokens=step.max_tokens,
             idempotency_key=ctx.idempotency_key,
         )  # fmt: skip

@@ -61,7 +61,9 @@ def check(**options: Any) -> None:
     model, jobs = _configured(settings), build_app(settings).jobs
 
     async def once(store: Store) -> Evaluation:
-        return await Watch(model, settings.usage, jobs, store).once(datetime.now(UTC))
+        return await Watch(model, settings.usage, jobs, store, settings.ai.budgets).once(
+            datetime.now(UTC)
+        )
 
     click.echo(summary_line(with_store(settings, once)))
 

@@ -80,7 +80,7 @@ def show(
     database_url: str | None,
     app_path: str | None,
 ) -> None:
-    """One run: state, attempts, timings, error and log lines."""
+    """One run: state, attempts, timings, error, calls to chat models and log lines."""
     # Imported here: defers rich, which the roles in this module do not use.
     from cronlink.cli.show import show_run
 

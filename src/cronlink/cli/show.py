@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from cronlink.config import Settings
+    from cronlink.records.ai_calls import AiCall
     from cronlink.records.runs import Run
 
 console = Console(width=None if Console().is_terminal else 160)
@@ -32,16 +33,20 @@ def when(value: datetime | None) -> str:
 
 
 def show_run(settings: Settings, run_id: int, as_json: bool) -> None:
-    async def fetch() -> tuple[Run, list[tuple[datetime, int, str, str]]]:
+    async def fetch() -> tuple[Run, list[tuple[datetime, int, str, str]], list[AiCall]]:
         store = await open_store(settings, migrate=False)
         try:
-            return await store.get_run(run_id), await store.run_logs(run_id)
+            run = await store.get_run(run_id)
+            return run, await store.run_logs(run_id), await store.ai.of_run(run_id)
         finally:
             await store.close()
 
-    run, logs = run_async(fetch())
+    run, logs, calls = run_async(fetch())
     if as_json:
-        print_json({**run_dict(run), "logs": [list(line) for line in logs]})
+        print_json({
+            **run_dict(run), "logs": [list(line) for line in logs],
+            "ai_calls": [dataclasses.asdict(c) | {"at": when(c.at)} for c in calls],
+        })  # fmt: skip
         return
     table = Table(show_header=False, title=f"run {run.id}")
     for label, value in [
@@ -66,5 +71,18 @@ def show_run(settings: Settings, run_id: int, as_json: bool) -> None:
     console.print(table)
     if run.error is not None and run.error.traceback:
         click.echo(run.error.traceback)
+    if calls:
+        console.print(_calls_table(calls))
     for at, attempt, level, text in logs:
         click.echo(f"{when(at)} #{attempt} {level:7} {text}")
+
+
+def _calls_table(calls: list[AiCall]) -> Table:
+    """A run's calls to chat models, attempt by attempt."""
+    table = Table("attempt", "model", "at", "answered", "requests", "input tokens",
+                  "output tokens", "cost $", title="calls to chat models")  # fmt: skip
+    for c in calls:
+        table.add_row(str(c.attempt), c.model, when(c.at), "yes" if c.answered else "no",
+                      str(c.requests), f"{c.input_tokens:,}", f"{c.output_tokens:,}",
+                      f"{c.cost_usd:,.6f}")  # fmt: skip
+    return table

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 @settings_options
 def usage(days: int, as_json: bool, **options: Any) -> None:
     """Invocations per tier per day, outbound requests, heavy CPU and memory-seconds; the
-    month so far against the free quotas, and projected to its end."""
+    month so far against the free quotas, and projected to its end; each chat model's
+    calls, tokens and cost this month against its budget."""
     settings = settings_from(options["config_path"], options["database_url"], options["app_path"])
     made, _ = _measure(settings, days, timedelta(0))
     if as_json:
@@ -56,6 +57,8 @@ def usage(days: int, as_json: bool, **options: Any) -> None:
         f"of {quotas.heavy_per_month:,}/month free"
     )
     click.echo(f"schedules: {made.scheduled_jobs} scheduled jobs, {quotas.scheduler_jobs} free")
+    if made.models:
+        console.print(_models_table(made))
     for warning in made.warnings:
         click.echo(f"near a quota: {warning.text}")
 
@@ -106,9 +109,22 @@ def _measure(
 
     async def read(store: Store) -> tuple[UsageReport, list[JobProfile]]:
         profiles = await store.job_profiles(now - window) if window else []
-        return await measured(store, jobs, settings.usage, now, days), profiles
+        made = await measured(store, jobs, settings.usage, now, days, settings.ai.budgets)
+        return made, profiles
 
     return with_store(settings, read)
+
+
+def _models_table(made: UsageReport) -> Table:
+    table = Table("model", "calls", "failed", "input tokens", "output tokens", "cost $",
+                  "projected $", "budget $", title="chat models this month (UTC)")  # fmt: skip
+    for month in made.models:
+        spent, budget = month.spent, month.budget_usd
+        table.add_row(spent.model, f"{spent.calls:,}", f"{spent.failed:,}",
+                      f"{spent.input_tokens:,}", f"{spent.output_tokens:,}",
+                      f"{spent.cost_usd:,.4f}", f"{month.projected_usd:,.2f}",
+                      "-" if budget is None else f"{budget:,.2f}")  # fmt: skip
+    return table
 
 
 def _report_dict(made: UsageReport) -> dict[str, Any]:
@@ -118,5 +134,10 @@ def _report_dict(made: UsageReport) -> dict[str, Any]:
         "projected_invocations": {t.value: made.projected(t) for t in Tier},
         "light_today": made.light_today, "light_busiest_day": made.light_busiest,
         "scheduled_jobs": made.scheduled_jobs, "quotas": made.quotas.model_dump(),
+        "models": [
+            dataclasses.asdict(m.spent) | {"budget_usd": m.budget_usd,
+                                           "projected_usd": m.projected_usd}
+            for m in made.models
+        ],
         "near_quota": [dataclasses.asdict(w) for w in made.warnings],
     }  # fmt: skip

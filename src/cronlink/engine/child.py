@@ -31,7 +31,9 @@ from cronlink.records.runs import Spend
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
+    from cronlink.ai.ledger import Caller, Spent
     from cronlink.ai.models import Models
+    from cronlink.ai.records import ChatModel
     from cronlink.records.automations import Work
 
 
@@ -78,7 +80,7 @@ def main(run: ChildRun, pipe: Connection) -> None:
     ctx = RunContext(
         _connections=_PipeConnections(pipe),
         _automations=_PipeAutomations(pipe),
-        _ai=run.ai,
+        models=None if run.ai is None else run.ai.keeping(_PipeLedger(pipe)),
         run_id=run.run_id,
         job=run.job,
         scheduled_for=run.scheduled_for,
@@ -165,6 +167,23 @@ class _PipeConnections:
         if reply[0] == "ok":
             return reply[1]
         raise errors.rebuilt(*reply[1:])
+
+
+class _PipeLedger:
+    """The ledger of a heavy run's calls to chat models: the worker admits each (a budget
+    is checked in its store) and records what it cost, without a reply to wait for."""
+
+    def __init__(self, pipe: Connection) -> None:
+        self._pipe = pipe
+
+    async def admit(self, model: ChatModel) -> None:
+        self._pipe.send(("ai", "admit", (model,)))
+        reply: tuple[Any, ...] = self._pipe.recv()
+        if reply[0] != "ok":
+            raise errors.rebuilt(*reply[1:])
+
+    async def record(self, model: str, caller: Caller, spent: Spent) -> None:
+        self._pipe.send(("ai-spent", model, caller, spent))
 
 
 class _PipeAutomations:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
 import multiprocessing
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from cronlink.engine import child, http_target
-from cronlink.errors import CronlinkError, carried
+from cronlink.errors import ConfigError, CronlinkError, carried
 from cronlink.http_client import egress_of
 from cronlink.observe import spend
 from cronlink.records.runs import Spend
@@ -30,11 +31,13 @@ if TYPE_CHECKING:
 
     import aiohttp
 
+    from cronlink.ai.ledger import Caller, Ledger, Spent
     from cronlink.context import RunContext
     from cronlink.egress import EgressPolicy
     from cronlink.jobs import Job
     from cronlink.records.runs import Run
 
+log = logging.getLogger("cronlink.worker")
 RESULT_CHARS = 4000
 TERMINATE_GRACE = 3.0
 EXIT_GRACE = 0.5
@@ -181,6 +184,10 @@ class HeavyTier:
                     pipe.send(await _call(ctx.connections, _CONNECTION_CALLS, *message[1:]))
                 elif kind == "automations":
                     pipe.send(await _call(ctx.automations, _AUTOMATION_CALLS, *message[1:]))
+                elif kind == "ai":
+                    pipe.send(await _call(_ledger(ctx), _AI_CALLS, *message[1:]))
+                elif kind == "ai-spent":  # one way: the run's process goes on without a reply
+                    await _record(ctx, *message[1:])
                 elif kind == "ok":
                     _, result, child_peak, spent = message
                     meter.settle(spent)
@@ -206,6 +213,21 @@ class HeavyTier:
 
 _CONNECTION_CALLS = frozenset({"credentials", "renew", "pause", "paused_until", "used"})
 _AUTOMATION_CALLS = frozenset({"take", "save", "sweep", "pending"})
+_AI_CALLS = frozenset({"admit"})
+
+
+def _ledger(ctx: RunContext) -> Ledger:
+    if ctx.models is None or ctx.models.ledger is None:
+        raise ConfigError(f"job {ctx.job!r} has no chat models here")
+    return ctx.models.ledger
+
+
+async def _record(ctx: RunContext, model: str, caller: Caller, spent: Spent) -> None:
+    """Record a heavy run's call; one the store cannot take is logged, not the run's end."""
+    try:
+        await _ledger(ctx).record(model, caller, spent)
+    except CronlinkError as error:
+        log.warning("run %s: a call to model %s went unrecorded: %s", ctx.run_id, model, error)
 
 
 async def _call(
@@ -222,7 +244,7 @@ async def _call(
 
 def _child_run(job: Job, run: Run, egress: EgressPolicy, ctx: RunContext) -> child.ChildRun:
     assert job.handler_path is not None
-    models = ctx._ai
+    models = ctx.models
     return child.ChildRun(
         handler_path=job.handler_path,
         run_id=run.id,

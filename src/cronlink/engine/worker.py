@@ -18,6 +18,7 @@ import traceback
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from cronlink.ai.ledger import StoreLedger
 from cronlink.clock import Clock, SystemClock
 from cronlink.context import RunContext, RunLog
 from cronlink.engine.committer import Committer
@@ -92,7 +93,8 @@ class Worker:
         self.connections = connections
         self.automations = automations
         self.alerts = alerts
-        self.ai = ai
+        self.ai = None if ai is None else ai.keeping(StoreLedger(store.ai, self.clock))
+        """The declared chat models, each call admitted and recorded through the store."""
         self.metered = metered
         """Count attempts in the process's metrics and what each spends (off only to measure
         what that costs: bench/metrics_cost_bench.py)."""
@@ -265,7 +267,7 @@ class Worker:
             _connections=self.connections,
             _automations=self.automations,
             _alerts=self.alerts,
-            _ai=self.ai,
+            models=self.ai,
             clock=self.clock,
             stopping=self._shutting_down,
             egress=self.executor.egress,

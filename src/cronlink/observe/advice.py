@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from cronlink.records.runs import Tier
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from cronlink.config_models import PricingModel
     from cronlink.observe.usage import UsageReport
     from cronlink.records.runs import JobProfile
@@ -51,6 +53,16 @@ def advise(profiles: list[JobProfile], usage: UsageReport) -> list[Advice]:
                 f"{LIGHT_TIMEOUT_S:g} s",
                 figures=f"p95 {seconds:.1f} s over {job.runs:,} runs",
             ))  # fmt: skip
+        calls = usage.model_callers.get(job.job, 0)
+        if job.tier is Tier.LIGHT and calls:
+            found.append(Advice(
+                subject=f"job {job.job}",
+                recommendation='run it heavy (tier = "heavy"): a chat model takes seconds to '
+                f"answer, often more under load, and a light runner stops a run at "
+                f"{LIGHT_TIMEOUT_S:g} s",
+                figures=f"{calls:,} calls to models this month; p95 {seconds:.1f} s over "
+                f"{job.runs:,} runs",
+            ))  # fmt: skip
         small = job.peak_memory is not None and job.peak_memory < NEAR * LIGHT_MEMORY
         if job.tier is Tier.HEAVY and small and seconds < LIGHT_TIMEOUT_S / 3:
             found.append(Advice(
@@ -84,7 +96,43 @@ def advise(profiles: list[JobProfile], usage: UsageReport) -> list[Advice]:
             figures=f"{usage.cron_triggers} distinct schedules, {usage.quotas.light_triggers} "
             "triggers on a free plan",
         ))  # fmt: skip
+    found.extend(_models(usage))
     return found
+
+
+DOMINANT = 0.8
+"""The share of the month's model cost past which one model's calls are worth a look."""
+NOTABLE_USD = 1.0
+"""A month projected under this costs too little to advise on."""
+
+
+def _models(usage: UsageReport) -> Iterator[Advice]:
+    total = sum(m.projected_usd for m in usage.models)
+    for month in usage.models:
+        spent, projected = month.spent, month.projected_usd
+        if not spent.calls or projected < NOTABLE_USD:
+            continue
+        per_call = spent.cost_usd / spent.calls
+        figures = (
+            f"${spent.cost_usd:,.2f} over {spent.calls:,} calls this month (${per_call:,.4f} "
+            f"a call), ${projected:,.2f} projected"
+        )
+        if len(usage.models) > 1 and projected >= DOMINANT * total:
+            found = f"{projected / total:.0%} of what models cost this month"
+            yield Advice(
+                subject=f"model {spent.model}",
+                recommendation=f"it makes {found}: a smaller model, a shorter prompt or a "
+                "lower max_tokens for its steps would cut the most",
+                figures=figures,
+            )
+        budget = month.budget_usd
+        if budget is not None and spent.cost_usd < budget <= projected:
+            yield Advice(
+                subject=f"model {spent.model}",
+                recommendation=f"at this pace it spends its ${budget:,.2f} budget before the "
+                "month ends, and its calls stop then: raise budget_usd or call it less",
+                figures=figures,
+            )
 
 
 def hosted_costs(usage: UsageReport, prices: PricingModel) -> list[Cost]:

@@ -47,7 +47,12 @@ class Watch:
     `cronlink alerts check` once."""
 
     def __init__(
-        self, model: AlertsModel, quotas: UsageModel, jobs: Mapping[str, Job], store: Store
+        self,
+        model: AlertsModel,
+        quotas: UsageModel,
+        jobs: Mapping[str, Job],
+        store: Store,
+        budgets: Mapping[str, float | None] | None = None,
     ) -> None:
         # Imported here: defers apprise and its ~100 plugins, which only [alerts] needs
         # (every command line reads the settings).
@@ -55,6 +60,7 @@ class Watch:
 
         self.jobs = jobs
         self.quotas = quotas
+        self.budgets = dict(budgets or {})
         self.store = store
         self.policy = policy_from(model)
         self.notifier = Notifier(model.urls)
@@ -67,7 +73,10 @@ class Watch:
         if "usage-quota" in self.policy.rules and (
             self._usage is None or now - self._usage[0] > USAGE_EVERY
         ):
-            self._usage = (now, await measured(self.store, self.jobs, self.quotas, now))
+            self._usage = (
+                now,
+                await measured(self.store, self.jobs, self.quotas, now, budgets=self.budgets),
+            )
         usage = self._usage[1] if self._usage else None
         return await evaluate(self.store, self.jobs, self.policy, self.notifier, now, usage)
 

@@ -204,5 +204,5 @@ def usage_quota(usage: UsageReport) -> Iterator[Finding]:
     for warning in usage.warnings:
         yield Finding(
             key=f"usage-quota:{warning.quota}", rule="usage-quota",
-            subject=f"usage nears the {warning.quota} quota", body=warning.text.capitalize() + ".",
+            subject=warning.subject, body=warning.text[:1].upper() + warning.text[1:] + ".",
         )  # fmt: skip

@@ -170,7 +170,7 @@ class _Shared:
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         depth = GaugeMetricFamily(
             "cronlink_queue_depth", "Queued runs that are due, by tier.", labels=["tier"]
         )
@@ -194,3 +194,27 @@ class _Shared:
         for (state, healthy), count in sorted(self.snapshot.connections.items()):
             health.add_metric([state, healthy], count)
         yield health
+        yield from _models(self.snapshot)
+
+
+def _models(snapshot: Snapshot) -> Iterator[CounterMetricFamily]:
+    """Chat models' calls by every process, from the store's running totals."""
+    tokens = CounterMetricFamily(
+        "cronlink_ai_tokens", "Tokens chat models billed, by model and kind (input, output).",
+        labels=["model", "kind"],
+    )  # fmt: skip
+    cost = CounterMetricFamily(
+        "cronlink_ai_cost_usd", "What calls to chat models cost at their declared prices "
+        "(US dollars), by model.", labels=["model"],
+    )  # fmt: skip
+    calls = CounterMetricFamily(
+        "cronlink_ai_calls", "Calls to chat models, by model and outcome (answered, failed).",
+        labels=["model", "outcome"],
+    )  # fmt: skip
+    for spent in snapshot.models:
+        tokens.add_metric([spent.model, "input"], spent.input_tokens)
+        tokens.add_metric([spent.model, "output"], spent.output_tokens)
+        cost.add_metric([spent.model], spent.cost_usd)
+        calls.add_metric([spent.model, "answered"], spent.calls - spent.failed)
+        calls.add_metric([spent.model, "failed"], spent.failed)
+    yield from (tokens, cost, calls)

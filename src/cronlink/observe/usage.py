@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cronlink.jobs import with_overrides
+from cronlink.records.ai_calls import ModelSpend, month_of
 from cronlink.records.runs import Tier
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from cronlink.config_models import UsageModel
     from cronlink.jobs import Job
@@ -45,11 +46,25 @@ class UsageReport:
     cron_triggers: int = 0
     """Distinct schedules (expression and zone): the triggers a light runner needs for
     one each."""
+    models: list[ModelMonth] = field(default_factory=list)
+    """Each chat model called this month, with its budget."""
+    model_callers: dict[str, int] = field(default_factory=dict)
+    """Calls to chat models this month, by the job that made them."""
     warnings: list[QuotaWarning] = field(default_factory=list)
 
     def projected(self, tier: Tier) -> int:
         """This month's invocations at the pace so far."""
         return round(self.month[tier].invocations / self.month_fraction)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelMonth:
+    """A chat model's month so far, against its budget."""
+
+    spent: ModelSpend
+    budget_usd: float | None
+    projected_usd: float
+    """This month's cost at the pace so far."""
 
 
 NEAR = 0.8
@@ -59,23 +74,40 @@ NEAR = 0.8
 @dataclass(frozen=True, kw_only=True, slots=True)
 class QuotaWarning:
     quota: str
-    """`light`, `heavy` or `schedules`."""
+    """`light`, `heavy`, `schedules` or `ai:MODEL` (a model's budget)."""
     text: str
+
+    @property
+    def subject(self) -> str:
+        model = self.quota.removeprefix("ai:")
+        if model != self.quota:
+            return f"model {model} nears or passed its budget"
+        return f"usage nears the {self.quota} quota"
 
 
 async def measured(
-    store: Store, jobs: Mapping[str, Job], quotas: UsageModel, now: datetime, days: int = 1
+    store: Store,
+    jobs: Mapping[str, Job],
+    quotas: UsageModel,
+    now: datetime,
+    days: int = 1,
+    budgets: Mapping[str, float | None] | None = None,
 ) -> UsageReport:
-    """The month so far against `quotas`, the schedules counted as every scheduler fires
-    them (overrides applied); `days` lists the last so many days."""
+    """The month so far against `quotas` and the chat models' `budgets` (by name), the
+    schedules counted as every scheduler fires them (overrides applied); `days` lists the
+    last so many days."""
     current = with_overrides(jobs, await store.overrides.all())
     scheduled = sum(1 for job in current.values() if job.schedules)
     triggers = {(s.cron.source, s.timezone) for job in current.values() for s in job.schedules}
     history = await store.usage_days(min(month_start(now), now - timedelta(days=days)))
-    made = report(history, scheduled, quotas, now)
+    spent = await store.ai.month(month_of(now))
+    made = report(history, scheduled, quotas, now, spent, budgets or {})
     first = (now - timedelta(days=days - 1)).date()
     recent = [d for d in made.days if d.day >= first]
-    return dataclasses.replace(made, days=recent, cron_triggers=len(triggers))
+    callers = await store.ai.callers(month_start(now))
+    return dataclasses.replace(
+        made, days=recent, cron_triggers=len(triggers), model_callers=callers
+    )
 
 
 def month_start(now: datetime) -> datetime:
@@ -83,9 +115,15 @@ def month_start(now: datetime) -> datetime:
 
 
 def report(
-    days: list[DayUsage], scheduled_jobs: int, quotas: UsageModel, now: datetime
+    days: list[DayUsage],
+    scheduled_jobs: int,
+    quotas: UsageModel,
+    now: datetime,
+    spent: Sequence[ModelSpend] = (),
+    budgets: Mapping[str, float | None] | None = None,
 ) -> UsageReport:
-    """`days` must reach back at least to the start of the month for the month's figures."""
+    """`days` must reach back at least to the start of the month for the month's figures;
+    `spent` is the month's calls to chat models, `budgets` theirs by name."""
     start = month_start(now)
     length = calendar.monthrange(start.year, start.month)[1]
     fraction = max((now - start) / timedelta(days=length), 1 / (24 * length))
@@ -105,10 +143,22 @@ def report(
         days=days, month=month, month_fraction=fraction,
         light_today=light.get(now.astimezone(UTC).date(), 0),
         light_busiest=max(light.values(), default=0), scheduled_jobs=scheduled_jobs,
-        quotas=quotas,
+        quotas=quotas, models=_months(spent, budgets or {}, fraction),
     )  # fmt: skip
     made.warnings.extend(_near_quotas(made))
     return made
+
+
+def _months(
+    spent: Sequence[ModelSpend], budgets: Mapping[str, float | None], fraction: float
+) -> list[ModelMonth]:
+    called = {s.model: s for s in spent}
+    # A budgeted model not called yet this month is listed too: its budget is news.
+    budgeted = {name: ModelSpend(model=name) for name, b in budgets.items() if b is not None}
+    return [
+        ModelMonth(spent=s, budget_usd=budgets.get(name), projected_usd=s.cost_usd / fraction)
+        for name, s in sorted((budgeted | called).items())
+    ]
 
 
 def _near_quotas(made: UsageReport) -> list[QuotaWarning]:
@@ -130,4 +180,12 @@ def _near_quotas(made: UsageReport) -> list[QuotaWarning]:
             f"{made.scheduled_jobs} scheduled jobs, {quotas.scheduler_jobs} free on a cloud "
             "scheduler (one POST /cron/tick trigger can drive them all)"
         )))  # fmt: skip
+    for month in made.models:
+        budget, cost = month.budget_usd, month.spent.cost_usd
+        if budget is not None and cost >= NEAR * budget:
+            state = "spent: no new calls this month" if cost >= budget else "nearly spent"
+            found.append(QuotaWarning(quota=f"ai:{month.spent.model}", text=(
+                f"model {month.spent.model} cost ${cost:,.2f} this month, {cost / budget:.0%} "
+                f"of its ${budget:,.2f} budget ({state})"
+            )))  # fmt: skip
     return found

@@ -7,6 +7,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
+from cronlink.records.ai_calls import ModelSpend
+
 
 class RunState(StrEnum):
     QUEUED = "queued"
@@ -164,6 +166,8 @@ class Snapshot:
     queues: dict[Tier, QueueState]
     connections: dict[tuple[str, str], int]
     """Connections by (state, health)."""
+    models: tuple[ModelSpend, ...] = ()
+    """Each chat model's calls ever, by every process."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from cronlink.records.runs import Spend
 from cronlink.store import metric_queries, migrate, queries, rate_buckets, usage_queries
+from cronlink.store.ai_store import AiStore
 from cronlink.store.alert_store import AlertStore
 from cronlink.store.audit_store import AuditStore
 from cronlink.store.automation_store import AutomationStore
@@ -139,6 +140,10 @@ class Store(abc.ABC):
     @property
     def connections(self) -> ConnectionStore:
         return ConnectionStore(self)
+
+    @property
+    def ai(self) -> AiStore:
+        return AiStore(self)
 
     @property
     def alerts(self) -> AlertStore:

@@ -1,5 +1,6 @@
 """What `/metrics` reads from the database at each scrape: queues per tier, connections by
-state and health. Each is one grouped query over a partial index or a small table."""
+state and health, chat models' calls. Each is one grouped query over a partial index or a
+small table."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 
 from cronlink.records.runs import QueueState, RunState, Snapshot, Tier
+from cronlink.store.ai_store import totals
 from cronlink.store.schema import connections, runs
 
 if TYPE_CHECKING:
@@ -47,4 +49,6 @@ def snapshot(c: Connection, now: datetime) -> Snapshot:
             connections.c.state, connections.c.health
         )
     )
-    return Snapshot(queues=queues, connections={(s, h): n for s, h, n in health})
+    return Snapshot(
+        queues=queues, connections={(s, h): n for s, h, n in health}, models=tuple(totals(c))
+    )

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ColumnElement,
+    Date,
     Dialect,
     Float,
     ForeignKey,
@@ -354,6 +355,41 @@ rate_buckets = Table(
     Column("tat", Float, nullable=False),
     Column("granted", Integer, nullable=False),
     Index("ix_rate_buckets_tat", "tat"),
+)
+
+ai_calls = Table(
+    "ai_calls",
+    metadata,
+    # One row per call to a chat model, answered or failed: what a run's attempts spent
+    # (`runs show`); months add up in `ai_months`.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Instant, nullable=False),
+    Column("model", String(100), nullable=False),
+    Column("job", String(200), nullable=False),
+    Column("run_id", Integer),
+    Column("attempt", Integer, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("answered", Boolean, nullable=False),
+    Index("ix_ai_calls_run", "run_id", "attempt"),
+    Index("ix_ai_calls_at", "at"),
+)
+
+ai_months = Table(
+    "ai_months",
+    metadata,
+    # A model's running totals for a calendar month (UTC), added to in the transaction
+    # that records each call: a budget check and a metrics scrape read one row per model
+    # and month, never the calls.
+    Column("model", String(100), primary_key=True),
+    Column("month", Date, primary_key=True),
+    Column("calls", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Float, nullable=False),
 )
 
 schedule_overrides = Table(

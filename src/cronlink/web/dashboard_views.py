@@ -133,7 +133,9 @@ async def automations_page(service: WebService, after_id: int, now: datetime) ->
 async def usage_page(service: WebService, now: datetime) -> dict[str, Any]:
     """The last USAGE_DAYS days and the month so far against the quotas; the advice and
     the hosted prices of `cronlink advise`."""
-    made = await measured(service.store, service.app.jobs, service.quotas, now, USAGE_DAYS)
+    made = await measured(
+        service.store, service.app.jobs, service.quotas, now, USAGE_DAYS, service.budgets
+    )
     profiles = await service.store.job_profiles(now - ADVICE_WINDOW)
     costs = advice.hosted_costs(made, service.pricing)
     return {

@@ -8,7 +8,7 @@ import errno
 import logging
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -52,6 +52,7 @@ async def serving(
     automations: Automations | None = None,
     usage: UsageModel | None = None,
     pricing: PricingModel | None = None,
+    budgets: Mapping[str, float | None] | None = None,
 ) -> AsyncIterator[str]:
     """The service on `host:port` (0: any free port); yields its base URL."""
     secrets = CronSecrets.from_env()
@@ -66,7 +67,7 @@ async def serving(
         require_signature=model.require_signature, connections=connections,
         automations=automations,
         public_url=model.public_url, quotas=usage or UsageModel(),
-        pricing=pricing or PricingModel(),
+        pricing=pricing or PricingModel(), budgets=dict(budgets or {}),
     )  # fmt: skip
     api = Guards(
         build(service), max_body=model.max_body,

@@ -51,6 +51,8 @@ class WebService:
     """`[serve] public_url`: where browsers reach the service behind a TLS proxy."""
     quotas: UsageModel = field(default_factory=UsageModel)
     """`[usage]`: the free quotas the dashboard's usage page compares against."""
+    budgets: dict[str, float | None] = field(default_factory=dict)
+    """The chat models' monthly budgets, by name (`[ai.models.NAME] budget_usd`)."""
     pricing: PricingModel = field(default_factory=PricingModel)
     clock: Clock = field(default_factory=SystemClock)
     """What every route takes `now` from (tests hand in their own)."""

@@ -1,0 +1,45 @@
+"""`ctx.ai` in Python jobs, light and heavy (where the worker admits and records each call
+over the run's pipe): the answer checked against its schema, and the call kept with the
+run's attempt, its tokens those the model billed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cronlink.ai import ChatModel, Models
+from cronlink.records.runs import RunState, Tier
+from cronlink.store import Store
+from tests.acceptance.sandbox_kit import Kit, kit
+from tests.acceptance.worker_kit import enqueue, finished, running_worker
+
+__all__ = ["kit"]
+
+
+@pytest.mark.parametrize(
+    ("tier", "job"), [(Tier.LIGHT, "ask-model"), (Tier.HEAVY, "heavy-ask-model")]
+)
+async def test_a_job_calls_a_model_and_the_call_is_kept_with_its_run(
+    kit: Kit, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch, tier: Tier, job: str
+) -> None:
+    monkeypatch.setenv("SANDBOX_MODEL_KEY", "sandbox-model-key")
+    fast = ChatModel(
+        name="fast", base_url=f"{kit.sandbox.url}/v1", model="sandbox-model",
+        api_key="${SANDBOX_MODEL_KEY}", input_price=2.0, output_price=8.0, budget_usd=100.0,
+    )  # fmt: skip
+    async with running_worker(sqlite_store, tier, ai=Models({"fast": fast})):
+        run_id = await enqueue(sqlite_store, job, "I love this product")
+        run = await finished(sqlite_store, run_id)
+    assert run.state is RunState.SUCCEEDED, run.error
+    every: dict[str, Any] = await kit.stats()
+    stats = every["model"]
+    [call] = await sqlite_store.ai.of_run(run_id)
+    assert (call.job, call.attempt, call.model, call.answered) == (job, 1, "fast", True)
+    assert (call.input_tokens, call.output_tokens) == (
+        stats["prompt_tokens"], stats["completion_tokens"],
+    )  # fmt: skip
+    assert call.cost_usd == pytest.approx(fast.cost(call.input_tokens, call.output_tokens))
+    assert call.requests == stats["requests"] == 1
+    assert run.result is not None
+    assert f'"tokens": {call.input_tokens}' in run.result
