@@ -16,6 +16,7 @@ import contextlib
 import os
 import re
 import tempfile
+from datetime import UTC, datetime
 from ipaddress import ip_address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,9 +75,11 @@ async def deliver(
 ) -> list[str]:
     """Send `report` to each destination but those in `done` (index: shown form);
     returns every destination that has it, shown redacted. `values` fill file-path
-    templates; relative paths are under `base` (default: the working directory).
+    templates (with `now` and the report's `title`); relative paths are under `base`
+    (default: the working directory).
     `session` must be one of `cronlink.http_client.new_session` (the egress policy)."""
     had = dict(done or {})
+    names = {"now": datetime.now(UTC), "title": report.title, **(values or {})}
     failures: list[StepError] = []
     for index, destination in enumerate(destinations):
         if index in had:
@@ -84,7 +87,7 @@ async def deliver(
         label = f"{where}: deliver[{index}] ({shown(destination)})"
         try:
             said = await _one(
-                report, destination, session, dict(values or {}), base or Path(),
+                report, destination, session, names, base or Path(),
                 idempotency_key, os.environ if env is None else env, label,
             )  # fmt: skip
         except StepError as error:
