@@ -9,6 +9,8 @@ import csv
 import hashlib
 import io
 import json
+import re
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import pytest
 from cronlink.automations.steps import parse_steps
 from cronlink.errors import ConfigError
 from cronlink.reports import render
+from cronlink.reports.delivery import shown
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 VALUES: dict[str, Any] = {
@@ -203,3 +206,35 @@ def test_a_good_report_step_parses_with_its_destinations() -> None:
     assert [d.attach for d in parsed.report.deliver] == [True, False, False]
     assert parsed.report.deliver[2].http is not None
     assert parsed.report.deliver[2].http.method == "POST"
+
+
+def test_the_report_steps_in_the_docs_parse() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "automations.md").read_text()
+    section = text.partition("## The `report` step")[2].partition("## Commands and Python")[0]
+    blocks = re.findall(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) == 2
+    parsed = [parse_steps(tomllib.loads(block)["steps"]) for block in blocks]
+    assert [[s.name for s in steps] for steps in parsed] == [["weekly"], ["summarise", "report"]]
+    ai_report = parsed[1][1].report
+    assert ai_report is not None
+    assert [d.http is not None for d in ai_report.deliver] == [True, False, False]
+
+
+@pytest.mark.parametrize(
+    ("destination", "seen"),
+    [
+        ({"apprise": "json://user:hunter2-pass@127.0.0.1:9/in"}, "apprise json://user:****@"),
+        ({"apprise": "json://${HOOK_HOST}/in"}, "apprise json://${HOOK_HOST}/in"),
+        ({"http": {"url": "https://bob:hunter2-pass@hooks.example.com/in?sig=hunter2-pass"}},
+         "http POST https://hooks.example.com/in"),
+        ({"http": {"url": "https://hooks.example.com/${PATH_SECRET}?sig=${SIG}"}},
+         "http POST https://hooks.example.com/${PATH_SECRET}"),
+        ({"file": "reports/{{ now.date() }}.md"}, "file reports/{{ now.date() }}.md"),
+    ],
+)  # fmt: skip
+def test_a_destination_is_shown_without_its_secrets(destination: dict[str, Any], seen: str) -> None:
+    [parsed] = parse_steps(step(format="markdown", template="x", deliver=[destination]))
+    assert parsed.report is not None
+    said = shown(parsed.report.deliver[0])
+    assert said.startswith(seen)
+    assert "hunter2" not in said
