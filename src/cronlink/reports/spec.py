@@ -91,17 +91,11 @@ class ReportSpec(_Strict):
     """`{steps.summary}`: any value; without a template, the JSON's content."""
     deliver: list[Delivery] = Field(default=[], max_length=20)
 
-    @field_validator("template")
+    @field_validator("template", "title")
     @classmethod
-    def _template(cls, value: str | None) -> str | None:
+    def _templates(cls, value: str | None) -> str | None:
         if value is not None:
             _compiles(value)
-        return value
-
-    @field_validator("title")
-    @classmethod
-    def _title(cls, value: str) -> str:
-        _compiles(value)
         return value
 
     @model_validator(mode="after")
