@@ -20,9 +20,11 @@ import pytest
 from aiohttp import web
 
 from cronlink.ai import ChatModel, Models
-from cronlink.egress import EgressPolicy
-from cronlink.errors import ConfigError
+from cronlink.egress import LOOPBACK, EgressPolicy
+from cronlink.errors import ConfigError, StepError
+from cronlink.http_client import new_session
 from cronlink.records.automations import AutomationEvent, EventState
+from cronlink.reports import delivery, render, spec_of
 from tests.acceptance.automation_kit import AutoKit, auto, heavy_worker
 from tests.acceptance.egress_kit import serving
 from tests.acceptance.sandbox_kit import kit
@@ -48,7 +50,8 @@ class Receiver:
         })  # fmt: skip
         statuses = self.fail.get(name) or [200]
         status = statuses.pop(0) if self.fail.get(name) else 200
-        return web.Response(status=status, text="nope" if status >= 400 else "ok")
+        said = f"nope, not with {request.headers.get('X-Auth')}" if status >= 400 else "ok"
+        return web.Response(status=status, text=said)
 
 
 @pytest.fixture
@@ -143,18 +146,15 @@ async def test_a_4xx_fails_for_good_at_once_and_keeps_what_was_delivered_for_a_r
     receiver.fail["second"] = [404, 404, 404]
     first = f"{receiver.url}/in/first"
     secret = f"{receiver.url}/in/second?token=s3cret-in-the-query"
-    event = await run(auto, [report(
-        {"http": {"url": first}}, {"http": {"url": secret, "headers": {"X-Auth": "${HOME}"}}},
-    )])  # fmt: skip
+    event = await run(auto, [report({"http": {"url": first}}, {"http": {"url": secret}})])
     assert event.state is EventState.DEAD_LETTER
     assert event.error is not None
     assert (
         f"step 0 (report): step report: deliver[1] (http POST {receiver.url}/in/second) "
-        "answered HTTP 404: nope"
+        "answered HTTP 404: nope, not with "
     ) in event.error
     assert "s3cret" not in event.error
     assert len(receiver.got["second"]) == 1  # not retried
-    assert receiver.got["second"][0]["auth"] not in (None, "${HOME}")
     assert event.outputs["report"] == {"checkpoint": {"delivered": {"0": f"http POST {first}"}}}
 
 
@@ -215,3 +215,22 @@ async def test_a_bad_report_in_a_steps_file_is_refused_when_added(auto: AutoKit)
         await auto.automations.add(name="bad", connection_id=cid, trigger="new_email",
                                    steps=steps)  # fmt: skip
     assert str(raised.value).startswith("steps[0] (weekly).report.template: line 1: unexpected")
+
+
+async def test_an_error_never_quotes_back_the_variables_a_destination_names(
+    receiver: Receiver,
+) -> None:
+    # In this process: a heavy run's process keeps the environment it was started with.
+    receiver.fail["hook"] = [401]
+    env = {"HOOK_TOKEN": "hook-token-0123456789"}
+    target = {"http": {"url": f"{receiver.url}/in/hook", "headers": {"X-Auth": "${HOOK_TOKEN}"}}}
+    spec = spec_of({"format": "json", "data": "{x}", "deliver": [target]})
+    made = render(spec, {"x": [1]})
+    async with new_session(LOOPBACK) as session:
+        with pytest.raises(StepError) as raised:
+            await delivery.deliver(made, spec.deliver, session=session, env=env)
+    assert receiver.got["hook"][0]["auth"] == "hook-token-0123456789"
+    assert str(raised.value).startswith("report: deliver[0] (http POST ")
+    assert "answered HTTP 401: nope, not with " in str(raised.value)
+    assert "hook-token" not in str(raised.value)
+    assert not raised.value.retryable

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from yarl import URL
 
-from cronlink.envtext import VARIABLE, expand, retry_after
+from cronlink.envtext import VARIABLE, expand, referenced_values, retry_after
 from cronlink.errors import ConfigError, StepError
 from cronlink.http_client import as_refusal, egress_of
 from cronlink.reports.jinja import compiled, rendered
+from cronlink.scrubbing import Scrubber
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -157,8 +158,10 @@ async def _http(
         raise StepError(f"{label}: no answer within {HTTP_TIMEOUT:.0f}s") from None
     if status >= 400:
         wait = retry_after(after)
+        # A peer may quote back what it was sent: the values of the variables named.
+        scrub = Scrubber(referenced_values([target.url, *target.headers.values()], env))
         raise StepError(
-            f"{label} answered HTTP {status}: {_quoted(text)}",
+            f"{label} answered HTTP {status}: {_quoted(scrub(text))}",
             retryable=status in RETRYABLE or status >= 500,
             wait=wait.total_seconds() if wait is not None else 0.0,
         )
