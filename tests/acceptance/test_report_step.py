@@ -113,7 +113,7 @@ async def test_an_ai_summary_is_rendered_and_delivered_to_a_webhook_a_channel_an
     [posted] = receiver.got["hook"]
     assert posted["body"] == body
     assert posted["type"] == "text/markdown; charset=utf-8"
-    assert posted["key"].endswith(":report")
+    assert posted["key"].endswith(":report:deliver[0]")
     [sent] = receiver.got["channel"]
     message = json.loads(sent["body"])
     assert (message["title"], message["message"]) == (title, body.rstrip())  # apprise trims

@@ -77,8 +77,9 @@ async def deliver(
     """Send `report` to each destination but those in `done` (index: shown form);
     returns every destination that has it, shown redacted. `values` fill file-path
     templates (with `now` and the report's `title`); relative paths are under `base`
-    (default: the working directory).
-    `session` must be one of `cronlink.http_client.new_session` (the egress policy)."""
+    (default: the working directory). An HTTP destination is sent `idempotency_key` with
+    `:deliver[N]` appended. `session` must be one of `cronlink.http_client.new_session`
+    (the egress policy)."""
     had = dict(done or {})
     names = {"now": datetime.now(UTC), "title": report.title, **(values or {})}
     failures: list[StepError] = []
@@ -87,9 +88,11 @@ async def deliver(
             continue
         label = f"{where}: deliver[{index}] ({shown(destination)})"
         try:
+            # One key per destination: two of them on one API are not one request repeated.
+            key = f"{idempotency_key}:deliver[{index}]" if idempotency_key else None
             said = await _one(
-                report, destination, session, names, base or Path(),
-                idempotency_key, os.environ if env is None else env, label,
+                report, destination, session, names, base or Path(), key,
+                os.environ if env is None else env, label,
             )  # fmt: skip
         except StepError as error:
             failures.append(error)
@@ -184,7 +187,7 @@ async def _apprise(
     channel = apprise.Apprise()
     if not channel.add(url):
         raise ConfigError("not a URL apprise can send to")
-    await _check_host(url, egress_of(session))
+    await _check_host(url, egress_of(session), label)
     with tempfile.TemporaryDirectory(prefix="cronlink-report-") as folder:
         files = None
         if attach:
@@ -199,7 +202,7 @@ async def _apprise(
         raise StepError(f"{label}: apprise reports {result.status.name.lower()}")
 
 
-async def _check_host(url: str, egress: EgressPolicy) -> None:
+async def _check_host(url: str, egress: EgressPolicy, label: str) -> None:
     """Refuse a webhook whose host the egress policy forbids (apprise connects without
     asking it); a name is resolved and every address it has must be allowed."""
     # Imported here: as in `shown`.
@@ -213,7 +216,7 @@ async def _check_host(url: str, egress: EgressPolicy) -> None:
     try:
         found = await asyncio.get_running_loop().getaddrinfo(host, None)
     except OSError:
-        raise StepError(f"cannot resolve {host!r}") from None
+        raise StepError(f"{label}: cannot resolve {host!r}") from None
     for _, _, _, _, address in found:
         reason = egress.refusal(ip_address(str(address[0]).partition("%")[0]))
         if reason is not None:
