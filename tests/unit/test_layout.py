@@ -143,7 +143,7 @@ LAYERS = [
     ("store", {"cronlink.store"}),
     ("domain", {"cronlink.jobs", "cronlink.app", "cronlink.context", "cronlink.audit",
                 "cronlink.config", "cronlink.config_models", "cronlink.connections",
-                "cronlink.automations", "cronlink.observe", "cronlink.ai"}),
+                "cronlink.automations", "cronlink.observe", "cronlink.ai", "cronlink.reports"}),
     ("engine", {"cronlink.engine"}),
     ("composition", {"cronlink.compose", "cronlink.services", "cronlink.builtin_jobs",
                      "cronlink.runtime", "cronlink.control"}),

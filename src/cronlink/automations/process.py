@@ -14,7 +14,7 @@ import random
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from cronlink.automations import ai_step, http_step, sync
+from cronlink.automations import ai_step, http_step, report_step, sync
 from cronlink.automations.steps import StepContext, StepModel, parse_steps
 from cronlink.errors import StepError
 from cronlink.loading import resolve
@@ -101,6 +101,8 @@ async def _execute(step: StepModel, event: Any, ctx: StepContext) -> Any:
         return await sync.copy(step.sync, ctx)
     if step.ai is not None:
         return await ai_step.call(step.ai, event, ctx)
+    if step.report is not None:
+        return await report_step.call(step.report, event, ctx)
     assert step.call is not None
     function = resolve(step.call)
     result = function(event, ctx)

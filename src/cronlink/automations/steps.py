@@ -1,6 +1,7 @@
 """An automation's steps as data: a Python callable (`call`), an HTTP request through the
-connection (`http`), a bulk copy (`sync`) or a chat model's answer (`ai`), each retried on
-its own; and `StepContext`, what a step is given when it runs."""
+connection (`http`), a bulk copy (`sync`), a chat model's answer (`ai`) or a report
+rendered and delivered (`report`), each retried on its own; and `StepContext`, what a step
+is given when it runs."""
 
 from __future__ import annotations
 
@@ -27,11 +28,15 @@ from cronlink.errors import (
 )
 from cronlink.http_client import as_refusal
 from cronlink.records.automations import EventState
+from cronlink.reports.spec import ReportSpec
 from cronlink.scrubbing import Scrubber, configured
 
 if TYPE_CHECKING:
     from cronlink.context import RunContext, RunLog
     from cronlink.records.connections import Credentials
+
+
+KINDS = ("call", "http", "sync", "ai", "report")
 
 
 class _Strict(BaseModel):
@@ -91,6 +96,11 @@ class AiStep(_Strict):
         return value
 
 
+class ReportStep(ReportSpec):
+    """A report rendered from the event and the earlier steps' outputs, then delivered
+    (`cronlink.reports`): its templates see `event`, `steps`, `params` and `now`."""
+
+
 class StepModel(_Strict):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
     call: str | None = None
@@ -98,6 +108,7 @@ class StepModel(_Strict):
     http: HttpStep | None = None
     sync: SyncStep | None = None
     ai: AiStep | None = None
+    report: ReportStep | None = None
     max_attempts: int = Field(default=3, ge=1, le=20)
     backoff: str = "1s"
     """The first retry's delay; it doubles each attempt, up to a minute."""
@@ -117,9 +128,9 @@ class StepModel(_Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> StepModel:
-        kinds = [k for k in ("call", "http", "sync", "ai") if getattr(self, k) is not None]
+        kinds = [k for k in KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError("give exactly one of 'call', 'http', 'sync' or 'ai'")
+            raise ValueError("give exactly one of 'call', 'http', 'sync', 'ai' or 'report'")
         return self
 
     @property
