@@ -140,3 +140,10 @@ async def ask_model(ctx: RunContext) -> Any:
 @app.job(name="heavy-ask-model", tier="heavy", max_attempts=1)
 async def heavy_ask_model(ctx: RunContext) -> Any:
     return await ask_model(ctx)
+
+
+@app.job(name="leak-model-key", max_attempts=1)
+async def leak_model_key(ctx: RunContext) -> str:
+    key = os.environ["SANDBOX_MODEL_KEY"]
+    ctx.log.info("the key is %s", key)
+    raise RuntimeError(f"failed with key {key}")

@@ -4,17 +4,19 @@ run's attempt, its tokens those the model billed."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
 from cronlink.ai import ChatModel, Models
 from cronlink.records.runs import RunState, Tier
-from cronlink.store import Store
+from cronlink.store import Store, store_for
 from tests.acceptance.sandbox_kit import Kit, kit
 from tests.acceptance.worker_kit import enqueue, finished, running_worker
 
 __all__ = ["kit"]
+JOBS = [(Tier.LIGHT, "ask-model"), (Tier.HEAVY, "heavy-ask-model")]
 
 
 @pytest.mark.parametrize(
@@ -43,3 +45,52 @@ async def test_a_job_calls_a_model_and_the_call_is_kept_with_its_run(
     assert call.requests == stats["requests"] == 1
     assert run.result is not None
     assert f'"tokens": {call.input_tokens}' in run.result
+
+
+@pytest.mark.parametrize(
+    ("tier", "job"), [(Tier.LIGHT, "ask-model"), (Tier.HEAVY, "heavy-ask-model")]
+)
+async def test_two_workers_keep_to_a_models_requests_a_minute_between_them(
+    kit: Kit, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch, tier: Tier, job: str
+) -> None:
+    monkeypatch.setenv("SANDBOX_MODEL_KEY", "sandbox-model-key")
+    paced = ChatModel(
+        name="fast", base_url=f"{kit.sandbox.url}/v1", model="sandbox-model",
+        api_key="${SANDBOX_MODEL_KEY}", rpm=480,  # one request every 125 ms
+    )  # fmt: skip
+    other = store_for(sqlite_store.url)
+    await other.open()
+    models = Models({"fast": paced})
+    try:
+        async with (
+            running_worker(sqlite_store, tier, ai=models),
+            running_worker(other, tier, ai=models),
+        ):
+            started = time.monotonic()
+            runs = [await enqueue(sqlite_store, job, f"message {n}") for n in range(9)]
+            for run_id in runs:
+                assert (await finished(sqlite_store, run_id)).state is RunState.SUCCEEDED
+            took = time.monotonic() - started
+    finally:
+        await other.close()
+    stats: dict[str, Any] = await kit.stats()
+    assert stats["model"]["requests"] == 9
+    # Nine requests, the first at once, then one each 125 ms: the last no sooner than 1 s.
+    assert took >= 8 * 0.125
+
+
+async def test_a_models_key_is_kept_out_of_what_a_run_records(
+    kit: Kit, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-test-cronlink-0123456789abcdef"
+    monkeypatch.setenv("SANDBOX_MODEL_KEY", key)
+    fast = ChatModel(name="fast", base_url=f"{kit.sandbox.url}/v1", model="sandbox-model",
+                     api_key="${SANDBOX_MODEL_KEY}")  # fmt: skip
+    async with running_worker(sqlite_store, Tier.LIGHT, ai=Models({"fast": fast})):
+        run = await finished(sqlite_store, await enqueue(sqlite_store, "leak-model-key"))
+    logs = await sqlite_store.run_logs(run.id)
+    assert run.error is not None
+    assert "failed with key" in run.error.message
+    recorded = " ".join([run.error.message, run.error.traceback or "", *(t for *_, t in logs)])
+    assert "the key is" in recorded
+    assert key not in recorded

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cronlink.ai.ledger import Caller, Spent, StoreLedger
+from cronlink.ai.ledger import Caller, Pace, Spent, StoreLedger
 from cronlink.ai.records import ChatModel
 from cronlink.errors import BudgetSpentError
 from cronlink.records.ai_calls import AiCall, ModelSpend
@@ -81,7 +81,7 @@ async def test_a_spent_budget_refuses_new_calls_until_the_month_turns(store: Sto
     model = ChatModel(name="fast", base_url="http://127.0.0.1:9/v1", model="m",
                       api_key="${KEY}", budget_usd=0.05)  # fmt: skip
     clock = Stopped(LAST_SECOND - timedelta(days=1))
-    ledger = StoreLedger(store.ai, clock)
+    ledger = StoreLedger(store, clock)
     who = Caller(job="summarise", run_id=1, attempt=1)
     spent = Spent(input_tokens=1000, output_tokens=10, cost_usd=0.03, requests=1, answered=True)
     await ledger.admit(model)
@@ -97,8 +97,45 @@ async def test_a_spent_budget_refuses_new_calls_until_the_month_turns(store: Sto
     assert not refused.value.retryable
     # Another process's ledger reads the month from the store, not from its own calls.
     with pytest.raises(BudgetSpentError):
-        await StoreLedger(store.ai, clock).admit(model)
+        await StoreLedger(store, clock).admit(model)
     clock.at = LAST_SECOND + timedelta(seconds=1)
     await ledger.admit(model)  # a new month
     unlimited = ChatModel(name="free", base_url="http://127.0.0.1:9/v1", model="m", api_key="k")
     await ledger.admit(unlimited)
+
+
+T = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+async def test_requests_are_paced_to_rpm_and_tpm_across_stores(store: Store) -> None:
+    other = store_for(store.url)
+    await other.open()
+    try:
+        clock = Stopped(T)
+        one, two = StoreLedger(store, clock), StoreLedger(other, clock)
+        model = ChatModel(name="paced", base_url="http://127.0.0.1:9/v1", model="m",
+                          api_key="${KEY}", rpm=60, tpm=600)  # fmt: skip
+        # rpm 60: one request a second, fleet-wide, no burst.
+        assert (await one.take(model, Pace(slot=True))).granted
+        refused = await two.take(model, Pace(slot=True))
+        assert (refused.slot, refused.wait) == pytest.approx((True, 1.0))
+        clock.at = T + timedelta(seconds=1)
+        assert (await two.take(model, Pace(slot=True))).granted
+        # tpm 600: 10 tokens a second, a burst of 10; a bigger request takes them as they
+        # come, turn about with the others.
+        big = await one.take(model, Pace(tokens=25))
+        assert (big.tokens, big.wait) == pytest.approx((15, 1.0))
+        small = await two.take(model, Pace(tokens=5))
+        assert (small.tokens, small.wait) == pytest.approx((5, 0.5))
+        clock.at += timedelta(seconds=0.5)
+        assert (await two.take(model, small)).granted
+        clock.at += timedelta(seconds=0.5)
+        big = await one.take(model, big)
+        assert (big.tokens, big.wait) == pytest.approx((10, 1.0))
+        clock.at += timedelta(seconds=1)
+        assert (await one.take(model, big)).granted
+        unlimited = ChatModel(name="free", base_url="http://127.0.0.1:9/v1", model="m",
+                              api_key="${KEY}")  # fmt: skip
+        assert (await one.take(unlimited, Pace(slot=True, tokens=10**9))).granted
+    finally:
+        await other.close()

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 RETRYABLE = frozenset({408, 425, 429})
 Sleep = Callable[[float], Awaitable[None]]
+Pacer = Callable[[int], Awaitable[None]]
+"""Waits until a request of so many (estimated) tokens may be sent."""
 
 
 class Wire(Protocol):
@@ -91,6 +93,7 @@ class _Call:
     scrub: Scrubber
     retrying: Retrying
     sleep: Sleep
+    pace: Pacer | None
     timeout: float
     attempts: int = 0
     usage: Usage = field(default_factory=Usage)
@@ -118,17 +121,19 @@ async def complete(
     retrying: Retrying = Retrying(),
     env: Mapping[str, str] | None = None,
     sleep: Sleep = asyncio.sleep,
+    pace: Pacer | None = None,
 ) -> Completion:
     """`model`'s answer to `messages` (`{"role", "content"}` dicts); `ModelError` when there
     is no valid one. `within` (seconds) bounds each request: the model's `timeout` unless
-    given."""
+    given. `pace` is awaited before each request (retries and repairs too) with its
+    estimated tokens."""
     wire = PROTOCOLS.get(model.protocol)
     if wire is None:
         raise ConfigError(f"model {model.name}: protocol {model.protocol!r} is not supported")
     key = expand(model.api_key, os.environ if env is None else env, f"ai.models.{model.name}")
     call = _Call(
         model=model, wire=wire, key=key, scrub=Scrubber([key]), retrying=retrying, sleep=sleep,
-        timeout=model.timeout.total_seconds() if within is None else within,
+        pace=pace, timeout=model.timeout.total_seconds() if within is None else within,
     )  # fmt: skip
     asked = list(messages)
     for repair in range(repairs + 1):
@@ -166,7 +171,10 @@ async def _answer(
 ) -> Reply:
     """The provider's answer to one request, retrying transport trouble."""
     headers = call.wire.headers(call.key, idempotency_key)
+    tokens = estimated_tokens(sent)
     for attempt in range(1, call.retrying.attempts + 1):
+        if call.pace is not None:
+            await call.pace(tokens)
         call.attempts += 1
         status, data, waited = await _send(session, call, sent, headers)
         if status == 200:
@@ -212,6 +220,15 @@ async def _send(
         return None, f"no answer ({type(error).__name__})".encode(), None
     except TimeoutError:
         return None, f"no answer within {call.timeout:g}s".encode(), None
+
+
+def estimated_tokens(sent: dict[str, Any]) -> int:
+    """What a provider counts against a tokens-a-minute limit before answering: the
+    prompt's (a token per 4 characters, 4 a message) and the answer's `max_tokens`."""
+    messages = sent.get("messages") or []
+    prompt = sum(4 + len(str(m.get("content", ""))) // 4 + 1 for m in messages)
+    answer = sent.get("max_completion_tokens") or sent.get("max_tokens") or 0
+    return int(prompt + answer)
 
 
 def _completion(call: _Call, reply: Reply, data: Any) -> Completion:

@@ -1,6 +1,15 @@
 """What calls to chat models may be made and what they cost, held in the store so that every
-worker process on every machine sees the same month: a model's `budget_usd` is checked
-before each call, and each call is recorded (with the run's attempt) when it ends.
+worker process on every machine sees the same month and the same minute: a model's
+`budget_usd` is checked before each call, its `rpm` and `tpm` before each request (retries
+and repairs are requests too), and each call is recorded (with the run's attempt) when it
+ends.
+
+Requests are paced through the store's shared rate buckets (`store/rate_buckets.py`, GCRA):
+- `rpm` without a burst: one request every 60 / rpm seconds across the fleet, so that no
+  minute, however it is cut, holds more than `rpm`;
+- `tpm` by each request's estimate (its prompt's characters / 4, 4 a message, and the
+  answer's `max_tokens`: what the provider counts against the limit before it answers),
+  with a burst of one second's tokens: no minute holds more than `tpm` and a second's.
 
 A heavy run's process has no store: its `PipeLedger` asks the worker, which holds this one.
 """
@@ -19,8 +28,10 @@ if TYPE_CHECKING:
 
     from cronlink.ai.records import ChatModel
     from cronlink.clock import Clock
-    from cronlink.store.ai_store import AiStore
+    from cronlink.store import Store
 
+_SLACK = 1e-9
+"""Rounding: a request that fits exactly fits."""
 FRESH = 5.0
 """Seconds a month's spend read from the store is trusted before it is read again: between
 reads a process adds its own calls; other processes' are seen at the next read."""
@@ -46,9 +57,27 @@ class Spent:
     answered: bool
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Pace:
+    """One round of taking a request's share of its model's limits: what is still owed
+    (the request's `rpm` slot, `tpm` tokens) and how long to wait before asking again."""
+
+    wait: float = 0.0
+    slot: bool = False
+    tokens: int = 0
+
+    @property
+    def granted(self) -> bool:
+        return not self.slot and not self.tokens
+
+
 class Ledger(Protocol):
     async def admit(self, model: ChatModel) -> None:
         """`BudgetSpentError` when `model`'s month is over its budget."""
+        ...
+
+    async def take(self, model: ChatModel, owed: Pace) -> Pace:
+        """Take what fits of what a request owes `model`'s limits; what is left."""
         ...
 
     async def record(self, model: str, caller: Caller, spent: Spent) -> None: ...
@@ -57,8 +86,9 @@ class Ledger(Protocol):
 class StoreLedger:
     """The ledger over a store, at a clock's time."""
 
-    def __init__(self, store: AiStore, clock: Clock) -> None:
-        self._store = store
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store.ai
+        self._buckets = store
         self._clock = clock
         self._months: dict[str, tuple[date, float, float]] = {}
         """Per model: the month, its spend so far, when it was read (monotonic)."""
@@ -75,6 +105,32 @@ class StoreLedger:
                 f"(${spent:,.2f} so far): no new calls until {until}, or raise budget_usd in "
                 f"[ai.models.{model.name}]"
             )
+
+    async def take(self, model: ChatModel, owed: Pace) -> Pace:
+        now = self._clock.now().timestamp()
+        slot, tokens, wait = owed.slot, owed.tokens, 0.0
+        if slot and model.rpm is not None:
+            interval = 60.0 / model.rpm
+            granted, tat = await self._buckets.take_tokens(
+                f"ai-rpm:{model.name}", 1, interval, interval + _SLACK, now
+            )
+            slot, wait = not granted, max(0.0, tat - now)
+        # The tokens are taken once the request's slot is: a request waiting for one
+        # holds none of the minute's tokens.
+        if not slot and tokens and model.tpm is not None:
+            # A bucket's burst never changes (the store reads a bucket further from full
+            # than its burst as a clock set back): a request bigger than a second's
+            # tokens takes them a second's worth at a time.
+            interval, burst = 60.0 / model.tpm, max(1, model.tpm // 60)
+            granted, tat = await self._buckets.take_tokens(
+                f"ai-tpm:{model.name}", min(tokens, burst), interval, burst * interval + _SLACK,
+                now,
+            )  # fmt: skip
+            tokens -= granted
+            room = min(tokens, burst) * interval  # asked again once that many fit
+            wait = max(0.0, tat + room - burst * interval - now) if tokens else 0.0
+        return Pace(wait=wait, slot=slot and model.rpm is not None,
+                    tokens=tokens if model.tpm is not None else 0)  # fmt: skip
 
     async def record(self, model: str, caller: Caller, spent: Spent) -> None:
         now = self._clock.now()

@@ -4,10 +4,12 @@ call recorded against the run's attempt)."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 from typing import TYPE_CHECKING, Any
 
-from cronlink.ai.ledger import Caller, Spent
+from cronlink.ai.ledger import Caller, Pace, Spent
 from cronlink.ai.records import ChatModel
 from cronlink.envtext import VARIABLE
 from cronlink.errors import ConfigError, ModelError
@@ -39,6 +41,9 @@ class Models:
         self._declared = dict(declared)
         self._env = None if env is None else dict(env)
         self.ledger = ledger
+        self._queues: dict[str, asyncio.Lock] = {}
+        """Per model: this process's requests wait for its limits one at a time, in turn,
+        so that one of them, not all, asks the store."""
 
     @classmethod
     def from_section(cls, section: AiModel) -> Models:
@@ -84,10 +89,13 @@ class Models:
         from cronlink.ai.client import complete
 
         model = self.get(name)
+        pace = None
         if self.ledger is not None:
             await self.ledger.admit(model)
+            if model.rpm is not None or model.tpm is not None:
+                pace = functools.partial(self._pace, self.ledger, model)
         try:
-            answer = await complete(session, model, messages, env=self._env, **options)
+            answer = await complete(session, model, messages, env=self._env, pace=pace, **options)
         except ModelError as error:
             if self.ledger is not None and caller is not None and error.requests:
                 await self.ledger.record(name, caller, Spent(
@@ -103,14 +111,32 @@ class Models:
             ))  # fmt: skip
         return answer
 
+    async def _pace(self, ledger: Ledger, model: ChatModel, tokens: int) -> None:
+        """Wait until a request of `tokens` fits `model`'s rpm and tpm, fleet-wide."""
+        queue = self._queues.setdefault(model.name, asyncio.Lock())
+        async with queue:
+            owed = Pace(slot=True, tokens=tokens)
+            while True:
+                owed = await ledger.take(model, owed)
+                if owed.granted:
+                    return
+                await asyncio.sleep(owed.wait)
+
+    def keys(self) -> list[str]:
+        """The API keys the models' `${NAME}`s hold here: secrets no record may keep."""
+        source = os.environ if self._env is None else self._env
+        return [source[n] for n in self._variables() if source.get(n)]
+
+    def _variables(self) -> set[str]:
+        return {m.group(1) for model in self._declared.values()
+                for m in VARIABLE.finditer(model.api_key)}  # fmt: skip
+
     def carried(self) -> Models:
         """These models with the values of the variables their keys name, for a heavy
         run's process (without the ledger: it gets one that asks the worker). The process
         is forked from a server whose environment may predate them."""
-        names = {m.group(1) for model in self._declared.values()
-                 for m in VARIABLE.finditer(model.api_key)}  # fmt: skip
         source = os.environ if self._env is None else self._env
-        return Models(self._declared, {n: source[n] for n in names if n in source})
+        return Models(self._declared, {n: source[n] for n in self._variables() if n in source})
 
 
 class RunModels:

@@ -31,7 +31,7 @@ from cronlink.records.runs import Spend
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-    from cronlink.ai.ledger import Caller, Spent
+    from cronlink.ai.ledger import Caller, Pace, Spent
     from cronlink.ai.models import Models
     from cronlink.ai.records import ChatModel
     from cronlink.records.automations import Work
@@ -171,7 +171,9 @@ class _PipeConnections:
 
 class _PipeLedger:
     """The ledger of a heavy run's calls to chat models: the worker admits each (a budget
-    is checked in its store) and records what it cost, without a reply to wait for."""
+    is checked in its store), paces its requests (answering how long to wait, so that
+    this process's other calls go on meanwhile) and records what it cost, without a
+    reply to wait for."""
 
     def __init__(self, pipe: Connection) -> None:
         self._pipe = pipe
@@ -181,6 +183,14 @@ class _PipeLedger:
         reply: tuple[Any, ...] = self._pipe.recv()
         if reply[0] != "ok":
             raise errors.rebuilt(*reply[1:])
+
+    async def take(self, model: ChatModel, owed: Pace) -> Pace:
+        self._pipe.send(("ai", "take", (model, owed)))
+        reply: tuple[Any, ...] = self._pipe.recv()
+        if reply[0] != "ok":
+            raise errors.rebuilt(*reply[1:])
+        taken: Pace = reply[1]
+        return taken
 
     async def record(self, model: str, caller: Caller, spent: Spent) -> None:
         self._pipe.send(("ai-spent", model, caller, spent))

@@ -213,7 +213,7 @@ class HeavyTier:
 
 _CONNECTION_CALLS = frozenset({"credentials", "renew", "pause", "paused_until", "used"})
 _AUTOMATION_CALLS = frozenset({"take", "save", "sweep", "pending"})
-_AI_CALLS = frozenset({"admit"})
+_AI_CALLS = frozenset({"admit", "take"})
 
 
 def _ledger(ctx: RunContext) -> Ledger:

@@ -93,13 +93,14 @@ class Worker:
         self.connections = connections
         self.automations = automations
         self.alerts = alerts
-        self.ai = None if ai is None else ai.keeping(StoreLedger(store.ai, self.clock))
+        self.ai = None if ai is None else ai.keeping(StoreLedger(store, self.clock))
         """The declared chat models, each call admitted and recorded through the store."""
         self.metered = metered
         """Count attempts in the process's metrics and what each spends (off only to measure
         what that costs: bench/metrics_cost_bench.py)."""
-        self._scrub = Scrubber(configured(os.environ))
-        """What a run records (result, error, log lines) loses the secrets cronlink is given."""
+        self._scrub = Scrubber([*configured(os.environ), *(ai.keys() if ai else [])])
+        """What a run records (result, error, log lines) loses the secrets cronlink is
+        given, the chat models' API keys among them."""
         self._active: dict[int, tuple[asyncio.Task[None], Run]] = {}
         self._stopping: dict[int, RunState] = {}
         self._completing: set[int] = set()
