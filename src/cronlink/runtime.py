@@ -99,6 +99,27 @@ async def run_roles(
         }))  # fmt: skip
         if automations is not None:
             automations.wake = lambda tier: wakeups[tier].set()
+        # Serving starts first: a port in use ends the start before any role runs (and
+        # claims from a store about to close).
+        url = "no"
+        if serve is not None:
+            # Imported here: defers the web stack (FastAPI, uvicorn, Jinja2), which only a
+            # role that serves loads.
+            from cronlink.web.server import serving
+
+            url = await stack.enter_async_context(
+                serving(
+                    store,
+                    app,
+                    *serve,
+                    settings.serve,
+                    connections,
+                    automations,
+                    settings.usage,
+                    settings.pricing,
+                    settings.ai.budgets,
+                )
+            )
         roles: list[asyncio.Task[None]] = []
         for tier in tiers:
             worker = Worker(
@@ -129,25 +150,6 @@ async def run_roles(
 
             chief = Scheduler(store, app.jobs, on_fire=wake_workers)
             roles.append(asyncio.create_task(chief.run(stop), name="scheduler"))
-        url = "no"
-        if serve is not None:
-            # Imported here: defers the web stack (FastAPI, uvicorn, Jinja2), which only a
-            # role that serves loads.
-            from cronlink.web.server import serving
-
-            url = await stack.enter_async_context(
-                serving(
-                    store,
-                    app,
-                    *serve,
-                    settings.serve,
-                    connections,
-                    automations,
-                    settings.usage,
-                    settings.pricing,
-                    settings.ai.budgets,
-                )
-            )
         log.info(
             "cronlink running: %d jobs, scheduler=%s, workers=%s, serving %s, database %s",
             len(app.jobs),

@@ -74,9 +74,10 @@ def hog(ctx: RunContext) -> None:
 
 @app.job(name="spin", tier="heavy", timeout="60s", max_attempts=1)
 def spin(ctx: RunContext) -> int:
-    deadline = time.monotonic() + float(ctx.payload or 3)
+    # CPU time, not wall time: the figures tests read from it hold on a busy machine too.
+    deadline = time.process_time() + float(ctx.payload or 3)
     n = 0
-    while time.monotonic() < deadline:
+    while time.process_time() < deadline:
         n += 1
     return n
 

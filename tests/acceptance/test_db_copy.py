@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, select
 
 from cronlink.cli import cli
+from cronlink.records.ai_calls import AiCall
 from cronlink.records.alerts import Finding
 from cronlink.records.api_tokens import Scope
 from cronlink.records.audit import AuditEntry
@@ -89,6 +90,10 @@ async def populate(url: str, extra_runs: int = 30) -> None:
         )  # fmt: skip
         await store.tokens.create("ci", Scope.OPERATE, "d" * 64, T0 + timedelta(days=90), T0)
         await store.signatures.spend("e" * 64, T0, T0 + timedelta(minutes=5))
+        await store.ai.record(AiCall(
+            model="fast", at=T0, job="a", run_id=1, attempt=1, input_tokens=120,
+            output_tokens=30, cost_usd=0.25, requests=2, answered=True,
+        ))  # fmt: skip
         await store.overrides.replace("p", [("0 9 * * *", "Europe/Paris")], [], T0)
         await store.heartbeats.beat("scheduler", T0)
         await store.alerts.reconcile(
@@ -199,7 +204,8 @@ async def test_sqlite_to_postgres_keeps_every_row(tmp_path: Path, postgres_url: 
         "connection_events": 1, "connections": 1, "jobs": 2, "runs": 36, "schedules": 2,
         "automations": 1, "automation_events": 1, "audit_log": 1, "api_tokens": 1,
         "spent_signatures": 1, "schedule_overrides": 1, "heartbeats": 1, "fires": 3,
-        "run_logs": 4, "alerts": 1, "alert_windows": 1, "rate_buckets": 0,
+        "run_logs": 4, "alerts": 1, "alert_windows": 1, "rate_buckets": 0, "ai_calls": 1,
+        "ai_months": 1,
     }  # fmt: skip
     assert report["replaced"] == 0
     assert "stop every cronlink role" in report["warning"]
@@ -245,11 +251,12 @@ async def test_a_target_with_rows_is_refused_and_untouched(
     assert ":***@" in out
     assert password not in out
     held = (
-        "alert_windows 1, alerts 1, api_tokens 1, audit_log 1, automation_events 1, "
+        "ai_calls 1, ai_months 1, alert_windows 1, alerts 1, api_tokens 1, audit_log 1, "
+        "automation_events 1, "
         "automations 1, connection_events 1, connections 1, heartbeats 1, jobs 2, runs 8, "
         "schedule_overrides 1, schedules 2, spent_signatures 1, fires 3, run_logs 4"
     )
-    assert f"already holds 30 cronlink rows ({held})" in out
+    assert f"already holds 32 cronlink rows ({held})" in out
     assert "--force replaces them" in out
     assert table_rows(postgres_url) == before
 
@@ -262,16 +269,17 @@ async def test_force_replaces_the_target_rows(tmp_path: Path, postgres_url: str)
     assert code == 0, out
     lines = out.splitlines()
     assert lines[0].startswith("note: stop every cronlink role that uses the source")
-    assert [line.split() for line in lines[1:18]] == [
-        ["alert_windows", "1"], ["alerts", "1"], ["api_tokens", "1"], ["audit_log", "1"],
+    assert [line.split() for line in lines[1:20]] == [
+        ["ai_calls", "1"], ["ai_months", "1"], ["alert_windows", "1"], ["alerts", "1"],
+        ["api_tokens", "1"], ["audit_log", "1"],
         ["automation_events", "1"], ["automations", "1"], ["connection_events", "1"],
         ["connections", "1"],
         ["heartbeats", "1"], ["jobs", "2"], ["rate_buckets", "0"], ["runs", "9"],
         ["schedule_overrides", "1"], ["schedules", "2"], ["spent_signatures", "1"],
         ["fires", "3"], ["run_logs", "4"],
     ]  # fmt: skip
-    assert lines[18] == "replaced the 68 rows the target held"
-    assert lines[19].startswith(f"copied 31 rows from {source} to postgresql://")
+    assert lines[20] == "replaced the 70 rows the target held"
+    assert lines[21].startswith(f"copied 33 rows from {source} to postgresql://")
     assert table_rows(postgres_url) == table_rows(source)
     assert await enqueue_one(postgres_url) == 47  # the replaced rows' ids stay spent
 
@@ -313,7 +321,7 @@ async def test_postgres_to_sqlite_round_trip(tmp_path: Path, postgres_url: str) 
     there = copy_database(source, postgres_url, batch=4)
     again = copy_database(postgres_url, back, batch=4)
     assert there.rows == again.rows
-    assert sum(again.rows.values()) == 58
+    assert sum(again.rows.values()) == 60
     assert await snapshot(back) == await snapshot(source)
     assert table_rows(back) == table_rows(source)
     assert await enqueue_one(back) == 37

@@ -149,8 +149,8 @@ async def test_a_heavy_run_reports_its_cpu_time_and_memory_seconds(any_store: St
     assert run.cpu_ms is not None
     assert run.duration_ms is not None
     assert run.peak_memory is not None
-    # A loop spinning for half a second of wall time: CPU time of the same order, never
-    # more than the attempt lasted (one thread).
+    # A loop spinning for half a second of CPU time, never more than the attempt lasted
+    # (one thread).
     assert 100 <= run.cpu_ms <= run.duration_ms + 100
     assert run.memory_mib_s is not None
     assert 0 < run.memory_mib_s <= run.peak_memory / 2**20 * run.duration_ms / 1000 * 1.5

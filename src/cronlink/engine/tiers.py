@@ -168,8 +168,8 @@ class HeavyTier:
         readable: asyncio.Event,
     ) -> Attempt:
         peak = 0
-        watched = psutil.Process(process.pid)
-        meter = _Meter(watched, spend.current())
+        assert process.pid is not None  # started
+        meter = _Meter(process.pid, spend.current())
         next_sample = 0.0
         while True:
             readable.clear()
@@ -263,12 +263,18 @@ class _Meter:
     CPU time and memory integrated over time, kept current so that an attempt that is
     killed or times out still has what it spent."""
 
-    def __init__(self, process: psutil.Process, spent: Spend | None) -> None:
-        self.process = process
+    def __init__(self, pid: int, spent: Spend | None) -> None:
+        self.process: psutil.Process | None = None
+        # A run that ends at once may be gone (reaped by the fork server) before it is
+        # looked at: its result is in the pipe, and its own count comes with it.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self.process = psutil.Process(pid)
         self.spent = spent
         self._last = time.monotonic()
 
     def sample(self) -> int:
+        if self.process is None:
+            return 0
         rss = _rss(self.process)
         now = time.monotonic()
         if self.spent is not None:
