@@ -201,11 +201,11 @@ async def demo(
             try:
                 await run_roles(settings, app, scheduler=True, tiers=(Tier.LIGHT, Tier.HEAVY),
                                 stop=stop)  # fmt: skip
-                say(await _spend(store))
             finally:
                 for chore in chores:
                     chore.cancel()
                 await asyncio.gather(*chores, return_exceptions=True)
+            say(await _spend(store))  # the last line: nothing else prints by now
         finally:
             await session.close()
             await store.close()

@@ -77,13 +77,14 @@ async def test_the_demo_shows_refreshes_health_reauth_ai_automations_a_report_an
     assert model["requests"] >= len(classified) + 1  # each email, and the report's summary
     assert (model["ok"], model["unauthorized"]) == (model["requests"], 0)
 
-    [delivered] = [x for x in lines if "daily report of" in x]
+    # The first report (a second one only if the test runs at the report's 18:00 UTC).
+    delivered = next(x for x in lines if "daily report of" in x)
     found = re.search(r"report of (\d+) emails, summarised by model sandbox, delivered: "
                       r"([\d,]+) bytes of Markdown to http POST (\S+)$", delivered)  # fmt: skip
     assert found, delivered
     emails, size, destination = int(found[1]), int(found[2].replace(",", "")), found[3]
     assert destination == f"{url}/api/hooks/reports"
-    [report] = sandbox["reports"]
+    report = sandbox["reports"][0]
     assert len(report.encode()) == size
     assert report.startswith("# Inbox, 20")
     bullets = [x for x in report.splitlines() if x.startswith("- **")]
@@ -93,7 +94,7 @@ async def test_the_demo_shows_refreshes_health_reauth_ai_automations_a_report_an
         assert bullet.endswith(f"UTC): {email['summary']}")
 
     spent = [x for x in lines if "AI this month: model sandbox:" in x]
-    assert len(spent) == 2  # after the report, and at the end
+    assert len(spent) >= 2  # after the report, and at the end
     assert lines[-1] == spent[-1]
     calls = re.search(r"(\d+) calls \(0 failed\), ([\d,]+) tokens in and ([\d,]+) out, \$(\S+)",
                       lines[-1])  # fmt: skip
