@@ -1,9 +1,11 @@
-"""Handlers the starter `cronlink.toml` points at, and the steps of the demo's automation,
+"""Handlers the starter `cronlink.toml` points at, and a step of the demo's daily report,
 so a fresh install has work to watch."""
 
 from __future__ import annotations
 
+import json
 import platform
+from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +28,23 @@ def crunch(ctx: RunContext) -> int:
     return sum(i * i for i in range(limit))
 
 
-def classify_email(event: dict[str, Any], ctx: StepContext) -> dict[str, str]:
-    """An automation step: label a new email (a stand-in for an AI classifier)."""
-    subject = str(event.get("subject", "")).lower()
-    label = "urgent" if any(w in subject for w in ("urgent", "down", "asap")) else "routine"
-    ctx.log.info("event %d: %r is %s", ctx.event_id, subject, label)
-    return {"label": label, "subject": subject}
+async def inbox_digest(event: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """An automation step: today's classified emails, read from the webhook they were
+    posted to (`params.sink` answers the list of what it was sent), as a list for a
+    report's template and as a text for a chat model to summarise.
+
+    The emails are those whose `received` (an ISO instant) falls on the run's day (UTC):
+    a daily report covers its own day, whatever the webhook kept from before."""
+    answer = await ctx.request("GET", str(ctx.params["sink"]), connection=False)
+    today = ctx.run.clock.now().astimezone(UTC).date().isoformat()
+    emails = [e for e in json.loads(answer.body) if str(e.get("received", ""))[:10] == today]
+    counts = Counter(str(e["label"]) for e in emails)
+    tally = ", ".join(f"{n} {label}" for label, n in counts.most_common())
+    lines = [f"Subject: Inbox on {today}", ""]
+    if emails:
+        lines.append(f"{len(emails)} emails today: {tally}.")
+        lines += [f"- [{e['label']}] {e['subject']}: {e['summary']}" for e in emails]
+    else:
+        lines.append("No email was classified today.")
+    ctx.log.info("event %d: %d emails today (%s)", ctx.event_id, len(emails), tally or "none")
+    return {"day": today, "emails": emails, "counts": dict(counts), "text": "\n".join(lines)}

@@ -235,7 +235,10 @@ class Sandbox:
         return self.feed.write_records(request, await request.json())
 
     async def _hook(self, request: web.Request) -> web.StreamResponse:
-        return self.feed.hook(request, request.match_info["name"], await request.json())
+        """Keep what a webhook is sent: JSON decoded, a text (a report's Markdown) as it is."""
+        text = request.content_type.startswith("text/")
+        body = await request.text() if text else await request.json()
+        return self.feed.hook(request, request.match_info["name"], body)
 
     async def _set_switches(self, request: web.Request) -> web.StreamResponse:
         changes = await request.json()

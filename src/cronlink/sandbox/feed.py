@@ -21,7 +21,8 @@ cursor kind, and one per pagination shape), and the endpoints automations write 
 - `GET /api/records?page_token=&limit=`: the records a `sync` copies (name, email, company,
   amount; added by `POST /sandbox/records {"count": N}`); `POST
   /api/records` writes a batch (per-record rejections, `Idempotency-Key` replays the first
-  answer); `POST /api/hooks/{name}`: a webhook sink. `GET /sandbox/sink/{name}` reads a
+  answer); `POST /api/hooks/{name}`: a webhook sink (JSON kept decoded, a `text/*` body
+  such as a report's Markdown kept as text). `GET /sandbox/sink/{name}` reads a
   sink back.
 """
 
