@@ -145,3 +145,30 @@ async def test_automations_pause_run_events_and_replay(api: Api, auto: AutoKit) 
     status, body = await api.call("GET", "/api/v1/automations/inbox/events?state=dead", "read")
     assert status == 422
     assert "state" in body["detail"]
+
+
+async def test_a_connection_is_named_at_create_and_renamed(api: Api, auto: AutoKit) -> None:
+    minted = await auto.kit.mint("bob")
+    body: dict[str, Any] = {
+        "provider": "sandbox", "owner": "bob", "access_token": minted["access_token"],
+        "name": "mail",
+    }  # fmt: skip
+    status, made = await api.call("POST", "/api/v1/connections", "admin", json=body)
+    assert (status, made["name"]) == (201, "mail")
+    status, clash = await api.call("POST", "/api/v1/connections", "admin", json=body)
+    assert status == 422
+    assert f"bob has a connection named 'mail' already (connection {made['id']})" in repr(clash)
+    status, bad = await api.call(
+        "POST", "/api/v1/connections", "admin", json={**body, "name": "no spaces"}
+    )
+    assert status == 422
+    assert "'no spaces' is not a connection name" in repr(bad)
+    path = f"/api/v1/connections/{made['id']}"
+    assert (await api.call("PATCH", path, "operate", json={"name": "x"}))[0] == 403
+    status, renamed = await api.call("PATCH", path, "admin", json={"name": "mail-main"})
+    assert (status, renamed["name"]) == (200, "mail-main")
+    status, shown = await api.call("GET", path, "read")
+    assert shown["name"] == "mail-main"
+    status, cleared = await api.call("PATCH", path, "admin", json={"name": None})
+    assert (status, cleared["name"]) == (200, None)
+    assert "connections.rename" in [e.action for e in await api.store.audit.find()]

@@ -390,3 +390,18 @@ async def test_behind_a_tls_proxy_the_public_url_is_what_browsers_get(served: Se
     assert "Secure" in cookie
     with pytest.raises(ValueError, match="not a base URL"):
         ServeModel(public_url="cron.example.com")
+
+
+async def test_a_name_asked_for_at_connect_is_the_connections(served: Served) -> None:
+    status, body, _ = await served.get(f"{served.url}/connect/sandbox?owner=alice&name=a%20b")
+    assert (status, body["error"]) == (400, "invalid_request")
+    assert body["detail"].startswith("name: 'a b' is not a connection name")
+    callback = await served.authorize(await served.start("owner=alice&name=mail-main"))
+    status, body, _ = await served.get(callback)
+    assert status == 200
+    assert (await served.connections.get(body["connection_id"])).name == "mail-main"
+    taken = await served.authorize(await served.start("owner=alice&name=mail-main"))
+    status, body, _ = await served.get(taken)
+    assert (status, body["error"]) == (400, "invalid_request")
+    assert "alice has a connection named 'mail-main' already" in body["detail"]
+    assert [c.name for c in await served.connections.find(owner="alice")] == ["mail-main"]

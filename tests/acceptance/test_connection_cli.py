@@ -168,3 +168,31 @@ def add_delete_add() -> None:
     assert code == 0, out
     queued = [e["run"]["payload"]["connection_id"] for e in json.loads(out)]
     assert sorted(queued) == [1, 2]
+
+
+def test_names_are_given_shown_changed_and_refused_naming_the_bad_one(home: Path) -> None:
+    def add(owner: str, *more: str) -> tuple[int, str]:
+        return run("connections", "add", "--provider", "sandbox", "--owner", owner,
+                   "--tokens", "-", *more, stdin=_tokens())  # fmt: skip
+
+    assert add("alice", "--name", "mail") == (
+        0, "connection 1 added (sandbox, owner alice, named mail)\n"
+    )  # fmt: skip
+    assert add("bob", "--name", "mail")[0] == 0  # another owner's name is no clash
+    code, out = add("alice", "--name", "mail")
+    assert code != 0
+    assert "alice has a connection named 'mail' already (connection 1)" in out
+    code, out = add("alice", "--name", "9lives")
+    assert code != 0
+    assert "name: '9lives' is not a connection name: give 1-64 letters" in " ".join(out.split())
+    assert add("alice")[0] == 0
+    assert run("connections", "rename", "3", "crm-main") == (0, "connection 3 is named crm-main\n")
+    code, out = run("connections", "rename", "3", "x" * 65)
+    assert code != 0
+    assert f"'{'x' * 65}' is not a connection name" in out.replace("\n", "")
+    listed = json.loads(run("connections", "list", "--owner", "alice", "--json")[1])
+    assert [(c["id"], c["name"]) for c in listed] == [(1, "mail"), (3, "crm-main")]
+    assert "crm-main" in run("connections", "list")[1]
+    assert run("connections", "rename", "1", "--remove") == (0, "connection 1 has no name now\n")
+    assert json.loads(run("connections", "show", "1", "--json")[1])["name"] is None
+    assert run("connections", "rename", "1")[0] == 2  # neither a name nor --remove

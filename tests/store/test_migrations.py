@@ -189,7 +189,9 @@ async def test_upgrade_gives_no_id_again_that_rows_still_name(any_url: str) -> N
     await store.close()
     engine = create_engine(url)
     with engine.begin() as conn:
-        assert {table: _indexes(conn)[table] for table in indexes} == indexes
+        after = _indexes(conn)  # later revisions add indexes of their own
+        kept = {table: [i for i in after[table] if i in sqls] for table, sqls in indexes.items()}
+        assert kept == indexes
         assert conn.execute(select(func.count()).select_from(schema.runs)).scalar() == 3
         made = {
             table.name: conn.execute(

@@ -61,7 +61,7 @@ def _print(connection: Connection, as_json: bool) -> None:
 
 @click.group()
 def connections() -> None:
-    """Connections to providers: add, list, show, refresh, check, disable, delete."""
+    """Connections to providers: add, list, show, rename, refresh, check, disable, delete."""
 
 
 @connections.command()
@@ -76,12 +76,16 @@ def connections() -> None:
 @click.option("--refresh-token")
 @click.option("--expires-in", type=click.FloatRange(min=1), help="Seconds the access token lasts.")
 @click.option("--scopes", help="Granted scopes, space-separated (default: the provider's).")
+@click.option(
+    "--name",
+    help="The owner's name for it (crm-main), which automation steps can use; unique per owner.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @settings_options
 def add(
     provider: str, owner: str, tokens_file: str | None, access_token: str | None,
-    refresh_token: str | None, expires_in: float | None, scopes: str | None, as_json: bool,
-    config_path: Path | None, database_url: str | None, app_path: str | None,
+    refresh_token: str | None, expires_in: float | None, scopes: str | None, name: str | None,
+    as_json: bool, config_path: Path | None, database_url: str | None, app_path: str | None,
 ) -> None:  # fmt: skip
     """Store a connection; its tokens are encrypted with CRONLINK_SECRET_KEY."""
     given = _read_tokens(tokens_file) if tokens_file else {}
@@ -101,13 +105,14 @@ def add(
         lambda c: c.add(
             provider=provider, owner=owner, access_token=access,
             refresh_token=refresh,
-            expires_in=lifetime, scopes=scopes,
+            expires_in=lifetime, scopes=scopes, name=name,
         ),
     )  # fmt: skip
     if as_json:
         print_json(connection_dict(added))
     else:
-        click.echo(f"connection {added.id} added ({added.provider}, owner {added.owner})")
+        named = f", named {added.name}" if added.name else ""
+        click.echo(f"connection {added.id} added ({added.provider}, owner {added.owner}{named})")
 
 
 def _read_tokens(source: str) -> dict[str, Any]:
@@ -149,10 +154,10 @@ def list_(
     if as_json:
         print_json([connection_dict(x) for x in found])
         return
-    table = Table("id", "provider", "owner", "state", "health", "expires", "last error")
+    table = Table("id", "name", "provider", "owner", "state", "health", "expires", "last error")
     for x in found:
-        table.add_row(str(x.id), x.provider, x.owner, x.state.value, x.health.value,
-                      when(x.expires_at), x.last_error or "")  # fmt: skip
+        table.add_row(str(x.id), x.name or "", x.provider, x.owner, x.state.value,
+                      x.health.value, when(x.expires_at), x.last_error or "")  # fmt: skip
     console.print(table)
 
 
@@ -184,6 +189,30 @@ _one("check", "Probe a connection's health now.", lambda c, i: c.check(i))
 _one("disable", "Stop refreshing, checking and using a connection.", lambda c, i: c.disable(i))
 _one("enable", "Use a disabled connection again.", lambda c, i: c.enable(i))
 _one("delete", "Delete a connection and its credentials.", lambda c, i: c.delete(i))
+
+
+@connections.command()
+@click.argument("connection_id", type=int)
+@click.argument("name", required=False)
+@click.option("--remove", is_flag=True, help="Take the connection's name away instead.")
+@click.option("--json", "as_json", is_flag=True)
+@settings_options
+def rename(
+    connection_id: int, name: str | None, remove: bool, as_json: bool,
+    config_path: Path | None, database_url: str | None, app_path: str | None,
+) -> None:  # fmt: skip
+    """Name a connection (unique among its owner's), or rename it: automation steps that
+    named it by its old name no longer find it."""
+    if (name is None) != remove:
+        raise click.UsageError("give a NAME, or --remove to take the name away")
+    settings = settings_from(config_path, database_url, app_path)
+    renamed = _call(settings, lambda c: c.rename(connection_id, name))
+    if as_json:
+        print_json(connection_dict(renamed))
+    elif renamed.name is None:
+        click.echo(f"connection {connection_id} has no name now")
+    else:
+        click.echo(f"connection {connection_id} is named {renamed.name}")
 
 
 @connections.command()

@@ -16,7 +16,7 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from cronlink.connections import tokens
+from cronlink.connections import names, tokens
 from cronlink.connections.connect_state import (
     INVALID_STATE,
     LIFETIME,
@@ -65,9 +65,10 @@ class Authorizer:
 
     def start(
         self, provider: str, *, owner: str | None, scopes: str | None, return_to: str | None,
-        redirect_uri: str,
+        redirect_uri: str, name: str | None = None,
     ) -> Started:  # fmt: skip
-        """Begin connecting `owner` to `provider`; the browser comes back to `redirect_uri`."""
+        """Begin connecting `owner` to `provider`; the browser comes back to `redirect_uri`.
+        `name`: the new connection's name (see `names`)."""
         chosen = self._provider(provider)
         if not (chosen.authorize_url or "").strip():
             raise ConnectError(
@@ -80,7 +81,7 @@ class Authorizer:
             redirect_uri=redirect_uri, return_to=_return_to(return_to),
             verifier=secrets.token_urlsafe(64) if chosen.pkce else None,
             nonce=secrets.token_urlsafe(32),
-            expires_at=self.states.clock.now() + self.states.lifetime,
+            expires_at=self.states.clock.now() + self.states.lifetime, name=_name(name),
         )  # fmt: skip
         try:
             # The secret is read too: better refused now than after the user consented.
@@ -128,11 +129,16 @@ class Authorizer:
         if granted.expires_at is not None:
             # A token said to expire already still gets stored: its refresh is due at once.
             lifetime = max(1.0, (granted.expires_at - now).total_seconds())
-        return await self.connections.add(
-            provider=provider.name, owner=flow.owner, access_token=granted.access_token,
-            refresh_token=granted.refresh_token, expires_in=lifetime,
-            scopes=granted.scope or flow.scopes,
-        )  # fmt: skip
+        try:
+            return await self.connections.add(
+                provider=provider.name, owner=flow.owner, access_token=granted.access_token,
+                refresh_token=granted.refresh_token, expires_in=lifetime,
+                scopes=granted.scope or flow.scopes, name=flow.name,
+            )  # fmt: skip
+        except ConfigError as error:  # the name was taken meanwhile
+            raise ConnectError(
+                "invalid_request", f"{error}: connect again with another name"
+            ) from None
 
     def _provider(self, name: str) -> Provider:
         try:
@@ -155,6 +161,15 @@ def _owner(owner: str | None) -> str:
     if len(text) > MAX_OWNER or not text.isprintable():
         raise ConnectError("invalid_request", f"owner: at most {MAX_OWNER} printable characters")
     return text
+
+
+def _name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    try:
+        return names.check_name(name)
+    except ConfigError as error:
+        raise ConnectError("invalid_request", str(error)) from None
 
 
 def _scopes(scopes: str | None, provider: Provider) -> str:

@@ -77,6 +77,8 @@ class Flow:
     """The PKCE code verifier (None when the provider does not take PKCE)."""
     nonce: str = field(repr=False)
     expires_at: datetime
+    name: str | None = None
+    """The name the new connection gets (`names`), if one was asked for."""
 
 
 def cookie_name(nonce: str) -> str:
@@ -98,7 +100,7 @@ class States:
         plain = {
             "p": flow.provider, "o": flow.owner, "s": flow.scopes, "r": flow.redirect_uri,
             "t": flow.return_to, "k": flow.verifier, "n": flow.nonce,
-            "e": flow.expires_at.timestamp(),
+            "e": flow.expires_at.timestamp(), "m": flow.name,
         }  # fmt: skip
         return self._fernet.encrypt(json.dumps(plain).encode()).decode()
 
@@ -131,6 +133,7 @@ class States:
                 provider=plain["p"], owner=plain["o"], scopes=plain["s"],
                 redirect_uri=plain["r"], return_to=plain["t"], verifier=plain["k"],
                 nonce=plain["n"], expires_at=datetime.fromtimestamp(plain["e"], UTC),
+                name=plain.get("m"),
             )  # fmt: skip
         except (InvalidToken, ValueError, KeyError, TypeError):
             # Only cronlink seals states: one that decrypts but does not parse is as

@@ -5,12 +5,13 @@ and the jobs share. It holds the parts that do the work: the accounts' pauses, t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from cronlink.clock import Clock, SystemClock
-from cronlink.connections import keys, refreshing, tokens
+from cronlink.connections import keys, names, refreshing, tokens
 from cronlink.connections.account import Account, Pauses
 from cronlink.connections.checks import HealthChecker
 from cronlink.errors import (
@@ -26,6 +27,7 @@ from cronlink.records.connections import (
     ConnectionState,
     Credentials,
     Event,
+    Link,
     Sealed,
     Secrets,
 )
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
     from cronlink.connections.crypto import Vault
     from cronlink.connections.health import Policy
+    from cronlink.connections.names import Ref
     from cronlink.connections.providers import Providers
     from cronlink.jobs import Job
     from cronlink.store import Store
@@ -93,10 +96,14 @@ class Connections:
         refresh_token: str | None = None,
         expires_in: float | None = None,
         scopes: str | None = None,
+        name: str | None = None,
     ) -> Connection:
+        """Store a connection (`name`: the owner's handle on it, see `names`)."""
         chosen = self.providers.get(provider)
         if not owner.strip():
             raise ConfigError("owner: must not be empty")
+        if name is not None:
+            names.check_name(name)
         if not access_token.strip():
             raise ConfigError("access token: must not be empty")
         if expires_in is not None and (
@@ -119,12 +126,42 @@ class Connections:
             refresh_due_at=due if refresh_token else None,
             now=now,
             follow_up=lambda cid: self.refresher.run_at(cid, 1, due) if refresh_token else None,
+            name=name,
         )
         log.info("connection %d added (%s, owner %s)", added.id, added.provider, added.owner)
         return added
 
     async def get(self, connection_id: int) -> Connection:
         return await self.store.connections.get(connection_id)
+
+    async def rename(self, connection_id: int, name: str | None) -> Connection:
+        """Give the connection another name (None: none); steps that named it by its old
+        name no longer find it."""
+        return await self.store.connections.rename(
+            connection_id, None if name is None else names.check_name(name), self.clock.now()
+        )
+
+    async def resolve(self, ref: Ref, owner_of: int) -> Link:
+        """The connection a step names (`ref`: an id or a name) among the connections of
+        the owner of connection `owner_of` (the automation's own), if it may be used now:
+        else `ConnectionNotFoundError` (none of that owner's) or `ConnectionUnusableError`
+        (disabled, or its owner must reconnect), saying which."""
+        if isinstance(ref, bool):
+            raise ConfigError(f"connection: {ref!r} is not a connection's name or id")
+        owner = (await self.get(owner_of)).owner
+        found: Connection | None = None
+        if isinstance(ref, str):
+            found = await self.store.connections.named(owner, ref)
+        else:
+            with contextlib.suppress(ConnectionNotFoundError):
+                found = await self.get(ref)
+        if found is None or found.owner != owner:
+            raise names.foreign(ref, owner)
+        names.check_usable(ref, found)
+        base_url = self.providers.get(found.provider).url("base_url")
+        return Link(
+            connection_id=found.id, name=found.name, provider=found.provider, base_url=base_url
+        )
 
     async def find(
         self,

@@ -42,6 +42,9 @@ class Connection:
     id: int
     provider: str
     owner: str
+    name: str | None = None
+    """The owner's handle on it (`crm-main`), unique among the owner's connections: an
+    automation's steps may name it (`connection = "crm-main"`)."""
     state: ConnectionState
     health: Health
     scopes: str
@@ -72,6 +75,18 @@ class Sealed:
     connection: Connection
     ciphertext: str = field(repr=False)
     key_id: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Link:
+    """A connection a step names, found among the automation owner's connections: where
+    its requests go and on whose account (`Connections.resolve`)."""
+
+    connection_id: int
+    name: str | None
+    provider: str
+    base_url: str
+    """The provider's base URL, which a step's paths (`/api/…`) are relative to."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, insert, or_, select, update
 
-from cronlink.errors import ConnectionNotFoundError
+from cronlink.errors import ConfigError, ConnectionNotFoundError
 from cronlink.records.connections import (
     Connection,
     ConnectionState,
@@ -50,6 +50,7 @@ def connection_from(values: Mapping[Any, Any]) -> Connection:
         id=values["id"],
         provider=values["provider"],
         owner=values["owner"],
+        name=values["name"],
         state=ConnectionState(values["state"]),
         health=Health(values["health"]),
         scopes=values["scopes"],
@@ -81,13 +82,16 @@ def insert_connection(
     refresh_due_at: datetime | None,
     now: datetime,
     follow_up: Callable[[int], NewRun | None] = lambda _: None,
+    name: str | None = None,
 ) -> Connection:
     """Store a new connection with its sealed secrets, and its first refresh run: insert,
     then seal the secrets bound to the new id (`seal` returns ciphertext and key id)."""
+    if name is not None:
+        _name_free(c, owner, name, None)
     new_id = c.execute(
         insert(table)
         .values(
-            provider=provider, owner=owner, state=ConnectionState.ACTIVE.value,
+            provider=provider, owner=owner, name=name, state=ConnectionState.ACTIVE.value,
             health=Health.UNKNOWN.value, scopes=scopes, secrets="", key_id="", version=1,
             expires_at=expires_at, refresh_due_at=refresh_due_at, refresh_failures=0,
             health_failures=0, health_successes=0, created_at=now, updated_at=now,
@@ -108,6 +112,37 @@ def get_connection(c: Db, connection_id: int) -> Connection:
     if row is None:
         raise ConnectionNotFoundError(f"no connection has id {connection_id}")
     return connection_from(row._mapping)
+
+
+def named(c: Db, owner: str, name: str) -> Connection | None:
+    """The connection of `owner` named `name`, if there is one."""
+    row = c.execute(
+        select(*PUBLIC_COLUMNS).where(table.c.owner == owner, table.c.name == name)
+    ).first()
+    return None if row is None else connection_from(row._mapping)
+
+
+def rename(c: Db, connection_id: int, name: str | None, now: datetime) -> Connection:
+    """Give the connection `name` (None: no name), unless another of its owner's has it."""
+    before = get_connection(c, connection_id)
+    if name == before.name:
+        return before
+    if name is not None:
+        _name_free(c, before.owner, name, connection_id)
+    c.execute(update(table).where(table.c.id == connection_id).values(name=name, updated_at=now))
+    was = "no name" if before.name is None else repr(before.name)
+    add_event(c, connection_id, "renamed", f"{was} -> {name!r}" if name else f"{was} removed", now)
+    return get_connection(c, connection_id)
+
+
+def _name_free(c: Db, owner: str, name: str, connection_id: int | None) -> None:
+    """Refuse a name another connection of `owner` has (the unique index is the backstop
+    for two writers at once; this names the connection that has it)."""
+    holder = named(c, owner, name)
+    if holder is not None and holder.id != connection_id:
+        raise ConfigError(
+            f"name: {owner} has a connection named {name!r} already (connection {holder.id})"
+        )
 
 
 def get_sealed(c: Db, connection_id: int) -> Sealed:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 class ConnectionStore(SubStore):
     add = writes(q.insert_connection)
     get = reads(q.get_connection)
+    named = reads(q.named)
+    rename = writes(q.rename)
     sealed = reads(q.get_sealed)
     sealed_many = reads(q.get_sealed_many)
     find = reads(q.list_connections)

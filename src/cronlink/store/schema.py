@@ -224,7 +224,10 @@ connections = Table(
     Column("throttled_until", Instant),
     Column("created_at", Instant, nullable=False),
     Column("updated_at", Instant, nullable=False),
+    # The owner's handle on the connection, which steps name (`connection = "crm-main"`).
+    Column("name", String(64)),
     Index("ix_connections_refresh_due", "refresh_due_at", **_where("state = 'active'")),
+    Index("ux_connections_owner_name", "owner", "name", unique=True, **_where("name IS NOT NULL")),
     Index("ix_connections_owner", "owner", "provider"),
     Index("ix_connections_key", "key_id"),
     Index(

@@ -177,6 +177,14 @@ class NewConnection(BaseModel):
     refresh_token: str | None = Field(default=None, max_length=10_000)
     expires_in: float | None = Field(default=None, gt=0, le=10 * 366 * 86400)
     scopes: str | None = Field(default=None, max_length=2000)
+    name: str | None = Field(default=None, max_length=400)
+    """The owner's name for it (`crm-main`), unique among the owner's connections."""
+
+
+class ConnectionChange(BaseModel):
+    """What an admin may change of a connection: its name (null takes it away)."""
+
+    name: str | None = Field(max_length=400)
 
 
 class ConnectionPage(BaseModel):

@@ -45,10 +45,11 @@ def router(service: WebService) -> APIRouter:
     )  # fmt: skip
     async def connect(
         provider: Annotated[str, Path(max_length=100)], request: Request,
-        owner: Param = None, scopes: Param = None, return_to: Param = None,
+        owner: Param = None, scopes: Param = None, return_to: Param = None, name: Param = None,
     ) -> Response:  # fmt: skip
         """Send the browser to `provider`, where `owner` grants access to an account;
-        `scopes` (default: the provider's) and `return_to`, a path here to come back to."""
+        `scopes` (default: the provider's), `return_to`, a path here to come back to, and
+        `name`, the new connection's name."""
         ready = await _ready(service, request, authorizer, "connect.start", provider)
         if isinstance(ready, Response):
             return ready
@@ -57,8 +58,9 @@ def router(service: WebService) -> APIRouter:
             callback = service.public_url + urlsplit(callback).path
         try:
             started = ready.start(
-                provider, owner=owner, scopes=scopes, return_to=return_to, redirect_uri=callback
-            )
+                provider, owner=owner, scopes=scopes, return_to=return_to, redirect_uri=callback,
+                name=name,
+            )  # fmt: skip
         except ConnectError as error:
             await service.refused(request, "connect.start", provider, error.reason)
             return _failed(request, error, service)

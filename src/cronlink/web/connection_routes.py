@@ -1,5 +1,6 @@
-"""`/api/v1/connections`: see them (read), refresh and check (operate), create, disable,
-enable and delete (admin). No answer ever holds a token: the store's `Connection` has none."""
+"""`/api/v1/connections`: see them (read), refresh and check (operate), create, rename,
+disable, enable and delete (admin). No answer ever holds a token: the store's `Connection`
+has none."""
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations, and
 # the scope dependencies are local to `router`.
@@ -12,7 +13,7 @@ from cronlink.connections.service import Connections
 from cronlink.records.api_tokens import ApiToken, Scope
 from cronlink.records.connections import Connection, ConnectionState, Event
 from cronlink.web.api_auth import Refused, caller
-from cronlink.web.api_models import After, ConnectionPage, Id, NewConnection
+from cronlink.web.api_models import After, ConnectionChange, ConnectionPage, Id, NewConnection
 
 if TYPE_CHECKING:
     from cronlink.web.service import WebService
@@ -59,6 +60,15 @@ def router(service: "WebService") -> APIRouter:
     @routes.get("/{connection_id}")
     async def get_connection(connection_id: Id, token: Reader) -> Connection:
         return await connections().get(connection_id)
+
+    @routes.patch("/{connection_id}")
+    async def change_connection(
+        connection_id: Id, body: ConnectionChange, token: Admin, request: Request
+    ) -> Connection:
+        """Name or rename a connection (`{"name": null}` takes its name away)."""
+        renamed = await connections().rename(connection_id, body.name)
+        await audited(request, token, "connections.rename", connection_id)
+        return renamed
 
     @routes.get("/{connection_id}/events")
     async def connection_events(
