@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from cronlink.ai.models import Models, RunModels
     from cronlink.observe.alert_job import Watch
     from cronlink.records.automations import Work
+    from cronlink.records.connections import Link
 
     Enqueue = Callable[[str, Any, datetime | None], Awaitable[int]]
 
@@ -61,6 +62,11 @@ class ConnectionAccess(Gate, Protocol):
 
     async def used(self, connection_id: int) -> None:
         """A successful real call went through the connection (it stands in for a probe)."""
+        ...
+
+    async def resolve(self, ref: int | str, owner_of: int) -> Link:
+        """The connection a step names (an id or a name) among those of the owner of
+        connection `owner_of`, if it may be used now (`Connections.resolve`)."""
         ...
 
 

@@ -69,3 +69,8 @@ async def echo_token(event: dict[str, Any], ctx: Any) -> dict[str, str]:
 
 async def echo_token_fails(event: dict[str, Any], ctx: Any) -> None:
     raise ValueError(await _echo_token(ctx))
+
+
+def to_contact(record: dict[str, Any]) -> dict[str, Any]:
+    """A mail sandbox record as a CRM contact (upserted by its external id)."""
+    return {"external_id": f"rec-{record['id']}", "email": record["email"], "name": record["name"]}

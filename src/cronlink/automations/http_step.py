@@ -1,10 +1,12 @@
-"""The built-in `http` step: one request through the connection, templated from the event
+"""The built-in `http` step: one request through a connection, templated from the event
 and the earlier steps' outputs, sent with the step's idempotency key (`Idempotency-Key`,
 unless the step sets that header itself).
 
-The request goes through the connection's account (`StepContext.request`): a 429 pauses
-it for every job and this step waits its Retry-After; a 401 renews the token once;
-408, 425, 5xx and network errors are retried; any other 4xx fails the step for good.
+The connection is the automation's own, or another of its owner's that the step names
+(`connection = "crm-main"`): its token is sent, and a path goes to its provider. The
+request goes through that connection's account (`StepContext.request`): a 429 pauses it
+for every job and this step waits its Retry-After; a 401 renews its token once; 408, 425,
+5xx and network errors are retried; any other 4xx fails the step for good.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ async def call(step: HttpStep, event: Any, ctx: StepContext) -> Any:
         headers = render(dict(step.headers), values, f"{where}: headers")
     except ConfigError as error:
         raise StepError(str(error), retryable=False) from None
+    link = await ctx.link(step.connection, "http.connection")
+    base = (ctx.base_url if link is None else link.base_url).rstrip("/")
     url = str(url)
     if url.startswith("/"):
-        url = ctx.base_url.rstrip("/") + url
-    if step.connection and not url.startswith(ctx.base_url.rstrip("/") + "/"):
+        url = base + url
+    if link is not None and not url.startswith(base + "/"):
         # The token is the provider's: it never goes to another host, whatever the
         # event's data put in the URL.
         raise StepError(
@@ -47,8 +51,6 @@ async def call(step: HttpStep, event: Any, ctx: StepContext) -> Any:
     answer = await ctx.request(
         step.method, url, headers=headers, json=body, connection=step.connection
     )
-    if step.connection:
-        await ctx.run.connections.used(ctx.connection_id)
     text = answer.body.decode(errors="replace")
     try:
         return {"status": answer.status, "body": json.loads(text) if text else None}

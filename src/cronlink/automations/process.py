@@ -69,7 +69,7 @@ async def _attempts(
             attempt=attempt, idempotency_key=_key(work, step),
             outputs=outputs, params=work.automation.params,
             connection_id=work.automation.connection_id, base_url=work.base_url, log=ctx.log,
-            session=session, run=ctx, index=index,
+            session=session, run=ctx, index=index, provider=work.provider,
         )  # fmt: skip
         try:
             return context.scrubbed(await _execute(step, work.event.data, context))

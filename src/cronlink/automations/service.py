@@ -12,12 +12,18 @@ from typing import TYPE_CHECKING, Any
 from cronlink.automations import polling, slots
 from cronlink.automations.cursors import iso, parse_instant
 from cronlink.automations.polling import Poller
-from cronlink.automations.steps import parse_steps
+from cronlink.automations.steps import StepModel, label, parse_steps
 from cronlink.clock import Clock, SystemClock
 from cronlink.cron import CronExpr
 from cronlink.cron import parse as parse_cron
 from cronlink.cron.fires import next_fire
-from cronlink.errors import ConfigError, CronSyntaxError, PollError
+from cronlink.errors import (
+    ConfigError,
+    ConnectionNotFoundError,
+    ConnectionUnusableError,
+    CronSyntaxError,
+    PollError,
+)
 from cronlink.jobs import new_run
 from cronlink.records.automations import Automation, AutomationState, Cursor, EventState
 from cronlink.records.runs import NewRun, Reason, Tier
@@ -105,8 +111,9 @@ class Automations:
             raise ConfigError(f"every: {every} is too short; give at least 10s")
         if not 1 <= concurrency <= 100:
             raise ConfigError(f"concurrency must be 1-100, not {concurrency}")
-        parse_steps(steps, self.models)
+        parsed = parse_steps(steps, self.models)
         connection = await self.connections.get(connection_id)
+        await self._check_connections(parsed, connection_id)
         now = self.clock.now()
         cursor = Cursor(primed=True)
         if trigger is not None:
@@ -129,6 +136,17 @@ class Automations:
             "cursor": cursor, "next_poll_at": next_at,
         }  # fmt: skip
         return await self.store.automations.add(values, now)
+
+    async def _check_connections(self, steps: list[StepModel], connection_id: int) -> None:
+        """Refuse a step naming a connection that is not one of the owner's (the owner of
+        `connection_id`, the automation's own), or that cannot be used now; each step is
+        checked again when it runs."""
+        for index, step in enumerate(steps):
+            for key, ref in step.connections():
+                try:
+                    await self.connections.resolve(ref, connection_id)
+                except (ConnectionNotFoundError, ConnectionUnusableError) as error:
+                    raise ConfigError(f"{label(index, step.name)}.{key}: {error}") from None
 
     async def get(self, automation: int | str) -> Automation:
         return await self.store.automations.get(automation)

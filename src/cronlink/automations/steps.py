@@ -18,16 +18,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cronlink.ai.validate import check_schema
 from cronlink.connections.account import Account, Answer
+from cronlink.connections.names import Ref, problem
 from cronlink.durations import parse_duration
 from cronlink.errors import (
     AccountPausedError,
     ConfigError,
+    ConnectionNotFoundError,
+    ConnectionUnusableError,
     CronlinkError,
     StepError,
     TokenUnavailableError,
 )
 from cronlink.http_client import as_refusal
 from cronlink.records.automations import EventState
+from cronlink.records.connections import Link
 from cronlink.reports.spec import ReportSpec
 from cronlink.scrubbing import Scrubber, configured
 
@@ -43,18 +47,50 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def _ref(value: bool | Ref) -> bool | Ref:
+    """A step's `connection`: true, false, a connection's id (an integer) or its name."""
+    if isinstance(value, str):
+        wrong = problem(value)
+        if wrong is not None:
+            raise ValueError(wrong)
+    elif not isinstance(value, bool) and value < 1:
+        raise ValueError(f"{value} is not a connection id")
+    return value
+
+
 class HttpStep(_Strict):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     url: str
     """A path on the connection's provider (`/api/…`), or a full URL."""
-    connection: bool = True
-    """Send the connection's access token (`Authorization: Bearer …`)."""
+    connection: bool | int | str = True
+    """Which connection's access token is sent (`Authorization: Bearer …`), and whose
+    provider a path goes to: true for the automation's own, a name or an id for another
+    of its owner's, false for none."""
+
+    @field_validator("connection")
+    @classmethod
+    def _connection(cls, value: bool | Ref) -> bool | Ref:
+        return _ref(value)
+
     headers: dict[str, str] = {}
     json_body: Any = Field(default=None, alias="json")
     """A JSON body; strings in it are templates: `{event.subject}`, `{steps.NAME.field}`."""
 
 
-class SyncSource(_Strict):
+class _SyncEnd(_Strict):
+    connection: bool | int | str = True
+    """Which connection the records are read (source) or written (destination) through:
+    true for the automation's own, a name or an id for another of its owner's."""
+
+    @field_validator("connection")
+    @classmethod
+    def _connection(cls, value: bool | Ref) -> bool | Ref:
+        if value is False:
+            raise ValueError("a sync goes through a connection: give true, a name or an id")
+        return _ref(value)
+
+
+class SyncSource(_SyncEnd):
     path: str
     items: str = "records"
     next: str = "next_page_token"
@@ -63,7 +99,7 @@ class SyncSource(_Strict):
     page_size: int = Field(default=500, ge=1, le=10_000)
 
 
-class SyncDestination(_Strict):
+class SyncDestination(_SyncEnd):
     path: str
     batch_size: int = Field(default=500, ge=1, le=10_000)
     rejected: str = "rejected"
@@ -137,6 +173,22 @@ class StepModel(_Strict):
     def first_backoff(self) -> timedelta:
         return parse_duration(self.backoff)
 
+    def connections(self) -> list[tuple[str, Ref]]:
+        """The connections the step names (beside the automation's own), each with the
+        key that names it (`sync.destination.connection`)."""
+        named = []
+        if self.http is not None:
+            named.append(("http.connection", self.http.connection))
+        if self.sync is not None:
+            named.append(("sync.source.connection", self.sync.source.connection))
+            named.append(("sync.destination.connection", self.sync.destination.connection))
+        return [(key, ref) for key, ref in named if not isinstance(ref, bool)]
+
+
+def label(index: int, name: str | None) -> str:
+    """How errors name a step: `steps[1] (push)`."""
+    return f"steps[{index}]" + (f" ({name})" if isinstance(name, str) else "")
+
 
 def parse_steps(
     steps: list[dict[str, Any]], models: Collection[str] | None = None
@@ -148,21 +200,20 @@ def parse_steps(
     parsed: list[StepModel] = []
     names: set[str] = set()
     for index, step in enumerate(steps):
-        name = step.get("name") if isinstance(step, dict) else None
-        label = f"steps[{index}]" + (f" ({name})" if isinstance(name, str) else "")
+        where = label(index, step.get("name") if isinstance(step, dict) else None)
         try:
             model = StepModel.model_validate(step)
         except ValidationError as error:
             first = error.errors()[0]
             key = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
             message = str(first["msg"]).removeprefix("Value error, ")
-            raise ConfigError(f"{label}{'.' + key if key else ''}: {message}") from None
+            raise ConfigError(f"{where}{'.' + key if key else ''}: {message}") from None
         if model.name in names:
-            raise ConfigError(f"{label}: another step is named {model.name!r}")
+            raise ConfigError(f"{where}: another step is named {model.name!r}")
         if model.ai is not None and models is not None and model.ai.model not in models:
             declared = ", ".join(sorted(models)) or "none"
             raise ConfigError(
-                f"{label}.ai.model: {model.ai.model!r} is not declared: add "
+                f"{where}.ai.model: {model.ai.model!r} is not declared: add "
                 f"[ai.models.{model.ai.model}] to cronlink.toml (declared: {declared})"
             )
         names.add(model.name)
@@ -191,23 +242,57 @@ class StepContext:
     """What the earlier steps returned, by step name."""
     params: dict[str, Any]
     connection_id: int
+    """The automation's own connection (its trigger's)."""
     base_url: str
+    """Its provider's base URL."""
     log: RunLog
     session: aiohttp.ClientSession
     index: int
     """The step's position in the automation."""
     run: RunContext = field(repr=False)
+    provider: str = ""
+    """The provider of the automation's own connection."""
     tokens_seen: list[str] = field(default_factory=list, repr=False)
     """Taken out of the step's output and of any error it raises before either is stored
     or logged (`scrubbed`)."""
+    _links: dict[Ref, Link] = field(default_factory=dict, repr=False)
+    _used: set[int] = field(default_factory=set, repr=False)
 
     def scrubbed(self, value: Any) -> Any:
         """`value` (a text, or an output) without the tokens this step used nor the
         secrets cronlink is given, in any form a provider may have quoted them in."""
         return Scrubber([*configured(os.environ), *self.tokens_seen]).value(value)
 
-    async def credentials(self) -> Credentials:
-        got = await self.run.connections.credentials(self.connection_id)
+    async def link(self, connection: bool | Ref, key: str = "connection") -> Link | None:
+        """The connection a step's `connection` (at `key`) means: the automation's own
+        (true), none (false), or another of its owner's by name or id, looked up once per
+        attempt, so that one deleted, given to someone else, disabled or needing its owner
+        to reconnect since the automation was added fails the step for good, naming it."""
+        if connection is False:
+            return None
+        if connection is True:
+            return Link(
+                connection_id=self.connection_id, name=None, provider=self.provider,
+                base_url=self.base_url,
+            )  # fmt: skip
+        found = self._links.get(connection)
+        if found is None:
+            try:
+                found = await self.run.connections.resolve(connection, self.connection_id)
+            except (ConnectionNotFoundError, ConnectionUnusableError) as error:
+                raise StepError(f"{key}: {error}", retryable=False) from None
+            self._links[connection] = found
+        return found
+
+    async def credentials(self, connection: Ref | None = None) -> Credentials:
+        """A valid token of the automation's own connection, or of the one `connection`
+        names (another of its owner's)."""
+        chosen = await self.link(True if connection is None else connection)
+        assert chosen is not None
+        return await self._credentials(chosen.connection_id)
+
+    async def _credentials(self, connection_id: int) -> Credentials:
+        got = await self.run.connections.credentials(connection_id)
         self.tokens_seen.append(got.access_token)
         return got
 
@@ -218,17 +303,21 @@ class StepContext:
         *,
         headers: dict[str, str] | None = None,
         json: Any = None,
-        connection: bool = True,
+        connection: bool | Ref = True,
         within: float = REQUEST_TIMEOUT,
     ) -> Answer:
-        """One request, through the connection's account unless not `connection` (see
+        """One request, through the account of the automation's own connection, of the
+        one `connection` names (another of its owner's), or of none (false) (see
         `connections.account`: a short pause is waited out, a refused token renewed once,
-        a 429 pauses the account for every job). An answer of 400 or more, or no answer,
-        is a `StepError` (retryable for 408, 425, 429, 5xx and network errors) whose text
-        never holds the token, nor the URL (its query may hold a secret)."""
+        a 429 pauses that account for every job; an answer under 400 marks it used). An
+        answer of 400 or more, or no answer, is a `StepError` (retryable for 408, 425,
+        429, 5xx and network errors) whose text never holds the token, nor the URL (its
+        query may hold a secret)."""
+        chosen = await self.link(connection)
         try:
-            if connection:
-                account = Account(self.run.connections, await self.credentials())
+            if chosen is not None:
+                credentials = await self._credentials(chosen.connection_id)
+                account = Account(self.run.connections, credentials)
                 await self._wait_out_pause(account)
                 answer = await account.request(
                     self.session, method, url, headers=headers, json=json, within=within
@@ -254,6 +343,10 @@ class StepContext:
                 retryable=answer.status in RETRYABLE or answer.status >= 500,
                 wait=answer.retry_after or 0.0,
             )
+        if chosen is not None and chosen.connection_id not in self._used:
+            # Once per step and connection: a sync's thousand pages are one use.
+            await self.run.connections.used(chosen.connection_id)
+            self._used.add(chosen.connection_id)
         return answer
 
     async def _wait_out_pause(self, account: Account) -> None:

@@ -1,5 +1,7 @@
 """The built-in `sync` step: page through a source, write to a destination in batches,
-and checkpoint after every batch.
+and checkpoint after every batch. Each end goes through a connection of its own choosing
+(`source.connection`, `destination.connection`: the automation's own unless named), so a
+sync can read one provider and write another, each on its own account.
 
 The checkpoint is the source page being copied (its token) and how far into it the
 writes went. A run killed between a write and its checkpoint writes that batch again with
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from cronlink.automations.steps import StepContext, SyncStep
+    from cronlink.connections.names import Ref
 
 TIMEOUT = 60.0
 REJECTS_KEPT = 1000
@@ -73,7 +76,10 @@ async def _read(
     query = {"limit": str(step.source.page_size)}
     if token is not None:
         query[step.source.param] = token
-    body = await _request(ctx, "GET", step.source.path, params=query)
+    body = await _request(
+        ctx, "GET", step.source.path, step.source.connection, "sync.source.connection",
+        params=query,
+    )  # fmt: skip
     try:
         records = dig(body, step.source.items, "sync source answer")
     except ConfigError as error:
@@ -108,9 +114,11 @@ async def _write(
     if not batch:
         return
     headers = {"Idempotency-Key": f"{ctx.idempotency_key}:{key}"}
+    destination = step.destination
     answer = await _request(
-        ctx, "POST", step.destination.path, json={"records": batch}, headers=headers
-    )
+        ctx, "POST", destination.path, destination.connection, "sync.destination.connection",
+        json={"records": batch}, headers=headers,
+    )  # fmt: skip
     refused = answer.get(step.destination.rejected, []) if isinstance(answer, dict) else []
     for entry in refused:
         index = entry.get("index") if isinstance(entry, dict) else None
@@ -134,15 +142,19 @@ async def _request(
     ctx: StepContext,
     method: str,
     path: str,
+    connection: bool | Ref,
+    key: str,
     *,
     params: dict[str, str] | None = None,
     json: Any = None,
     headers: dict[str, str] | None = None,
 ) -> Any:
-    url = URL(ctx.base_url.rstrip("/") + path)
+    link = await ctx.link(connection, key)
+    assert link is not None  # a sync's ends always have a connection (`SyncStep`)
+    url = URL(link.base_url.rstrip("/") + path)
     answer = await ctx.request(
         method, str(url.update_query(params) if params else url), headers=headers, json=json,
-        within=TIMEOUT,
+        connection=connection, within=TIMEOUT,
     )  # fmt: skip
     try:
         return jsonlib.loads(answer.body)

@@ -18,12 +18,20 @@ Ref = int | str
 """A connection as a step names it: its id, or its name."""
 
 
+def problem(name: str) -> str | None:
+    """What is wrong with `name` as a connection name, None if nothing (a name starts
+    with a letter, so it is never mistaken for an id)."""
+    if isinstance(name, str) and _NAME.fullmatch(name):
+        return None
+    quoted = repr(name) if len(str(name)) <= 80 else repr(str(name)[:80]) + "…"
+    return f"{quoted} is not a connection name: give {RULE}"
+
+
 def check_name(name: str) -> str:
-    """`name` if it is a valid connection name, else `ConfigError` naming it (a name
-    starts with a letter, so it is never mistaken for an id)."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        shown = repr(name) if len(str(name)) <= 80 else repr(str(name)[:80]) + "…"
-        raise ConfigError(f"name: {shown} is not a connection name: give {RULE}")
+    """`name` if it is a valid connection name, else `ConfigError` naming it."""
+    wrong = problem(name)
+    if wrong is not None:
+        raise ConfigError(f"name: {wrong}")
     return name
 
 

@@ -25,7 +25,7 @@ from cronlink.context import RunContext, RunLog
 from cronlink.egress import EgressPolicy
 from cronlink.loading import resolve
 from cronlink.observe import spend
-from cronlink.records.connections import Credentials
+from cronlink.records.connections import Credentials, Link
 from cronlink.records.runs import Spend
 
 if TYPE_CHECKING:
@@ -160,6 +160,10 @@ class _PipeConnections:
 
     async def used(self, connection_id: int) -> None:
         self._ask("used", connection_id)
+
+    async def resolve(self, ref: int | str, owner_of: int) -> Link:
+        found: Link = self._ask("resolve", ref, owner_of)
+        return found
 
     def _ask(self, method: str, *args: Any) -> Any:
         self._pipe.send(("connections", method, args))

@@ -211,7 +211,7 @@ class HeavyTier:
                 await asyncio.wait_for(readable.wait(), next_sample - time.monotonic())
 
 
-_CONNECTION_CALLS = frozenset({"credentials", "renew", "pause", "paused_until", "used"})
+_CONNECTION_CALLS = frozenset({"credentials", "renew", "pause", "paused_until", "used", "resolve"})
 _AUTOMATION_CALLS = frozenset({"take", "save", "sweep", "pending"})
 _AI_CALLS = frozenset({"admit", "take"})
 
