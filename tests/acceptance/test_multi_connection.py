@@ -8,12 +8,15 @@ CRM's token."""
 from __future__ import annotations
 
 import signal
+import tomllib
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import update
 
+from cronlink.automations.steps import parse_steps
 from cronlink.errors import ConfigError
 from cronlink.records.automations import AutomationEvent, EventState
 from cronlink.records.connections import ConnectionState
@@ -256,3 +259,20 @@ async def test_a_401_from_the_crm_renews_the_crm_token(auto: AutoKit) -> None:
     assert (await auto.kit.connections.get(crm_id)).version == before.version + 1
     assert (await auto.kit.connections.get(mail)).version == 1
     assert len(auto.kit.sandbox.crm.contacts.stored) == 10
+
+
+def test_the_docs_example_parses_and_bad_connections_are_named() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "automations.md").read_text()
+    block = text[text.index("# mail-to-crm.toml") :]
+    steps = tomllib.loads(block[: block.index("```")])["steps"]
+    assert [s.connections() for s in parse_steps(steps)] == [
+        [("sync.destination.connection", "crm-main")], [("http.connection", 2)],
+    ]  # fmt: skip
+    sync = {"source": {"path": "/a", "connection": False}, "destination": {"path": "/b"}}
+    for step, said in (
+        ({"sync": sync}, "sync.source.connection: a sync goes through a connection"),
+        ({"http": {"url": "/a", "connection": 0}}, "http.connection: 0 is not a connection id"),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            parse_steps([{"name": "s", **step}])
+        assert str(refused.value).startswith(f"steps[0] (s).{said}")
