@@ -238,7 +238,7 @@ async def test_no_secret_on_any_page(auto: AutoKit, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("CRON_SECRET", CANARY)
     store = auto.kit.connections.store
     made = await tokens(store)
-    cid = await auto.kit.connect("alice")
+    cid = await auto.kit.connect("alice", name="mail-main")
     down = await auto.kit.connect("bob")
     await store.connections.set_state(down, ConnectionState.NEEDS_REAUTH, "invalid_grant",
                                       datetime.now(UTC))  # fmt: skip
@@ -266,6 +266,7 @@ async def test_no_secret_on_any_page(auto: AutoKit, monkeypatch: pytest.MonkeyPa
         assert "needs_reauth" in pages[0]
         assert "Stalled triggers" in pages[0]
         assert "bob" in pages[5]
+        assert "mail-main" in pages[5]
         assert "inbox" in pages[6]
         assert "stalled" in pages[6]
         for page in pages:
