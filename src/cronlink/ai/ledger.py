@@ -5,8 +5,8 @@ and repairs are requests too), and each call is recorded (with the run's attempt
 ends.
 
 Requests are paced through the store's shared rate buckets (`store/rate_buckets.py`, GCRA):
-- `rpm` without a burst: one request every 60 / rpm seconds across the fleet, so that no
-  minute, however it is cut, holds more than `rpm`;
+- `rpm` without a burst: one request every 60 / rpm seconds (and 1 % more) across the
+  fleet, so that no minute, however it is cut, holds more than `rpm`;
 - `tpm` by each request's estimate (its prompt's characters / 4, 4 a message, and the
   answer's `max_tokens`: what the provider counts against the limit before it answers),
   with a burst of one second's tokens: no minute holds more than `tpm` and a second's.
@@ -30,8 +30,13 @@ if TYPE_CHECKING:
     from cronlink.clock import Clock
     from cronlink.store import Store
 
-_SLACK = 1e-9
-"""Rounding: a request that fits exactly fits."""
+_SLACK = 1e-6
+"""Rounding: a request that fits exactly fits (seconds since the epoch, as doubles, are
+good to a few tenths of a microsecond)."""
+HEADROOM = 1.01
+"""Requests are spaced this much wider than 60 / rpm: a provider counts arrivals, which
+network jitter moves closer together than cronlink sent them, and a minute holding
+`rpm` + 1 is refused."""
 FRESH = 5.0
 """Seconds a month's spend read from the store is trusted before it is read again: between
 reads a process adds its own calls; other processes' are seen at the next read."""
@@ -110,7 +115,7 @@ class StoreLedger:
         now = self._clock.now().timestamp()
         slot, tokens, wait = owed.slot, owed.tokens, 0.0
         if slot and model.rpm is not None:
-            interval = 60.0 / model.rpm
+            interval = 60.0 / model.rpm * HEADROOM
             granted, tat = await self._buckets.take_tokens(
                 f"ai-rpm:{model.name}", 1, interval, interval + _SLACK, now
             )

@@ -91,7 +91,8 @@ class Models:
         model = self.get(name)
         pace = None
         if self.ledger is not None:
-            await self.ledger.admit(model)
+            if model.budget_usd is not None:  # else nothing to ask (a heavy run's pipe)
+                await self.ledger.admit(model)
             if model.rpm is not None or model.tpm is not None:
                 pace = functools.partial(self._pace, self.ledger, model)
         try:
