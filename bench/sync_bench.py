@@ -5,7 +5,13 @@ Records/s is N over the event's processing time (`finished_at - started_at`, wri
 cronlink); the destination is checked to hold each record exactly once. Median over
 rounds (a fresh database and sandbox each).
 
+With `--to-crm`, the records go to the sandbox's CRM through a second connection of the
+same owner (a step naming it: `destination.connection`), upserted by external id in
+batches of `--batch` (the CRM's own limit is raised to match); the CRM is checked to hold
+each record once.
+
 Run: .venv/bin/python bench/sync_bench.py [--records N] [--rounds R] [--postgres URL]
+                                          [--to-crm [--batch 100]]
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 import statistics
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 from cronlink.automations.service import Automations
 from cronlink.builtin_jobs import connection_jobs
@@ -35,7 +42,7 @@ from queue_bench import fresh_database
 from refresh_bench import sandbox_process
 
 JOBS = {j.name: j for j in connection_jobs(ConnectionsModel())}
-SYNC = [
+SYNC: list[dict[str, Any]] = [
     {
         "name": "copy",
         "sync": {
@@ -44,10 +51,27 @@ SYNC = [
         },
     }
 ]
-BENCH_MODULES = ("queue_bench", "refresh_bench")
+BENCH_MODULES = ("queue_bench", "refresh_bench", "sync_bench")
 
 
-async def one_round(url: str, sandbox: str, records: int) -> float:
+def to_crm(batch: int) -> list[dict[str, Any]]:
+    return [{
+        "name": "copy",
+        "sync": {
+            "source": {"path": "/api/records", "page_size": 500},
+            "destination": {"path": "/crm/api/contacts/batch", "connection": "crm",
+                            "batch_size": batch, "rejected": "errors"},
+            "transform": "sync_bench:to_contact",
+        },
+    }]  # fmt: skip
+
+
+def to_contact(record: dict[str, object]) -> dict[str, object]:
+    """A mail record as a CRM contact, upserted by its external id."""
+    return {"external_id": f"rec-{record['id']}", "email": record["email"], "name": record["name"]}
+
+
+async def one_round(url: str, sandbox: str, records: int, crm_batch: int | None) -> float:
     os.environ["CRONLINK_SANDBOX_URL"] = sandbox
     store = store_for(url)
     await store.open()
@@ -67,8 +91,20 @@ async def one_round(url: str, sandbox: str, records: int) -> float:
             provider="sandbox", owner="bench", access_token=tokens["access_token"],
             refresh_token=tokens["refresh_token"], expires_in=24 * 3600,
         )  # fmt: skip
+        steps = SYNC
+        if crm_batch is not None:
+            steps = to_crm(crm_batch)
+            switch = {"crm_batch_limit": crm_batch}
+            async with session.post(f"{sandbox}/sandbox/switches", json=switch) as r:
+                assert r.status == 200
+            async with session.post(f"{sandbox}/sandbox/crm/grants", json={"user": "bench"}) as r:
+                crm = await r.json()
+            await connections.add(
+                provider="sandbox-crm", owner="bench", access_token=crm["access_token"],
+                refresh_token=crm["refresh_token"], expires_in=24 * 3600, name="crm",
+            )  # fmt: skip
         automation = await automations.add(
-            name="copy", connection_id=connection.id, schedule="0 2 * * *", steps=SYNC,
+            name="copy", connection_id=connection.id, schedule="0 2 * * *", steps=steps,
             every=timedelta(minutes=1),
         )  # fmt: skip
         event = await automations.run_now(automation.id)
@@ -82,10 +118,16 @@ async def one_round(url: str, sandbox: str, records: int) -> float:
             await asyncio.sleep(0.05)
         stop.set()
         await running
-        async with session.get(f"{sandbox}/sandbox/sink/records") as r:
-            written = Counter(record["id"] for record in await r.json())
-        assert len(written) == records, len(written)
-        assert max(written.values()) == 1
+        if crm_batch is None:
+            async with session.get(f"{sandbox}/sandbox/sink/records") as r:
+                written = Counter(record["id"] for record in await r.json())
+            assert len(written) == records, len(written)
+            assert max(written.values()) == 1
+        else:
+            async with session.get(f"{sandbox}/sandbox/crm/stats") as r:
+                stats = await r.json()
+            assert (stats["contacts"], stats["created"]) == (records, records), stats
+            assert (stats["duplicates"], stats["updated"]) == (0, 0), stats
         assert done.started_at is not None
         assert done.finished_at is not None
         return (done.finished_at - done.started_at).total_seconds()
@@ -100,17 +142,23 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--postgres", help="a PostgreSQL URL; each round uses a fresh schema")
+    parser.add_argument("--to-crm", action="store_true",
+                        help="write to the sandbox's CRM through a second connection")  # fmt: skip
+    parser.add_argument("--batch", type=int, default=100, help="CRM records per batch")
     args = parser.parse_args()
+    crm_batch = args.batch if args.to_crm else None
     rounds = []
     for _ in range(args.rounds):
         with sandbox_process() as sandbox, fresh_database(args.postgres) as url:
-            rounds.append(asyncio.run(one_round(url, sandbox, args.records)))
+            rounds.append(asyncio.run(one_round(url, sandbox, args.records, crm_batch)))
     seconds = statistics.median(rounds)
     print(json.dumps({
         "benchmark": "sync", "engine": "postgresql" if args.postgres else "sqlite",
-        "records": args.records, "page_size": 500, "batch_size": 500, "rounds": args.rounds,
-        "median_seconds": round(seconds, 3), "median_records_per_s": round(args.records / seconds),
-        "goal_records_per_s": 5000, "written_twice": 0,
+        "destination": "crm (a second connection)" if args.to_crm else "same provider",
+        "records": args.records, "page_size": 500, "batch_size": crm_batch or 500,
+        "rounds": args.rounds, "median_seconds": round(seconds, 3),
+        "median_records_per_s": round(args.records / seconds),
+        "goal_records_per_s": 20_000 if args.to_crm else 5000, "written_twice": 0,
     }, indent=2))  # fmt: skip
 
 

@@ -220,3 +220,36 @@ async def test_a_spent_budget_stops_new_calls_and_says_until_when(
     assert second.error is not None
     assert "model fast: this month's budget of $0.01 is spent ($0.0" in second.error
     assert (await model_stats(auto))["requests"] == 1  # the second event never called
+
+
+async def test_a_replayed_dead_letter_reuses_the_stored_answer_without_a_new_call(
+    auto: AutoKit, models: Models
+) -> None:
+    declaring(auto, models)
+    cid = await auto.kit.connect()
+    gated = {"name": "act", "call": "tests.acceptance.automation_steps:gated", "max_attempts": 1}
+    added = await auto.automations.add(
+        name="inbox", connection_id=cid, trigger="new_email", steps=[CLASSIFY, gated],
+        start="beginning", params={"trace": str(auto.trace)},
+    )  # fmt: skip
+    await auto.feed(count=3)
+    await auto.poll(timedelta(0))
+    async with heavy_worker(auto, ai=models):
+        await settled(auto, added.id, 3)
+        dead = await auto.automations.events(added.id, EventState.DEAD_LETTER)
+        assert [e.step for e in dead] == [1, 1, 1]
+        called = (await model_stats(auto))["requests"]
+        (auto.trace / "open").touch()
+        for event in dead:
+            await auto.automations.replay(event.id)
+
+        async def all_done() -> bool:
+            events = await auto.automations.events(added.id)
+            return all(e.state is EventState.DONE for e in events)
+
+        await wait_until(all_done, within=60)
+    stats = await model_stats(auto)
+    assert called == 3
+    assert (stats["requests"], stats["repeats"], stats["billed_repeats"]) == (3, 0, 0)
+    events = await auto.automations.events(added.id)
+    assert all(e.outputs["classify"]["label"] in LABELS for e in events)
