@@ -4,7 +4,8 @@ automation whose `ai` step has the sandbox's chat model classify and summarise e
 email the sandbox sends, then posts the answer to a webhook; a daily report (run once
 shortly after the start too) whose `ai` step summarises the day's emails and whose
 `report` step delivers it as Markdown to another webhook; what the model cost; and a
-nightly sync, run once at the start, that copies 10,000 records.
+nightly sync, run once at the start, that copies 10,000 records to the sandbox's CRM
+through a second connection of the same owner.
 
 It keeps to its own database (`cronlink-demo.db`) and, when CRONLINK_SECRET_KEY is not set,
 its own key (`.cronlink-demo.key`, readable by you only). The model's key is read from
@@ -103,9 +104,15 @@ REPORT = """\
 {% else -%}
 No email was classified today.
 {% endfor %}"""
+CRM = "crm"
+"""The name of the CRM connection the nightly sync writes through."""
 SYNC_STEPS: list[dict[str, Any]] = [
-    {"name": "copy", "sync": {"source": {"path": "/api/records"},
-                              "destination": {"path": "/api/records"}}},
+    {"name": "copy", "sync": {
+        "source": {"path": "/api/records"},
+        "destination": {"path": "/crm/api/contacts/batch", "connection": CRM, "batch_size": 100,
+                        "rejected": "errors"},
+        "transform": "cronlink.examples:as_contact",
+    }},
 ]  # fmt: skip
 
 
@@ -213,9 +220,10 @@ async def demo(
 
 
 async def _seed(connections: Connections, sandbox: Sandbox, lifetime: float) -> list[int]:
-    for old in await connections.find(provider="sandbox", limit=1000):
-        if old.owner in OWNERS:
-            await connections.delete(old.id)
+    for provider in ("sandbox", "sandbox-crm"):
+        for old in await connections.find(provider=provider, limit=1000):
+            if old.owner in OWNERS:
+                await connections.delete(old.id)
     ids = []
     for owner in OWNERS:
         tokens = sandbox.grants.mint(owner)
@@ -224,6 +232,12 @@ async def _seed(connections: Connections, sandbox: Sandbox, lifetime: float) -> 
             refresh_token=tokens["refresh_token"], expires_in=lifetime,
         )  # fmt: skip
         ids.append(added.id)
+        if owner == OWNERS[1]:  # the nightly sync's: it writes to the CRM too
+            crm = sandbox.crm.provider.grants.mint(owner)
+            await connections.add(
+                provider="sandbox-crm", owner=owner, access_token=crm["access_token"],
+                refresh_token=crm["refresh_token"], expires_in=lifetime, name=CRM,
+            )  # fmt: skip
         if owner == REVOKED:
             sandbox.grants.grants[max(sandbox.grants.grants)].revoked = True
     return ids
@@ -292,7 +306,8 @@ def _outcome(event: AutomationEvent, sandbox: Sandbox) -> str:
         return f"event {event.id} dead-lettered: {event.error}"
     if "copy" in outputs:
         copied = outputs["copy"]
-        return f"nightly sync: copied {copied['copied']} records in {copied['pages']} pages"
+        return (f"nightly sync: copied {copied['copied']} records to the CRM in "
+                f"{copied['pages']} pages")  # fmt: skip
     if "report" in outputs:
         report, emails = outputs["report"], len(outputs["collect"]["emails"])
         where = ", ".join(report["delivered"])

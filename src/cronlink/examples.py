@@ -1,5 +1,5 @@
-"""Handlers the starter `cronlink.toml` points at, and a step of the demo's daily report,
-so a fresh install has work to watch."""
+"""Handlers the starter `cronlink.toml` points at, a step of the demo's daily report and
+its nightly sync's transform, so a fresh install has work to watch."""
 
 from __future__ import annotations
 
@@ -48,3 +48,11 @@ async def inbox_digest(event: dict[str, Any], ctx: StepContext) -> dict[str, Any
         lines.append("No email was classified today.")
     ctx.log.info("event %d: %d emails today (%s)", ctx.event_id, len(emails), tally or "none")
     return {"day": today, "emails": emails, "counts": dict(counts), "text": "\n".join(lines)}
+
+
+def as_contact(record: dict[str, Any]) -> dict[str, Any]:
+    """A mail provider's record as a CRM contact, upserted by its external id (the demo's
+    nightly sync)."""
+    number = record["id"]
+    return {"external_id": f"rec-{number}", "name": record["name"],
+            "email": f"customer{number}@example.com"}  # fmt: skip

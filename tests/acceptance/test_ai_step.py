@@ -253,3 +253,39 @@ async def test_a_replayed_dead_letter_reuses_the_stored_answer_without_a_new_cal
     assert (stats["requests"], stats["repeats"], stats["billed_repeats"]) == (3, 0, 0)
     events = await auto.automations.events(added.id)
     assert all(e.outputs["classify"]["label"] in LABELS for e in events)
+
+
+async def test_a_step_reaches_its_model_with_a_named_connections_token_and_logs_an_excerpt(
+    auto: AutoKit, models: Models
+) -> None:
+    declaring(auto, models)
+    granted = await auto.kit.connect(name="model-grant")
+    token = (await auto.kit.connections.credentials(granted)).access_token
+    # The model takes the connection's token, not the declared key.
+    auto.kit.sandbox.configure(model_api_key=token)
+    step = {**CLASSIFY, "ai": {**CLASSIFY["ai"], "connection": "model-grant", "excerpt": 12}}
+    aid = await add(auto, [step])
+    await auto.feed(items=[{"subject": "URGENT: the server is down"}])
+    await auto.poll(timedelta(0))
+    async with heavy_worker(auto, ai=models):
+        await settled(auto, aid, 1)
+    [event] = await auto.automations.events(aid)
+    assert event.state is EventState.DONE, event.error
+    assert event.outputs["classify"] == {"label": "urgent"}
+    logged = [text for *_, text in await auto.automations.store.run_logs(event.run_id or 0)]
+    assert "step classify: prompt (12 of " in "\n".join(logged)
+    assert 'step classify: answer (12 of 19 characters): {"label": "u' in logged
+    assert not any(token in line or "sandbox-model-key" in line for line in logged)
+
+
+async def test_an_ai_step_naming_another_owners_connection_is_refused_when_added(
+    auto: AutoKit, models: Models
+) -> None:
+    declaring(auto, models)
+    await auto.kit.connect(user="bob", name="bobs-grant")
+    step = {**CLASSIFY, "ai": {**CLASSIFY["ai"], "connection": "bobs-grant"}}
+    with pytest.raises(ConfigError) as refused:
+        await add(auto, [step])
+    assert str(refused.value) == (
+        "steps[0] (classify).ai.connection: 'bobs-grant' is not a connection of alice"
+    )

@@ -53,7 +53,7 @@ async def test_the_demo_shows_refreshes_health_reauth_ai_automations_a_report_an
     wanted = [
         "refreshed", "health: unknown -> healthy", "needs_reauth",
         "classified urgent by model sandbox, summary posted", "daily report of",
-        "nightly sync: copied 10000 records in 20 pages",
+        "nightly sync: copied 10000 records to the CRM in 20 pages",
     ]  # fmt: skip
     watcher = asyncio.create_task(sandbox_after(wanted, lines, stop))
     async with asyncio.timeout(90):

@@ -122,15 +122,19 @@ async def complete(
     env: Mapping[str, str] | None = None,
     sleep: Sleep = asyncio.sleep,
     pace: Pacer | None = None,
+    bearer: str | None = None,
 ) -> Completion:
     """`model`'s answer to `messages` (`{"role", "content"}` dicts); `ModelError` when there
     is no valid one. `within` (seconds) bounds each request: the model's `timeout` unless
     given. `pace` is awaited before each request (retries and repairs too) with its
-    estimated tokens."""
+    estimated tokens. `bearer` is sent instead of the model's API key (a connection's
+    access token)."""
     wire = PROTOCOLS.get(model.protocol)
     if wire is None:
         raise ConfigError(f"model {model.name}: protocol {model.protocol!r} is not supported")
-    key = expand(model.api_key, os.environ if env is None else env, f"ai.models.{model.name}")
+    key = bearer or expand(
+        model.api_key, os.environ if env is None else env, f"ai.models.{model.name}"
+    )
     call = _Call(
         model=model, wire=wire, key=key, scrub=Scrubber([key]), retrying=retrying, sleep=sleep,
         pace=pace, timeout=model.timeout.total_seconds() if within is None else within,

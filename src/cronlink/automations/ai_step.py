@@ -30,11 +30,15 @@ async def call(step: AiStep, event: Any, ctx: StepContext) -> Any:
         models.get(step.model)
     except ConfigError as error:
         raise StepError(f"{where}: {error}", retryable=False) from None
+    bearer = None
+    if step.connection is not None:
+        await ctx.link(step.connection, "ai.connection")  # a refusal names the key
+        bearer = (await ctx.credentials(step.connection)).access_token
     try:
         answer = await models.complete(
             step.model, messages, session=ctx.session, schema=step.answer_schema,
             schema_name=ctx.step, max_tokens=step.max_tokens,
-            idempotency_key=ctx.idempotency_key,
+            idempotency_key=ctx.idempotency_key, bearer=bearer,
         )  # fmt: skip
     except ModelError as error:
         raise StepError(f"{where}: {error}", retryable=error.retryable, wait=error.wait) from None
@@ -45,6 +49,13 @@ async def call(step: AiStep, event: Any, ctx: StepContext) -> Any:
         where, step.model, answer.attempts, answer.usage.input_tokens,
         answer.usage.output_tokens, answer.cost_usd,
     )  # fmt: skip
+    if step.excerpt:
+        prompt = "\n".join(m["content"] for m in messages)
+        for what, text in (("prompt", prompt), ("answer", answer.text)):
+            kept = ctx.scrubbed(text)[: step.excerpt]
+            ctx.log.info(
+                "%s: %s (%d of %d characters): %s", where, what, len(kept), len(text), kept
+            )
     return answer.data if step.answer_schema is not None else answer.text
 
 

@@ -123,6 +123,17 @@ class AiStep(_Strict):
     """A JSON Schema: the answer is JSON checked against it, and is the step's output
     (without one, the answer's text is)."""
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    connection: int | str | None = None
+    """A connection of the automation's owner (name or id) whose access token is sent to
+    the model instead of the model's API key: a model reached through an OAuth grant."""
+    excerpt: int = Field(default=0, ge=0, le=2000)
+    """Characters of the prompt and of the answer kept in the run's log, secrets removed
+    (0: none)."""
+
+    @field_validator("connection")
+    @classmethod
+    def _connection(cls, value: Ref | None) -> Ref | None:
+        return None if value is None else _ref(value)
 
     @field_validator("answer_schema")
     @classmethod
@@ -182,6 +193,8 @@ class StepModel(_Strict):
         if self.sync is not None:
             named.append(("sync.source.connection", self.sync.source.connection))
             named.append(("sync.destination.connection", self.sync.destination.connection))
+        if self.ai is not None and self.ai.connection is not None:
+            named.append(("ai.connection", self.ai.connection))
         return [(key, ref) for key, ref in named if not isinstance(ref, bool)]
 
 
