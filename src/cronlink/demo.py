@@ -232,14 +232,14 @@ async def _seed(connections: Connections, sandbox: Sandbox, lifetime: float) -> 
             refresh_token=tokens["refresh_token"], expires_in=lifetime,
         )  # fmt: skip
         ids.append(added.id)
-        if owner == OWNERS[1]:  # the nightly sync's: it writes to the CRM too
-            crm = sandbox.crm.provider.grants.mint(owner)
-            await connections.add(
-                provider="sandbox-crm", owner=owner, access_token=crm["access_token"],
-                refresh_token=crm["refresh_token"], expires_in=lifetime, name=CRM,
-            )  # fmt: skip
         if owner == REVOKED:
             sandbox.grants.grants[max(sandbox.grants.grants)].revoked = True
+    # The nightly sync's owner writes to the CRM too, through a second connection.
+    crm = sandbox.crm.provider.grants.mint(OWNERS[1])
+    await connections.add(
+        provider="sandbox-crm", owner=OWNERS[1], access_token=crm["access_token"],
+        refresh_token=crm["refresh_token"], expires_in=lifetime, name=CRM,
+    )  # fmt: skip
     return ids
 
 

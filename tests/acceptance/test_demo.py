@@ -113,7 +113,7 @@ async def test_the_demo_run_again_on_its_database_refreshes_its_new_connections(
     Without a model key of its own, the demo uses the sandbox's, never shown."""
     fresh_environment(monkeypatch, tmp_path)
     demo_key()
-    for first_id in (1, 6):
+    for first_id in (1, 7):  # five mail connections and a CRM one a run
         lines: list[str] = []
         stop = asyncio.Event()
         wanted = [
