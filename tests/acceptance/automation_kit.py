@@ -92,7 +92,9 @@ class AutoKit:
     async def poll(self, step: timedelta = timedelta(minutes=2)) -> Any:
         """Move the kit's time on by `step` (enough for every automation to be due once
         more) and poll what is due then."""
-        self.at += step
+        # Never behind the real time: an automation added with the system's clock is due
+        # from the moment it was added, however long the machine took to get here.
+        self.at = max(self.at + step, datetime.now(UTC))
         return await self.automations.poll_due(self.at)
 
     async def ledger(self, automation_id: int) -> list[str]:
