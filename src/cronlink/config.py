@@ -56,11 +56,15 @@ class Settings:
     """`[ai.models.NAME]`: the chat models automations may call."""
 
 
+CONFIG_FILE = "cronlink.toml"
+"""Read from the working directory unless a path is given."""
+
+
 def load_settings(
     config: Path | None = None, database_url: str | None = None, app_path: str | None = None
 ) -> Settings:
     """Read `config` (or ./cronlink.toml when it exists); flags beat env beats the file."""
-    path = config if config is not None else Path("cronlink.toml")
+    path = config if config is not None else Path(CONFIG_FILE)
     parsed = FileModel()
     if config is not None or path.exists():
         parsed = read_file(path)

@@ -93,6 +93,17 @@ def test_bad_zone_exits_2() -> None:
     assert "unknown time zone 'Mars/Olympus'" in out
 
 
+def test_without_a_configuration_a_command_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    for command in (("jobs",), ("run", "--no-serve"), ("runs",)):
+        code, out = invoke(*command, cwd=tmp_path)
+        assert code == 2, out
+        assert f"error: no configuration found: no cronlink.toml in {tmp_path}" in out
+        assert "`cronlink init` writes a starter cronlink.toml" in out
+    assert list(tmp_path.iterdir()) == []
+    code, out = invoke("jobs", "--database-url", f"sqlite:///{tmp_path}/c.db", cwd=tmp_path)
+    assert code == 0, out  # a database named is configuration enough
+
+
 def test_init_writes_a_starter_and_never_overwrites(tmp_path: Path) -> None:
     code, _ = invoke("init", cwd=tmp_path)
     assert code == 0
@@ -101,8 +112,8 @@ def test_init_writes_a_starter_and_never_overwrites(tmp_path: Path) -> None:
     assert "target = " in text
     (tmp_path / "cronlink.toml").write_text(text + "\n# mine\n")
     code, out = invoke("init", cwd=tmp_path)
-    assert code == 0
-    assert "left as it is" in out
+    assert code == 1
+    assert "error: cronlink.toml exists; left as it is (--force to overwrite)" in out
     assert (tmp_path / "cronlink.toml").read_text().endswith("# mine\n")
     code, out = invoke("jobs", "--json", cwd=tmp_path)
     assert code == 0

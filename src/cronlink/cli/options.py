@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from cronlink.config import Settings, load_settings
+from cronlink.config import CONFIG_FILE, Settings, load_settings
+from cronlink.errors import ConfigError
 
 if TYPE_CHECKING:
     from cronlink.store import Store
@@ -49,6 +50,15 @@ def settings_options(command: F) -> F:
 def settings_from(
     config_path: Path | None, database_url: str | None, app_path: str | None
 ) -> Settings:
+    """The settings a command runs with; `ConfigError` when nothing says what to run or
+    where: a command would create an empty `cronlink.db` here and show nothing."""
+    named = config_path is not None or database_url is not None or app_path is not None
+    if not named and not Path(CONFIG_FILE).exists():
+        raise ConfigError(
+            f"no configuration found: no {CONFIG_FILE} in {Path.cwd()}, and no --config, "
+            "--database-url or --app (nor CRONLINK_CONFIG, DATABASE_URL or CRONLINK_APP). "
+            f"`cronlink init` writes a starter {CONFIG_FILE}; `cronlink demo` runs a demo"
+        )
     return load_settings(config_path, database_url, app_path)
 
 

@@ -32,8 +32,7 @@ if TYPE_CHECKING:
 def init(force: bool, path: Path) -> None:
     """Write a starter cronlink.toml: a Python job, a heavy job, an HTTP target (commented)."""
     if path.exists() and not force:
-        click.echo(f"{path} exists; left as it is (--force to overwrite)")
-        return
+        raise CronlinkError(f"{path} exists; left as it is (--force to overwrite)")
     path.write_text(resources.files("cronlink.cli").joinpath("starter.toml").read_text())
     click.echo(f"wrote {path}; start it with: cronlink run")
 
