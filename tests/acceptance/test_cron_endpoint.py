@@ -23,7 +23,7 @@ from cronlink.jobs import HttpTarget, Job, new_run
 from cronlink.records.runs import Reason, Run, RunState, Tier
 from cronlink.runtime import run_roles, serve_http
 from cronlink.signatures import Request, sign
-from cronlink.store import Store, store_for
+from cronlink.store import RunFilter, Store, store_for
 from cronlink.web import service
 from cronlink.web.limits import Limiter
 from cronlink.web.server import serving
@@ -559,3 +559,48 @@ async def test_header_and_depth_limits_come_from_serve_settings(
             assert (answer.status, await answer.json()) == (400, {"error": "json_too_deep"})
         async with http.post(url + "/cron/ok", headers=auth, data=b"[[[1]]]") as answer:
             assert answer.status == 202
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "payload"),
+    [
+        (b'{"a": 1}', "application/json", {"a": 1}),
+        (b'{"a": 1}', "application/x-www-form-urlencoded", {"a": 1}),  # curl -d
+        (b"[1, 2]", "", [1, 2]),
+        (b"hello there", "text/plain", "hello there"),
+        (b"{bad", "text/plain", "{bad"),
+        (b"  ", "application/json", None),
+    ],
+)
+async def test_a_body_is_the_runs_payload(
+    served: Served, body: bytes, content_type: str, payload: object
+) -> None:
+    headers = {"Authorization": f"Bearer {ONE}"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    async with served.http.post(f"{served.url}/cron/ok", data=body, headers=headers) as answer:
+        assert answer.status == 202, await answer.text()
+        run_id = (await answer.json())["run_id"]
+    assert (await served.store.get_run(run_id)).payload == payload
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "detail"),
+    [
+        (b"{bad", "application/json", "the body is not valid JSON (Expecting property name"),
+        # Refused as every JSON body holding one is, before the route reads it.
+        (b'{"a": "\\u0000"}', "application/json", "body.a holds a NUL character"),
+        (b"hi\x00", "text/plain", "the payload cannot be stored: the body holds a NUL character"),
+        (b"\xff\xfe", "application/octet-stream", "the body is neither JSON nor UTF-8 text"),
+        (b"[" * 40 + b"]" * 40, "text/plain", "the body's JSON nests deeper than 32"),
+    ],
+)
+async def test_a_body_that_cannot_be_a_payload_is_a_400_naming_why(
+    served: Served, body: bytes, content_type: str, detail: str
+) -> None:
+    headers = {"Authorization": f"Bearer {ONE}", "Content-Type": content_type}
+    async with served.http.post(f"{served.url}/cron/ok", data=body, headers=headers) as answer:
+        said = await answer.json()
+        assert (answer.status, said["error"]) == (400, "invalid_request")
+        assert said["detail"].startswith(detail), said
+    assert await served.store.list_runs(RunFilter()) == []

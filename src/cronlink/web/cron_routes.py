@@ -3,6 +3,7 @@ only call a URL, drives cronlink. Every call is audited, refused ones too."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -13,8 +14,10 @@ from fastapi.responses import JSONResponse
 from cronlink import control, signatures
 from cronlink.clock import utc_instant
 from cronlink.errors import UnknownJobError
+from cronlink.storable import json_flaw
 from cronlink.web import problems
 from cronlink.web.api_models import CronRun, Name, Tick
+from cronlink.web.guards import too_deep
 from cronlink.web.limits import retry_after
 
 if TYPE_CHECKING:
@@ -49,12 +52,14 @@ def router(service: WebService) -> APIRouter:
     async def run(job: Name, request: Request, wait: bool = False) -> JSONResponse:
         """Queue a run of `job` and answer 202 with its id at once (`?wait=true`: wait for a
         light run to finish, up to 25 s). The same schedule-time header or
-        `Idempotency-Key` twice gives the same run."""
+        `Idempotency-Key` twice gives the same run. A body is the run's payload
+        (`ctx.payload`): JSON, or text when it is not JSON and not sent as JSON."""
         denied = await _deny(service, request, "cron.run", job)
         if denied is not None:
             return denied
         try:
             key, scheduled_for = _idempotency(request)
+            payload = _payload(await request.body(), request.headers.get("content-type", ""))
         except ValueError as error:
             await service.audited(request, "cron-secret", "cron.run", job, "invalid", str(error))
             return JSONResponse({"error": "invalid_request", "detail": str(error)}, 400)
@@ -65,7 +70,14 @@ def router(service: WebService) -> APIRouter:
 
         try:
             queued = await control.request_run(
-                service.store, service.app, job, key, scheduled_for, service.clock.now(), audit
+                service.store,
+                service.app,
+                job,
+                key,
+                scheduled_for,
+                service.clock.now(),
+                audit,
+                payload=payload,
             )
         except UnknownJobError as error:
             await service.audited(request, "cron-secret", "cron.run", job, "not_found")
@@ -140,6 +152,36 @@ def _raw_path(request: Request) -> str:
     if raw:
         return bytes(raw).decode("latin-1").partition("?")[0]
     return quote(request.scope["path"])
+
+
+MAX_DEPTH = 32
+"""As the guards' limit on JSON bodies, for a body sent without a JSON content type."""
+
+
+def _payload(body: bytes, content_type: str) -> Any:
+    """The run's payload from a request's body: None when empty; JSON when it parses (it
+    must, sent as JSON; `curl -d` sends it as a form); else its text. `ValueError` saying
+    what is wrong."""
+    if not body.strip():
+        return None
+    sent_as_json = "json" in content_type.lower()
+    try:
+        if not sent_as_json and too_deep(body, MAX_DEPTH):
+            raise ValueError(f"the body's JSON nests deeper than {MAX_DEPTH}")
+        payload = json.loads(body)
+    except UnicodeDecodeError:
+        raise ValueError("the body is neither JSON nor UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        if sent_as_json:
+            raise ValueError(f"the body is not valid JSON ({error})") from None
+        try:
+            payload = body.decode()
+        except UnicodeDecodeError:
+            raise ValueError("the body is neither JSON nor UTF-8 text") from None
+    problem = json_flaw(payload, "the body")
+    if problem is not None:
+        raise ValueError(f"the payload cannot be stored: {problem}")
+    return payload
 
 
 def _too_many(wait: float) -> JSONResponse:

@@ -77,7 +77,7 @@ class Guards:
                 inner: Receive = counted
                 if b"json" in named.get(b"content-type", b""):
                     body = await whole_body(counted)
-                    if _too_deep(body, self.max_depth):
+                    if too_deep(body, self.max_depth):
                         await _answer(send, 400, "json_too_deep")
                         return
                     inner = replayed(body, receive)
@@ -116,7 +116,7 @@ def replayed(body: bytes, receive: Receive) -> Receive:
     return again
 
 
-def _too_deep(body: bytes, limit: int) -> bool:
+def too_deep(body: bytes, limit: int) -> bool:
     """Whether the JSON's arrays and objects nest deeper than `limit` (brackets inside
     strings do not count). Cheap for the usual body: fewer brackets than the limit."""
     if body.count(b"[") + body.count(b"{") <= limit:
