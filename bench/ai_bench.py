@@ -1,4 +1,4 @@
-"""The `ai` tier's capacity: calls to a chat model at once from one heavy run, and a
+"""Calls to chat models from the heavy tier: how many at once one heavy run holds, and a
 model's requests-a-minute held across workers.
 
 - In flight: one heavy run (a process of its own, as in `cronlink run`) makes `--calls`

@@ -94,3 +94,18 @@ async def test_a_models_key_is_kept_out_of_what_a_run_records(
     recorded = " ".join([run.error.message, run.error.traceback or "", *(t for *_, t in logs)])
     assert "the key is" in recorded
     assert key not in recorded
+
+
+async def test_a_request_bigger_than_a_models_whole_tpm_fails_without_being_sent(
+    kit: Kit, sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SANDBOX_MODEL_KEY", "sandbox-model-key")
+    small = ChatModel(name="fast", base_url=f"{kit.sandbox.url}/v1", model="sandbox-model",
+                      api_key="${SANDBOX_MODEL_KEY}", tpm=100)  # fmt: skip
+    async with running_worker(sqlite_store, Tier.LIGHT, ai=Models({"fast": small})):
+        run = await finished(sqlite_store, await enqueue(sqlite_store, "ask-model", "hi"))
+    assert run.error is not None
+    assert "model fast: a request of about 1,0" in run.error.message
+    assert "tokens is more than its tpm of 100 allows in a minute" in run.error.message
+    stats: dict[str, Any] = await kit.stats()
+    assert stats["model"]["requests"] == 0

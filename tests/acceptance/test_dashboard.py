@@ -323,4 +323,4 @@ async def test_the_usage_page_lists_each_models_month_against_its_budget(
     assert "<td>$9.0000</td>" in page
     assert "<td>$10.00</td>" in page
     assert "<td>idle</td>" not in page  # neither called nor budgeted
-    assert "Model big nears or passed its budget: model big cost $9.00 this month, 90%" in page
+    assert "Model big nears its budget: model big cost $9.00 this month, 90%" in page

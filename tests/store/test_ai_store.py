@@ -135,6 +135,10 @@ async def test_requests_are_paced_to_rpm_and_tpm_across_stores(store: Store) -> 
         assert (big.tokens, big.wait) == pytest.approx((10, 1.0))
         clock.at += timedelta(seconds=1)
         assert (await one.take(model, big)).granted
+        # A model with a tpm and no rpm: its requests owe no slot.
+        tokens_only = ChatModel(name="tpm-only", base_url="http://127.0.0.1:9/v1", model="m",
+                                api_key="${KEY}", tpm=600)  # fmt: skip
+        assert (await one.take(tokens_only, Pace(slot=True, tokens=5))).granted
         unlimited = ChatModel(name="free", base_url="http://127.0.0.1:9/v1", model="m",
                               api_key="${KEY}")  # fmt: skip
         assert (await one.take(unlimited, Pace(slot=True, tokens=10**9))).granted

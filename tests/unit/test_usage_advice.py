@@ -143,8 +143,11 @@ def test_a_models_budget_nearly_spent_then_spent_is_said_and_one_not_called_is_l
         ("big", 10.0, pytest.approx(25.5)), ("idle", 5.0, 0.0),
         ("small", 12.0, pytest.approx(36.0)),
     ]  # fmt: skip
-    assert [(w.quota, w.text) for w in made.warnings] == [
-        ("ai:big", "model big cost $8.50 this month, 85% of its $10.00 budget (nearly spent)"),
-        ("ai:small", "model small cost $12.00 this month, 100% of its $12.00 budget (spent: "
-         "no new calls this month)"),
+    assert [(w.quota, w.subject, w.text) for w in made.warnings] == [
+        ("ai:big", "model big nears its budget",
+         "model big cost $8.50 this month, 85% of its $10.00 budget"),
+        ("ai:small", "model small nears its budget",
+         "model small cost $12.00 this month, 100% of its $12.00 budget"),
+        ("ai:small:spent", "model small has spent its budget",
+         "model small's budget of $12.00 is spent: no new calls to it this month"),
     ]  # fmt: skip

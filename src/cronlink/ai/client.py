@@ -228,9 +228,9 @@ async def _send(
 
 def estimated_tokens(sent: dict[str, Any]) -> int:
     """What a provider counts against a tokens-a-minute limit before answering: the
-    prompt's (a token per 4 characters, 4 a message) and the answer's `max_tokens`."""
+    prompt's (a token per 4 characters, rounded up, 4 a message) and the answer's `max_tokens`."""
     messages = sent.get("messages") or []
-    prompt = sum(4 + len(str(m.get("content", ""))) // 4 + 1 for m in messages)
+    prompt = sum(4 + (len(str(m.get("content", ""))) + 3) // 4 for m in messages)
     answer = sent.get("max_completion_tokens") or sent.get("max_tokens") or 0
     return int(prompt + answer)
 

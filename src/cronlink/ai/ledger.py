@@ -16,11 +16,12 @@ A heavy run's process has no store: its `PipeLedger` asks the worker, which hold
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from cronlink.errors import BudgetSpentError
+from cronlink.errors import BudgetSpentError, CronlinkError
 from cronlink.records.ai_calls import AiCall, month_of, next_month
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from cronlink.clock import Clock
     from cronlink.store import Store
 
+log = logging.getLogger("cronlink.ai")
 _SLACK = 1e-6
 """Rounding: a request that fits exactly fits (seconds since the epoch, as doubles, are
 good to a few tenths of a microsecond)."""
@@ -113,16 +115,9 @@ class StoreLedger:
 
     async def take(self, model: ChatModel, owed: Pace) -> Pace:
         now = self._clock.now().timestamp()
-        slot, tokens, wait = owed.slot, owed.tokens, 0.0
-        if slot and model.rpm is not None:
-            interval = 60.0 / model.rpm * HEADROOM
-            granted, tat = await self._buckets.take_tokens(
-                f"ai-rpm:{model.name}", 1, interval, interval + _SLACK, now
-            )
-            slot, wait = not granted, max(0.0, tat - now)
-        # The tokens are taken once the request's slot is: a request waiting for one
-        # holds none of the minute's tokens.
-        if not slot and tokens and model.tpm is not None:
+        slot = owed.slot and model.rpm is not None
+        tokens = owed.tokens if model.tpm is not None else 0
+        if tokens and model.tpm is not None:
             # A bucket's burst never changes (the store reads a bucket further from full
             # than its burst as a clock set back): a request bigger than a second's
             # tokens takes them a second's worth at a time.
@@ -132,21 +127,37 @@ class StoreLedger:
                 now,
             )  # fmt: skip
             tokens -= granted
-            room = min(tokens, burst) * interval  # asked again once that many fit
-            wait = max(0.0, tat + room - burst * interval - now) if tokens else 0.0
-        return Pace(wait=wait, slot=slot and model.rpm is not None,
-                    tokens=tokens if model.tpm is not None else 0)  # fmt: skip
+            if tokens:
+                room = min(tokens, burst) * interval  # asked again once that many fit
+                return Pace(wait=max(0.0, tat + room - burst * interval - now), slot=slot,
+                            tokens=tokens)  # fmt: skip
+        # The slot comes last, once the tokens are there: the request is sent the moment
+        # it has it, so sends are spaced as the slots are.
+        if slot and model.rpm is not None:
+            interval = 60.0 / model.rpm * HEADROOM
+            granted, tat = await self._buckets.take_tokens(
+                f"ai-rpm:{model.name}", 1, interval, interval + _SLACK, now
+            )
+            if not granted:
+                return Pace(wait=max(0.0, tat - now), slot=True)
+        return Pace()
 
     async def record(self, model: str, caller: Caller, spent: Spent) -> None:
         now = self._clock.now()
-        await self._store.record(AiCall(
-            model=model, at=now, job=caller.job, run_id=caller.run_id, attempt=caller.attempt,
-            input_tokens=spent.input_tokens, output_tokens=spent.output_tokens,
-            cost_usd=spent.cost_usd, requests=spent.requests, answered=spent.answered,
-        ))  # fmt: skip
-        known = self._months.get(model)
-        if known is not None and known[0] == month_of(now):
-            self._months[model] = (known[0], known[1] + spent.cost_usd, known[2])
+        try:
+            month = await self._store.record(AiCall(
+                model=model, at=now, job=caller.job, run_id=caller.run_id,
+                attempt=caller.attempt, input_tokens=spent.input_tokens,
+                output_tokens=spent.output_tokens, cost_usd=spent.cost_usd,
+                requests=spent.requests, answered=spent.answered,
+            ))  # fmt: skip
+        except CronlinkError as error:
+            # The answer is paid for: failing the call for its record would pay twice.
+            log.warning("a call to model %s (run %s) went unrecorded: %s", model,
+                        caller.run_id, error)  # fmt: skip
+            return
+        # The month as the store has it now, this call and every other process's in it.
+        self._months[model] = (month_of(now), month, time.monotonic())
 
     async def _spent(self, model: str, month: date) -> float:
         known = self._months.get(model)

@@ -80,7 +80,7 @@ class Models:
         name: str,
         messages: list[dict[str, str]],
         *,
-        caller: Caller | None = None,
+        caller: Caller,
         **options: Any,
     ) -> Completion:
         """`client.complete` with the model declared as `name` (its options are these),
@@ -98,14 +98,14 @@ class Models:
         try:
             answer = await complete(session, model, messages, env=self._env, pace=pace, **options)
         except ModelError as error:
-            if self.ledger is not None and caller is not None and error.requests:
+            if self.ledger is not None and error.requests:
                 await self.ledger.record(name, caller, Spent(
                     input_tokens=error.input_tokens, output_tokens=error.output_tokens,
                     cost_usd=model.cost(error.input_tokens, error.output_tokens),
                     requests=error.requests, answered=False,
                 ))  # fmt: skip
             raise
-        if self.ledger is not None and caller is not None:
+        if self.ledger is not None:
             await self.ledger.record(name, caller, Spent(
                 input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens,
                 cost_usd=answer.cost_usd, requests=answer.attempts, answered=True,
@@ -114,6 +114,12 @@ class Models:
 
     async def _pace(self, ledger: Ledger, model: ChatModel, tokens: int) -> None:
         """Wait until a request of `tokens` fits `model`'s rpm and tpm, fleet-wide."""
+        if model.tpm is not None and tokens > model.tpm:
+            raise ModelError(
+                f"model {model.name}: a request of about {tokens:,} tokens is more than its "
+                f"tpm of {model.tpm:,} allows in a minute: lower max_tokens or the prompt",
+                retryable=False,
+            )
         queue = self._queues.setdefault(model.name, asyncio.Lock())
         async with queue:
             owed = Pace(slot=True, tokens=tokens)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import inspect
 import json
-import logging
 import multiprocessing
 import time
 from dataclasses import dataclass
@@ -31,13 +30,12 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from cronlink.ai.ledger import Caller, Ledger, Spent
+    from cronlink.ai.ledger import Ledger
     from cronlink.context import RunContext
     from cronlink.egress import EgressPolicy
     from cronlink.jobs import Job
     from cronlink.records.runs import Run
 
-log = logging.getLogger("cronlink.worker")
 RESULT_CHARS = 4000
 TERMINATE_GRACE = 3.0
 EXIT_GRACE = 0.5
@@ -187,7 +185,7 @@ class HeavyTier:
                 elif kind == "ai":
                     pipe.send(await _call(_ledger(ctx), _AI_CALLS, *message[1:]))
                 elif kind == "ai-spent":  # one way: the run's process goes on without a reply
-                    await _record(ctx, *message[1:])
+                    await _ledger(ctx).record(*message[1:])
                 elif kind == "ok":
                     _, result, child_peak, spent = message
                     meter.settle(spent)
@@ -220,14 +218,6 @@ def _ledger(ctx: RunContext) -> Ledger:
     if ctx.models is None or ctx.models.ledger is None:
         raise ConfigError(f"job {ctx.job!r} has no chat models here")
     return ctx.models.ledger
-
-
-async def _record(ctx: RunContext, model: str, caller: Caller, spent: Spent) -> None:
-    """Record a heavy run's call; one the store cannot take is logged, not the run's end."""
-    try:
-        await _ledger(ctx).record(model, caller, spent)
-    except CronlinkError as error:
-        log.warning("run %s: a call to model %s went unrecorded: %s", ctx.run_id, model, error)
 
 
 async def _call(

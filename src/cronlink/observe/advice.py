@@ -54,7 +54,7 @@ def advise(profiles: list[JobProfile], usage: UsageReport) -> list[Advice]:
                 figures=f"p95 {seconds:.1f} s over {job.runs:,} runs",
             ))  # fmt: skip
         calls = usage.model_callers.get(job.job, 0)
-        if job.tier is Tier.LIGHT and calls:
+        if job.tier is Tier.LIGHT and calls and seconds < NEAR * LIGHT_TIMEOUT_S:
             found.append(Advice(
                 subject=f"job {job.job}",
                 recommendation='run it heavy (tier = "heavy"): a chat model takes seconds to '

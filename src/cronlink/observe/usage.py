@@ -74,15 +74,18 @@ NEAR = 0.8
 @dataclass(frozen=True, kw_only=True, slots=True)
 class QuotaWarning:
     quota: str
-    """`light`, `heavy`, `schedules` or `ai:MODEL` (a model's budget)."""
+    """`light`, `heavy`, `schedules`, `ai:MODEL` (a model's budget at 80 %) or
+    `ai:MODEL:spent`."""
     text: str
 
     @property
     def subject(self) -> str:
         model = self.quota.removeprefix("ai:")
-        if model != self.quota:
-            return f"model {model} nears or passed its budget"
-        return f"usage nears the {self.quota} quota"
+        if model == self.quota:
+            return f"usage nears the {self.quota} quota"
+        if model.endswith(":spent"):
+            return f"model {model.removesuffix(':spent')} has spent its budget"
+        return f"model {model} nears its budget"
 
 
 async def measured(
@@ -181,11 +184,16 @@ def _near_quotas(made: UsageReport) -> list[QuotaWarning]:
             "scheduler (one POST /cron/tick trigger can drive them all)"
         )))  # fmt: skip
     for month in made.models:
-        budget, cost = month.budget_usd, month.spent.cost_usd
+        budget, cost, model = month.budget_usd, month.spent.cost_usd, month.spent.model
         if budget is not None and cost >= NEAR * budget:
-            state = "spent: no new calls this month" if cost >= budget else "nearly spent"
-            found.append(QuotaWarning(quota=f"ai:{month.spent.model}", text=(
-                f"model {month.spent.model} cost ${cost:,.2f} this month, {cost / budget:.0%} "
-                f"of its ${budget:,.2f} budget ({state})"
+            found.append(QuotaWarning(quota=f"ai:{model}", text=(
+                f"model {model} cost ${cost:,.2f} this month, {cost / budget:.0%} of its "
+                f"${budget:,.2f} budget"
+            )))  # fmt: skip
+        # Spent is news of its own (an alert of its own): the calls have stopped.
+        if budget is not None and cost >= budget:
+            found.append(QuotaWarning(quota=f"ai:{model}:spent", text=(
+                f"model {model}'s budget of ${budget:,.2f} is spent: no new calls to it this "
+                "month"
             )))  # fmt: skip
     return found

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from sqlalchemy import ColumnElement, Connection
 
 
-def record(c: Connection, call: AiCall) -> None:
-    """Keep `call`, and add it to its model's month."""
+def record(c: Connection, call: AiCall) -> float:
+    """Keep `call`, and add it to its model's month: what the month cost with it."""
     c.execute(insert(ai_calls).values(
         at=call.at, model=call.model, job=call.job, run_id=call.run_id, attempt=call.attempt,
         input_tokens=call.input_tokens, output_tokens=call.output_tokens,
@@ -32,10 +32,11 @@ def record(c: Connection, call: AiCall) -> None:
     }  # fmt: skip
     dialect = postgresql if c.dialect.name == "postgresql" else sqlite
     fresh = dialect.insert(ai_months).values(model=call.model, month=month_of(call.at), **added)
-    c.execute(fresh.on_conflict_do_update(
+    total = c.execute(fresh.on_conflict_do_update(
         index_elements=["model", "month"],
         set_={name: ai_months.c[name] + value for name, value in added.items()},
-    ))  # fmt: skip
+    ).returning(ai_months.c.cost_usd)).scalar_one()  # fmt: skip
+    return float(total)
 
 
 def month(c: Connection, first_day: date) -> list[ModelSpend]:
