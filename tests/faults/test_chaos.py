@@ -17,6 +17,9 @@ from tests.acceptance.worker_kit import wait_until
 from tests.faults.processes import Role, Roles, opened
 from tests.postgres import fresh_schema
 
+# As test_hostile_provider: on the same pytest process, one after the other.
+pytestmark = pytest.mark.xdist_group("busiest")
+
 CHAOS_SECONDS = 60
 CONFIG = """\
 database_url = "{url}"

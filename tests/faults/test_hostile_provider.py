@@ -30,7 +30,9 @@ from tests.acceptance.automation_kit import BUILTIN
 from tests.faults.processes import Role, Roles
 from tests.faults.sandboxed import Setup, sandboxed
 
-pytestmark = pytest.mark.slow
+# The tests whose deadlines are tightest run one after the other on one pytest process,
+# never beside each other: each spawns roles that keep both cores busy.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("busiest")]
 OWNERS = ("ana", "ben", "chen", "dana")
 TRIGGERS = ("new_email", "new_item", "change")
 EMITTING = 40.0
