@@ -141,6 +141,8 @@ async def run_roles(
                 alerts=alerts,
                 ai=ai,
             )
+            # Seen before the start is announced: a `?wait=true` call right after finds it.
+            await worker.alive()
             roles.append(asyncio.create_task(worker.run(stop), name=f"worker-{tier.value}"))
         if scheduler:
 
@@ -195,6 +197,11 @@ async def serve_http(
             )
         )
         log.info("cronlink serving on %s, database %s", url, store.url)
+        log.info(
+            "this process runs no workers and no scheduler: queued runs wait for `cronlink "
+            "run` or `cronlink worker`, schedules fire from `cronlink scheduler` (or a cron "
+            "calling POST /cron/tick)"
+        )
         await stop.wait()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,7 +16,7 @@ import aiohttp
 import pytest
 
 from cronlink.app import App
-from cronlink.config import Settings
+from cronlink.config import Settings, load_settings
 from cronlink.config_models import ServeModel
 from cronlink.engine.scheduler import Scheduler
 from cronlink.errors import ConfigError
@@ -119,6 +120,35 @@ async def test_wait_returns_a_light_runs_result(served: Served) -> None:
         status, body, _ = await served.post("/cron/ok?wait=true")
     assert status == 200
     assert body["state"] == "succeeded"
+
+
+async def test_wait_without_a_light_worker_answers_at_once_saying_why(served: Served) -> None:
+    status, body, _ = await served.post("/cron/ok?wait=true")
+    assert (status, body["state"]) == (202, "queued")
+    assert body["detail"] == (
+        "no light worker has run in the last two minutes: the run waits in the queue for "
+        "`cronlink run` or `cronlink worker --tier light`"
+    )
+    # A worker that ran once and stopped three minutes ago does not count either.
+    then = datetime.now(UTC) - timedelta(minutes=3)
+    await served.store.heartbeats.beat("worker:light", then)
+    status, body, _ = await served.post("/cron/ok?wait=true")
+    assert (status, "detail" in body) == (202, True)
+
+
+async def test_serve_alone_says_it_runs_no_workers(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CRON_SECRET", ONE)
+    settings = load_settings(database_url=sqlite_store.url)
+    stopped = asyncio.Event()
+    stopped.set()
+    with caplog.at_level(logging.INFO, logger="cronlink"):
+        await serve_http(settings, app, "127.0.0.1", 0, stop=stopped)
+    assert (
+        "this process runs no workers and no scheduler: queued runs wait for `cronlink "
+        "run` or `cronlink worker`" in caplog.text
+    )
 
 
 async def test_tick_fires_the_due_schedules(served: Served) -> None:
@@ -372,7 +402,9 @@ async def test_a_huge_body_is_refused_and_a_slow_request_cut_off(
             assert (answer.status, await answer.json()) == (413, {"error": "request_too_large"})
         async with http.post(url + "/cron/ok", headers=auth, data=b"x" * 60_000) as answer:
             assert answer.status == 202
-        # No worker runs it: the wait would last 25 s; the request is cut off at 0.5 s.
+        # A light worker seen, which never takes the run: the wait would last 25 s; the
+        # request is cut off at 0.5 s.
+        await sqlite_store.heartbeats.beat("worker:light", datetime.now(UTC))
         async with http.post(url + "/cron/ok?wait=true", headers=auth) as answer:
             assert (answer.status, await answer.json()) == (408, {"error": "request_timeout"})
         async with http.get(url + "/healthz") as answer:

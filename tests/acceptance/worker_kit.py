@@ -43,6 +43,7 @@ async def running_worker(
     settings.update(options)
     worker = Worker(store, jobs or app.jobs, tier, executor, **settings)  # type: ignore[arg-type]
     stop = asyncio.Event()
+    await worker.alive()  # seen at once, as `cronlink run` makes its workers
     task = asyncio.create_task(worker.run(stop))
     try:
         yield worker

@@ -28,7 +28,7 @@ from cronlink.errors import AddressRefusedError, UnknownJobError
 from cronlink.jobs import new_run
 from cronlink.observe import logs, metrics, spend
 from cronlink.policies.retry import Failure, GiveUp, Retry
-from cronlink.records.runs import Reason, RunError, RunState, Spend, Tier
+from cronlink.records.runs import Reason, RunError, RunState, Spend, Tier, alive_role
 from cronlink.scrubbing import Scrubber, configured
 from cronlink.storable import escaped
 from cronlink.store import ClaimRequest, Outcome
@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     from cronlink.store import Store
 
 log = logging.getLogger("cronlink.worker")
+ALIVE_EVERY = 30.0
+"""Seconds between a worker's records that it is alive (`store.heartbeats`)."""
+
+
 TRACEBACK_CHARS = 8000
 ERROR_CHARS = 300
 
@@ -110,11 +114,13 @@ class Worker:
         self._shutting_down = asyncio.Event()
         """Set when the worker starts to stop: long light runs (`ctx.stopping`) wind up."""
         self.committer = Committer(store, self.clock, self._refill, group=group_commit)
+        self._alive_at = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and execute until `stop` is set, then let running attempts finish."""
         if self.metered:
             metrics.watch_worker_memory(self.tier)
+        await self.alive()
         beat = asyncio.create_task(self._heartbeat(stop))
         await self.store.subscribe(self.tier, self.wakeup)
         try:
@@ -161,9 +167,19 @@ class Worker:
                 waiter.cancel()
         self.wakeup.clear()
 
+    async def alive(self) -> None:
+        """Record that a worker of this tier runs (`?wait=true` answers at once without)."""
+        try:
+            await self.store.heartbeats.beat(alive_role(self.tier), self.clock.now())
+        except Exception:
+            log.debug("could not record that the worker is alive", exc_info=True)
+        self._alive_at = time.monotonic()
+
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         while True:
             await asyncio.sleep(self.heartbeat.total_seconds())
+            if time.monotonic() - self._alive_at >= ALIVE_EVERY:
+                await self.alive()
             if not self._active:
                 continue
             try:

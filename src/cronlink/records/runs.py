@@ -54,6 +54,11 @@ class Tier(StrEnum):
     HEAVY = "heavy"
 
 
+def alive_role(tier: Tier) -> str:
+    """The heartbeat a worker of `tier` records while it runs (`worker:light`)."""
+    return f"worker:{tier.value}"
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RunError:
     type: str

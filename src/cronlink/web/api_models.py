@@ -207,6 +207,8 @@ class CronRun(BaseModel):
     deduplicated: bool
     state: str
     result: str | None = None
+    detail: str | None = None
+    """Why `?wait=true` answered at once (no worker of the run's tier is running)."""
 
 
 class Tick(BaseModel):

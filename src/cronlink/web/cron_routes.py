@@ -14,10 +14,12 @@ from fastapi.responses import JSONResponse
 from cronlink import control, signatures
 from cronlink.clock import utc_instant
 from cronlink.errors import UnknownJobError
+from cronlink.records.runs import Tier, alive_role
 from cronlink.storable import json_flaw
 from cronlink.web import problems
 from cronlink.web.api_models import CronRun, Name, Tick
 from cronlink.web.guards import too_deep
+from cronlink.web.health_routes import FRESH
 from cronlink.web.limits import retry_after
 
 if TYPE_CHECKING:
@@ -86,7 +88,12 @@ def router(service: WebService) -> APIRouter:
                 404,
             )
         body: dict[str, Any] = {"run_id": queued.run_id, "deduplicated": queued.deduplicated}
-        if wait and queued.light:
+        if wait and queued.light and not await _light_worker_seen(service):
+            body["detail"] = (
+                "no light worker has run in the last two minutes: the run waits in the queue "
+                "for `cronlink run` or `cronlink worker --tier light`"
+            )
+        elif wait and queued.light:
             finished = await control.wait_up_to(service.store, queued.run_id, WAIT_LIMIT)
             if finished is not None:
                 body |= {"state": finished.state.value, "result": finished.result}
@@ -152,6 +159,11 @@ def _raw_path(request: Request) -> str:
     if raw:
         return bytes(raw).decode("latin-1").partition("?")[0]
     return quote(request.scope["path"])
+
+
+async def _light_worker_seen(service: WebService) -> bool:
+    last = await service.store.heartbeats.last(alive_role(Tier.LIGHT))
+    return last is not None and service.clock.now() - last <= FRESH
 
 
 MAX_DEPTH = 32
