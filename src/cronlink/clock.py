@@ -31,3 +31,9 @@ def utc_instant(text: str) -> datetime:
         return at.astimezone(UTC)
     except OverflowError:
         raise ValueError("is out of range once in UTC") from None
+
+
+def iso_seconds(at: datetime) -> str:
+    """An instant as cronlink writes it in results and messages: ISO 8601 to the second,
+    with its offset."""
+    return at.isoformat(timespec="seconds")

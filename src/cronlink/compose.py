@@ -41,7 +41,7 @@ def build_app(settings: Settings) -> App:
     for index, job in enumerate(settings.jobs):
         key = f"jobs[{index}] ({job.name})"
         try:
-            app.add(_job(job, key, where))
+            app.add(_job(job))
         except ConfigError as error:
             raise ConfigError(f"{where}: {key}: {error}") from None
         except (CronSyntaxError, ValueError) as error:
@@ -60,13 +60,11 @@ def compose(settings: Settings) -> tuple[Settings, App]:
     return dataclasses.replace(settings, jobs=()), build_app(settings)
 
 
-def _job(model: JobModel, key: str, where: Path) -> Any:
+def _job(model: JobModel) -> Any:
     if (model.handler is None) == (model.target is None):
         raise ConfigError("give exactly one of 'handler' (module:function) or 'target' (a URL)")
     schedules = ([model.schedule] if model.schedule else []) + list(model.schedules)
-    handler = (
-        _import(model.handler, "handler", f"{where}: {key}: handler") if model.handler else None
-    )
+    handler = _import(model.handler, "handler", "handler") if model.handler else None
     target = None
     if model.target is not None:
         target = HttpTarget(

@@ -9,17 +9,19 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cronlink.clock import iso_seconds
 from cronlink.context import RunContext
 
 if TYPE_CHECKING:
     from cronlink.automations.steps import StepContext
 
 
-async def heartbeat(ctx: RunContext) -> dict[str, str]:
+async def heartbeat(ctx: RunContext) -> dict[str, str | None]:
     """Log that cronlink is alive; the result shows on the run."""
-    now = datetime.now(UTC).isoformat(timespec="seconds")
+    now = iso_seconds(datetime.now(UTC))
     ctx.log.info("heartbeat at %s on %s (attempt %d)", now, platform.node(), ctx.attempt)
-    return {"at": now, "scheduled_for": str(ctx.scheduled_for)}
+    scheduled = ctx.scheduled_for
+    return {"at": now, "scheduled_for": iso_seconds(scheduled) if scheduled else None}
 
 
 def crunch(ctx: RunContext) -> int:

@@ -17,6 +17,7 @@ from cronlink.engine.tiers import HeavyTier, LightTier
 from cronlink.engine.worker import Worker
 from cronlink.errors import StoreError
 from cronlink.http_client import new_session
+from cronlink.plurals import counted
 from cronlink.records.runs import Tier
 from cronlink.store import Store, store_for
 from cronlink.web import secrets
@@ -153,8 +154,8 @@ async def run_roles(
             chief = Scheduler(store, app.jobs, on_fire=wake_workers)
             roles.append(asyncio.create_task(chief.run(stop), name="scheduler"))
         log.info(
-            "cronlink running: %d jobs, scheduler=%s, workers=%s, serving %s, database %s",
-            len(app.jobs),
+            "cronlink running: %s, scheduler=%s, workers=%s, serving %s, database %s",
+            counted(len(app.jobs), "job"),
             scheduler,
             ",".join(t.value for t in tiers) or "none",
             url,

@@ -99,7 +99,7 @@ def test_add_operate_and_read_events(home: Path) -> None:
     code, out = run("automations", "dead-letter", "retry")
     assert code == 2
     assert "Error: name the events to retry, or give --all" in out
-    assert run("automations", "dead-letter", "retry", "--all") == (0, "1 events queued again\n")
+    assert run("automations", "dead-letter", "retry", "--all") == (0, "1 event queued again\n")
     again = json.loads(run("automations", "events", "1", "--state", "pending", "--json")[1])
     assert [(e["key"], e["step"], e["outputs"]) for e in again] == [
         ("k1", 1, {"classify": {"label": "x"}}), ("k2", 0, {}),

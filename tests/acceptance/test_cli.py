@@ -137,6 +137,9 @@ BAD_CONFIGS = [
      "connections.health_schedule: day-of-month field: day 31 never occurs in February"),
     ('[[jobs]]\nname = "a"\nhandler = "cronlink.nowhere:job"\n',
      "jobs[0] (a): handler: cannot load 'cronlink.nowhere:job'"),
+    ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:hearbeat"\n',
+     "jobs[0] (a): handler: cannot load 'cronlink.examples:hearbeat' (module "
+     "'cronlink.examples' has no attribute 'hearbeat'; did you mean heartbeat?)"),
     ('[[jobs]]\nname = "a"\nhandler = "cronlink.examples:heartbeat"\n'
      '[[jobs]]\nname = "a"\nhandler = "cronlink.examples:crunch"\n',
      "jobs[1] (a): job 'a' is defined twice"),
@@ -165,6 +168,7 @@ def test_bad_config_names_file_key_and_problem(tmp_path: Path, body: str, messag
     code, out = invoke("jobs", cwd=tmp_path)
     assert code == 2
     assert out.startswith("error: cronlink.toml: ")
+    assert out.count("cronlink.toml") == 1, out
     assert message in out
     assert len(out.strip().splitlines()) == 1
 
@@ -174,6 +178,14 @@ def test_unknown_job_exits_1_with_suggestions(tmp_path: Path) -> None:
     code, out = invoke("trigger", "heartbeet", cwd=tmp_path)
     assert code == 1
     assert "unknown job 'heartbeet'; did you mean heartbeat?" in out
+
+
+def test_runs_of_an_unknown_job_exit_1_with_suggestions(tmp_path: Path) -> None:
+    invoke("init", cwd=tmp_path)
+    code, out = invoke("runs", "--job", "heartbeet", cwd=tmp_path)
+    assert code == 1
+    assert "unknown job 'heartbeet'; did you mean heartbeat?" in out
+    assert invoke("runs", "--job", "heartbeat", cwd=tmp_path)[0] == 0
 
 
 def test_bad_payload_exits_2(tmp_path: Path) -> None:

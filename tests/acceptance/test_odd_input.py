@@ -215,3 +215,17 @@ async def test_every_number_and_name_in_a_path_or_query_is_bounded(
     auth = CRON if path.startswith("/cron/") else None
     status, answer = await served.call("POST" if auth else "GET", path, auth=auth)
     assert status == 422, answer
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("GET", "/cron/tick", "POST"), ("PUT", "/cron/some-job", "POST"),
+     ("POST", "/healthz", "GET"), ("DELETE", "/api/v1/jobs", "GET"),
+     ("PATCH", "/api/v1/runs/1", "GET"), ("PUT", "/dashboard/login", "GET, POST")],
+)  # fmt: skip
+async def test_a_wrong_method_is_a_405_naming_the_methods_the_path_takes(
+    served: Served, method: str, path: str, allowed: str
+) -> None:
+    async with served.http.request(method, served.url + path) as answer:
+        assert answer.status == 405
+        assert answer.headers.get("Allow") == allowed

@@ -139,7 +139,7 @@ LAYERS = [
                            "cronlink.durations", "cronlink.storable", "cronlink.envtext",
                            "cronlink.scrubbing", "cronlink.loading", "cronlink.cron",
                            "cronlink.policies", "cronlink.egress", "cronlink.http_client",
-                           "cronlink.signatures"}),
+                           "cronlink.signatures", "cronlink.plurals"}),
     ("store", {"cronlink.store"}),
     ("domain", {"cronlink.jobs", "cronlink.app", "cronlink.context", "cronlink.audit",
                 "cronlink.config", "cronlink.config_models", "cronlink.connections",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cronlink.automations.template import render
 from cronlink.errors import ConfigError, ModelError, StepError
+from cronlink.plurals import counted
 
 if TYPE_CHECKING:
     from cronlink.automations.steps import AiStep, StepContext
@@ -45,8 +46,8 @@ async def call(step: AiStep, event: Any, ctx: StepContext) -> Any:
     except ConfigError as error:
         raise StepError(f"{where}: {error}", retryable=False) from None
     ctx.log.info(
-        "%s: model %s answered after %d requests: %d input and %d output tokens, $%.6f",
-        where, step.model, answer.attempts, answer.usage.input_tokens,
+        "%s: model %s answered after %s: %d input and %d output tokens, $%.6f",
+        where, step.model, counted(answer.attempts, "request"), answer.usage.input_tokens,
         answer.usage.output_tokens, answer.cost_usd,
     )  # fmt: skip
     if step.excerpt:

@@ -19,6 +19,7 @@ from cronlink.automations.process import run_event
 from cronlink.automations.service import Automations
 from cronlink.errors import StepError
 from cronlink.http_client import new_session
+from cronlink.plurals import counted
 
 if TYPE_CHECKING:
     from cronlink.context import RunContext
@@ -37,8 +38,9 @@ async def poll_triggers(ctx: RunContext) -> dict[str, int]:
     tally = await service.poll_for(POLL_BUDGET, ctx.stopping)
     stalled = await service.check_polls(service.clock.now())
     ctx.log.info(
-        "%d polls (%d unchanged, %d failed), %d new events",
-        tally.polls, tally.not_modified, tally.failed, tally.events,
+        "%s (%d unchanged, %d failed), %s",
+        counted(tally.polls, "poll"), tally.not_modified, tally.failed,
+        counted(tally.events, "new event"),
     )  # fmt: skip
     return {
         "polls": tally.polls, "failed": tally.failed, "events": tally.events,

@@ -26,6 +26,7 @@ from yarl import URL
 
 from cronlink.automations import cursors
 from cronlink.automations.template import dig, find, render
+from cronlink.clock import iso_seconds
 from cronlink.errors import (
     AccountPausedError,
     AddressRefusedError,
@@ -186,7 +187,7 @@ async def _get(
     if answer.status == 429:
         assert answer.paused_until is not None, "the account pauses itself on a 429"
         raise AccountPausedError(
-            f"throttled by the provider (429) until {answer.paused_until.isoformat()}",
+            f"throttled by the provider (429) until {iso_seconds(answer.paused_until)}",
             until=answer.paused_until,
         )
     body: Any = None

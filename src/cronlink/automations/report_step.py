@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cronlink.errors import ConfigError, StepError
+from cronlink.plurals import counted
 from cronlink.reports import delivery, render
 
 if TYPE_CHECKING:
@@ -44,8 +45,8 @@ async def call(step: ReportStep, event: Any, ctx: StepContext) -> dict[str, Any]
         on_delivered=record, idempotency_key=ctx.idempotency_key, where=where,
     )  # fmt: skip
     ctx.log.info(
-        "%s: %d-byte %s report delivered to %d destinations",
-        where, len(report.content), report.format, len(shown),
+        "%s: %d-byte %s report delivered to %s",
+        where, len(report.content), report.format, counted(len(shown), "destination"),
     )  # fmt: skip
     return report.summary(shown)
 

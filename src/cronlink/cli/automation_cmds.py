@@ -13,9 +13,10 @@ import click
 from rich.table import Table
 
 from cronlink.cli.options import print_json, run_async, settings_from, settings_options
-from cronlink.cli.show import console, when
+from cronlink.cli.show import console, cut, when
 from cronlink.compose import build_app
 from cronlink.durations import parse_duration
+from cronlink.plurals import counted
 from cronlink.records.automations import EventState
 from cronlink.services import automations_for
 
@@ -230,7 +231,7 @@ def _print_events(found: list[AutomationEvent], as_json: bool) -> None:
     table = Table("id", "automation", "key", "state", "step", "seen", "run", "error")
     for e in found:
         table.add_row(str(e.id), str(e.automation_id), e.key, e.state.value, str(e.step),
-                      when(e.seen_at), str(e.run_id or ""), (e.error or "")[:80])  # fmt: skip
+                      when(e.seen_at), str(e.run_id or ""), cut(e.error or ""))  # fmt: skip
     console.print(table)
 
 
@@ -279,4 +280,4 @@ def retry(event_ids: tuple[int, ...], every: bool, **options: Any) -> None:
         return [(await a.replay(i)).id for i in chosen]
 
     retried = _call(_settings(options), go)
-    click.echo(f"{len(retried)} events queued again")
+    click.echo(f"{counted(len(retried), 'event')} queued again")

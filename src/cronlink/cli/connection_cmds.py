@@ -23,6 +23,7 @@ from cronlink.cli.options import print_json, run_async, settings_from, settings_
 from cronlink.cli.show import console, when
 from cronlink.compose import build_app
 from cronlink.connections.crypto import generate_key
+from cronlink.plurals import counted
 from cronlink.records.connections import ConnectionState
 from cronlink.sandbox import Sandbox
 from cronlink.sandbox.grants import CLIENT_ID
@@ -263,7 +264,7 @@ def rotate(config_path: Path | None, database_url: str | None, app_path: str | N
     """Re-encrypt every stored credential with the first key of CRONLINK_SECRET_KEY."""
     settings = settings_from(config_path, database_url, app_path)
     count = _call(settings, lambda c: c.rotate_keys())
-    click.echo(f"re-encrypted {count} connections with the first key; older keys can go")
+    click.echo(f"re-encrypted {counted(count, 'connection')} with the first key; older keys can go")
 
 
 @click.command()

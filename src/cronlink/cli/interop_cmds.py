@@ -14,6 +14,7 @@ from cronlink.compose import build_app
 from cronlink.errors import ConfigError
 from cronlink.interop import cloud_scheduler, kubernetes, wrangler
 from cronlink.interop.carry import APP_URL, Binding, Exported, Imported, append_jobs
+from cronlink.plurals import counted
 
 KINDS = ("wrangler", "cloud-scheduler", "k8s")
 
@@ -86,7 +87,7 @@ def import_command(
         click.echo(tomli_w.dumps({"jobs": imported.jobs}), nl=False)
     else:
         names = ", ".join(job["name"] for job in imported.jobs)
-        done = f"added {len(imported.jobs)} jobs to {output}: {names}"
+        done = f"added {counted(len(imported.jobs), 'job')} to {output}: {names}"
         click.echo(done if imported.jobs else f"nothing to add to {output}")
     _report(imported.left_out)
 

@@ -20,7 +20,7 @@ from cronlink.cli.options import (
     settings_from,
     settings_options,
 )
-from cronlink.cli.show import console, run_dict, when
+from cronlink.cli.show import console, cut, run_dict, when
 from cronlink.compose import build_app
 from cronlink.cron import parse
 from cronlink.records.runs import RunState, Tier
@@ -180,7 +180,7 @@ def runs(
     start = parse_instant(since, "--since") if since else None
 
     async def go() -> list[control.HistoryEntry]:
-        store = await open_store(settings, migrate=False)
+        store = await open_store(settings)
         try:
             chosen = RunState(state) if state else None
             return await control.history(store, job, chosen, start, limit)
@@ -188,6 +188,8 @@ def runs(
             await store.close()
 
     entries = run_async(go())
+    if job is not None and not entries:
+        build_app(settings).get(job)  # an unknown name is an error suggesting close ones
     if as_json:
         print_json(
             [
@@ -211,7 +213,7 @@ def runs(
             r.state.value if r else e.fate,
             f"{r.attempt}/{r.max_attempts}" if r else "",
             f"{r.duration_ms} ms" if r and r.duration_ms is not None else "",
-            f"{r.error.type}: {r.error.message}"[:80] if r and r.error else "",
+            cut(f"{r.error.type}: {r.error.message}") if r and r.error else "",
         )
     console.print(table)
 

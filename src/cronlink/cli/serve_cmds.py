@@ -16,7 +16,7 @@ from cronlink.cli.options import (
     settings_options,
     with_store,
 )
-from cronlink.cli.show import console, when
+from cronlink.cli.show import console, cut, when
 from cronlink.compose import compose
 from cronlink.runtime import serve_http
 
@@ -61,5 +61,5 @@ def audit(
     table = Table("id", "at", "actor", "action", "target", "client", "outcome", "detail")
     for e in entries:
         table.add_row(str(e.id), when(e.at), e.actor, e.action, e.target, e.client, e.outcome,
-                      e.detail[:60])  # fmt: skip
+                      cut(e.detail, 60))  # fmt: skip
     console.print(table)

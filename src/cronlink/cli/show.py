@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cronlink.cli.options import print_json, run_async
+from cronlink.clock import iso_seconds
 from cronlink.runtime import open_store
 
 if TYPE_CHECKING:
@@ -28,13 +29,22 @@ def run_dict(run: Run) -> dict[str, Any]:
     return data
 
 
+def cut(text: str, limit: int = 80) -> str:
+    """`text` in at most `limit` characters: cut after a whole word, marked with "…"."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    space = head.rfind(" ")
+    return (head[:space] if space > limit // 2 else head).rstrip(" ,;:(") + "…"
+
+
 def when(value: datetime | None) -> str:
-    return "" if value is None else value.isoformat(timespec="seconds")
+    return "" if value is None else iso_seconds(value)
 
 
 def show_run(settings: Settings, run_id: int, as_json: bool) -> None:
     async def fetch() -> tuple[Run, list[tuple[datetime, int, str, str]], list[AiCall]]:
-        store = await open_store(settings, migrate=False)
+        store = await open_store(settings)
         try:
             run = await store.get_run(run_id)
             return run, await store.run_logs(run_id), await store.ai.of_run(run_id)

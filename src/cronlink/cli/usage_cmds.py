@@ -15,6 +15,7 @@ from cronlink.cli.show import console
 from cronlink.compose import build_app
 from cronlink.observe import advice
 from cronlink.observe.usage import UsageReport, measured
+from cronlink.plurals import counted
 from cronlink.records.runs import Tier
 
 if TYPE_CHECKING:
@@ -48,15 +49,19 @@ def usage(days: int, as_json: bool, **options: Any) -> None:
     console.print(table)
     quotas = made.quotas
     click.echo(
-        f"light: {made.light_today:,} invocations today of {quotas.light_per_day:,}/day free "
+        f"light: {counted(made.light_today, 'invocation')} today "
+        f"of {quotas.light_per_day:,}/day free "
         f"(busiest day {made.light_busiest:,})"
     )
     heavy = made.month[Tier.HEAVY].invocations
     click.echo(
-        f"heavy: {heavy:,} invocations this month, {made.projected(Tier.HEAVY):,} projected, "
+        f"heavy: {counted(heavy, 'invocation')} this month, "
+        f"{made.projected(Tier.HEAVY):,} projected, "
         f"of {quotas.heavy_per_month:,}/month free"
     )
-    click.echo(f"schedules: {made.scheduled_jobs} scheduled jobs, {quotas.scheduler_jobs} free")
+    click.echo(
+        f"schedules: {counted(made.scheduled_jobs, 'scheduled job')}, {quotas.scheduler_jobs} free"
+    )
     if made.models:
         console.print(_models_table(made))
     for warning in made.warnings:

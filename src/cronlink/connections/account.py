@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from multidict import CIMultiDict
 
+from cronlink.clock import iso_seconds
 from cronlink.envtext import retry_after
 from cronlink.errors import AccountPausedError
 
@@ -149,7 +150,7 @@ class Account:
         if until is not None:
             raise AccountPausedError(
                 f"connection {self.connection_id}: the provider asked for a pause until "
-                f"{until.isoformat(timespec='seconds')} (429)",
+                f"{iso_seconds(until)} (429)",
                 until=until,
             )
 

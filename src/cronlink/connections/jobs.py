@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from cronlink.clock import iso_seconds
 from cronlink.connections.service import Connections
 from cronlink.errors import ConnectionUnusableError, RefreshError
+from cronlink.plurals import counted
 
 if TYPE_CHECKING:
     from cronlink.context import RunContext
@@ -31,7 +33,7 @@ async def refresh_tokens(ctx: RunContext) -> dict[str, int]:
     for connection_id in ids:
         force = connection_id in idle and connection_id not in due
         await ctx.enqueue(REFRESH_CONNECTION, {"connection_id": connection_id, "force": force})
-    ctx.log.info("queued %d refreshes (%d due, %d idle)", len(ids), len(due), len(idle))
+    ctx.log.info("queued %s (%d due, %d idle)", counted(len(ids), "refresh"), len(due), len(idle))
     return {"due": len(due), "idle": len(idle)}
 
 
@@ -65,7 +67,7 @@ async def refresh_connection(ctx: RunContext) -> dict[str, Any]:
     return outcome | {
         "refreshed": after.version > before,
         "version": after.version,
-        "next": due.isoformat() if due else None,
+        "next": iso_seconds(due) if due else None,
     }
 
 
@@ -73,8 +75,8 @@ async def check_health(ctx: RunContext) -> dict[str, int]:
     """Probe every active connection (not those used successfully just now)."""
     counts = await _service(ctx).check_all()
     ctx.log.info(
-        "probed %d connections (%d skipped as recently used), %d changed health",
-        counts["probed"], counts["passive"], counts["changed"],
+        "probed %s (%d skipped as recently used), %d changed health",
+        counted(counts["probed"], "connection"), counts["passive"], counts["changed"],
     )  # fmt: skip
     return counts
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from cronlink.connections.crypto import ENV
 from cronlink.errors import SecretKeyError
+from cronlink.plurals import counted
 
 if TYPE_CHECKING:
     from cronlink.connections.crypto import Vault
@@ -33,7 +34,7 @@ async def rotate(connections: ConnectionStore, vault: Vault, batch: int = 500) -
     left = await connections.key_ids() - {vault.primary}
     if left:
         raise SecretKeyError(
-            f"re-sealed {resealed} connections, but some are still sealed with key id "
+            f"re-sealed {counted(resealed, 'connection')}, but some are still sealed with key id "
             f"{', '.join(sorted(left))} (a process with an older {ENV} wrote them "
             "meanwhile): give every process the new key first, then rotate again"
         )

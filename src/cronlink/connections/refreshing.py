@@ -16,6 +16,7 @@ import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from cronlink.clock import iso_seconds
 from cronlink.connections import tokens
 from cronlink.connections.account import DEFAULT_PAUSE
 from cronlink.errors import ConnectionUnusableError, RefreshError, StoreError
@@ -136,7 +137,7 @@ class Refresher:
             await self._deferred(current, token, paused)
             raise RefreshError(
                 f"connection {current.id}: its account is paused until "
-                f"{paused.isoformat(timespec='seconds')} (429); refreshing then",
+                f"{iso_seconds(paused)} (429); refreshing then",
                 kind="transient",
             )
         opened = self.vault.open(current.id, sealed.ciphertext)
@@ -236,7 +237,7 @@ class Refresher:
     ) -> None:
         """Queue the refresh for the end of the account's pause; nothing else changes (a 429
         is the provider pacing us, not a failure: the backoff does not grow)."""
-        message = why or f"waiting for the account's pause to end at {until.isoformat()}"
+        message = why or (f"waiting for the account's pause to end at {iso_seconds(until)}")
         await self.store.record_refresh_failure(
             current.id, token=token, message=message, state=ConnectionState.ACTIVE,
             kind="refresh_paused", retry_at=until, now=self.clock.now(), counted=False,
@@ -260,7 +261,7 @@ class Refresher:
 
 
 def _refreshed(expires_at: datetime | None, rotated: bool) -> str:
-    until = f"valid until {expires_at.isoformat()}" if expires_at else "without expiry"
+    until = f"valid until {iso_seconds(expires_at)}" if expires_at else "without expiry"
     return f"access token {until}" + ("; refresh token rotated" if rotated else "")
 
 

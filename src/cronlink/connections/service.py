@@ -10,7 +10,7 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from cronlink.clock import Clock, SystemClock
+from cronlink.clock import Clock, SystemClock, iso_seconds
 from cronlink.connections import keys, names, refreshing, tokens
 from cronlink.connections.account import Account, Pauses
 from cronlink.connections.checks import HealthChecker
@@ -280,7 +280,7 @@ class Connections:
                 (t for t in (current.refresh_due_at, self.pauses.until(connection_id)) if t),
                 default=None,
             )
-            when = f"until {until.isoformat(timespec='seconds')}" if until else "for now"
+            when = f"until {iso_seconds(until)}" if until else "for now"
             raise TokenUnavailableError(
                 f"connection {connection_id}: its access token has expired and cannot be "
                 f"refreshed {when}" + (f" ({current.last_error})" if current.last_error else ""),

@@ -19,6 +19,7 @@ from cronlink.clock import Clock, SystemClock
 from cronlink.cron import next_fire
 from cronlink.jobs import new_run, with_overrides
 from cronlink.observe import logs, metrics
+from cronlink.plurals import counted
 from cronlink.policies.misfire import plan
 from cronlink.records.runs import Reason, RunState, Schedule
 from cronlink.store import ScheduleAdvance, Tick
@@ -144,7 +145,11 @@ class Scheduler:
                     beaten = now
                 report = await self.tick(now)
                 if report.started or report.missed:
-                    log.info("fired %d runs, %d missed instants", report.started, report.missed)
+                    log.info(
+                        "fired %s, %s",
+                        counted(report.started, "run"),
+                        counted(report.missed, "missed instant"),
+                    )
                 for run in await self.store.reap_expired(now):
                     level = logging.ERROR if run.state is RunState.DEAD else logging.WARNING
                     with logs.attempt(run.id, run.job):

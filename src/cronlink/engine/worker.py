@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cronlink.ai.ledger import StoreLedger
-from cronlink.clock import Clock, SystemClock
+from cronlink.clock import Clock, SystemClock, iso_seconds
 from cronlink.context import RunContext, RunLog
 from cronlink.engine.committer import Committer
 from cronlink.engine.http_target import HttpStatusError, ScrubbedClientError
@@ -27,6 +27,7 @@ from cronlink.engine.tiers import ChildFailed, HeavyTier, LightTier, MemoryLimit
 from cronlink.errors import AddressRefusedError, UnknownJobError
 from cronlink.jobs import new_run
 from cronlink.observe import logs, metrics, spend
+from cronlink.plurals import counted
 from cronlink.policies.retry import Failure, GiveUp, Retry
 from cronlink.records.runs import Reason, RunError, RunState, Spend, Tier, alive_role
 from cronlink.scrubbing import Scrubber, configured
@@ -204,9 +205,9 @@ class Worker:
         self._shutting_down.set()
         if self._active:
             log.info(
-                "waiting up to %gs for %d running attempts",
+                "waiting up to %gs for %s",
                 self.shutdown_grace.total_seconds(),
-                len(self._active),
+                counted(len(self._active), "running attempt"),
             )
         deadline = time.monotonic() + self.shutdown_grace.total_seconds()
         while self._active:
@@ -362,7 +363,7 @@ def _tell(run: Run, outcome: Outcome) -> None:
     excerpt = excerpt if len(excerpt) <= ERROR_CHARS else excerpt[: ERROR_CHARS - 1] + "…"
     with logs.attempt(run.id, run.job):
         if outcome.state is RunState.QUEUED:
-            at = outcome.retry_at.isoformat(timespec="seconds") if outcome.retry_at else "now"
+            at = iso_seconds(outcome.retry_at) if outcome.retry_at else "now"
             log.warning(
                 "run %d of %s: attempt %d of %d failed (%s); retrying at %s",
                 run.id, run.job, run.attempt, run.max_attempts, excerpt, at,

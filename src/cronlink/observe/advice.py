@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cronlink.plurals import counted
 from cronlink.records.runs import Tier
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def advise(profiles: list[JobProfile], usage: UsageReport) -> list[Advice]:
             subject="light tier",
             recommendation="beyond a light runner's free plan: on cronlink, run a second "
             "`cronlink worker --tier light`, or move to PostgreSQL to spread it over machines",
-            figures=f"{usage.light_busiest:,} invocations on the busiest day, quota "
+            figures=f"{counted(usage.light_busiest, 'invocation')} on the busiest day, quota "
             f"{quota:,}/day",
         ))  # fmt: skip
     if usage.scheduled_jobs > usage.quotas.scheduler_jobs:
@@ -86,7 +87,8 @@ def advise(profiles: list[JobProfile], usage: UsageReport) -> list[Advice]:
             subject="schedules",
             recommendation="drive every schedule from one trigger calling POST /cron/tick "
             "each minute instead of one scheduler job each",
-            figures=f"{usage.scheduled_jobs} scheduled jobs, {usage.quotas.scheduler_jobs} free",
+            figures=f"{counted(usage.scheduled_jobs, 'scheduled job')}, "
+                    f"{usage.quotas.scheduler_jobs} free",
         ))  # fmt: skip
     if usage.cron_triggers > usage.quotas.light_triggers:
         found.append(Advice(
@@ -160,5 +162,5 @@ def hosted_costs(usage: UsageReport, prices: PricingModel) -> list[Cost]:
              basis=f"{requests:,.0f} requests, {vcpu:,.0f} vCPU-s, {gib:,.0f} GiB-s "
              f"at {prices.heavy_memory_gib:g} GiB an instance"),
         Cost(service="cloud scheduler", monthly=paid_jobs * prices.scheduler_job,
-             basis=f"{usage.scheduled_jobs} scheduled jobs"),
+             basis=counted(usage.scheduled_jobs, "scheduled job")),
     ]  # fmt: skip

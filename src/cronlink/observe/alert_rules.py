@@ -10,8 +10,10 @@ import math
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from cronlink.clock import iso_seconds
 from cronlink.cron import next_fire
 from cronlink.durations import format_duration
+from cronlink.plurals import counted
 from cronlink.records.alerts import Finding
 from cronlink.records.runs import RunState, Tier
 
@@ -62,7 +64,7 @@ def run_dead(
         yield Finding(
             key=f"run-dead:{job.name}", rule="run-dead",
             subject=f"a run of {job.name} is dead after its retries",
-            body=f"Run {run.id} of job {job.name} is dead after {run.attempt} attempts "
+            body=f"Run {run.id} of job {job.name} is dead after {counted(run.attempt, 'attempt')} "
                  f"({_cause(run.error_type, run.error_reason)}), at {_at(run.finished_at)}.",
         )  # fmt: skip
 
@@ -82,7 +84,8 @@ def job_failing(
         yield Finding(
             key=f"job-failing:{job.name}", rule="job-failing",
             subject=f"job {job.name} is failing",
-            body=f"The last {streak}{more} runs of job {job.name} failed (the alert is at "
+            body=f"The last {streak}{more} {'run' if streak == 1 and not more else 'runs'} "
+                 f"of job {job.name} failed (the alert is at "
                  f"{policy.failing_after}); the newest, run {newest.id}, "
                  f"{newest.state} at {_at(newest.finished_at)} "
                  f"({_cause(newest.error_type, newest.error_reason)}).",
@@ -196,7 +199,7 @@ def _cause(error_type: str | None, reason: str | None) -> str:
 
 
 def _at(value: datetime | None) -> str:
-    return "never" if value is None else value.isoformat(timespec="seconds")
+    return "never" if value is None else iso_seconds(value)
 
 
 def usage_quota(usage: UsageReport) -> Iterator[Finding]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from cronlink.clock import iso_seconds
 from cronlink.durations import format_duration
 from cronlink.jobs import with_overrides
 from cronlink.observe.alert_rules import findings, runs_needed, usage_quota
@@ -162,4 +163,4 @@ def _span(span: timedelta) -> str:
 
 
 def _at(value: datetime) -> str:
-    return value.isoformat(timespec="seconds")
+    return iso_seconds(value)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cronlink.jobs import with_overrides
+from cronlink.plurals import counted
 from cronlink.records.ai_calls import ModelSpend, month_of
 from cronlink.records.runs import Tier
 
@@ -169,19 +170,19 @@ def _near_quotas(made: UsageReport) -> list[QuotaWarning]:
     found = []
     if made.light_busiest >= NEAR * quotas.light_per_day:
         found.append(QuotaWarning(quota="light", text=(
-            f"{made.light_busiest:,} light invocations on the busiest day, "
+            f"{counted(made.light_busiest, 'light invocation')} on the busiest day, "
             f"{made.light_busiest / quotas.light_per_day:.0%} of {quotas.light_per_day:,}/day"
         )))  # fmt: skip
     heavy = made.projected(Tier.HEAVY)
     if heavy >= NEAR * quotas.heavy_per_month:
         found.append(QuotaWarning(quota="heavy", text=(
-            f"{heavy:,} heavy invocations projected this month, "
+            f"{counted(heavy, 'heavy invocation')} projected this month, "
             f"{heavy / quotas.heavy_per_month:.0%} of {quotas.heavy_per_month:,}/month"
         )))  # fmt: skip
     if made.scheduled_jobs > quotas.scheduler_jobs:
         found.append(QuotaWarning(quota="schedules", text=(
-            f"{made.scheduled_jobs} scheduled jobs, {quotas.scheduler_jobs} free on a cloud "
-            "scheduler (one POST /cron/tick trigger can drive them all)"
+            f"{counted(made.scheduled_jobs, 'scheduled job')}, {quotas.scheduler_jobs} free on "
+            "a cloud scheduler (one POST /cron/tick trigger can drive them all)"
         )))  # fmt: skip
     for month in made.models:
         budget, cost, model = month.budget_usd, month.spent.cost_usd, month.spent.model

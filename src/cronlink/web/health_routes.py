@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from cronlink.clock import iso_seconds
 from cronlink.engine.scheduler import HEARTBEAT
 from cronlink.errors import StoreError
 from cronlink.web.api_models import Health
@@ -38,7 +39,7 @@ def router(service: WebService) -> APIRouter:
             body = {"status": "unavailable", "database": "unreachable", "scheduler": "unknown"}
             return JSONResponse(body, 503)
         if last is None or service.clock.now() - last > FRESH:
-            scheduler = "never seen" if last is None else f"last seen {last.isoformat()}"
+            scheduler = "never seen" if last is None else f"last seen {iso_seconds(last)}"
             body = {"status": "unavailable", "database": "ok", "scheduler": scheduler}
             return JSONResponse(body, 503)
         return JSONResponse({"status": "ready", "database": "ok", "scheduler": "ok"})

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -56,6 +55,7 @@ def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 RESPONSES = answers(400, 401, 403, 404, 422, 429, 502, 503)
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def install(api: FastAPI) -> None:
@@ -67,7 +67,8 @@ def install(api: FastAPI) -> None:
             body["detail"] = error.detail  # FastAPI's own words: "error parsing the body"
         headers = dict(error.headers or {})
         if error.status_code == 405:
-            # Starlette names the methods of the first route on the path; several serve it.
+            # Starlette names the methods of the first route on the path (none, for a route
+            # of an included router); several serve some paths.
             headers["Allow"] = ", ".join(_methods(api, request))
         return JSONResponse(body, error.status_code, headers=headers)
 
@@ -122,9 +123,12 @@ def publish(api: FastAPI) -> None:
 
 
 def _methods(api: FastAPI, request: Request) -> list[str]:
-    scope = {**request.scope, "method": "\0"}
-    allowed: set[str] = set()
-    for route in api.routes:
-        if isinstance(route, APIRoute) and route.matches(scope)[0] is Match.PARTIAL:
-            allowed |= route.methods or set()
-    return sorted(allowed)
+    """The methods some route serves the request's path with: those it fully matches."""
+    return [
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in api.routes
+        )
+    ]
