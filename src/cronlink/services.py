@@ -39,9 +39,17 @@ def providers_for(settings: Settings) -> Providers:
 
 
 async def open_connections(
-    settings: Settings, store: Store, session: aiohttp.ClientSession, app: App | None = None
+    settings: Settings,
+    store: Store,
+    session: aiohttp.ClientSession,
+    app: App | None = None,
+    *,
+    check_keys: bool = True,
 ) -> Connections:
-    """Connections ready to use; raises `ConfigError` when they are not configured."""
+    """Connections ready to use; raises `ConfigError` when they are not configured, and
+    (`check_keys`) `SecretKeyError` when the database holds secrets sealed with a key
+    CRONLINK_SECRET_KEY lacks. Only what needs no secret may skip the check: deleting a
+    connection, forgetting what a lost key sealed."""
     if settings.connections is None:
         raise ConfigError(
             "connections are not configured: add a [connections] section to cronlink.toml "
@@ -59,7 +67,8 @@ async def open_connections(
         probe_concurrency=model.probe_concurrency,
         refresh_lease=model.refresh_lease,
     )
-    await connections.check_keys()
+    if check_keys:
+        await connections.check_keys()
     return connections
 
 
@@ -87,13 +96,15 @@ def open_automations(
 
 
 @asynccontextmanager
-async def connections_for(settings: Settings, app: App | None = None) -> AsyncIterator[Connections]:
+async def connections_for(
+    settings: Settings, app: App | None = None, *, check_keys: bool = True
+) -> AsyncIterator[Connections]:
     """`Connections` with their own store and HTTP session, closed on the way out."""
     store = store_for(settings.database_url)
     session = new_session(settings.egress)
     try:
         await store.open()
-        yield await open_connections(settings, store, session, app)
+        yield await open_connections(settings, store, session, app, check_keys=check_keys)
     finally:
         await session.close()
         await store.close()

@@ -132,6 +132,42 @@ def test_keys_rotate_then_the_old_key_is_refused_loudly(
     assert run("connections", "list")[0] == 0
 
 
+def test_a_lost_key_leaves_delete_and_forget_lost_as_ways_out(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lost = os.environ["CRONLINK_SECRET_KEY"]
+    for owner in ("a", "b", "c"):
+        run("connections", "add", "--provider", "sandbox", "--owner", owner, "--tokens", "-",
+            stdin=_tokens())  # fmt: skip
+    kept = generate_key()
+    monkeypatch.setenv("CRONLINK_SECRET_KEY", f"{kept},{lost}")
+    run("connections", "add", "--provider", "sandbox", "--owner", "d", "--tokens", "-",
+        stdin=_tokens())  # fmt: skip
+    monkeypatch.setenv("CRONLINK_SECRET_KEY", kept)  # the first key is lost for good
+    code, out = run("connections", "list")
+    assert code == 2
+    assert "cronlink keys forget-lost" in out
+    assert run("connections", "delete", "3") == (0, "connection 3 deleted\n")
+    assert run("keys", "forget-lost", stdin="n\n")[0] == 1  # asked, and refused
+    assert run("connections", "list")[0] == 2  # nothing forgotten without a yes
+    code, out = run("keys", "forget-lost", "--yes")
+    assert code == 0
+    assert "forgot the credentials of 2 connections sealed with lost key id" in out
+    assert "(1, 2)" in out
+    code, out = run("connections", "list", "--json")
+    assert code == 0
+    states = {c["owner"]: (c["state"], c["last_error"]) for c in json.loads(out)}
+    assert states["d"] == ("active", None)
+    assert {states[o][0] for o in ("a", "b")} == {"needs_reauth"}
+    assert all("lost" in str(states[o][1]) for o in ("a", "b"))
+    assert CANARY_ACCESS not in out
+    assert run("keys", "forget-lost", "--yes")[1].startswith("every stored credential opens")
+    code, out = run("connections", "refresh", "1")
+    assert code != 0
+    assert "needs_reauth" in out
+    assert run("keys", "rotate")[0] == 0  # every row opens with a key held again
+
+
 def test_no_key_or_no_section_is_a_clear_error(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CRONLINK_SECRET_KEY")
     code, out = run("connections", "list")

@@ -82,6 +82,23 @@ async def test_reseal_does_not_overwrite_a_newer_version(store: Store) -> None:
     assert (sealed.ciphertext, sealed.key_id, sealed.connection.version) == ("resealed", "key9", 1)
 
 
+async def test_forgetting_lost_secrets_needs_the_version_and_stops_refreshes(
+    store: Store,
+) -> None:
+    cid = await _add(store)
+    assert not await store.connections.forget(cid, 7, "empty", "key2", "lost key1", NOW)
+    assert await store.connections.forget(cid, 1, "empty", "key2", "lost key1", NOW)
+    sealed = await store.connections.sealed(cid)
+    assert (sealed.ciphertext, sealed.key_id, sealed.connection.version) == ("empty", "key2", 2)
+    forgotten = sealed.connection
+    assert (forgotten.state, forgotten.last_error) == (ConnectionState.NEEDS_REAUTH, "lost key1")
+    assert forgotten.refresh_due_at is None
+    assert await store.connections.key_ids() == {"key2"}
+    assert await store.connections.due_for_refresh(NOW + timedelta(days=1), 10) == []
+    events = await store.connections.events(cid)
+    assert [(e.kind, e.detail) for e in events][-1] == ("needs_reauth", "lost key1")
+
+
 async def test_failures_states_and_deletion(store: Store) -> None:
     cid = await _add(store)
     await store.connections.take_refresh_lock(cid, "t", NOW + timedelta(minutes=1), NOW)

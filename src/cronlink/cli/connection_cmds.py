@@ -37,9 +37,12 @@ if TYPE_CHECKING:
     from cronlink.records.connections import Connection
 
 
-def _call(settings: Settings, fn: Callable[[Connections], Awaitable[Any]]) -> Any:
+def _call(
+    settings: Settings, fn: Callable[[Connections], Awaitable[Any]], *, check_keys: bool = True
+) -> Any:
     async def go() -> Any:
-        async with connections_for(settings, build_app(settings)) as connections:
+        app = build_app(settings)
+        async with connections_for(settings, app, check_keys=check_keys) as connections:
             return await fn(connections)
 
     return run_async(go())
@@ -177,7 +180,8 @@ def _one(name: str, doc: str, act: Callable[[Connections, int], Awaitable[Any]])
             await act(c, connection_id)
             return None if name == "delete" else await c.get(connection_id)
 
-        after = _call(settings, go)
+        # Deleting reads no secret: it works when the key that sealed them is lost.
+        after = _call(settings, go, check_keys=name != "delete")
         if after is None:
             click.echo(f"connection {connection_id} deleted")
         else:
@@ -265,6 +269,36 @@ def rotate(config_path: Path | None, database_url: str | None, app_path: str | N
     settings = settings_from(config_path, database_url, app_path)
     count = _call(settings, lambda c: c.rotate_keys())
     click.echo(f"re-encrypted {counted(count, 'connection')} with the first key; older keys can go")
+
+
+@keys.command("forget-lost")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@settings_options
+def forget_lost(
+    yes: bool, config_path: Path | None, database_url: str | None, app_path: str | None
+) -> None:
+    """Give up the credentials sealed with a key that CRONLINK_SECRET_KEY no longer holds.
+
+    For when that key is lost for good: each such connection goes to needs_reauth (its
+    owner connects again), and cronlink starts again. Connections sealed with a key you
+    still hold are not touched."""
+    settings = settings_from(config_path, database_url, app_path)
+    if not yes:
+        click.confirm(
+            "Forget every credential no key in CRONLINK_SECRET_KEY opens? Their connections "
+            "will need their owners to connect again",
+            abort=True,
+        )
+    forgotten: dict[str, list[int]] = _call(
+        settings, lambda c: c.forget_lost_keys(), check_keys=False
+    )
+    if not forgotten:
+        click.echo("every stored credential opens with CRONLINK_SECRET_KEY: nothing forgotten")
+    for key, ids in sorted(forgotten.items()):
+        click.echo(
+            f"forgot the credentials of {counted(len(ids), 'connection')} sealed with lost key "
+            f"id {key} ({', '.join(map(str, ids))}): each needs its owner to connect again"
+        )
 
 
 @click.command()

@@ -111,7 +111,8 @@ class Vault:
                 f"the database holds credentials sealed with key id {', '.join(missing)}, which "
                 f"is not in {ENV} (it holds {', '.join(self.key_ids)}); start-up refused so that "
                 "no credential is lost. Set the key they were sealed with (add the new one "
-                "first, then run `cronlink keys rotate`)"
+                "first, then run `cronlink keys rotate`); if that key is lost for good, "
+                "`cronlink keys forget-lost` sends those connections to needs_reauth"
             )
 
 

@@ -85,6 +85,10 @@ class Connections:
         """Re-seal every secret under the newest key (see `keys.rotate`)."""
         return await keys.rotate(self.store.connections, self.vault, batch)
 
+    async def forget_lost_keys(self) -> dict[str, list[int]]:
+        """Give up the secrets no key of ours opens (see `keys.forget_lost`)."""
+        return await keys.forget_lost(self.store.connections, self.vault, self.clock.now())
+
     # -- lifecycle -----------------------------------------------------------------------
 
     async def add(

@@ -348,6 +348,38 @@ def reseal(c: Db, connection_id: int, version: int, ciphertext: str, key_id: str
     return bool(done)
 
 
+def forget(
+    c: Db,
+    connection_id: int,
+    version: int,
+    ciphertext: str,
+    key_id: str,
+    reason: str,
+    now: datetime,
+) -> bool:
+    """Replace credentials no key opens any more by `ciphertext` (empty ones, under a key
+    that is held) and send the connection to `needs_reauth`, unless its version changed."""
+    done = c.execute(
+        update(table)
+        .where(table.c.id == connection_id, table.c.version == version)
+        .values(
+            secrets=ciphertext,
+            key_id=key_id,
+            version=version + 1,
+            state=ConnectionState.NEEDS_REAUTH.value,
+            last_error=reason,
+            expires_at=None,
+            refresh_due_at=None,
+            refresh_lock=None,
+            refresh_lock_until=None,
+            updated_at=now,
+        )
+    ).rowcount
+    if done:
+        add_event(c, connection_id, ConnectionState.NEEDS_REAUTH.value, reason, now)
+    return bool(done)
+
+
 # -- health ----------------------------------------------------------------------------
 
 

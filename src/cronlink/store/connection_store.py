@@ -34,6 +34,7 @@ class ConnectionStore(SubStore):
     key_ids = reads(q.key_ids)
     sealed_after = reads(q.sealed_after)
     reseal = writes(q.reseal)
+    forget = writes(q.forget)
     active_sealed = reads(q.active_sealed)
     pause = writes(q.pause)
     mark_used = writes(q.mark_used)
