@@ -56,7 +56,8 @@ def connection_jobs(
         build_job(
             name=automation_jobs.POLL_TRIGGERS, handler=automation_jobs.poll_triggers,
             handler_path="cronlink.automations.jobs:poll_triggers",
-            schedules=[polling.poll_schedule], tier="light", timeout="58s", max_attempts=1,
+            schedules=[polling.poll_schedule], tier="light", timeout="70s", max_attempts=1,
+            overlap="allow",
             description="poll automations' triggers as they fall due; new events start runs",
         ),
         build_job(

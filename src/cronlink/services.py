@@ -91,6 +91,7 @@ def open_automations(
         retention=model.retention,
         stalled_after=model.stalled_after,
         failing_after=model.failing_after,
+        poll_schedule=model.poll_schedule,
         models=settings.ai.models.keys(),
     )
 

@@ -59,12 +59,14 @@ async def test_a_refused_token_is_refreshed_once_before_it_counts(kit: Kit) -> N
 async def test_the_sweep_skips_connections_used_just_now(kit: Kit) -> None:
     ids = [await kit.connect(f"user{i}") for i in range(6)]
     counts = await kit.connections.check_all()
-    assert counts == {"probed": 6, "passive": 0, "changed": 6}
+    assert counts == {"active": 6, "probed": 6, "passive": 0, "paused": 0, "changed": 6}
     await kit.connections.used(ids[0])
+    await kit.connections.pauses.pause(ids[1], 60)  # its provider asked for quiet
+    await kit.connections.disable(ids[2])
     probes = (await kit.stats())["probes"]
     counts = await kit.connections.check_all()
-    assert counts == {"probed": 5, "passive": 1, "changed": 0}
-    assert (await kit.stats())["probes"] == probes + 5
+    assert counts == {"active": 5, "probed": 3, "passive": 1, "paused": 1, "changed": 0}
+    assert (await kit.stats())["probes"] == probes + 3
 
 
 async def test_a_provider_down_for_hours_never_disconnects_anyone(kit: Kit) -> None:

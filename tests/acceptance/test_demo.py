@@ -1,13 +1,18 @@
 """`cronlink demo`: a newcomer sees refreshes, health checks and a needs_reauth quickly; each
 new email classified by the sandbox's chat model through an `ai` step, a daily report
-summarised by it and delivered as Markdown to a webhook, and what the model cost; the
-model's key never shown."""
+summarised by it and delivered as Markdown to a webhook, and what the model cost, a line
+each in aligned columns; the dashboard, `/metrics` and the API served with a read-only
+token to log in with; the model's key never shown."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,7 @@ import pytest
 
 from cronlink.connections.crypto import ENV
 from cronlink.demo import MODEL_KEY, demo, demo_key, demo_settings
+from tests.acceptance.dashboard_kit import Visitor
 
 KEY = "demo-test-model-key-5f0c2e"
 EXPECTED = {
@@ -35,6 +41,17 @@ def fresh_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name)
 
 
+NARRATED = re.compile(r"\d\d:\d\d:\d\d  \S.{13} \S.{12} \S.*")
+"""A line of what happened: time, what it happened to, what happened, the detail."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 async def test_the_demo_shows_refreshes_health_reauth_ai_automations_a_report_and_a_sync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -51,16 +68,32 @@ async def test_the_demo_shows_refreshes_health_reauth_ai_automations_a_report_an
     lines: list[str] = []
     stop = asyncio.Event()
     wanted = [
-        "refreshed", "health: unknown -> healthy", "needs_reauth",
-        "classified urgent by model sandbox, summary posted", "daily report of",
-        "nightly sync: copied 10000 records to the CRM in 20 pages",
+        " refreshed ", "unknown -> healthy", " needs_reauth ", " classified    urgent ",
+        "daily report   delivered ", "nightly sync   copied        10,000 records to the CRM in 20",
     ]  # fmt: skip
-    watcher = asyncio.create_task(sandbox_after(wanted, lines, stop))
-    async with asyncio.timeout(90):
-        await demo(settings, port=0, lifetime=4, say=lines.append, stop=stop)
+    served = f"http://127.0.0.1:{free_port()}"
+    watcher = asyncio.create_task(sandbox_after(wanted, lines, stop, served))
+    async with asyncio.timeout(120):
+        await demo(
+            settings, port=0, serve_port=int(served.rpartition(":")[2]), lifetime=4,
+            say=lines.append, stop=stop,
+        )  # fmt: skip
     url, sandbox = await watcher
-    assert lines[0].startswith("demo: sandbox provider at http://127.0.0.1:")
-    assert any("connection 5: needs_reauth: sandbox refused the refresh" in x for x in lines)
+    assert lines[0] == "cronlink demo: Ctrl-C stops"
+    assert lines[1] == f"  dashboard  {served}/dashboard  (log in with the read-only token below)"
+    told = lines[: lines.index("")]
+    narrated = lines[len(told) + 1 :]
+    assert narrated
+    assert all(NARRATED.fullmatch(x) for x in narrated), narrated
+    assert any(
+        re.search(r"connection 5 +needs_reauth +sandbox refused the refresh", x) for x in lines
+    )
+    # One line per refresh: the log's own lines are not among them.
+    refreshed = [x for x in narrated if " refreshed " in x]
+    assert len(refreshed) == len(set(refreshed))
+    assert not any(x.lstrip().startswith("{") for x in lines)
+    assert (tmp_path / "cronlink-demo.db").exists()
+    assert sandbox["served"] == {"dashboard": 200, "runs": 200, "metrics": 200, "trigger": 403}
     assert (tmp_path / "cronlink-demo.db").exists()
 
     summaries = sandbox["summaries"]
@@ -68,9 +101,7 @@ async def test_the_demo_shows_refreshes_health_reauth_ai_automations_a_report_an
     assert all(
         re.fullmatch(r".+[.?!] \(\d+ words, \d+ sentences\)", s["summary"]) for s in summaries
     )
-    classified = dict(
-        re.findall(r"email (\d+) classified (\w+) by model sandbox", "\n".join(lines))
-    )
+    classified = dict(re.findall(r"email (\d+) +classified +(\w+) ", "\n".join(lines)))
     assert classified
     assert classified.items() <= {(str(s["email"]), s["label"]) for s in summaries}
     model = sandbox["stats"]["model"]
@@ -78,8 +109,8 @@ async def test_the_demo_shows_refreshes_health_reauth_ai_automations_a_report_an
     assert (model["ok"], model["unauthorized"]) == (model["requests"], 0)
 
     # The first report (a second one only if the test runs at the report's 18:00 UTC).
-    delivered = next(x for x in lines if "daily report of" in x)
-    found = re.search(r"report of (\d+) emails, summarised by model sandbox, delivered: "
+    delivered = next(x for x in lines if "daily report   delivered " in x)
+    found = re.search(r"delivered +(\d+) emails? summarised by model sandbox: "
                       r"([\d,]+) bytes of Markdown to http POST (\S+)$", delivered)  # fmt: skip
     assert found, delivered
     emails, size, destination = int(found[1]), int(found[2].replace(",", "")), found[3]
@@ -93,10 +124,10 @@ async def test_the_demo_shows_refreshes_health_reauth_ai_automations_a_report_an
         assert bullet.startswith(f"- **{email['label']}** {email['subject']} (")
         assert bullet.endswith(f"UTC): {email['summary']}")
 
-    spent = [x for x in lines if "AI this month: model sandbox:" in x]
+    spent = [x for x in lines if re.search(r"AI spend +this month +model sandbox:", x)]
     assert len(spent) >= 2  # after the report, and at the end
     assert lines[-1] == spent[-1]
-    calls = re.search(r"(\d+) calls \(0 failed\), ([\d,]+) tokens in and ([\d,]+) out, \$(\S+)",
+    calls = re.search(r"(\d+) calls \(0 failed\), ([\d,]+) tokens in, ([\d,]+) out, \$(\S+)",
                       lines[-1])  # fmt: skip
     assert calls, lines[-1]
     assert int(calls[1]) >= len(classified) + 1
@@ -105,41 +136,54 @@ async def test_the_demo_shows_refreshes_health_reauth_ai_automations_a_report_an
     assert KEY not in repr(sandbox["summaries"]) + sandbox["reports"][0]
 
 
-async def test_the_demo_run_again_on_its_database_refreshes_its_new_connections(
+async def test_the_command_run_again_tells_its_story_and_logs_to_a_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The second demo replaces the first one's connections: the new ones get new ids, so
-    their refresh runs are queued (their dedupe keys are new) and their tokens renewed.
-    Without a model key of its own, the demo uses the sandbox's, never shown."""
+    """`cronlink demo` as a newcomer runs it, output redirected: plain lines only, the log
+    in cronlink-demo.log. The second demo replaces the first one's connections: the new
+    ones get new ids, so their refresh runs are queued (their dedupe keys are new) and their
+    tokens renewed. Without a model key of its own, the demo uses the sandbox's, never
+    shown."""
     fresh_environment(monkeypatch, tmp_path)
-    demo_key()
     for first_id in (1, 7):  # five mail connections and a CRM one a run
+        command = [sys.executable, "-m", "cronlink", "demo", "--port", "0",
+                   "--serve-port", str(free_port()), "--lifetime", "4"]  # fmt: skip
+        wanted = [rf"connection {first_id} +refreshed ",
+                  rf"connection {first_id + 4} +needs_reauth", r" classified "]  # fmt: skip
+        out = await asyncio.to_thread(_until_said, command, tmp_path, wanted)
+        assert out[0] == "cronlink demo: Ctrl-C stops"
+        narrated = out[out.index("") + 1 :]
+        assert all(NARRATED.fullmatch(x) for x in narrated), out
+        assert re.search(r"AI spend +this month", narrated[-1])
+        assert "sandbox-model-key" not in "\n".join(out)
+    logged = (tmp_path / "cronlink-demo.log").read_text().splitlines()
+    assert logged
+    assert all(x.startswith('{"at": ') for x in logged)
+    assert "sandbox-model-key" not in "\n".join(logged)
+
+
+def _until_said(command: list[str], cwd: Path, wanted: list[str]) -> list[str]:
+    """Run `command` until each pattern of `wanted` is in a line it printed (at most 90 s),
+    then SIGINT it; its output, every line."""
+    with subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, text=True) as demo:
+        assert demo.stdout is not None
         lines: list[str] = []
-        stop = asyncio.Event()
-        wanted = [
-            f"connection {first_id}: refreshed", f"connection {first_id + 4}: needs_reauth",
-            "classified",
-        ]  # fmt: skip
-        watcher = asyncio.create_task(seen(wanted, lines, stop))
-        async with asyncio.timeout(90):
-            await demo(demo_settings(), port=0, lifetime=4, say=lines.append, stop=stop)
-        await watcher
-        assert os.environ[MODEL_KEY] == "sandbox-model-key"
-        assert "sandbox-model-key" not in "\n".join(lines)
-
-
-async def seen(wanted: list[str], lines: list[str], stop: asyncio.Event) -> None:
-    """Stop the demo once each of `wanted` is in a line it said."""
-    while not all(any(w in line for line in lines) for w in wanted):  # noqa: ASYNC110
-        await asyncio.sleep(0.1)
-    stop.set()
+        for printed in demo.stdout:
+            lines.append(printed.rstrip("\n"))
+            if all(any(re.search(w, x) for x in lines) for w in wanted):
+                break
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, lines
+    return lines + rest.splitlines()
 
 
 async def sandbox_after(
-    wanted: list[str], lines: list[str], stop: asyncio.Event
+    wanted: list[str], lines: list[str], stop: asyncio.Event, served: str
 ) -> tuple[str, dict[str, Any]]:
     """Once each of `wanted` is in a line, the demo's sandbox's URL, its stats and what its
-    `summaries` and `reports` webhooks got; then stop the demo."""
+    `summaries` and `reports` webhooks got, and the statuses of the served pages with the
+    token the demo printed; then stop the demo."""
     while not all(any(w in line for line in lines) for w in wanted):  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     url = os.environ["CRONLINK_SANDBOX_URL"]
@@ -149,5 +193,19 @@ async def sandbox_after(
                            ("reports", "sink/reports")):  # fmt: skip
             async with session.get(f"{url}/sandbox/{path}") as answer:
                 got[name] = await answer.json()
+        token = next(x.split()[1] for x in lines if x.startswith("  token "))
+        bearer = {"Authorization": f"Bearer {token}"}
+        statuses = {}
+        asked = (("runs", "GET", "/api/v1/runs"), ("metrics", "GET", "/metrics"),
+                 ("trigger", "POST", "/api/v1/jobs/poll-triggers/trigger"))  # fmt: skip
+        for name, method, path in asked:
+            async with session.request(method, served + path, headers=bearer) as answer:
+                statuses[name] = answer.status
+    visitor = Visitor(served)
+    async with visitor.http:
+        await visitor.login(token)
+        await visitor.get("/dashboard")
+        statuses["dashboard"] = 200
+    got["served"] = statuses
     stop.set()
     return url, got

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from cronlink.cron import parse as parse_cron
 from cronlink.errors import ConfigError
 from cronlink.records.automations import EventState
 from tests.acceptance.automation_kit import PAGE, PAGES, STEPS, AutoKit, auto
@@ -190,3 +191,15 @@ async def test_a_start_instant_fires_only_what_came_after_it(auto: AutoKit) -> N
         **{k: EventState.BASELINE for k in _keys(before)},
         **{k: EventState.PENDING for k in _keys(after)},
     }
+
+
+async def test_each_poll_run_polls_until_the_next_one_starts(auto: AutoKit) -> None:
+    """Runs tile the time: none leaves the end of its minute unpolled."""
+    service = auto.automations
+    longest = timedelta(seconds=60)
+    at = datetime(2026, 12, 6, 5, 0, 0, 200_000, tzinfo=UTC)  # a run started late
+    assert service.poll_window(at, longest) == timedelta(seconds=59, microseconds=800_000)
+    service.poll_schedule = parse_cron("*/5 * * * * *")
+    assert service.poll_window(at, longest) == timedelta(seconds=4, microseconds=800_000)
+    service.poll_schedule = parse_cron("0 * * * *")
+    assert service.poll_window(at, longest) == longest

@@ -27,15 +27,18 @@ if TYPE_CHECKING:
 POLL_TRIGGERS = "poll-triggers"
 PROCESS_AUTOMATION = "process-automation"
 PROCESS_AUTOMATIONS = "process-automations"
-POLL_BUDGET = timedelta(seconds=45)
-"""Within the job's 58 s timeout: a batch started at the end may run 5 s more, then commit."""
+POLL_WINDOW = timedelta(seconds=60)
+"""The longest a poll-triggers run polls (until its schedule fires next, at most this);
+its 70 s timeout leaves the last batch 5 s more and its commit. The next run starts while
+that batch ends: two pollers never take the same automation (its lease)."""
 PENDING_BATCH = 100
 
 
 async def poll_triggers(ctx: RunContext) -> dict[str, int]:
     service = ctx.automations
     assert isinstance(service, Automations), "poll-triggers runs on the light tier"
-    tally = await service.poll_for(POLL_BUDGET, ctx.stopping)
+    window = service.poll_window(service.clock.now(), POLL_WINDOW)
+    tally = await service.poll_for(window, ctx.stopping)
     stalled = await service.check_polls(service.clock.now())
     ctx.log.info(
         "%s (%d unchanged, %d failed), %s",

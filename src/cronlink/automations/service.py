@@ -63,8 +63,11 @@ class Automations:
         stalled_after: timedelta = timedelta(hours=24),
         failing_after: timedelta = timedelta(minutes=15),
         models: Collection[str] | None = None,
+        poll_schedule: str = "* * * * *",
     ) -> None:
         self.store = store
+        self.poll_schedule = parse_cron(poll_schedule)
+        """When poll-triggers runs start (UTC): each polls until the next one starts."""
         self.providers = providers
         self.connections = connections
         self.process_job = process_job
@@ -272,6 +275,13 @@ class Automations:
             tally.add(batch)
             if batch.polls + batch.failed < self.poller.batch:
                 return tally
+
+    def poll_window(self, now: datetime, longest: timedelta) -> timedelta:
+        """How long a poll-triggers run starting at `now` polls: until the poll schedule
+        fires again (runs tile the time, so no second of it goes unpolled), at most
+        `longest`."""
+        following = next_fire(self.poll_schedule, now)
+        return longest if following is None else min(longest, following - now)
 
     async def poll_for(self, budget: timedelta, stop: asyncio.Event) -> polling.Tally:
         """Keep polling automations as they fall due, for `budget` or until `stop` (the

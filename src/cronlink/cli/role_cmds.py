@@ -16,7 +16,7 @@ from cronlink.cli.options import print_json, run_async, settings_from, settings_
 from cronlink.compose import compose
 from cronlink.config import Settings
 from cronlink.errors import CronlinkError
-from cronlink.observe import metrics
+from cronlink.observe import logs, metrics
 from cronlink.records.runs import Tier
 from cronlink.runtime import open_store, run_roles
 
@@ -89,22 +89,31 @@ def show(
 @click.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True,
               help="The sandbox provider's port on 127.0.0.1.")  # fmt: skip
+@click.option("--serve-port", type=click.IntRange(1, 65535), default=8766, show_default=True,
+              help="The port on 127.0.0.1 of cronlink's HTTP service: the dashboard, "
+                   "/metrics and the API.")  # fmt: skip
 @click.option("--lifetime", type=click.FloatRange(min=2), default=60, show_default=True,
               help="Seconds the sandbox's access tokens last.")  # fmt: skip
 @click.option("--database-url", default=None,
               help="Where the demo keeps its state (default sqlite:///cronlink-demo.db). "
                    "DATABASE_URL and cronlink.toml are ignored, so that the demo never "
                    "touches a real deployment.")  # fmt: skip
-def demo(port: int, lifetime: float, database_url: str | None) -> None:
+def demo(port: int, serve_port: int, lifetime: float, database_url: str | None) -> None:
     """Try cronlink out: a local OAuth2 provider, connections with short-lived tokens, and
-    every role; refreshes and health checks print as they happen."""
+    every role with the dashboard; what happens prints a line at a time, and cronlink's own
+    log goes to cronlink-demo.log."""
     # Imported here: defers the sandbox provider (authlib's server), which only the demo runs.
     from cronlink import demo as showcase
 
+    logs.to_file(showcase.LOG_FILE)
     showcase.demo_key()
     settings = showcase.demo_settings(database_url)
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
-        run_async(showcase.demo(settings, port=port, lifetime=lifetime, say=click.echo))
+        run_async(
+            showcase.demo(
+                settings, port=port, serve_port=serve_port, lifetime=lifetime, say=click.echo
+            )
+        )
 
 
 def metrics_options(command: Callable[..., None]) -> Callable[..., None]:

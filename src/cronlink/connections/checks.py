@@ -68,28 +68,33 @@ class HealthChecker:
         self.concurrency = concurrency
 
     async def check_all(self) -> dict[str, int]:
-        """Check every active connection; returns how many were probed, skipped, changed."""
-        counts = {"probed": 0, "passive": 0, "changed": 0}
+        """Check every active connection; returns how many were active, probed, skipped
+        as used successfully within the passive window, skipped as paused by their
+        provider, and changed health."""
+        counts = {"active": 0, "probed": 0, "passive": 0, "paused": 0, "changed": 0}
         gate = asyncio.Semaphore(self.concurrency)
         after = 0
         while page := await self.store.active_sealed(after, PAGE):
             now = self.clock.now()
-            outcomes = await asyncio.gather(*(self._gated(gate, s, now) for s in page))
+            due = [s for s in page if not self._vouched_for(s.connection, now)]
+            outcomes = await asyncio.gather(*(self._gated(gate, s) for s in due))
             checks = [c for c in outcomes if c is not None]
             await self.store.record_health(checks, self.clock.now())
+            counts["active"] += len(page)
             counts["probed"] += len(checks)
-            counts["passive"] += len(page) - len(checks)
+            counts["passive"] += len(page) - len(due)
+            counts["paused"] += len(due) - len(checks)
             counts["changed"] += sum(c.event is not None for c in checks)
             after = page[-1].connection.id
         return counts
 
-    async def _gated(
-        self, gate: asyncio.Semaphore, sealed: Sealed, now: datetime
-    ) -> HealthCheck | None:
-        current = sealed.connection
-        recent = current.used_at is not None and now - current.used_at < self.passive_window
-        if recent and current.health is Health.HEALTHY:
-            return None
+    def _vouched_for(self, connection: Connection, now: datetime) -> bool:
+        """A healthy connection used successfully within the passive window needs no probe."""
+        used = connection.used_at
+        recent = used is not None and now - used < self.passive_window
+        return recent and connection.health is Health.HEALTHY
+
+    async def _gated(self, gate: asyncio.Semaphore, sealed: Sealed) -> HealthCheck | None:
         async with gate:
             try:
                 return await self.check_one(sealed)
@@ -97,7 +102,7 @@ class HealthChecker:
                 # One connection's trouble (its provider file gone, a variable unset, deleted
                 # meanwhile) must not stop the sweep: it is recorded as a failed probe.
                 seen = health.Probe(ok=False, latency_ms=0, detail=str(error))
-                return self._judged(current, seen)
+                return self._judged(sealed.connection, seen)
 
     async def check_one(self, sealed: Sealed) -> HealthCheck | None:
         """Probe one connection and judge the result; None when its account is paused (the

@@ -75,8 +75,10 @@ async def check_health(ctx: RunContext) -> dict[str, int]:
     """Probe every active connection (not those used successfully just now)."""
     counts = await _service(ctx).check_all()
     ctx.log.info(
-        "probed %s (%d skipped as recently used), %d changed health",
-        counted(counts["probed"], "connection"), counts["passive"], counts["changed"],
+        "probed %d of %s (%d used successfully within the passive window, %d paused by "
+        "their provider), %d changed health",
+        counts["probed"], counted(counts["active"], "active connection"), counts["passive"],
+        counts["paused"], counts["changed"],
     )  # fmt: skip
     return counts
 

@@ -14,9 +14,12 @@ import os
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cronlink.scrubbing import Scrubber, configured
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 Style = Literal["auto", "json", "text"]
 STYLE_ENV = "CRONLINK_LOG_FORMAT"
@@ -58,6 +61,22 @@ def configure(verbose: bool, style: Style = "auto") -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def to_file(path: Path) -> None:
+    """Send the log lines to `path` (JSON, appended) instead of stderr, which keeps only
+    errors, as text: for a command whose terminal tells a story of its own (the demo)."""
+    root = logging.getLogger()
+    scrub = Scrubber(configured(os.environ))
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            handler.setLevel(logging.ERROR)
+            handler.setFormatter(_Text(scrub))
+    written = logging.FileHandler(path, encoding="utf-8")
+    written.setFormatter(_Json(scrub))
+    root.addHandler(written)
 
 
 class _Text(logging.Formatter):
