@@ -20,6 +20,7 @@ import click
 from rich.table import Table
 
 from cronlink.cli.options import print_json, run_async, settings_from, settings_options
+from cronlink.cli.progress import bars
 from cronlink.cli.show import console, when
 from cronlink.compose import build_app
 from cronlink.connections.crypto import generate_key
@@ -189,11 +190,41 @@ def _one(name: str, doc: str, act: Callable[[Connections, int], Awaitable[Any]])
 
 
 _one("show", "Show one connection (never a secret).", lambda c, i: c.get(i))
-_one("refresh", "Refresh a connection's tokens now.", lambda c, i: c.refresh(i))
 _one("check", "Probe a connection's health now.", lambda c, i: c.check(i))
 _one("disable", "Stop refreshing, checking and using a connection.", lambda c, i: c.disable(i))
 _one("enable", "Use a disabled connection again.", lambda c, i: c.enable(i))
 _one("delete", "Delete a connection and its credentials.", lambda c, i: c.delete(i))
+
+
+@connections.command()
+@click.argument("connection_id", type=int, required=False)
+@click.option("--all", "every", is_flag=True, help="Every active connection, a few at a time.")
+@click.option("--json", "as_json", is_flag=True)
+@settings_options
+def refresh(
+    connection_id: int | None, every: bool, as_json: bool, config_path: Path | None,
+    database_url: str | None, app_path: str | None,
+) -> None:  # fmt: skip
+    """Refresh a connection's tokens now (or every active one's, with --all)."""
+    if (connection_id is not None) == every:
+        raise click.UsageError("name one connection, or give --all")
+    settings = settings_from(config_path, database_url, app_path)
+    if connection_id is not None:
+        _print(_call(settings, lambda c: c.refresh(connection_id)), as_json)
+        return
+    with bars() as progress:
+        outcomes: dict[int, str | None] = _call(settings, lambda c: c.refresh_all(progress))
+    if as_json:
+        print_json([{"id": i, "refreshed": e is None, "error": e} for i, e in outcomes.items()])
+        return
+    failed = {i: e for i, e in outcomes.items() if e is not None}
+    click.echo(
+        f"refreshed {len(outcomes) - len(failed)} of {counted(len(outcomes), 'active connection')}"
+    )
+    for failed_id, error in failed.items():
+        click.echo(f"  connection {failed_id}: {error}")
+    if failed:
+        sys.exit(1)
 
 
 @connections.command()

@@ -220,12 +220,15 @@ def copy_command(source: str, target: str, force: bool, as_json: bool) -> None:
     Typically `--from sqlite:///cronlink.db --to postgresql://USER@HOST/DB`; any direction
     works. Stop the roles using the source first: the copy is a snapshot.
     """
-    # Imported here: only this command needs it (and, for PostgreSQL, its driver).
+    # Imported here: only this command needs them (and, for PostgreSQL, its driver; rich,
+    # which the roles in this module do not use).
+    from cronlink.cli.progress import bars
     from cronlink.store.copy import SNAPSHOT_WARNING, copy_database
 
     if not as_json:
         click.echo(f"note: {SNAPSHOT_WARNING}")
-    report = copy_database(source, target, force=force)
+    with bars() as progress:
+        report = copy_database(source, target, force=force, progress=progress)
     if as_json:
         print_json({**dataclasses.asdict(report), "warning": SNAPSHOT_WARNING})
         return

@@ -22,6 +22,7 @@ from cronlink.errors import (
     RefreshError,
     TokenUnavailableError,
 )
+from cronlink.progress import Progress, silent
 from cronlink.records.connections import (
     Connection,
     ConnectionState,
@@ -328,3 +329,30 @@ class Connections:
         return await self.refresher.refresh(
             connection_id, force=force, expected_version=expected_version
         )
+
+    async def refresh_all(
+        self, progress: Progress = silent, concurrency: int = 8
+    ) -> dict[int, str | None]:
+        """Refresh every active connection now, `concurrency` at a time, telling `progress`
+        as each ends; returns each one's error, None for those refreshed."""
+        ids: list[int] = []
+        while page := await self.find(
+            state=ConnectionState.ACTIVE, after_id=ids[-1] if ids else 0, limit=1000
+        ):
+            ids += [c.id for c in page]
+        outcomes: dict[int, str | None] = {}
+        gate = asyncio.Semaphore(concurrency)
+        task = "refreshing connections"
+        progress(task, 0, len(ids))
+
+        async def one(connection_id: int) -> None:
+            async with gate:
+                try:
+                    await self.refresh(connection_id)
+                    outcomes[connection_id] = None
+                except CronlinkError as error:
+                    outcomes[connection_id] = str(error)
+            progress(task, len(outcomes), len(ids))
+
+        await asyncio.gather(*(one(i) for i in ids))
+        return dict(sorted(outcomes.items()))

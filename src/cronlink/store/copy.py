@@ -37,6 +37,7 @@ from cronlink.errors import (
     StoreError,
     first_line,
 )
+from cronlink.progress import Progress, silent
 from cronlink.scrubbing import without_password
 from cronlink.store import migrate, store_for
 from cronlink.store.schema import metadata
@@ -79,9 +80,15 @@ class _Database:
 
 
 def copy_database(
-    source_url: str, target_url: str, *, force: bool = False, batch: int = BATCH
+    source_url: str,
+    target_url: str,
+    *,
+    force: bool = False,
+    batch: int = BATCH,
+    progress: Progress = silent,
 ) -> CopyReport:
-    """Copy every cronlink row of `source_url` into `target_url`, migrated to this version.
+    """Copy every cronlink row of `source_url` into `target_url`, migrated to this version,
+    telling `progress` how far each table has got.
 
     Refuses a source not at this cronlink's schema revision, the source itself as target,
     and a target that holds cronlink rows unless `force`, which replaces them.
@@ -94,7 +101,7 @@ def copy_database(
         raise StoreError(f"source {source.name}: {source.path} does not exist; nothing copied")
     new_file = target.path is not None and not target.path.exists()
     try:
-        rows, replaced = _copy(source, target, force, batch)
+        rows, replaced = _copy(source, target, force, batch, progress)
     except BaseException:
         if new_file and target.path is not None:
             for suffix in ("", "-wal", "-shm"):
@@ -110,7 +117,7 @@ def copy_database(
 
 
 def _copy(
-    source: _Database, target: _Database, force: bool, batch: int
+    source: _Database, target: _Database, force: bool, batch: int, progress: Progress
 ) -> tuple[dict[str, int], int]:
     source_engine, target_engine = _engine(source), _engine(target)
     try:
@@ -121,7 +128,7 @@ def _copy(
                     raise ConfigError(f"--from and --to are the same database ({source.name})")
                 _prepare_target(writer, target.name)
                 replaced = _clear_target(writer, target.name, force)
-                rows = {t.name: _copy_table(reader, writer, t, batch) for t in _tables()}
+                rows = {t.name: _copy_table(reader, writer, t, batch, progress) for t in _tables()}
                 spent = _spent_ids(reader)
                 _spend_ids(writer, spent)
         _analyze(target_engine)
@@ -276,13 +283,19 @@ def _clear_target(c: Connection, name: str, force: bool) -> int:
 # -- copying ---------------------------------------------------------------------------
 
 
-def _copy_table(source: Connection, target: Connection, table: Table, batch: int) -> int:
+def _copy_table(
+    source: Connection, target: Connection, table: Table, batch: int, progress: Progress
+) -> int:
+    task = f"copying {table.name}"
+    total = source.execute(select(func.count()).select_from(table)).scalar_one()
+    progress(task, 0, total)
     copied = 0
     result = source.execute(select(table).execution_options(yield_per=batch))
     write = _copy_into if target.dialect.name == "postgresql" else _insert_into
     for rows in result.partitions():
         write(target, table, rows)
         copied += len(rows)
+        progress(task, copied, total)
     return copied
 
 
