@@ -110,7 +110,8 @@ def _mint(url: str, user: str) -> str:
         headers={"Content-Type": "application/json"},
     )  # fmt: skip
     with urllib.request.urlopen(asked, timeout=5) as answer:
-        return answer.read().decode()
+        body: bytes = answer.read()
+    return body.decode()
 
 
 def test_refresh_all_refreshes_each_active_connection_and_names_those_that_failed(
