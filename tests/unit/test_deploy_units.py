@@ -10,6 +10,7 @@ Where systemd-analyze is missing the check skips, except in CI (`CI=true`), wher
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -80,12 +81,8 @@ def test_systemd_accepts_the_unit(name: str, tmp_path: Path) -> None:
     assert (verified.returncode, verified.stdout + verified.stderr) == (0, "")
 
 
-@pytest.mark.parametrize("name", UNITS)
-def test_cronlink_accepts_the_command(name: str) -> None:
-    started = re.findall(r"^ExecStart=(.*)$", UNITS[name], re.M)
-    assert len(started) == 1
-    program, *args = shlex.split(started[0])
-    assert program == DOCUMENTED
+def _parse(args: list[str]) -> None:
+    """Parse `cronlink ARGS` as the command line would, without running it."""
     command: click.Command = cli
     parent = click.Context(cli, info_name="cronlink")
     while isinstance(command, click.Group) and args and not args[0].startswith("-"):
@@ -95,6 +92,22 @@ def test_cronlink_accepts_the_command(name: str) -> None:
         parent = click.Context(command, info_name=command.name, parent=parent)
     # Options and their values are parsed and converted: a wrong one raises a UsageError.
     command.make_context(command.name, args, parent=parent.parent)
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_cronlink_accepts_the_command(name: str) -> None:
+    started = re.findall(r"^ExecStart=(.*)$", UNITS[name], re.M)
+    assert len(started) == 1
+    program, *args = shlex.split(started[0])
+    assert program == DOCUMENTED
+    _parse(args)
+
+
+def test_cronlink_accepts_the_kubernetes_commands() -> None:
+    given = re.findall(r"^\s+args: (\[.*\])", GUIDE.read_text(encoding="utf-8"), re.M)
+    assert len(given) >= 3
+    for args in given:
+        _parse(json.loads(args))
 
 
 def _section(text: str, title: str) -> str:
