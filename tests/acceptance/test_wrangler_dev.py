@@ -25,14 +25,15 @@ from click.testing import CliRunner
 
 from cronlink.cli import cli
 from cronlink.records.runs import Reason
-from cronlink.store import RunFilter, Store, store_for
+from cronlink.store import RunFilter
 from tests.acceptance import wrangler_kit
-from tests.faults.processes import Role
+from tests.faults.processes import Role, opened
 
 pytestmark = [pytest.mark.slow, pytest.mark.node]
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "migration" / "wrangler.toml"
 SECRET = "s3cret-for-workerd-5f0e2a"
+DATABASE = "sqlite:///{folder}/cronlink.db"
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +60,7 @@ async def serving(folder: Path) -> AsyncIterator[str]:
     """`cronlink serve` on a free port of 127.0.0.1 (SQLite in `folder`); its base URL."""
     role = Role(
         ("serve", "--port", "0"), cwd=folder,
-        env={"CRON_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{folder / 'cronlink.db'}"},
+        env={"CRON_SECRET": SECRET, "DATABASE_URL": DATABASE.format(folder=folder)},
     )  # fmt: skip
     role.start()
     try:
@@ -83,24 +84,23 @@ def export(folder: Path, app_url: str, pack: bool) -> dict[str, Any]:
     return tomllib.loads((folder / "worker" / "wrangler.toml").read_text())
 
 
-async def fire(worker_url: str, cron: str) -> tuple[datetime, datetime]:
-    """Cloudflare's scheduled event for `cron`; the instants just before and after it."""
-    before = datetime.now(UTC)
+async def scheduled(worker_url: str, cron: str) -> tuple[int, str]:
+    """Cloudflare's scheduled event for `cron`: wrangler's answer (500 when the Worker's
+    handler threw, as Cloudflare would count a failed invocation)."""
     async with (
         aiohttp.ClientSession() as session,
         session.get(
             f"{worker_url}/__scheduled?cron={quote(cron)}", timeout=aiohttp.ClientTimeout(30)
         ) as answer,
     ):
-        text = await answer.text()
-    assert (answer.status, text) == (200, "Ran scheduled event"), text
+        return answer.status, await answer.text()
+
+
+async def fire(worker_url: str, cron: str) -> tuple[datetime, datetime]:
+    """The event for `cron`, handled; the instants just before and after it."""
+    before = datetime.now(UTC)
+    assert await scheduled(worker_url, cron) == (200, "Ran scheduled event")
     return before, datetime.now(UTC)
-
-
-async def opened(folder: Path) -> Store:
-    store = store_for(f"sqlite:///{folder / 'cronlink.db'}")
-    await store.open()
-    return store
 
 
 @pytest.mark.timeout(420)  # the first run on a machine installs wrangler
@@ -116,11 +116,8 @@ async def test_each_exported_trigger_queues_its_jobs_from_workerd(
     bound: dict[str, list[str]] = exported["vars"]["CRONLINK_JOBS"]
     assert sorted(fired) == sorted(bound)
     assert len(fired) == 7
-    store = await opened(folder)
-    try:
+    async with opened(DATABASE.format(folder=folder)) as store:
         runs = await store.list_runs(RunFilter(limit=50))
-    finally:
-        await store.close()
     queued = {run.job: run for run in runs}
     assert len(runs) == len(queued) == 7  # each job once
     for cron, jobs in bound.items():
@@ -144,9 +141,11 @@ async def test_the_packed_worker_ticks_cronlink_from_workerd(
         async with wrangler_kit.dev(wrangler, folder / "worker", SECRET) as worker:
             await fire(worker, "* * * * *")
             await fire(worker, "* * * * *")
-    store = await opened(folder)
-    try:
+        async with wrangler_kit.dev(wrangler, folder / "worker", "not-the-secret-7d3a9c") as worker:
+            status, text = await scheduled(worker, "* * * * *")
+    assert (status, text.splitlines()[0]) == (500, "Error: cronlink answered 401")
+    async with opened(DATABASE.format(folder=folder)) as store:
         calls = [(e.action, e.target, e.outcome) for e in await store.audit.find()]
-    finally:
-        await store.close()
-    assert calls == [("cron.tick", "schedules", "accepted")] * 2
+    assert sorted(calls) == sorted(
+        [("cron.tick", "schedules", "accepted")] * 2 + [("cron.tick", "schedules", "denied")]
+    )
