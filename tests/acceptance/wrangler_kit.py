@@ -120,6 +120,8 @@ async def dev(wrangler: Wrangler, worker: Path, secret: str) -> AsyncIterator[st
         process = await asyncio.create_subprocess_exec(
             wrangler.node, str(wrangler.script), "dev", "--local", "--test-scheduled",
             "--ip", "127.0.0.1", "--port", str(port), "--show-interactive-dev-session=false",
+            # Its debugger's port, else 9229 for every wrangler on the machine.
+            "--inspector-port", str(free_port()),
             cwd=worker, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,  # wrangler starts workerd: all are ended as one group
         )  # fmt: skip
