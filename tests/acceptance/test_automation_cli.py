@@ -12,8 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from cronlink.cli import cli
+from cronlink.cli.automation_cmds import _processed
+from cronlink.cli.options import settings_from
 from cronlink.connections.crypto import generate_key
 from cronlink.records.automations import EventState, PollRecord
+from cronlink.services import automations_for
 from cronlink.store import store_for
 from tests.store.test_automation_store import RUN
 
@@ -136,3 +139,75 @@ def test_bad_input_is_named(home: Path) -> None:
                     "--steps", "steps.toml")  # fmt: skip
     assert (code, out) == (2, "error: schedule: minute field: 61 is out of range 0-59\n")
     assert run("automations", "show", "nope")[1] == "error: no automation 'nope'\n"
+
+
+def test_run_wait_follows_a_sync_to_its_end_and_a_dead_letter_exits_1(home: Path) -> None:
+    """`automations run --wait` reads the event until it ends, telling its progress the
+    records a sync has copied; what a worker would write (the sync's checkpoints, then the
+    outcome) is written here through the store."""
+    run("connections", "add", "--provider", "sandbox", "--owner", "a", "--access-token", "at")
+    run("automations", "add", "--connection", "1", "--schedule", "0 2 * * *", "--name", "sync",
+        "--steps", "steps.toml")  # fmt: skip
+    told: list[tuple[str, int, int | None]] = []
+
+    async def work(outcome: EventState, error: str | None) -> None:
+        store = store_for(f"sqlite:///{home / 'c.db'}")
+        await store.open()
+        try:
+            now = datetime.now(UTC)
+            while (taken := await store.automations.take_event(1, 999, now)) is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            event_id = taken.event.id
+            for copied in (100, 200):
+                await asyncio.sleep(0.8)
+                await store.automations.save_progress(
+                    event_id, 999, state=EventState.RUNNING, step=0,
+                    outputs={"copy": {"checkpoint": {"copied": copied}}}, error=None, now=now,
+                )  # fmt: skip
+            await asyncio.sleep(0.8)
+            await store.automations.save_progress(
+                event_id, 999, state=outcome, step=1, outputs={"copy": {"copied": 200}},
+                error=error, now=now,
+            )  # fmt: skip
+        finally:
+            await store.close()
+
+    async def followed() -> None:
+        """The progress `--wait` draws on a terminal, as it is told."""
+        settings = settings_from(None, None, None)
+        async with automations_for(settings) as automations:
+            event = (await automations.events("sync"))[-1]
+            await _processed(automations, event, lambda *told_: told.append(told_))
+
+    async def waited(outcome: EventState, error: str | None) -> tuple[int, str]:
+        worker = asyncio.create_task(work(outcome, error))
+        answer = await asyncio.to_thread(run, "automations", "run", "sync", "--wait")
+        await worker
+        return answer
+
+    async def watched() -> tuple[int, str]:
+        cli_side = asyncio.create_task(waited(EventState.DONE, None))
+        while not await _pending(home):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await followed()
+        return await cli_side
+
+    code, out = asyncio.run(watched())
+    assert code == 0, out
+    assert 'done: {"copy": {"copied": 200}}' in out
+    assert ("copy: records copied", 100, None) in told
+    assert told[-1] == ("copy: records copied", 200, None)
+    code, out = asyncio.run(waited(EventState.DEAD_LETTER, "step 0 (copy): HTTP 500"))
+    assert code == 1
+    assert out.splitlines()[-1] == "event 2 dead-lettered: step 0 (copy): HTTP 500"
+
+
+async def _pending(home: Path) -> bool:
+    store = store_for(f"sqlite:///{home / 'c.db'}")
+    await store.open()
+    try:
+        return bool(await store.automations.events(1, EventState.PENDING, 0, 1)) or bool(
+            await store.automations.events(1, EventState.RUNNING, 0, 1)
+        )
+    finally:
+        await store.close()

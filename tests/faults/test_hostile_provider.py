@@ -134,6 +134,19 @@ async def _behind(automations: Automations, ids: list[int], keys: set[str]) -> s
             f"cursor {found.cursor} "
             f"connection {await automations.connections.get(found.connection_id)}"
         )
+    store = automations.store
+    for job in ("process-automation", "process-automations"):
+        runs = await store.list_runs(RunFilter(job=job, limit=10_000))
+        tally: dict[str, int] = {}
+        for run in runs:
+            tally[run.state] = tally.get(run.state, 0) + 1
+        lines.append(f"{job} runs: {tally}")
+        for run in runs[:6]:  # the newest: what processing was doing at the end
+            lines.append(
+                f"  run {run.id} {run.state} attempt {run.attempt} payload {run.payload} "
+                f"enqueued {run.enqueued_at} started {run.started_at} finished "
+                f"{run.finished_at} worker {run.worker} error {run.error}"
+            )
     return "\n".join(lines)
 
 
@@ -205,7 +218,10 @@ async def test_every_event_arrives_once_and_in_time_from_a_hostile_provider(
         refresh_runs = await _refresh_runs(store)
         chains = [await store.list_runs(RunFilter(job="refresh-connection", state=RunState.QUEUED))]
     output = "\n".join(r.output() for r in started)
-    assert left == 0, f"{left} undelivered {DELIVERY:g}s after the last item\n{behind}"
+    assert left == 0, (
+        f"{left} undelivered {DELIVERY:g}s after the last item; killed {killed}\n{behind}\n"
+        + "\n".join(r.output()[-3000:] for r in started)
+    )
     assert killed, "nothing was killed"
     assert codes == [0] * len(started), "\n".join(r.output()[-3000:] for r in started)
     # Exactly once by the ledger: each item once per automation, each processed. (A step

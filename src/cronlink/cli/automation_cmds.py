@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
+import sys
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +15,7 @@ import click
 from rich.table import Table
 
 from cronlink.cli.options import print_json, run_async, settings_from, settings_options
+from cronlink.cli.progress import bars
 from cronlink.cli.show import console, cut, when
 from cronlink.compose import build_app
 from cronlink.durations import parse_duration
@@ -25,7 +28,12 @@ if TYPE_CHECKING:
 
     from cronlink.automations.service import Automations
     from cronlink.config import Settings
+    from cronlink.progress import Progress
     from cronlink.records.automations import Automation, AutomationEvent
+
+
+POLL_EVERY = 0.5
+"""Seconds between looks at an event `automations run --wait` waits for."""
 
 
 def _call(settings: Settings, fn: Callable[[Automations], Awaitable[Any]]) -> Any:
@@ -237,11 +245,40 @@ def _print_events(found: list[AutomationEvent], as_json: bool) -> None:
 
 @automations.command("run")
 @click.argument("automation")
+@click.option("--wait", is_flag=True, help="Wait for the event to be processed, showing how "
+              "far a sync has got; exit 1 if it is dead-lettered.")  # fmt: skip
 @settings_options
-def run_now(automation: str, **options: Any) -> None:
+def run_now(automation: str, wait: bool, **options: Any) -> None:
     """Process an automation once now (a scheduled sync or report, out of schedule)."""
-    event = _call(_settings(options), lambda a: a.run_now(_id(automation)))
+    settings = _settings(options)
+    event = _call(settings, lambda a: a.run_now(_id(automation)))
     click.echo(f"event {event.id} ({event.key}) queued (run {event.run_id})")
+    if not wait:
+        return
+    click.echo("waiting for a worker to process it (Ctrl-C stops waiting, not the run)")
+    with bars() as progress:
+        ended = _call(settings, lambda a: _processed(a, event, progress))
+    if ended.state is EventState.DEAD_LETTER:
+        click.echo(f"event {ended.id} dead-lettered: {ended.error}")
+        sys.exit(1)
+    click.echo(f"event {ended.id} done: {json.dumps(ended.outputs, default=str)[:2000]}")
+
+
+async def _processed(
+    automations: Automations, event: AutomationEvent, progress: Progress
+) -> AutomationEvent:
+    """`event` once processed (done or dead-lettered), telling `progress` the records a
+    sync step has copied meanwhile."""
+    while True:
+        found = await automations.events(event.automation_id, None, event.id - 1, 1)
+        current = found[0]
+        if current.state in (EventState.DONE, EventState.DEAD_LETTER):
+            return current
+        for step, output in current.outputs.items():
+            saved = output.get("checkpoint") if isinstance(output, dict) else None
+            if isinstance(saved, dict) and "copied" in saved:
+                progress(f"{step}: records copied", int(saved["copied"]), None)
+        await asyncio.sleep(POLL_EVERY)
 
 
 @automations.command()
