@@ -98,7 +98,7 @@ class AutoKit:
         return await self.automations.poll_due(self.at)
 
     async def ledger(self, automation_id: int) -> list[str]:
-        """Event keys of the automation, checking each has exactly one run."""
+        """Event keys of the automation, checking each that fired has a run."""
 
         def read(c: Any) -> list[str]:
             rows = c.execute(
@@ -106,11 +106,24 @@ class AutoKit:
                 .where(automation_events.c.automation_id == automation_id)
                 .order_by(automation_events.c.id)
             ).all()
-            run_ids = [r.run_id for r in rows if r.run_id is not None]
-            assert len(set(run_ids)) == len(run_ids)
+            fired = select(automation_events.c.state).where(
+                automation_events.c.automation_id == automation_id,
+                automation_events.c.state != "baseline",
+                automation_events.c.run_id.is_(None),
+            )
+            assert c.execute(fired).first() is None
             return [r.key for r in rows]
 
         return await self.automations.store.transact(read, write=False)
+
+    async def runs_of_events(self) -> int:
+        """The runs events point at: with `run_count`, no run was started for nothing."""
+        return await self.automations.store.transact(
+            lambda c: c.execute(
+                select(func.count(func.distinct(automation_events.c.run_id)))
+            ).scalar_one(),
+            write=False,
+        )
 
     async def run_count(self) -> int:
         return await self.automations.store.transact(

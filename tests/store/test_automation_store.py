@@ -82,8 +82,9 @@ async def test_a_poll_commits_events_cursor_and_runs_together_once(store: Store)
     events = await store.automations.events(automation.id)
     assert [e.key for e in events] == ["1", "2", "3", "4"]
     runs = await store.list_runs(RunFilter(job="process-automation"))
-    assert sorted(r.payload["event_id"] for r in runs) == [e.id for e in events]
-    assert {e.run_id for e in events} == {r.id for r in runs}
+    # A run per poll that fired (one slot), not per event: it drains them all.
+    assert sorted(r.payload["event_id"] for r in runs) == [events[0].id, events[3].id]
+    assert [e.run_id for e in events] == [runs[1].id] * 3 + [runs[0].id]
 
 
 async def test_slots_order_checkpoints_and_replay(store: Store) -> None:
@@ -114,8 +115,23 @@ async def test_slots_order_checkpoints_and_replay(store: Store) -> None:
     replayed = await store.automations.replay(first.event.id, RUN, NOW + timedelta(minutes=1))
     assert replayed.state is EventState.PENDING
     runs = await store.list_runs(RunFilter(job="process-automation"))
-    assert (len(runs), runs[0].id) == (3, replayed.run_id)  # a new run, a key of its own
+    assert (len(runs), runs[0].id) == (2, replayed.run_id)  # a new run, a key of its own
     assert replayed.outputs == saved  # a dead letter goes on from its checkpoint
+
+
+async def test_a_burst_starts_a_run_per_slot_not_per_event(store: Store) -> None:
+    automation = await _automation(store, concurrency=3)
+    [(held, _)] = await store.automations.take_due(NOW, 10, "t", LEASE)
+    keys = [str(n) for n in range(1, 101)]
+    await store.automations.record_polls([_record(held, "t", keys, 100)], NOW, RUN)
+    runs = await store.list_runs(RunFilter(job="process-automation"))
+    assert len(runs) == 3
+    events = await store.automations.events(automation.id, limit=1000)
+    assert {e.run_id for e in events} == {r.id for r in runs}
+    # The three runs drain the hundred between them, three at a time.
+    taken = [await store.automations.take_event(automation.id, r.id, NOW) for r in runs]
+    assert all(work is not None for work in taken)
+    assert await store.automations.take_event(automation.id, 999, NOW) is None
 
 
 async def test_orphans_are_settled_and_old_keys_forgotten(store: Store) -> None:

@@ -259,10 +259,27 @@ def insert_events(
         ).scalar_one()  # fmt: skip
         if state is EventState.PENDING:
             fired.append(event_id)
-            start_run(c, automation_id, event_id, run, now)
     if fired:
+        _start_runs(c, automation_id, fired, run, now)
         queries.notify(c, Tier.HEAVY)
     return fired
+
+
+def _start_runs(
+    c: Db, automation_id: int, fired: list[int], run: NewRun | None, now: datetime
+) -> None:
+    """Queue runs for new events: one per slot of the automation's concurrency, not one
+    per event, each event recorded on one of them. Each run drains the automation's
+    pending events, so a burst of a thousand costs a few runs (each a process on the heavy
+    tier), not a thousand."""
+    slots = c.execute(select(table.c.concurrency).where(table.c.id == automation_id)).scalar_one()
+    started = [
+        queries.enqueue(c, event_run(run, automation_id, event_id, now), now)
+        for event_id in fired[: max(1, slots)]
+    ]
+    for index, event_id in enumerate(fired):
+        run_id = started[index % len(started)]
+        c.execute(update(events).where(events.c.id == event_id).values(run_id=run_id))
 
 
 def _unseen(c: Db, automation_id: int, items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
