@@ -9,8 +9,9 @@ are installed (`pip install -e '.[bench]'`), and their ratios to cronlink are re
 Runs are queued before the clock starts. Every contender races the same way (`race.py`):
 its worker processes connect, one signal starts them all on the same event loop
 (`--loop`), and the clock stops when the database shows no unfinished job. A first round
-of `--runs` per contender and worker count sizes the rounds that count, so that each lasts
-`--seconds` and the start and drain checks stay under 1% of it (each round reports both).
+of `--runs` per contender and worker count (and a longer one if that was short) sizes the
+rounds that count, so that each lasts about `--seconds` and the start and drain checks stay
+under 1% of it (each round reports both).
 Prints JSON with medians over rounds (a fresh SQLite file or PostgreSQL schema each round),
 the machine, the command, and each engine's durability settings as cronlink's connections
 see them.
@@ -203,10 +204,14 @@ async def main() -> None:
 
 
 async def _measure(rate: Rate, workers: int, args: argparse.Namespace) -> dict[str, Any]:
-    """A sizing round (not counted), then `args.rounds` rounds of `args.seconds` each."""
-    with fresh_database(args.postgres) as url:
-        sizing = await rate(url, args.runs, workers, args.loop)
-    runs = max(args.runs, math.ceil(sizing.rate * args.seconds))
+    """Sizing rounds (not counted), then `args.rounds` rounds of `args.seconds` each."""
+    runs = args.runs
+    for _ in range(3):  # a short round understates the rate: size again from a longer one
+        with fresh_database(args.postgres) as url:
+            sizing = await rate(url, runs, workers, args.loop)
+        runs = max(args.runs, math.ceil(sizing.rate * args.seconds))
+        if sizing.elapsed >= args.seconds / 2 or runs == args.runs:
+            break
     rounds: list[Round] = []
     for _ in range(args.rounds):
         with fresh_database(args.postgres) as url:
