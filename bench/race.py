@@ -3,9 +3,9 @@ the same drain check, and the time each of them takes, reported beside the rate.
 
 Each contender's worker processes are spawned, connect, and report ready; then one signal
 starts them all: the parent closes the write end of a pipe each child watches with the
-event loop's own reader (`Gate`), so every loop wakes within microseconds, with no polling
-interval and no thread. A child also stops by a gate, and a parent that dies closes both
-ends by itself, so no child waits forever.
+event loop's own reader (`Gate`), so every loop wakes at once (under a millisecond here),
+with no polling interval and no thread. A child also stops by a gate, and a parent that
+dies closes both ends by itself, so no child waits forever.
 
 The clock runs from "go" until the database shows no unfinished job, probed every `PROBE_S`.
 What that costs is measured, not guessed: `start_s` is the latest child's wake-up after

@@ -3,8 +3,8 @@
 Each `*_rate` function puts one library through the workload that `queue_bench.py` gives
 cronlink, so the numbers compare: install the library's schema where `url` points, enqueue
 `runs` no-op jobs in bulk (untimed), then race `workers` spawned processes through them
-(`race.race`). The
-library's own records are then checked: every job claimed once and succeeded once.
+(`race.race`). The library's own records are then checked: every job claimed once and
+succeeded once, in tables that are logged (not `UNLOGGED`).
 
 `url` may carry `?options=-csearch_path%3D<schema>`: both libraries create their tables,
 types and functions unqualified and name no schema in their queries, so everything lands
@@ -12,9 +12,10 @@ in, and is found through, the first schema of the search path.
 
 Each library runs as its documentation suggests for throughput, on cronlink's terms
 (`race.py`): completion is a row in a logged (crash-safe) table, up to 100 async jobs in
-flight per process, the same event loop as cronlink's workers (`--loop`), and the worker
-started only on the same "go" as cronlink's, so its startup queries are inside the clock
-as cronlink's are.
+flight per process, the same event loop as cronlink's workers (`--loop`: uvloop, as
+`cronlink worker` and pgqueuer's own CLI use where it is installed, or asyncio's), and the
+worker started only on the same "go" as cronlink's, with no polling interval, so its
+startup queries are inside the clock as cronlink's are.
 
 - pgqueuer: `QueueManager.run` with `max_concurrent_tasks=100` and dequeues of up to
   `PGQUEUER_BATCH` jobs, on asyncpg: the driver its CLI tries first and its docs
