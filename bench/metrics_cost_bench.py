@@ -74,7 +74,11 @@ async def main() -> None:
                 if args.in_process:
                     rate = await in_process_rate(url, args.runs, args.mode, metered)
                 else:
-                    rate = await cronlink_rate(url, args.runs, args.workers, args.mode, metered)
+                    rate = (
+                        await cronlink_rate(
+                            url, args.runs, args.workers, "uvloop", mode=args.mode, metered=metered
+                        )
+                    ).rate
                 rates[metered].append(rate)
     on, off = statistics.median(rates[True]), statistics.median(rates[False])
     print(json.dumps({

@@ -6,11 +6,17 @@ transaction), and batched claims plus group commit of completions. With `--postg
 same workload also goes through pgqueuer and procrastinate on the same server, when they
 are installed (`pip install -e '.[bench]'`), and their ratios to cronlink are reported.
 
-Runs are queued before the clock starts; the clock runs from the moment every worker
-process is connected and idle until the database shows no queued or running run.
-Prints JSON with medians over rounds (a fresh SQLite file or PostgreSQL schema each round).
-Run: .venv/bin/python bench/queue_bench.py [--runs N] [--rounds R] [--workers 1,2,4]
-     [--postgres URL]
+Runs are queued before the clock starts. Every contender races the same way (`race.py`):
+its worker processes connect, one signal starts them all on the same event loop
+(`--loop`), and the clock stops when the database shows no unfinished job. A first round
+of `--runs` per contender and worker count (and a longer one if that was short) sizes the
+rounds that count, so that each lasts about `--seconds` and the start and drain checks stay
+under 1% of it (each round reports both).
+Prints JSON with medians over rounds (a fresh SQLite file or PostgreSQL schema each round),
+the machine, the command, and each engine's durability settings as cronlink's connections
+see them.
+Run: .venv/bin/python bench/queue_bench.py [--runs N] [--seconds S] [--rounds R]
+     [--workers 1,2,4] [--loop uvloop|asyncio] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -18,23 +24,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing
 import statistics
 import tempfile
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
-from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from sqlalchemy import exists, select
 
 from cronlink.app import App
-from cronlink.cli.options import run_async
 from cronlink.context import RunContext
 from cronlink.egress import LOOPBACK
 from cronlink.engine.tiers import LightTier
@@ -44,6 +49,8 @@ from cronlink.jobs import new_run
 from cronlink.records.runs import Reason, RunState, Tier
 from cronlink.store import RunFilter, Store, store_for
 from cronlink.store.schema import runs
+from machine import stamped
+from race import LOOPS, Round, Signals, race, run_on
 from settle import settle
 
 app = App()
@@ -58,12 +65,12 @@ async def noop(ctx: RunContext) -> None:
     return None
 
 
-def work(url: str, mode: str, metered: bool, ready: Event, go: Event, stop: Event) -> None:
-    """A worker process: connect, report ready, work from `go` until `stop`."""
-    run_async(_work(url, mode, metered, ready, go, stop), libuv=True)  # as `cronlink worker`
+def work(url: str, mode: str, metered: bool, loop: str, signals: Signals) -> None:
+    """A worker process: connect, report ready, work from "go" until "stop"."""
+    run_on(loop, _work(url, mode, metered, signals))
 
 
-async def _work(url: str, mode: str, metered: bool, ready: Event, go: Event, stop: Event) -> None:
+async def _work(url: str, mode: str, metered: bool, signals: Signals) -> None:
     store = store_for(url)
     await store.open(migrate=False)
     session = new_session(LOOPBACK)
@@ -72,13 +79,12 @@ async def _work(url: str, mode: str, metered: bool, ready: Event, go: Event, sto
         store, app.jobs, Tier.LIGHT, LightTier(session),
         concurrency=100, claim_batch=batch, group_commit=group, metered=metered,
     )  # fmt: skip
-    ready.set()
-    await asyncio.to_thread(go.wait)
-    stopping = asyncio.Event()
-    task = asyncio.create_task(worker.run(stopping))
-    await asyncio.to_thread(stop.wait)
-    stopping.set()
-    await task
+    if await signals.started():
+        stopping = asyncio.Event()
+        task = asyncio.create_task(worker.run(stopping))
+        await signals.stop.wait()
+        stopping.set()
+        await task
     await session.close()
     await store.close()
 
@@ -94,8 +100,9 @@ async def drained(store: Store) -> bool:
 
 
 async def cronlink_rate(
-    url: str, runs: int, workers: int, mode: str, metered: bool = True
-) -> float:
+    url: str, runs: int, workers: int, loop: str, *, mode: str, metered: bool = True
+) -> Round:
+    """A round of cronlink's workers in `mode` over `runs` queued no-op runs."""
     store = store_for(url)
     await store.open()
     now = datetime.now(UTC)
@@ -105,35 +112,43 @@ async def cronlink_rate(
         await asyncio.gather(*(store.enqueue(new_run(job, Reason.API), now) for _ in batch))
     if url.startswith("postgresql"):
         settle(url, "runs")
+    child = partial(work, url, mode, metered, loop)
     spawn = multiprocessing.get_context("spawn")
-    go, stop = spawn.Event(), spawn.Event()
-    readies = [spawn.Event() for _ in range(workers)]
-    processes = [
-        spawn.Process(target=work, args=(url, mode, metered, ready, go, stop)) for ready in readies
-    ]
-    for process in processes:
-        process.start()
-    try:
-        for ready in readies:
-            await asyncio.to_thread(ready.wait, 60)
-        go.set()
-        began = time.perf_counter()
-        while not await drained(store):  # noqa: ASYNC110 - the database is what we watch
-            await asyncio.sleep(0.02)
-        elapsed = time.perf_counter() - began
-    finally:
-        stop.set()
-        for process in processes:
-            process.join(30)
-            if process.is_alive():
-                process.kill()
+    result = await race(spawn, [child] * workers, runs, lambda: _busy(store))
     done = await store.list_runs(RunFilter(state=RunState.SUCCEEDED, limit=runs + 1))
     assert len(done) == runs, f"{len(done)} of {runs} runs succeeded"
     await store.close()
-    return runs / elapsed
+    return result
 
 
-Rate = Callable[[str, int, int], Awaitable[float]]
+async def _busy(store: Store) -> bool:
+    return not await drained(store)
+
+
+async def durability(url: str) -> dict[str, str]:
+    """The settings that decide what a crash or a power loss can take, read through a
+    cronlink connection (SQLite's `synchronous` is per connection)."""
+    store = store_for(url)
+    await store.open()
+    try:
+        names: tuple[str, ...]
+        if url.startswith("sqlite"):
+            names = ("journal_mode", "synchronous")
+            sql = [f"PRAGMA {name}" for name in names]
+        else:
+            names = ("fsync", "synchronous_commit", "wal_sync_method")
+            sql = [f"SHOW {name}" for name in names]
+        values = await store.transact(
+            lambda c: [str(c.exec_driver_sql(q).scalar()) for q in sql], write=False
+        )
+    finally:
+        await store.close()
+    if url.startswith("sqlite"):  # PRAGMA synchronous answers a number
+        values[1] = {"0": "OFF", "1": "NORMAL", "2": "FULL", "3": "EXTRA"}.get(values[1], values[1])
+    return dict(zip(names, values, strict=True))
+
+
+Rate = Callable[[str, int, int, str], Awaitable[Round]]
 
 
 def rivals() -> dict[str, Rate]:
@@ -147,9 +162,11 @@ def rivals() -> dict[str, Rate]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=2_000, help="runs of the sizing round")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of a round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", default="1,2,4", help="worker process counts")
+    parser.add_argument("--loop", choices=LOOPS, default="uvloop", help="every contender's")
     parser.add_argument("--postgres", help="a PostgreSQL URL; each round uses a fresh schema in it")
     parser.add_argument(
         "--modes", default=",".join(MODES), help="which cronlink modes (rivals run with --postgres)"
@@ -162,35 +179,48 @@ async def main() -> None:
         choices = ", ".join(MODES)
         parser.error(f"--modes: unknown {', '.join(sorted(unknown))}; choose from {choices}")
     counts = [int(n) for n in args.workers.split(",")]
-    result: dict[str, object] = {
-        "benchmark": "queue",
-        "engine": "postgresql" if args.postgres else "sqlite",
-        "runs": args.runs,
-        "rounds": args.rounds,
-        "goal_runs_per_s": {"4_workers": 2_500, "batched": 10_000},
-    }
     contenders: dict[str, Rate] = {mode: partial(cronlink_rate, mode=mode) for mode in modes}
     if args.postgres:
         wanted = set(filter(None, args.rivals.split(",")))
         contenders |= {name: rate for name, rate in rivals().items() if name in wanted}
+    result: dict[str, Any] = stamped(
+        {
+            "benchmark": "queue",
+            "engine": "postgresql" if args.postgres else "sqlite",
+            "loop": args.loop,
+            "seconds_per_round": args.seconds,
+            "rounds": args.rounds,
+            "goal_runs_per_s": {"4_workers": 2_500, "batched": 10_000},
+        }
+    )
+    with fresh_database(args.postgres) as url:
+        result["durability"] = await durability(url)
+    table: dict[str, dict[str, Any]] = {}
     for name, rate in contenders.items():
         for workers in counts:
-            rates = []
-            for _ in range(args.rounds):
-                with fresh_database(args.postgres) as url:
-                    rates.append(await rate(url, args.runs, workers))
-            result[f"{name}_{workers}_workers_median_runs_per_s"] = round(statistics.median(rates))
-    # pgqueuer claims and completes in batches, procrastinate one job per query: each is
-    # compared with both cronlink modes, so neither ratio flatters by mixing modes.
-    for rival in contenders.keys() - MODES.keys():
-        for mode in modes:
-            for workers in counts:
-                ours = result[f"{mode}_{workers}_workers_median_runs_per_s"]
-                theirs = result[f"{rival}_{workers}_workers_median_runs_per_s"]
-                assert isinstance(ours, int)
-                assert isinstance(theirs, int)
-                result[f"ratio_{mode}_to_{rival}_{workers}_workers"] = round(ours / theirs, 2)
+            table.setdefault(name, {})[str(workers)] = await _measure(rate, workers, args)
+    result["contenders"] = table
     print(json.dumps(result, indent=2))
+
+
+async def _measure(rate: Rate, workers: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Sizing rounds (not counted), then `args.rounds` rounds of `args.seconds` each."""
+    runs = args.runs
+    for _ in range(3):  # a short round understates the rate: size again from a longer one
+        with fresh_database(args.postgres) as url:
+            sizing = await rate(url, runs, workers, args.loop)
+        runs = max(args.runs, math.ceil(sizing.rate * args.seconds))
+        if sizing.elapsed >= args.seconds / 2 or runs == args.runs:
+            break
+    rounds: list[Round] = []
+    for _ in range(args.rounds):
+        with fresh_database(args.postgres) as url:
+            rounds.append(await rate(url, runs, workers, args.loop))
+    return {
+        "median_runs_per_s": round(statistics.median(r.rate for r in rounds)),
+        "max_overhead_fraction": round(max(r.overhead for r in rounds), 5),
+        "rounds": [r.as_json() for r in rounds],
+    }
 
 
 @contextmanager

@@ -2,17 +2,19 @@
 
 Each `*_rate` function puts one library through the workload that `queue_bench.py` gives
 cronlink, so the numbers compare: install the library's schema where `url` points, enqueue
-`runs` no-op jobs in bulk (untimed), start `workers` spawned processes that each connect
-and report ready, then time from "go" until the database shows no unfinished job. The
-library's own records are then checked: every job claimed once and succeeded once.
+`runs` no-op jobs in bulk (untimed), then race `workers` spawned processes through them
+(`race.race`). The library's own records are then checked: every job claimed once and
+succeeded once, in tables that are logged (not `UNLOGGED`).
 
 `url` may carry `?options=-csearch_path%3D<schema>`: both libraries create their tables,
 types and functions unqualified and name no schema in their queries, so everything lands
 in, and is found through, the first schema of the search path.
 
-Each library runs as its documentation suggests for throughput, on cronlink's terms:
-completion is a row in a logged (crash-safe) table, up to 100 async jobs in flight per
-process, asyncio's default event loop, and the worker started only after "go", so its
+Each library runs as its documentation suggests for throughput, on cronlink's terms
+(`race.py`): completion is a row in a logged (crash-safe) table, up to 100 async jobs in
+flight per process, the same event loop as cronlink's workers (`--loop`: uvloop, as
+`cronlink worker` and pgqueuer's own CLI use where it is installed, or asyncio's), and the
+worker started only on the same "go" as cronlink's, with no polling interval, so its
 startup queries are inside the clock as cronlink's are.
 
 - pgqueuer: `QueueManager.run` with `max_concurrent_tasks=100` and dequeues of up to
@@ -37,27 +39,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from multiprocessing.process import BaseProcess
-from multiprocessing.synchronize import Event
+from functools import partial
 
 import asyncpg
 import psycopg
 from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
 from procrastinate import App, PsycopgConnector
 
+from race import Round, Signals, race, run_on
 from settle import settle
 
 CONCURRENCY = 100
 # pgqueuer requires max_concurrent_tasks >= 2 * batch_size, so 50 is the largest batch that
 # keeps 100 jobs in flight.
 PGQUEUER_BATCH = 50
-POLL_S = 0.02
-JOIN_S = 30.0
-
-Child = Callable[[str, Event, Event, Event], None]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -67,14 +64,19 @@ class Probes:
 
     busy: str
     tally: str
+    tables: tuple[str, ...]
 
 
+UNLOGGED = """SELECT string_agg(relname, ', ') FROM pg_class
+WHERE relname = ANY(%s) AND relpersistence = 'u'
+  AND relnamespace = current_schema()::regnamespace"""
 PGQUEUER = Probes(
     busy="SELECT EXISTS (SELECT FROM pgqueuer)",
     tally="""SELECT (SELECT count(*) FROM pgqueuer),
                     count(*) FILTER (WHERE status = 'picked'),
                     count(*) FILTER (WHERE status = 'successful')
              FROM pgqueuer_log""",
+    tables=("pgqueuer", "pgqueuer_log"),
 )
 PROCRASTINATE = Probes(
     busy="SELECT EXISTS (SELECT FROM procrastinate_jobs WHERE status IN ('todo', 'doing'))",
@@ -82,11 +84,12 @@ PROCRASTINATE = Probes(
                     count(*) FILTER (WHERE type = 'started'),
                     count(*) FILTER (WHERE type = 'succeeded')
              FROM procrastinate_events""",
+    tables=("procrastinate_jobs", "procrastinate_events"),
 )
 
 
-async def pgqueuer_rate(url: str, runs: int, workers: int) -> float:
-    """Jobs per second through pgqueuer's `QueueManager` in `workers` processes."""
+async def pgqueuer_rate(url: str, runs: int, workers: int, loop: str) -> Round:
+    """A round of pgqueuer's `QueueManager` in `workers` processes on `loop`."""
     connection = await asyncpg.connect(url)
     try:
         queries = Queries(AsyncpgDriver(connection))
@@ -95,32 +98,31 @@ async def pgqueuer_rate(url: str, runs: int, workers: int) -> float:
     finally:
         await connection.close()
     settle(url, "pgqueuer")
-    return await _race(url, runs, workers, _pgqueuer_child, PGQUEUER)
+    return await _race(url, runs, workers, partial(_pgqueuer_child, url, loop), PGQUEUER)
 
 
-async def procrastinate_rate(url: str, runs: int, workers: int) -> float:
-    """Jobs per second through procrastinate's worker in `workers` processes."""
+async def procrastinate_rate(url: str, runs: int, workers: int, loop: str) -> Round:
+    """A round of procrastinate's worker in `workers` processes on `loop`."""
     app = _procrastinate_app(url)
     async with app.open_async():
         await app.schema_manager.apply_schema_async()
         await app.tasks["noop"].batch_defer_async(*({} for _ in range(runs)))
     settle(url, "procrastinate_jobs")
-    return await _race(url, runs, workers, _procrastinate_child, PROCRASTINATE)
+    child = partial(_procrastinate_child, url, loop)
+    return await _race(url, runs, workers, child, PROCRASTINATE)
 
 
-def _pgqueuer_child(url: str, ready: Event, go: Event, stop: Event) -> None:
-    asyncio.run(_pgqueuer_work(url, ready, go, stop))
+def _pgqueuer_child(url: str, loop: str, signals: Signals) -> None:
+    run_on(loop, _pgqueuer_work(url, signals))
 
 
-async def _pgqueuer_work(url: str, ready: Event, go: Event, stop: Event) -> None:
+async def _pgqueuer_work(url: str, signals: Signals) -> None:
     connection = await asyncpg.connect(url)
     try:
         manager = QueueManager(Queries(AsyncpgDriver(connection)))
         manager.entrypoint("noop")(_pgqueuer_noop)
         await _serve(
-            ready,
-            go,
-            stop,
+            signals,
             lambda: manager.run(batch_size=PGQUEUER_BATCH, max_concurrent_tasks=CONCURRENCY),
             lambda _: manager.shutdown.set(),
         )
@@ -132,18 +134,16 @@ async def _pgqueuer_noop(job: Job) -> None:
     return None
 
 
-def _procrastinate_child(url: str, ready: Event, go: Event, stop: Event) -> None:
-    asyncio.run(_procrastinate_work(url, ready, go, stop))
+def _procrastinate_child(url: str, loop: str, signals: Signals) -> None:
+    run_on(loop, _procrastinate_work(url, signals))
 
 
-async def _procrastinate_work(url: str, ready: Event, go: Event, stop: Event) -> None:
+async def _procrastinate_work(url: str, signals: Signals) -> None:
     app = _procrastinate_app(url)
     async with app.open_async():
         # Cancelling its task is how procrastinate asks a worker to stop gracefully.
         await _serve(
-            ready,
-            go,
-            stop,
+            signals,
             lambda: app.run_worker_async(concurrency=CONCURRENCY, install_signal_handlers=False),
             lambda worker: worker.cancel(),
         )
@@ -160,22 +160,18 @@ async def _procrastinate_noop() -> None:
 
 
 async def _serve(
-    ready: Event,
-    go: Event,
-    stop: Event,
+    signals: Signals,
     run: Callable[[], Awaitable[None]],
     halt: Callable[[asyncio.Future[None]], object],
 ) -> None:
-    """Report ready, `run` the worker from `go` until `stop`, then `halt` it and wait.
+    """Report ready, `run` the worker from "go" until "stop", then `halt` it and wait.
 
     A worker that fails ends the process early, which is how the parent notices.
     """
-    ready.set()
-    await _until(go, stop)
-    if stop.is_set():
+    if not await signals.started():
         return
     worker = asyncio.ensure_future(run())
-    stopped = asyncio.ensure_future(_until(stop))
+    stopped = asyncio.ensure_future(signals.stop.wait())
     await asyncio.wait((worker, stopped), return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     halt(worker)
@@ -183,72 +179,31 @@ async def _serve(
         await worker
 
 
-async def _until(*events: Event) -> None:
-    # A multiprocessing event cannot wake an event loop, and a thread blocked on one would
-    # outlive a worker that failed.
-    while not any(event.is_set() for event in events):  # noqa: ASYNC110 - so poll
-        await asyncio.sleep(POLL_S)
-
-
-async def _race(url: str, runs: int, workers: int, child: Child, probes: Probes) -> float:
-    """Time `workers` processes running `child` over the queued jobs, check the tally,
-    and return jobs per second."""
+async def _race(
+    url: str, runs: int, workers: int, child: Callable[[Signals], None], probes: Probes
+) -> Round:
+    """Race `workers` processes running `child` over the queued jobs, then check the tally."""
     spawn = multiprocessing.get_context("spawn")
-    go, stop = spawn.Event(), spawn.Event()
-    readies = [spawn.Event() for _ in range(workers)]
-    processes: list[BaseProcess] = []
-    try:
-        for ready in readies:
-            process = spawn.Process(target=child, args=(url, ready, go, stop))
-            process.start()
-            processes.append(process)
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
 
-            async def all_ready() -> bool:
-                return all(ready.is_set() for ready in readies)
+        async def busy() -> bool:
+            row = await (await connection.execute(probes.busy)).fetchone()
+            return row is None or bool(row[0])
 
-            async def drained() -> bool:
-                row = await (await connection.execute(probes.busy)).fetchone()
-                return row is not None and not row[0]
-
-            await _watch(all_ready, processes)
-            go.set()
-            began = time.perf_counter()
-            await _watch(drained, processes)
-            elapsed = time.perf_counter() - began
-    finally:
-        _stop(processes, stop)
-    await _check(url, probes, runs, processes)
-    return runs / elapsed
+        result = await race(spawn, [child] * workers, runs, busy)
+    await _check(url, probes, runs)
+    return result
 
 
-async def _watch(done: Callable[[], Awaitable[bool]], processes: Sequence[BaseProcess]) -> None:
-    """Poll `done` until true; raise if a worker process dies meanwhile."""
-    while not await done():
-        if not all(process.is_alive() for process in processes):
-            raise RuntimeError("a worker process died; its traceback is above")
-        await asyncio.sleep(POLL_S)
-
-
-def _stop(processes: Sequence[BaseProcess], stop: Event) -> None:
-    """Ask every worker process to stop; kill any still running after `JOIN_S`."""
-    stop.set()
-    for process in processes:
-        process.join(JOIN_S)
-        if process.is_alive():
-            process.kill()
-            process.join()
-
-
-async def _check(url: str, probes: Probes, runs: int, processes: Sequence[BaseProcess]) -> None:
-    """Raise unless every job was claimed once and succeeded, and every worker exited 0."""
+async def _check(url: str, probes: Probes, runs: int) -> None:
+    """Raise unless every job was claimed once and succeeded, in logged tables."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
         row = await (await connection.execute(probes.tally)).fetchone()
+        unlogged = await connection.execute(UNLOGGED, [list(probes.tables)])
+        if (found := await unlogged.fetchone()) and found[0]:
+            raise RuntimeError(f"unlogged (not crash-safe) tables: {found[0]}")
     if row != (0, runs, runs):
         unfinished, claims, successes = row or (None, None, None)
         raise RuntimeError(
             f"{runs} jobs: {unfinished} unfinished, {claims} claims, {successes} successes"
         )
-    codes = [process.exitcode for process in processes]
-    if any(codes):
-        raise RuntimeError(f"worker processes exited with {codes}")
