@@ -82,9 +82,10 @@ async def test_a_poll_commits_events_cursor_and_runs_together_once(store: Store)
     events = await store.automations.events(automation.id)
     assert [e.key for e in events] == ["1", "2", "3", "4"]
     runs = await store.list_runs(RunFilter(job="process-automation"))
-    # A run per poll that fired (one slot), not per event: it drains them all.
-    assert sorted(r.payload["event_id"] for r in runs) == [events[0].id, events[3].id]
-    assert [e.run_id for e in events] == [runs[1].id] * 3 + [runs[0].id]
+    # One run for the automation's one slot, not a run per event: the second poll's event
+    # joins the run still queued, which drains them all.
+    assert [r.payload["event_id"] for r in runs] == [events[0].id]
+    assert {e.run_id for e in events} == {runs[0].id}
 
 
 async def test_slots_order_checkpoints_and_replay(store: Store) -> None:
@@ -132,6 +133,18 @@ async def test_a_burst_starts_a_run_per_slot_not_per_event(store: Store) -> None
     taken = [await store.automations.take_event(automation.id, r.id, NOW) for r in runs]
     assert all(work is not None for work in taken)
     assert await store.automations.take_event(automation.id, 999, NOW) is None
+    # More events while they are queued join them; once they have started, new ones get
+    # runs of their own.
+    later = NOW + timedelta(minutes=2)
+    [(again, _)] = await store.automations.take_due(later, 10, "u", later + timedelta(1))
+    await store.automations.record_polls([_record(again, "u", ["101"], 101)], later, RUN)
+    assert len(await store.list_runs(RunFilter(job="process-automation"))) == 3
+    for queued in runs:
+        await store.request_cancel(queued.id, NOW)  # no longer queued
+    later += timedelta(minutes=2)
+    [(third, _)] = await store.automations.take_due(later, 10, "v", later + timedelta(1))
+    await store.automations.record_polls([_record(third, "v", ["102"], 102)], later, RUN)
+    assert len(await store.list_runs(RunFilter(job="process-automation"))) == 4
 
 
 async def test_orphans_are_settled_and_old_keys_forgotten(store: Store) -> None:

@@ -23,12 +23,12 @@ from cronlink.records.automations import (
     EventState,
     PollRecord,
 )
-from cronlink.records.runs import Tier
+from cronlink.records.runs import RunState, Tier
 from cronlink.storable import escaped, to_json
 from cronlink.store import queries
 from cronlink.store.schema import automation_events as events
 from cronlink.store.schema import automations as table
-from cronlink.store.schema import connection_events, connections
+from cronlink.store.schema import connection_events, connections, runs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -268,14 +268,32 @@ def insert_events(
 def _start_runs(
     c: Db, automation_id: int, fired: list[int], run: NewRun | None, now: datetime
 ) -> None:
-    """Queue runs for new events: one per slot of the automation's concurrency, not one
-    per event, each event recorded on one of them. Each run drains the automation's
-    pending events, so a burst of a thousand costs a few runs (each a process on the heavy
-    tier), not a thousand."""
+    """Give new events runs: one queued run per slot of the automation's concurrency at
+    most, not one per event. Each run drains the automation's pending events, so events
+    join the runs already queued for it, and a burst of a thousand costs a few runs (each
+    a process on the heavy tier), not a thousand.
+
+    The queued runs are locked until the commit: a worker's claim skips them meanwhile
+    (PostgreSQL's SKIP LOCKED; SQLite has one writer at a time), so a run taken here has
+    not started draining yet and sees these events when it does."""
     slots = c.execute(select(table.c.concurrency).where(table.c.id == automation_id)).scalar_one()
-    started = [
+    waiting = select(events.c.run_id).where(
+        events.c.automation_id == automation_id,
+        events.c.state == EventState.PENDING.value,
+        events.c.run_id.is_not(None),
+    )
+    queued = list(
+        c.execute(
+            select(runs.c.id)
+            .where(runs.c.id.in_(waiting), runs.c.state == RunState.QUEUED.value)
+            .order_by(runs.c.id)
+            .limit(max(1, slots))
+            .with_for_update()
+        ).scalars()
+    )
+    started = queued + [
         queries.enqueue(c, event_run(run, automation_id, event_id, now), now)
-        for event_id in fired[: max(1, slots)]
+        for event_id in fired[: max(0, max(1, slots) - len(queued))]
     ]
     for index, event_id in enumerate(fired):
         run_id = started[index % len(started)]
