@@ -16,6 +16,7 @@ import json
 import os
 import statistics
 from datetime import timedelta
+from typing import Any
 
 from cronlink.automations.service import Automations
 from cronlink.builtin_jobs import connection_jobs
@@ -34,9 +35,15 @@ from queue_bench import fresh_database
 from refresh_bench import sandbox_process
 
 JOBS = {j.name: j for j in connection_jobs(ConnectionsModel())}
-STEPS = [{"name": "classify", "call": "cronlink.examples:classify_email"}]
-BENCH_MODULES = ("queue_bench", "refresh_bench")
+STEPS = [{"name": "note", "call": "event_latency_bench:noted"}]
+BENCH_MODULES = ("queue_bench", "refresh_bench", "event_latency_bench")
 """What this script imports, which each heavy run's process would import again."""
+
+
+async def noted(event: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """The step each event runs: it only says which item it was (what is measured is the
+    time until it starts)."""
+    return {"item": event.get("id")}
 
 
 async def measure(url: str, sandbox: str, args: argparse.Namespace) -> list[float]:
