@@ -1,0 +1,224 @@
+"""Traces of runs, exported over OTLP/HTTP to a real receiver on 127.0.0.1 that decodes
+what it is sent: attempts, their outbound calls, a caller's trace continued, a heavy run's
+process in the same trace; nothing at all when tracing is not configured."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from cronlink.jobs import HttpTarget, build_job, new_run
+from cronlink.observe import tracing
+from cronlink.records.runs import Reason, RunState, Tier
+from cronlink.store import Store
+from cronlink.web.server import serving
+from tests.acceptance.handlers import app
+from tests.acceptance.worker_kit import enqueue, finished, running_worker
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+SECRET = "s3cret-tracing-7f1c2e"
+
+
+@dataclass
+class Span:
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str
+    attributes: dict[str, Any]
+    service: str
+
+
+@dataclass
+class Receiver:
+    """An OTLP/HTTP trace receiver: `POST /v1/traces`, protobuf decoded into `spans`."""
+
+    spans: list[Span] = field(default_factory=list)
+    requests: int = 0
+
+    async def accept(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        sent = ExportTraceServiceRequest.FromString(await request.read())
+        for resource in sent.resource_spans:
+            attributes = {a.key: _value(a.value) for a in resource.resource.attributes}
+            for scope in resource.scope_spans:
+                self.spans.extend(
+                    Span(
+                        name=s.name,
+                        trace_id=s.trace_id.hex(),
+                        span_id=s.span_id.hex(),
+                        parent_id=s.parent_span_id.hex(),
+                        attributes={a.key: _value(a.value) for a in s.attributes},
+                        service=str(attributes.get("service.name")),
+                    )
+                    for s in scope.spans
+                )
+        return web.Response(
+            body=ExportTraceServiceResponse().SerializeToString(),
+            content_type="application/x-protobuf",
+        )
+
+    def named(self, name: str) -> list[Span]:
+        return [s for s in self.spans if s.name == name]
+
+
+def _value(value: AnyValue) -> Any:
+    return getattr(value, value.WhichOneof("value") or "string_value")
+
+
+@pytest.fixture
+async def receiver(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Receiver, str]]:
+    received = Receiver()
+    server = web.Application()
+    server.router.add_post("/v1/traces", received.accept)
+    server.router.add_route("*", "/target", _target)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                 "OTEL_TRACES_EXPORTER", "OTEL_SERVICE_NAME"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    try:
+        yield received, f"http://127.0.0.1:{port}"
+    finally:
+        await asyncio.to_thread(tracing.stop)
+        await runner.cleanup()
+
+
+async def _target(request: web.Request) -> web.Response:
+    return web.Response(text=request.headers.get("traceparent", "none"))
+
+
+async def traced(monkeypatch: pytest.MonkeyPatch, base: str) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", base)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "cronlink-test")
+    assert tracing.start()
+
+
+async def exported() -> None:
+    """Flush what the batch holds (off the loop: the receiver is served by it)."""
+    await asyncio.to_thread(tracing.stop)
+
+
+async def test_a_light_and_a_heavy_run_each_have_an_attempt_span(
+    sqlite_store: Store, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received, base = receiver
+    await traced(monkeypatch, base)
+    light = await enqueue(sqlite_store, "ok")
+    heavy = await enqueue(sqlite_store, "heavy-ok")
+    async with (
+        running_worker(sqlite_store, Tier.LIGHT),
+        running_worker(sqlite_store, Tier.HEAVY),
+    ):
+        assert (await finished(sqlite_store, light)).state is RunState.SUCCEEDED
+        assert (await finished(sqlite_store, heavy)).state is RunState.SUCCEEDED
+    await exported()
+    attempts = {s.attributes["cronlink.run_id"]: s for s in received.named("cronlink.attempt")}
+    assert attempts[light].attributes == {
+        "cronlink.job": "ok", "cronlink.run_id": light, "cronlink.tier": "light",
+        "cronlink.reason": "api", "cronlink.attempt": 1, "cronlink.outcome": "succeeded",
+    }  # fmt: skip
+    assert attempts[heavy].attributes["cronlink.tier"] == "heavy"
+    assert attempts[heavy].service == "cronlink-test"
+    # The heavy run's process exported its own span, under the worker's attempt span.
+    [handler] = received.named("cronlink.handler")
+    assert handler.trace_id == attempts[heavy].trace_id
+    assert handler.parent_id == attempts[heavy].span_id
+    assert handler.service == "cronlink-test"
+    # The run's completion is a span of the attempt too.
+    completions = [s for s in received.named("cronlink.complete") if s.trace_id == handler.trace_id]
+    assert [c.parent_id for c in completions] == [attempts[heavy].span_id]
+
+
+async def test_an_http_target_gets_the_traceparent_of_its_client_span(
+    sqlite_store: Store, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received, base = receiver
+    await traced(monkeypatch, base)
+    job = build_job(name="call", schedules=[], target=HttpTarget(url=f"{base}/target?t={SECRET}"))
+    run_id = await sqlite_store.enqueue(
+        new_run(job, Reason.SCHEDULE, scheduled_for=datetime(2025, 1, 1, tzinfo=UTC)),
+        datetime.now(UTC),
+    )
+    async with running_worker(sqlite_store, Tier.LIGHT, {job.name: job}):
+        run = await finished(sqlite_store, run_id)
+    await exported()
+    assert run.result is not None
+    sent = run.result.removeprefix("200 ")  # the target answers with the header it got
+    [attempt] = received.named("cronlink.attempt")
+    assert attempt.attributes["cronlink.scheduled_for"] == "2025-01-01T00:00:00+00:00"
+    [client] = [s for s in received.spans if s.name == "POST 127.0.0.1"]
+    assert client.parent_id == attempt.span_id
+    assert sent.startswith(f"00-{attempt.trace_id}-{client.span_id}-")
+    assert client.attributes["http.response.status_code"] == 200
+    assert SECRET not in repr(received.spans)  # no URL path or query in a span
+
+
+async def test_a_caller_s_traceparent_continues_into_the_run(
+    sqlite_store: Store, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received, base = receiver
+    monkeypatch.setenv("CRON_SECRET", SECRET)
+    async with (
+        serving(sqlite_store, app, "127.0.0.1", 0) as url,
+        aiohttp.ClientSession() as http,
+    ):
+        for parent in (f"00-{CALLER_TRACE}-{CALLER_SPAN}-01", "00-nonsense"):
+            headers = {"Authorization": f"Bearer {SECRET}", "traceparent": parent}
+            async with http.post(f"{url}/cron/ok", headers=headers) as answer:
+                assert answer.status == 202
+    await traced(monkeypatch, base)
+    async with running_worker(sqlite_store, Tier.LIGHT):
+        await finished(sqlite_store, 1)
+        await finished(sqlite_store, 2)
+    await exported()
+    attempts = {s.attributes["cronlink.run_id"]: s for s in received.named("cronlink.attempt")}
+    assert (attempts[1].trace_id, attempts[1].parent_id) == (CALLER_TRACE, CALLER_SPAN)
+    # A malformed header is ignored: the run's trace starts with it.
+    assert attempts[2].trace_id != CALLER_TRACE
+    assert attempts[2].parent_id == ""
+
+
+async def test_nothing_is_exported_when_tracing_is_not_configured(
+    sqlite_store: Store, receiver: tuple[Receiver, str]
+) -> None:
+    received, _ = receiver
+    assert not tracing.start()
+    run_id = await enqueue(sqlite_store, "ok")
+    async with running_worker(sqlite_store, Tier.LIGHT):
+        assert (await finished(sqlite_store, run_id)).state is RunState.SUCCEEDED
+    await exported()
+    assert received.requests == 0
+    assert tracing.traceparent() is None
+
+
+@pytest.mark.parametrize(
+    ("header", "kept"),
+    [
+        (f"00-{CALLER_TRACE}-{CALLER_SPAN}-01", True),
+        (f" 00-{CALLER_TRACE}-{CALLER_SPAN}-00 ", True),
+        (f"00-{'0' * 32}-{CALLER_SPAN}-01", False),
+        (f"00-{CALLER_TRACE}-{'0' * 16}-01", False),
+        (f"00-{CALLER_TRACE.upper()}-{CALLER_SPAN}-01", False),
+        (f"01-{CALLER_TRACE}-{CALLER_SPAN}-01-extra", False),
+        (None, False),
+    ],
+)
+def test_only_a_well_formed_traceparent_is_kept(header: str | None, kept: bool) -> None:
+    assert (tracing.accepted(header) is not None) is kept
