@@ -9,8 +9,10 @@ are installed (`pip install -e '.[bench]'`), and their ratios to cronlink are re
 Runs are queued before the clock starts; the clock runs from the moment every worker
 process is connected and idle until the database shows no queued or running run.
 Prints JSON with medians over rounds (a fresh SQLite file or PostgreSQL schema each round).
+With `--traced`, the workers trace (`pip install -e '.[otel]'`) and export over OTLP/HTTP
+to a receiver this script serves on 127.0.0.1, which decodes and counts the spans.
 Run: .venv/bin/python bench/queue_bench.py [--runs N] [--rounds R] [--workers 1,2,4]
-     [--postgres URL]
+     [--postgres URL] [--traced]
 """
 
 from __future__ import annotations
@@ -19,18 +21,21 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import psycopg
+from aiohttp import web
 from sqlalchemy import exists, select
 
 from cronlink.app import App
@@ -41,6 +46,7 @@ from cronlink.engine.tiers import LightTier
 from cronlink.engine.worker import Worker
 from cronlink.http_client import new_session
 from cronlink.jobs import new_run
+from cronlink.observe import tracing
 from cronlink.records.runs import Reason, RunState, Tier
 from cronlink.store import RunFilter, Store, store_for
 from cronlink.store.schema import runs
@@ -64,6 +70,7 @@ def work(url: str, mode: str, metered: bool, ready: Event, go: Event, stop: Even
 
 
 async def _work(url: str, mode: str, metered: bool, ready: Event, go: Event, stop: Event) -> None:
+    tracing.start()  # as a role starts: on when the bench set OTEL_EXPORTER_OTLP_ENDPOINT
     store = store_for(url)
     await store.open(migrate=False)
     session = new_session(LOOPBACK)
@@ -81,6 +88,7 @@ async def _work(url: str, mode: str, metered: bool, ready: Event, go: Event, sto
     await task
     await session.close()
     await store.close()
+    await asyncio.to_thread(tracing.stop)
 
 
 _BUSY = select(exists().where(runs.c.state.in_([RunState.QUEUED.value, RunState.RUNNING.value])))
@@ -124,7 +132,8 @@ async def cronlink_rate(
     finally:
         stop.set()
         for process in processes:
-            process.join(30)
+            # Off the loop: it serves the OTLP receiver, which a worker's last export needs.
+            await asyncio.to_thread(process.join, 30)
             if process.is_alive():
                 process.kill()
     done = await store.list_runs(RunFilter(state=RunState.SUCCEEDED, limit=runs + 1))
@@ -155,6 +164,7 @@ async def main() -> None:
         "--modes", default=",".join(MODES), help="which cronlink modes (rivals run with --postgres)"
     )
     parser.add_argument("--rivals", default="pgqueuer,procrastinate", help="'' for none")
+    parser.add_argument("--traced", action="store_true", help="workers export traces (OTLP)")
     args = parser.parse_args()
     modes = args.modes.split(",")
     unknown = set(modes) - MODES.keys()
@@ -168,7 +178,10 @@ async def main() -> None:
         "runs": args.runs,
         "rounds": args.rounds,
         "goal_runs_per_s": {"4_workers": 2_500, "batched": 10_000},
+        "traced": args.traced,
+        "load_before": round(os.getloadavg()[0], 2),
     }
+    receiver = await _receiver() if args.traced else None
     contenders: dict[str, Rate] = {mode: partial(cronlink_rate, mode=mode) for mode in modes}
     if args.postgres:
         wanted = set(filter(None, args.rivals.split(",")))
@@ -190,7 +203,42 @@ async def main() -> None:
                 assert isinstance(ours, int)
                 assert isinstance(theirs, int)
                 result[f"ratio_{mode}_to_{rival}_{workers}_workers"] = round(ours / theirs, 2)
+    if receiver is not None:
+        result["spans_received"] = receiver.spans
+        await receiver.runner.cleanup()
+    result["load_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, indent=2))
+
+
+@dataclass
+class Receiver:
+    """An OTLP/HTTP trace receiver on 127.0.0.1 that decodes what it is sent."""
+
+    runner: web.AppRunner
+    spans: int = 0
+
+    async def accept(self, request: web.Request) -> web.Response:
+        # Imported here: the otel extra is needed with --traced only.
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        sent = ExportTraceServiceRequest.FromString(await request.read())
+        self.spans += sum(len(s.spans) for r in sent.resource_spans for s in r.scope_spans)
+        return web.Response(content_type="application/x-protobuf")
+
+
+async def _receiver() -> Receiver:
+    """Serve a receiver and point the workers (started after this) at it."""
+    server = web.Application()
+    receiver = Receiver(web.AppRunner(server))
+    server.router.add_post("/v1/traces", receiver.accept)
+    await receiver.runner.setup()
+    site = web.TCPSite(receiver.runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    return receiver
 
 
 @contextmanager

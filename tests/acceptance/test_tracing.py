@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -21,11 +21,16 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from cronlink.jobs import HttpTarget, build_job, new_run
 from cronlink.observe import tracing
+from cronlink.records.automations import EventState
 from cronlink.records.runs import Reason, RunState, Tier
 from cronlink.store import Store
 from cronlink.web.server import serving
+from tests.acceptance.automation_kit import BUILTIN, AutoKit, auto, heavy_worker
 from tests.acceptance.handlers import app
-from tests.acceptance.worker_kit import enqueue, finished, running_worker
+from tests.acceptance.sandbox_kit import kit
+from tests.acceptance.worker_kit import enqueue, finished, running_worker, wait_until
+
+__all__ = ["auto", "kit"]
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -222,3 +227,43 @@ async def test_nothing_is_exported_when_tracing_is_not_configured(
 )
 def test_only_a_well_formed_traceparent_is_kept(header: str | None, kept: bool) -> None:
     assert (tracing.accepted(header) is not None) is kept
+
+
+async def test_a_poll_an_automation_s_step_and_a_token_refresh_have_spans(
+    auto: AutoKit, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received, base = receiver
+    await traced(monkeypatch, base)
+    cid = await auto.kit.connect()
+    added = await auto.automations.add(
+        name="inbox", connection_id=cid, trigger="new_item", start="beginning",
+        steps=[{"name": "notify", "http": {"url": "/api/hooks/summaries", "json": {"x": 1}}}],
+    )  # fmt: skip
+    await auto.feed(items=[{"subject": "hello"}])
+    await auto.poll(timedelta(0))
+    async with heavy_worker(auto):
+        await wait_until(lambda: _done(auto, added.id), within=30)
+    store, refresh = auto.automations.store, BUILTIN["refresh-connection"]
+    payload = {"connection_id": cid, "force": True}
+    run_id = await store.enqueue(new_run(refresh, Reason.API, payload=payload), datetime.now(UTC))
+    async with running_worker(store, refresh.tier, BUILTIN, connections=auto.kit.connections):
+        assert (await finished(store, run_id)).state is RunState.SUCCEEDED
+    await exported()
+    [poll] = received.named("cronlink.poll")
+    assert poll.attributes == {"cronlink.automation": "inbox", "cronlink.provider": "sandbox"}
+    [step] = received.named("cronlink.step")
+    assert step.attributes["cronlink.step_kind"] == "http"
+    [attempt] = [s for s in received.named("cronlink.attempt") if s.trace_id == step.trace_id]
+    assert attempt.attributes["cronlink.job"] == "process-automation"
+    [sent] = [s for s in received.named("cronlink.provider_request") if s.parent_id == step.span_id]
+    assert sent.attributes["http.response.status_code"] == 200
+    assert [s.name for s in received.spans if s.parent_id == sent.span_id] == ["POST 127.0.0.1"]
+    [refreshed] = received.named("cronlink.token_refresh")
+    assert refreshed.attributes == {"cronlink.connection_id": cid}
+    [parent] = [s for s in received.spans if s.span_id == refreshed.parent_id]
+    assert parent.attributes["cronlink.run_id"] == run_id
+
+
+async def _done(auto: AutoKit, automation_id: int) -> bool:
+    events = await auto.automations.events(automation_id)
+    return bool(events) and all(e.state is EventState.DONE for e in events)

@@ -179,6 +179,12 @@ def attempt(run: Run) -> contextlib.AbstractContextManager[Span | None]:
     return _opened(_tracer, "cronlink.attempt", attributes, run.traceparent)
 
 
+def note(opened: Span | None, attributes: Mapping[str, str | int | float]) -> None:
+    """Add what became known inside a span (None: not traced)."""
+    if opened is not None:
+        opened.set_attributes(attributes)
+
+
 def ended(opened: Span | None, state: RunState, error: RunError | None) -> None:
     """Mark an attempt's span with how it ended."""
     if opened is None:
