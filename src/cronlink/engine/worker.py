@@ -233,7 +233,7 @@ class Worker:
                 outcome = await self._timed_attempt(run)
                 tracing.ended(span, outcome.state, outcome.error)
                 self._completing.add(run.id)
-                with tracing.span("cronlink.complete", {"cronlink.run_id": run.id}):
+                with tracing.span("cronlink.complete"):
                     claimed = await self.committer.finish(run, outcome)
             _tell(run, outcome)
             if self.metered:
