@@ -19,15 +19,18 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from cronlink.ai import ChatModel, Models
+from cronlink.config import Settings
 from cronlink.jobs import HttpTarget, build_job, new_run
 from cronlink.observe import tracing
 from cronlink.records.automations import EventState
 from cronlink.records.runs import Reason, RunState, Tier
+from cronlink.runtime import run_roles
 from cronlink.store import Store
 from cronlink.web.server import serving
 from tests.acceptance.automation_kit import BUILTIN, AutoKit, auto, heavy_worker
 from tests.acceptance.handlers import app
-from tests.acceptance.sandbox_kit import kit
+from tests.acceptance.sandbox_kit import Kit, kit
 from tests.acceptance.worker_kit import enqueue, finished, running_worker, wait_until
 
 __all__ = ["auto", "kit"]
@@ -198,6 +201,53 @@ async def test_a_caller_s_traceparent_continues_into_the_run(
     # A malformed header is ignored: the run's trace starts with it.
     assert attempts[2].trace_id != CALLER_TRACE
     assert attempts[2].parent_id == ""
+
+
+async def test_a_role_traces_from_its_start_and_exports_all_as_it_stops(
+    sqlite_store: Store, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received, base = receiver
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", base)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # only the stop exports
+    parent = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+    run_id = await sqlite_store.enqueue(
+        new_run(app.get("ok"), Reason.API, traceparent=parent), datetime.now(UTC)
+    )
+    stop = asyncio.Event()
+    settings = Settings(database_url=sqlite_store.url)
+    role = asyncio.create_task(run_roles(settings, app, scheduler=False, tiers=(Tier.LIGHT,),
+                                         stop=stop))  # fmt: skip
+    await finished(sqlite_store, run_id)
+    assert received.requests == 0
+    stop.set()
+    await role
+    assert not tracing.enabled()
+    [attempt] = received.named("cronlink.attempt")
+    assert (attempt.trace_id, attempt.parent_id) == (CALLER_TRACE, CALLER_SPAN)
+    assert attempt.service == "cronlink"
+
+
+async def test_a_chat_model_call_is_a_span_with_its_tokens(
+    kit: Kit, sqlite_store: Store, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received, base = receiver
+    await traced(monkeypatch, base)
+    monkeypatch.setenv("SANDBOX_MODEL_KEY", "sandbox-model-key")
+    fast = ChatModel(
+        name="fast", base_url=f"{kit.sandbox.url}/v1", model="sandbox-model",
+        api_key="${SANDBOX_MODEL_KEY}",
+    )  # fmt: skip
+    async with running_worker(sqlite_store, Tier.LIGHT, ai=Models({"fast": fast})):
+        run_id = await enqueue(sqlite_store, "ask-model", "I love this product")
+        assert (await finished(sqlite_store, run_id)).state is RunState.SUCCEEDED
+    await exported()
+    [attempt] = received.named("cronlink.attempt")
+    [chat] = received.named("cronlink.chat")
+    assert chat.parent_id == attempt.span_id
+    assert chat.attributes["gen_ai.request.model"] == "sandbox-model"
+    assert chat.attributes["gen_ai.usage.input_tokens"] > 0
+    [request] = [s for s in received.spans if s.parent_id == chat.span_id]
+    assert request.attributes["http.request.method"] == "POST"
 
 
 async def test_nothing_is_exported_when_tracing_is_not_configured(
