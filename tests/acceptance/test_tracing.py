@@ -5,6 +5,9 @@ process in the same trace; nothing at all when tracing is not configured."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -261,6 +264,21 @@ async def test_nothing_is_exported_when_tracing_is_not_configured(
     await exported()
     assert received.requests == 0
     assert tracing.traceparent() is None
+
+
+def test_off_a_process_does_not_import_opentelemetry() -> None:
+    """What a worker and a heavy run's process load, with tracing asked for nowhere."""
+    script = (
+        "import sys, cronlink.cli, cronlink.engine.worker, cronlink.engine.child\n"
+        "from cronlink.observe import tracing\n"
+        "from cronlink.http_client import new_session\n"
+        "assert not tracing.start()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    ran = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=60, check=True)  # fmt: skip
+    assert ran.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(

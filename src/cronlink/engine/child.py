@@ -106,9 +106,10 @@ def main(run: ChildRun, pipe: Connection) -> None:
         except BaseException as error:
             failed = type(error).__name__, str(error), traceback.format_exc()
             report = ("error", *failed, _peak_rss(), _spent(spent))
-        # Exported before the worker hears the end: it stops the process soon after.
-        tracing.stop()
         pipe.send(report)
+    # After the report, in the time the worker gives the process to exit (EXIT_GRACE): a
+    # collector slow or down loses these spans but never delays or fails the run.
+    tracing.stop()
 
 
 def _handled(run: ChildRun, ctx: RunContext) -> Any:

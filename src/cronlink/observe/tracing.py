@@ -39,7 +39,6 @@ TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-
 PRELOAD = (
     "opentelemetry.sdk.trace",
     "opentelemetry.exporter.otlp.proto.http.trace_exporter",
-    "aiohttp",
 )
 """What a heavy run's process imports to trace: loaded once by the fork server."""
 
