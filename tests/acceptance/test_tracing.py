@@ -51,6 +51,7 @@ class Span:
     parent_id: str
     attributes: dict[str, Any]
     service: str
+    failed: bool
 
 
 @dataclass
@@ -59,10 +60,13 @@ class Receiver:
 
     spans: list[Span] = field(default_factory=list)
     requests: int = 0
+    sent: str = ""
+    """Everything received, as text: what no span may hold is looked for here."""
 
     async def accept(self, request: web.Request) -> web.Response:
         self.requests += 1
         sent = ExportTraceServiceRequest.FromString(await request.read())
+        self.sent += str(sent)
         for resource in sent.resource_spans:
             attributes = {a.key: _value(a.value) for a in resource.resource.attributes}
             for scope in resource.scope_spans:
@@ -73,6 +77,7 @@ class Receiver:
                         span_id=s.span_id.hex(),
                         parent_id=s.parent_span_id.hex(),
                         attributes={a.key: _value(a.value) for a in s.attributes},
+                        failed=s.status.code == s.status.STATUS_CODE_ERROR,
                         service=str(attributes.get("service.name")),
                     )
                     for s in scope.spans
@@ -155,6 +160,31 @@ async def test_a_light_and_a_heavy_run_each_have_an_attempt_span(
     # The run's completion is a span of the attempt too.
     completions = [s for s in received.named("cronlink.complete") if s.trace_id == handler.trace_id]
     assert [c.parent_id for c in completions] == [attempts[heavy].span_id]
+
+
+async def test_a_failed_attempt_s_span_names_the_error_but_not_its_message(
+    sqlite_store: Store, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received, base = receiver
+    await traced(monkeypatch, base)
+    light = await enqueue(sqlite_store, "boom")
+    heavy = await enqueue(sqlite_store, "heavy-boom")
+    async with (
+        running_worker(sqlite_store, Tier.LIGHT),
+        running_worker(sqlite_store, Tier.HEAVY),
+    ):
+        assert (await finished(sqlite_store, light)).state is RunState.DEAD
+        assert (await finished(sqlite_store, heavy)).state is RunState.FAILED
+    await exported()
+    outcomes = [
+        (s.attributes["cronlink.attempt"], s.attributes["cronlink.outcome"], s.failed)
+        for s in received.named("cronlink.attempt") if s.attributes["cronlink.run_id"] == light
+    ]  # fmt: skip
+    assert sorted(outcomes) == [(1, "queued", True), (2, "queued", True), (3, "dead", True)]
+    [handler] = received.named("cronlink.handler")
+    assert (handler.attributes["error.type"], handler.failed) == ("RuntimeError", True)
+    assert "boom on attempt" not in received.sent
+    assert "child failed" not in received.sent
 
 
 async def test_an_http_target_gets_the_traceparent_of_its_client_span(

@@ -158,8 +158,16 @@ def _opened(
         from opentelemetry import propagate
 
         context = propagate.extract({"traceparent": parent})
-    with tracer.start_as_current_span(name, context=context, attributes=attributes) as opened:
-        yield opened
+    # An exception's message and traceback are not recorded: they may quote a secret.
+    with tracer.start_as_current_span(
+        name, context=context, attributes=attributes,
+        record_exception=False, set_status_on_exception=False,
+    ) as opened:  # fmt: skip
+        try:
+            yield opened
+        except Exception as error:
+            _failed(opened, type(error).__name__)
+            raise
 
 
 def attempt(run: Run) -> contextlib.AbstractContextManager[Span | None]:
@@ -188,12 +196,16 @@ def ended(opened: Span | None, state: RunState, error: RunError | None) -> None:
     """Mark an attempt's span with how it ended."""
     if opened is None:
         return
-    from opentelemetry.trace import Status, StatusCode
-
     opened.set_attribute("cronlink.outcome", state.value)
     if error is not None:
-        opened.set_attribute("error.type", error.type)
-        opened.set_status(Status(StatusCode.ERROR, error.reason or error.type))
+        _failed(opened, error.type)
+
+
+def _failed(opened: Span, type_name: str) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    opened.set_attribute("error.type", type_name)
+    opened.set_status(Status(StatusCode.ERROR))
 
 
 def request_spans() -> aiohttp.TraceConfig:
