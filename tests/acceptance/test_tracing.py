@@ -27,7 +27,7 @@ from cronlink.config import Settings
 from cronlink.jobs import HttpTarget, build_job, new_run
 from cronlink.observe import tracing
 from cronlink.records.automations import EventState
-from cronlink.records.runs import Reason, RunState, Tier
+from cronlink.records.runs import Reason, Run, RunState, Tier
 from cronlink.runtime import run_roles
 from cronlink.store import Store
 from cronlink.web.server import serving
@@ -131,20 +131,26 @@ async def exported() -> None:
     await asyncio.to_thread(tracing.stop)
 
 
+async def light_and_heavy(
+    store: Store, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch, *jobs: str
+) -> tuple[Receiver, Run, Run]:
+    """A traced run of each job (light, heavy) on a worker of its tier, once both have
+    finished and their spans were exported."""
+    received, base = receiver
+    await traced(monkeypatch, base)
+    light, heavy = [await enqueue(store, job) for job in jobs]
+    async with running_worker(store, Tier.LIGHT), running_worker(store, Tier.HEAVY):
+        runs = await finished(store, light), await finished(store, heavy)
+    await exported()
+    return received, *runs
+
+
 async def test_a_light_and_a_heavy_run_each_have_an_attempt_span(
     sqlite_store: Store, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    received, base = receiver
-    await traced(monkeypatch, base)
-    light = await enqueue(sqlite_store, "ok")
-    heavy = await enqueue(sqlite_store, "heavy-ok")
-    async with (
-        running_worker(sqlite_store, Tier.LIGHT),
-        running_worker(sqlite_store, Tier.HEAVY),
-    ):
-        assert (await finished(sqlite_store, light)).state is RunState.SUCCEEDED
-        assert (await finished(sqlite_store, heavy)).state is RunState.SUCCEEDED
-    await exported()
+    received, *runs = await light_and_heavy(sqlite_store, receiver, monkeypatch, "ok", "heavy-ok")
+    assert [run.state for run in runs] == [RunState.SUCCEEDED] * 2
+    light, heavy = (run.id for run in runs)
     attempts = {s.attributes["cronlink.run_id"]: s for s in received.named("cronlink.attempt")}
     assert attempts[light].attributes == {
         "cronlink.job": "ok", "cronlink.run_id": light, "cronlink.tier": "light",
@@ -165,17 +171,11 @@ async def test_a_light_and_a_heavy_run_each_have_an_attempt_span(
 async def test_a_failed_attempt_s_span_names_the_error_but_not_its_message(
     sqlite_store: Store, receiver: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    received, base = receiver
-    await traced(monkeypatch, base)
-    light = await enqueue(sqlite_store, "boom")
-    heavy = await enqueue(sqlite_store, "heavy-boom")
-    async with (
-        running_worker(sqlite_store, Tier.LIGHT),
-        running_worker(sqlite_store, Tier.HEAVY),
-    ):
-        assert (await finished(sqlite_store, light)).state is RunState.DEAD
-        assert (await finished(sqlite_store, heavy)).state is RunState.FAILED
-    await exported()
+    received, *runs = await light_and_heavy(
+        sqlite_store, receiver, monkeypatch, "boom", "heavy-boom"
+    )  # fmt: skip
+    assert [run.state for run in runs] == [RunState.DEAD, RunState.FAILED]
+    light = runs[0].id
     outcomes = [
         (s.attributes["cronlink.attempt"], s.attributes["cronlink.outcome"], s.failed)
         for s in received.named("cronlink.attempt") if s.attributes["cronlink.run_id"] == light
