@@ -15,8 +15,10 @@ under 1% of it (each round reports both).
 Prints JSON with medians over rounds (a fresh SQLite file or PostgreSQL schema each round),
 the machine, the command, and each engine's durability settings as cronlink's connections
 see them.
+With `--traced`, the workers trace (`pip install -e '.[otel]'`) and export over OTLP/HTTP
+to a receiver this script serves on 127.0.0.1, which decodes and counts the spans.
 Run: .venv/bin/python bench/queue_bench.py [--runs N] [--seconds S] [--rounds R]
-     [--workers 1,2,4] [--loop uvloop|asyncio] [--postgres URL]
+     [--workers 1,2,4] [--loop uvloop|asyncio] [--postgres URL] [--traced]
 """
 
 from __future__ import annotations
@@ -26,17 +28,20 @@ import asyncio
 import json
 import math
 import multiprocessing
+import os
 import statistics
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from aiohttp import web
 from sqlalchemy import exists, select
 
 from cronlink.app import App
@@ -46,6 +51,7 @@ from cronlink.engine.tiers import LightTier
 from cronlink.engine.worker import Worker
 from cronlink.http_client import new_session
 from cronlink.jobs import new_run
+from cronlink.observe import tracing
 from cronlink.records.runs import Reason, RunState, Tier
 from cronlink.store import RunFilter, Store, store_for
 from cronlink.store.schema import runs
@@ -71,6 +77,7 @@ def work(url: str, mode: str, metered: bool, loop: str, signals: Signals) -> Non
 
 
 async def _work(url: str, mode: str, metered: bool, signals: Signals) -> None:
+    tracing.start()  # as a role starts: on when the bench set OTEL_EXPORTER_OTLP_ENDPOINT
     store = store_for(url)
     await store.open(migrate=False)
     session = new_session(LOOPBACK)
@@ -87,6 +94,7 @@ async def _work(url: str, mode: str, metered: bool, signals: Signals) -> None:
         await task
     await session.close()
     await store.close()
+    await asyncio.to_thread(tracing.stop)
 
 
 _BUSY = select(exists().where(runs.c.state.in_([RunState.QUEUED.value, RunState.RUNNING.value])))
@@ -172,6 +180,7 @@ async def main() -> None:
         "--modes", default=",".join(MODES), help="which cronlink modes (rivals run with --postgres)"
     )
     parser.add_argument("--rivals", default="pgqueuer,procrastinate", help="'' for none")
+    parser.add_argument("--traced", action="store_true", help="workers export traces (OTLP)")
     args = parser.parse_args()
     modes = args.modes.split(",")
     unknown = set(modes) - MODES.keys()
@@ -191,8 +200,10 @@ async def main() -> None:
             "seconds_per_round": args.seconds,
             "rounds": args.rounds,
             "goal_runs_per_s": {"4_workers": 2_500, "batched": 10_000},
+            "traced": args.traced,
         }
     )
+    receiver = await _receiver() if args.traced else None
     with fresh_database(args.postgres) as url:
         result["durability"] = await durability(url)
     table: dict[str, dict[str, Any]] = {}
@@ -200,7 +211,41 @@ async def main() -> None:
         for workers in counts:
             table.setdefault(name, {})[str(workers)] = await _measure(rate, workers, args)
     result["contenders"] = table
+    if receiver is not None:
+        result["spans_received"] = receiver.spans
+        await receiver.runner.cleanup()
     print(json.dumps(result, indent=2))
+
+
+@dataclass
+class Receiver:
+    """An OTLP/HTTP trace receiver on 127.0.0.1 that decodes what it is sent."""
+
+    runner: web.AppRunner
+    spans: int = 0
+
+    async def accept(self, request: web.Request) -> web.Response:
+        # Imported here: the otel extra is needed with --traced only.
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        sent = ExportTraceServiceRequest.FromString(await request.read())
+        self.spans += sum(len(s.spans) for r in sent.resource_spans for s in r.scope_spans)
+        return web.Response(content_type="application/x-protobuf")
+
+
+async def _receiver() -> Receiver:
+    """Serve a receiver and point the workers (started after this) at it."""
+    server = web.Application()
+    receiver = Receiver(web.AppRunner(server))
+    server.router.add_post("/v1/traces", receiver.accept)
+    await receiver.runner.setup()
+    site = web.TCPSite(receiver.runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    return receiver
 
 
 async def _measure(rate: Rate, workers: int, args: argparse.Namespace) -> dict[str, Any]:

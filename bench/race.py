@@ -158,7 +158,8 @@ async def race(
         go.open()
         stop.open()
         for stopping in processes:
-            stopping.join(JOIN_S)
+            # Off the loop: it may serve what a worker's last act needs (an OTLP receiver).
+            await asyncio.to_thread(stopping.join, JOIN_S)
             if stopping.is_alive():
                 stopping.kill()
                 stopping.join()

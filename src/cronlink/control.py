@@ -107,13 +107,15 @@ async def request_run(
     audit: Callable[[int, bool], AuditEntry],
     *,
     payload: Any = None,
+    traceparent: str | None = None,
 ) -> Queued:
     """Queue a run of `name` for an API caller, with its audit line (`audit(run_id,
-    deduplicated)`) in the same transaction; a `key` seen before gives its run back."""
+    deduplicated)`) in the same transaction; a `key` seen before gives its run back.
+    `traceparent`: the caller's trace, which the run's attempts continue."""
     job = app.get(name)
     dedupe = None if key is None else f"api:{name}:{key}"
     run = new_run(job, Reason.API, scheduled_for=scheduled_for, dedupe_key=dedupe,
-                  payload=payload)  # fmt: skip
+                  payload=payload, traceparent=traceparent)  # fmt: skip
     run_id, deduplicated = await store.audit.enqueue(run, now, audit)
     return Queued(run_id=run_id, deduplicated=deduplicated, light=job.tier is Tier.LIGHT)
 

@@ -22,7 +22,7 @@ from aiohttp.resolver import ThreadedResolver
 
 from cronlink.egress import EgressPolicy, host_refusal, ip_literal
 from cronlink.errors import AddressRefusedError
-from cronlink.observe import spend
+from cronlink.observe import spend, tracing
 
 if TYPE_CHECKING:
     from aiohttp.client_reqrep import ClientRequest
@@ -44,7 +44,10 @@ def new_session(
         connector=GuardedConnector(egress, resolver),
         auto_decompress=True,
         trust_env=False,  # no proxy from the environment: it would connect for us, unchecked
-        trace_configs=[spend.request_counter()],
+        trace_configs=[
+            spend.request_counter(),
+            *([tracing.request_spans()] if tracing.enabled() else []),
+        ],
     )
 
 

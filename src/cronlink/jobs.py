@@ -106,6 +106,7 @@ def new_run(
     scheduled_for: datetime | None = None,
     not_before: datetime | None = None,
     dedupe_key: str | None = None,
+    traceparent: str | None = None,
 ) -> NewRun:
     """The run request for one execution of `job`, carrying its tier and policies."""
     return NewRun(
@@ -118,6 +119,7 @@ def new_run(
         max_attempts=job.retry.max_attempts,
         overlap=job.overlap,
         dedupe_key=dedupe_key,
+        traceparent=traceparent,
     )
 
 

@@ -17,6 +17,7 @@ from cronlink.engine.tiers import HeavyTier, LightTier
 from cronlink.engine.worker import Worker
 from cronlink.errors import StoreError
 from cronlink.http_client import new_session
+from cronlink.observe import tracing
 from cronlink.plurals import counted
 from cronlink.records.runs import Tier
 from cronlink.store import Store, store_for
@@ -86,6 +87,7 @@ async def run_roles(
     stop = stop or _stop_on_signals()
     await _migrate_elsewhere(settings)
     async with AsyncExitStack() as stack:
+        _trace(stack)
         store = await open_store(settings)
         stack.push_async_callback(store.close)
         session = new_session(settings.egress)
@@ -172,6 +174,7 @@ async def serve_http(
     stop = stop or _stop_on_signals()
     await _migrate_elsewhere(settings)
     async with AsyncExitStack() as stack:
+        _trace(stack)
         store = await open_store(settings)
         stack.push_async_callback(store.close)
         connections = automations = None
@@ -204,6 +207,13 @@ async def serve_http(
             "calling POST /cron/tick)"
         )
         await stop.wait()
+
+
+def _trace(stack: AsyncExitStack) -> None:
+    """Trace this process's runs and calls when `OTEL_*` asks for it, until the roles end;
+    what is left is exported then, last (after the sessions whose spans it holds)."""
+    if tracing.start():
+        stack.push_async_callback(asyncio.to_thread, tracing.stop)
 
 
 async def _domains(

@@ -175,7 +175,8 @@ async def test_health_and_readiness(served: Served) -> None:
     await served.store.heartbeats.beat("scheduler", stale)
     async with served.http.get(served.url + "/readyz") as answer:
         assert answer.status == 503
-        assert (await answer.json())["scheduler"] == f"last seen {stale.isoformat(timespec='seconds')}"
+        seen = stale.isoformat(timespec="seconds")
+        assert (await answer.json())["scheduler"] == f"last seen {seen}"
 
 
 async def test_a_running_scheduler_keeps_readiness_fresh(sqlite_store: Store) -> None:

@@ -157,6 +157,8 @@ LAYERS = [
 UPWARD = {
     ("cronlink.http_client", "cronlink.observe.spend"):
         "every request is counted against the attempt that makes it",
+    ("cronlink.http_client", "cronlink.observe.tracing"):
+        "every request is a span of the attempt that makes it, when traced",
     ("cronlink.runtime", "cronlink.web.server"): "the serve role starts the HTTP service",
     ("cronlink.runtime", "cronlink.web.secrets"): "the serve role reads the cron secrets",
 }  # fmt: skip

@@ -14,6 +14,7 @@ from cronlink.ai.records import ChatModel
 from cronlink.envtext import VARIABLE
 from cronlink.errors import ConfigError, ModelError
 from cronlink.http_client import new_session
+from cronlink.observe import tracing
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -95,8 +96,16 @@ class Models:
                 await self.ledger.admit(model)
             if model.rpm is not None or model.tpm is not None:
                 pace = functools.partial(self._pace, self.ledger, model)
+        described = {"gen_ai.request.model": model.model, "cronlink.model": name}
         try:
-            answer = await complete(session, model, messages, env=self._env, pace=pace, **options)
+            with tracing.span("cronlink.chat", described) as span:
+                answer = await complete(
+                    session, model, messages, env=self._env, pace=pace, **options
+                )  # fmt: skip
+                tracing.note(span, {
+                    "gen_ai.usage.input_tokens": answer.usage.input_tokens,
+                    "gen_ai.usage.output_tokens": answer.usage.output_tokens,
+                })  # fmt: skip
         except ModelError as error:
             if self.ledger is not None and error.requests:
                 await self.ledger.record(name, caller, Spent(

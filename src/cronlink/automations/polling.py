@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from cronlink.automations import slots
 from cronlink.automations.poller import Polled, Target, poll
 from cronlink.errors import AccountPausedError, CronlinkError, PollError, TokenUnavailableError
-from cronlink.observe import metrics
+from cronlink.observe import metrics, tracing
 from cronlink.records.automations import PollRecord
 
 if TYPE_CHECKING:
@@ -178,7 +178,9 @@ class Poller:
         target = Target(
             base_url=provider.url("base_url"), account=account, params=automation.params
         )
-        polled = await poll(self.session, trigger, target, automation.cursor)
+        described = {"cronlink.automation": automation.name, "cronlink.provider": provider_name}
+        with tracing.span("cronlink.poll", described):
+            polled = await poll(self.session, trigger, target, automation.cursor)
         if polled.cursor.primed or polled.cursor.resume is not None:
             return polled
         # Priming (an automation that starts from "now") lasts until a poll reads to the end.

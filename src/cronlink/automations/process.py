@@ -15,9 +15,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from cronlink.automations import ai_step, http_step, report_step, sync
-from cronlink.automations.steps import StepContext, StepModel, parse_steps
+from cronlink.automations.steps import KINDS, StepContext, StepModel, parse_steps
 from cronlink.errors import StepError
 from cronlink.loading import resolve
+from cronlink.observe import tracing
 from cronlink.records.automations import EventState
 
 if TYPE_CHECKING:
@@ -72,7 +73,9 @@ async def _attempts(
             session=session, run=ctx, index=index, provider=work.provider,
         )  # fmt: skip
         try:
-            return context.scrubbed(await _execute(step, work.event.data, context))
+            with tracing.span("cronlink.step", _described(step, context)):
+                done = await _execute(step, work.event.data, context)
+            return context.scrubbed(done)
         except StepError as error:
             if not error.retryable or attempt == step.max_attempts:
                 raise StepError(context.scrubbed(str(error)), retryable=False) from None
@@ -85,6 +88,14 @@ async def _attempts(
         backoff = min(MAX_BACKOFF, step.first_backoff * 2 ** (attempt - 1)).total_seconds()
         await asyncio.sleep(max(wait, random.uniform(backoff / 2, backoff)))
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _described(step: StepModel, ctx: StepContext) -> dict[str, str | int]:
+    return {
+        "cronlink.automation": ctx.automation, "cronlink.step": ctx.step,
+        "cronlink.step_kind": next(k for k in KINDS if getattr(step, k) is not None),
+        "cronlink.event_id": ctx.event_id, "cronlink.attempt": ctx.attempt,
+    }  # fmt: skip
 
 
 def _key(work: Work, step: StepModel) -> str:

@@ -24,6 +24,7 @@ from multidict import CIMultiDict
 from cronlink.clock import iso_seconds
 from cronlink.envtext import retry_after
 from cronlink.errors import AccountPausedError
+from cronlink.observe import tracing
 
 if TYPE_CHECKING:
     import aiohttp
@@ -131,6 +132,24 @@ class Account:
         """Send one request (and once more after a 401); a 429 is returned, with the
         account paused. Network errors and timeouts (`TimeoutError` after `timeout`
         seconds (`within`), the body included) are the caller's to judge."""
+        described = {"cronlink.connection_id": self.connection_id, "http.request.method": method}
+        with tracing.span("cronlink.provider_request", described) as span:
+            answer = await self._request(
+                session, method, url, within, headers, json, redirects
+            )  # fmt: skip
+            tracing.note(span, {"http.response.status_code": answer.status})
+            return answer
+
+    async def _request(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        within: float,
+        headers: dict[str, str] | None,
+        json: Any,
+        redirects: bool,
+    ) -> Answer:
         await self.check()
         send = _Sending(session, method, url, within, headers, json, redirects)
         answer = await send(self.credentials)

@@ -21,7 +21,7 @@ from cronlink.connections import tokens
 from cronlink.connections.account import DEFAULT_PAUSE
 from cronlink.errors import ConnectionUnusableError, RefreshError, StoreError
 from cronlink.jobs import new_run
-from cronlink.observe import metrics
+from cronlink.observe import metrics, tracing
 from cronlink.records.connections import Connection, ConnectionState, Sealed, Secrets
 from cronlink.records.runs import Reason
 from cronlink.store.base import SavedRefresh
@@ -86,6 +86,12 @@ class Refresher:
         stored instead of refreshing twice. A paused account (429) is not asked: the refresh
         is queued for the pause's end and `RefreshError` says so.
         """
+        with tracing.span("cronlink.token_refresh", {"cronlink.connection_id": connection_id}):
+            return await self._refresh(connection_id, force, expected_version)
+
+    async def _refresh(
+        self, connection_id: int, force: bool, expected_version: int | None
+    ) -> Connection:
         token = secrets.token_hex(8)
         give_up = self.clock.now() + self.lease + timedelta(seconds=5)
         seen: int | None = None

@@ -24,7 +24,7 @@ from cronlink.connections import SECRET_KEY_ENV
 from cronlink.context import RunContext, RunLog
 from cronlink.egress import EgressPolicy
 from cronlink.loading import resolve
-from cronlink.observe import spend
+from cronlink.observe import spend, tracing
 from cronlink.records.connections import Credentials, Link
 from cronlink.records.runs import Spend
 
@@ -55,6 +55,10 @@ class ChildRun:
     """The worker's: the run's own sessions reach no more than the worker's do."""
     ai: Models | None = None
     """The worker's chat models, with the values of the variables their keys name."""
+    traceparent: str | None = None
+    """The attempt's span, which this process's spans continue."""
+    tracing: dict[str, str] | None = None
+    """The worker's `OTEL_*` variables when it traces (None: it does not)."""
 
 
 class _PipeLog(RunLog):
@@ -91,16 +95,33 @@ def main(run: ChildRun, pipe: Connection) -> None:
         _enqueue=enqueue,
         egress=run.egress,
     )
+    if run.tracing is not None:
+        os.environ.update(run.tracing)
+        tracing.start()
     with spend.spending() as spent:
         try:
-            handler = resolve(run.handler_path)
-            result = handler(ctx)
-            if inspect.isawaitable(result):
-                result = asyncio.run(_await(result))
-            pipe.send(("ok", _encode(result), _peak_rss(), _spent(spent)))
+            with tracing.span("cronlink.handler", _described(run), parent=run.traceparent):
+                result = _handled(run, ctx)
+            report: tuple[Any, ...] = ("ok", _encode(result), _peak_rss(), _spent(spent))
         except BaseException as error:
             failed = type(error).__name__, str(error), traceback.format_exc()
-            pipe.send(("error", *failed, _peak_rss(), _spent(spent)))
+            report = ("error", *failed, _peak_rss(), _spent(spent))
+        pipe.send(report)
+    # After the report, in the time the worker gives the process to exit (EXIT_GRACE): a
+    # collector slow or down loses these spans but never delays or fails the run.
+    tracing.stop()
+
+
+def _handled(run: ChildRun, ctx: RunContext) -> Any:
+    handler = resolve(run.handler_path)
+    result = handler(ctx)
+    if inspect.isawaitable(result):
+        result = asyncio.run(_await(result))
+    return result
+
+
+def _described(run: ChildRun) -> dict[str, Any]:
+    return {"cronlink.job": run.job, "cronlink.run_id": run.run_id, "process.pid": os.getpid()}
 
 
 def _die_with_parent() -> None:

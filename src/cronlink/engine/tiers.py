@@ -21,7 +21,7 @@ import psutil
 from cronlink.engine import child, http_target
 from cronlink.errors import ConfigError, CronlinkError, carried
 from cronlink.http_client import egress_of
-from cronlink.observe import spend
+from cronlink.observe import spend, tracing
 from cronlink.records.runs import Spend
 
 if TYPE_CHECKING:
@@ -113,7 +113,8 @@ class HeavyTier:
         self.sample_every = sample_every
         self._context = multiprocessing.get_context("forkserver")
         # Only the server's first start reads this; later calls change nothing.
-        self._context.set_forkserver_preload([*PRELOAD, *preload])
+        traced = tracing.PRELOAD if tracing.enabled() else ()
+        self._context.set_forkserver_preload([*PRELOAD, *traced, *preload])
 
     async def execute(self, job: Job, run: Run, ctx: RunContext) -> Attempt:
         if job.target is not None:
@@ -245,6 +246,8 @@ def _child_run(job: Job, run: Run, egress: EgressPolicy, ctx: RunContext) -> chi
         payload=run.payload,
         egress=egress,
         ai=None if models is None else models.carried(),
+        traceparent=tracing.traceparent(),
+        tracing=tracing.carried(),
     )
 
 

@@ -26,7 +26,7 @@ from cronlink.engine.http_target import HttpStatusError, ScrubbedClientError
 from cronlink.engine.tiers import ChildFailed, HeavyTier, LightTier, MemoryLimitExceeded
 from cronlink.errors import AddressRefusedError, UnknownJobError
 from cronlink.jobs import new_run
-from cronlink.observe import logs, metrics, spend
+from cronlink.observe import logs, metrics, spend, tracing
 from cronlink.plurals import counted
 from cronlink.policies.retry import Failure, GiveUp, Retry
 from cronlink.records.runs import Reason, RunError, RunState, Spend, Tier, alive_role
@@ -229,9 +229,12 @@ class Worker:
         """Run one attempt, record it, and hand the slot straight to the next claimed run."""
         claimed: list[Run] = []
         try:
-            outcome = await self._timed_attempt(run)
-            self._completing.add(run.id)
-            claimed = await self.committer.finish(run, outcome)
+            with tracing.attempt(run) as span:
+                outcome = await self._timed_attempt(run)
+                tracing.ended(span, outcome.state, outcome.error)
+                self._completing.add(run.id)
+                with tracing.span("cronlink.complete"):
+                    claimed = await self.committer.finish(run, outcome)
             _tell(run, outcome)
             if self.metered:
                 metrics.attempt_finished(run, outcome.state, outcome.duration_ms)
@@ -346,7 +349,10 @@ class Worker:
         target = self.jobs.get(job)
         if target is None:
             raise UnknownJobError(job, [])
-        request = new_run(target, Reason.ENQUEUE, payload=payload, not_before=not_before)
+        request = new_run(
+            target, Reason.ENQUEUE, payload=payload, not_before=not_before,
+            traceparent=tracing.traceparent(),
+        )  # fmt: skip
         run_id = await self.store.enqueue(request, self.clock.now())
         if self.on_enqueue is not None:
             self.on_enqueue(target.tier)

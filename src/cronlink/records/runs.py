@@ -103,6 +103,8 @@ class Run:
     """Heavy runs: CPU time of the run's processes, over every attempt."""
     memory_mib_s: float | None = None
     """Heavy runs: resident memory integrated over time (MiB x s), over every attempt."""
+    traceparent: str | None = None
+    """The trace its attempts continue (W3C `traceparent`): its caller's, when it sent one."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -142,6 +144,7 @@ class NewRun:
     max_attempts: int = 1
     overlap: Overlap = Overlap.ALLOW
     dedupe_key: str | None = None
+    traceparent: str | None = None
 
 
 @dataclass(kw_only=True, slots=True)

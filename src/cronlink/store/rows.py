@@ -67,6 +67,7 @@ def run_from_mapping(m: Mapping[Any, Any]) -> Run:
         requests=m["requests"],
         cpu_ms=m["cpu_ms"],
         memory_mib_s=m["memory_mib_s"],
+        traceparent=m["traceparent"],
     )
 
 

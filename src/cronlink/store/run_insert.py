@@ -74,6 +74,7 @@ def _encoded(run: NewRun) -> dict[str, Any]:
         "max_attempts": run.max_attempts,
         "overlap": run.overlap.value,
         "dedupe_key": run.dedupe_key,
+        "traceparent": run.traceparent,
     }
 
 

@@ -153,6 +153,8 @@ runs = Table(
     Column("requests", Integer, nullable=False, server_default="0"),
     Column("cpu_ms", BigInteger),
     Column("memory_mib_s", Float),
+    # The trace a caller's run continues (W3C `traceparent`, version 00: 55 characters).
+    Column("traceparent", String(55)),
     # Partial indexes: a run enters and leaves each as its state changes, so claiming and
     # completing touch few index entries, and each index holds only live runs.
     Index("ix_runs_queued", "tier", "not_before", "id", **_where("state = 'queued'")),

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from cronlink import control, signatures
 from cronlink.clock import utc_instant
 from cronlink.errors import UnknownJobError
+from cronlink.observe import tracing
 from cronlink.records.runs import Tier, alive_role
 from cronlink.storable import json_flaw
 from cronlink.web import problems
@@ -55,7 +56,8 @@ def router(service: WebService) -> APIRouter:
         """Queue a run of `job` and answer 202 with its id at once (`?wait=true`: wait for a
         light run to finish, up to 25 s). The same schedule-time header or
         `Idempotency-Key` twice gives the same run. A body is the run's payload
-        (`ctx.payload`): JSON, or text when it is not JSON and not sent as JSON."""
+        (`ctx.payload`): JSON, or text when it is not JSON and not sent as JSON. A W3C
+        `traceparent` header makes the run's attempts part of the caller's trace."""
         denied = await _deny(service, request, "cron.run", job)
         if denied is not None:
             return denied
@@ -80,6 +82,7 @@ def router(service: WebService) -> APIRouter:
                 service.clock.now(),
                 audit,
                 payload=payload,
+                traceparent=tracing.accepted(request.headers.get("traceparent")),
             )
         except UnknownJobError as error:
             await service.audited(request, "cron-secret", "cron.run", job, "not_found")
