@@ -19,6 +19,7 @@ from cronlink.errors import StoreError
 from cronlink.http_client import new_session
 from cronlink.observe import tracing
 from cronlink.plurals import counted
+from cronlink.progress import Progress, silent
 from cronlink.records.runs import Tier
 from cronlink.store import Store, store_for
 from cronlink.web import secrets
@@ -34,10 +35,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("cronlink")
 
 
-async def open_store(settings: Settings, *, migrate: bool = True) -> Store:
+async def open_store(
+    settings: Settings, *, migrate: bool = True, progress: Progress = silent
+) -> Store:
     store = store_for(settings.database_url)
     try:
-        await store.open(migrate=migrate)
+        await store.open(migrate=migrate, progress=progress)
     except BaseException:
         await store.close()
         raise

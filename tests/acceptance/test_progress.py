@@ -1,5 +1,6 @@
 """Long commands show how far they have got on a terminal (rich bars on stderr) and
-nothing when their output goes to a program: `db copy`, `connections refresh --all`."""
+nothing when their output goes to a program: `db upgrade`, `db copy`, `connections
+refresh --all`."""
 
 from __future__ import annotations
 
@@ -62,10 +63,13 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "CRONLINK_SECRET_KEY": generate_key(), "DATABASE_URL": ""}
 
 
-def test_db_copy_draws_a_bar_per_table_on_a_terminal_and_none_when_piped(
+def test_db_upgrade_and_copy_draw_bars_on_a_terminal_and_none_when_piped(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    assert _piped([*CLI, "db", "upgrade"], tmp_path, env).returncode == 0
+    code, out, drawn = _on_a_terminal([*CLI, "db", "upgrade"], tmp_path, env)
+    assert code == 0, out
+    assert b"upgrading the schema" in drawn
+    assert _piped([*CLI, "db", "upgrade"], tmp_path, env).stderr == ""  # up to date: quiet
     for _ in range(3):
         assert _piped([*CLI, "trigger", "watch-alerts"], tmp_path, env).returncode != 2
     copy = [*CLI, "db", "copy", "--from", f"sqlite:///{tmp_path / 'c.db'}", "--to"]

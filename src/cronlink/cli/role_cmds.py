@@ -22,6 +22,7 @@ from cronlink.runtime import open_store, run_roles
 
 if TYPE_CHECKING:
     from cronlink.app import App
+    from cronlink.progress import Progress
 
 
 @click.command()
@@ -194,13 +195,17 @@ def upgrade(
     as_json: bool, config_path: Path | None, database_url: str | None, app_path: str | None
 ) -> None:
     """Create the schema or bring it to this version (refuses a newer database)."""
+    # Imported here: rich, which the roles in this module do not use.
+    from cronlink.cli.progress import bars
+
     settings = settings_from(config_path, database_url, app_path)
 
-    async def go() -> None:
-        store = await open_store(settings)
+    async def go(progress: Progress) -> None:
+        store = await open_store(settings, progress=progress)
         await store.close()
 
-    run_async(go())
+    with bars() as progress:
+        run_async(go(progress))
     if as_json:
         print_json({"database": settings.database_url, "upgraded": True})
     else:

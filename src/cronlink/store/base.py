@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+from cronlink.progress import Progress, silent
 from cronlink.records.runs import Spend
 from cronlink.store import metric_queries, migrate, queries, rate_buckets, usage_queries
 from cronlink.store.ai_store import AiStore
@@ -184,8 +185,9 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def open(self, *, migrate: bool = True) -> None:
-        """Connect, refuse a corrupt or newer database, and bring the schema up to date."""
+    async def open(self, *, migrate: bool = True, progress: Progress = silent) -> None:
+        """Connect, refuse a corrupt or newer database, and bring the schema up to date
+        (telling `progress` each migration applied)."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import inspect
 
 from cronlink.errors import CorruptDatabaseError, SchemaTooNewError
+from cronlink.progress import Progress, silent
 
 if TYPE_CHECKING:
+    from alembic.config import Config
     from sqlalchemy import Connection
 
 _SCRIPTS = Path(__file__).with_name("migrations")
@@ -64,9 +66,10 @@ def check_not_newer(connection: Connection) -> None:
         )
 
 
-def upgrade(connection: Connection, revision: str = "head") -> None:
+def upgrade(connection: Connection, revision: str = "head", *, progress: Progress = silent) -> None:
     """Bring the schema to `revision`, the newest by default (a no-op when it is there
-    already). On SQLite, open the transaction inside `rebuildable`."""
+    already), telling `progress` as each migration is applied. On SQLite, open the
+    transaction inside `rebuildable`."""
     check_not_newer(connection)
     before = current_revision(connection)
     if before == (head_revision() if revision == "head" else revision):
@@ -78,12 +81,25 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
     config = Config()
     config.set_main_option("script_location", str(_SCRIPTS))
     config.attributes["connection"] = connection
+    steps = _steps(config, before, revision)
+    task = "upgrading the schema"
+    progress(task, 0, steps)
+    applied = iter(range(1, steps + 1))
+    config.attributes["on_version_apply"] = lambda **_: progress(task, next(applied, steps), steps)
     command.upgrade(config, revision)
     if current_revision(connection) != before:
         try:
             check_references(connection)
         except CorruptDatabaseError as error:
             raise CorruptDatabaseError(f"{error}; the upgrade was rolled back") from None
+
+
+def _steps(config: Config, before: str | None, revision: str) -> int:
+    """How many migrations lie between `before` (None: none applied) and `revision`."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(config)
+    return len(list(scripts.iterate_revisions(revision, before or "base")))
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cronlink.errors import StoreError, UnstorableError, first_line
+from cronlink.progress import Progress, silent
 from cronlink.scrubbing import without_password
 from cronlink.store import (
     migrate,
@@ -65,12 +66,12 @@ class PostgresStore(Store):
         self._listeners: list[asyncio.Task[None]] = []
         self._pool: AsyncConnectionPool | None = None
 
-    async def open(self, *, migrate: bool = True) -> None:
+    async def open(self, *, migrate: bool = True, progress: Progress = silent) -> None:
         self._engine = create_async_engine(
             self._engine_url, pool_size=self._pool_size, max_overflow=5, pool_pre_ping=True
         )
         event.listen(self._engine.sync_engine, "before_cursor_execute", refuse_unstorable)
-        await self._run(lambda c: _prepare(c, migrate), write=True)
+        await self._run(lambda c: _prepare(c, migrate, progress), write=True)
         # No check on checkout (a round trip per transaction): a connection the server
         # dropped fails its transaction once, the caller retries, the pool replaces it.
         self._pool = AsyncConnectionPool(
@@ -238,9 +239,9 @@ async def _generic_plans(db: AsyncConnection[Any]) -> None:
     await db.execute("SET plan_cache_mode = force_generic_plan")
 
 
-def _prepare(c: Connection, run_migrations: bool) -> None:
+def _prepare(c: Connection, run_migrations: bool, progress: Progress) -> None:
     migrate.refuse_foreign(c, "the database")
     if run_migrations:
-        migrate.upgrade(c)
+        migrate.upgrade(c, progress=progress)
     else:
         migrate.check_not_newer(c)

@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from cronlink.errors import CorruptDatabaseError, StoreError, UnstorableError
+from cronlink.progress import Progress, silent
 from cronlink.store import migrate, queries, rate_buckets, sqlite_hot, sqlite_refresh
 from cronlink.store.audit_store import DETAIL_CHARS
 from cronlink.store.base import Completion, Store
@@ -60,10 +61,10 @@ class SQLiteStore(Store):
         self._guard = threading.Lock()
         """One user of the connection at a time: the event loop (inline) or the thread."""
 
-    async def open(self, *, migrate: bool = True) -> None:
-        await self._call(lambda: self._open(migrate))
+    async def open(self, *, migrate: bool = True, progress: Progress = silent) -> None:
+        await self._call(lambda: self._open(migrate, progress))
 
-    def _open(self, run_migrations: bool) -> None:
+    def _open(self, run_migrations: bool, progress: Progress) -> None:
         _refuse_foreign_file(self.path)
         engine = create_engine(
             f"sqlite:///{self.path}",
@@ -78,7 +79,7 @@ class SQLiteStore(Store):
             with migrate.rebuildable(conn):
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
                 try:
-                    migrate.upgrade(conn)
+                    migrate.upgrade(conn, progress=progress)
                     conn.exec_driver_sql("COMMIT")
                 except BaseException:
                     conn.exec_driver_sql("ROLLBACK")
