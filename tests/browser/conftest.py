@@ -38,7 +38,10 @@ def _install() -> None:
 
     def apt(*args: str) -> subprocess.CompletedProcess[str]:
         try:
-            return subprocess.run(["apt-get", *args], env=env, capture_output=True, text=True,
+            # Waits for another apt-get (a package install elsewhere on the machine) rather
+            # than failing on its lock.
+            command = ["apt-get", "-o", f"DPkg::Lock::Timeout={INSTALL_TIMEOUT // 2}", *args]
+            return subprocess.run(command, env=env, capture_output=True, text=True,
                                   timeout=INSTALL_TIMEOUT, check=False)  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as error:
             pytest.fail(f"Chromium is not installed and apt-get could not run: {error}")

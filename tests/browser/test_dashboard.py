@@ -19,7 +19,8 @@ from cronlink.web.server import serving
 from tests.acceptance.dashboard_kit import app, history, tokens
 from tests.acceptance.worker_kit import running_worker
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# One pytest process runs them all: one Chromium install (apt-get takes one at a time).
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("browser")]
 
 SHOTS = Path(__file__).resolve().parents[2] / ".artifacts" / "dashboard"
 ARGS = [
