@@ -142,3 +142,19 @@ def test_refresh_all_refreshes_each_active_connection_and_names_those_that_faile
     assert again.returncode == 0, again.stdout + again.stderr
     assert [r["refreshed"] for r in json.loads(again.stdout)] == [True, True]
     assert "\x1b" not in again.stderr
+
+
+def test_an_import_of_many_jobs_counts_them_on_a_terminal(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    crons = [f'"{minute} {hour} * * *"' for hour in range(24) for minute in range(60)]
+    (tmp_path / "wrangler.toml").write_text(
+        f'name = "many"\n[triggers]\ncrons = [{", ".join(crons)}]\n'
+    )
+    command = [*CLI, "import", "wrangler.toml", "--app-url", "https://app.example.com",
+               "--output", "imported.toml"]  # fmt: skip
+    code, out, drawn = _on_a_terminal(command, tmp_path, env)
+    assert code == 0, out
+    assert out.startswith("added 1,440 jobs to imported.toml: ")
+    assert b"importing wrangler.toml" in drawn
+    assert b"1440" in drawn.replace(b",", b"")

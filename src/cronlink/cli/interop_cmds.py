@@ -10,11 +10,13 @@ import click
 import tomli_w
 
 from cronlink.cli.options import print_json, settings_from, settings_options
+from cronlink.cli.progress import bars
 from cronlink.compose import build_app
 from cronlink.errors import ConfigError
 from cronlink.interop import cloud_scheduler, kubernetes, wrangler
 from cronlink.interop.carry import APP_URL, Binding, Exported, Imported, append_jobs
 from cronlink.plurals import counted
+from cronlink.progress import Progress
 
 KINDS = ("wrangler", "cloud-scheduler", "k8s")
 
@@ -70,7 +72,8 @@ def import_command(
             "Cloud Scheduler jobs keep the URL they call", param_hint="--app-url"
         )
     binding = Binding(handler=handler, app_url=app_url or APP_URL)
-    imported = _read_definitions(kind, path, binding, environment)
+    with bars() as progress:
+        imported = _read_definitions(kind, path, binding, environment, progress)
     if output != "-":
         append_jobs(Path(output), imported)
     if as_json:
@@ -105,18 +108,21 @@ def _kind_and_file(kind_or_file: str, file: Path | None) -> tuple[str, Path]:
     return "wrangler", path
 
 
-def _read_definitions(kind: str, path: Path, binding: Binding, environment: str | None) -> Imported:
+def _read_definitions(
+    kind: str, path: Path, binding: Binding, environment: str | None, progress: Progress
+) -> Imported:
     try:
         text = path.read_text()
     except OSError as error:
         raise ConfigError(f"{path}: {error.strerror}") from None
     if kind == "cloud-scheduler":
-        return cloud_scheduler.import_jobs(text, str(path), binding if binding.handler else None)
+        chosen = binding if binding.handler else None
+        return cloud_scheduler.import_jobs(text, str(path), chosen, progress)
     if kind == "k8s":
-        return kubernetes.import_cronjobs(text, str(path), binding)
+        return kubernetes.import_cronjobs(text, str(path), binding, progress)
     try:
         config = wrangler.read_config(text, path.name)
-        return wrangler.import_triggers(config, str(path), binding, environment)
+        return wrangler.import_triggers(config, str(path), binding, environment, progress)
     except ValueError as error:
         raise ConfigError(f"{path}: {error}") from None
 

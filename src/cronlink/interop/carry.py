@@ -22,6 +22,7 @@ from cronlink.config_models import JobModel
 from cronlink.durations import format_duration
 from cronlink.errors import ConfigError
 from cronlink.jobs import DEFAULT_TIMEOUT
+from cronlink.progress import Progress, silent
 from cronlink.records.runs import Tier
 
 APP_URL = "${APP_URL}"
@@ -61,11 +62,14 @@ class Imported:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
     """What was not carried over, each as `what: why`."""
+    progress: Progress = silent
+    """Told as each job is added (thousands take a while to check)."""
+    _names: set[str] = field(default_factory=set)
 
     def add(self, job: dict[str, Any]) -> None:
         """Add `job` once it reads as a valid `[[jobs]]` table (else ConfigError)."""
         name = job.get("name", "?")
-        if any(existing["name"] == name for existing in self.jobs):
+        if name in self._names:
             raise ConfigError(f"{self.source}: two jobs would be named {name!r}")
         try:
             JobModel.model_validate(job)
@@ -76,6 +80,8 @@ class Imported:
                 f"{self.source}: job {name!r} would not load ({where}: {problem['msg']})"
             ) from None
         self.jobs.append(job)
+        self._names.add(name)
+        self.progress(f"importing {self.source}", len(self.jobs), None)
 
     def leave_out(self, what: str, why: str) -> None:
         self.left_out.append(f"{what}: {why}")

@@ -35,6 +35,7 @@ from cronlink.interop.carry import (
 from cronlink.interop.dialects import CLOUD_SCHEDULER, Untranslatable, from_vixie, to_vixie
 from cronlink.jobs import Job
 from cronlink.jobs import schedule as schedule_spec
+from cronlink.progress import Progress, silent
 
 GOOGLE_HEADERS = re.compile(r"(user-agent|host|content-length|x-cloudscheduler.*)$", re.I)
 """Headers Google sets on every call whatever the job says."""
@@ -49,11 +50,13 @@ _IN_QUOTES = re.compile(VARIABLE.pattern + r'|["\\$`]')
 """What bash's double quotes treat specially: a `${NAME}` to keep, else a character to escape."""
 
 
-def import_jobs(text: str, source: str, binding: Binding | None) -> Imported:
+def import_jobs(
+    text: str, source: str, binding: Binding | None, progress: Progress = silent
+) -> Imported:
     """One `[[jobs]]` table per job in `text`, or `binding`'s handler in place of each
     target. A job that cannot come along is left out with the reason, the others still
     come; a file that is neither YAML nor JSON raises ConfigError naming `source`."""
-    imported = Imported(source=source)
+    imported = Imported(source=source, progress=progress)
     for index, raw in enumerate(_documents(text, source), start=1):
         notes: list[str] = []
         try:

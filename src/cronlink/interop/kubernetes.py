@@ -31,6 +31,7 @@ from cronlink.interop.carry import (
 from cronlink.interop.dialects import KUBERNETES, Untranslatable, from_vixie, to_vixie
 from cronlink.jobs import Job, schedule
 from cronlink.policies.misfire import ON_TIME, Misfire
+from cronlink.progress import Progress, silent
 from cronlink.records.runs import Overlap
 
 _OVERLAP = {"Allow": "allow", "Forbid": "skip", "Replace": "replace"}
@@ -61,12 +62,14 @@ exec curl -fsS -X POST -H "Authorization: Bearer ${CRON_SECRET%%,*}" -H "$instan
 """
 
 
-def import_cronjobs(text: str, source: str, binding: Binding) -> Imported:
+def import_cronjobs(
+    text: str, source: str, binding: Binding, progress: Progress = silent
+) -> Imported:
     """`[[jobs]]` tables from a manifest of CronJobs (several documents, or a `List`).
 
     A CronJob that cannot come along, and any object of another kind, is left out with
     the reason; a file that is not a manifest raises ConfigError naming it."""
-    imported = Imported(source=source)
+    imported = Imported(source=source, progress=progress)
     for manifest in _objects(text, source):
         metadata = manifest.get("metadata")
         raw = str(metadata.get("name") or "?") if isinstance(metadata, dict) else "?"

@@ -21,6 +21,7 @@ import tomli_w
 from cronlink.interop.carry import APP_URL, Binding, Exported, Imported, job_name
 from cronlink.interop.dialects import Untranslatable, from_cloudflare, to_cloudflare
 from cronlink.jobs import Job
+from cronlink.progress import Progress, silent
 
 SCRIPT_NAME = "cronlink-triggers.js"
 SCRIPT = (files("cronlink.interop") / SCRIPT_NAME).read_text()
@@ -46,11 +47,15 @@ def read_config(text: str, source: str) -> dict[str, Any]:
 
 
 def import_triggers(
-    config: dict[str, Any], source: str, binding: Binding, env: str | None = None
+    config: dict[str, Any],
+    source: str,
+    binding: Binding,
+    env: str | None = None,
+    progress: Progress = silent,
 ) -> Imported:
     """One job per cron trigger: UTC, no retry and overlapping runs allowed, as on
     Cloudflare. `env` reads `[env.NAME]`, whose triggers are inherited and vars are not."""
-    imported = Imported(source=source)
+    imported = Imported(source=source, progress=progress)
     environments = _table(config, "env")
     section = config
     if env is not None:
