@@ -27,6 +27,7 @@ from cronlink.observe.alert_job import WATCH_ALERTS, policy_from
 from cronlink.observe.alerts import evaluate
 from cronlink.observe.notify import Notifier
 from cronlink.observe.usage import measured
+from cronlink.progress import Progress, silent
 from cronlink.records.runs import Reason, RunState, Tier
 from cronlink.runtime import run_roles
 from cronlink.store import Store, store_for
@@ -234,9 +235,11 @@ async def test_the_roles_hand_watch_alerts_the_store_they_hold(
     opened: list[str] = []
     open_store = SQLiteStore.open
 
-    async def counted(self: SQLiteStore, *, migrate: bool = True) -> None:
+    async def counted(
+        self: SQLiteStore, *, migrate: bool = True, progress: Progress = silent
+    ) -> None:
         opened.append(self.url)
-        await open_store(self, migrate=migrate)
+        await open_store(self, migrate=migrate, progress=progress)
 
     monkeypatch.setattr(SQLiteStore, "open", counted)
     stop = asyncio.Event()
