@@ -277,6 +277,7 @@ def _start_runs(
     (PostgreSQL's SKIP LOCKED; SQLite has one writer at a time), so a run taken here has
     not started draining yet and sees these events when it does."""
     slots = c.execute(select(table.c.concurrency).where(table.c.id == automation_id)).scalar_one()
+    wanted = max(1, slots)
     waiting = select(events.c.run_id).where(
         events.c.automation_id == automation_id,
         events.c.state == EventState.PENDING.value,
@@ -287,13 +288,13 @@ def _start_runs(
             select(runs.c.id)
             .where(runs.c.id.in_(waiting), runs.c.state == RunState.QUEUED.value)
             .order_by(runs.c.id)
-            .limit(max(1, slots))
+            .limit(wanted)
             .with_for_update()
         ).scalars()
     )
     started = queued + [
         queries.enqueue(c, event_run(run, automation_id, event_id, now), now)
-        for event_id in fired[: max(0, max(1, slots) - len(queued))]
+        for event_id in fired[: wanted - len(queued)]
     ]
     for index, event_id in enumerate(fired):
         run_id = started[index % len(started)]
