@@ -96,6 +96,10 @@ def _npm_install(npm: str, folder: Path) -> None:
     partial.rename(folder)  # complete or absent: an interrupted install is redone
 
 
+PORT_TRIES = 3
+"""Starts tried on fresh ports when one was taken meanwhile."""
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -108,7 +112,6 @@ async def dev(wrangler: Wrangler, worker: Path, secret: str) -> AsyncIterator[st
     free port of 127.0.0.1, `CRON_SECRET` its secret; its base URL. AssertionError with
     wrangler's output when it does not start; its process group is ended on the way out."""
     (worker / ".dev.vars").write_text(f"CRON_SECRET={secret}\n")
-    port = free_port()
     # No Cloudflare account: whatever credentials the environment holds stay out.
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDFLARE_")}
     env |= QUIET | {
@@ -116,17 +119,27 @@ async def dev(wrangler: Wrangler, worker: Path, secret: str) -> AsyncIterator[st
         "WRANGLER_LOG_PATH": str(worker / ".logs"),
     }
     log = worker / "wrangler.log"
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            wrangler.node, str(wrangler.script), "dev", "--local", "--test-scheduled",
-            "--ip", "127.0.0.1", "--port", str(port), "--show-interactive-dev-session=false",
-            # Its debugger's port, else 9229 for every wrangler on the machine.
-            "--inspector-port", str(free_port()),
-            cwd=worker, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,  # wrangler starts workerd: all are ended as one group
-        )  # fmt: skip
+    for attempt in range(PORT_TRIES):
+        port = free_port()
+        with log.open("wb") as out:
+            process = await asyncio.create_subprocess_exec(
+                wrangler.node, str(wrangler.script), "dev", "--local", "--test-scheduled",
+                "--ip", "127.0.0.1", "--port", str(port), "--show-interactive-dev-session=false",
+                # Its debugger's port, else 9229 for every wrangler on the machine.
+                "--inspector-port", str(free_port()),
+                cwd=worker, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # wrangler starts workerd: all are ended as one group
+            )  # fmt: skip
+        try:
+            await _ready(process, log, port)
+            break
+        except AssertionError as error:
+            await _end(process)
+            # A free port can be taken by another process before workerd binds it.
+            if "Address already in use" not in str(error) or attempt == PORT_TRIES - 1:
+                raise
     try:
-        await _ready(process, log, port)
         yield f"http://127.0.0.1:{port}"
     finally:
         await _end(process)
